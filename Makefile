@@ -1,0 +1,69 @@
+# Cumulo: `make run` starts the management server, `make test` runs the whole suite.
+# Both work on a fresh Debian 12 machine with Python 3.11 as root: they install what is missing.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.cumulo-installed
+# Debian packages the build needs: a C compiler for the cffi codec and Cython kernel, pkg-config.
+APT_PACKAGES := gcc make pkg-config
+NATIVE_SOURCES := $(wildcard native/*.c native/*.h native/*.pyx native/_*_build.py) setup.py pyproject.toml
+
+.PHONY: all run test lint typecheck bench fuzz sanitize system-deps clean
+
+all: $(STAMP)
+
+# Debian packages, only those missing; plus the headers and venv module of the chosen Python.
+system-deps:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	inc=$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])'); \
+	[ -f "$$inc/Python.h" ] || missing="$$missing python3-dev"; \
+	$(PYTHON) -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(STAMP): $(NATIVE_SOURCES) | system-deps
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
+run: $(STAMP)
+	@echo "make run: the management server is not built yet (issue 4 builds it); nothing to start." >&2
+	@exit 1
+
+bench: $(STAMP)
+	@mkdir -p benchmarks/results
+	$(PY) -m benchmarks.codec --json benchmarks/results/codec.json
+
+# Coverage-guided fuzzing of the C frame decoder with libFuzzer (needs clang; installed when missing).
+FUZZ_SECONDS ?= 60
+fuzz:
+	@command -v clang >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang)
+	@mkdir -p build fuzz-corpus
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -Inative native/fuzz_scan.c native/framecodec.c -o build/fuzz_scan
+	build/fuzz_scan -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 fuzz-corpus
+
+# The whole protocol suite against the C codec built with AddressSanitizer and UBSan.
+sanitize: $(STAMP)
+	CUMULO_NATIVE_SANITIZE=1 $(PY) -m pip install -q --no-build-isolation --no-deps -e .
+	ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD=$$(gcc -print-file-name=libasan.so) $(PY) -m pytest -q -p no:cacheprovider tests/protocol tests/native; \
+	status=$$?; $(PY) -m pip install -q --no-build-isolation --no-deps -e .; exit $$status
+
+clean:
+	rm -rf build *.egg-info native/*.so native/_framecodec.c .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The Cumulo host agent (built by a later issue)."""

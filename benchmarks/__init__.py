@@ -1,0 +1,1 @@
+"""Benchmarks: each module runs alone as ``python -m benchmarks.NAME --json FILE``."""

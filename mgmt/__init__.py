@@ -1,0 +1,1 @@
+"""The Cumulo management server (built by a later issue)."""

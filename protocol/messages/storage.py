@@ -1,0 +1,56 @@
+"""Volume messages: a template copied to a primary pool, a root volume made from it, and its deletion."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .base import Answer, Command, answer, command
+
+
+@command
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PrimaryStorageDownloadCommand(Command):
+    """Copy a template into a primary storage pool (a no-op when it is already there)."""
+
+    template_uuid: str
+    url: str
+    pool_uuid: str
+    pool_path: str = ""
+    format: str = "qcow2"
+
+
+@answer
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PrimaryStorageDownloadAnswer(Answer):
+    install_path: str = ""
+    size_bytes: int = 0
+
+
+@command
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateCommand(Command):
+    """Create a volume on a pool: from the template at ``template_path``, or empty when it is ''."""
+
+    volume_uuid: str
+    pool_uuid: str
+    pool_path: str = ""
+    template_path: str = ""
+    size_bytes: int = 0
+    format: str = "qcow2"
+
+
+@answer
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateAnswer(Answer):
+    path: str = ""
+    size_bytes: int = 0
+
+
+@command
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DestroyCommand(Command):
+    """Delete a volume from its pool (answered with a plain ``Answer``; deleting nothing succeeds)."""
+
+    volume_uuid: str
+    pool_uuid: str
+    path: str = ""

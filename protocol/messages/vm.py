@@ -1,0 +1,165 @@
+"""Virtual-machine messages and the transfer objects that describe a VM to its hypervisor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .base import Answer, Command, answer, command
+from .host import PowerState
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DiskTO:
+    """A disk as the hypervisor attaches it."""
+
+    volume_uuid: str
+    type: str = "ROOT"  # ROOT or DATADISK
+    device_id: int = 0
+    path: str = ""
+    pool_uuid: str = ""
+    pool_path: str = ""
+    size_bytes: int = 0
+    format: str = "qcow2"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NicTO:
+    """A network interface with its address, as the hypervisor and the guest see it."""
+
+    uuid: str
+    device_id: int = 0
+    mac: str
+    ip: str = ""
+    netmask: str = ""
+    gateway: str = ""
+    dns: tuple[str, ...] = ()
+    broadcast_uri: str = ""  # vlan://100, untagged...
+    bridge: str = ""
+    is_default: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VirtualMachineTO:
+    """Everything a hypervisor needs to start a VM."""
+
+    name: str
+    uuid: str
+    display_name: str = ""
+    vcpus: int
+    cpu_speed_mhz: int = 0
+    memory_bytes: int
+    os_type: str = ""
+    arch: str = "x86_64"
+    boot_args: str = ""
+    kernel: str = ""
+    initrd: str = ""
+    disks: tuple[DiskTO, ...] = ()
+    nics: tuple[NicTO, ...] = ()
+    details: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VmStats:
+    cpu_utilization: float = 0.0
+    memory_kbs: int = 0
+    disk_read_bytes: int = 0
+    disk_write_bytes: int = 0
+    net_rx_bytes: int = 0
+    net_tx_bytes: int = 0
+
+
+@command
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartCommand(Command):
+    vm: VirtualMachineTO
+    host_guid: str = ""
+
+
+@answer
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartAnswer(Answer):
+    vm_name: str = ""
+
+
+@command
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopCommand(Command):
+    """Graceful shutdown for up to ``graceful_seconds``, then power off; ``forced`` skips the wait."""
+
+    vm_name: str
+    forced: bool = False
+    graceful_seconds: int = 60
+
+
+@answer
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopAnswer(Answer):
+    pass
+
+
+@command
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RebootCommand(Command):
+    vm_name: str
+
+
+@answer
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RebootAnswer(Answer):
+    pass
+
+
+@command
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PrepareForMigrationCommand(Command):
+    """Sent to the destination host before a migration so it can set up disks and networks."""
+
+    vm: VirtualMachineTO
+
+
+@answer
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PrepareForMigrationAnswer(Answer):
+    pass
+
+
+@command
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MigrateCommand(Command):
+    """Sent to the source host: move ``vm_name`` live to the destination."""
+
+    vm_name: str
+    dest_ip: str = ""
+    dest_uri: str = ""
+    dest_guid: str = ""
+    live: bool = True
+
+
+@answer
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MigrateAnswer(Answer):
+    pass
+
+
+@command
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckVirtualMachineCommand(Command):
+    vm_name: str
+
+
+@answer
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckVirtualMachineAnswer(Answer):
+    power_state: PowerState = PowerState.UNKNOWN
+
+
+@command
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetVmStatsCommand(Command):
+    vm_names: tuple[str, ...]
+
+
+@answer
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetVmStatsAnswer(Answer):
+    stats: dict[str, VmStats] = field(default_factory=dict)
