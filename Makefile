@@ -33,12 +33,12 @@ $(STAMP): $(NATIVE_SOURCES) | system-deps
 	@touch $@
 
 test: $(STAMP)
-	$(PY) -m ruff check .
+	$(PY) -m ruff check --no-cache .
 	$(PY) -m mypy
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(PY) -m ruff check .
+	$(PY) -m ruff check --no-cache .
 
 typecheck: $(STAMP)
 	$(PY) -m mypy

@@ -6,6 +6,7 @@ Header checks run in the same order as ``native/framecodec.c`` so both report th
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 
 from .frame import (
@@ -18,6 +19,7 @@ from .frame import (
     FrameSpec,
     ScanResult,
     encode_error,
+    field_range_error,
 )
 
 _unpack_header = HEADER.unpack_from
@@ -66,12 +68,17 @@ class PythonCodec:
         parts: list[bytes] = []
         for flags, seq, mgmt_id, agent_id, via, body in frames:
             length = len(body)
+            if flags < 0:
+                raise field_range_error()
             if flags & ~KNOWN_FLAGS or flags > 0xFFFF:
                 raise encode_error(FrameErrorCode.FLAGS)
             if length > max_body:
                 raise encode_error(FrameErrorCode.TOO_LARGE)
             if length < MIN_BODY:
                 raise encode_error(FrameErrorCode.TOO_SMALL)
-            parts.append(_pack_header(VERSION, 0, flags, seq, length, mgmt_id, agent_id, via))
+            try:
+                parts.append(_pack_header(VERSION, 0, flags, seq, length, mgmt_id, agent_id, via))
+            except struct.error:
+                raise field_range_error() from None
             parts.append(body)
         return b"".join(parts)

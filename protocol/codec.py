@@ -1,8 +1,10 @@
 """Codec selection: ``CUMULO_CODEC=python|native`` (native by default).
 
 Both codecs have the interface of ``protocol._pycodec.PythonCodec``: ``scan(buf, max_body, start=0)``
-returns a ``ScanResult``, ``encode(frames, max_body)`` returns the frames' bytes. The native codec must
-be present after ``pip install``; asking for it when it is missing is an error, never a silent fallback.
+returns a ``ScanResult`` whose records are valid until the next ``scan`` on the same thread (the C codec
+reuses its array and releases the old view), ``encode(frames, max_body)`` returns the frames' bytes.
+The native codec must be present after ``pip install``; asking for it when it is missing is an error,
+never a silent fallback.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Sequence
 from typing import Final, NamedTuple
 
 from .errors import FrameError
@@ -66,7 +67,8 @@ class FrameSpec(NamedTuple):
 class ScanResult(NamedTuple):
     """What a codec's ``scan`` found in a receive buffer.
 
-    ``records`` is flat: RECORD_WORDS integers for each of the ``nframes`` complete frames.
+    ``records`` is flat: RECORD_WORDS integers for each of the ``nframes`` complete frames (a list from
+    the Python codec, a memoryview of unsigned 64-bit words from the C codec).
     ``consumed`` is the offset after the last complete frame, or of the frame whose header is bad when
     ``error`` is set. ``next_size`` is the full size of the first incomplete frame (HEADER_SIZE while its
     header is incomplete), 0 if none.
@@ -76,7 +78,7 @@ class ScanResult(NamedTuple):
     consumed: int
     next_size: int
     error: int
-    records: list[int]
+    records: Sequence[int]
 
 
 def max_body_size(max_frame_size: int) -> int:
@@ -100,6 +102,11 @@ def frame_error(code: int, data: bytes | bytearray | memoryview, offset: int, ma
     else:
         text = f"frame error {code} at offset {offset}"
     return FrameError(code, text)
+
+
+def field_range_error() -> ValueError:
+    """A header field (sequence, ids, flags) that does not fit its unsigned width."""
+    return ValueError("cannot encode frame: a header field is outside its unsigned range")
 
 
 def encode_error(code: int) -> ValueError:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from native._framecodec import ffi, lib
-
 import native
+from native._framecodec import ffi, lib
 from protocol import frame
 
 HEADER_FILE = Path(native.__file__).parent / "framecodec.h"
