@@ -14,6 +14,7 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar, TypeVar
 
 from ..errors import MessageError
@@ -103,18 +104,21 @@ answer(UnsupportedAnswer)
 # --- decoding -------------------------------------------------------------------------------------
 
 _DECODERS: dict[type[Any], Callable[[Any], Any]] = {}
+_MISSING = object()
+_PRIMITIVES = {bool: "bool", int: "int", str: "str"}
 
 
 def decode_struct(cls: type[T], value: Any) -> T:
     """Build ``cls`` (a message or transfer-object dataclass) from its wire dict, checking types."""
     decoder = _DECODERS.get(cls)
     if decoder is None:
-        decoder = _DECODERS[cls] = _make_struct_decoder(cls)
+        decoder = _DECODERS[cls] = _make_fast_decoder(cls, _make_struct_decoder(cls))
     result: T = decoder(value)
     return result
 
 
 def _make_struct_decoder(cls: type[T]) -> Callable[[Any], T]:
+    """The reference decoder: a converter per field; the source of every decoding error message."""
     hints = typing.get_type_hints(cls)
     specs: list[tuple[str, Converter | None, bool]] = []
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
@@ -137,6 +141,100 @@ def _make_struct_decoder(cls: type[T]) -> Callable[[Any], T]:
         return cls(**kwargs)
 
     return decode
+
+
+def _make_fast_decoder(cls: type[T], slow: Callable[[Any], T]) -> Callable[[Any], T]:
+    """A decoder generated as straight-line code for ``cls`` (as dataclasses generates ``__init__``).
+
+    It checks the common shapes inline and fills the instance through its slot descriptors, skipping
+    the frozen ``__setattr__``. Anything it does not accept goes to ``slow``, the reference decoder,
+    which raises the precise error (or builds the value, where the fast checks are stricter).
+    """
+    hints = typing.get_type_hints(cls)
+    env: dict[str, Any] = {"cls": cls, "new": object.__new__, "MISSING": _MISSING, "slow": slow}
+    lines = ["def decode(v):", "    if type(v) is not dict:", "        return slow(v)", "    o = new(cls)"]
+    for i, f in enumerate(dataclasses.fields(cls)):  # type: ignore[arg-type]
+        env[f"set{i}"] = getattr(cls, f.name).__set__
+        lines.append(f"    x = v.get({f.name!r}, MISSING)")
+        lines.append("    if x is MISSING:")
+        if f.default_factory is not dataclasses.MISSING:
+            env[f"default{i}"] = f.default_factory
+            lines.append(f"        x = default{i}()")
+        elif f.default is not dataclasses.MISSING:
+            env[f"default{i}"] = f.default
+            lines.append(f"        x = default{i}")
+        else:
+            lines.append("        return slow(v)")
+        check = _fast_check(hints[f.name], f"{cls.__name__}.{f.name}", str(i), env)
+        if check:
+            lines.append("    else:")
+            lines += ["        " + line for line in check]
+        lines.append(f"    set{i}(o, x)")
+    lines.append("    return o")
+    exec("\n".join(lines), env)
+    decoder: Callable[[Any], T] = env["decode"]
+    return decoder
+
+
+def _fast_expr(hint: Any, key: str, env: dict[str, Any]) -> str | None:
+    """An expression converting ``y`` for container items that need no separate check, if any.
+
+    Enum lookups raise KeyError/TypeError (the caller falls back to the reference decoder); nested
+    structs raise their own precise MessageError.
+    """
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        env[f"members{key}"] = {m.value: m for m in hint}
+        return f"members{key}[y]"
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        env[f"struct{key}"] = partial(decode_struct, hint)
+        return f"struct{key}(y)"
+    return None
+
+
+def _fast_check(hint: Any, label: str, key: str, env: dict[str, Any]) -> list[str]:
+    """Lines that check (and convert) ``x`` for ``hint``, or ``return slow(v)``."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Any:
+        return []
+    if hint in _PRIMITIVES:
+        return [f"if type(x) is not {_PRIMITIVES[hint]}:", "    return slow(v)"]
+    if hint is float:
+        return ["if type(x) is not float:", "    if type(x) is not int:", "        return slow(v)",
+                "    x = float(x)"]
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        env[f"members{key}"] = {m.value: m for m in hint}
+        return ["try:", f"    x = members{key}[x]", "except (KeyError, TypeError):", "    return slow(v)"]
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        env[f"struct{key}"] = partial(decode_struct, hint)
+        return [f"x = struct{key}(x)"]
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        expr = _fast_expr(args[0], key + "i", env)
+        if expr is not None:
+            return ["if type(x) is not list:", "    return slow(v)", "try:",
+                    f"    x = tuple([{expr} for y in x])", "except (KeyError, TypeError):",
+                    "    return slow(v)"]
+        item = _fast_check(args[0], label, key + "i", env)
+        loop = ["for x in items:", *["    " + line for line in item], "    converted.append(x)"]
+        return ["if type(x) is not list:", "    return slow(v)", "items = x", "converted = []", *loop,
+                "x = tuple(converted)"]
+    if origin is dict and args[0] is str:
+        expr = _fast_expr(args[1], key + "v", env)
+        if expr is not None:
+            return ["if type(x) is not dict:", "    return slow(v)", "try:",
+                    f"    x = {{k: {expr} for k, y in x.items()}}", "except (KeyError, TypeError):",
+                    "    return slow(v)"]
+        item = _fast_check(args[1], label, key + "v", env)
+        loop = ["for k, x in items.items():", *["    " + line for line in item], "    converted[k] = x"]
+        return ["if type(x) is not dict:", "    return slow(v)", "items = x", "converted = {}", *loop,
+                "x = converted"]
+    if origin is types.UnionType or origin is typing.Union:
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:
+            inner = _fast_check(options[0], label, key, env)
+            return ["if x is not None:", *["    " + line for line in inner]]
+    env[f"convert{key}"] = _converter(hint, label)  # anything rarer: the reference converter
+    return [f"x = convert{key}(x)"] if env[f"convert{key}"] is not None else []
 
 
 def _json_type(value: Any) -> str:

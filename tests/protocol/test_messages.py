@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from protocol.body import decode_answers, decode_commands, encode_body, inflate
-from protocol.errors import RemoteProtocolError
+from protocol.errors import MessageError, RemoteProtocolError
 from protocol.examples import ping, start
 from protocol.messages import (
     ANSWERS,
@@ -22,7 +26,9 @@ from protocol.messages import (
     UnknownAnswer,
     UnknownCommand,
     UnsupportedAnswer,
+    decode_struct,
 )
+from protocol.messages.base import _make_struct_decoder
 
 from .strategies import answers, commands
 
@@ -158,3 +164,47 @@ def test_start_command_round_trips_nested_transfer_objects() -> None:
     assert isinstance(back, StartCommand)
     assert back.vm.disks[1].type == "DATADISK"
     assert back.vm.nics[0].is_default
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False)
+    | st.text(max_size=5) | st.sampled_from(["PowerOn", "PowerOff", "ROOT"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+# One value of every JSON type (and of the enums' shapes): type confusion is what decoders get wrong.
+one_of_each_json_type = st.sampled_from(
+    [None, True, False, 0, 1, -1, 1.5, "", "PowerOn", [], ["PowerOn"], [{}], {}, {"a": "PowerOn"}, {"a": 1}]
+)
+
+
+def outcome(decoder: Callable[[Any], Any], value: Any) -> tuple[str, Any]:
+    try:
+        return "ok", decoder(value)
+    except MessageError as e:
+        return "error", str(e)
+
+
+@settings(max_examples=400)
+@given(st.one_of(commands, answers), st.data())
+def test_generated_decoder_matches_the_reference_decoder(msg: Any, data: st.DataObject) -> None:
+    cls = type(msg)
+    wire = orjson.loads(orjson.dumps(msg))
+    fields = sorted(wire)
+    if fields and data.draw(st.booleans()):
+        key = data.draw(st.sampled_from(fields))
+        if data.draw(st.booleans()):
+            wire[key] = data.draw(one_of_each_json_type | json_values)
+        else:
+            del wire[key]
+    reference = _make_struct_decoder(cls)
+    assert outcome(lambda v: decode_struct(cls, v), wire) == outcome(reference, wire)
+
+
+@given(json_values)
+def test_generated_decoder_matches_on_arbitrary_json(value: Any) -> None:
+    for cls in (StartCommand, PingRoutingCommand, StartAnswer):
+        reference = _make_struct_decoder(cls)
+        assert outcome(lambda v, c=cls: decode_struct(c, v), value) == outcome(reference, value)
