@@ -50,11 +50,13 @@ run: $(STAMP)
 bench: $(STAMP)
 	@mkdir -p benchmarks/results
 	$(PY) -m benchmarks.codec --json benchmarks/results/codec.json
+	$(PY) -m pytest -q -p no:cacheprovider benchmarks --benchmark-only --benchmark-json=benchmarks/results/micro.json
 
-# Coverage-guided fuzzing of the C frame decoder with libFuzzer (needs clang; installed when missing).
+# Coverage-guided fuzzing of the C frame decoder with libFuzzer (clang and its runtimes, installed when missing).
 FUZZ_SECONDS ?= 60
 fuzz:
-	@command -v clang >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang)
+	@missing=""; for p in clang libclang-rt-14-dev; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
 	@mkdir -p build fuzz-corpus
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -Inative native/fuzz_scan.c native/framecodec.c -o build/fuzz_scan
 	build/fuzz_scan -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 fuzz-corpus

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import threading
-from array import array
 from collections.abc import Sequence
 from typing import Any
 
 from native._framecodec import ffi, lib
 
-from .frame import HEADER_SIZE, RECORD_WORDS, FrameSpec, ScanResult, encode_error, field_range_error
+from .frame import HEADER_SIZE, RECORD_WORDS, Buffer, FrameSpec, ScanResult, encode_error, field_range_error
 
 _new_uninitialized = ffi.new_allocator(should_clear_after_alloc=False)  # C fills what we read
 _INITIAL_RECORDS = 1024  # capacity of a thread's records array at first; it doubles when a scan fills it
@@ -45,42 +44,37 @@ class NativeCodec:
         s = self._scratch
         if s.view is not None:
             s.view.release()
-            s.view = None
-        src = ffi.from_buffer("uint8_t[]", buf)
         size = len(buf)
         start = min(start, size)
-        count = 0
-        while True:
-            n = lib.cumulo_scan(src, size, start, max_body, s.records + count * RECORD_WORDS,
-                                s.capacity - count, s.consumed, s.next_size, s.error)
-            count += n
-            start = s.consumed[0]
-            if count < s.capacity or s.error[0]:
-                break
-            grown = _new_uninitialized("uint64_t[]", 2 * s.capacity * RECORD_WORDS)
-            ffi.memmove(grown, s.records, count * RECORD_WORDS * 8)
-            s.records, s.capacity = grown, 2 * s.capacity
-        view = memoryview(ffi.buffer(s.records, count * RECORD_WORDS * 8)).cast("B").cast("Q")
-        s.view = view
-        return ScanResult(count, start, s.next_size[0], s.error[0], view)
+        records, capacity = s.records, s.capacity
+        consumed, next_size, error = s.consumed, s.next_size, s.error
+        src = ffi.from_buffer("uint8_t[]", buf)
+        count = lib.cumulo_scan(src, size, start, max_body, records, capacity, consumed, next_size, error)
+        while count == capacity and not error[0]:
+            # Full: double the array, keep what was found, scan on from where it stopped.
+            grown = _new_uninitialized("uint64_t[]", 2 * capacity * RECORD_WORDS)
+            ffi.memmove(grown, records, count * RECORD_WORDS * 8)
+            records, capacity = s.records, s.capacity = grown, 2 * capacity
+            count += lib.cumulo_scan(src, size, consumed[0], max_body, records + count * RECORD_WORDS,
+                                     capacity - count, consumed, next_size, error)
+        s.view = view = memoryview(ffi.buffer(records, count * RECORD_WORDS * 8)).cast("Q")
+        return ScanResult(count, consumed[0], next_size[0], error[0], view)
 
-    def encode(self, frames: Sequence[FrameSpec], max_body: int) -> bytes:
+    def encode(self, frames: Sequence[FrameSpec], max_body: int) -> Buffer:
         fields: list[int] = []
         bodies = []
         for flags, seq, mgmt_id, agent_id, via, body in frames:
             fields += (flags, seq, mgmt_id, agent_id, via, len(body))
             bodies.append(body)
         joined = b"".join(bodies)
-        try:
-            words = array("Q", fields)
-        except OverflowError:
-            raise field_range_error() from None
         out = bytearray(len(frames) * HEADER_SIZE + len(joined))
         s = self._scratch
-        written = lib.cumulo_encode(ffi.from_buffer("uint8_t[]", out), len(out),
-                                    ffi.from_buffer("uint64_t[]", words), len(frames),
-                                    joined, len(joined), max_body, s.error)
+        try:  # cffi turns the list into a temporary uint64_t array in C
+            written = lib.cumulo_encode(ffi.from_buffer("uint8_t[]", out), len(out), fields, len(frames),
+                                        joined, len(joined), max_body, s.error)
+        except OverflowError:
+            raise field_range_error() from None
         if s.error[0]:
             raise encode_error(s.error[0])
         assert written == len(out)
-        return bytes(out)
+        return out  # a bytearray: copying it into bytes would cost a second pass over the output

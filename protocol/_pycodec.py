@@ -15,6 +15,7 @@ from .frame import (
     KNOWN_FLAGS,
     MIN_BODY,
     VERSION,
+    Buffer,
     FrameErrorCode,
     FrameSpec,
     ScanResult,
@@ -64,7 +65,7 @@ class PythonCodec:
             count += 1
         return ScanResult(count, off, next_size, int(error), records)
 
-    def encode(self, frames: Sequence[FrameSpec], max_body: int) -> bytes:
+    def encode(self, frames: Sequence[FrameSpec], max_body: int) -> Buffer:
         parts: list[bytes] = []
         for flags, seq, mgmt_id, agent_id, via, body in frames:
             length = len(body)

@@ -17,6 +17,10 @@ import enum
 
 
 class State(enum.Enum):
+    # Members are singletons compared by identity; hashing them the same way keeps table lookups in C
+    # (Enum's own __hash__ is Python code, and the table is consulted on every frame).
+    __hash__ = object.__hash__
+
     CONNECTED = "connected"
     STARTUP_SENT = "startup sent"
     UP = "up"
@@ -26,6 +30,8 @@ class State(enum.Enum):
 
 
 class Event(enum.Enum):
+    __hash__ = object.__hash__
+
     STARTUP = "agent sends a startup request"
     STARTUP_ACCEPTED = "server answers the startup with result true"
     STARTUP_REFUSED = "server answers the startup with result false"
@@ -55,3 +61,10 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
 def next_state(state: State, event: Event) -> State | None:
     """The state after ``event``, or None when the event is not allowed in ``state``."""
     return TRANSITIONS.get((state, event))
+
+
+def markdown_table() -> str:
+    """The transition table as Markdown, for docs/protocol.md (a test keeps the doc in step)."""
+    rows = ["| state | event | next state |", "|---|---|---|"]
+    rows += [f"| {src.value} | {event.value} | {dst.value} |" for (src, event), dst in TRANSITIONS.items()]
+    return "\n".join(rows)

@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from typing import Protocol
 
-from .frame import FrameSpec, ScanResult
+from .frame import Buffer, FrameSpec, ScanResult
 
 
 class Codec(Protocol):
@@ -21,7 +21,7 @@ class Codec(Protocol):
 
     def scan(self, buf: bytes | bytearray | memoryview, max_body: int, start: int = 0) -> ScanResult: ...
 
-    def encode(self, frames: Sequence[FrameSpec], max_body: int) -> bytes: ...
+    def encode(self, frames: Sequence[FrameSpec], max_body: int) -> Buffer: ...
 
 
 def get_codec(name: str | None = None) -> Codec:

@@ -25,6 +25,7 @@ from .frame import (
     COMPRESS_THRESHOLD,
     DEFAULT_MAX_FRAME_SIZE,
     RECORD_WORDS,
+    Buffer,
     Flag,
     FrameSpec,
     frame_error,
@@ -33,6 +34,13 @@ from .frame import (
 from .messages import Answer, Command, StartupAnswer, StartupRoutingCommand, StartupStorageCommand
 
 _SEQ_MASK = (1 << 64) - 1
+# Plain ints for the hot path: IntFlag arithmetic goes through the enum machinery on every frame.
+_REQUEST = int(Flag.REQUEST)
+_STOP_ON_ERROR = int(Flag.STOP_ON_ERROR)
+_IN_SEQUENCE = int(Flag.IN_SEQUENCE)
+_FROM_SERVER = int(Flag.FROM_SERVER)
+_CONTROL = int(Flag.CONTROL)
+_COMPRESSED = int(Flag.COMPRESSED)
 _ABANDONED_KEPT = 4096  # late answers to this many abandoned requests are dropped quietly
 
 
@@ -60,11 +68,11 @@ class Request:
 
     @property
     def stop_on_error(self) -> bool:
-        return bool(self.flags & Flag.STOP_ON_ERROR)
+        return bool(self.flags & _STOP_ON_ERROR)
 
     @property
     def in_sequence(self) -> bool:
-        return bool(self.flags & Flag.IN_SEQUENCE)
+        return bool(self.flags & _IN_SEQUENCE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +129,7 @@ class Connection:
         self._outstanding: dict[int, tuple[Command, ...]] = {}
         self._abandoned: OrderedDict[int, None] = OrderedDict()
         self._startup_seq: int | None = None
-        self._sent_flag = int(Flag.FROM_SERVER) if role is Role.SERVER else 0
+        self._sent_flag = _FROM_SERVER if role is Role.SERVER else 0
 
     # --- state ----------------------------------------------------------------------------------
 
@@ -207,9 +215,9 @@ class Connection:
 
     def _frame_event(self, flags: int, seq: int, mgmt_id: int, agent_id: int, via: int,
                      body: bytes) -> Request | Response | None:
-        if flags & Flag.COMPRESSED:
+        if flags & _COMPRESSED:
             body = inflate(body, self.max_body)
-        if flags & Flag.REQUEST:
+        if flags & _REQUEST:
             commands = decode_commands(body)
             if _is_startup(commands):
                 if self.role is not Role.SERVER:
@@ -262,15 +270,15 @@ class Connection:
         self._next_seq = (seq + 1) & _SEQ_MASK
         if _is_startup(commands):
             self._startup_seq = seq
-        flags = Flag.REQUEST | self._sent_flag
+        flags = _REQUEST | self._sent_flag
         if stop_on_error:
-            flags |= Flag.STOP_ON_ERROR
+            flags |= _STOP_ON_ERROR
         if in_sequence:
-            flags |= Flag.IN_SEQUENCE
+            flags |= _IN_SEQUENCE
         if all(type(c).control for c in commands):
-            flags |= Flag.CONTROL
+            flags |= _CONTROL
         self._outstanding[seq] = commands
-        return seq, self._frame(int(flags), seq, commands)
+        return seq, self._frame(flags, seq, commands)
 
     def prepare_response(self, request: Request, answers: Sequence[Answer]) -> FrameSpec:
         """The unencoded response frame to ``request``: one answer per command, in order."""
@@ -283,19 +291,19 @@ class Connection:
             self._after_response(request.seq, answers, LocalProtocolError)
         else:
             self._move(Event.RESPONSE, LocalProtocolError, "a response")
-        flags = self._sent_flag | (request.flags & Flag.CONTROL)
+        flags = self._sent_flag | (request.flags & _CONTROL)
         return self._frame(flags, request.seq, answers)
 
-    def encode(self, frames: Sequence[FrameSpec]) -> bytes:
+    def encode(self, frames: Sequence[FrameSpec]) -> Buffer:
         """Frames from ``prepare_*`` as one buffer to write."""
         return self.codec.encode(frames, self.max_body)
 
     def send_request(self, commands: Sequence[Command], *, stop_on_error: bool = False,
-                     in_sequence: bool = False) -> tuple[int, bytes]:
+                     in_sequence: bool = False) -> tuple[int, Buffer]:
         seq, frame = self.prepare_request(commands, stop_on_error=stop_on_error, in_sequence=in_sequence)
         return seq, self.encode([frame])
 
-    def send_response(self, request: Request, answers: Sequence[Answer]) -> bytes:
+    def send_response(self, request: Request, answers: Sequence[Answer]) -> Buffer:
         return self.encode([self.prepare_response(request, answers)])
 
     def abandon(self, seq: int) -> None:
@@ -316,7 +324,7 @@ class Connection:
     def _frame(self, flags: int, seq: int, items: Sequence[Command | Answer]) -> FrameSpec:
         body, compressed = encode_body(items, self.compress_threshold)
         if compressed:
-            flags |= Flag.COMPRESSED
+            flags |= _COMPRESSED
         if len(body) > self.max_body:
             raise LocalProtocolError(f"a {len(body)}-byte body exceeds the {self.max_body}-byte limit")
         return FrameSpec(flags, seq, self.mgmt_id, self.agent_id, 0, body)

@@ -53,6 +53,9 @@ class FrameErrorCode(enum.IntEnum):
     NO_ROOM = 5
 
 
+Buffer = bytes | bytearray  # what encoders return: ready to write to a socket
+
+
 class FrameSpec(NamedTuple):
     """One frame to encode: header fields and the body already serialized."""
 
