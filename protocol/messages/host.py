@@ -61,7 +61,7 @@ class StartupStorageCommand(Command):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StartupAnswer(Answer):
     host_id: int = 0
-    ping_interval: int = 60
+    ping_interval: float = 60.0  # seconds; fractions allowed (tests)
 
 
 @command

@@ -1,0 +1,381 @@
+"""The agent shell: one persistent connection to a management server, driven by trio.
+
+Per connection: one task reads and feeds the sans-IO ``Connection``; requests from the server run
+concurrently, except that IN_SEQUENCE requests, and all requests about one VM, run one after another in
+arrival order (a FIFO queue and worker per key); answers go back under a send lock. The agent starts up,
+waits for ReadyCommand, then pings every interval with the power report. It reconnects, cycling through
+its server list with bounded exponential backoff and full jitter, when the connection breaks, the
+server violates the protocol, or ``ping.retries`` pings go unanswered.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import random
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from protocol import (
+    NEED_DATA,
+    Connection,
+    ConnectionClosed,
+    ProtocolError,
+    Request,
+    Response,
+    Role,
+)
+from protocol.codec import Codec
+from protocol.frame import DEFAULT_MAX_FRAME_SIZE
+from protocol.messages import (
+    Answer,
+    Command,
+    MalformedCommand,
+    PingAnswer,
+    PingRoutingCommand,
+    PrepareForMigrationCommand,
+    ReadyAnswer,
+    ReadyCommand,
+    StartCommand,
+    StartupAnswer,
+    UnknownCommand,
+)
+
+from .resource import DropConnection, Placement, ServerResource
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AgentSettings:
+    """How an agent connects and behaves; CloudStack's names where it has them."""
+
+    mgmt: list[tuple[str, int]]
+    placement: Placement
+    ping_retries: int = 5  # ping.retries: unanswered pings before reconnecting
+    startup_timeout: float = 30.0  # seconds to wait for StartupAnswer and then ReadyCommand
+    connect_timeout: float = 10.0
+    backoff_base: float = 0.5  # first reconnect delay bound, doubled per failed attempt
+    backoff_cap: float = 30.0  # the bound never grows past this
+    drain_seconds: float = 30.0
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    command_concurrency: int = 64  # commands executing at once on one connection
+
+
+class SessionEnded(Exception):
+    """This connection is over; the reason is the message."""
+
+
+@dataclass
+class _Waiter:
+    event: trio.Event = field(default_factory=trio.Event)
+    response: Response | None = None
+
+
+def vm_key(command: object) -> str | None:
+    """The VM a command is about, so that commands for one VM run in order."""
+    if isinstance(command, StartCommand | PrepareForMigrationCommand):
+        return command.vm.name
+    name = getattr(command, "vm_name", None)
+    return name if isinstance(name, str) else None
+
+
+class Agent:
+    """A host agent: ``await agent.run()`` connects, serves and reconnects until cancelled."""
+
+    def __init__(self, settings: AgentSettings, resource: ServerResource, *, codec: Codec | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.settings = settings
+        self.resource = resource
+        self.codec = codec
+        self.rng = rng or random.Random()
+        self.status = "disconnected"  # disconnected, connecting, connected, up
+        self.host_id = 0
+        self.sessions = 0  # connections that reached Up
+        self.last_close_reason = ""
+        self.up = trio.Event()  # set while Up; replaced when the connection goes
+        self._draining = False
+        self._in_flight = 0
+        self._idle = trio.Event()
+        self._idle.set()
+
+    @property
+    def in_flight(self) -> int:
+        """Requests from the server received and not yet answered."""
+        return self._in_flight
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        attempt = 0
+        for host, port in itertools.cycle(self.settings.mgmt):
+            if self._draining:
+                return
+            self.status = "connecting"
+            reached_up = False
+            try:
+                with trio.fail_after(self.settings.connect_timeout):
+                    stream = await trio.open_tcp_stream(host, port)
+            except (OSError, trio.TooSlowError) as e:
+                self.last_close_reason = f"cannot connect to {host}:{port}: {e or 'timed out'}"
+                log.info("agent %s: %s", self.settings.placement.name, self.last_close_reason)
+            else:
+                reached_up = await self._serve(stream, f"{host}:{port}")
+            self.status = "disconnected"
+            if reached_up:
+                attempt = 0
+            if self._draining:
+                return
+            await trio.sleep(self.backoff(attempt))  # the backoff itself, not a synchronization
+            attempt += 1
+
+    def backoff(self, attempt: int) -> float:
+        """Full jitter: uniform in [0, min(cap, base * 2**attempt)], so agents do not return in lockstep."""
+        bound = min(self.settings.backoff_cap, self.settings.backoff_base * math.pow(2, min(attempt, 30)))
+        return self.rng.uniform(0, bound)
+
+    async def drain(self, deadline: float | None = None) -> bool:
+        """Stop taking commands and wait for in-flight ones; True when they all finished in time."""
+        self._draining = True
+        with trio.move_on_after(self.settings.drain_seconds if deadline is None else deadline):
+            await self._idle.wait()
+            return True
+        return False
+
+    # --- one connection --------------------------------------------------------------------------
+
+    async def _serve(self, stream: trio.SocketStream, where: str) -> bool:
+        session = _Session(self, stream)
+        self.status = "connected"
+        try:
+            async with trio.open_nursery() as nursery:
+                session.nursery = nursery
+                nursery.start_soon(session.read_loop)
+                nursery.start_soon(session.main)
+        finally:
+            self.up = trio.Event()
+            if session.reached_up:
+                self.sessions += 1
+            self.last_close_reason = session.close_reason
+            log.info("agent %s: connection to %s closed: %s", self.settings.placement.name, where,
+                     session.close_reason)
+            with trio.move_on_after(1) as cleanup:
+                cleanup.shield = True
+                await stream.aclose()
+        return session.reached_up
+
+    def _started(self) -> None:
+        self._in_flight += 1
+        if self._in_flight == 1:
+            self._idle = trio.Event()
+
+    def _finished(self) -> None:
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._idle.set()
+
+
+class _Session:
+    """The state of one connection."""
+
+    def __init__(self, agent: Agent, stream: trio.SocketStream) -> None:
+        self.agent = agent
+        self.stream = stream
+        self.conn = Connection(Role.AGENT, max_frame_size=agent.settings.max_frame_size, codec=agent.codec)
+        self.send_lock = trio.StrictFIFOLock()
+        self.waiters: dict[int, _Waiter] = {}
+        self.queues: dict[str, deque[Request]] = {}
+        self.limiter = trio.CapacityLimiter(agent.settings.command_concurrency)
+        self.ready = trio.Event()
+        self.rejected = ""
+        self.reached_up = False
+        self.close_reason = ""
+        self.nursery: trio.Nursery
+
+    def end(self, reason: str) -> None:
+        """Close this connection for ``reason`` (the first reason given wins)."""
+        if not self.close_reason:
+            self.close_reason = reason
+        self.nursery.cancel_scope.cancel()
+
+    # --- sending ---------------------------------------------------------------------------------
+
+    async def write(self, data: bytes | bytearray) -> None:
+        try:
+            await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
+            self.conn.send_failed()
+            self.end(f"write failed: {e}")
+            await trio.lowlevel.checkpoint()  # let the cancellation land
+
+    async def request(self, commands: Sequence[Command], timeout: float) -> Response | None:
+        """Send a request and wait for its response; None when none came within ``timeout``."""
+        waiter = _Waiter()
+        async with self.send_lock:
+            seq, data = self.conn.send_request(commands)
+            self.waiters[seq] = waiter
+            await self.write(data)
+        with trio.move_on_after(timeout):
+            await waiter.event.wait()
+        if waiter.response is None:
+            self.waiters.pop(seq, None)
+            self.conn.abandon(seq)
+        return waiter.response
+
+    async def respond(self, request: Request, answers: Sequence[Answer]) -> None:
+        async with self.send_lock:
+            await self.write(self.conn.send_response(request, answers))
+
+    # --- receiving -------------------------------------------------------------------------------
+
+    async def read_loop(self) -> None:
+        conn = self.conn
+        while True:
+            try:
+                data = await self.stream.receive_some(65536)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
+                return self.end(f"read failed: {e}")
+            conn.receive_data(data)
+            while True:
+                try:
+                    event = conn.next_event()
+                except ProtocolError as e:
+                    log.warning("agent %s: protocol violation by the server: %s",
+                                self.agent.settings.placement.name, e)
+                    return self.end(f"protocol violation by the server: {e}")
+                if event is NEED_DATA:
+                    break
+                if isinstance(event, ConnectionClosed):
+                    return self.end("the server closed the connection")
+                if isinstance(event, Response):
+                    waiter = self.waiters.pop(event.seq, None)
+                    if waiter is not None:
+                        waiter.response = event
+                        waiter.event.set()
+                elif isinstance(event, Request):
+                    self.dispatch(event)
+
+    def dispatch(self, request: Request) -> None:
+        """Run a request now, or after the earlier ones with the same ordering key."""
+        key = "in-sequence" if request.in_sequence else next(
+            (k for k in map(vm_key, request.commands) if k is not None), None)
+        self.agent._started()
+        if key is None:
+            self.nursery.start_soon(self.handle, request)
+        elif key in self.queues:
+            self.queues[key].append(request)
+        else:
+            self.queues[key] = deque([request])
+            self.nursery.start_soon(self.drain_queue, key)
+
+    async def drain_queue(self, key: str) -> None:
+        queue = self.queues[key]
+        while queue:
+            await self.handle(queue[0])
+            queue.popleft()
+        del self.queues[key]
+
+    async def handle(self, request: Request) -> None:
+        try:
+            answers: list[Answer] = []
+            failed = False
+            for command in request.commands:
+                if failed and request.stop_on_error:
+                    answers.append(Answer(result=False, details="not run: an earlier command failed"))
+                    continue
+                answer = await self.execute(command)
+                failed = failed or not answer.result
+                answers.append(answer)
+            await self.respond(request, answers)
+            if self.rejected:
+                self.end(f"rejected by the server: {self.rejected}")
+        except DropConnection as e:
+            self.end(f"fault injected: drop on {e}")
+        finally:
+            self.agent._finished()
+
+    async def execute(self, command: object) -> Answer:
+        if isinstance(command, UnknownCommand):
+            return command.unsupported()
+        if isinstance(command, MalformedCommand):
+            return command.failure()
+        assert isinstance(command, Command)
+        if isinstance(command, ReadyCommand):
+            return self.on_ready(command)
+        if self.agent._draining:
+            return Answer(result=False, details="the agent is shutting down")
+        async with self.limiter:
+            return await self.agent.resource.execute(command)
+
+    def on_ready(self, command: ReadyCommand) -> Answer:
+        if command.reject_reason:
+            log.error("agent %s: the server rejected this host: %s", self.agent.settings.placement.name,
+                      command.reject_reason)
+            self.rejected = command.reject_reason  # the connection closes once the answer is out
+            return ReadyAnswer(result=False, details="rejected")
+        self.ready.set()
+        return ReadyAnswer()
+
+    # --- handshake and pings ---------------------------------------------------------------------
+
+    async def startup(self) -> float:
+        """Start up (again) on this connection; the ping interval the server asked for."""
+        agent = self.agent
+        commands = await agent.resource.startup_commands(agent.settings.placement)
+        response = await self.request(commands, agent.settings.startup_timeout)
+        if response is None:
+            raise SessionEnded(f"no StartupAnswer within {agent.settings.startup_timeout:g} s")
+        first = response.answers[0]
+        if not isinstance(first, StartupAnswer) or not first.result:
+            raise SessionEnded(f"startup refused: {first.details or type(first).__name__}")
+        agent.host_id = self.conn.agent_id = first.host_id
+        return float(first.ping_interval)
+
+    async def main(self) -> None:
+        agent = self.agent
+        try:
+            interval = await self.startup()
+            with trio.move_on_after(agent.settings.startup_timeout):
+                await self.ready.wait()
+            if not self.ready.is_set():
+                raise SessionEnded(f"no ReadyCommand within {agent.settings.startup_timeout:g} s")
+            self.reached_up = True
+            agent.status = "up"
+            agent.up.set()
+            log.info("agent %s: up as host %d", agent.settings.placement.name, agent.host_id)
+            await self.ping_loop(interval)
+        except SessionEnded as e:
+            self.end(str(e))
+
+    async def ping_loop(self, interval: float) -> None:
+        agent = self.agent
+        misses = 0
+        while True:
+            await trio.sleep(interval)  # the ping period
+            if not agent.resource.pinging():
+                continue
+            report = await agent.resource.power_report()
+            response = await self.request([PingRoutingCommand(host_id=agent.host_id, power_report=report)],
+                                          timeout=interval)
+            if response is None:
+                misses += 1
+                if misses >= agent.settings.ping_retries:
+                    raise SessionEnded(f"{misses} pings in a row went unanswered")
+                continue
+            misses = 0
+            answer = response.answers[0]
+            if isinstance(answer, PingAnswer) and answer.send_startup:
+                log.info("agent %s: the server asked for a new startup", agent.settings.placement.name)
+                self.ready = trio.Event()
+                interval = await self.startup()
+                with trio.move_on_after(agent.settings.startup_timeout):
+                    await self.ready.wait()
+                if not self.ready.is_set():
+                    raise SessionEnded("no ReadyCommand after the new startup")
+

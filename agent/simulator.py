@@ -1,0 +1,282 @@
+"""SimulatorResource: a hypervisor host in memory that answers every command with the right effects.
+
+It keeps the host's VMs and the volumes on its local pool, refuses what a real host would refuse (not
+enough memory, pool full, unknown VM), and obeys the fault rules of ``agent.faults``. Simulated hosts
+in one process share a registry by guid, so a migration moves the VM to its destination.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import trio
+
+from protocol.messages import (
+    Answer,
+    CheckHealthAnswer,
+    CheckHealthCommand,
+    CheckOnHostAnswer,
+    CheckOnHostCommand,
+    CheckVirtualMachineAnswer,
+    CheckVirtualMachineCommand,
+    Command,
+    CreateAnswer,
+    CreateCommand,
+    DestroyCommand,
+    GetVmStatsAnswer,
+    GetVmStatsCommand,
+    MigrateAnswer,
+    MigrateCommand,
+    PowerState,
+    PrepareForMigrationAnswer,
+    PrepareForMigrationCommand,
+    PrimaryStorageDownloadAnswer,
+    PrimaryStorageDownloadCommand,
+    RebootAnswer,
+    RebootCommand,
+    StartAnswer,
+    StartCommand,
+    StartupRoutingCommand,
+    StartupStorageCommand,
+    StopAnswer,
+    StopCommand,
+    VirtualMachineTO,
+    VmStats,
+)
+
+from .faults import FaultError, FaultTable
+from .resource import DropConnection, Placement, ServerResource, error_answer, handles
+
+log = logging.getLogger(__name__)
+
+GIB = 1024**3
+TEMPLATE_SIZE = 2 * GIB  # what a simulated template download occupies on the pool
+
+
+@dataclass(frozen=True, slots=True)
+class HostSpec:
+    """The size of a simulated host."""
+
+    cpus: int = 16
+    cpu_speed_mhz: int = 2400
+    memory_bytes: int = 64 * GIB
+    pool_bytes: int = 2048 * GIB
+
+
+@dataclass
+class SimVm:
+    to: VirtualMachineTO
+    state: PowerState = PowerState.ON
+    boots: int = 1
+
+
+@dataclass
+class SimHost:
+    """The in-memory hypervisor: VMs by name, volumes and templates by path on the local pool."""
+
+    spec: HostSpec
+    vms: dict[str, SimVm] = field(default_factory=dict)
+    incoming: dict[str, VirtualMachineTO] = field(default_factory=dict)
+    volumes: dict[str, int] = field(default_factory=dict)  # path -> bytes
+
+    def memory_used(self) -> int:
+        return sum(vm.to.memory_bytes for vm in self.vms.values() if vm.state is PowerState.ON)
+
+    def pool_used(self) -> int:
+        return sum(self.volumes.values())
+
+
+class SimulatorResource(ServerResource):
+    hypervisor_type = "Simulator"
+    registry: ClassVar[dict[str, SimulatorResource]] = {}  # guid -> resource, for migrations
+
+    def __init__(self, spec: HostSpec | None = None, faults: FaultTable | None = None,
+                 pool_path: str = "/var/lib/cumulo/sim-pool") -> None:
+        self.host = SimHost(spec or HostSpec())
+        self.faults = faults if faults is not None else FaultTable()
+        self.pool_path = pool_path
+        self.guid = ""
+
+    async def startup_commands(self, placement: Placement) -> list[Command]:
+        self.guid = placement.guid
+        SimulatorResource.registry[placement.guid] = self
+        spec = self.host.spec
+        pool_uuid = _stable_uuid(placement.guid + "/local-pool")
+        return [
+            StartupRoutingCommand(
+                guid=placement.guid, name=placement.name, zone=placement.zone, pod=placement.pod,
+                cluster=placement.cluster, cpus=spec.cpus, cpu_speed_mhz=spec.cpu_speed_mhz,
+                memory_bytes=spec.memory_bytes, hypervisor_type=self.hypervisor_type,
+                hypervisor_version="cumulo-sim-1", host_tags=placement.host_tags,
+                private_ip=placement.private_ip, private_mac=_mac_for(placement.guid),
+                power_report=await self.power_report(),
+            ),
+            StartupStorageCommand(
+                guid=placement.guid, pool_uuid=pool_uuid, name=f"{placement.name}-local",
+                path=self.pool_path, pool_type="Filesystem", capacity_bytes=spec.pool_bytes,
+                available_bytes=spec.pool_bytes - self.host.pool_used(),
+            ),
+        ]
+
+    def pinging(self) -> bool:
+        return not self.faults.stop_pinging
+
+    async def power_report(self) -> dict[str, PowerState]:
+        for name in list(self.faults.power_off):  # powered off behind the server's back
+            vm = self.host.vms.get(name)
+            if vm is not None:
+                vm.state = PowerState.OFF
+            self.faults.power_off.discard(name)
+        return {name: vm.state for name, vm in self.host.vms.items()}
+
+    async def execute(self, command: Command) -> Answer:
+        rule = self.faults.match(type(command).__name__)
+        if rule is not None:
+            if rule.action == "fail":
+                return Answer(result=False, details=rule.details)
+            if rule.action == "drop":
+                raise DropConnection(type(command).__name__)
+            if rule.action == "wait":
+                await trio.sleep(rule.wait_ms / 1000)
+            elif rule.action == "error":
+                return error_answer(command, FaultError(rule.details))
+        return await super().execute(command)
+
+    # --- VMs -------------------------------------------------------------------------------------
+
+    @handles(StartCommand)
+    async def start(self, cmd: StartCommand) -> Answer:
+        vm = cmd.vm
+        existing = self.host.vms.get(vm.name)
+        if existing is not None and existing.state is PowerState.ON:
+            return StartAnswer(vm_name=vm.name)  # starting a running VM is a no-op, as on KVM
+        free = self.host.spec.memory_bytes - self.host.memory_used()
+        if vm.memory_bytes > free:
+            return StartAnswer(result=False, vm_name=vm.name,
+                               details=f"not enough memory: {vm.memory_bytes} bytes asked, {free} free")
+        missing = [d.path for d in vm.disks if d.path and d.path not in self.host.volumes]
+        if missing:
+            return StartAnswer(result=False, vm_name=vm.name, details=f"disk not found: {missing[0]}")
+        self.host.vms[vm.name] = SimVm(vm, boots=existing.boots + 1 if existing else 1)
+        return StartAnswer(vm_name=vm.name)
+
+    @handles(StopCommand)
+    async def stop(self, cmd: StopCommand) -> Answer:
+        self.host.vms.pop(cmd.vm_name, None)  # stopping an absent VM succeeds: it is stopped
+        return StopAnswer()
+
+    @handles(RebootCommand)
+    async def reboot(self, cmd: RebootCommand) -> Answer:
+        vm = self.host.vms.get(cmd.vm_name)
+        if vm is None or vm.state is not PowerState.ON:
+            return RebootAnswer(result=False, details=f"VM {cmd.vm_name} is not running on this host")
+        vm.boots += 1
+        return RebootAnswer()
+
+    @handles(PrepareForMigrationCommand)
+    async def prepare_for_migration(self, cmd: PrepareForMigrationCommand) -> Answer:
+        free = self.host.spec.memory_bytes - self.host.memory_used()
+        if cmd.vm.memory_bytes > free:
+            return PrepareForMigrationAnswer(result=False, details=f"not enough memory for {cmd.vm.name}")
+        self.host.incoming[cmd.vm.name] = cmd.vm
+        return PrepareForMigrationAnswer()
+
+    @handles(MigrateCommand)
+    async def migrate(self, cmd: MigrateCommand) -> Answer:
+        vm = self.host.vms.get(cmd.vm_name)
+        if vm is None:
+            return MigrateAnswer(result=False, details=f"VM {cmd.vm_name} is not on this host")
+        dest = SimulatorResource.registry.get(cmd.dest_guid)
+        if dest is None or cmd.vm_name not in dest.host.incoming:
+            return MigrateAnswer(result=False,
+                                 details=f"destination {cmd.dest_guid or cmd.dest_ip} is not prepared for it")
+        dest.host.vms[cmd.vm_name] = SimVm(dest.host.incoming.pop(cmd.vm_name), boots=vm.boots)
+        del self.host.vms[cmd.vm_name]
+        return MigrateAnswer()
+
+    @handles(CheckVirtualMachineCommand)
+    async def check_vm(self, cmd: CheckVirtualMachineCommand) -> Answer:
+        vm = self.host.vms.get(cmd.vm_name)
+        return CheckVirtualMachineAnswer(power_state=vm.state if vm else PowerState.OFF)
+
+    @handles(GetVmStatsCommand)
+    async def vm_stats(self, cmd: GetVmStatsCommand) -> Answer:
+        stats = {}
+        for name in cmd.vm_names:
+            vm = self.host.vms.get(name)
+            if vm is not None:
+                stats[name] = VmStats(cpu_utilization=1.5 * vm.to.vcpus,
+                                      memory_kbs=vm.to.memory_bytes // 1024,
+                                      disk_read_bytes=vm.boots << 20, net_rx_bytes=vm.boots * 4096)
+        return GetVmStatsAnswer(stats=stats)
+
+    # --- host ------------------------------------------------------------------------------------
+
+    @handles(CheckHealthCommand)
+    async def check_health(self, cmd: CheckHealthCommand) -> Answer:
+        return CheckHealthAnswer()
+
+    @handles(CheckOnHostCommand)
+    async def check_on_host(self, cmd: CheckOnHostCommand) -> Answer:
+        other = SimulatorResource.registry.get(cmd.host_guid)
+        if other is None:
+            return CheckOnHostAnswer(determined=False, details="host unknown to this neighbour")
+        return CheckOnHostAnswer(determined=True, alive=not other.faults.stop_pinging)
+
+    # --- storage ---------------------------------------------------------------------------------
+
+    @handles(PrimaryStorageDownloadCommand)
+    async def download_template(self, cmd: PrimaryStorageDownloadCommand) -> Answer:
+        path = f"{cmd.pool_path or self.pool_path}/template-{cmd.template_uuid}"
+        if path not in self.host.volumes:
+            failure = self._no_room(TEMPLATE_SIZE)
+            if failure:
+                return PrimaryStorageDownloadAnswer(result=False, details=failure)
+            self.host.volumes[path] = TEMPLATE_SIZE
+        return PrimaryStorageDownloadAnswer(install_path=path, size_bytes=TEMPLATE_SIZE)
+
+    @handles(CreateCommand)
+    async def create_volume(self, cmd: CreateCommand) -> Answer:
+        if cmd.template_path and cmd.template_path not in self.host.volumes:
+            return CreateAnswer(result=False, details=f"template not on this pool: {cmd.template_path}")
+        size = cmd.size_bytes or (self.host.volumes[cmd.template_path] if cmd.template_path else 0)
+        if size <= 0:
+            return CreateAnswer(result=False, details="a volume needs a size or a template")
+        path = f"{cmd.pool_path or self.pool_path}/{cmd.volume_uuid}"
+        if path in self.host.volumes:
+            return CreateAnswer(path=path, size_bytes=self.host.volumes[path])  # retried: same volume
+        failure = self._no_room(size)
+        if failure:
+            return CreateAnswer(result=False, details=failure)
+        self.host.volumes[path] = size
+        return CreateAnswer(path=path, size_bytes=size)
+
+    @handles(DestroyCommand)
+    async def destroy_volume(self, cmd: DestroyCommand) -> Answer:
+        path = cmd.path or f"{self.pool_path}/{cmd.volume_uuid}"
+        in_use = [vm.to.name for vm in self.host.vms.values() if any(d.path == path for d in vm.to.disks)]
+        if in_use:
+            return Answer(result=False, details=f"volume {path} is in use by {in_use[0]}")
+        self.host.volumes.pop(path, None)
+        return Answer()
+
+    def _no_room(self, size: int) -> str:
+        free = self.host.spec.pool_bytes - self.host.pool_used()
+        return f"local pool full: {size} bytes asked, {free} free" if size > free else ""
+
+    async def aclose(self) -> None:
+        if SimulatorResource.registry.get(self.guid) is self:
+            del SimulatorResource.registry[self.guid]
+
+
+def _stable_uuid(seed: str) -> str:
+    h = hashlib.sha256(seed.encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-8{h[17:20]}-{h[20:32]}"
+
+
+def _mac_for(seed: str) -> str:
+    h = hashlib.sha256(seed.encode()).digest()
+    return "06:" + ":".join(f"{b:02x}" for b in h[:5])
