@@ -6,8 +6,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.cumulo-installed
-# Debian packages the build needs: a C compiler for the cffi codec and Cython kernel, pkg-config.
-APT_PACKAGES := gcc make pkg-config
+# Debian packages the build needs: a C compiler for the cffi codec and Cython kernel; libvirt's headers
+# and pkg-config for libvirt-python (the KVM agent; its test driver runs the unit tests).
+APT_PACKAGES := gcc make pkg-config libvirt-dev
 NATIVE_SOURCES := $(wildcard native/*.c native/*.h native/*.pyx native/_*_build.py) setup.py pyproject.toml
 
 .PHONY: all run test lint typecheck bench fuzz sanitize system-deps clean

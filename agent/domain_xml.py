@@ -1,0 +1,68 @@
+"""Domain XML for a VirtualMachineTO: what libvirt is asked to run.
+
+Built with ElementTree so names and paths are escaped. The serial console goes to a file when a
+console directory is given (for the console log), else to a pty.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from protocol.messages import VirtualMachineTO
+
+_DISK_BUS = "virtio"
+
+
+def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+    element = ET.SubElement(parent, tag, attrs)
+    if text is not None:
+        element.text = text
+    return element
+
+
+def domain_xml(vm: VirtualMachineTO, domain_type: str, console_log: str = "") -> str:
+    """The libvirt domain definition of ``vm`` (``domain_type``: kvm, qemu or test)."""
+    domain = ET.Element("domain", type=domain_type)
+    _sub(domain, "name", vm.name)
+    _sub(domain, "uuid", vm.uuid)
+    if vm.display_name:
+        _sub(domain, "title", vm.display_name)
+    _sub(domain, "memory", str(vm.memory_bytes // 1024), unit="KiB")
+    _sub(domain, "vcpu", str(vm.vcpus))
+    os_ = _sub(domain, "os")
+    _sub(os_, "type", "hvm", arch=vm.arch)
+    if vm.kernel:
+        _sub(os_, "kernel", vm.kernel)
+        if vm.initrd:
+            _sub(os_, "initrd", vm.initrd)
+        if vm.boot_args:
+            _sub(os_, "cmdline", vm.boot_args)
+    features = _sub(domain, "features")
+    _sub(features, "acpi")
+    _sub(domain, "on_poweroff", "destroy")
+    _sub(domain, "on_reboot", "restart")
+    _sub(domain, "on_crash", "destroy")
+    devices = _sub(domain, "devices")
+    for i, disk in enumerate(sorted(vm.disks, key=lambda d: d.device_id)):
+        d = _sub(devices, "disk", type="file", device="disk")
+        _sub(d, "driver", name="qemu", type=disk.format or "qcow2")
+        _sub(d, "source", file=disk.path)
+        _sub(d, "target", dev=f"vd{chr(ord('a') + i)}", bus=_DISK_BUS)
+        _sub(d, "serial", disk.volume_uuid.replace("-", "")[:20])
+    for nic in sorted(vm.nics, key=lambda n: n.device_id):
+        iface = _sub(devices, "interface", type="bridge" if nic.bridge else "user")
+        _sub(iface, "mac", address=nic.mac)
+        if nic.bridge:
+            _sub(iface, "source", bridge=nic.bridge)
+        _sub(iface, "model", type="virtio")
+    if console_log:
+        serial = _sub(devices, "serial", type="file")
+        _sub(serial, "source", path=console_log)
+    else:
+        serial = _sub(devices, "serial", type="pty")
+    _sub(serial, "target", port="0")
+    console = _sub(devices, "console", type="file" if console_log else "pty")
+    if console_log:
+        _sub(console, "source", path=console_log)
+    _sub(console, "target", type="serial", port="0")
+    return ET.tostring(domain, encoding="unicode")

@@ -1,0 +1,386 @@
+"""LibvirtResource: a KVM/QEMU host (or libvirt's test driver) driven through libvirt-python.
+
+libvirt calls block, so every one runs in a worker thread under a bounded limiter; the event loop
+never waits on libvirt. The connection is opened once, lazily. Root volumes live in a libvirt storage
+pool: templates are copied into it once, and each root volume is a qcow2 overlay on its template.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+import trio
+
+from protocol.messages import (
+    Answer,
+    CheckHealthAnswer,
+    CheckHealthCommand,
+    CheckOnHostAnswer,
+    CheckOnHostCommand,
+    CheckVirtualMachineAnswer,
+    CheckVirtualMachineCommand,
+    Command,
+    CreateAnswer,
+    CreateCommand,
+    DestroyCommand,
+    GetVmStatsAnswer,
+    GetVmStatsCommand,
+    MigrateAnswer,
+    MigrateCommand,
+    PowerState,
+    PrepareForMigrationAnswer,
+    PrepareForMigrationCommand,
+    PrimaryStorageDownloadAnswer,
+    PrimaryStorageDownloadCommand,
+    RebootAnswer,
+    RebootCommand,
+    StartAnswer,
+    StartCommand,
+    StartupRoutingCommand,
+    StartupStorageCommand,
+    StopAnswer,
+    StopCommand,
+    VmStats,
+)
+
+from .domain_xml import domain_xml
+from .resource import Placement, ServerResource, handles
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+try:
+    import libvirt
+except ImportError:  # pragma: no cover - reported when the resource is created
+    libvirt = None
+
+# virDomainState values: 1 running, 2 blocked, 3 paused, 4 shutting down, 5 shut off, 6 crashed, 7 suspended
+_POWER = {1: PowerState.ON, 2: PowerState.ON, 3: PowerState.ON, 4: PowerState.ON, 5: PowerState.OFF,
+          6: PowerState.OFF, 7: PowerState.ON}
+_STOP_POLL = 0.2  # seconds between checks while a guest shuts down
+
+
+def _vanished(error: Any) -> bool:
+    """Whether a libvirt error says the domain no longer exists (it can go between any two calls)."""
+    return bool(error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN)
+
+
+def _ignore_libvirt_errors(_ctx: object, _err: object) -> None:
+    """libvirt prints every error to stderr by default; we report them through exceptions instead."""
+
+
+class LibvirtResource(ServerResource):
+    hypervisor_type = "KVM"
+
+    def __init__(self, uri: str = "qemu:///system", *, pool: str = "cumulo-primary", pool_path: str = "",
+                 domain_type: str = "", console_dir: str = "", threads: int = 8) -> None:
+        if libvirt is None:
+            raise RuntimeError("the libvirt resource needs libvirt-python (pip install libvirt-python)")
+        self.uri = uri
+        self.pool_name = pool
+        self.pool_path = pool_path
+        self.domain_type = domain_type
+        self.console_dir = console_dir
+        self._limiter = trio.CapacityLimiter(threads)
+        self._conn: Any = None
+
+    # --- plumbing --------------------------------------------------------------------------------
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    def _connection(self) -> Any:
+        """The libvirt connection (worker thread only)."""
+        if self._conn is None:
+            libvirt.registerErrorHandler(_ignore_libvirt_errors, None)
+            self._conn = libvirt.open(self.uri)
+            if not self.domain_type:
+                self.domain_type = "test" if self._conn.getType().upper() == "TEST" else "qemu"
+        return self._conn
+
+    def _pool(self) -> Any:
+        """The primary storage pool, defined as a directory pool when it does not exist yet."""
+        conn = self._connection()
+        try:
+            pool = conn.storagePoolLookupByName(self.pool_name)
+        except libvirt.libvirtError:
+            if not self.pool_path:
+                raise RuntimeError(f"storage pool {self.pool_name!r} does not exist and no pool path "
+                                   "was given to create it") from None
+            Path(self.pool_path).mkdir(parents=True, exist_ok=True)
+            xml = (f"<pool type='dir'><name>{self.pool_name}</name>"
+                   f"<target><path>{self.pool_path}</path></target></pool>")
+            pool = conn.storagePoolDefineXML(xml, 0)
+            pool.setAutostart(1)
+        if not pool.isActive():
+            pool.create(0)
+        return pool
+
+    def _domain(self, name: str) -> Any:
+        """The domain called ``name``, or None."""
+        try:
+            return self._connection().lookupByName(name)
+        except libvirt.libvirtError as e:
+            if _vanished(e):
+                return None
+            raise
+
+    # --- startup and reports ---------------------------------------------------------------------
+
+    async def startup_commands(self, placement: Placement) -> list[Command]:
+        return await self._call(self._startup_commands, placement)
+
+    def _startup_commands(self, placement: Placement) -> list[Command]:
+        conn = self._connection()
+        _model, memory_mib, cpus, mhz, _nodes, sockets, _cores, _threads = conn.getInfo()
+        v = conn.getVersion()
+        pool = self._pool()
+        _state, capacity, _allocation, available = pool.info()
+        path = ET.fromstring(pool.XMLDesc(0)).findtext("target/path") or ""
+        return [
+            StartupRoutingCommand(
+                guid=placement.guid, name=placement.name, zone=placement.zone, pod=placement.pod,
+                cluster=placement.cluster, cpus=cpus, cpu_speed_mhz=mhz, cpu_sockets=sockets,
+                memory_bytes=memory_mib * 1024 * 1024, hypervisor_type=self.hypervisor_type,
+                hypervisor_version=f"{conn.getType()} {v // 1000000}.{v // 1000 % 1000}.{v % 1000}",
+                host_tags=placement.host_tags, private_ip=placement.private_ip,
+                power_report=self._power_report(),
+            ),
+            StartupStorageCommand(guid=placement.guid, pool_uuid=pool.UUIDString(), name=self.pool_name,
+                                  path=path, pool_type="Filesystem", capacity_bytes=capacity,
+                                  available_bytes=available),
+        ]
+
+    async def power_report(self) -> dict[str, PowerState]:
+        return await self._call(self._power_report)
+
+    def _power_report(self) -> dict[str, PowerState]:
+        report = {}
+        for dom in self._connection().listAllDomains(0):
+            try:
+                report[dom.name()] = _POWER.get(dom.state()[0], PowerState.UNKNOWN)
+            except libvirt.libvirtError as e:
+                if not _vanished(e):  # gone since it was listed: not on this host any more
+                    raise
+        return report
+
+    # --- VMs -------------------------------------------------------------------------------------
+
+    @handles(StartCommand)
+    async def start(self, cmd: StartCommand) -> Answer:
+        return await self._call(self._start, cmd)
+
+    def _start(self, cmd: StartCommand) -> Answer:
+        dom = self._domain(cmd.vm.name)
+        if dom is not None and dom.isActive():
+            return StartAnswer(vm_name=cmd.vm.name)  # already running: starting again is a no-op
+        console = os.path.join(self.console_dir, f"{cmd.vm.name}.log") if self.console_dir else ""
+        try:
+            self._connection().createXML(domain_xml(cmd.vm, self.domain_type, console), 0)
+        except libvirt.libvirtError as e:
+            return StartAnswer(result=False, vm_name=cmd.vm.name, details=f"libvirt refused to start it: {e}")
+        return StartAnswer(vm_name=cmd.vm.name)
+
+    @handles(StopCommand)
+    async def stop(self, cmd: StopCommand) -> Answer:
+        if not cmd.forced:
+            asked = await self._call(self._shutdown, cmd.vm_name)
+            if asked:
+                with trio.move_on_after(cmd.graceful_seconds):
+                    while await self._call(self._is_running, cmd.vm_name):
+                        await trio.sleep(_STOP_POLL)  # the guest shuts down at its own pace
+        return await self._call(self._destroy, cmd.vm_name)
+
+    def _shutdown(self, name: str) -> bool:
+        dom = self._domain(name)
+        try:
+            if dom is None or not dom.isActive():
+                return False
+            dom.shutdown()
+        except libvirt.libvirtError as e:
+            if _vanished(e):
+                return False
+            log.info("graceful shutdown of %s refused (%s); it will be powered off", name, e)
+            return False
+        return True
+
+    def _is_running(self, name: str) -> bool:
+        dom = self._domain(name)
+        try:
+            return dom is not None and bool(dom.isActive())
+        except libvirt.libvirtError as e:
+            if _vanished(e):
+                return False
+            raise
+
+    def _destroy(self, name: str) -> Answer:
+        dom = self._domain(name)
+        try:
+            if dom is not None:
+                if dom.isActive():
+                    dom.destroy()
+                if dom.isPersistent():
+                    dom.undefine()
+        except libvirt.libvirtError as e:
+            if not _vanished(e):  # a transient guest that finished shutting down is stopped
+                raise
+        return StopAnswer()
+
+    @handles(RebootCommand)
+    async def reboot(self, cmd: RebootCommand) -> Answer:
+        return await self._call(self._reboot, cmd.vm_name)
+
+    def _reboot(self, name: str) -> Answer:
+        dom = self._domain(name)
+        if dom is None or not dom.isActive():
+            return RebootAnswer(result=False, details=f"VM {name} is not running on this host")
+        dom.reboot(0)
+        return RebootAnswer()
+
+    @handles(PrepareForMigrationCommand)
+    async def prepare_for_migration(self, cmd: PrepareForMigrationCommand) -> Answer:
+        missing = [d.path for d in cmd.vm.disks if d.path and not await trio.Path(d.path).exists()]
+        if missing and self.domain_type != "test":
+            return PrepareForMigrationAnswer(result=False, details=f"disk not reachable here: {missing[0]}")
+        return PrepareForMigrationAnswer()
+
+    @handles(MigrateCommand)
+    async def migrate(self, cmd: MigrateCommand) -> Answer:
+        return await self._call(self._migrate, cmd)
+
+    def _migrate(self, cmd: MigrateCommand) -> Answer:
+        dom = self._domain(cmd.vm_name)
+        if dom is None:
+            return MigrateAnswer(result=False, details=f"VM {cmd.vm_name} is not on this host")
+        if not cmd.dest_uri:
+            return MigrateAnswer(result=False, details="no destination URI to migrate to")
+        flags = libvirt.VIR_MIGRATE_LIVE if cmd.live else 0
+        try:
+            dom.migrateToURI3(cmd.dest_uri, {}, flags)
+        except libvirt.libvirtError as e:
+            return MigrateAnswer(result=False, details=f"libvirt could not migrate {cmd.vm_name}: {e}")
+        return MigrateAnswer()
+
+    @handles(CheckVirtualMachineCommand)
+    async def check_vm(self, cmd: CheckVirtualMachineCommand) -> Answer:
+        def state() -> PowerState:
+            dom = self._domain(cmd.vm_name)
+            try:
+                return PowerState.OFF if dom is None else _POWER.get(dom.state()[0], PowerState.UNKNOWN)
+            except libvirt.libvirtError as e:
+                if _vanished(e):
+                    return PowerState.OFF
+                raise
+
+        return CheckVirtualMachineAnswer(power_state=await self._call(state))
+
+    @handles(GetVmStatsCommand)
+    async def vm_stats(self, cmd: GetVmStatsCommand) -> Answer:
+        def stats() -> dict[str, VmStats]:
+            out = {}
+            for name in cmd.vm_names:
+                dom = self._domain(name)
+                if dom is None:
+                    continue
+                _state, _max_kib, mem_kib, vcpus, cpu_ns = dom.info()
+                out[name] = VmStats(cpu_utilization=0.0, memory_kbs=mem_kib)
+                log.debug("%s: %d vcpus, %d ns of CPU", name, vcpus, cpu_ns)
+            return out
+
+        return GetVmStatsAnswer(stats=await self._call(stats))
+
+    # --- host ------------------------------------------------------------------------------------
+
+    @handles(CheckHealthCommand)
+    async def check_health(self, cmd: CheckHealthCommand) -> Answer:
+        alive = await self._call(lambda: bool(self._connection().isAlive()))
+        return CheckHealthAnswer(result=alive, details="" if alive else "the libvirt connection is dead")
+
+    @handles(CheckOnHostCommand)
+    async def check_on_host(self, cmd: CheckOnHostCommand) -> Answer:
+        return CheckOnHostAnswer(determined=False, details="no investigator for other hosts yet")
+
+    # --- storage ---------------------------------------------------------------------------------
+
+    @handles(PrimaryStorageDownloadCommand)
+    async def download_template(self, cmd: PrimaryStorageDownloadCommand) -> Answer:
+        return await self._call(self._download_template, cmd)
+
+    def _download_template(self, cmd: PrimaryStorageDownloadCommand) -> Answer:
+        pool = self._pool()
+        name = f"template-{cmd.template_uuid}"
+        try:
+            vol = pool.storageVolLookupByName(name)
+        except libvirt.libvirtError:
+            vol = None
+        if vol is None:
+            source = urlparse(cmd.url).path if cmd.url.startswith("file:") else cmd.url
+            if not source.startswith("/") or not os.path.isfile(source):
+                return PrimaryStorageDownloadAnswer(
+                    result=False, details=f"template source {cmd.url!r} is not a file on this host")
+            target = ET.fromstring(pool.XMLDesc(0)).findtext("target/path") or ""
+            if not os.path.isdir(target):
+                return PrimaryStorageDownloadAnswer(
+                    result=False, details=f"pool {self.pool_name} is not a local directory to copy into")
+            shutil.copyfile(source, os.path.join(target, name))
+            pool.refresh(0)
+            vol = pool.storageVolLookupByName(name)
+        return PrimaryStorageDownloadAnswer(install_path=vol.path(), size_bytes=vol.info()[1])
+
+    @handles(CreateCommand)
+    async def create_volume(self, cmd: CreateCommand) -> Answer:
+        return await self._call(self._create_volume, cmd)
+
+    def _create_volume(self, cmd: CreateCommand) -> Answer:
+        pool = self._pool()
+        try:
+            existing = pool.storageVolLookupByName(cmd.volume_uuid)
+        except libvirt.libvirtError:
+            existing = None
+        if existing is not None:  # a retried create: the same volume
+            return CreateAnswer(path=existing.path(), size_bytes=existing.info()[1])
+        backing = ""
+        size = cmd.size_bytes
+        if cmd.template_path:
+            try:
+                template = self._connection().storageVolLookupByPath(cmd.template_path)
+            except libvirt.libvirtError:
+                return CreateAnswer(result=False, details=f"template not on this pool: {cmd.template_path}")
+            size = max(size, template.info()[1])
+            backing = (f"<backingStore><path>{template.path()}</path><format type='{cmd.format}'/>"
+                       "</backingStore>")
+        if size <= 0:
+            return CreateAnswer(result=False, details="a volume needs a size or a template")
+        xml = (f"<volume><name>{cmd.volume_uuid}</name><capacity unit='bytes'>{size}</capacity>"
+               f"<target><format type='{cmd.format}'/></target>{backing}</volume>")
+        try:
+            vol = pool.createXML(xml, 0)
+        except libvirt.libvirtError as e:
+            return CreateAnswer(result=False, details=f"libvirt could not create the volume: {e}")
+        return CreateAnswer(path=vol.path(), size_bytes=size)
+
+    @handles(DestroyCommand)
+    async def destroy_volume(self, cmd: DestroyCommand) -> Answer:
+        def destroy() -> Answer:
+            conn = self._connection()
+            try:
+                vol = (conn.storageVolLookupByPath(cmd.path) if cmd.path
+                       else self._pool().storageVolLookupByName(cmd.volume_uuid))
+            except libvirt.libvirtError:
+                return Answer()  # already gone
+            vol.delete(0)
+            return Answer()
+
+        return await self._call(destroy)
+
+    async def aclose(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await self._call(conn.close)

@@ -1,0 +1,197 @@
+"""LibvirtResource against libvirt's test driver: host facts, the VM lifecycle, volumes, and an agent."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import trio
+
+from agent.domain_xml import domain_xml
+from agent.libvirt_resource import LibvirtResource
+from agent.resource import Placement
+from agent.shell import Agent, AgentSettings
+from protocol.messages import (
+    CheckHealthCommand,
+    CheckVirtualMachineCommand,
+    CreateCommand,
+    DestroyCommand,
+    DiskTO,
+    GetVmStatsCommand,
+    MigrateCommand,
+    NicTO,
+    PowerState,
+    PrimaryStorageDownloadCommand,
+    RebootCommand,
+    StartCommand,
+    StartupRoutingCommand,
+    StartupStorageCommand,
+    StopCommand,
+    UnsupportedAnswer,
+    VirtualMachineTO,
+)
+
+from .fake_server import FakeServer
+
+libvirt = pytest.importorskip("libvirt")
+PLACEMENT = Placement(guid="kvm-1", name="kvm1", zone="z1", pod="p1", cluster="c1")
+_names = itertools.count()
+
+
+def unique(prefix: str) -> str:
+    """test:///default keeps its state for the whole process: every test uses fresh names."""
+    return f"{prefix}-{next(_names)}-{random.randrange(1 << 30)}"
+
+
+def vm(name: str, disks: tuple[DiskTO, ...] = ()) -> VirtualMachineTO:
+    return VirtualMachineTO(name=name, uuid=f"{random.randrange(16**8):08x}-1111-4111-8111-111111111111",
+                            vcpus=2, memory_bytes=512 * 1024 * 1024, disks=disks,
+                            nics=(NicTO(uuid="n1", mac="02:00:00:00:00:01", bridge="br0"),))
+
+
+@pytest.fixture
+async def resource() -> LibvirtResource:
+    res = LibvirtResource("test:///default", pool="default-pool")
+    yield res  # type: ignore[misc]
+    await res.aclose()
+
+
+async def test_host_facts_come_from_the_connection(tmp_path: Path) -> None:
+    node = tmp_path / "node.xml"
+    node.write_text(
+        "<node><cpu><mhz>2600</mhz><model>x86_64</model><nodes>1</nodes><sockets>2</sockets><cores>8</cores>"
+        "<threads>2</threads><active>32</active></cpu><memory>268435456</memory>"
+        "<pool type='dir'><name>cumulo-primary</name><target><path>/pool-a</path></target></pool></node>")
+    res = LibvirtResource(f"test://{node}")
+    routing, storage = await res.startup_commands(PLACEMENT)
+    assert isinstance(routing, StartupRoutingCommand) and isinstance(storage, StartupStorageCommand)
+    assert (routing.cpus, routing.cpu_speed_mhz, routing.cpu_sockets) == (32, 2600, 2)
+    assert routing.memory_bytes == 256 * 1024**3
+    assert routing.hypervisor_type == "KVM" and routing.hypervisor_version.startswith("TEST ")
+    assert (storage.name, storage.path) == ("cumulo-primary", "/pool-a")
+    assert storage.capacity_bytes > 0 and storage.available_bytes <= storage.capacity_bytes
+    await res.aclose()
+
+
+async def test_missing_pool_without_a_path_is_a_clear_error() -> None:
+    res = LibvirtResource("test:///default", pool="no-such-pool")
+    with pytest.raises(RuntimeError, match="storage pool 'no-such-pool' does not exist"):
+        await res.startup_commands(PLACEMENT)
+    await res.aclose()
+
+
+async def test_vm_lifecycle_start_report_reboot_stop(resource: LibvirtResource) -> None:
+    name = unique("i")
+    started = await resource.execute(StartCommand(vm=vm(name)))
+    assert started.result, started.details
+    assert (await resource.execute(StartCommand(vm=vm(name)))).result  # idempotent while running
+    assert (await resource.power_report())[name] is PowerState.ON
+    check = await resource.execute(CheckVirtualMachineCommand(vm_name=name))
+    assert check.power_state is PowerState.ON  # type: ignore[attr-defined]
+    assert (await resource.execute(RebootCommand(vm_name=name))).result
+    stats = await resource.execute(GetVmStatsCommand(vm_names=(name, "absent")))
+    assert set(stats.stats) == {name} and stats.stats[name].memory_kbs == 512 * 1024  # type: ignore[attr-defined]
+    stopped = await resource.execute(StopCommand(vm_name=name, graceful_seconds=5))
+    assert stopped.result, stopped.details
+    assert name not in await resource.power_report()
+    assert (await resource.execute(StopCommand(vm_name=name))).result  # stopping a stopped VM succeeds
+    reboot = await resource.execute(RebootCommand(vm_name=name))
+    assert (reboot.result, reboot.details) == (False, f"VM {name} is not running on this host")
+
+
+async def test_forced_stop_powers_off_at_once(resource: LibvirtResource) -> None:
+    name = unique("i")
+    await resource.execute(StartCommand(vm=vm(name)))
+    assert (await resource.execute(StopCommand(vm_name=name, forced=True))).result
+    off = await resource.execute(CheckVirtualMachineCommand(vm_name=name))
+    assert off.power_state is PowerState.OFF  # type: ignore[attr-defined]
+
+
+async def test_migration_failure_is_reported_with_libvirts_reason(resource: LibvirtResource) -> None:
+    name = unique("i")
+    await resource.execute(StartCommand(vm=vm(name)))
+    answer = await resource.execute(MigrateCommand(vm_name=name, dest_uri="test:///default"))
+    assert answer.result is False
+    assert f"libvirt could not migrate {name}" in answer.details
+    missing = await resource.execute(MigrateCommand(vm_name=unique("nope"), dest_uri="test:///default"))
+    assert "is not on this host" in missing.details
+    await resource.execute(StopCommand(vm_name=name, forced=True))
+
+
+async def test_root_volume_from_a_template_then_deleted(resource: LibvirtResource) -> None:
+    template_uuid = unique("tmpl")
+    pool = await trio.to_thread.run_sync(resource._pool)
+    await trio.to_thread.run_sync(
+        pool.createXML, f"<volume><name>template-{template_uuid}</name><capacity unit='bytes'>{2 << 30}"
+        "</capacity><target><format type='qcow2'/></target></volume>", 0)
+    download = await resource.execute(PrimaryStorageDownloadCommand(
+        template_uuid=template_uuid, url="http://example.invalid/t.qcow2", pool_uuid="p"))
+    assert download.result, download.details
+    template_path = download.install_path  # type: ignore[attr-defined]
+    assert template_path.endswith(f"template-{template_uuid}")
+    volume = unique("vol")
+    create = CreateCommand(volume_uuid=volume, pool_uuid="p", template_path=template_path)
+    created = await resource.execute(create)
+    assert created.result, created.details
+    assert created.size_bytes == 2 << 30  # type: ignore[attr-defined]
+    again = await resource.execute(create)  # a retry gives the same volume
+    assert again.path == created.path  # type: ignore[attr-defined]
+    name = unique("i")
+    disk = DiskTO(volume_uuid=volume, path=created.path)  # type: ignore[attr-defined]
+    assert (await resource.execute(StartCommand(vm=vm(name, (disk,))))).result
+    await resource.execute(StopCommand(vm_name=name, forced=True))
+    assert (await resource.execute(DestroyCommand(volume_uuid=volume, pool_uuid="p",
+                                                  path=created.path))).result  # type: ignore[attr-defined]
+    assert (await resource.execute(DestroyCommand(volume_uuid=volume, pool_uuid="p"))).result  # gone: fine
+    names = await trio.to_thread.run_sync(pool.listVolumes)
+    assert volume not in names
+
+
+async def test_template_from_a_missing_source_and_unknown_template_fail_clearly(
+        resource: LibvirtResource) -> None:
+    bad = await resource.execute(PrimaryStorageDownloadCommand(
+        template_uuid=unique("t"), url="file:///nonexistent/t.qcow2", pool_uuid="p"))
+    assert bad.result is False
+    assert bad.details == "template source 'file:///nonexistent/t.qcow2' is not a file on this host"
+    create = await resource.execute(CreateCommand(volume_uuid=unique("v"), pool_uuid="p",
+                                                  template_path="/default-pool/none"))
+    assert create.details == "template not on this pool: /default-pool/none"
+
+
+async def test_unhandled_command_is_unsupported(resource: LibvirtResource) -> None:
+    from protocol.messages import PingRoutingCommand
+
+    answer = await resource.execute(PingRoutingCommand(host_id=1))
+    assert isinstance(answer, UnsupportedAnswer)
+    assert (await resource.execute(CheckHealthCommand())).result
+
+
+def test_domain_xml_escapes_and_describes_the_vm() -> None:
+    to = VirtualMachineTO(name="a<b", uuid="u", vcpus=3, memory_bytes=2 << 30, kernel="/k", initrd="/i",
+                          boot_args="console=ttyS0 name=a<b", disks=(DiskTO(volume_uuid="v-1", path="/p/v"),),
+                          nics=(NicTO(uuid="n", mac="02:00:00:00:00:09", bridge="cloudbr0"),))
+    root = ET.fromstring(domain_xml(to, "qemu", console_log="/logs/a.log"))
+    assert root.get("type") == "qemu" and root.findtext("name") == "a<b"
+    assert root.findtext("memory") == str(2 << 20) and root.findtext("vcpu") == "3"
+    assert root.findtext("os/cmdline") == "console=ttyS0 name=a<b"
+    assert root.find("devices/disk/source").get("file") == "/p/v"  # type: ignore[union-attr]
+    assert root.find("devices/interface/source").get("bridge") == "cloudbr0"  # type: ignore[union-attr]
+    assert root.find("devices/serial/source").get("path") == "/logs/a.log"  # type: ignore[union-attr]
+
+
+async def test_agent_with_the_libvirt_resource_starts_up_and_runs_commands(nursery: trio.Nursery) -> None:
+    server = FakeServer()
+    await nursery.start(server.serve)
+    agent = Agent(AgentSettings(mgmt=[("127.0.0.1", server.port)], placement=PLACEMENT),
+                  LibvirtResource("test:///default", pool="default-pool"))
+    nursery.start_soon(agent.run)
+    await agent.up.wait()
+    name = unique("i")
+    assert (await server.send("kvm-1", [StartCommand(vm=vm(name))])).answers[0].result
+    link = server.link("kvm-1")
+    await server.wait_for(lambda: link.pings and link.pings[-1].get(name) is PowerState.ON)  # type: ignore[union-attr]
+    assert (await server.send("kvm-1", [StopCommand(vm_name=name, forced=True)])).answers[0].result
+    await server.stop()
