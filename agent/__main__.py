@@ -1,0 +1,101 @@
+"""``python -m agent run ...``: run one host agent (also the ``cumulo-agent`` console script)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+import trio
+
+from .config import AgentConfig, default_name, load, parse_servers, stable_guid
+from .faults import FaultTable
+from .resource import Placement, ServerResource
+from .shell import Agent, AgentSettings
+
+log = logging.getLogger("agent")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m agent", description="Cumulo host agent")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="connect to a management server and serve this host")
+    run.add_argument("--config", help="TOML file with the same settings as the flags")
+    run.add_argument("--mgmt", help="management servers, HOST:PORT[,HOST:PORT...] (default 127.0.0.1:8250)")
+    run.add_argument("--resource", choices=["libvirt", "simulator"])
+    run.add_argument("--libvirt-uri", help="libvirt connection URI (default qemu:///system)")
+    run.add_argument("--pool", help="libvirt storage pool for primary storage (default cumulo-primary)")
+    run.add_argument("--pool-path", help="directory for that pool, created when the pool does not exist")
+    run.add_argument("--guid", help="this host's id (default: made once, kept in the state directory)")
+    run.add_argument("--name", help="this host's name (default: the hostname)")
+    run.add_argument("--zone")
+    run.add_argument("--pod")
+    run.add_argument("--cluster")
+    run.add_argument("--host-tags", help="comma-separated host tags")
+    run.add_argument("--private-ip")
+    run.add_argument("--state-dir", help="where the agent keeps its guid (default ./agent-state)")
+    run.add_argument("--faults", help="simulator fault rules (TOML)")
+    run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def make_resource(config: AgentConfig) -> ServerResource:
+    if config.resource == "libvirt":
+        from .libvirt_resource import LibvirtResource
+
+        return LibvirtResource(config.libvirt_uri, pool=config.pool, pool_path=config.pool_path)
+    if config.resource == "simulator":
+        from .simulator import SimulatorResource
+
+        return SimulatorResource(faults=FaultTable.load(config.faults) if config.faults else FaultTable())
+    raise ValueError(f"unknown resource {config.resource!r} (libvirt or simulator)")
+
+
+async def serve(config: AgentConfig) -> int:
+    guid = stable_guid(config)
+    placement = Placement(guid=guid, name=config.name or default_name(), zone=config.zone, pod=config.pod,
+                          cluster=config.cluster, private_ip=config.private_ip,
+                          host_tags=tuple(t for t in config.host_tags.split(",") if t))
+    settings = AgentSettings(mgmt=parse_servers(config.mgmt), placement=placement,
+                             ping_retries=config.ping_retries, drain_seconds=config.drain_seconds)
+    resource = make_resource(config)
+    agent = Agent(settings, resource)
+    log.info("agent %s (guid %s) starting with the %s resource, servers %s", placement.name, guid,
+             config.resource, config.mgmt)
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(agent.run)
+
+            async def on_signal() -> None:
+                async for signum in signals:
+                    log.info("agent %s: %s received, draining", placement.name, signal.Signals(signum).name)
+                    finished = await agent.drain()
+                    if not finished:
+                        log.warning("agent %s: drain deadline passed with %d commands in flight",
+                                    placement.name, agent.in_flight)
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(on_signal)
+    await resource.aclose()
+    log.info("agent %s stopped", placement.name)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+    try:
+        config = load(args.config, overrides)
+        parse_servers(config.mgmt)
+    except (OSError, ValueError) as e:
+        print(f"python -m agent: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return trio.run(serve, config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
