@@ -11,7 +11,7 @@ from native._framecodec import ffi, lib
 from .frame import HEADER_SIZE, RECORD_WORDS, Buffer, FrameSpec, ScanResult, encode_error, field_range_error
 
 _new_uninitialized = ffi.new_allocator(should_clear_after_alloc=False)  # C fills what we read
-_INITIAL_RECORDS = 1024  # capacity of a thread's records array at first; it doubles when a scan fills it
+_INITIAL_RECORDS = 64  # capacity of a thread's records array at first; it doubles when a scan fills it
 
 
 class _Scratch(threading.local):

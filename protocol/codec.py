@@ -9,6 +9,7 @@ never a silent fallback.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from typing import Protocol
@@ -25,8 +26,16 @@ class Codec(Protocol):
 
 
 def get_codec(name: str | None = None) -> Codec:
-    """The codec called ``name``, or the one ``CUMULO_CODEC`` selects (default ``native``)."""
-    name = name or os.environ.get("CUMULO_CODEC", "native")
+    """The codec called ``name``, or the one ``CUMULO_CODEC`` selects (default ``native``).
+
+    One instance per name and process: codecs keep no per-connection state (the C codec's scratch
+    buffers are per thread), and thousands of connections must not each carry their own buffers.
+    """
+    return _codec(name or os.environ.get("CUMULO_CODEC", "native"))
+
+
+@functools.cache
+def _codec(name: str) -> Codec:
     if name == "python":
         from ._pycodec import PythonCodec
 

@@ -1,0 +1,168 @@
+"""``python -m agent.fleet``: many simulated agents, each on its own TCP connection, over several processes.
+
+    python -m agent.fleet --mgmt HOST:PORT --hosts N [--processes K] [--faults FILE]
+                          [--zone Z] [--pods P] [--clusters-per-pod C] [--ramp SECONDS]
+
+Host i gets the guid ``fleet-<i>``, the name ``sim-<i>``, pod ``pod<p>`` and cluster ``pod<p>-cluster<c>``
+(spread round-robin), and one of a few host sizes. Every process runs its share of agents in one trio
+loop and reports its counts each second; the parent prints ``connected/up`` until Ctrl-C (or SIGTERM),
+then stops every process cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection as Pipe
+
+import trio
+
+from .config import parse_servers
+from .faults import FaultTable
+from .resource import Placement
+from .shell import Agent, AgentSettings
+from .simulator import HostSpec, SimulatorResource
+
+GIB = 1024**3
+SIZES = (HostSpec(16, 2400, 64 * GIB, 2048 * GIB), HostSpec(32, 2600, 128 * GIB, 4096 * GIB),
+         HostSpec(8, 2000, 32 * GIB, 1024 * GIB), HostSpec(64, 2200, 256 * GIB, 8192 * GIB))
+
+
+@dataclass(frozen=True)
+class FleetPlan:
+    mgmt: str
+    hosts: int
+    processes: int = 1
+    zone: str = "zone1"
+    pods: int = 2
+    clusters_per_pod: int = 2
+    faults: str = ""
+    ramp: float = 0.0  # seconds over which to spread the first connects
+    ping_retries: int = 5
+
+
+def placement(plan: FleetPlan, i: int) -> Placement:
+    pod = i % plan.pods + 1
+    cluster = (i // plan.pods) % plan.clusters_per_pod + 1
+    return Placement(guid=f"fleet-{i:06d}", name=f"sim-{i:06d}", zone=plan.zone, pod=f"pod{pod}",
+                     cluster=f"pod{pod}-cluster{cluster}",
+                     private_ip=f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}")
+
+
+def raise_fd_limit() -> int:
+    """Allow as many open files as the hard limit: every agent holds a socket."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+async def run_share(plan: FleetPlan, indexes: range, report: Pipe | None) -> None:
+    """Run this process's agents until SIGTERM/SIGINT, reporting counts each second."""
+    servers = parse_servers(plan.mgmt)
+    faults = FaultTable.load(plan.faults) if plan.faults else FaultTable()
+    agents = []
+    for i in indexes:
+        settings = AgentSettings(mgmt=servers, placement=placement(plan, i), ping_retries=plan.ping_retries,
+                                 drain_seconds=5)
+        agents.append(Agent(settings, SimulatorResource(SIZES[i % len(SIZES)], faults, f"/sim/{i}")))
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            step = plan.ramp / max(len(agents), 1)
+            for agent in agents:
+                nursery.start_soon(agent.run)
+                if step:
+                    await trio.sleep(step)  # spreading the connects is the point
+
+            async def stop() -> None:
+                async for _ in signals:
+                    async with trio.open_nursery() as drains:  # every agent finishes within 5 s
+                        for agent in agents:
+                            drains.start_soon(agent.drain, 5.0)
+                    nursery.cancel_scope.cancel()
+
+            nursery.start_soon(stop)
+            while True:
+                if report is not None:
+                    up = sum(a.status == "up" for a in agents)
+                    connected = sum(a.status in ("connected", "up") for a in agents)
+                    report.send((connected, up))
+                await trio.sleep(1)  # the reporting period
+
+
+def _child(plan: FleetPlan, indexes: range, report: Pipe) -> None:
+    raise_fd_limit()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM for us
+    trio.run(run_share, plan, indexes, report)
+
+
+def run_fleet(plan: FleetPlan, *, out: object = sys.stdout, until_up: bool = False) -> int:
+    """Start the processes and print counts; return when interrupted (or when all are Up, if asked)."""
+    raise_fd_limit()
+    ctx = mp.get_context("spawn")
+    shares = [range(k, plan.hosts, plan.processes) for k in range(plan.processes)]
+    pipes, procs = [], []
+    for share in shares:
+        parent_end, child_end = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_child, args=(plan, share, child_end), daemon=True)
+        proc.start()
+        child_end.close()
+        pipes.append(parent_end)
+        procs.append(proc)
+    counts = [(0, 0)] * len(procs)
+    started = time.monotonic()
+    try:
+        while True:
+            for k, pipe in enumerate(pipes):
+                while pipe.poll():
+                    counts[k] = pipe.recv()
+            connected, up = (sum(c[0] for c in counts), sum(c[1] for c in counts))
+            print(f"[{time.monotonic() - started:6.1f}s] agents: {connected}/{plan.hosts} connected, "
+                  f"{up}/{plan.hosts} up", file=out, flush=True)  # type: ignore[call-overload]
+            if until_up and up == plan.hosts:
+                return 0
+            if not any(p.is_alive() for p in procs):
+                return 1
+            mp.connection.wait(pipes, timeout=1)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()  # SIGTERM: the child drains and exits
+        for proc in procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m agent.fleet", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mgmt", required=True, help="HOST:PORT[,HOST:PORT...]")
+    parser.add_argument("--hosts", type=int, required=True)
+    parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--faults", default="", help="fault rules (TOML) for every host")
+    parser.add_argument("--zone", default="zone1")
+    parser.add_argument("--pods", type=int, default=2)
+    parser.add_argument("--clusters-per-pod", type=int, default=2)
+    parser.add_argument("--ramp", type=float, default=0.0, help="seconds to spread the first connects over")
+    parser.add_argument("--until-up", action="store_true", help="exit 0 once every agent is Up")
+    args = parser.parse_args(argv)
+    if args.hosts < 1 or not 1 <= args.processes <= args.hosts or args.pods < 1 or args.clusters_per_pod < 1:
+        parser.error("--hosts, --pods and --clusters-per-pod must be positive; 1 <= --processes <= --hosts")
+    try:
+        parse_servers(args.mgmt)
+    except ValueError as e:
+        parser.error(str(e))
+    plan = FleetPlan(args.mgmt, args.hosts, args.processes, args.zone, args.pods, args.clusters_per_pod,
+                     args.faults, args.ramp)
+    return run_fleet(plan, until_up=args.until_up)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
