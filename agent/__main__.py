@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def make_resource(config: AgentConfig) -> ServerResource:
+def make_resource(config: AgentConfig, faults: FaultTable) -> ServerResource:
     if config.resource == "libvirt":
         from .libvirt_resource import LibvirtResource
 
@@ -48,8 +48,21 @@ def make_resource(config: AgentConfig) -> ServerResource:
     if config.resource == "simulator":
         from .simulator import SimulatorResource
 
-        return SimulatorResource(faults=FaultTable.load(config.faults) if config.faults else FaultTable())
+        return SimulatorResource(faults=faults)
     raise ValueError(f"unknown resource {config.resource!r} (libvirt or simulator)")
+
+
+def reload_faults(config: AgentConfig, faults: FaultTable) -> None:
+    """SIGHUP: read the fault file again; a bad file keeps the rules in force."""
+    if not config.faults:
+        log.info("SIGHUP: no fault file to reload")
+        return
+    try:
+        faults.replace_with(FaultTable.load(config.faults))
+    except (OSError, ValueError) as e:
+        log.error("fault rules not reloaded, the old ones stay: %s", e)
+    else:
+        log.info("fault rules reloaded from %s: %d rules", config.faults, len(faults.rules))
 
 
 async def serve(config: AgentConfig) -> int:
@@ -59,16 +72,20 @@ async def serve(config: AgentConfig) -> int:
                           host_tags=tuple(t for t in config.host_tags.split(",") if t))
     settings = AgentSettings(mgmt=parse_servers(config.mgmt), placement=placement,
                              ping_retries=config.ping_retries, drain_seconds=config.drain_seconds)
-    resource = make_resource(config)
+    faults = FaultTable.load(config.faults) if config.faults else FaultTable()
+    resource = make_resource(config, faults)
     agent = Agent(settings, resource)
     log.info("agent %s (guid %s) starting with the %s resource, servers %s", placement.name, guid,
              config.resource, config.mgmt)
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(agent.run)
 
             async def on_signal() -> None:
                 async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        reload_faults(config, faults)
+                        continue
                     log.info("agent %s: %s received, draining", placement.name, signal.Signals(signum).name)
                     finished = await agent.drain()
                     if not finished:

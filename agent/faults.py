@@ -10,7 +10,8 @@ Rules match a command by name and say what to do instead of (or before) running 
 Each rule may expire after ``count`` matches (0 = never). Host-level faults are flags on the table:
 ``stop_pinging`` (the host looks crashed) and ``power_off`` (VMs powered off behind the server's back,
 applied by the simulator). Rules come from a TOML file (``[[rule]] command = "StartCommand"
-action = "fail" details = "..." count = 1``) or are added at run time.
+action = "fail" details = "..." count = 1``), reloaded on SIGHUP by ``python -m agent`` and the fleet,
+or are added at run time through this API.
 """
 
 from __future__ import annotations
@@ -86,6 +87,13 @@ class FaultTable:
                         self.rules.remove(rule)
                     return rule
         return None
+
+    def replace_with(self, other: FaultTable) -> None:
+        """Take ``other``'s rules and host faults, in place (agents keep this table)."""
+        with self._lock:
+            self.rules = list(other.rules)
+            self.stop_pinging = other.stop_pinging
+            self.power_off = set(other.power_off)
 
     @classmethod
     def load(cls, path: str | Path) -> FaultTable:

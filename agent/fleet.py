@@ -6,13 +6,14 @@
 Host i gets the guid ``fleet-<i>``, the name ``sim-<i>``, pod ``pod<p>`` and cluster ``pod<p>-cluster<c>``
 (spread round-robin), and one of a few host sizes. Every process runs its share of agents in one trio
 loop and reports its counts each second; the parent prints ``connected/up`` until Ctrl-C (or SIGTERM),
-then stops every process cleanly.
+then stops every process cleanly. SIGHUP makes every process reload the fault file.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import resource
 import signal
 import sys
@@ -71,7 +72,7 @@ async def run_share(plan: FleetPlan, indexes: range, report: Pipe | None) -> Non
         settings = AgentSettings(mgmt=servers, placement=placement(plan, i), ping_retries=plan.ping_retries,
                                  drain_seconds=5)
         agents.append(Agent(settings, SimulatorResource(SIZES[i % len(SIZES)], faults, f"/sim/{i}")))
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
             step = plan.ramp / max(len(agents), 1)
             for agent in agents:
@@ -80,7 +81,11 @@ async def run_share(plan: FleetPlan, indexes: range, report: Pipe | None) -> Non
                     await trio.sleep(step)  # spreading the connects is the point
 
             async def stop() -> None:
-                async for _ in signals:
+                async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        if plan.faults:  # every host shares the table: reload it in place
+                            faults.replace_with(FaultTable.load(plan.faults))
+                        continue
                     async with trio.open_nursery() as drains:  # every agent finishes within 5 s
                         for agent in agents:
                             drains.start_soon(agent.drain, 5.0)
@@ -97,13 +102,25 @@ async def run_share(plan: FleetPlan, indexes: range, report: Pipe | None) -> Non
 
 def _child(plan: FleetPlan, indexes: range, report: Pipe) -> None:
     raise_fd_limit()
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until trio's receiver takes it over
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM for us
     trio.run(run_share, plan, indexes, report)
+
+
+class _Stop(Exception):
+    """SIGINT or SIGTERM reached the parent."""
+
+
+def _stop(signum: int, _frame: object) -> None:
+    raise _Stop(signal.Signals(signum).name)
 
 
 def run_fleet(plan: FleetPlan, *, out: object = sys.stdout, until_up: bool = False) -> int:
     """Start the processes and print counts; return when interrupted (or when all are Up, if asked)."""
     raise_fd_limit()
+    # Both signals stop the fleet cleanly, even when the shell started us with SIGINT ignored.
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     ctx = mp.get_context("spawn")
     shares = [range(k, plan.hosts, plan.processes) for k in range(plan.processes)]
     pipes, procs = [], []
@@ -114,6 +131,13 @@ def run_fleet(plan: FleetPlan, *, out: object = sys.stdout, until_up: bool = Fal
         child_end.close()
         pipes.append(parent_end)
         procs.append(proc)
+
+    def forward_sighup(_signum: int, _frame: object) -> None:
+        for proc in procs:
+            if proc.pid is not None and proc.is_alive():
+                os.kill(proc.pid, signal.SIGHUP)
+
+    signal.signal(signal.SIGHUP, forward_sighup)
     counts = [(0, 0)] * len(procs)
     started = time.monotonic()
     try:
@@ -129,7 +153,7 @@ def run_fleet(plan: FleetPlan, *, out: object = sys.stdout, until_up: bool = Fal
             if not any(p.is_alive() for p in procs):
                 return 1
             mp.connection.wait(pipes, timeout=1)
-    except KeyboardInterrupt:
+    except _Stop:
         return 0
     finally:
         for proc in procs:

@@ -12,6 +12,7 @@ import trio
 
 from agent.config import load, parse_servers, stable_guid
 from agent.faults import FaultTable
+from protocol.messages import CheckHealthCommand
 
 from .fake_server import FakeServer
 
@@ -53,11 +54,11 @@ def test_fault_files_are_parsed_and_checked(tmp_path: Path) -> None:
         FaultTable().add("X", "wait:soon")
 
 
-async def run_agent(port: int, state: Path, log: Path) -> trio.Process:
+async def run_agent(port: int, state: Path, log: Path, faults: Path) -> trio.Process:
     with log.open("ab") as out:  # a file, not a pipe: nobody reads it while the agent runs
         return await trio.lowlevel.open_process(
             [sys.executable, "-m", "agent", "run", "--mgmt", f"127.0.0.1:{port}", "--resource", "simulator",
-             "--state-dir", str(state), "--zone", "zA", "--name", "cli-host"],
+             "--state-dir", str(state), "--zone", "zA", "--name", "cli-host", "--faults", str(faults)],
             stdout=subprocess.DEVNULL, stderr=out)
 
 
@@ -65,17 +66,26 @@ async def test_agent_process_keeps_its_guid_and_stops_cleanly(nursery: trio.Nurs
     server = FakeServer()
     await nursery.start(server.serve)
     sessions = []
-    for _ in range(2):
-        proc = await run_agent(server.port, tmp_path / "state", tmp_path / "agent.log")
+    faults = tmp_path / "faults.toml"
+    faults.write_text("")
+    log = tmp_path / "agent.log"
+    for round_ in range(2):
+        proc = await run_agent(server.port, tmp_path / "state", log, faults)
         links = await server.wait_for(lambda: [lk for lk in server.ready_links() if lk not in sessions], 30)
         link = links[-1]
         sessions.append(link)
+        if round_ == 0:  # fault rules change at run time: rewrite the file, SIGHUP
+            faults.write_text('[[rule]]\ncommand = "CheckHealthCommand"\naction = "fail"\ndetails = "hup"\n')
+            proc.send_signal(signal.SIGHUP)
+            await server.wait_for(lambda: "fault rules reloaded" in log.read_text())
+            answer = (await server.send(link.guid, [CheckHealthCommand()])).answers[0]
+            assert (answer.result, answer.details) == (False, "hup")
         proc.send_signal(signal.SIGTERM)
         with trio.fail_after(30):
             code = await proc.wait()
         assert code == 0
         await server.wait_for(lambda link=link: link.closed)
-    assert "SIGTERM received, draining" in (tmp_path / "agent.log").read_text()
+    assert "SIGTERM received, draining" in log.read_text()
     first, second = sessions
     assert first.guid == second.guid and first.host_id == second.host_id
     routing = first.startups[0][0]
