@@ -161,12 +161,15 @@ async def test_template_from_a_missing_source_and_unknown_template_fail_clearly(
     assert create.details == "template not on this pool: /default-pool/none"
 
 
-async def test_unhandled_command_is_unsupported(resource: LibvirtResource) -> None:
-    from protocol.messages import PingRoutingCommand
+async def test_unhandled_command_is_unsupported_and_host_checks_answer(resource: LibvirtResource) -> None:
+    from protocol.messages import CheckOnHostCommand, PingRoutingCommand, PrepareForMigrationCommand
 
     answer = await resource.execute(PingRoutingCommand(host_id=1))
     assert isinstance(answer, UnsupportedAnswer)
     assert (await resource.execute(CheckHealthCommand())).result
+    neighbour = await resource.execute(CheckOnHostCommand(host_guid="other"))
+    assert neighbour.result and neighbour.determined is False  # type: ignore[attr-defined]
+    assert (await resource.execute(PrepareForMigrationCommand(vm=vm(unique("i"))))).result
 
 
 def test_domain_xml_escapes_and_describes_the_vm() -> None:
