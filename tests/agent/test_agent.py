@@ -14,7 +14,6 @@ from protocol.messages import (
     Answer,
     CheckHealthAnswer,
     CheckHealthCommand,
-    DiskTO,
     PingRoutingCommand,
     PowerState,
     RebootCommand,
@@ -23,17 +22,11 @@ from protocol.messages import (
     StartupStorageCommand,
     StopCommand,
     UnsupportedAnswer,
-    VirtualMachineTO,
 )
 
+from .builders import GIB, vm
 from .conftest import AgentFactory
 from .fake_server import FakeServer
-
-GIB = 1024**3
-
-
-def vm(name: str, memory: int = GIB, disks: tuple[DiskTO, ...] = ()) -> VirtualMachineTO:
-    return VirtualMachineTO(name=name, uuid=f"uuid-{name}", vcpus=1, memory_bytes=memory, disks=disks)
 
 
 async def test_handshake_reports_the_host_and_reaches_up(server: FakeServer,

@@ -21,14 +21,9 @@ from protocol.messages import (
     StartCommand,
     StartupStorageCommand,
     StopCommand,
-    VirtualMachineTO,
 )
 
-GIB = 1024**3
-
-
-def vm(name: str, memory: int = GIB, disks: tuple[DiskTO, ...] = ()) -> VirtualMachineTO:
-    return VirtualMachineTO(name=name, uuid=f"u-{name}", vcpus=2, memory_bytes=memory, disks=disks)
+from .builders import GIB, vm
 
 
 async def host(guid: str, **spec: int) -> SimulatorResource:
