@@ -1,0 +1,89 @@
+"""The database: engine, migrations at start-up, and blocking work kept off the event loop.
+
+SQLite (the embedded default, in WAL mode, in the data directory) or PostgreSQL (psycopg 3) when
+several management servers share one database. Every call that touches the database runs in a worker
+thread through ``Database.run``, under a bounded limiter; nothing here is called on the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import sqlalchemy as sa
+import trio
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection, Engine
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def sqlite_url(data_dir: str | Path) -> str:
+    return f"sqlite:///{Path(data_dir).resolve() / 'cumulo.db'}"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
+    cursor.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; safe with WAL
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+class Database:
+    """One engine and the limiter every database call goes through."""
+
+    def __init__(self, url: str, *, threads: int = 8) -> None:
+        self.url = url
+        if url.startswith("postgresql:"):
+            url = "postgresql+psycopg:" + url.removeprefix("postgresql:")
+        self.engine: Engine = sa.create_engine(url, pool_size=threads, max_overflow=0, pool_pre_ping=True) \
+            if not url.startswith("sqlite") else sa.create_engine(url)
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.limiter = trio.CapacityLimiter(threads)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    async def run(self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn(connection, ...)`` in one transaction in a worker thread; commit unless it raises."""
+
+        def work() -> T:
+            with self.engine.begin() as conn:
+                return fn(conn, *args, **kwargs)
+
+        return await trio.to_thread.run_sync(work, limiter=self.limiter)
+
+    # --- migrations ------------------------------------------------------------------------------
+
+    def alembic_config(self, connection: Connection) -> Config:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = connection
+        return config
+
+    def migrate(self) -> str:
+        """Bring the schema to the newest revision (blocking; call at start-up); returns it."""
+        with self.engine.begin() as conn:
+            command.upgrade(self.alembic_config(conn), "head")
+            return self.revision(conn) or ""
+
+    def revision(self, conn: Connection) -> str | None:
+        return MigrationContext.configure(conn).get_current_revision()
+
+    def head(self) -> str:
+        with self.engine.connect() as conn:
+            head = ScriptDirectory.from_config(self.alembic_config(conn)).get_current_head()
+        return head or ""
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,291 @@
+"""The management server's tables (SQLAlchemy Core). Migrations in ``migrations/`` create and change them.
+
+Conventions: integer primary keys inside, a ``uuid`` column for every id the API shows; ``created`` and
+``removed`` timestamps (a removed row stays, for the audit trail); rows whose state moves through a
+transition table carry ``update_count``, bumped by every conditional UPDATE.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+
+def _id() -> Column[int]:
+    return Column("id", Integer, primary_key=True)
+
+
+def _uuid() -> Column[str]:
+    return Column("uuid", String(36), nullable=False, unique=True)
+
+
+def _times() -> list[Column[object]]:
+    return [Column("created", DateTime(timezone=True), nullable=False),
+            Column("removed", DateTime(timezone=True))]
+
+
+management_servers = Table(
+    "management_servers", metadata, _id(),
+    Column("msid", BigInteger, nullable=False, unique=True),
+    Column("name", String(255), nullable=False),
+    Column("address", String(255), nullable=False),
+    Column("agent_port", Integer, nullable=False),
+    Column("state", String(32), nullable=False),  # Up, Down
+    Column("last_heartbeat", DateTime(timezone=True), nullable=False),
+    Column("started", DateTime(timezone=True), nullable=False),
+)
+
+zones = Table(
+    "zones", metadata, _id(), _uuid(),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("network_type", String(32), nullable=False, default="Advanced"),
+    Column("dns1", String(64)), Column("dns2", String(64)),
+    Column("allocation_state", String(32), nullable=False, default="Enabled"),
+    *_times(),
+)
+
+pods = Table(
+    "pods", metadata, _id(), _uuid(),
+    Column("zone_id", ForeignKey("zones.id"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("gateway", String(64)), Column("netmask", String(64)),
+    Column("allocation_state", String(32), nullable=False, default="Enabled"),
+    *_times(),
+    UniqueConstraint("zone_id", "name"),
+)
+
+clusters = Table(
+    "clusters", metadata, _id(), _uuid(),
+    Column("zone_id", ForeignKey("zones.id"), nullable=False),
+    Column("pod_id", ForeignKey("pods.id"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("hypervisor_type", String(32), nullable=False),
+    Column("allocation_state", String(32), nullable=False, default="Enabled"),
+    Column("cpu_overcommit", Float),  # cluster overrides of the cloud-wide factors; NULL = inherit
+    Column("mem_overcommit", Float),
+    *_times(),
+    UniqueConstraint("zone_id", "name"),
+)
+
+hosts = Table(
+    "hosts", metadata, _id(), _uuid(),
+    Column("guid", String(255), nullable=False, unique=True),
+    Column("name", String(255), nullable=False),
+    Column("type", String(32), nullable=False, default="Routing"),
+    Column("zone_id", ForeignKey("zones.id"), nullable=False),
+    Column("pod_id", ForeignKey("pods.id"), nullable=False),
+    Column("cluster_id", ForeignKey("clusters.id"), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("resource_state", String(32), nullable=False, default="Enabled"),
+    Column("update_count", BigInteger, nullable=False, default=0),
+    Column("hypervisor_type", String(32), nullable=False),
+    Column("hypervisor_version", String(64), nullable=False, default=""),
+    Column("private_ip", String(64), nullable=False, default=""),
+    Column("private_mac", String(32), nullable=False, default=""),
+    Column("host_tags", String(1024), nullable=False, default=""),
+    Column("agent_version", String(64), nullable=False, default=""),
+    Column("mgmt_server_id", BigInteger),  # msid of the server its agent is connected to
+    Column("last_ping", DateTime(timezone=True)),  # written at state changes only, not per ping
+    Column("status_changed", DateTime(timezone=True)),
+    *_times(),
+)
+
+host_capacity = Table(
+    "host_capacity", metadata,
+    Column("host_id", ForeignKey("hosts.id"), primary_key=True),
+    Column("cpu_cores", Integer, nullable=False),
+    Column("cpu_mhz_total", BigInteger, nullable=False),
+    Column("cpu_mhz_used", BigInteger, nullable=False, default=0),
+    Column("cpu_mhz_reserved", BigInteger, nullable=False, default=0),
+    Column("cores_used", Integer, nullable=False, default=0),
+    Column("memory_total", BigInteger, nullable=False),
+    Column("memory_used", BigInteger, nullable=False, default=0),
+    Column("memory_reserved", BigInteger, nullable=False, default=0),
+    Column("update_count", BigInteger, nullable=False, default=0),
+)
+
+storage_pools = Table(
+    "storage_pools", metadata, _id(), _uuid(),
+    Column("name", String(255), nullable=False),
+    Column("zone_id", ForeignKey("zones.id"), nullable=False),
+    Column("pod_id", ForeignKey("pods.id")),
+    Column("cluster_id", ForeignKey("clusters.id")),
+    Column("host_id", ForeignKey("hosts.id")),  # set for host-local pools
+    Column("scope", String(16), nullable=False),  # HOST, CLUSTER, ZONE
+    Column("pool_type", String(32), nullable=False),
+    Column("path", String(1024), nullable=False),
+    Column("tags", String(1024), nullable=False, default=""),
+    Column("status", String(32), nullable=False, default="Up"),
+    Column("capacity_bytes", BigInteger, nullable=False),
+    Column("used_bytes", BigInteger, nullable=False, default=0),
+    Column("reserved_bytes", BigInteger, nullable=False, default=0),
+    Column("update_count", BigInteger, nullable=False, default=0),
+    *_times(),
+)
+
+templates = Table(
+    "templates", metadata, _id(), _uuid(),
+    Column("name", String(255), nullable=False),
+    Column("display_text", String(4096), nullable=False, default=""),
+    Column("format", String(16), nullable=False),
+    Column("hypervisor_type", String(32), nullable=False),
+    Column("os_type", String(255), nullable=False, default=""),
+    Column("url", String(2048), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False, default=0),
+    Column("public", Boolean, nullable=False, default=True),
+    Column("featured", Boolean, nullable=False, default=False),
+    Column("account_id", Integer),
+    Column("zone_id", ForeignKey("zones.id")),  # NULL: every zone
+    Column("state", String(32), nullable=False, default="Ready"),
+    *_times(),
+)
+
+template_copies = Table(
+    "template_copies", metadata,
+    Column("template_id", ForeignKey("templates.id"), primary_key=True),
+    Column("pool_id", ForeignKey("storage_pools.id"), primary_key=True),
+    Column("install_path", String(1024), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("state", String(32), nullable=False),  # Downloading, Ready
+)
+
+service_offerings = Table(
+    "service_offerings", metadata, _id(), _uuid(),
+    Column("name", String(255), nullable=False),
+    Column("display_text", String(4096), nullable=False, default=""),
+    Column("cpus", Integer, nullable=False),
+    Column("cpu_speed_mhz", Integer, nullable=False),
+    Column("memory_mb", Integer, nullable=False),
+    Column("host_tags", String(1024), nullable=False, default=""),
+    Column("ha_enabled", Boolean, nullable=False, default=False),
+    *_times(),
+)
+
+disk_offerings = Table(
+    "disk_offerings", metadata, _id(), _uuid(),
+    Column("name", String(255), nullable=False),
+    Column("display_text", String(4096), nullable=False, default=""),
+    Column("size_gb", Integer, nullable=False),
+    Column("tags", String(1024), nullable=False, default=""),
+    *_times(),
+)
+
+networks = Table(
+    "networks", metadata, _id(), _uuid(),
+    Column("name", String(255), nullable=False),
+    Column("zone_id", ForeignKey("zones.id"), nullable=False),
+    Column("guest_type", String(32), nullable=False, default="Shared"),
+    Column("cidr", String(64), nullable=False),
+    Column("gateway", String(64), nullable=False),
+    Column("netmask", String(64), nullable=False),
+    Column("dns1", String(64)), Column("dns2", String(64)),
+    Column("vlan", String(64), nullable=False, default="untagged"),
+    Column("bridge", String(64), nullable=False, default=""),
+    Column("state", String(32), nullable=False, default="Setup"),
+    *_times(),
+    UniqueConstraint("zone_id", "name"),
+)
+
+ip_ranges = Table(
+    "ip_ranges", metadata, _id(),
+    Column("network_id", ForeignKey("networks.id"), nullable=False),
+    Column("start_ip", String(64), nullable=False),
+    Column("end_ip", String(64), nullable=False),
+)
+
+vms = Table(
+    "vms", metadata, _id(), _uuid(),
+    Column("instance_name", String(255), nullable=False, unique=True),
+    Column("display_name", String(255), nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("update_count", BigInteger, nullable=False, default=0),
+    Column("power_state", String(32), nullable=False, default="PowerUnknown"),
+    Column("power_state_updated", DateTime(timezone=True)),
+    Column("zone_id", ForeignKey("zones.id"), nullable=False),
+    Column("host_id", ForeignKey("hosts.id")),
+    Column("last_host_id", ForeignKey("hosts.id")),
+    Column("service_offering_id", ForeignKey("service_offerings.id"), nullable=False),
+    Column("template_id", ForeignKey("templates.id"), nullable=False),
+    Column("account_id", Integer, nullable=False),
+    Column("ha_enabled", Boolean, nullable=False, default=False),
+    *_times(),
+    Index("ix_vms_host_state", "host_id", "state"),
+)
+
+nics = Table(
+    "nics", metadata, _id(), _uuid(),
+    Column("vm_id", ForeignKey("vms.id"), nullable=False),
+    Column("network_id", ForeignKey("networks.id"), nullable=False),
+    Column("device_id", Integer, nullable=False),
+    Column("ip_address", String(64)),
+    Column("mac_address", String(32), nullable=False),
+    Column("is_default", Boolean, nullable=False),
+    Column("state", String(32), nullable=False),  # Allocated, Reserved, Released
+    # NULL addresses (released) do not collide; two live NICs never share an IP or a MAC
+    UniqueConstraint("network_id", "ip_address"),
+    UniqueConstraint("mac_address"),
+)
+
+volumes = Table(
+    "volumes", metadata, _id(), _uuid(),
+    Column("name", String(255), nullable=False),
+    Column("vm_id", ForeignKey("vms.id")),
+    Column("pool_id", ForeignKey("storage_pools.id")),
+    Column("type", String(16), nullable=False),  # ROOT, DATADISK
+    Column("state", String(32), nullable=False),
+    Column("update_count", BigInteger, nullable=False, default=0),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("path", String(1024), nullable=False, default=""),
+    Column("device_id", Integer),
+    Column("template_id", ForeignKey("templates.id")),
+    Column("disk_offering_id", ForeignKey("disk_offerings.id")),
+    Column("account_id", Integer, nullable=False),
+    *_times(),
+)
+
+async_jobs = Table(
+    "async_jobs", metadata, _id(), _uuid(),
+    Column("user_id", Integer, nullable=False),
+    Column("account_id", Integer, nullable=False),
+    Column("command", String(255), nullable=False),
+    Column("instance_type", String(64)),
+    Column("instance_id", Integer),
+    Column("status", Integer, nullable=False, default=0),  # 0 pending, 1 succeeded, 2 failed
+    Column("process_status", Integer, nullable=False, default=0),
+    Column("result_code", Integer, nullable=False, default=0),
+    Column("result", Text),  # JSON
+    Column("mgmt_server_id", BigInteger),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Column("completed", DateTime(timezone=True)),
+    Index("ix_async_jobs_status", "status"),
+)
+
+configuration = Table(
+    "configuration", metadata,
+    Column("name", String(255), primary_key=True),
+    Column("value", String(4096)),  # NULL: the default applies
+    Column("default_value", String(4096)),
+    Column("category", String(64), nullable=False),
+    Column("description", String(1024), nullable=False),
+    Column("scope", String(32), nullable=False, default="Global"),
+)

@@ -1,0 +1,68 @@
+"""The cloud's runtime settings: CloudStack's names and defaults, kept in the ``configuration`` table.
+
+``seed`` inserts the settings a database lacks (after each migration) and never overwrites a value an
+admin changed. Values are strings in the table; ``SETTINGS`` says how each is parsed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from .db.schema import configuration
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    kind: type
+    category: str
+    description: str
+
+
+SETTINGS: dict[str, Setting] = {s.name: s for s in [
+    Setting("ping.interval", "60", int, "Advanced", "Seconds between an agent's pings."),
+    Setting("ping.timeout", "2.5", float, "Advanced",
+            "Multiple of ping.interval after which a silent host is investigated."),
+    Setting("vm.allocation.algorithm", "random", str, "Advanced",
+            "How hosts are chosen: random, firstfit, userdispersing, firstfitleastconsumed, "
+            "userconcentratedpod_random, userconcentratedpod_firstfit."),
+    Setting("host.capacityType.to.order.clusters", "CPU", str, "Advanced",
+            "What orders clusters for placement: CPU, RAM or COMBINED."),
+    Setting("cpu.overprovisioning.factor", "1", float, "Advanced", "CPU over-commit factor."),
+    Setting("mem.overprovisioning.factor", "1", float, "Advanced", "Memory over-commit factor."),
+    Setting("storage.overprovisioning.factor", "2", float, "Storage", "Over-commit of thin primary storage."),
+    Setting("cluster.cpu.allocated.capacity.disablethreshold", "0.85", float, "Alert",
+            "Allocated CPU fraction past which a cluster takes no new VMs."),
+    Setting("cluster.memory.allocated.capacity.disablethreshold", "0.85", float, "Alert",
+            "Allocated memory fraction past which a cluster takes no new VMs."),
+    Setting("pool.storage.capacity.disablethreshold", "0.85", float, "Alert",
+            "Used fraction past which a storage pool takes no new volumes."),
+    Setting("start.retry", "10", int, "Advanced", "Attempts to start a VM on another host after a failure."),
+    Setting("expunge.delay", "86400", int, "Advanced", "Seconds a destroyed VM waits before it is expunged."),
+    Setting("expunge.interval", "86400", int, "Advanced", "Seconds between runs of the expunge task."),
+    Setting("capacity.skipcounting.hours", "3600", int, "Advanced",
+            "Seconds a stopped VM keeps its reservation on its last host."),
+    Setting("wait", "1800", int, "Advanced", "Default seconds to wait for an agent's answer."),
+]}
+
+
+def seed(conn: Connection) -> int:
+    """Insert the settings missing from the table; returns how many were added."""
+    present = set(conn.scalars(sa.select(configuration.c.name)))
+    missing = [s for name, s in SETTINGS.items() if name not in present]
+    if missing:
+        conn.execute(configuration.insert(), [
+            {"name": s.name, "value": None, "default_value": s.default, "category": s.category,
+             "description": s.description, "scope": "Global"} for s in missing])
+    return len(missing)
+
+
+def current(conn: Connection) -> dict[str, object]:
+    """Every known setting's value (the admin's, else the default), parsed to its kind."""
+    rows = conn.execute(sa.select(configuration.c.name, configuration.c.value, configuration.c.default_value))
+    values = {name: value if value is not None else default for name, value, default in rows}
+    return {name: s.kind(values.get(name, s.default)) for name, s in SETTINGS.items()}
