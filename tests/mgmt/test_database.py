@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -63,9 +64,7 @@ async def test_a_failed_transaction_leaves_nothing(database: Database) -> None:
                                            created=sa.func.now()))
         raise RuntimeError("crash in the middle")
 
-    try:
+    with pytest.raises(RuntimeError, match="crash in the middle"):
         await database.run(half_done)
-    except RuntimeError:
-        pass
-    count = await database.run(lambda conn: conn.execute(sa.select(sa.func.count()).select_from(zones)).scalar())
+    count = await database.run(lambda c: c.execute(sa.select(sa.func.count()).select_from(zones)).scalar())
     assert count == 0
