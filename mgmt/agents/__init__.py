@@ -1,0 +1,1 @@
+"""Agents: the connections to hosts, their handshake and liveness, and host status."""
