@@ -1,1 +1,1 @@
-"""The Cumulo management server (built by a later issue)."""
+"""The Cumulo management server: inventory, agents, persistence (and later the API and orchestration)."""

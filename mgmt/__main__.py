@@ -1,0 +1,48 @@
+"""``python -m mgmt serve ...``: run the management server (also the ``cumulo-mgmt`` console script)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tomllib
+from dataclasses import fields
+from pathlib import Path
+
+import trio
+
+from .server import ServerConfig, serve
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mgmt", description="Cumulo management server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("serve", help="run the management server")
+    run.add_argument("--config", help="TOML file with the same settings as the flags")
+    run.add_argument("--data-dir", help="where the embedded database and state live (default ./data)")
+    run.add_argument("--db", help="database URL (default: SQLite in the data directory); postgresql://...")
+    run.add_argument("--agent-port", type=int, help="port for agents (default 8250)")
+    run.add_argument("--api-port", type=int, help="port for the HTTP API (default 8080)")
+    run.add_argument("--bind", help="address to listen on (default: all)")
+    run.add_argument("--zone-config", help="zone description file (TOML) applied at start")
+    run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    args = parser.parse_args(argv)
+    values: dict[str, object] = {}
+    try:
+        if args.config:
+            values.update(tomllib.loads(Path(args.config).read_text()))
+        known = {f.name for f in fields(ServerConfig)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{args.config}: unknown settings {', '.join(unknown)}")
+        values.update({k: v for k, v in vars(args).items() if k in known and v is not None})
+        config = ServerConfig(**values)  # type: ignore[arg-type]
+    except (OSError, ValueError, tomllib.TOMLDecodeError) as e:
+        print(f"python -m mgmt: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return trio.run(serve, config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""The agent manager: accepts agents on the agent port, runs their handshake, keeps their liveness in
+memory, and sends them commands.
+
+Per connection, one task reads and feeds the sans-IO ``Connection``; sends go under a FIFO lock; each
+request waits for its matching answer under the caller's deadline. The database is written when a
+host's status changes (startup, Ready, disconnect, alert), never per ping. A monitor task finds hosts
+silent for ``ping.interval * ping.timeout``, asks them ``CheckHealthCommand``, and moves those that do
+not answer to Alert.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from protocol import NEED_DATA, Connection, ConnectionClosed, ProtocolError, Request, Response, Role
+from protocol.messages import (
+    Answer,
+    CheckHealthCommand,
+    Command,
+    PingAnswer,
+    PingRoutingCommand,
+    ReadyCommand,
+    StartupAnswer,
+    StartupRoutingCommand,
+    StartupStorageCommand,
+    UnsupportedAnswer,
+)
+
+from ..db.database import Database
+from ..errors import AgentUnavailable, OperationTimedOut
+from . import registry
+from .host_status import Event, Status
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AgentLink:
+    """The server's side of one agent connection."""
+
+    stream: trio.SocketStream
+    conn: Connection
+    peer: str
+    host_id: int = 0
+    guid: str = ""
+    up: bool = False
+    send_lock: trio.StrictFIFOLock = field(default_factory=trio.StrictFIFOLock)
+    waiters: dict[int, trio.MemorySendChannel[Response]] = field(default_factory=dict)
+    closed: trio.Event = field(default_factory=trio.Event)
+
+
+class AgentManager:
+    def __init__(self, db: Database, msid: int, *, ping_interval: float = 60.0, ping_timeout: float = 2.5,
+                 startup_timeout: float = 30.0) -> None:
+        self.db = db
+        self.msid = msid
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout  # a multiple of the interval, as CloudStack's ping.timeout
+        self.startup_timeout = startup_timeout
+        self.links: dict[int, AgentLink] = {}
+        self.last_seen: dict[int, float] = {}
+        self.status: dict[int, Status] = {}  # what this server last wrote for its hosts
+        self.port = 0
+        self._nursery: trio.Nursery | None = None
+
+    # --- serving ---------------------------------------------------------------------------------
+
+    async def serve(self, port: int, host: str | None = None, *,
+                    task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        self.port = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self.monitor)
+            task_status.started(self.port)
+            await trio.serve_listeners(self._handle, listeners, handler_nursery=nursery)
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        address, port = stream.socket.getpeername()[:2]
+        peer = f"{address}:{port}"
+        link = AgentLink(stream, Connection(Role.SERVER, mgmt_id=self.msid), peer)
+        reason = "closed"
+        try:
+            async with trio.open_nursery() as nursery:
+                reason = await self._read(link, nursery)
+                nursery.cancel_scope.cancel()
+        finally:
+            link.closed.set()
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+                await self._disconnected(link, reason)
+
+    async def _read(self, link: AgentLink, nursery: trio.Nursery) -> str:
+        while True:
+            try:
+                data = await link.stream.receive_some(65536)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
+                return f"read failed: {e}"
+            link.conn.receive_data(data)
+            while True:
+                try:
+                    event = link.conn.next_event()
+                except ProtocolError as e:
+                    log.warning("agent %s (host %s): protocol violation, closing: %s", link.peer,
+                                link.host_id or "?", e)
+                    return f"protocol violation: {e}"
+                if event is NEED_DATA:
+                    break
+                if isinstance(event, ConnectionClosed):
+                    return "the agent closed the connection"
+                if isinstance(event, Response):
+                    waiter = link.waiters.pop(event.seq, None)
+                    if waiter is not None:
+                        waiter.send_nowait(event)
+                elif isinstance(event, Request):
+                    first = event.commands[0]
+                    if isinstance(first, StartupRoutingCommand):
+                        # Handled in line: nothing else may reach the host before it is registered.
+                        if not await self._startup(link, event, nursery):
+                            return "startup rejected"
+                    elif isinstance(first, PingRoutingCommand):
+                        await self._ping(link, event, first)
+                    else:
+                        await self._respond(link, event, [UnsupportedAnswer(
+                            details=f"the management server does not take {type(first).__name__}")]
+                            * len(event.commands))
+
+    async def _respond(self, link: AgentLink, request: Request, answers: Sequence[Answer]) -> None:
+        async with link.send_lock:
+            try:
+                await link.stream.send_all(link.conn.send_response(request, answers))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                link.conn.send_failed()
+
+    # --- handshake -------------------------------------------------------------------------------
+
+    async def _startup(self, link: AgentLink, request: Request, nursery: trio.Nursery) -> bool:
+        startup = request.commands[0]
+        assert isinstance(startup, StartupRoutingCommand)
+        storage = next((c for c in request.commands if isinstance(c, StartupStorageCommand)), None)
+        reg = await self.db.run(registry.register, startup, storage, self.msid)
+        rest = [Answer()] * (len(request.commands) - 1)
+        await self._respond(link, request, [StartupAnswer(host_id=reg.host_id,
+                                                          ping_interval=self.ping_interval), *rest])
+        if reg.reject_reason:
+            log.error("agent %s (guid %s) rejected: %s", link.peer, startup.guid, reg.reject_reason)
+            await self._send_and_forget(link, ReadyCommand(host_id=0, reject_reason=reg.reject_reason))
+            # Let the agent read the reason and answer (or hang up) before we close: up to 5 s.
+            with trio.move_on_after(5), contextlib.suppress(trio.BrokenResourceError,
+                                                            trio.ClosedResourceError):
+                await link.stream.receive_some(65536)
+            return False
+        link.host_id, link.guid = reg.host_id, startup.guid
+        link.conn.agent_id = reg.host_id
+        old = self.links.get(reg.host_id)
+        if old is not None and old is not link:  # the agent came back before we saw it leave
+            await old.stream.aclose()
+        self.links[reg.host_id] = link
+        self.status[reg.host_id] = Status.CONNECTING
+        nursery.start_soon(self._ready, link, reg)
+        return True
+
+    async def _ready(self, link: AgentLink, reg: registry.Registration) -> None:
+        try:
+            answers = await self._request(link, [ReadyCommand(host_id=reg.host_id, zone_id=reg.zone_id)],
+                                          timeout=self.startup_timeout)
+        except OperationTimedOut:
+            log.warning("host %d: no ReadyAnswer in %g s, closing", reg.host_id, self.startup_timeout)
+            await link.stream.aclose()
+            return
+        if not answers[0].result:
+            log.warning("host %d: Ready refused by the agent: %s", reg.host_id, answers[0].details)
+            await link.stream.aclose()
+            return
+        # Usable from the ReadyAnswer on; marked before the row says Up, so that a host the database
+        # shows Up can always be sent commands.
+        link.up = True
+        self.last_seen[reg.host_id] = trio.current_time()
+        if await self.db.run(registry.transition, reg.host_id, Event.READY, msid=self.msid) is None:
+            log.warning("host %d: could not move to Up (moved by someone else)", reg.host_id)
+        self.status[reg.host_id] = Status.UP
+        log.info("host %d (%s) is Up", reg.host_id, link.guid)
+
+    async def _send_and_forget(self, link: AgentLink, command: Command) -> None:
+        async with link.send_lock:
+            _seq, data = link.conn.send_request([command])
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await link.stream.send_all(data)
+
+    # --- liveness --------------------------------------------------------------------------------
+
+    async def _ping(self, link: AgentLink, request: Request, ping: PingRoutingCommand) -> None:
+        host_id = link.host_id
+        self.last_seen[host_id] = trio.current_time()
+        back = self.status.get(host_id) in (Status.ALERT, Status.DISCONNECTED) and link.up
+        if back and await self.db.run(registry.transition, host_id, Event.PING, msid=self.msid) is not None:
+            self.status[host_id] = Status.UP
+            log.info("host %d is back Up", host_id)
+        await self._respond(link, request, [PingAnswer(send_startup=not link.up)])
+
+    async def _disconnected(self, link: AgentLink, reason: str) -> None:
+        log.info("agent %s (host %s) disconnected: %s", link.peer, link.host_id or "?", reason)
+        if not link.host_id or self.links.get(link.host_id) is not link:
+            return  # never registered, or already replaced by a newer connection
+        del self.links[link.host_id]
+        if await self.db.run(registry.transition, link.host_id, Event.AGENT_DISCONNECTED) is not None:
+            self.status[link.host_id] = Status.ALERT
+
+    async def monitor(self) -> None:
+        """Investigate hosts silent for ping.interval * ping.timeout; Alert those that do not answer."""
+        while True:
+            await trio.sleep(self.ping_interval / 2)  # the monitor's period
+            limit = trio.current_time() - self.ping_interval * self.ping_timeout
+            silent = [h for h, seen in self.last_seen.items()
+                      if seen < limit and self.status.get(h) is Status.UP]
+            async with trio.open_nursery() as nursery:
+                for host_id in silent:
+                    nursery.start_soon(self._investigate, host_id)
+
+    async def _investigate(self, host_id: int) -> None:
+        try:
+            answers = await self.send(host_id, [CheckHealthCommand()], timeout=self.ping_interval)
+            if answers[0].result:
+                self.last_seen[host_id] = trio.current_time()  # alive, only its pings were lost
+                return
+        except (AgentUnavailable, OperationTimedOut):
+            pass
+        if await self.db.run(registry.transition, host_id, Event.PING_TIMEOUT) is not None:
+            self.status[host_id] = Status.ALERT
+            log.warning("host %d went silent: Alert", host_id)
+
+    # --- commands --------------------------------------------------------------------------------
+
+    async def send(self, host_id: int, commands: Sequence[Command], *, in_sequence: bool = False,
+                   stop_on_error: bool = False, timeout: float = 60.0) -> tuple[Any, ...]:
+        """Send commands to a host and return its answers; raises AgentUnavailable or OperationTimedOut."""
+        link = self.links.get(host_id)
+        if link is None or not link.up:
+            raise AgentUnavailable(f"host {host_id} has no agent connected to this management server")
+        return await self._request(link, commands, timeout=timeout, in_sequence=in_sequence,
+                                   stop_on_error=stop_on_error)
+
+    async def _request(self, link: AgentLink, commands: Sequence[Command], *, timeout: float,
+                       in_sequence: bool = False, stop_on_error: bool = False) -> tuple[Any, ...]:
+        send, receive = trio.open_memory_channel[Response](1)
+        async with link.send_lock:
+            seq, data = link.conn.send_request(commands, in_sequence=in_sequence, stop_on_error=stop_on_error)
+            link.waiters[seq] = send
+            try:
+                await link.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
+                link.waiters.pop(seq, None)
+                raise AgentUnavailable(f"host {link.host_id}: the connection broke: {e}") from None
+        with trio.move_on_after(timeout):
+            return (await receive.receive()).answers
+        link.waiters.pop(seq, None)
+        link.conn.abandon(seq)
+        raise OperationTimedOut(f"host {link.host_id} did not answer {type(commands[0]).__name__} "
+                                f"within {timeout:g} s")

@@ -1,0 +1,98 @@
+"""The management server process: database, inventory, agent manager, under one root nursery."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import signal
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import trio
+
+from . import bootstrap, settings
+from .agents.manager import AgentManager
+from .db.database import Database, sqlite_url
+from .db.schema import management_servers
+
+log = logging.getLogger("mgmt")
+
+
+@dataclass
+class ServerConfig:
+    data_dir: str = "./data"
+    db: str = ""  # empty: SQLite in the data directory
+    agent_port: int = 8250
+    api_port: int = 8080
+    bind: str = ""  # empty: every address
+    zone_config: str = ""
+
+
+def server_id(data_dir: Path) -> int:
+    """This server's id (msid), made once and kept in the data directory."""
+    state = data_dir / "mgmt-state.json"
+    if state.exists():
+        return int(json.loads(state.read_text())["msid"])
+    msid = random.SystemRandom().getrandbits(48)
+    tmp = state.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"msid": msid}))
+    os.replace(tmp, state)
+    return msid
+
+
+def prepare(config: ServerConfig) -> tuple[Database, int, dict[str, Any]]:
+    """Blocking start-up work (run in a thread): migrate, seed settings, apply the zone file, register."""
+    data_dir = Path(config.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(config.db or sqlite_url(data_dir))
+    revision = db.migrate()
+    msid = server_id(data_dir)
+    with db.engine.begin() as conn:
+        settings.seed(conn)
+        if config.zone_config:
+            counts = bootstrap.apply(conn, bootstrap.load(config.zone_config))
+            log.info("zone file %s applied: %s", config.zone_config, counts)
+        now = sa.func.now()
+        row = {"name": socket.gethostname(), "address": config.bind or "0.0.0.0",
+               "agent_port": config.agent_port, "state": "Up", "last_heartbeat": now, "started": now}
+        if conn.execute(management_servers.update().where(management_servers.c.msid == msid)
+                        .values(**row)).rowcount == 0:
+            conn.execute(management_servers.insert().values(msid=msid, **row))
+        values = settings.current(conn)
+    log.info("database %s at revision %s; management server id %d", db.dialect, revision, msid)
+    return db, msid, values
+
+
+async def serve(config: ServerConfig, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> int:
+    db, msid, values = await trio.to_thread.run_sync(prepare, config)
+    manager = AgentManager(db, msid, ping_interval=float(values["ping.interval"]),  # type: ignore[arg-type]
+                           ping_timeout=float(values["ping.timeout"]))  # type: ignore[arg-type]
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(manager.serve, config.agent_port, config.bind or None)
+            log.info("listening for agents on port %d; the API (port %d) is not built yet", port,
+                     config.api_port)
+            task_status.started(manager)
+
+            async def on_signal() -> None:
+                async for signum in signals:
+                    log.info("%s received: closing agent connections", signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(on_signal)
+    await trio.to_thread.run_sync(_stopped, db, msid)
+    log.info("management server %d stopped", msid)
+    return 0
+
+
+def _stopped(db: Database, msid: int) -> None:
+    with db.engine.begin() as conn:
+        this = management_servers.c.msid == msid
+        conn.execute(management_servers.update().where(this).values(state="Down"))
+    db.dispose()

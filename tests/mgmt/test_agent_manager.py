@@ -1,0 +1,163 @@
+"""The management server with real agents over TCP: handshake to Up, disconnects to Alert, rejection of
+unknown placement, restarts on both sides, garbage on the agent port, and commands through send()."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import trio
+
+from agent.faults import FaultTable
+from agent.resource import Placement
+from agent.shell import Agent, AgentSettings
+from agent.simulator import HostSpec, SimulatorResource
+from mgmt.agents.manager import AgentManager
+from mgmt.db.schema import configuration, host_capacity, hosts, storage_pools
+from mgmt.errors import AgentUnavailable, OperationTimedOut
+from mgmt.server import ServerConfig, prepare, serve
+from protocol.messages import CheckHealthCommand, StopCommand
+
+ZONE = Path(__file__).parents[2] / "docs" / "examples" / "zone.toml"
+
+
+async def start_server(nursery: trio.Nursery, data_dir: Path, port: int = 0,
+                       **settings_values: str) -> AgentManager:
+    config = ServerConfig(data_dir=str(data_dir), agent_port=port, bind="127.0.0.1", zone_config=str(ZONE))
+    if settings_values:  # as an admin would: in the configuration table, before the server starts
+        db, _msid, _values = prepare(config)
+        with db.engine.begin() as conn:
+            for name, value in settings_values.items():
+                conn.execute(configuration.update().where(configuration.c.name == name.replace("_", "."))
+                             .values(value=value))
+        db.dispose()
+    manager: AgentManager = await nursery.start(serve, config)
+    return manager
+
+
+def make_agent(nursery: trio.Nursery, port: int, guid: str, *, cluster: str = "pod1-cluster1",
+               faults: FaultTable | None = None) -> Agent:
+    agent = Agent(AgentSettings(mgmt=[("127.0.0.1", port)], backoff_base=0.05, backoff_cap=0.3,
+                                placement=Placement(guid, f"host-{guid}", "zone1", cluster.split("-")[0],
+                                                    cluster)),
+                  SimulatorResource(HostSpec(), faults or FaultTable(), f"/pool/{guid}"),
+                  rng=random.Random(guid))
+    nursery.start_soon(agent.run)
+    return agent
+
+
+def host_row(manager: AgentManager, guid: str) -> sa.Row | None:
+    with manager.db.engine.connect() as conn:
+        return conn.execute(sa.select(hosts).where(hosts.c.guid == guid)).first()
+
+
+async def wait_status(manager: AgentManager, guid: str, status: str, timeout: float = 15) -> sa.Row:
+    """Wait for the host row to show ``status`` (polled on an interval under a deadline)."""
+    with trio.fail_after(timeout):
+        while (row := host_row(manager, guid)) is None or row.status != status:
+            await trio.sleep(0.02)  # polling the database: there is no event to wait on
+    return row
+
+
+async def test_agents_register_and_come_up(nursery: trio.Nursery, tmp_path: Path) -> None:
+    manager = await start_server(nursery, tmp_path)
+    agent = make_agent(nursery, manager.port, "g1")
+    await agent.up.wait()
+    row = await wait_status(manager, "g1", "Up")
+    assert (row.name, row.hypervisor_type, row.mgmt_server_id) == ("host-g1", "Simulator", manager.msid)
+    assert agent.host_id == row.id
+    with manager.db.engine.connect() as conn:
+        cap = conn.execute(sa.select(host_capacity).where(host_capacity.c.host_id == row.id)).one()
+        local = conn.execute(sa.select(storage_pools).where(storage_pools.c.host_id == row.id)).one()
+    assert (cap.cpu_cores, cap.cpu_mhz_total, cap.memory_total) == (16, 16 * 2400, 64 * 1024**3)
+    assert local.scope == "HOST" and local.capacity_bytes == 2048 * 1024**3
+    answers = await manager.send(row.id, [CheckHealthCommand(), StopCommand(vm_name="none")])
+    assert [a.result for a in answers] == [True, True]
+
+
+async def test_unknown_placement_is_rejected_with_the_reason(nursery: trio.Nursery, tmp_path: Path) -> None:
+    manager = await start_server(nursery, tmp_path)
+    agent = make_agent(nursery, manager.port, "lost", cluster="pod9-cluster9")
+    with trio.fail_after(10):
+        while "unknown pod 'pod9'" not in agent.last_close_reason:
+            await trio.sleep(0.02)  # the agent's reason is set when its connection ends
+    assert host_row(manager, "lost") is None
+
+
+async def test_a_dead_agent_goes_alert_and_comes_back_on_the_same_row(nursery: trio.Nursery,
+                                                                      tmp_path: Path) -> None:
+    manager = await start_server(nursery, tmp_path)
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as agents:
+            agent = make_agent(agents, manager.port, "g2")
+            await agent.up.wait()
+            first = await wait_status(manager, "g2", "Up")
+            agents.cancel_scope.cancel()  # the agent process dies: its socket closes
+    assert not scope.cancelled_caught
+    await wait_status(manager, "g2", "Alert")
+    with pytest.raises(AgentUnavailable):
+        await manager.send(first.id, [CheckHealthCommand()])
+    again = make_agent(nursery, manager.port, "g2")
+    await again.up.wait()
+    second = await wait_status(manager, "g2", "Up")
+    assert second.id == first.id and second.update_count > first.update_count
+
+
+async def test_silent_host_is_investigated_then_alerted(nursery: trio.Nursery, tmp_path: Path) -> None:
+    manager = await start_server(nursery, tmp_path, ping_interval="1", ping_timeout="1.5")
+    assert (manager.ping_interval, manager.ping_timeout) == (1, 1.5)
+    faults = FaultTable()
+    agent = make_agent(nursery, manager.port, "g3", faults=faults)
+    await agent.up.wait()
+    row = await wait_status(manager, "g3", "Up")
+    faults.stop_pinging = True
+    faults.add("CheckHealthCommand", "wait:60000")  # a hung host: no pings, no answers
+    await wait_status(manager, "g3", "Alert")
+    with pytest.raises((AgentUnavailable, OperationTimedOut)):
+        await manager.send(row.id, [CheckHealthCommand()], timeout=0.5)
+
+
+async def test_garbage_on_the_agent_port_disturbs_no_one(nursery: trio.Nursery, tmp_path: Path) -> None:
+    manager = await start_server(nursery, tmp_path)
+    agent = make_agent(nursery, manager.port, "g4")
+    await agent.up.wait()
+    stream = await trio.open_tcp_stream("127.0.0.1", manager.port)
+    await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + b"\0" * 64)
+    with trio.fail_after(5):
+        assert await stream.receive_some(100) == b""  # the server hung up on us
+    row = await wait_status(manager, "g4", "Up")
+    assert (await manager.send(row.id, [CheckHealthCommand()]))[0].result
+
+
+async def test_a_server_restart_keeps_the_inventory_and_agents_return(nursery: trio.Nursery,
+                                                                      tmp_path: Path) -> None:
+    with trio.CancelScope() as first_life:
+        async with trio.open_nursery() as server_nursery:
+            manager = await start_server(server_nursery, tmp_path)
+            port, msid = manager.port, manager.msid
+            agent = make_agent(nursery, port, "g5")
+            await agent.up.wait()
+            before = await wait_status(manager, "g5", "Up")
+            server_nursery.cancel_scope.cancel()
+    assert not first_life.cancelled_caught
+    manager = await start_server(nursery, tmp_path, port)  # the same data directory and port
+    assert manager.msid == msid
+    after = await wait_status(manager, "g5", "Up")
+    assert after.id == before.id and after.uuid == before.uuid
+
+
+async def test_a_thousand_agents_reach_up(nursery: trio.Nursery, tmp_path: Path) -> None:
+    manager = await start_server(nursery, tmp_path)
+    count = 1000
+    clusters = [f"pod{p}-cluster{c}" for p in (1, 2) for c in (1, 2)]
+    agents = [make_agent(nursery, manager.port, f"k{i:04d}", cluster=clusters[i % 4]) for i in range(count)]
+    with trio.fail_after(120):
+        for agent in agents:
+            await agent.up.wait()
+        while sum(status == "Up" for status in manager.status.values()) < count:
+            await trio.sleep(0.05)  # the server records Up once the row is written
+    with manager.db.engine.connect() as conn:
+        ups = conn.scalar(sa.select(sa.func.count()).select_from(hosts).where(hosts.c.status == "Up"))
+    assert ups == count
