@@ -67,6 +67,7 @@ class AgentManager:
         self.last_seen: dict[int, float] = {}
         self.status: dict[int, Status] = {}  # what this server last wrote for its hosts
         self.port = 0
+        self.stopping = False  # set on shutdown: closing links is then the server's doing
         self._nursery: trio.Nursery | None = None
 
     # --- serving ---------------------------------------------------------------------------------
@@ -209,8 +210,11 @@ class AgentManager:
         if not link.host_id or self.links.get(link.host_id) is not link:
             return  # never registered, or already replaced by a newer connection
         del self.links[link.host_id]
-        if await self.db.run(registry.transition, link.host_id, Event.AGENT_DISCONNECTED) is not None:
-            self.status[link.host_id] = Status.ALERT
+        # Our own shutdown leaves hosts Disconnected (they reconnect to a server); a lost agent is Alert.
+        event = Event.MANAGEMENT_SERVER_DOWN if self.stopping else Event.AGENT_DISCONNECTED
+        new = await self.db.run(registry.transition, link.host_id, event)
+        if new is not None:
+            self.status[link.host_id] = new
 
     async def monitor(self) -> None:
         """Investigate hosts silent for ping.interval * ping.timeout; Alert those that do not answer."""

@@ -60,3 +60,16 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
     db.migrate()
     yield db
     db.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """A database URL for a whole server: "" (SQLite in its data directory) or an emptied PostgreSQL."""
+    if request.param == "sqlite":
+        return ""
+    url: str = request.getfixturevalue("postgres_url")
+    db = Database(url)
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    db.dispose()
+    return url

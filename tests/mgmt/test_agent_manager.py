@@ -23,9 +23,10 @@ from protocol.messages import CheckHealthCommand, StopCommand
 ZONE = Path(__file__).parents[2] / "docs" / "examples" / "zone.toml"
 
 
-async def start_server(nursery: trio.Nursery, data_dir: Path, port: int = 0,
+async def start_server(nursery: trio.Nursery, data_dir: Path, port: int = 0, db: str = "",
                        **settings_values: str) -> AgentManager:
-    config = ServerConfig(data_dir=str(data_dir), agent_port=port, bind="127.0.0.1", zone_config=str(ZONE))
+    config = ServerConfig(data_dir=str(data_dir), db=db, agent_port=port, bind="127.0.0.1",
+                          zone_config=str(ZONE))
     if settings_values:  # as an admin would: in the configuration table, before the server starts
         db, _msid, _values = prepare(config)
         with db.engine.begin() as conn:
@@ -61,8 +62,8 @@ async def wait_status(manager: AgentManager, guid: str, status: str, timeout: fl
     return row
 
 
-async def test_agents_register_and_come_up(nursery: trio.Nursery, tmp_path: Path) -> None:
-    manager = await start_server(nursery, tmp_path)
+async def test_agents_register_and_come_up(nursery: trio.Nursery, tmp_path: Path, db_url: str) -> None:
+    manager = await start_server(nursery, tmp_path, db=db_url)
     agent = make_agent(nursery, manager.port, "g1")
     await agent.up.wait()
     row = await wait_status(manager, "g1", "Up")
@@ -86,9 +87,9 @@ async def test_unknown_placement_is_rejected_with_the_reason(nursery: trio.Nurse
     assert host_row(manager, "lost") is None
 
 
-async def test_a_dead_agent_goes_alert_and_comes_back_on_the_same_row(nursery: trio.Nursery,
-                                                                      tmp_path: Path) -> None:
-    manager = await start_server(nursery, tmp_path)
+async def test_a_dead_agent_goes_alert_and_comes_back_on_the_same_row(nursery: trio.Nursery, tmp_path: Path,
+                                                                      db_url: str) -> None:
+    manager = await start_server(nursery, tmp_path, db=db_url)
     with trio.CancelScope() as scope:
         async with trio.open_nursery() as agents:
             agent = make_agent(agents, manager.port, "g2")
@@ -131,18 +132,19 @@ async def test_garbage_on_the_agent_port_disturbs_no_one(nursery: trio.Nursery, 
     assert (await manager.send(row.id, [CheckHealthCommand()]))[0].result
 
 
-async def test_a_server_restart_keeps_the_inventory_and_agents_return(nursery: trio.Nursery,
-                                                                      tmp_path: Path) -> None:
+async def test_a_server_restart_keeps_the_inventory_and_agents_return(nursery: trio.Nursery, tmp_path: Path,
+                                                                      db_url: str) -> None:
     with trio.CancelScope() as first_life:
         async with trio.open_nursery() as server_nursery:
-            manager = await start_server(server_nursery, tmp_path)
+            manager = await start_server(server_nursery, tmp_path, db=db_url)
             port, msid = manager.port, manager.msid
             agent = make_agent(nursery, port, "g5")
             await agent.up.wait()
             before = await wait_status(manager, "g5", "Up")
             server_nursery.cancel_scope.cancel()
     assert not first_life.cancelled_caught
-    manager = await start_server(nursery, tmp_path, port)  # the same data directory and port
+    assert (await wait_status(manager, "g5", "Alert")).id == before.id  # a crash: the link was lost
+    manager = await start_server(nursery, tmp_path, port, db=db_url)  # the same data directory and port
     assert manager.msid == msid
     after = await wait_status(manager, "g5", "Up")
     assert after.id == before.id and after.uuid == before.uuid
@@ -161,3 +163,32 @@ async def test_a_thousand_agents_reach_up(nursery: trio.Nursery, tmp_path: Path)
     with manager.db.engine.connect() as conn:
         ups = conn.scalar(sa.select(sa.func.count()).select_from(hosts).where(hosts.c.status == "Up"))
     assert ups == count
+
+
+async def test_a_clean_shutdown_leaves_hosts_disconnected_and_exits(tmp_path: Path) -> None:
+    import os
+    import signal
+    import sys
+
+    async with trio.open_nursery() as nursery:
+        log = (tmp_path / "mgmt.log").open("wb")
+        proc = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "mgmt", "serve", "--data-dir", str(tmp_path), "--agent-port", "0",
+             "--bind", "127.0.0.1", "--zone-config", str(ZONE)], stderr=log)
+        with trio.fail_after(30):
+            while "listening for agents on port" not in (tmp_path / "mgmt.log").read_text():
+                await trio.sleep(0.05)  # the server logs its port once it listens
+        text = (tmp_path / "mgmt.log").read_text()
+        port = int(text.split("listening for agents on port ")[1].split(";")[0])
+        agent = make_agent(nursery, port, "g6")
+        await agent.up.wait()
+        os.kill(proc.pid, signal.SIGTERM)
+        with trio.fail_after(30):
+            assert await proc.wait() == 0
+        nursery.cancel_scope.cancel()
+    from mgmt.db.database import Database, sqlite_url
+
+    db = Database(sqlite_url(tmp_path))
+    with db.engine.connect() as conn:
+        assert conn.scalar(sa.select(hosts.c.status).where(hosts.c.guid == "g6")) == "Disconnected"
+    db.dispose()
