@@ -18,7 +18,16 @@ from typing import Any
 
 import trio
 
-from protocol import NEED_DATA, Connection, ConnectionClosed, ProtocolError, Request, Response, Role
+from protocol import (
+    NEED_DATA,
+    Connection,
+    ConnectionClosed,
+    LocalProtocolError,
+    ProtocolError,
+    Request,
+    Response,
+    Role,
+)
 from protocol.messages import (
     Answer,
     CheckHealthCommand,
@@ -91,6 +100,9 @@ class AgentManager:
             async with trio.open_nursery() as nursery:
                 reason = await self._read(link, nursery)
                 nursery.cancel_scope.cancel()
+        except Exception as e:  # one connection's failure must never take the server down
+            reason = f"internal error: {e!r}"
+            log.exception("agent %s (host %s): connection handler failed", peer, link.host_id or "?")
         finally:
             link.closed.set()
             with trio.CancelScope(shield=True):
@@ -136,6 +148,8 @@ class AgentManager:
         async with link.send_lock:
             try:
                 await link.stream.send_all(link.conn.send_response(request, answers))
+            except LocalProtocolError:
+                pass  # the connection is already closed or failed; the reader ends it
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 link.conn.send_failed()
 
@@ -171,6 +185,9 @@ class AgentManager:
         try:
             answers = await self._request(link, [ReadyCommand(host_id=reg.host_id, zone_id=reg.zone_id)],
                                           timeout=self.startup_timeout)
+        except AgentUnavailable as e:
+            log.info("host %d: gone before Ready: %s", reg.host_id, e)
+            return
         except OperationTimedOut:
             log.warning("host %d: no ReadyAnswer in %g s, closing", reg.host_id, self.startup_timeout)
             await link.stream.aclose()
@@ -190,8 +207,8 @@ class AgentManager:
 
     async def _send_and_forget(self, link: AgentLink, command: Command) -> None:
         async with link.send_lock:
-            _seq, data = link.conn.send_request([command])
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            with contextlib.suppress(LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+                _seq, data = link.conn.send_request([command])
                 await link.stream.send_all(data)
 
     # --- liveness --------------------------------------------------------------------------------
@@ -254,7 +271,11 @@ class AgentManager:
                        in_sequence: bool = False, stop_on_error: bool = False) -> tuple[Any, ...]:
         send, receive = trio.open_memory_channel[Response](1)
         async with link.send_lock:
-            seq, data = link.conn.send_request(commands, in_sequence=in_sequence, stop_on_error=stop_on_error)
+            try:
+                seq, data = link.conn.send_request(commands, in_sequence=in_sequence,
+                                                   stop_on_error=stop_on_error)
+            except LocalProtocolError as e:  # the connection closed or failed under us
+                raise AgentUnavailable(f"host {link.host_id}: {e}") from None
             link.waiters[seq] = send
             try:
                 await link.stream.send_all(data)

@@ -192,3 +192,27 @@ async def test_a_clean_shutdown_leaves_hosts_disconnected_and_exits(tmp_path: Pa
     with db.engine.connect() as conn:
         assert conn.scalar(sa.select(hosts.c.status).where(hosts.c.guid == "g6")) == "Disconnected"
     db.dispose()
+
+
+async def test_an_agent_that_hangs_up_mid_handshake_disturbs_no_one(nursery: trio.Nursery,
+                                                                   tmp_path: Path) -> None:
+    from protocol import Connection, Role
+    from protocol.messages import StartupRoutingCommand
+
+    manager = await start_server(nursery, tmp_path)
+    steady = make_agent(nursery, manager.port, "steady")
+    await steady.up.wait()
+    for i in range(20):  # start up, then hang up before (or while) the server sends Ready
+        stream = await trio.open_tcp_stream("127.0.0.1", manager.port)
+        conn = Connection(Role.AGENT)
+        _seq, data = conn.send_request([StartupRoutingCommand(
+            guid=f"flaky-{i}", name="f", zone="zone1", pod="pod1", cluster="pod1-cluster1", cpus=1,
+            cpu_speed_mhz=1000, memory_bytes=1 << 30, hypervisor_type="Simulator")])
+        await stream.send_all(data)
+        await stream.aclose()
+    row = await wait_status(manager, "steady", "Up")
+    assert (await manager.send(row.id, [CheckHealthCommand()]))[0].result
+    with trio.fail_after(10):
+        while len([h for h in manager.status if h != row.id]) < 20:
+            await trio.sleep(0.02)  # every flaky host was registered and handled
+    assert row.id in manager.links and manager.links[row.id].up
