@@ -73,6 +73,7 @@ class AgentManager:
         self.ping_timeout = ping_timeout  # a multiple of the interval, as CloudStack's ping.timeout
         self.startup_timeout = startup_timeout
         self.links: dict[int, AgentLink] = {}
+        self.newest: dict[str, AgentLink] = {}  # by guid, from the moment a startup arrives
         self.last_seen: dict[int, float] = {}
         self.status: dict[int, Status] = {}  # what this server last wrote for its hosts
         self.port = 0
@@ -158,6 +159,8 @@ class AgentManager:
     async def _startup(self, link: AgentLink, request: Request, nursery: trio.Nursery) -> bool:
         startup = request.commands[0]
         assert isinstance(startup, StartupRoutingCommand)
+        link.guid = startup.guid
+        self.newest[startup.guid] = link  # from now on an older connection of this host changes nothing
         storage = next((c for c in request.commands if isinstance(c, StartupStorageCommand)), None)
         reg = await self.db.run(registry.register, startup, storage, self.msid)
         rest = [Answer()] * (len(request.commands) - 1)
@@ -171,7 +174,7 @@ class AgentManager:
                                                             trio.ClosedResourceError):
                 await link.stream.receive_some(65536)
             return False
-        link.host_id, link.guid = reg.host_id, startup.guid
+        link.host_id = reg.host_id
         link.conn.agent_id = reg.host_id
         old = self.links.get(reg.host_id)
         if old is not None and old is not link:  # the agent came back before we saw it leave
@@ -200,10 +203,14 @@ class AgentManager:
         # shows Up can always be sent commands.
         link.up = True
         self.last_seen[reg.host_id] = trio.current_time()
-        if await self.db.run(registry.transition, reg.host_id, Event.READY, msid=self.msid) is None:
-            log.warning("host %d: could not move to Up (moved by someone else)", reg.host_id)
-        self.status[reg.host_id] = Status.UP
-        log.info("host %d (%s) is Up", reg.host_id, link.guid)
+        status = await self.db.run(registry.transition, reg.host_id, Event.READY, msid=self.msid)
+        if status is None:  # moved meanwhile (say, to Alert by an older connection): it answered, so Up
+            status = await self.db.run(registry.transition, reg.host_id, Event.PING, msid=self.msid)
+        if status is None:
+            log.warning("host %d: could not move to Up; its row changed under us", reg.host_id)
+            return
+        self.status[reg.host_id] = status
+        log.info("host %d (%s) is %s", reg.host_id, link.guid, status)
 
     async def _send_and_forget(self, link: AgentLink, command: Command) -> None:
         async with link.send_lock:
@@ -224,8 +231,12 @@ class AgentManager:
 
     async def _disconnected(self, link: AgentLink, reason: str) -> None:
         log.info("agent %s (host %s) disconnected: %s", link.peer, link.host_id or "?", reason)
+        if self.newest.get(link.guid) is link:
+            del self.newest[link.guid]
+        elif link.guid:
+            return  # a newer connection of this host exists: it owns the host's status
         if not link.host_id or self.links.get(link.host_id) is not link:
-            return  # never registered, or already replaced by a newer connection
+            return  # never registered
         del self.links[link.host_id]
         # Our own shutdown leaves hosts Disconnected (they reconnect to a server); a lost agent is Alert.
         event = Event.MANAGEMENT_SERVER_DOWN if self.stopping else Event.AGENT_DISCONNECTED
