@@ -1,4 +1,4 @@
-# Cumulo: `make run` starts the management server, `make test` runs the whole suite.
+# Cumulo: `make test` runs the whole suite; `make run` will start the cloud (until it is built, it says so).
 # Both work on a fresh Debian 12 machine with Python 3.11 as root: they install what is missing.
 
 SHELL := /bin/bash
