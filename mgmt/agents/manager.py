@@ -34,6 +34,7 @@ from protocol.messages import (
     Command,
     PingAnswer,
     PingRoutingCommand,
+    PowerState,
     ReadyCommand,
     StartupAnswer,
     StartupRoutingCommand,
@@ -43,7 +44,7 @@ from protocol.messages import (
 
 from ..db.database import Database
 from ..errors import AgentUnavailable, OperationTimedOut
-from . import registry
+from . import power, registry
 from .host_status import Event, Status
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,10 @@ class AgentManager:
         self.startup_timeout = startup_timeout
         self.links: dict[int, AgentLink] = {}
         self.newest: dict[str, AgentLink] = {}  # by guid, from the moment a startup arrives
+        self.reports: dict[int, dict[str, PowerState]] = {}  # each host's last power report
+        self._pending_reports: dict[int, dict[str, PowerState]] = {}
+        self._reports_queued = trio.Event()
+        self.power_writes = 0  # transactions that applied power reports (for tests and metrics)
         self.last_seen: dict[int, float] = {}
         self.status: dict[int, Status] = {}  # what this server last wrote for its hosts
         self.port = 0
@@ -89,6 +94,7 @@ class AgentManager:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self.monitor)
+            nursery.start_soon(self.flush_power_reports)
             task_status.started(self.port)
             await trio.serve_listeners(self._handle, listeners, handler_nursery=nursery)
 
@@ -228,6 +234,25 @@ class AgentManager:
             self.status[host_id] = Status.UP
             log.info("host %d is back Up", host_id)
         await self._respond(link, request, [PingAnswer(send_startup=not link.up)])
+        if link.up and self.reports.get(host_id) != ping.power_report:
+            self.reports[host_id] = dict(ping.power_report)
+            self._pending_reports[host_id] = self.reports[host_id]
+            self._reports_queued.set()
+
+    async def flush_power_reports(self, period: float = 1.0) -> None:
+        """Write the changed power reports, all hosts in one transaction, at most once a ``period``."""
+        while True:
+            await self._reports_queued.wait()
+            self._reports_queued = trio.Event()
+            batch, self._pending_reports = self._pending_reports, {}
+            try:
+                await self.db.run(power.apply_reports, batch)
+                self.power_writes += 1
+            except Exception:  # the database is down or busy: keep the reports for the next round
+                log.exception("power reports not written; %d hosts will be retried", len(batch))
+                self._pending_reports = {**batch, **self._pending_reports}
+                self._reports_queued.set()
+            await trio.sleep(period)  # batching: reports arriving meanwhile go in the next write
 
     async def _disconnected(self, link: AgentLink, reason: str) -> None:
         log.info("agent %s (host %s) disconnected: %s", link.peer, link.host_id or "?", reason)

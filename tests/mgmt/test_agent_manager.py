@@ -216,3 +216,51 @@ async def test_an_agent_that_hangs_up_mid_handshake_disturbs_no_one(nursery: tri
         while len([h for h in manager.status if h != row.id]) < 20:
             await trio.sleep(0.02)  # every flaky host was registered and handled
     assert row.id in manager.links and manager.links[row.id].up
+
+
+async def test_power_reports_reach_the_vm_rows_in_batches_only_when_changed(nursery: trio.Nursery,
+                                                                           tmp_path: Path) -> None:
+    import uuid as uuidlib
+
+    from mgmt.db.schema import service_offerings, templates, vms, zones
+    from protocol.messages import StartCommand, VirtualMachineTO
+
+    manager = await start_server(nursery, tmp_path, ping_interval="1")
+    faults = FaultTable()
+    agent = make_agent(nursery, manager.port, "pw", faults=faults)
+    await agent.up.wait()
+    row = await wait_status(manager, "pw", "Up")
+    with manager.db.engine.begin() as conn:  # what orchestration will write when it deploys
+        ids = {t.name: conn.scalar(sa.select(t.c.id)) for t in (zones, service_offerings, templates)}
+        for name, host in (("i-2-1-VM", row.id), ("i-2-2-VM", row.id)):
+            conn.execute(vms.insert().values(
+                uuid=str(uuidlib.uuid4()), instance_name=name, display_name=name, state="Running",
+                update_count=0, power_state="PowerUnknown", zone_id=ids["zones"], host_id=host,
+                service_offering_id=ids["service_offerings"], template_id=ids["templates"], account_id=1,
+                ha_enabled=False, created=sa.func.now()))
+
+    def power(name: str) -> tuple[str, object]:
+        with manager.db.engine.connect() as conn:
+            r = conn.execute(sa.select(vms.c.power_state, vms.c.power_state_updated)
+                             .where(vms.c.instance_name == name)).one()
+        return r.power_state, r.power_state_updated
+
+    async def wait_power(name: str, state: str) -> None:
+        with trio.fail_after(15):
+            while power(name)[0] != state:
+                await trio.sleep(0.05)  # the rows change at the next ping and flush
+
+    vm = VirtualMachineTO(name="i-2-1-VM", uuid="u", vcpus=1, memory_bytes=1 << 30)
+    assert (await manager.send(row.id, [StartCommand(vm=vm)]))[0].result
+    await wait_power("i-2-1-VM", "PowerOn")
+    await wait_power("i-2-2-VM", "PowerOff")  # on this host in the database, not in its report
+    stamp = power("i-2-1-VM")[1]
+    writes = manager.power_writes
+    seen = manager.last_seen[row.id]
+    with trio.fail_after(10):
+        while manager.last_seen[row.id] <= seen + 1.5:  # two more pings, with the same report, arrive
+            await trio.sleep(0.05)
+    assert manager.power_writes == writes and power("i-2-1-VM")[1] == stamp  # nothing rewritten
+    faults.power_off.add("i-2-1-VM")  # powered off behind the server's back
+    await wait_power("i-2-1-VM", "PowerOff")
+    assert manager.power_writes == writes + 1
