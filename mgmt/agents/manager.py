@@ -4,8 +4,9 @@ memory, and sends them commands.
 Per connection, one task reads and feeds the sans-IO ``Connection``; sends go under a FIFO lock; each
 request waits for its matching answer under the caller's deadline. The database is written when a
 host's status changes (startup, Ready, disconnect, alert), never per ping. A monitor task finds hosts
-silent for ``ping.interval * ping.timeout``, asks them ``CheckHealthCommand``, and moves those that do
-not answer to Alert.
+silent for ``ping.interval * ping.timeout``, asks them ``CheckHealthCommand``; for those that do not
+answer it asks neighbours in their cluster (``CheckOnHostCommand``): Down when one finds the host dead,
+Alert when nobody can tell.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from protocol import (
 from protocol.messages import (
     Answer,
     CheckHealthCommand,
+    CheckOnHostAnswer,
+    CheckOnHostCommand,
     Command,
     PingAnswer,
     PingRoutingCommand,
@@ -59,6 +62,8 @@ class AgentLink:
     peer: str
     host_id: int = 0
     guid: str = ""
+    cluster_id: int = 0
+    private_ip: str = ""
     up: bool = False
     send_lock: trio.StrictFIFOLock = field(default_factory=trio.StrictFIFOLock)
     waiters: dict[int, trio.MemorySendChannel[Response]] = field(default_factory=dict)
@@ -75,6 +80,7 @@ class AgentManager:
         self.startup_timeout = startup_timeout
         self.links: dict[int, AgentLink] = {}
         self.newest: dict[str, AgentLink] = {}  # by guid, from the moment a startup arrives
+        self.hosts: dict[int, tuple[str, int, str]] = {}  # host id -> guid, cluster id, private IP
         self.reports: dict[int, dict[str, PowerState]] = {}  # each host's last power report
         self._pending_reports: dict[int, dict[str, PowerState]] = {}
         self._reports_queued = trio.Event()
@@ -180,8 +186,9 @@ class AgentManager:
                                                             trio.ClosedResourceError):
                 await link.stream.receive_some(65536)
             return False
-        link.host_id = reg.host_id
+        link.host_id, link.cluster_id, link.private_ip = reg.host_id, reg.cluster_id, startup.private_ip
         link.conn.agent_id = reg.host_id
+        self.hosts[reg.host_id] = (startup.guid, reg.cluster_id, startup.private_ip)
         old = self.links.get(reg.host_id)
         if old is not None and old is not link:  # the agent came back before we saw it leave
             await old.stream.aclose()
@@ -288,9 +295,27 @@ class AgentManager:
                 return
         except (AgentUnavailable, OperationTimedOut):
             pass
-        if await self.db.run(registry.transition, host_id, Event.PING_TIMEOUT) is not None:
-            self.status[host_id] = Status.ALERT
-            log.warning("host %d went silent: Alert", host_id)
+        dead = await self._ask_neighbours(host_id)
+        event, status = (Event.HOST_DOWN, Status.DOWN) if dead else (Event.PING_TIMEOUT, Status.ALERT)
+        if await self.db.run(registry.transition, host_id, event) is not None:
+            self.status[host_id] = status
+            log.warning("host %d went silent and %s: %s", host_id,
+                        "a neighbour found it dead" if dead else "nobody could tell", status)
+
+    async def _ask_neighbours(self, host_id: int, asked: int = 2) -> bool:
+        """Whether a neighbour in the host's cluster determined that it is dead (CheckOnHostCommand)."""
+        guid, cluster_id, private_ip = self.hosts.get(host_id, ("", 0, ""))
+        neighbours = [h for h, link in self.links.items()
+                      if h != host_id and link.up and link.cluster_id == cluster_id][:asked]
+        for neighbour in neighbours:
+            try:
+                ask = CheckOnHostCommand(host_guid=guid, private_ip=private_ip)
+                answer = (await self.send(neighbour, [ask], timeout=self.ping_interval))[0]
+            except (AgentUnavailable, OperationTimedOut):
+                continue
+            if isinstance(answer, CheckOnHostAnswer) and answer.determined:
+                return not answer.alive
+        return False
 
     # --- commands --------------------------------------------------------------------------------
 

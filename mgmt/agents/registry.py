@@ -24,6 +24,7 @@ from .host_status import Event, Status, next_status
 class Registration:
     host_id: int = 0
     zone_id: int = 0
+    cluster_id: int = 0
     reject_reason: str = ""
 
 
@@ -71,7 +72,7 @@ def register(conn: Connection, startup: StartupRoutingCommand, storage: StartupS
         conn.execute(host_capacity.insert().values(host_id=host_id, **totals))
     if storage is not None:
         _local_pool(conn, host_id, zone_id, pod_id, cluster.id, storage)
-    return Registration(host_id=host_id, zone_id=zone_id)
+    return Registration(host_id=host_id, zone_id=zone_id, cluster_id=cluster.id)
 
 
 def _local_pool(conn: Connection, host_id: int, zone_id: int, pod_id: int, cluster_id: int,

@@ -264,3 +264,17 @@ async def test_power_reports_reach_the_vm_rows_in_batches_only_when_changed(nurs
     faults.power_off.add("i-2-1-VM")  # powered off behind the server's back
     await wait_power("i-2-1-VM", "PowerOff")
     assert manager.power_writes == writes + 1
+
+
+async def test_a_silent_host_a_neighbour_finds_dead_goes_down(nursery: trio.Nursery, tmp_path: Path) -> None:
+    manager = await start_server(nursery, tmp_path, ping_interval="1", ping_timeout="1.5")
+    faults = FaultTable()
+    victim = make_agent(nursery, manager.port, "victim", faults=faults)
+    neighbour = make_agent(nursery, manager.port, "neighbour")  # same cluster, can see the victim
+    await victim.up.wait()
+    await neighbour.up.wait()
+    await wait_status(manager, "neighbour", "Up")
+    faults.stop_pinging = True  # the simulated host crashed: no pings, and its neighbour sees it dead
+    faults.add("CheckHealthCommand", "wait:60000")
+    await wait_status(manager, "victim", "Down")
+    assert (await wait_status(manager, "neighbour", "Up")).status == "Up"
