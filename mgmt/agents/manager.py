@@ -63,11 +63,9 @@ class AgentLink:
     host_id: int = 0
     guid: str = ""
     cluster_id: int = 0
-    private_ip: str = ""
     up: bool = False
     send_lock: trio.StrictFIFOLock = field(default_factory=trio.StrictFIFOLock)
     waiters: dict[int, trio.MemorySendChannel[Response]] = field(default_factory=dict)
-    closed: trio.Event = field(default_factory=trio.Event)
 
 
 class AgentManager:
@@ -89,7 +87,6 @@ class AgentManager:
         self.status: dict[int, Status] = {}  # what this server last wrote for its hosts
         self.port = 0
         self.stopping = False  # set on shutdown: closing links is then the server's doing
-        self._nursery: trio.Nursery | None = None
 
     # --- serving ---------------------------------------------------------------------------------
 
@@ -98,7 +95,6 @@ class AgentManager:
         listeners = await trio.open_tcp_listeners(port, host=host)
         self.port = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as nursery:
-            self._nursery = nursery
             nursery.start_soon(self.monitor)
             nursery.start_soon(self.flush_power_reports)
             task_status.started(self.port)
@@ -117,7 +113,6 @@ class AgentManager:
             reason = f"internal error: {e!r}"
             log.exception("agent %s (host %s): connection handler failed", peer, link.host_id or "?")
         finally:
-            link.closed.set()
             with trio.CancelScope(shield=True):
                 await stream.aclose()
                 await self._disconnected(link, reason)
@@ -186,7 +181,7 @@ class AgentManager:
                                                             trio.ClosedResourceError):
                 await link.stream.receive_some(65536)
             return False
-        link.host_id, link.cluster_id, link.private_ip = reg.host_id, reg.cluster_id, startup.private_ip
+        link.host_id, link.cluster_id = reg.host_id, reg.cluster_id
         link.conn.agent_id = reg.host_id
         self.hosts[reg.host_id] = (startup.guid, reg.cluster_id, startup.private_ip)
         old = self.links.get(reg.host_id)
