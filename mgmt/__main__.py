@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import tomllib
 from dataclasses import fields
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import trio
 
+from . import logs
 from .server import ServerConfig, serve
 
 
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, tomllib.TOMLDecodeError) as e:
         print(f"python -m mgmt: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(args.log_level)
     return trio.run(serve, config)
 
 

@@ -111,7 +111,7 @@ class AgentManager:
                 nursery.cancel_scope.cancel()
         except Exception as e:  # one connection's failure must never take the server down
             reason = f"internal error: {e!r}"
-            log.exception("agent %s (host %s): connection handler failed", peer, link.host_id or "?")
+            log.exception("connection handler failed", extra={"peer": peer, "host_id": link.host_id})
         finally:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
@@ -128,8 +128,8 @@ class AgentManager:
                 try:
                     event = link.conn.next_event()
                 except ProtocolError as e:
-                    log.warning("agent %s (host %s): protocol violation, closing: %s", link.peer,
-                                link.host_id or "?", e)
+                    log.warning("protocol violation, closing the connection: %s", e,
+                                extra={"peer": link.peer, "host_id": link.host_id})
                     return f"protocol violation: {e}"
                 if event is NEED_DATA:
                     break
@@ -174,7 +174,7 @@ class AgentManager:
         await self._respond(link, request, [StartupAnswer(host_id=reg.host_id,
                                                           ping_interval=self.ping_interval), *rest])
         if reg.reject_reason:
-            log.error("agent %s (guid %s) rejected: %s", link.peer, startup.guid, reg.reject_reason)
+            log.error("host rejected: %s", reg.reject_reason, extra={"peer": link.peer, "guid": startup.guid})
             await self._send_and_forget(link, ReadyCommand(host_id=0, reject_reason=reg.reject_reason))
             # Let the agent read the reason and answer (or hang up) before we close: up to 5 s.
             with trio.move_on_after(5), contextlib.suppress(trio.BrokenResourceError,
@@ -197,14 +197,16 @@ class AgentManager:
             answers = await self._request(link, [ReadyCommand(host_id=reg.host_id, zone_id=reg.zone_id)],
                                           timeout=self.startup_timeout)
         except AgentUnavailable as e:
-            log.info("host %d: gone before Ready: %s", reg.host_id, e)
+            log.info("host gone before Ready: %s", e, extra={"host_id": reg.host_id})
             return
         except OperationTimedOut:
-            log.warning("host %d: no ReadyAnswer in %g s, closing", reg.host_id, self.startup_timeout)
+            log.warning("no ReadyAnswer in %g s, closing", self.startup_timeout,
+                        extra={"host_id": reg.host_id})
             await link.stream.aclose()
             return
         if not answers[0].result:
-            log.warning("host %d: Ready refused by the agent: %s", reg.host_id, answers[0].details)
+            log.warning("Ready refused by the agent: %s", answers[0].details,
+                        extra={"host_id": reg.host_id})
             await link.stream.aclose()
             return
         # Usable from the ReadyAnswer on; marked before the row says Up, so that a host the database
@@ -215,10 +217,11 @@ class AgentManager:
         if status is None:  # moved meanwhile (say, to Alert by an older connection): it answered, so Up
             status = await self.db.run(registry.transition, reg.host_id, Event.PING, msid=self.msid)
         if status is None:
-            log.warning("host %d: could not move to Up; its row changed under us", reg.host_id)
+            log.warning("could not move the host to Up; its row changed under us",
+                        extra={"host_id": reg.host_id})
             return
         self.status[reg.host_id] = status
-        log.info("host %d (%s) is %s", reg.host_id, link.guid, status)
+        log.info("host %s", status, extra={"host_id": reg.host_id, "guid": link.guid, "peer": link.peer})
 
     async def _send_and_forget(self, link: AgentLink, command: Command) -> None:
         async with link.send_lock:
@@ -234,7 +237,7 @@ class AgentManager:
         back = self.status.get(host_id) in (Status.ALERT, Status.DISCONNECTED) and link.up
         if back and await self.db.run(registry.transition, host_id, Event.PING, msid=self.msid) is not None:
             self.status[host_id] = Status.UP
-            log.info("host %d is back Up", host_id)
+            log.info("host back Up", extra={"host_id": host_id})
         await self._respond(link, request, [PingAnswer(send_startup=not link.up)])
         if link.up and self.reports.get(host_id) != ping.power_report:
             self.reports[host_id] = dict(ping.power_report)
@@ -251,13 +254,13 @@ class AgentManager:
                 await self.db.run(power.apply_reports, batch)
                 self.power_writes += 1
             except Exception:  # the database is down or busy: keep the reports for the next round
-                log.exception("power reports not written; %d hosts will be retried", len(batch))
+                log.exception("power reports not written; they will be retried", extra={"hosts": len(batch)})
                 self._pending_reports = {**batch, **self._pending_reports}
                 self._reports_queued.set()
             await trio.sleep(period)  # batching: reports arriving meanwhile go in the next write
 
     async def _disconnected(self, link: AgentLink, reason: str) -> None:
-        log.info("agent %s (host %s) disconnected: %s", link.peer, link.host_id or "?", reason)
+        log.info("agent disconnected: %s", reason, extra={"peer": link.peer, "host_id": link.host_id})
         if self.newest.get(link.guid) is link:
             del self.newest[link.guid]
         elif link.guid:
@@ -294,8 +297,8 @@ class AgentManager:
         event, status = (Event.HOST_DOWN, Status.DOWN) if dead else (Event.PING_TIMEOUT, Status.ALERT)
         if await self.db.run(registry.transition, host_id, event) is not None:
             self.status[host_id] = status
-            log.warning("host %d went silent and %s: %s", host_id,
-                        "a neighbour found it dead" if dead else "nobody could tell", status)
+            log.warning("host went silent; %s", "a neighbour found it dead" if dead else "nobody could tell",
+                        extra={"host_id": host_id, "status": status})
 
     async def _ask_neighbours(self, host_id: int, asked: int = 2) -> bool:
         """Whether a neighbour in the host's cluster determined that it is dead (CheckOnHostCommand)."""
