@@ -145,11 +145,18 @@ async def test_fault_rules_fail_error_wait_and_expire(server: FakeServer, make_a
     faults.add("StopCommand", "error", details="libvirt exploded", count=1)
     err = (await server.send("sim-1", [StopCommand(vm_name="v")])).answers[0]
     assert (err.result, err.details) == (False, "StopCommand failed: FaultError: libvirt exploded")
-    faults.add("CheckHealthCommand", "wait:300", count=1)
-    with trio.fail_after(5):
-        t0 = trio.current_time()
-        assert (await server.send("sim-1", [CheckHealthCommand()])).answers[0].result
-        assert trio.current_time() - t0 >= 0.3  # the delay is the behaviour under test
+    held = faults.add("CheckHealthCommand", "wait:1000", count=1)
+    answers: list[Answer] = []
+
+    async def delayed() -> None:
+        answers.append((await server.send("sim-1", [CheckHealthCommand()])).answers[0])
+
+    async with trio.open_nursery() as n:
+        n.start_soon(delayed)
+        await server.wait_for(lambda: held.matched == 1)  # the command is being held on the agent
+        assert (await server.send("sim-1", [StopCommand(vm_name="w")])).answers[0].result
+        assert answers == []  # held while another command was answered...
+    assert answers[0].result  # ...then run and answered
 
 
 async def test_drop_fault_closes_the_connection_and_the_agent_comes_back(server: FakeServer,
@@ -185,11 +192,10 @@ async def test_stop_pinging_looks_like_a_crash(server: FakeServer, make_agent: A
     link = server.link("sim-1")
     assert link is not None
     await server.wait_for(lambda: len(link.pings) >= 2)
-    faults.stop_pinging = True
-    await trio.sleep(0.1)  # let a ping already in flight land
     count = len(link.pings)
-    await trio.sleep(10 * server.ping_interval)  # an observation window: no ping may arrive in it
-    assert len(link.pings) == count
+    faults.stop_pinging = True
+    await trio.sleep(10 * server.ping_interval)  # an observation window: absence can only be observed
+    assert len(link.pings) <= count + 1  # at most a ping already under way; pinging on would add ~10
     assert (await server.send("sim-1", [CheckHealthCommand()])).answers[0].result  # yet it still answers
 
 
