@@ -16,6 +16,7 @@ import sqlalchemy as sa
 import trio
 
 from . import bootstrap, settings
+from .agents import registry
 from .agents.manager import AgentManager
 from .db.database import Database, sqlite_url
 from .db.schema import management_servers
@@ -64,6 +65,10 @@ def prepare(config: ServerConfig) -> tuple[Database, int, dict[str, Any]]:
                         .values(**row)).rowcount == 0:
             conn.execute(management_servers.insert().values(msid=msid, **row))
         values = settings.current(conn)
+        released = registry.release_hosts(conn, msid)
+        if released:
+            log.warning("%d hosts were still held by this server from a run that did not stop cleanly; "
+                        "now Disconnected until their agents reconnect", released)
     log.info("database %s at revision %s; management server id %d", db.dialect, revision, msid)
     return db, msid, values
 

@@ -45,10 +45,12 @@ from protocol.messages import (
     UnsupportedAnswer,
 )
 
+from ..db.batching import Batcher
 from ..db.database import Database
 from ..errors import AgentUnavailable, OperationTimedOut
 from . import power, registry
 from .host_status import Event, Status
+from .registry import Change
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,9 @@ class AgentManager:
                  startup_timeout: float = 30.0) -> None:
         self.db = db
         self.msid = msid
+        # Startups and status changes arriving together share a transaction (a storm is thousands).
+        self.registrations = Batcher(db, registry.register_many, name="register")
+        self.transitions = Batcher(db, registry.transition_many, name="transition")
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout  # a multiple of the interval, as CloudStack's ping.timeout
         self.startup_timeout = startup_timeout
@@ -95,6 +100,8 @@ class AgentManager:
         listeners = await trio.open_tcp_listeners(port, host=host)
         self.port = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.registrations.run)
+            nursery.start_soon(self.transitions.run)
             nursery.start_soon(self.monitor)
             nursery.start_soon(self.flush_power_reports)
             task_status.started(self.port)
@@ -169,7 +176,7 @@ class AgentManager:
         link.guid = startup.guid
         self.newest[startup.guid] = link  # from now on an older connection of this host changes nothing
         storage = next((c for c in request.commands if isinstance(c, StartupStorageCommand)), None)
-        reg = await self.db.run(registry.register, startup, storage, self.msid)
+        reg = await self.registrations.submit(registry.Startup(startup, storage, self.msid))
         rest = [Answer()] * (len(request.commands) - 1)
         await self._respond(link, request, [StartupAnswer(host_id=reg.host_id,
                                                           ping_interval=self.ping_interval), *rest])
@@ -213,9 +220,9 @@ class AgentManager:
         # shows Up can always be sent commands.
         link.up = True
         self.last_seen[reg.host_id] = trio.current_time()
-        status = await self.db.run(registry.transition, reg.host_id, Event.READY, msid=self.msid)
+        status = await self.transitions.submit(Change(reg.host_id, Event.READY, self.msid))
         if status is None:  # moved meanwhile (say, to Alert by an older connection): it answered, so Up
-            status = await self.db.run(registry.transition, reg.host_id, Event.PING, msid=self.msid)
+            status = await self.transitions.submit(Change(reg.host_id, Event.PING, self.msid))
         if status is None:
             log.warning("could not move the host to Up; its row changed under us",
                         extra={"host_id": reg.host_id})
@@ -235,7 +242,7 @@ class AgentManager:
         host_id = link.host_id
         self.last_seen[host_id] = trio.current_time()
         back = self.status.get(host_id) in (Status.ALERT, Status.DISCONNECTED) and link.up
-        if back and await self.db.run(registry.transition, host_id, Event.PING, msid=self.msid) is not None:
+        if back and await self.transitions.submit(Change(host_id, Event.PING, self.msid)) is not None:
             self.status[host_id] = Status.UP
             log.info("host back Up", extra={"host_id": host_id})
         await self._respond(link, request, [PingAnswer(send_startup=not link.up)])
@@ -270,7 +277,7 @@ class AgentManager:
         del self.links[link.host_id]
         # Our own shutdown leaves hosts Disconnected (they reconnect to a server); a lost agent is Alert.
         event = Event.MANAGEMENT_SERVER_DOWN if self.stopping else Event.AGENT_DISCONNECTED
-        new = await self.db.run(registry.transition, link.host_id, event)
+        new = await self.transitions.submit(Change(link.host_id, event))
         if new is not None:
             self.status[link.host_id] = new
 
@@ -295,7 +302,7 @@ class AgentManager:
             pass
         dead = await self._ask_neighbours(host_id)
         event, status = (Event.HOST_DOWN, Status.DOWN) if dead else (Event.PING_TIMEOUT, Status.ALERT)
-        if await self.db.run(registry.transition, host_id, event) is not None:
+        if await self.transitions.submit(Change(host_id, event)) is not None:
             self.status[host_id] = status
             log.warning("host went silent; %s", "a neighbour found it dead" if dead else "nobody could tell",
                         extra={"host_id": host_id, "status": status})

@@ -29,12 +29,21 @@ def sqlite_url(data_dir: str | Path) -> str:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # The sqlite3 module would open transactions itself, and only before the first write, so a read
+    # followed by a write would not be one transaction. Take that over (see _sqlite_begin).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
     cursor.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; safe with WAL
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # IMMEDIATE: the transaction takes the write lock at its start (waiting up to busy_timeout), so what
+    # it reads stays true until it commits; SQLite has one writer at a time anyway.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Database:
@@ -48,6 +57,7 @@ class Database:
             if not url.startswith("sqlite") else sa.create_engine(url)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            sa.event.listen(self.engine, "begin", _sqlite_begin)
         self.limiter = trio.CapacityLimiter(threads)
 
     @property

@@ -1,0 +1,85 @@
+"""The management server and an agent as separate processes, as an operator runs them: the agent comes
+Up; the server killed with SIGKILL restarts on the same data directory, releases what it held and gets
+the agent back on the same host row; SIGTERM stops it cleanly with the host left Disconnected."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import trio
+
+ZONE = Path(__file__).parents[2] / "docs" / "examples" / "zone.toml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def start(args: list[str], log: Path) -> trio.Process:
+    with log.open("ab") as out:  # a file, not a pipe: nobody reads it while the process runs
+        return await trio.lowlevel.open_process([sys.executable, "-m", *args], stdout=subprocess.DEVNULL,
+                                                stderr=out)
+
+
+async def wait_for_log(log: Path, pattern: str, timeout: float = 30) -> re.Match[str]:
+    with trio.fail_after(timeout):
+        while (found := re.search(pattern, log.read_text() if log.exists() else "")) is None:
+            await trio.sleep(0.05)  # polling a log file: there is no event to wait on
+    return found
+
+
+async def wait_host(db: Path, status: str, timeout: float = 30) -> tuple[int, str, int]:
+    """The one host row, once it shows ``status`` (read from outside the server, read-only)."""
+    with trio.fail_after(timeout):
+        while True:
+            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as conn:
+                row = conn.execute("select id, status, update_count from hosts").fetchone()
+            if row is not None and row[1] == status:
+                return row  # type: ignore[no-any-return]
+            await trio.sleep(0.05)  # polling the database: there is no event to wait on
+
+
+async def test_server_crash_restart_and_clean_stop_with_an_agent_process(tmp_path: Path) -> None:
+    port, data, db = free_port(), tmp_path / "data", tmp_path / "data" / "cumulo.db"
+    server_args = ["mgmt", "serve", "--data-dir", str(data), "--agent-port", str(port), "--bind", "127.0.0.1",
+                   "--zone-config", str(ZONE), "--log-level", "INFO"]
+    mgmt_log, agent_log = tmp_path / "mgmt.log", tmp_path / "agent.log"
+    server = await start(server_args, mgmt_log)
+    await wait_for_log(mgmt_log, "listening for agents")  # migrated, inventory loaded
+    agent = await start(["agent", "run", "--mgmt", f"127.0.0.1:{port}", "--resource", "simulator",
+                         "--state-dir", str(tmp_path / "agent"), "--zone", "zone1", "--pod", "pod1",
+                         "--cluster", "pod1-cluster1", "--name", "proc-host"], agent_log)
+    try:
+        host_id, _status, count = await wait_host(db, "Up")
+
+        server.kill()  # a crash: nothing is written on the way down
+        assert await server.wait() == -signal.SIGKILL
+        assert (await wait_host(db, "Up"))[0] == host_id  # the row still says what the dead server knew
+
+        server = await start(server_args, mgmt_log)
+        await wait_for_log(mgmt_log, "1 hosts were still held by this server")
+        await wait_for_log(mgmt_log, rf"host Up .*host_id={host_id}\b")
+        again = await wait_host(db, "Up")
+        assert again[0] == host_id and again[2] >= count + 3  # Disconnected, Connecting, Up
+
+        server.send_signal(signal.SIGTERM)
+        with trio.fail_after(30):
+            assert await server.wait() == 0
+        assert (await wait_host(db, "Disconnected"))[0] == host_id
+        agent.send_signal(signal.SIGTERM)
+        with trio.fail_after(30):
+            assert await agent.wait() == 0
+    finally:
+        for proc in (server, agent):
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
