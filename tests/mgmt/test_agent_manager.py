@@ -297,7 +297,8 @@ async def test_a_libvirt_agent_comes_up_and_runs_a_vm_through_the_server(nursery
         assert conn.execute(sa.select(host_capacity.c.cpu_cores)
                             .where(host_capacity.c.host_id == row.id)).scalar_one() > 0
     name = f"i-{random.getrandbits(32):x}"
-    start = StartCommand(vm=VirtualMachineTO(name=name, uuid=str(uuid.uuid4()), vcpus=1, memory_bytes=64 * 2**20))
+    start = StartCommand(vm=VirtualMachineTO(name=name, uuid=str(uuid.uuid4()), vcpus=1,
+                                             memory_bytes=64 * 2**20))
     assert (await manager.send(row.id, [start]))[0].result
     with trio.fail_after(15):  # the next pings carry the new VM in their power report
         while manager.reports.get(row.id, {}).get(name) is not PowerState.ON:
