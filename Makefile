@@ -71,4 +71,4 @@ sanitize: $(STAMP)
 	status=$$?; $(PY) -m pip install -q --no-build-isolation --no-deps -e .; exit $$status
 
 clean:
-	rm -rf build *.egg-info native/*.so native/_framecodec.c .pytest_cache .mypy_cache .ruff_cache
+	rm -rf build *.egg-info native/*.so native/*.o native/_framecodec.c native/plannerkernel.c .pytest_cache .mypy_cache .ruff_cache

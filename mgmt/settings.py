@@ -32,6 +32,11 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
             "userconcentratedpod_random, userconcentratedpod_firstfit."),
     Setting("host.capacityType.to.order.clusters", "CPU", str, "Advanced",
             "What orders clusters for placement: CPU, RAM or COMBINED."),
+    Setting("host.capacityType.to.order.clusters.cputomemoryweight", "0.5", float, "Advanced",
+            "With COMBINED ordering, the weight of CPU against memory."),
+    Setting("planner.filters", "", str, "Advanced",
+            "Comma-separated host filters the planner applies, in its fixed order; empty: all of them "
+            "(scope, avoid, affinity, status, hypervisor, tags, cpu_cores, cpu, memory, cluster_threshold)."),
     Setting("cpu.overprovisioning.factor", "1", float, "Advanced", "CPU over-commit factor."),
     Setting("mem.overprovisioning.factor", "1", float, "Advanced", "Memory over-commit factor."),
     Setting("storage.overprovisioning.factor", "2", float, "Storage", "Over-commit of thin primary storage."),

@@ -263,6 +263,40 @@ volumes = Table(
     *_times(),
 )
 
+affinity_groups = Table(
+    "affinity_groups", metadata, _id(), _uuid(),
+    Column("name", String(255), nullable=False),
+    Column("type", String(32), nullable=False),  # "host anti-affinity", "host affinity"
+    Column("description", String(4096), nullable=False, default=""),
+    Column("account_id", Integer, nullable=False),
+    *_times(),
+    UniqueConstraint("account_id", "name"),
+)
+
+affinity_group_vms = Table(
+    "affinity_group_vms", metadata,
+    Column("group_id", ForeignKey("affinity_groups.id"), primary_key=True),
+    Column("vm_id", ForeignKey("vms.id"), primary_key=True),
+)
+
+# What each VM holds: compute on a host (Allocated while it runs or starts; Held for a while after it
+# stops, on its last host) and space on a pool (until its volumes are expunged). The host and pool
+# capacity columns are always the sums of these rows: reserve and release change both in one transaction.
+capacity_reservations = Table(
+    "capacity_reservations", metadata,
+    Column("vm_id", ForeignKey("vms.id"), primary_key=True),
+    Column("host_id", ForeignKey("hosts.id")),
+    Column("state", String(16)),  # Allocated (counted in *_used), Held (in *_reserved), NULL: no compute
+    Column("held_until", DateTime(timezone=True)),
+    Column("cpu_mhz", BigInteger, nullable=False, default=0),
+    Column("cores", Integer, nullable=False, default=0),
+    Column("memory_bytes", BigInteger, nullable=False, default=0),
+    Column("pool_id", ForeignKey("storage_pools.id")),
+    Column("disk_bytes", BigInteger, nullable=False, default=0),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Index("ix_capacity_reservations_host", "host_id", "state"),
+)
+
 async_jobs = Table(
     "async_jobs", metadata, _id(), _uuid(),
     Column("user_id", Integer, nullable=False),

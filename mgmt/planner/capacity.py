@@ -1,0 +1,193 @@
+"""Capacity reservations: the database decides who gets the last of a host or a pool.
+
+``reserve`` adds a VM's CPU and memory to its host's ``*_used`` and its disks to its pool's
+``used_bytes`` with conditional UPDATEs that fail when the limit (total x over-commit factor) would be
+passed, checks its anti-affinity groups against VMs already placed on the host, and records the
+reservation row; any failure raises ``ReservationLost`` and the caller's transaction rolls back, so
+nothing is half-reserved. The caller adds what was lost (the host, or the pool) to the avoid set and
+plans again. ``hold`` moves a stopped VM's compute from used to reserved on its last host (kept for
+``capacity.skipcounting.hours``), ``release_compute`` and ``release_storage`` give capacity back, and
+``release_expired_holds`` ends holds whose time is up. Each function runs in the caller's transaction;
+the host and pool columns always equal the sums of the reservation rows (``check_totals`` says where
+they do not).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..db.schema import affinity_group_vms, capacity_reservations, host_capacity, storage_pools
+from ..errors import InsufficientCapacity
+from .pools import THIN
+
+ALLOCATED, HELD = "Allocated", "Held"
+R, HC, SP = capacity_reservations, host_capacity, storage_pools
+
+
+@dataclass(frozen=True)
+class Ask:
+    vm_id: int
+    host_id: int
+    cpu_mhz: int
+    cores: int
+    memory_bytes: int
+    pool_id: int = 0
+    disk_bytes: int = 0
+    anti_affinity_groups: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Limits:
+    cpu_factor: float = 1.0  # the host's cluster's effective cpu.overprovisioning.factor
+    mem_factor: float = 1.0
+    storage_factor: float = 2.0  # storage.overprovisioning.factor (thin pools)
+
+
+class ReservationLost(InsufficientCapacity):
+    """Another reservation took what this one needed: ``kind`` is host, pool or affinity."""
+
+    def __init__(self, kind: str, ident: int, message: str) -> None:
+        super().__init__(message)
+        self.kind, self.ident = kind, ident
+
+
+def reserve(conn: Connection, ask: Ask, limits: Limits, now: datetime) -> None:
+    """Reserve compute on ``ask.host_id`` and space on ``ask.pool_id`` for the VM, or raise ReservationLost.
+
+    A VM that holds compute already (a Held reservation on its last host, or one left by a failed
+    start) gives it back first, in the same transaction.
+    """
+    if ask.anti_affinity_groups:
+        _check_anti_affinity(conn, ask)
+    previous = conn.execute(sa.select(R).where(R.c.vm_id == ask.vm_id)).first()
+    if previous is not None and previous.state is not None:
+        _release_compute(conn, previous)
+    took = conn.execute(HC.update().where(
+        HC.c.host_id == ask.host_id,
+        HC.c.cpu_mhz_used + HC.c.cpu_mhz_reserved + ask.cpu_mhz <= HC.c.cpu_mhz_total * limits.cpu_factor,
+        HC.c.memory_used + HC.c.memory_reserved + ask.memory_bytes <= HC.c.memory_total * limits.mem_factor,
+    ).values(cpu_mhz_used=HC.c.cpu_mhz_used + ask.cpu_mhz, memory_used=HC.c.memory_used + ask.memory_bytes,
+             cores_used=HC.c.cores_used + ask.cores, update_count=HC.c.update_count + 1)).rowcount
+    if took != 1:
+        raise ReservationLost("host", ask.host_id, f"host {ask.host_id} no longer has {ask.cpu_mhz} MHz and "
+                                                   f"{ask.memory_bytes // 2**20} MiB free")
+    pool_id, disk = (previous.pool_id, previous.disk_bytes) if previous is not None and previous.pool_id \
+        else (ask.pool_id or None, ask.disk_bytes)
+    if pool_id and (previous is None or not previous.pool_id) and ask.disk_bytes:
+        thin = SP.c.pool_type.in_(THIN) & (SP.c.scope != "HOST")
+        factor = sa.case((thin, limits.storage_factor), else_=1.0)
+        took = conn.execute(SP.update().where(
+            SP.c.id == pool_id,
+            SP.c.used_bytes + SP.c.reserved_bytes + ask.disk_bytes <= SP.c.capacity_bytes * factor,
+        ).values(used_bytes=SP.c.used_bytes + ask.disk_bytes, update_count=SP.c.update_count + 1)).rowcount
+        if took != 1:
+            raise ReservationLost("pool", pool_id, f"storage pool {pool_id} no longer has "
+                                                   f"{ask.disk_bytes // 2**30} GiB free")
+    row = {"host_id": ask.host_id, "state": ALLOCATED, "held_until": None, "cpu_mhz": ask.cpu_mhz,
+           "cores": ask.cores, "memory_bytes": ask.memory_bytes, "pool_id": pool_id, "disk_bytes": disk}
+    if previous is None:
+        conn.execute(R.insert().values(vm_id=ask.vm_id, created=now, **row))
+    else:
+        conn.execute(R.update().where(R.c.vm_id == ask.vm_id).values(**row))
+
+
+def _check_anti_affinity(conn: Connection, ask: Ask) -> None:
+    groups = list(ask.anti_affinity_groups)
+    # PostgreSQL: lock the group's membership rows so two placements in one group go one at a time
+    # (SQLite's BEGIN IMMEDIATE already serializes writers; FOR UPDATE is dropped there).
+    conn.execute(sa.select(affinity_group_vms.c.vm_id).where(affinity_group_vms.c.group_id.in_(groups))
+                 .with_for_update()).all()
+    member = sa.select(affinity_group_vms.c.vm_id).where(affinity_group_vms.c.group_id.in_(groups))
+    clash = conn.scalar(sa.select(R.c.vm_id).where(
+        R.c.host_id == ask.host_id, R.c.state == ALLOCATED, R.c.vm_id != ask.vm_id, R.c.vm_id.in_(member),
+    ).limit(1))
+    if clash is not None:
+        raise ReservationLost("affinity", ask.host_id,
+                              f"VM {clash} of the same anti-affinity group was placed on host {ask.host_id}")
+
+
+def _release_compute(conn: Connection, row: sa.Row) -> None:
+    used = row.state == ALLOCATED
+    cpu_col, mem_col = (HC.c.cpu_mhz_used, HC.c.memory_used) if used else \
+        (HC.c.cpu_mhz_reserved, HC.c.memory_reserved)
+    values = {cpu_col.name: cpu_col - row.cpu_mhz, mem_col.name: mem_col - row.memory_bytes,
+              "update_count": HC.c.update_count + 1}
+    if used:
+        values["cores_used"] = HC.c.cores_used - row.cores
+    conn.execute(HC.update().where(HC.c.host_id == row.host_id).values(**values))
+    conn.execute(R.update().where(R.c.vm_id == row.vm_id).values(state=None, held_until=None))
+
+
+def release_compute(conn: Connection, vm_id: int) -> sa.Row | None:
+    """Give back the VM's CPU and memory (stop, failed start, destroy); the released row, or None."""
+    row = conn.execute(sa.select(R).where(R.c.vm_id == vm_id)).first()
+    if row is None or row.state is None:
+        return None
+    _release_compute(conn, row)
+    return row
+
+
+def hold(conn: Connection, vm_id: int, until: datetime) -> bool:
+    """A stopped VM keeps its compute on its last host until ``until``: moved from used to reserved."""
+    row = conn.execute(sa.select(R).where(R.c.vm_id == vm_id)).first()
+    if row is None or row.state != ALLOCATED:
+        return False
+    conn.execute(HC.update().where(HC.c.host_id == row.host_id).values(
+        cpu_mhz_used=HC.c.cpu_mhz_used - row.cpu_mhz, memory_used=HC.c.memory_used - row.memory_bytes,
+        cores_used=HC.c.cores_used - row.cores, cpu_mhz_reserved=HC.c.cpu_mhz_reserved + row.cpu_mhz,
+        memory_reserved=HC.c.memory_reserved + row.memory_bytes, update_count=HC.c.update_count + 1))
+    conn.execute(R.update().where(R.c.vm_id == vm_id).values(state=HELD, held_until=until))
+    return True
+
+
+def release_storage(conn: Connection, vm_id: int) -> sa.Row | None:
+    """Give back the VM's pool space (its volumes are expunged) and, with it, the whole reservation."""
+    row = conn.execute(sa.select(R).where(R.c.vm_id == vm_id)).first()
+    if row is None:
+        return None
+    if row.state is not None:
+        _release_compute(conn, row)
+    if row.pool_id and row.disk_bytes:
+        conn.execute(SP.update().where(SP.c.id == row.pool_id).values(
+            used_bytes=SP.c.used_bytes - row.disk_bytes, update_count=SP.c.update_count + 1))
+    conn.execute(R.delete().where(R.c.vm_id == vm_id))
+    return row
+
+
+def release_expired_holds(conn: Connection, now: datetime) -> list[sa.Row]:
+    """End the holds whose ``held_until`` has passed; the rows released."""
+    rows = conn.execute(sa.select(R).where(R.c.state == HELD, R.c.held_until <= now)).all()
+    for row in rows:
+        _release_compute(conn, row)
+    return list(rows)
+
+
+def check_totals(conn: Connection) -> list[str]:
+    """Where the host and pool columns differ from the sums of the reservation rows (empty: exact)."""
+    problems = []
+    sums: dict[int, list[int]] = {}
+    for row in conn.execute(sa.select(R.c.host_id, R.c.state, R.c.cpu_mhz, R.c.memory_bytes, R.c.cores)
+                            .where(R.c.state.is_not(None))):
+        s = sums.setdefault(row.host_id, [0, 0, 0, 0, 0])
+        k = 0 if row.state == ALLOCATED else 2
+        s[k] += row.cpu_mhz
+        s[k + 1] += row.memory_bytes
+        if row.state == ALLOCATED:
+            s[4] += row.cores
+    for hc in conn.execute(sa.select(HC)):
+        want = sums.get(hc.host_id, [0, 0, 0, 0, 0])
+        have = [hc.cpu_mhz_used, hc.memory_used, hc.cpu_mhz_reserved, hc.memory_reserved, hc.cores_used]
+        if have != want:
+            problems.append(f"host {hc.host_id}: columns {have} but reservations {want}")
+    pool_sums: dict[int, int] = {}
+    for row in conn.execute(sa.select(R.c.pool_id, R.c.disk_bytes).where(R.c.pool_id.is_not(None))):
+        pool_sums[row.pool_id] = pool_sums.get(row.pool_id, 0) + row.disk_bytes
+    for pool in conn.execute(sa.select(SP.c.id, SP.c.used_bytes)):
+        want_bytes = pool_sums.get(pool.id, 0)
+        if pool.used_bytes != want_bytes:
+            problems.append(f"pool {pool.id}: used {pool.used_bytes} but reservations {want_bytes}")
+    return problems
