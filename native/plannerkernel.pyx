@@ -10,6 +10,7 @@ written in the reference's order (and built with -ffp-contract=off) so the two a
 Filter codes and weigher codes are those of ``mgmt/planner/filters`` and ``mgmt/planner/weighers``.
 """
 
+from libc.math cimport INFINITY
 from libc.stdlib cimport free, malloc
 
 NAME = "native"
@@ -177,15 +178,24 @@ def evaluate(Bound b, Py_ssize_t n, q, unsigned char[::1] reasons, double[::1] s
                 if reason:
                     p_counts[reason] += 1
                     continue
-                for k in range(nactive):
-                    w = active[k]
+                cand[ncand] = i
+                ncand += 1
+            # Each active weigher in a tight loop of its own over the candidates.
+            for k in range(nactive):
+                w = active[k]
+                lo = INFINITY
+                hi = -INFINITY
+                for j in range(ncand):
+                    i = cand[j]
                     if w == 0:
+                        c = h_cix[i]
                         cpu_cap = c_cpu_total[c] * c_cpu_factor[c]
                         mem_cap = c_mem_total[c] * c_mem_factor[c]
                         fcpu = c_cpu_alloc[c] / cpu_cap if cpu_cap > 0 else 1.0
                         fmem = c_mem_alloc[c] / mem_cap if mem_cap > 0 else 1.0
                         v = -(cpu_weight * fcpu + (1.0 - cpu_weight) * fmem)
                     elif w == 1:
+                        c = h_cix[i]
                         cpu_cap = h_cpu_total[i] * c_cpu_factor[c]
                         mem_cap = h_mem_total[i] * c_mem_factor[c]
                         fcpu = (cpu_cap - h_cpu_alloc[i]) / cpu_cap if cpu_cap > 0 else 0.0
@@ -199,13 +209,11 @@ def evaluate(Bound b, Py_ssize_t n, q, unsigned char[::1] reasons, double[::1] s
                         v = -p_account[i] if has_account else 0.0
                     else:
                         v = p_pod[h_pix[i]] if has_pod else 0.0
-                    raw[k * n + ncand] = v
-                    if ncand == 0 or v < lows[k]:
-                        lows[k] = v
-                    if ncand == 0 or v > highs[k]:
-                        highs[k] = v
-                cand[ncand] = i
-                ncand += 1
+                    raw[k * n + j] = v
+                    lo = v if v < lo else lo
+                    hi = v if v > hi else hi
+                lows[k] = lo
+                highs[k] = hi
             for j in range(ncand):
                 score = 0.0
                 for k in range(nactive):
