@@ -53,6 +53,7 @@ run: $(STAMP)
 bench: $(STAMP)
 	@mkdir -p benchmarks/results
 	$(PY) -m benchmarks.codec --json benchmarks/results/codec.json
+	$(PY) -m benchmarks.planner --hosts 10000 --json benchmarks/results/planner.json
 	$(PY) -m pytest -q -p no:cacheprovider benchmarks --benchmark-only --benchmark-json=benchmarks/results/micro.json
 
 # Coverage-guided fuzzing of the C frame decoder with libFuzzer (clang and its runtimes, installed when missing).
@@ -64,10 +65,11 @@ fuzz:
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -Inative native/fuzz_scan.c native/framecodec.c -o build/fuzz_scan
 	build/fuzz_scan -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 fuzz-corpus
 
-# The whole protocol suite against the C codec built with AddressSanitizer and UBSan.
+# The protocol and planner suites against the C codec and the Cython kernel built with AddressSanitizer
+# and UBSan.
 sanitize: $(STAMP)
 	CUMULO_NATIVE_SANITIZE=1 $(PY) -m pip install -q --no-build-isolation --no-deps -e .
-	ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD=$$(gcc -print-file-name=libasan.so) $(PY) -m pytest -q -p no:cacheprovider tests/protocol tests/native; \
+	ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD=$$(gcc -print-file-name=libasan.so) $(PY) -m pytest -q -p no:cacheprovider tests/protocol tests/native tests/planner; \
 	status=$$?; $(PY) -m pip install -q --no-build-isolation --no-deps -e .; exit $$status
 
 clean:

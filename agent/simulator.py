@@ -92,6 +92,9 @@ class SimHost:
 class SimulatorResource(ServerResource):
     hypervisor_type = "Simulator"
     registry: ClassVar[dict[str, SimulatorResource]] = {}  # guid -> resource, for migrations
+    # Shared (cluster- and zone-wide) pools, as one NFS export every simulated host of the process
+    # mounts: path -> bytes. The host's own local pool is in its SimHost.
+    shared: ClassVar[dict[str, int]] = {}
 
     def __init__(self, spec: HostSpec | None = None, faults: FaultTable | None = None,
                  pool_path: str = "/var/lib/cumulo/sim-pool") -> None:
@@ -157,7 +160,7 @@ class SimulatorResource(ServerResource):
         if vm.memory_bytes > free:
             return StartAnswer(result=False, vm_name=vm.name,
                                details=f"not enough memory: {vm.memory_bytes} bytes asked, {free} free")
-        missing = [d.path for d in vm.disks if d.path and d.path not in self.host.volumes]
+        missing = [d.path for d in vm.disks if d.path and d.path not in self._volumes(d.pool_path)]
         if missing:
             return StartAnswer(result=False, vm_name=vm.name, details=f"disk not found: {missing[0]}")
         self.host.vms[vm.name] = SimVm(vm, boots=existing.boots + 1 if existing else 1)
@@ -228,30 +231,37 @@ class SimulatorResource(ServerResource):
 
     # --- storage ---------------------------------------------------------------------------------
 
+    def _volumes(self, pool_path: str) -> dict[str, int]:
+        """The volumes of a pool: this host's local one, or a shared one."""
+        local = not pool_path or pool_path == self.pool_path
+        return self.host.volumes if local else SimulatorResource.shared
+
     @handles(PrimaryStorageDownloadCommand)
     async def download_template(self, cmd: PrimaryStorageDownloadCommand) -> Answer:
         path = f"{cmd.pool_path or self.pool_path}/template-{cmd.template_uuid}"
-        if path not in self.host.volumes:
-            failure = self._no_room(TEMPLATE_SIZE)
+        pool = self._volumes(cmd.pool_path)
+        if path not in pool:
+            failure = self._no_room(TEMPLATE_SIZE, cmd.pool_path)
             if failure:
                 return PrimaryStorageDownloadAnswer(result=False, details=failure)
-            self.host.volumes[path] = TEMPLATE_SIZE
+            pool[path] = TEMPLATE_SIZE
         return PrimaryStorageDownloadAnswer(install_path=path, size_bytes=TEMPLATE_SIZE)
 
     @handles(CreateCommand)
     async def create_volume(self, cmd: CreateCommand) -> Answer:
-        if cmd.template_path and cmd.template_path not in self.host.volumes:
+        pool = self._volumes(cmd.pool_path)
+        if cmd.template_path and cmd.template_path not in pool:
             return CreateAnswer(result=False, details=f"template not on this pool: {cmd.template_path}")
-        size = cmd.size_bytes or (self.host.volumes[cmd.template_path] if cmd.template_path else 0)
+        size = cmd.size_bytes or (pool[cmd.template_path] if cmd.template_path else 0)
         if size <= 0:
             return CreateAnswer(result=False, details="a volume needs a size or a template")
         path = f"{cmd.pool_path or self.pool_path}/{cmd.volume_uuid}"
-        if path in self.host.volumes:
-            return CreateAnswer(path=path, size_bytes=self.host.volumes[path])  # retried: same volume
-        failure = self._no_room(size)
+        if path in pool:
+            return CreateAnswer(path=path, size_bytes=pool[path])  # retried: same volume
+        failure = self._no_room(size, cmd.pool_path)
         if failure:
             return CreateAnswer(result=False, details=failure)
-        self.host.volumes[path] = size
+        pool[path] = size
         return CreateAnswer(path=path, size_bytes=size)
 
     @handles(DestroyCommand)
@@ -261,9 +271,12 @@ class SimulatorResource(ServerResource):
         if in_use:
             return Answer(result=False, details=f"volume {path} is in use by {in_use[0]}")
         self.host.volumes.pop(path, None)
+        SimulatorResource.shared.pop(path, None)
         return Answer()
 
-    def _no_room(self, size: int) -> str:
+    def _no_room(self, size: int, pool_path: str = "") -> str:
+        if self._volumes(pool_path) is SimulatorResource.shared:
+            return ""  # shared pools: the management server accounts their space
         free = self.host.spec.pool_bytes - self.host.pool_used()
         return f"local pool full: {size} bytes asked, {free} free" if size > free else ""
 

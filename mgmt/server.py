@@ -20,6 +20,10 @@ from .agents import registry
 from .agents.manager import AgentManager
 from .db.database import Database, sqlite_url
 from .db.schema import management_servers
+from .jobs import runner as jobs
+from .orchestration import reconcile
+from .orchestration.engine import OrchestrationSettings, Orchestrator
+from .planner.service import Placement
 
 log = logging.getLogger("mgmt")
 
@@ -69,20 +73,47 @@ def prepare(config: ServerConfig) -> tuple[Database, int, dict[str, Any]]:
         if released:
             log.warning("%d hosts were still held by this server from a run that did not stop cleanly; "
                         "now Disconnected until their agents reconnect", released)
+        orphans = jobs.fail_orphans(conn, msid)
+        settled = reconcile.after_restart(conn)
+        if orphans or any(settled.values()):
+            log.warning("%d jobs of a run that did not stop cleanly were failed; VMs settled: %s",
+                        len(orphans), settled)
     log.info("database %s at revision %s; management server id %d", db.dialect, revision, msid)
     return db, msid, values
+
+
+@dataclass
+class Services:
+    """The running server's parts, for tests and for the API."""
+
+    db: Database
+    msid: int
+    values: dict[str, Any]
+    agents: AgentManager
+    placement: Placement
+    jobs: jobs.JobRunner
+    orchestrator: Orchestrator
 
 
 async def serve(config: ServerConfig, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> int:
     db, msid, values = await trio.to_thread.run_sync(prepare, config)
     manager = AgentManager(db, msid, ping_interval=float(values["ping.interval"]),  # type: ignore[arg-type]
                            ping_timeout=float(values["ping.timeout"]))  # type: ignore[arg-type]
+    placement = Placement(db, values)
+    manager.status_listeners.append(placement.host_changed)
+    runner = jobs.JobRunner(db, msid)
+    orchestrator = Orchestrator(db, manager, placement, OrchestrationSettings.from_values(values),
+                                busy=lambda: [i for kind, i in runner.holding if kind == "VirtualMachine"])
+    services = Services(db, msid, values, manager, placement, runner, orchestrator)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
+            await nursery.start(placement.run)
+            await nursery.start(runner.run)
             port = await nursery.start(manager.serve, config.agent_port, config.bind or None)
+            await nursery.start(orchestrator.run_background)
             log.info("listening for agents on port %d; the API (port %d) is not built yet", port,
                      config.api_port)
-            task_status.started(manager)
+            task_status.started(services)
 
             async def on_signal() -> None:
                 async for signum in signals:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +92,16 @@ class AgentManager:
         self.status: dict[int, Status] = {}  # what this server last wrote for its hosts
         self.port = 0
         self.stopping = False  # set on shutdown: closing links is then the server's doing
+        # Called with (host id, status) after each status this server writes (the planner listens).
+        self.status_listeners: list[Callable[[int, Status], None]] = []
+
+    def _set_status(self, host_id: int, status: Status) -> None:
+        self.status[host_id] = status
+        for listener in self.status_listeners:
+            try:
+                listener(host_id, status)
+            except Exception:
+                log.exception("a host status listener failed", extra={"host_id": host_id})
 
     # --- serving ---------------------------------------------------------------------------------
 
@@ -195,7 +205,7 @@ class AgentManager:
         if old is not None and old is not link:  # the agent came back before we saw it leave
             await old.stream.aclose()
         self.links[reg.host_id] = link
-        self.status[reg.host_id] = Status.CONNECTING
+        self._set_status(reg.host_id, Status.CONNECTING)
         nursery.start_soon(self._ready, link, reg)
         return True
 
@@ -227,7 +237,7 @@ class AgentManager:
             log.warning("could not move the host to Up; its row changed under us",
                         extra={"host_id": reg.host_id})
             return
-        self.status[reg.host_id] = status
+        self._set_status(reg.host_id, status)
         log.info("host %s", status, extra={"host_id": reg.host_id, "guid": link.guid, "peer": link.peer})
 
     async def _send_and_forget(self, link: AgentLink, command: Command) -> None:
@@ -243,7 +253,7 @@ class AgentManager:
         self.last_seen[host_id] = trio.current_time()
         back = self.status.get(host_id) in (Status.ALERT, Status.DISCONNECTED) and link.up
         if back and await self.transitions.submit(Change(host_id, Event.PING, self.msid)) is not None:
-            self.status[host_id] = Status.UP
+            self._set_status(host_id, Status.UP)
             log.info("host back Up", extra={"host_id": host_id})
         await self._respond(link, request, [PingAnswer(send_startup=not link.up)])
         if link.up and self.reports.get(host_id) != ping.power_report:
@@ -268,6 +278,9 @@ class AgentManager:
 
     async def _disconnected(self, link: AgentLink, reason: str) -> None:
         log.info("agent disconnected: %s", reason, extra={"peer": link.peer, "host_id": link.host_id})
+        waiters, link.waiters = link.waiters, {}
+        for waiter in waiters.values():  # requests in flight on this connection get no answer now
+            waiter.close()
         if self.newest.get(link.guid) is link:
             del self.newest[link.guid]
         elif link.guid:
@@ -279,7 +292,7 @@ class AgentManager:
         event = Event.MANAGEMENT_SERVER_DOWN if self.stopping else Event.AGENT_DISCONNECTED
         new = await self.transitions.submit(Change(link.host_id, event))
         if new is not None:
-            self.status[link.host_id] = new
+            self._set_status(link.host_id, new)
 
     async def monitor(self) -> None:
         """Investigate hosts silent for ping.interval * ping.timeout; Alert those that do not answer."""
@@ -303,7 +316,7 @@ class AgentManager:
         dead = await self._ask_neighbours(host_id)
         event, status = (Event.HOST_DOWN, Status.DOWN) if dead else (Event.PING_TIMEOUT, Status.ALERT)
         if await self.transitions.submit(Change(host_id, event)) is not None:
-            self.status[host_id] = status
+            self._set_status(host_id, status)
             log.warning("host went silent; %s", "a neighbour found it dead" if dead else "nobody could tell",
                         extra={"host_id": host_id, "status": status})
 
@@ -349,7 +362,11 @@ class AgentManager:
                 link.waiters.pop(seq, None)
                 raise AgentUnavailable(f"host {link.host_id}: the connection broke: {e}") from None
         with trio.move_on_after(timeout):
-            return (await receive.receive()).answers
+            try:
+                return (await receive.receive()).answers
+            except trio.EndOfChannel:  # the connection ended first (see _disconnected)
+                raise AgentUnavailable(f"host {link.host_id}: the connection closed before it answered "
+                                       f"{type(commands[0]).__name__}") from None
         link.waiters.pop(seq, None)
         link.conn.abandon(seq)
         raise OperationTimedOut(f"host {link.host_id} did not answer {type(commands[0]).__name__} "

@@ -83,6 +83,11 @@ class Batcher(Generic[I, O]):
         items = [item for item, _slot in batch]
         try:
             results = await self.db.run(self.fn, items)
+        except trio.Cancelled:
+            # Cancelled before the transaction started (waiting for a worker thread): the batch goes
+            # back to the front of the queue, for the shielded drain in run() to write.
+            self._queue[:0] = batch
+            raise
         except Exception as e:  # the whole batch failed: each caller sees the error
             log.warning("batched %s failed for %d items: %r", self.name, len(items), e)
             for _item, slot in batch:

@@ -221,6 +221,7 @@ vms = Table(
     Column("update_count", BigInteger, nullable=False, default=0),
     Column("power_state", String(32), nullable=False, default="PowerUnknown"),
     Column("power_state_updated", DateTime(timezone=True)),
+    Column("state_changed", DateTime(timezone=True)),  # power reports older than this say nothing
     Column("zone_id", ForeignKey("zones.id"), nullable=False),
     Column("host_id", ForeignKey("hosts.id")),
     Column("last_host_id", ForeignKey("hosts.id")),
@@ -286,6 +287,7 @@ capacity_reservations = Table(
     "capacity_reservations", metadata,
     Column("vm_id", ForeignKey("vms.id"), primary_key=True),
     Column("host_id", ForeignKey("hosts.id")),
+    Column("migrating_to", ForeignKey("hosts.id")),  # a migration's destination, also counted in its used
     Column("state", String(16)),  # Allocated (counted in *_used), Held (in *_reserved), NULL: no compute
     Column("held_until", DateTime(timezone=True)),
     Column("cpu_mhz", BigInteger, nullable=False, default=0),

@@ -5,11 +5,13 @@
 passed, checks its anti-affinity groups against VMs already placed on the host, and records the
 reservation row; any failure raises ``ReservationLost`` and the caller's transaction rolls back, so
 nothing is half-reserved. The caller adds what was lost (the host, or the pool) to the avoid set and
-plans again. ``hold`` moves a stopped VM's compute from used to reserved on its last host (kept for
+plans again. ``reserve_migration`` adds the running VM's compute to a migration's destination as
+well, and ``finish_migration`` takes it off the host the VM left (or, on failure, the destination).
+``hold`` moves a stopped VM's compute from used to reserved on its last host (kept for
 ``capacity.skipcounting.hours``), ``release_compute`` and ``release_storage`` give capacity back, and
 ``release_expired_holds`` ends holds whose time is up. Each function runs in the caller's transaction;
-the host and pool columns always equal the sums of the reservation rows (``check_totals`` says where
-they do not).
+the host and pool columns always equal the sums of the reservation rows (and, for pools, of the
+template copies on them; ``check_totals`` says where they do not).
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..db.schema import affinity_group_vms, capacity_reservations, host_capacity, storage_pools
+from ..db.schema import (
+    affinity_group_vms,
+    capacity_reservations,
+    host_capacity,
+    storage_pools,
+    template_copies,
+)
 from ..errors import InsufficientCapacity
 from .pools import THIN
 
@@ -66,13 +74,7 @@ def reserve(conn: Connection, ask: Ask, limits: Limits, now: datetime) -> None:
     previous = conn.execute(sa.select(R).where(R.c.vm_id == ask.vm_id)).first()
     if previous is not None and previous.state is not None:
         _release_compute(conn, previous)
-    took = conn.execute(HC.update().where(
-        HC.c.host_id == ask.host_id,
-        HC.c.cpu_mhz_used + HC.c.cpu_mhz_reserved + ask.cpu_mhz <= HC.c.cpu_mhz_total * limits.cpu_factor,
-        HC.c.memory_used + HC.c.memory_reserved + ask.memory_bytes <= HC.c.memory_total * limits.mem_factor,
-    ).values(cpu_mhz_used=HC.c.cpu_mhz_used + ask.cpu_mhz, memory_used=HC.c.memory_used + ask.memory_bytes,
-             cores_used=HC.c.cores_used + ask.cores, update_count=HC.c.update_count + 1)).rowcount
-    if took != 1:
+    if not _add_used(conn, ask.host_id, ask.cpu_mhz, ask.memory_bytes, ask.cores, limits):
         raise ReservationLost("host", ask.host_id, f"host {ask.host_id} no longer has {ask.cpu_mhz} MHz and "
                                                    f"{ask.memory_bytes // 2**20} MiB free")
     pool_id, disk = (previous.pool_id, previous.disk_bytes) if previous is not None and previous.pool_id \
@@ -111,6 +113,8 @@ def _check_anti_affinity(conn: Connection, ask: Ask) -> None:
 
 
 def _release_compute(conn: Connection, row: sa.Row) -> None:
+    if row.migrating_to is not None:  # a migration in flight: its destination's share goes too
+        finish_migration(conn, row.vm_id, False)
     used = row.state == ALLOCATED
     cpu_col, mem_col = (HC.c.cpu_mhz_used, HC.c.memory_used) if used else \
         (HC.c.cpu_mhz_reserved, HC.c.memory_reserved)
@@ -120,6 +124,46 @@ def _release_compute(conn: Connection, row: sa.Row) -> None:
         values["cores_used"] = HC.c.cores_used - row.cores
     conn.execute(HC.update().where(HC.c.host_id == row.host_id).values(**values))
     conn.execute(R.update().where(R.c.vm_id == row.vm_id).values(state=None, held_until=None))
+
+
+def _add_used(conn: Connection, host_id: int, cpu_mhz: int, memory: int, cores: int,
+              limits: Limits | None) -> bool:
+    """Add to a host's used columns: conditionally (within ``limits``) or, with None, unconditionally."""
+    where = [HC.c.host_id == host_id]
+    if limits is not None:
+        cpu = HC.c.cpu_mhz_used + HC.c.cpu_mhz_reserved + cpu_mhz <= HC.c.cpu_mhz_total * limits.cpu_factor
+        mem = HC.c.memory_used + HC.c.memory_reserved + memory <= HC.c.memory_total * limits.mem_factor
+        where += [cpu, mem]
+    return conn.execute(HC.update().where(*where).values(
+        cpu_mhz_used=HC.c.cpu_mhz_used + cpu_mhz, memory_used=HC.c.memory_used + memory,
+        cores_used=HC.c.cores_used + cores, update_count=HC.c.update_count + 1)).rowcount == 1
+
+
+def reserve_migration(conn: Connection, vm_id: int, dest_host_id: int, limits: Limits) -> sa.Row:
+    """Reserve the running VM's compute on a migration's destination too (the source keeps its share
+    until ``finish_migration``); raises ReservationLost when the destination is full."""
+    row = conn.execute(sa.select(R).where(R.c.vm_id == vm_id)).first()
+    if row is None or row.state != ALLOCATED:
+        raise ReservationLost("vm", vm_id, f"VM {vm_id} holds no running capacity to migrate")
+    if not _add_used(conn, dest_host_id, row.cpu_mhz, row.memory_bytes, row.cores, limits):
+        raise ReservationLost("host", dest_host_id, f"host {dest_host_id} no longer has room for VM {vm_id}")
+    conn.execute(R.update().where(R.c.vm_id == vm_id).values(migrating_to=dest_host_id))
+    return row
+
+
+def finish_migration(conn: Connection, vm_id: int, succeeded: bool) -> int | None:
+    """Settle a migration: the destination keeps the compute (succeeded) or gives it back; the host
+    the VM is now on, or None when no migration was pending."""
+    row = conn.execute(sa.select(R).where(R.c.vm_id == vm_id)).first()
+    if row is None or row.migrating_to is None:
+        return None
+    gone_from = row.host_id if succeeded else row.migrating_to
+    conn.execute(HC.update().where(HC.c.host_id == gone_from).values(
+        cpu_mhz_used=HC.c.cpu_mhz_used - row.cpu_mhz, memory_used=HC.c.memory_used - row.memory_bytes,
+        cores_used=HC.c.cores_used - row.cores, update_count=HC.c.update_count + 1))
+    now_on = row.migrating_to if succeeded else row.host_id
+    conn.execute(R.update().where(R.c.vm_id == vm_id).values(host_id=now_on, migrating_to=None))
+    return int(now_on)
 
 
 def release_compute(conn: Connection, vm_id: int) -> sa.Row | None:
@@ -170,14 +214,17 @@ def check_totals(conn: Connection) -> list[str]:
     """Where the host and pool columns differ from the sums of the reservation rows (empty: exact)."""
     problems = []
     sums: dict[int, list[int]] = {}
-    for row in conn.execute(sa.select(R.c.host_id, R.c.state, R.c.cpu_mhz, R.c.memory_bytes, R.c.cores)
-                            .where(R.c.state.is_not(None))):
-        s = sums.setdefault(row.host_id, [0, 0, 0, 0, 0])
-        k = 0 if row.state == ALLOCATED else 2
-        s[k] += row.cpu_mhz
-        s[k + 1] += row.memory_bytes
-        if row.state == ALLOCATED:
-            s[4] += row.cores
+    for row in conn.execute(sa.select(R.c.host_id, R.c.migrating_to, R.c.state, R.c.cpu_mhz,
+                                      R.c.memory_bytes, R.c.cores).where(R.c.state.is_not(None))):
+        for host_id in (row.host_id, row.migrating_to):
+            if host_id is None:
+                continue
+            s = sums.setdefault(host_id, [0, 0, 0, 0, 0])
+            k = 0 if row.state == ALLOCATED else 2
+            s[k] += row.cpu_mhz
+            s[k + 1] += row.memory_bytes
+            if row.state == ALLOCATED:
+                s[4] += row.cores
     for hc in conn.execute(sa.select(HC)):
         want = sums.get(hc.host_id, [0, 0, 0, 0, 0])
         have = [hc.cpu_mhz_used, hc.memory_used, hc.cpu_mhz_reserved, hc.memory_reserved, hc.cores_used]
@@ -186,6 +233,8 @@ def check_totals(conn: Connection) -> list[str]:
     pool_sums: dict[int, int] = {}
     for row in conn.execute(sa.select(R.c.pool_id, R.c.disk_bytes).where(R.c.pool_id.is_not(None))):
         pool_sums[row.pool_id] = pool_sums.get(row.pool_id, 0) + row.disk_bytes
+    for pool_id, size in conn.execute(sa.select(template_copies.c.pool_id, template_copies.c.size_bytes)):
+        pool_sums[pool_id] = pool_sums.get(pool_id, 0) + size  # template copies take pool space too
     for pool in conn.execute(sa.select(SP.c.id, SP.c.used_bytes)):
         want_bytes = pool_sums.get(pool.id, 0)
         if pool.used_bytes != want_bytes:

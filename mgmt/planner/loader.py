@@ -13,6 +13,15 @@ from .pools import Pool, PoolIndex
 def load_index(conn: Connection, cpu_factor: float, mem_factor: float) -> CapacityIndex:
     """Every live host with its capacity, in cluster then host order; factors are the cloud-wide
     cpu.overprovisioning.factor and mem.overprovisioning.factor (a cluster's own override wins)."""
+    ix = CapacityIndex()
+    for facts, cpu, mem in host_facts(conn, cpu_factor, mem_factor):
+        ix.set_host(facts, cpu_factor=cpu, mem_factor=mem)
+    return ix
+
+
+def host_facts(conn: Connection, cpu_factor: float, mem_factor: float, host_ids: list[int] | None = None
+               ) -> list[tuple[HostFacts, float, float]]:
+    """Live hosts (or those of ``host_ids``) as index facts with their cluster's CPU and memory factors."""
     hc, c, p, z = host_capacity, clusters, pods, zones
     rows = conn.execute(
         sa.select(hosts.c.id, hosts.c.zone_id, hosts.c.pod_id, hosts.c.cluster_id, hosts.c.hypervisor_type,
@@ -23,11 +32,11 @@ def load_index(conn: Connection, cpu_factor: float, mem_factor: float) -> Capaci
                   z.c.allocation_state.label("zone_state"))
         .join(hc, hc.c.host_id == hosts.c.id).join(c, c.c.id == hosts.c.cluster_id)
         .join(p, p.c.id == hosts.c.pod_id).join(z, z.c.id == hosts.c.zone_id)
-        .where(hosts.c.removed.is_(None), hosts.c.status != "Removed")
+        .where(hosts.c.removed.is_(None), hosts.c.status != "Removed",
+               hosts.c.id.in_(host_ids) if host_ids is not None else sa.true())
         .order_by(hosts.c.cluster_id, hosts.c.id))
-    ix = CapacityIndex()
-    for r in rows:
-        ix.set_host(HostFacts(
+    return [
+        (HostFacts(
             host_id=r.id, zone_id=r.zone_id, pod_id=r.pod_id, cluster_id=r.cluster_id,
             hypervisor_type=r.hypervisor_type, tags=frozenset(t for t in r.host_tags.split(",") if t),
             cores=r.cpu_cores, speed_mhz=r.cpu_mhz_total // max(r.cpu_cores, 1), cpu_total=r.cpu_mhz_total,
@@ -35,8 +44,7 @@ def load_index(conn: Connection, cpu_factor: float, mem_factor: float) -> Capaci
             mem_alloc=r.memory_used + r.memory_reserved, up=r.status == "Up",
             enabled=r.resource_state == "Enabled",
             cluster_enabled=r.cluster_state == r.pod_state == r.zone_state == "Enabled"),
-            cpu_factor=r.cpu_overcommit or cpu_factor, mem_factor=r.mem_overcommit or mem_factor)
-    return ix
+         r.cpu_overcommit or cpu_factor, r.mem_overcommit or mem_factor) for r in rows]
 
 
 def load_pools(conn: Connection) -> PoolIndex:

@@ -36,7 +36,8 @@ async def start_server(nursery: trio.Nursery, data_dir: Path, port: int = 0, db:
                 conn.execute(configuration.update().where(configuration.c.name == name.replace("_", "."))
                              .values(value=value))
         db.dispose()
-    manager: AgentManager = await nursery.start(serve, config)
+    services = await nursery.start(serve, config)
+    manager: AgentManager = services.agents
     return manager
 
 
@@ -307,3 +308,15 @@ async def test_a_libvirt_agent_comes_up_and_runs_a_vm_through_the_server(nursery
         while manager.reports.get(row.id, {}).get(name) is not PowerState.ON:
             await trio.sleep(0.02)  # pings arrive on their own interval
     assert (await manager.send(row.id, [StopCommand(vm_name=name, forced=True)]))[0].result
+
+
+async def test_a_request_in_flight_fails_at_once_when_the_connection_drops(nursery: trio.Nursery,
+                                                                            tmp_path: Path) -> None:
+    manager = await start_server(nursery, tmp_path)
+    faults = FaultTable()
+    faults.add("StopCommand", "drop")
+    agent = make_agent(nursery, manager.port, "dropper", faults=faults)
+    await agent.up.wait()
+    row = await wait_status(manager, "dropper", "Up")
+    with trio.fail_after(10), pytest.raises(AgentUnavailable, match="closed before it answered StopCommand"):
+        await manager.send(row.id, [StopCommand(vm_name="x")], timeout=3600)

@@ -3,7 +3,7 @@ group-commit writer that forms those batches; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -197,3 +197,30 @@ async def test_a_stopping_writer_writes_what_is_queued_and_later_items_still_run
     assert sorted(got) == [2, 4]
     assert not batcher.running
     assert await batcher.submit(5) == 10  # no writer: a transaction of its own
+
+
+async def test_a_batch_cancelled_before_its_transaction_is_still_written(database: Database) -> None:
+    batcher = Batcher(database, _double)
+    got: list[int] = []
+
+    async def one(i: int) -> None:
+        with trio.CancelScope(shield=True):
+            got.append(await batcher.submit(i))
+
+    await database.limiter.acquire_on_behalf_of("test")  # every worker thread busy: the writer must wait
+    for _ in range(int(database.limiter.total_tokens) - 1):
+        await database.limiter.acquire_on_behalf_of(object())
+    with trio.fail_after(10):
+        await _cancel_while_waiting_for_a_thread(batcher, database, one)
+    assert got == [6]
+
+
+async def _cancel_while_waiting_for_a_thread(batcher: Batcher[int, int], database: Database,
+                                             one: Callable[[int], Awaitable[None]]) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(batcher.run)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(one, 3)
+        await trio.testing.wait_all_tasks_blocked()  # the writer took the batch and waits for a thread
+        nursery.cancel_scope.cancel()
+        database.limiter.release_on_behalf_of("test")  # a thread frees up for the shielded drain

@@ -1,0 +1,190 @@
+"""Async jobs: a row per long operation, run by a bounded pool of tasks, one job at a time per VM.
+
+``submit`` writes the job row (status 0, pending; owned by this server) and returns its id at once;
+the job runs in the runner's nursery under a capacity limiter. It ends with status 1 and a JSON result,
+or status 2 with CloudStack's error code and text (a ``CumuloError``'s own; any other exception is an
+internal error, logged with its traceback, its text not shown to the user). A VM that a job holds
+refuses another (``ResourceBusy``), which also tells the power-report follower to leave it alone.
+
+At start-up ``fail_orphans`` ends the jobs a crashed run of this server left pending, with the reason;
+orchestration then reconciles their VMs.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+import trio
+from sqlalchemy.engine import Connection
+
+from ..db.database import Database
+from ..db.schema import async_jobs
+from ..errors import CumuloError
+
+log = logging.getLogger(__name__)
+
+PENDING, SUCCEEDED, FAILED = 0, 1, 2
+
+
+class ResourceBusy(CumuloError):
+    """Another job is working on the resource."""
+
+    error_code, cs_error_code = 530, 4250
+
+
+@dataclass
+class JobOwner:
+    account_id: int = 1
+    user_id: int = 1
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobRunner:
+    def __init__(self, db: Database, msid: int, *, concurrency: int = 64) -> None:
+        self.db = db
+        self.msid = msid
+        self.limiter = trio.CapacityLimiter(concurrency)
+        self.holding: dict[tuple[str, int], int] = {}  # (instance type, id) -> job id working on it
+        self.done: dict[int, trio.Event] = {}
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Host the jobs (until cancelled; the jobs are cancelled with it)."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    def busy(self, instance_type: str, instance_id: int) -> bool:
+        return (instance_type, instance_id) in self.holding
+
+    async def submit(
+        self,
+        command: str,
+        work: Callable[[], Awaitable[Any]],
+        *,
+        owner: JobOwner | None = None,
+        instance_type: str = "",
+        instance_id: int = 0,
+    ) -> int:
+        """Record the job and start it; its id. Refused at once when another job holds the instance."""
+        if self._nursery is None:
+            raise RuntimeError("the job runner is not running")
+        key = (instance_type, instance_id)
+        if instance_id and key in self.holding:
+            raise ResourceBusy(
+                f"{instance_type} {instance_id} is busy with job {self.holding[key]}; try again when it ends"
+            )
+        owner = owner or JobOwner()
+        job_id = await self.db.run(_insert, command, owner, instance_type, instance_id, self.msid)
+        if instance_id:
+            if key in self.holding:  # taken while the row was written
+                await self.db.run(
+                    _finish, job_id, FAILED, {"errorcode": ResourceBusy.error_code, "errortext": "busy"}
+                )
+                raise ResourceBusy(f"{instance_type} {instance_id} is busy with job {self.holding[key]}")
+            self.holding[key] = job_id
+        self.done[job_id] = trio.Event()
+        self._nursery.start_soon(self._run_job, job_id, command, work, key)
+        return job_id
+
+    async def _run_job(
+        self, job_id: int, command: str, work: Callable[[], Awaitable[Any]], key: tuple[str, int]
+    ) -> None:
+        status, result = FAILED, {"errorcode": 530, "errortext": "the job did not finish"}
+        try:
+            async with self.limiter:
+                value = await work()
+            status, result = SUCCEEDED, value if isinstance(value, dict) else {"result": value}
+        except CumuloError as e:
+            status, result = FAILED, {"errorcode": e.error_code, "errortext": str(e)}
+            log.info("job %d (%s) failed: %s", job_id, command, e, extra={"job_id": job_id})
+        except Exception as e:
+            result = {"errorcode": 530, "errortext": f"internal error in {command}"}
+            log.exception("job %d (%s) crashed: %r", job_id, command, e, extra={"job_id": job_id})
+        finally:
+            with trio.CancelScope(shield=True):
+                try:
+                    await self.db.run(_finish, job_id, status, result)
+                finally:
+                    if self.holding.get(key) == job_id:
+                        del self.holding[key]
+                    self.done.pop(job_id, trio.Event()).set()
+
+    async def wait(self, job_id: int) -> sa.Row:
+        """Wait for the job to end; its row."""
+        event = self.done.get(job_id)
+        if event is not None:
+            await event.wait()
+        return await self.db.run(get, job_id)
+
+
+def _insert(
+    conn: Connection, command: str, owner: JobOwner, instance_type: str, instance_id: int, msid: int
+) -> int:
+    return int(
+        conn.execute(
+            async_jobs.insert().values(
+                uuid=str(uuid.uuid4()),
+                user_id=owner.user_id,
+                account_id=owner.account_id,
+                command=command,
+                instance_type=instance_type or None,
+                instance_id=instance_id or None,
+                status=PENDING,
+                mgmt_server_id=msid,
+                created=now(),
+            )
+        ).inserted_primary_key[0]
+    )
+
+
+def _finish(conn: Connection, job_id: int, status: int, result: dict[str, Any]) -> None:
+    conn.execute(
+        async_jobs.update()
+        .where(async_jobs.c.id == job_id)
+        .values(
+            status=status,
+            process_status=0,
+            result_code=0 if status == SUCCEEDED else result.get("errorcode", 530),
+            result=orjson.dumps(result, default=str).decode(),
+            completed=now(),
+        )
+    )
+
+
+def get(conn: Connection, job_id: int) -> sa.Row:
+    return conn.execute(sa.select(async_jobs).where(async_jobs.c.id == job_id)).one()
+
+
+def fail_orphans(conn: Connection, msid: int) -> list[sa.Row]:
+    """End the jobs this server left pending when it died; the rows (with their instances)."""
+    rows = list(
+        conn.execute(
+            sa.select(async_jobs).where(
+                async_jobs.c.status == PENDING,
+                sa.or_(async_jobs.c.mgmt_server_id == msid, async_jobs.c.mgmt_server_id.is_(None)),
+            )
+        )
+    )
+    for row in rows:
+        _finish(
+            conn,
+            row.id,
+            FAILED,
+            {
+                "errorcode": 530,
+                "errortext": "the management server stopped while this job ran; it did not finish",
+            },
+        )
+    return rows

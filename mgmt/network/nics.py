@@ -1,0 +1,157 @@
+"""Guest NICs on shared networks: an address from the network's IP ranges (or the one asked for, once
+checked) and a unique MAC, each taken by an INSERT that the table's unique constraints arbitrate, so
+two concurrent deploys never get the same address. Released on expunge."""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import uuid
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from ..db.schema import ip_ranges, networks, nics
+from ..errors import InsufficientCapacity, InvalidParameter
+
+_rng = random.SystemRandom()
+
+
+@dataclass(frozen=True)
+class Nic:
+    nic_id: int
+    uuid: str
+    network_id: int
+    device_id: int
+    ip: str
+    mac: str
+    is_default: bool
+
+
+def _mac() -> str:
+    # 02: locally administered, unicast; the rest random (uniqueness is the table's constraint).
+    return "02:00:" + ":".join(f"{_rng.randrange(256):02x}" for _ in range(4))
+
+
+def _candidates(conn: Connection, network_id: int, used: set[str]) -> list[str]:
+    free = []
+    for start, end in conn.execute(
+        sa.select(ip_ranges.c.start_ip, ip_ranges.c.end_ip)
+        .where(ip_ranges.c.network_id == network_id)
+        .order_by(ip_ranges.c.id)
+    ):
+        first, last = int(ipaddress.ip_address(start)), int(ipaddress.ip_address(end))
+        for n in range(first, last + 1):
+            ip = str(ipaddress.ip_address(n))
+            if ip not in used:
+                free.append(ip)
+                if len(free) >= 16:  # a few spares for lost races
+                    return free
+    return free
+
+
+def allocate(
+    conn: Connection,
+    vm_id: int,
+    network_id: int,
+    device_id: int,
+    *,
+    requested_ip: str = "",
+    is_default: bool = True,
+) -> Nic:
+    """A NIC for the VM on the network: the requested address (checked) or the first free one."""
+    network = conn.execute(
+        sa.select(networks).where(networks.c.id == network_id, networks.c.removed.is_(None))
+    ).first()
+    if network is None:
+        raise InvalidParameter(f"network {network_id} does not exist")
+    used = set(
+        conn.scalars(
+            sa.select(nics.c.ip_address).where(
+                nics.c.network_id == network_id, nics.c.ip_address.is_not(None)
+            )
+        )
+    )
+    if requested_ip:
+        try:
+            addr = ipaddress.ip_address(requested_ip)
+        except ValueError:
+            raise InvalidParameter(f"ipaddress {requested_ip!r} is not an IP address") from None
+        in_range = any(
+            int(ipaddress.ip_address(a)) <= int(addr) <= int(ipaddress.ip_address(b))
+            for a, b in conn.execute(
+                sa.select(ip_ranges.c.start_ip, ip_ranges.c.end_ip).where(
+                    ip_ranges.c.network_id == network_id
+                )
+            )
+        )
+        if not in_range:
+            raise InvalidParameter(
+                f"ipaddress {requested_ip} is outside the IP ranges of network {network.name}"
+            )
+        if requested_ip in used:
+            raise InvalidParameter(f"ipaddress {requested_ip} is already in use on network {network.name}")
+        candidates = [requested_ip]
+    else:
+        candidates = _candidates(conn, network_id, used)
+        if not candidates:
+            raise InsufficientCapacity(f"network {network.name} has no free IP address left")
+    for ip in candidates:
+        for _ in range(8):  # a MAC collision is astronomically rare; an IP race is not
+            nic_uuid, mac = str(uuid.uuid4()), _mac()
+            try:
+                with conn.begin_nested():
+                    nic_id = conn.execute(
+                        nics.insert().values(
+                            uuid=nic_uuid,
+                            vm_id=vm_id,
+                            network_id=network_id,
+                            device_id=device_id,
+                            ip_address=ip,
+                            mac_address=mac,
+                            is_default=is_default,
+                            state="Allocated",
+                        )
+                    ).inserted_primary_key[0]
+                return Nic(nic_id, nic_uuid, network_id, device_id, ip, mac, is_default)
+            except IntegrityError:
+                taken = conn.scalar(
+                    sa.select(nics.c.id).where(nics.c.network_id == network_id, nics.c.ip_address == ip)
+                )
+                if taken is not None:
+                    break  # another deploy took this address first: try the next one
+    if requested_ip:
+        raise InvalidParameter(f"ipaddress {requested_ip} is already in use on network {network.name}")
+    raise InsufficientCapacity(f"network {network.name}: every free address was taken concurrently; retry")
+
+
+def release(conn: Connection, vm_id: int) -> int:
+    """The VM's addresses go back to their networks (its NIC rows stay, Released, for the record)."""
+    return conn.execute(
+        nics.update()
+        .where(nics.c.vm_id == vm_id, nics.c.state != "Released")
+        .values(state="Released", ip_address=None)
+    ).rowcount
+
+
+def of_vm(conn: Connection, vm_id: int) -> list[sa.Row]:
+    """The VM's live NICs with their networks' settings, by device id."""
+    return list(
+        conn.execute(
+            sa.select(
+                nics,
+                networks.c.gateway,
+                networks.c.netmask,
+                networks.c.dns1,
+                networks.c.dns2,
+                networks.c.vlan,
+                networks.c.bridge,
+                networks.c.name.label("network_name"),
+            )
+            .join(networks, networks.c.id == nics.c.network_id)
+            .where(nics.c.vm_id == vm_id, nics.c.state != "Released")
+            .order_by(nics.c.device_id)
+        )
+    )

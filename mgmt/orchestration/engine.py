@@ -1,0 +1,670 @@
+"""The VM lifecycle: deploy, start, stop, reboot, destroy, recover, expunge, migrate.
+
+Each operation checks the VM's state table first (an illegal request is refused before any side
+effect), moves the VM with conditional UPDATEs, talks to agents through the agent manager, and keeps
+capacity, addresses and volumes exact on every path: what an attempt took, its failure gives back.
+
+Start, as CloudStack does it: plan (the planner's index) -> reserve (the database decides) -> root
+volume on the chosen pool (the template copied there first when missing) -> the hypervisor guru's
+``VirtualMachineTO`` -> ``StartCommand``. A failed attempt releases its reservation (and the volumes it
+created), puts the host in the avoid set and tries again, up to ``start.retry``; when every attempt
+fails the VM is Stopped with nothing held and the error names the last reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+import trio
+from sqlalchemy.engine import Connection
+
+from protocol.messages import (
+    Answer,
+    CreateAnswer,
+    CreateCommand,
+    DestroyCommand,
+    MigrateCommand,
+    PrepareForMigrationCommand,
+    PrimaryStorageDownloadAnswer,
+    PrimaryStorageDownloadCommand,
+    RebootCommand,
+    StartCommand,
+    StopCommand,
+)
+
+from ..agents.manager import AgentManager
+from ..db.database import Database
+from ..db.schema import hosts, storage_pools, vms
+from ..errors import AgentUnavailable, CumuloError, InsufficientCapacity, InvalidParameter, OperationTimedOut
+from ..network import nics
+from ..planner import capacity
+from ..planner.capacity import Ask, ReservationLost
+from ..planner.model import Avoid, DeploymentPlan, Destination, NoDestination, VmProfile
+from ..planner.service import Placement
+from ..storage import volumes
+from . import guru, reconcile
+from . import vms as vm_rows
+from .vm_state import Event, State
+from .vms import DeploySpec, VmRecord, now
+
+log = logging.getLogger(__name__)
+
+
+class OperationFailed(CumuloError):
+    """An agent refused or failed the operation; the message carries its reason."""
+
+    error_code, cs_error_code = 530, 4250
+
+
+class _AttemptFailed(Exception):
+    def __init__(self, reason: str, *, created: list[int] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class OrchestrationSettings:
+    start_retry: int = 10  # start.retry
+    agent_wait: float = 1800.0  # wait: seconds for an agent's answer
+    stop_wait: float = 120.0  # a graceful stop's deadline
+    skip_counting: float = 3600.0  # capacity.skipcounting.hours (seconds, as CloudStack reads it)
+    expunge_delay: float = 86400.0  # expunge.delay
+    expunge_interval: float = 86400.0  # expunge.interval
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> OrchestrationSettings:
+        return cls(
+            start_retry=int(values.get("start.retry", 10)),
+            agent_wait=float(values.get("wait", 1800)),
+            skip_counting=float(values.get("capacity.skipcounting.hours", 3600)),
+            expunge_delay=float(values.get("expunge.delay", 86400)),
+            expunge_interval=float(values.get("expunge.interval", 86400)),
+        )
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        db: Database,
+        agents: AgentManager,
+        placement: Placement,
+        settings: OrchestrationSettings | None = None,
+        *,
+        busy: Callable[[], Collection[int]] = frozenset,
+    ) -> None:
+        self.db = db
+        self.agents = agents
+        self.placement = placement
+        self.settings = settings or OrchestrationSettings()
+        self.busy = busy  # ids of the VMs a job holds: the power-report follower leaves them alone
+
+    # --- background work -------------------------------------------------------------------------------
+
+    async def run_background(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Follow power reports, end expired capacity holds, expunge destroyed VMs when due."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                self._every, max(0.2, self.agents.ping_interval / 2), self.follow_power_reports
+            )
+            nursery.start_soon(self._every, 60.0, self.release_expired_holds)
+            nursery.start_soon(self._every, self.settings.expunge_interval, self.expunge_due)
+            task_status.started()
+
+    async def _every(self, period: float, work: Callable[[], Awaitable[object]]) -> None:
+        while True:
+            await trio.sleep(period)
+            try:
+                await work()
+            except Exception:
+                log.exception("background %s failed; it runs again in %g s", work.__name__, period)
+
+    async def follow_power_reports(self) -> int:
+        """Apply what hosts report about VMs no job holds: off -> Stopped, stray running -> adopted."""
+        busy = set(self.busy())
+        changed = 0
+        hold_until = now() + timedelta(seconds=self.settings.skip_counting)
+        for vm_id in await self.db.run(reconcile.power_off_followers, self.agents.ping_interval, busy):
+            if await self.db.run(reconcile.follow_power_off, vm_id, hold_until):
+                log.warning("VM powered off behind the server's back: now Stopped", extra={"vm_id": vm_id})
+                changed += 1
+        reports = {h: dict(r) for h, r in self.agents.reports.items()}
+        for vm_id, host_id, name in await self.db.run(reconcile.stray, reports, busy):
+            try:
+                await self.db.run(reconcile.adopt, vm_id, host_id, self.placement.limits(host_id))
+            except ReservationLost as e:
+                log.warning(
+                    "VM %s runs on host %d without the room for it (%s): stopping it there",
+                    name,
+                    host_id,
+                    e,
+                    extra={"vm_id": vm_id, "host_id": host_id},
+                )
+                with contextlib.suppress(CumuloError):
+                    await self._send(host_id, StopCommand(vm_name=name, forced=True), timeout=30)
+                continue
+            vm = await self.db.run(vm_rows.load, vm_id)
+            self.placement.allocated(
+                host_id, vm.offering.cpus * vm.offering.cpu_speed_mhz, vm.offering.memory_mb * 2**20
+            )
+            log.warning(
+                "VM found running on a host: adopted as Running", extra={"vm_id": vm_id, "host_id": host_id}
+            )
+            changed += 1
+        return changed
+
+    async def release_expired_holds(self) -> int:
+        released = await self.db.run(capacity.release_expired_holds, now())
+        for row in released:
+            self.placement.allocated(row.host_id, -row.cpu_mhz, -row.memory_bytes)
+        return len(released)
+
+    # --- deploy and start ----------------------------------------------------------------------------
+
+    async def deploy(self, spec: DeploySpec, *, start: bool = True) -> int:
+        """Allocate the VM (rows, addresses) and, unless told not to, start it; the VM id."""
+        vm_id = await self.db.run(vm_rows.allocate, spec)
+        log.info("VM allocated", extra={"vm_id": vm_id})
+        if start:
+            try:
+                await self.start(vm_id, host_id=spec.host_id)
+            except CumuloError:
+                # As CloudStack: a deploy that could not start leaves the VM in Error, holding nothing
+                # (its addresses go back now; the expunge task removes it later).
+                await self.db.run(_deploy_failed, vm_id)
+                raise
+        return vm_id
+
+    async def start(self, vm_id: int, *, host_id: int = 0) -> None:
+        vm = await self.db.run(vm_rows.load, vm_id)
+        await self.db.run(vm_rows.transition, vm_id, Event.START_REQUESTED)
+        try:
+            await self._start_attempts(vm_id, host_id)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self.db.run(_fail_start, vm_id)
+            raise
+        log.info("VM running", extra={"vm_id": vm_id, "vm": vm.name})
+
+    async def _start_attempts(self, vm_id: int, host_id: int) -> None:
+        avoid = Avoid()
+        last = "no attempt was made"
+        failed = ""  # the last attempt's own failure
+        attempts = races = 0
+        while attempts < max(1, self.settings.start_retry):
+            vm = await self.db.run(vm_rows.load, vm_id)
+            profile, plan = await self.db.run(self._profile, vm, host_id)
+            try:
+                dest = self.placement.plan(
+                    profile, plan, avoid, await self.db.run(vm_rows.account_hosts, vm.row.account_id)
+                )
+            except NoDestination as e:
+                last = str(e)
+                break
+            ask = Ask(
+                vm_id,
+                dest.host_id,
+                profile.cpu_mhz,
+                profile.cpus,
+                profile.memory_bytes,
+                dest.pool_id,
+                self._new_disk_bytes(vm),
+                vm.anti_affinity_groups,
+            )
+            try:
+                await self.db.run(capacity.reserve, ask, self.placement.limits(dest.host_id), now())
+            except ReservationLost as e:
+                races += 1
+                if races > 100:
+                    last = str(e)
+                    break
+                (avoid.pools if e.kind == "pool" else avoid.hosts).add(e.ident)
+                continue
+            self.placement.allocated(dest.host_id, profile.cpu_mhz, profile.memory_bytes)
+            if ask.disk_bytes and dest.pool_id:
+                self.placement.pool_allocated(dest.pool_id, ask.disk_bytes)
+            attempts += 1
+            fresh = [v.id for v in vm.volumes if v.pool_id is None]  # what this attempt will create
+            try:
+                await self._prepare_and_start(vm, dest)
+                return
+            except _AttemptFailed as e:
+                last = failed = e.reason
+                log.warning(
+                    "start attempt %d on host %d failed: %s",
+                    attempts,
+                    dest.host_id,
+                    e.reason,
+                    extra={"vm_id": vm_id, "host_id": dest.host_id},
+                )
+                with trio.CancelScope(shield=True):
+                    await self._undo_attempt(vm_id, dest, fresh)
+                avoid.hosts.add(dest.host_id)
+                if host_id:
+                    break  # the caller named this host: no other will do
+        if failed and failed != last:  # attempts failed, then no host was left to try
+            last = f"{failed}; then {last}"
+        raise InsufficientCapacity(f"could not start VM {vm_id} after {attempts} attempt(s): {last}")
+
+    @staticmethod
+    def _new_disk_bytes(vm: VmRecord) -> int:
+        return sum(v.size_bytes for v in vm.volumes if v.pool_id is None)
+
+    def _profile(self, conn: Connection, vm: VmRecord, host_id: int) -> tuple[VmProfile, DeploymentPlan]:
+        offering, template = vm.offering, vm.template
+        placed = [v for v in vm.volumes if v.pool_id is not None]
+        pool_id = placed[0].pool_id if placed else 0
+        cluster_id = placed[0].pool_cluster or 0 if placed and placed[0].pool_scope == "CLUSTER" else 0
+        pin_host = placed[0].pool_host or 0 if placed and placed[0].pool_scope == "HOST" else 0
+        profile = VmProfile(
+            cpus=offering.cpus,
+            cpu_speed_mhz=offering.cpu_speed_mhz,
+            memory_bytes=offering.memory_mb * 2**20,
+            hypervisor_type=template.hypervisor_type,
+            host_tags=frozenset(t for t in offering.host_tags.split(",") if t),
+            disk_bytes=self._new_disk_bytes(vm),
+            template_id=template.id,
+            template_bytes=template.size_bytes if not placed else 0,
+            account_id=vm.row.account_id,
+            vm_id=vm.id,
+            anti_affinity_hosts=vm_rows.group_hosts(conn, vm.anti_affinity_groups, vm.id),
+            affinity_hosts=vm_rows.group_hosts(conn, vm.affinity_groups, vm.id),
+        )
+        return profile, DeploymentPlan(
+            vm.row.zone_id, cluster_id=cluster_id, host_id=host_id or pin_host, pool_id=pool_id
+        )
+
+    async def _send(self, host_id: int, command: Any, *, timeout: float | None = None) -> Answer:
+        answers = await self.agents.send(host_id, [command], timeout=timeout or self.settings.agent_wait)
+        answer: Answer = answers[0]
+        return answer
+
+    async def _prepare_and_start(self, vm: VmRecord, dest: Destination) -> None:
+        pool = await self.db.run(_pool, dest.pool_id) if dest.pool_id else None
+        try:
+            for volume in vm.volumes:
+                if volume.state != volumes.READY:  # new, or left half-made by an interrupted start
+                    if pool is None:
+                        raise _AttemptFailed("no storage pool was chosen for the VM's volumes")
+                    await self._create_volume(vm, volume, pool, dest.host_id)
+            vm = await self.db.run(vm_rows.load, vm.id)  # with the volumes' paths
+            host_type = await self.db.run(_hypervisor_of, dest.host_id)
+            guid = self.agents.hosts.get(dest.host_id, ("", 0, ""))[0]
+            answer = await self._send(
+                dest.host_id, StartCommand(vm=guru.build(host_type, vm), host_guid=guid)
+            )
+        except (AgentUnavailable, OperationTimedOut) as e:
+            # The agent may have started it before going quiet: make sure it is not left running there.
+            with trio.CancelScope(shield=True), contextlib.suppress(CumuloError):
+                await self._send(dest.host_id, StopCommand(vm_name=vm.name, forced=True), timeout=10)
+            raise _AttemptFailed(str(e)) from None
+        if not answer.result:
+            raise _AttemptFailed(answer.details or "the agent refused to start the VM")
+        await self.db.run(_started, vm.id, dest.host_id)
+
+    async def _create_volume(self, vm: VmRecord, volume: Any, pool: Any, host_id: int) -> None:
+        template_path = ""
+        if volume.type == "ROOT":
+            template_path = await self.db.run(volumes.template_copy, vm.template.id, pool.id) or ""
+            if not template_path:
+                answer = await self._send(
+                    host_id,
+                    PrimaryStorageDownloadCommand(
+                        template_uuid=vm.template.uuid,
+                        url=vm.template.url,
+                        pool_uuid=pool.uuid,
+                        pool_path=pool.path,
+                        format=vm.template.format.lower(),
+                    ),
+                )
+                if not answer.result or not isinstance(answer, PrimaryStorageDownloadAnswer):
+                    raise _AttemptFailed(
+                        f"copying template {vm.template.name} to pool {pool.name} failed: {answer.details}"
+                    )
+                await self.db.run(
+                    volumes.record_template_copy,
+                    vm.template.id,
+                    pool.id,
+                    answer.install_path,
+                    answer.size_bytes or vm.template.size_bytes,
+                )
+                self.placement.template_copied(
+                    pool.id, vm.template.id, answer.size_bytes or vm.template.size_bytes
+                )
+                template_path = answer.install_path
+        await self.db.run(volumes.set_state, volume.id, volumes.CREATING, pool_id=pool.id)
+        created = await self._send(
+            host_id,
+            CreateCommand(
+                volume_uuid=volume.uuid,
+                pool_uuid=pool.uuid,
+                pool_path=pool.path,
+                template_path=template_path,
+                size_bytes=volume.size_bytes,
+            ),
+        )
+        if not created.result or not isinstance(created, CreateAnswer):
+            raise _AttemptFailed(
+                f"creating volume {volume.name} on pool {pool.name} failed: {created.details}"
+            )
+        await self.db.run(volumes.set_state, volume.id, volumes.READY, path=created.path)
+
+    async def _undo_attempt(self, vm_id: int, dest: Destination, fresh_ids: list[int]) -> None:
+        """Give back what a failed start attempt took: its compute and the volumes it created."""
+        vm = await self.db.run(vm_rows.load, vm_id)
+        fresh = [v for v in vm.volumes if v.id in fresh_ids and v.pool_id is not None]
+        for volume in fresh:
+            try:
+                await self._send(
+                    dest.host_id,
+                    DestroyCommand(volume_uuid=volume.uuid, pool_uuid=volume.pool_uuid, path=volume.path),
+                    timeout=30,
+                )
+            except CumuloError as e:
+                log.warning(
+                    "could not delete volume %s after a failed start: %s",
+                    volume.uuid,
+                    e,
+                    extra={"vm_id": vm_id},
+                )
+        released = await self.db.run(_undo_rows, vm_id, fresh_ids)
+        if released is not None:
+            self.placement.allocated(released.host_id, -released.cpu_mhz, -released.memory_bytes)
+            if fresh and released.pool_id:
+                self.placement.pool_allocated(released.pool_id, -released.disk_bytes)
+
+    # --- stop, reboot ----------------------------------------------------------------------------------
+
+    async def stop(self, vm_id: int, *, forced: bool = False) -> None:
+        vm = await self.db.run(vm_rows.load, vm_id)
+        await self.db.run(vm_rows.transition, vm_id, Event.STOP_REQUESTED)
+        host_id = vm.row.host_id
+        reason = ""
+        try:
+            answer = await self._send(
+                host_id, StopCommand(vm_name=vm.name, forced=forced), timeout=self.settings.stop_wait
+            )
+            if not answer.result:
+                reason = answer.details or "the agent refused to stop the VM"
+        except (AgentUnavailable, OperationTimedOut) as e:
+            reason = str(e)
+        if reason and not forced:
+            await self.db.run(vm_rows.transition, vm_id, Event.OPERATION_FAILED)
+            raise OperationFailed(f"could not stop VM {vm.name}: {reason}")
+        if reason:
+            log.warning(
+                "forced stop: the agent did not confirm (%s); the VM is taken as stopped",
+                reason,
+                extra={"vm_id": vm_id, "host_id": host_id},
+            )
+        await self.db.run(_stopped, vm_id, now() + timedelta(seconds=self.settings.skip_counting))
+        log.info("VM stopped", extra={"vm_id": vm_id, "host_id": host_id})
+
+    async def reboot(self, vm_id: int) -> None:
+        vm = await self.db.run(vm_rows.load, vm_id)
+        if vm.state is not State.RUNNING:
+            raise InvalidParameter(f"cannot reboot VM {vm.name}: it is {vm.state}; reboot needs it Running")
+        try:
+            answer = await self._send(vm.row.host_id, RebootCommand(vm_name=vm.name))
+        except (AgentUnavailable, OperationTimedOut) as e:
+            raise OperationFailed(f"could not reboot VM {vm.name}: {e}") from None
+        if not answer.result:
+            raise OperationFailed(f"could not reboot VM {vm.name}: {answer.details}")
+
+    # --- destroy, recover, expunge -------------------------------------------------------------------
+
+    async def destroy(self, vm_id: int, *, expunge: bool = False) -> None:
+        vm = await self.db.run(vm_rows.load, vm_id)
+        if vm.state is State.RUNNING:
+            await self.stop(vm_id, forced=True)
+            vm = await self.db.run(vm_rows.load, vm_id)
+        if vm.state is State.ERROR:  # nothing to stop or keep: straight to expunging
+            await self.expunge(vm_id)
+            return
+        released = await self.db.run(_destroyed, vm_id)
+        if released is not None:
+            self.placement.allocated(released.host_id, -released.cpu_mhz, -released.memory_bytes)
+        if expunge:
+            await self.expunge(vm_id)
+
+    async def recover(self, vm_id: int) -> None:
+        await self.db.run(_recovered, vm_id)
+
+    async def expunge(self, vm_id: int) -> None:
+        vm = await self.db.run(vm_rows.load, vm_id)
+        if vm.state is not State.EXPUNGING:
+            await self.db.run(vm_rows.transition, vm_id, Event.EXPUNGE_OPERATION)
+        for volume in vm.volumes:
+            if volume.pool_id is None or not volume.path:
+                continue
+            reached = False
+            for host_id in await self.db.run(_hosts_reaching, volume.pool_id):
+                try:
+                    answer = await self._send(
+                        host_id,
+                        DestroyCommand(volume_uuid=volume.uuid, pool_uuid=volume.pool_uuid, path=volume.path),
+                        timeout=60,
+                    )
+                except (AgentUnavailable, OperationTimedOut):
+                    continue
+                if not answer.result:
+                    raise OperationFailed(
+                        f"could not delete volume {volume.name}: {answer.details}; the VM "
+                        f"stays Expunging and the expunge task will try again"
+                    )
+                reached = True
+                break
+            if not reached:
+                raise OperationFailed(
+                    f"no host can reach the pool of volume {volume.name}; the VM stays "
+                    f"Expunging and the expunge task will try again"
+                )
+        released = await self.db.run(_expunged, vm_id)
+        if released is not None and released.pool_id:
+            self.placement.pool_allocated(released.pool_id, -released.disk_bytes)
+        log.info("VM expunged", extra={"vm_id": vm_id})
+
+    async def expunge_due(self) -> int:
+        """Expunge the VMs destroyed more than ``expunge.delay`` ago (and any left Expunging)."""
+        due = await self.db.run(_due_for_expunge, now() - timedelta(seconds=self.settings.expunge_delay))
+        done = 0
+        for vm_id in due:
+            try:
+                await self.expunge(vm_id)
+                done += 1
+            except CumuloError as e:
+                log.warning("expunge failed, will retry: %s", e, extra={"vm_id": vm_id})
+        return done
+
+    # --- migrate -----------------------------------------------------------------------------------------
+
+    async def migrate(self, vm_id: int, *, host_id: int = 0) -> int:
+        """Live-migrate a running VM to ``host_id`` or a host the planner chooses; the new host's id."""
+        vm = await self.db.run(vm_rows.load, vm_id)
+        source = vm.row.host_id
+        if vm.state is State.RUNNING and any(v.pool_scope == "HOST" for v in vm.volumes):
+            raise InvalidParameter(
+                f"cannot migrate VM {vm.name}: its volumes are on the host's local storage"
+            )
+        if host_id and host_id == source:
+            raise InvalidParameter(f"VM {vm.name} already runs on host {host_id}")
+        await self.db.run(vm_rows.transition, vm_id, Event.MIGRATION_REQUESTED)
+        try:
+            dest = await self._reserve_destination(vm, host_id)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self.db.run(vm_rows.transition, vm_id, Event.OPERATION_FAILED)
+            raise
+        reason = ""
+        try:
+            to = guru.build(await self.db.run(_hypervisor_of, dest), vm)
+            prepared = await self._send(dest, PrepareForMigrationCommand(vm=to))
+            if not prepared.result:
+                reason = f"the destination refused: {prepared.details}"
+            else:
+                guid, _cluster, ip = self.agents.hosts.get(dest, ("", 0, ""))
+                moved = await self._send(source, MigrateCommand(vm_name=vm.name, dest_ip=ip, dest_guid=guid))
+                if not moved.result:
+                    reason = f"the source failed to migrate it: {moved.details}"
+        except (AgentUnavailable, OperationTimedOut) as e:
+            reason = str(e)
+        with trio.CancelScope(shield=True):
+            await self.db.run(_migrated, vm_id, dest, not reason)
+            cpu, mem = vm.offering.cpus * vm.offering.cpu_speed_mhz, vm.offering.memory_mb * 2**20
+            self.placement.allocated(source if not reason else dest, -cpu, -mem)
+        if reason:
+            raise OperationFailed(
+                f"could not migrate VM {vm.name} to host {dest}: {reason}; it keeps running on host {source}"
+            )
+        log.info("VM migrated", extra={"vm_id": vm_id, "from": source, "to": dest})
+        return dest
+
+    async def _reserve_destination(self, vm: VmRecord, host_id: int) -> int:
+        profile, plan = await self.db.run(self._profile, vm, host_id)
+        profile = VmProfile(
+            profile.cpus,
+            profile.cpu_speed_mhz,
+            profile.memory_bytes,
+            profile.hypervisor_type,
+            profile.host_tags,
+            account_id=profile.account_id,
+            vm_id=vm.id,
+            anti_affinity_hosts=profile.anti_affinity_hosts,
+            affinity_hosts=profile.affinity_hosts,
+        )
+        plan = DeploymentPlan(plan.zone_id, cluster_id=plan.cluster_id, host_id=host_id)
+        avoid = Avoid(hosts={vm.row.host_id})
+        for _ in range(100):
+            dest = self.placement.plan(profile, plan, avoid)
+            try:
+                await self.db.run(
+                    capacity.reserve_migration, vm.id, dest.host_id, self.placement.limits(dest.host_id)
+                )
+            except ReservationLost as e:
+                avoid.hosts.add(e.ident)
+                continue
+            self.placement.allocated(dest.host_id, profile.cpu_mhz, profile.memory_bytes)
+            return dest.host_id
+        raise InsufficientCapacity(f"no destination for VM {vm.name}: every choice was taken concurrently")
+
+
+# --- database steps (each one transaction, in a worker thread) -------------------------------------------
+
+
+def _pool(conn: Connection, pool_id: int) -> Any:
+    return conn.execute(sa.select(storage_pools).where(storage_pools.c.id == pool_id)).one()
+
+
+def _hypervisor_of(conn: Connection, host_id: int) -> str:
+    return str(conn.scalar(sa.select(hosts.c.hypervisor_type).where(hosts.c.id == host_id)))
+
+
+def _started(conn: Connection, vm_id: int, host_id: int) -> None:
+    vm_rows.transition(
+        conn,
+        vm_id,
+        Event.OPERATION_SUCCEEDED,
+        host_id=host_id,
+        last_host_id=host_id,
+        power_state="PowerOn",
+        power_state_updated=now(),
+    )
+
+
+def _undo_rows(conn: Connection, vm_id: int, fresh_volume_ids: list[int]) -> Any:
+    released = capacity.release_compute(conn, vm_id)
+    if fresh_volume_ids:
+        for volume_id in fresh_volume_ids:
+            volumes.set_state(conn, volume_id, volumes.ALLOCATED, pool_id=None, path="")
+        storage = capacity.release_storage(conn, vm_id)
+        released = released or storage
+    return released
+
+
+def _fail_start(conn: Connection, vm_id: int) -> None:
+    """All attempts failed (or the start was cancelled): Stopped with no compute held."""
+    capacity.release_compute(conn, vm_id)
+    state = conn.scalar(sa.select(vms.c.state).where(vms.c.id == vm_id))
+    if state == State.STARTING:
+        vm_rows.transition(conn, vm_id, Event.OPERATION_FAILED, host_id=None)
+
+
+def _deploy_failed(conn: Connection, vm_id: int) -> None:
+    if conn.scalar(sa.select(vms.c.state).where(vms.c.id == vm_id)) == State.STOPPED:
+        vm_rows.transition(conn, vm_id, Event.OPERATION_FAILED_TO_ERROR)
+    nics.release(conn, vm_id)
+    capacity.release_storage(conn, vm_id)
+
+
+def _stopped(conn: Connection, vm_id: int, hold_until: Any) -> None:
+    vm_rows.transition(
+        conn,
+        vm_id,
+        Event.OPERATION_SUCCEEDED,
+        host_id=None,
+        power_state="PowerOff",
+        power_state_updated=now(),
+    )
+    capacity.hold(conn, vm_id, hold_until)
+
+
+def _destroyed(conn: Connection, vm_id: int) -> Any:
+    vm_rows.transition(conn, vm_id, Event.DESTROY_REQUESTED, host_id=None)
+    released = capacity.release_compute(conn, vm_id)
+    for volume in volumes.of_vm(conn, vm_id):
+        volumes.set_state(conn, volume.id, volumes.DESTROY)
+    return released
+
+
+def _recovered(conn: Connection, vm_id: int) -> None:
+    vm_rows.transition(conn, vm_id, Event.RECOVERY_REQUESTED)
+    for volume in volumes.of_vm(conn, vm_id):
+        volumes.set_state(conn, volume.id, volumes.READY if volume.path else volumes.ALLOCATED)
+
+
+def _hosts_reaching(conn: Connection, pool_id: int) -> list[int]:
+    pool = conn.execute(sa.select(storage_pools).where(storage_pools.c.id == pool_id)).one()
+    where = [hosts.c.status == "Up", hosts.c.removed.is_(None)]
+    if pool.scope == "HOST":
+        where.append(hosts.c.id == pool.host_id)
+    elif pool.scope == "CLUSTER":
+        where.append(hosts.c.cluster_id == pool.cluster_id)
+    else:
+        where.append(hosts.c.zone_id == pool.zone_id)
+    return list(conn.scalars(sa.select(hosts.c.id).where(*where).order_by(hosts.c.id).limit(5)))
+
+
+def _expunged(conn: Connection, vm_id: int) -> Any:
+    stamp = now()
+    released = capacity.release_storage(conn, vm_id)
+    nics.release(conn, vm_id)
+    for volume in volumes.of_vm(conn, vm_id):
+        volumes.set_state(conn, volume.id, volumes.EXPUNGED, removed=stamp)
+    conn.execute(vms.update().where(vms.c.id == vm_id).values(removed=stamp, host_id=None))
+    return released
+
+
+def _due_for_expunge(conn: Connection, before: Any) -> list[int]:
+    return list(
+        conn.scalars(
+            sa.select(vms.c.id).where(
+                vms.c.removed.is_(None),
+                sa.or_(
+                    vms.c.state.in_([State.DESTROYED, State.ERROR]) & (vms.c.state_changed <= before),
+                    vms.c.state == State.EXPUNGING,
+                ),
+            )
+        )
+    )
+
+
+def _migrated(conn: Connection, vm_id: int, dest: int, succeeded: bool) -> None:
+    now_on = capacity.finish_migration(conn, vm_id, succeeded)
+    event = Event.OPERATION_SUCCEEDED if succeeded else Event.OPERATION_FAILED
+    values: dict[str, Any] = {"host_id": now_on, "last_host_id": now_on} if succeeded else {}
+    vm_rows.transition(conn, vm_id, event, **values)

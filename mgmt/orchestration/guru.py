@@ -1,0 +1,72 @@
+"""Hypervisor gurus: turn a VM's records into the ``VirtualMachineTO`` its hypervisor's agent starts.
+
+One builder per hypervisor type; they share the common part and differ in what the hypervisor needs
+(KVM: the template's format and a serial console; the simulator: nothing more).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from protocol.messages import DiskTO, NicTO, VirtualMachineTO
+
+from .vms import VmRecord
+
+
+def _common(vm: VmRecord) -> dict[str, Any]:
+    disks = tuple(
+        DiskTO(
+            volume_uuid=v.uuid,
+            type=v.type,
+            device_id=v.device_id or 0,
+            path=v.path,
+            pool_uuid=v.pool_uuid or "",
+            pool_path=v.pool_path or "",
+            size_bytes=v.size_bytes,
+            format=vm.template.format.lower() if v.type == "ROOT" else "qcow2",
+        )
+        for v in vm.volumes
+    )
+    nic_tos = tuple(
+        NicTO(
+            uuid=n.uuid,
+            device_id=n.device_id,
+            mac=n.mac_address,
+            ip=n.ip_address or "",
+            netmask=n.netmask,
+            gateway=n.gateway,
+            dns=tuple(d for d in (n.dns1, n.dns2) if d),
+            broadcast_uri=f"vlan://{n.vlan}",
+            bridge=n.bridge,
+            is_default=n.is_default,
+        )
+        for n in vm.nics
+    )
+    return {
+        "name": vm.name,
+        "uuid": vm.row.uuid,
+        "display_name": vm.row.display_name,
+        "vcpus": vm.offering.cpus,
+        "cpu_speed_mhz": vm.offering.cpu_speed_mhz,
+        "memory_bytes": vm.offering.memory_mb * 2**20,
+        "os_type": vm.template.os_type,
+        "disks": disks,
+        "nics": nic_tos,
+    }
+
+
+def kvm(vm: VmRecord) -> VirtualMachineTO:
+    return VirtualMachineTO(**_common(vm), details={"console": "serial"})
+
+
+def simulator(vm: VmRecord) -> VirtualMachineTO:
+    return VirtualMachineTO(**_common(vm))
+
+
+GURUS: dict[str, Callable[[VmRecord], VirtualMachineTO]] = {"KVM": kvm, "Simulator": simulator}
+
+
+def build(hypervisor_type: str, vm: VmRecord) -> VirtualMachineTO:
+    guru = GURUS.get(hypervisor_type, simulator)
+    return guru(vm)

@@ -1,0 +1,133 @@
+"""Making the database agree with the hosts: after a crash, and continuously from power reports.
+
+``after_restart`` (at start-up, after the orphaned jobs are failed): a VM left Starting is Stopped
+with its compute released (a volume left half-made is made again at the next start, under the same
+uuid); Stopping goes back to Running, holding its capacity until a power report says otherwise;
+Migrating is settled as failed (Running on the source, the destination's share released);
+Expunging stays for the expunge task.
+
+``power_off_followers`` lists Running VMs whose host has reported them off for 1.5 ping intervals
+(so a report taken before a start, read after it, says nothing), not held by a job: they become
+Stopped. ``stray`` lists Stopped VMs a host reports running: they are adopted there
+(CloudStack's FollowAgentPowerOnReport) when the host has room, else stopped on that host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from protocol.messages import PowerState
+
+from ..db.schema import async_jobs, vms
+from ..planner import capacity
+from . import vms as vm_rows
+from .vm_state import Event, State
+from .vms import now
+
+
+def after_restart(conn: Connection) -> dict[str, int]:
+    """Settle the VMs a stopped server left in the middle of an operation; counts by what was done."""
+    pending = sa.select(async_jobs.c.instance_id).where(
+        async_jobs.c.status == 0, async_jobs.c.instance_type == "VirtualMachine"
+    )
+    rows = conn.execute(
+        sa.select(vms.c.id, vms.c.state).where(
+            vms.c.removed.is_(None),
+            vms.c.state.in_([State.STARTING, State.STOPPING, State.MIGRATING]),
+            vms.c.id.not_in(pending),
+        )
+    ).all()
+    counts = {"starting": 0, "stopping": 0, "migrating": 0}
+    for vm_id, state in rows:
+        if state == State.STARTING:
+            capacity.release_compute(conn, vm_id)
+            vm_rows.transition(conn, vm_id, Event.OPERATION_FAILED, host_id=None)
+            counts["starting"] += 1
+        elif state == State.STOPPING:
+            vm_rows.transition(conn, vm_id, Event.OPERATION_FAILED)
+            counts["stopping"] += 1
+        else:
+            capacity.finish_migration(conn, vm_id, False)
+            vm_rows.transition(conn, vm_id, Event.OPERATION_FAILED)
+            counts["migrating"] += 1
+    return counts
+
+
+def power_off_followers(conn: Connection, ping_interval: float, busy: Collection[int]) -> list[int]:
+    """Running VMs their host has reported off for 1.5 ping intervals, no job holding them.
+
+    A start writes PowerOn; a report sampled before the start but read after it can write PowerOff,
+    and the next report (one interval later) puts PowerOn back. Off for longer than that is real.
+    """
+    settled = now() - timedelta(seconds=1.5 * ping_interval)
+    rows = conn.execute(
+        sa.select(vms.c.id, vms.c.power_state_updated).where(
+            vms.c.removed.is_(None),
+            vms.c.state == State.RUNNING,
+            vms.c.power_state == str(PowerState.OFF),
+        )
+    ).all()
+    return [
+        r.id
+        for r in rows
+        if r.id not in busy and r.power_state_updated is not None and _aware(r.power_state_updated) <= settled
+    ]
+
+
+def follow_power_off(conn: Connection, vm_id: int, hold_until: datetime) -> bool:
+    """The VM was powered off behind the server's back: Stopped, its compute held on its last host."""
+    row = conn.execute(sa.select(vms.c.state).where(vms.c.id == vm_id)).first()
+    if row is None or row.state != State.RUNNING:
+        return False
+    vm_rows.transition(conn, vm_id, Event.FOLLOW_AGENT_POWER_OFF_REPORT, host_id=None)
+    capacity.hold(conn, vm_id, hold_until)
+    return True
+
+
+def stray(
+    conn: Connection, reports: Mapping[int, Mapping[str, PowerState]], busy: Collection[int]
+) -> list[Any]:
+    """Stopped VMs that a host reports running: (vm id, host id, name) each."""
+    running = {
+        name: host for host, report in reports.items() for name, s in report.items() if s is PowerState.ON
+    }
+    if not running:
+        return []
+    rows = conn.execute(
+        sa.select(vms.c.id, vms.c.instance_name).where(
+            vms.c.removed.is_(None), vms.c.state == State.STOPPED, vms.c.instance_name.in_(list(running))
+        )
+    ).all()
+    return [(r.id, running[r.instance_name], r.instance_name) for r in rows if r.id not in busy]
+
+
+def adopt(conn: Connection, vm_id: int, host_id: int, limits: capacity.Limits) -> None:
+    """A Stopped VM found running on a host: Running there, its compute reserved (or ReservationLost)."""
+    vm = vm_rows.load(conn, vm_id)
+    ask = capacity.Ask(
+        vm_id,
+        host_id,
+        vm.offering.cpus * vm.offering.cpu_speed_mhz,
+        vm.offering.cpus,
+        vm.offering.memory_mb * 2**20,
+        anti_affinity_groups=vm.anti_affinity_groups,
+    )
+    capacity.reserve(conn, ask, limits, now())
+    vm_rows.transition(
+        conn,
+        vm_id,
+        Event.FOLLOW_AGENT_POWER_ON_REPORT,
+        host_id=host_id,
+        last_host_id=host_id,
+        power_state=str(PowerState.ON),
+    )
+
+
+def _aware(stamp: datetime) -> datetime:
+    """SQLite hands back naive datetimes (stored in UTC); compare them as UTC."""
+    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)

@@ -1,0 +1,260 @@
+"""VM rows: allocation (VM, NICs and volumes in one transaction), reading a VM with what it is made of,
+and state transitions as conditional UPDATEs. Every function runs in the caller's transaction."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..db.schema import (
+    affinity_group_vms,
+    affinity_groups,
+    capacity_reservations,
+    disk_offerings,
+    networks,
+    service_offerings,
+    templates,
+    vms,
+    zones,
+)
+from ..errors import InvalidParameter
+from ..network import nics
+from ..storage import volumes
+from .vm_state import Event, State, next_state, refusal
+
+GiB = 2**30
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class DeploySpec:
+    """What deployVirtualMachine asks for (ids already resolved)."""
+
+    zone_id: int
+    service_offering_id: int
+    template_id: int
+    network_ids: tuple[int, ...]
+    account_id: int = 2
+    name: str = ""
+    display_name: str = ""
+    host_id: int = 0  # admins may name the host
+    ip_address: str = ""  # for the first network
+    root_disk_bytes: int = 0  # 0: the template's size
+    disk_offering_id: int = 0  # an extra data disk
+    affinity_group_ids: tuple[int, ...] = ()
+    ha_enabled: bool | None = None  # None: the offering's
+
+
+@dataclass
+class VmRecord:
+    """A VM with its offering and template, as the workflows need them."""
+
+    row: Any
+    offering: Any
+    template: Any
+    volumes: list[Any] = field(default_factory=list)
+    nics: list[Any] = field(default_factory=list)
+    anti_affinity_groups: tuple[int, ...] = ()
+    affinity_groups: tuple[int, ...] = ()
+
+    @property
+    def id(self) -> int:
+        return int(self.row.id)
+
+    @property
+    def name(self) -> str:
+        return str(self.row.instance_name)
+
+    @property
+    def state(self) -> State:
+        return State(self.row.state)
+
+
+def allocate(conn: Connection, spec: DeploySpec) -> int:
+    """The VM row (Stopped), its NICs with addresses and MACs, its root (and data) volume rows."""
+    zone = conn.execute(
+        sa.select(zones.c.id).where(zones.c.id == spec.zone_id, zones.c.removed.is_(None))
+    ).first()
+    if zone is None:
+        raise InvalidParameter(f"zone {spec.zone_id} does not exist")
+    offering = conn.execute(
+        sa.select(service_offerings).where(
+            service_offerings.c.id == spec.service_offering_id, service_offerings.c.removed.is_(None)
+        )
+    ).first()
+    if offering is None:
+        raise InvalidParameter(f"service offering {spec.service_offering_id} does not exist")
+    template = conn.execute(
+        sa.select(templates).where(templates.c.id == spec.template_id, templates.c.removed.is_(None))
+    ).first()
+    if template is None:
+        raise InvalidParameter(f"template {spec.template_id} does not exist")
+    if template.zone_id is not None and template.zone_id != spec.zone_id:
+        raise InvalidParameter(f"template {template.name} is not available in zone {spec.zone_id}")
+    if not spec.network_ids:
+        raise InvalidParameter("a VM needs at least one network (networkids)")
+    for network_id in spec.network_ids:
+        zone_of = conn.scalar(
+            sa.select(networks.c.zone_id).where(networks.c.id == network_id, networks.c.removed.is_(None))
+        )
+        if zone_of != spec.zone_id:
+            raise InvalidParameter(f"network {network_id} does not exist in zone {spec.zone_id}")
+    root_bytes = spec.root_disk_bytes or template.size_bytes or GiB
+    if root_bytes < template.size_bytes:
+        raise InvalidParameter(
+            f"rootdisksize {root_bytes // GiB} GB is smaller than the template's "
+            f"{template.size_bytes // GiB} GB"
+        )
+    stamp, vm_uuid = now(), str(uuid.uuid4())
+    vm_id = int(
+        conn.execute(
+            vms.insert().values(
+                uuid=vm_uuid,
+                instance_name=f"tmp-{vm_uuid}",
+                display_name=spec.display_name or spec.name or "",
+                state=State.STOPPED,
+                update_count=0,
+                power_state="PowerOff",
+                zone_id=spec.zone_id,
+                service_offering_id=offering.id,
+                template_id=template.id,
+                account_id=spec.account_id,
+                ha_enabled=offering.ha_enabled if spec.ha_enabled is None else spec.ha_enabled,
+                created=stamp,
+                state_changed=stamp,
+            )
+        ).inserted_primary_key[0]
+    )
+    name = f"i-{spec.account_id}-{vm_id}-VM"
+    conn.execute(
+        vms.update()
+        .where(vms.c.id == vm_id)
+        .values(instance_name=name, display_name=spec.display_name or spec.name or name)
+    )
+    for device, network_id in enumerate(spec.network_ids):
+        nics.allocate(
+            conn,
+            vm_id,
+            network_id,
+            device,
+            requested_ip=spec.ip_address if device == 0 else "",
+            is_default=device == 0,
+        )
+    volumes.allocate(
+        conn, vm_id, f"ROOT-{vm_id}", "ROOT", root_bytes, spec.account_id, stamp, template_id=template.id
+    )
+    if spec.disk_offering_id:
+        size_gb = conn.scalar(
+            sa.select(disk_offerings.c.size_gb).where(
+                disk_offerings.c.id == spec.disk_offering_id, disk_offerings.c.removed.is_(None)
+            )
+        )
+        if size_gb is None:
+            raise InvalidParameter(f"disk offering {spec.disk_offering_id} does not exist")
+        volumes.allocate(
+            conn,
+            vm_id,
+            f"DATA-{vm_id}",
+            "DATADISK",
+            size_gb * GiB,
+            spec.account_id,
+            stamp,
+            disk_offering_id=spec.disk_offering_id,
+            device_id=1,
+        )
+    for group_id in spec.affinity_group_ids:
+        group = conn.execute(
+            sa.select(affinity_groups).where(
+                affinity_groups.c.id == group_id, affinity_groups.c.removed.is_(None)
+            )
+        ).first()
+        if group is None or group.account_id != spec.account_id:
+            raise InvalidParameter(f"affinity group {group_id} does not exist")
+        conn.execute(affinity_group_vms.insert().values(group_id=group_id, vm_id=vm_id))
+    return vm_id
+
+
+def load(conn: Connection, vm_id: int) -> VmRecord:
+    row = conn.execute(sa.select(vms).where(vms.c.id == vm_id, vms.c.removed.is_(None))).first()
+    if row is None:
+        raise InvalidParameter(f"VM {vm_id} does not exist")
+    offering = conn.execute(
+        sa.select(service_offerings).where(service_offerings.c.id == row.service_offering_id)
+    ).one()
+    template = conn.execute(sa.select(templates).where(templates.c.id == row.template_id)).one()
+    groups = conn.execute(
+        sa.select(affinity_groups.c.id, affinity_groups.c.type)
+        .join(affinity_group_vms, affinity_group_vms.c.group_id == affinity_groups.c.id)
+        .where(affinity_group_vms.c.vm_id == vm_id)
+    ).all()
+    return VmRecord(
+        row,
+        offering,
+        template,
+        volumes.of_vm(conn, vm_id),
+        nics.of_vm(conn, vm_id),
+        tuple(g.id for g in groups if g.type == "host anti-affinity"),
+        tuple(g.id for g in groups if g.type == "host affinity"),
+    )
+
+
+def group_hosts(conn: Connection, group_ids: tuple[int, ...], vm_id: int) -> frozenset[int]:
+    """Hosts where the other members of these groups hold running capacity."""
+    if not group_ids:
+        return frozenset()
+    member = sa.select(affinity_group_vms.c.vm_id).where(affinity_group_vms.c.group_id.in_(group_ids))
+    return frozenset(
+        conn.scalars(
+            sa.select(capacity_reservations.c.host_id).where(
+                capacity_reservations.c.vm_id.in_(member),
+                capacity_reservations.c.vm_id != vm_id,
+                capacity_reservations.c.state == "Allocated",
+            )
+        )
+    )
+
+
+def account_hosts(conn: Connection, account_id: int) -> dict[int, int]:
+    """How many of the account's VMs each host runs."""
+    rows = conn.execute(
+        sa.select(vms.c.host_id, sa.func.count())
+        .where(vms.c.account_id == account_id, vms.c.host_id.is_not(None), vms.c.removed.is_(None))
+        .group_by(vms.c.host_id)
+    )
+    return {host_id: count for host_id, count in rows}
+
+
+def transition(conn: Connection, vm_id: int, event: Event, **values: Any) -> State:
+    """Apply ``event`` (and ``values``) to the VM in one conditional UPDATE; the new state. Raises
+    InvalidParameter when the VM's state does not take the event or another writer moved it first."""
+    row = conn.execute(
+        sa.select(vms.c.state, vms.c.update_count, vms.c.instance_name).where(
+            vms.c.id == vm_id, vms.c.removed.is_(None)
+        )
+    ).first()
+    if row is None:
+        raise InvalidParameter(f"VM {vm_id} does not exist")
+    state = State(row.state)
+    new = next_state(state, event)
+    if new is None:
+        raise InvalidParameter(refusal(row.instance_name, state, event))
+    changed = conn.execute(
+        vms.update()
+        .where(
+            vms.c.id == vm_id,
+            vms.c.state == row.state,
+            vms.c.update_count == row.update_count,
+        )
+        .values(state=new, update_count=row.update_count + 1, state_changed=now(), **values)
+    ).rowcount
+    if changed != 1:
+        raise InvalidParameter(f"VM {row.instance_name} changed while this request ran; try again")
+    return new

@@ -1,0 +1,108 @@
+"""Volumes and template copies: the rows the storage side of orchestration keeps.
+
+Volume states: Allocated (a row, nothing on any pool yet), Creating, Ready (on ``pool_id`` at
+``path``), Destroy (its VM was destroyed; still on the pool until expunged), Expunged (gone; ``removed``
+set). A template's copy on a pool is recorded in ``template_copies`` once an agent made it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..db.schema import storage_pools, template_copies, volumes
+
+ALLOCATED, CREATING, READY, DESTROY, EXPUNGED = "Allocated", "Creating", "Ready", "Destroy", "Expunged"
+
+
+def allocate(
+    conn: Connection,
+    vm_id: int,
+    name: str,
+    kind: str,
+    size_bytes: int,
+    account_id: int,
+    now: datetime,
+    *,
+    template_id: int | None = None,
+    disk_offering_id: int | None = None,
+    device_id: int = 0,
+) -> int:
+    return int(
+        conn.execute(
+            volumes.insert().values(
+                uuid=str(uuid.uuid4()),
+                name=name,
+                vm_id=vm_id,
+                type=kind,
+                state=ALLOCATED,
+                update_count=0,
+                size_bytes=size_bytes,
+                path="",
+                device_id=device_id,
+                template_id=template_id,
+                disk_offering_id=disk_offering_id,
+                account_id=account_id,
+                created=now,
+            )
+        ).inserted_primary_key[0]
+    )
+
+
+def of_vm(conn: Connection, vm_id: int) -> list[sa.Row]:
+    """The VM's volumes that still exist, root first, with their pools' uuid and path."""
+    return list(
+        conn.execute(
+            sa.select(
+                volumes,
+                storage_pools.c.uuid.label("pool_uuid"),
+                storage_pools.c.path.label("pool_path"),
+                storage_pools.c.scope.label("pool_scope"),
+                storage_pools.c.cluster_id.label("pool_cluster"),
+                storage_pools.c.host_id.label("pool_host"),
+            )
+            .outerjoin(storage_pools, storage_pools.c.id == volumes.c.pool_id)
+            .where(volumes.c.vm_id == vm_id, volumes.c.removed.is_(None))
+            .order_by(volumes.c.device_id)
+        )
+    )
+
+
+def set_state(conn: Connection, volume_id: int, state: str, **values: object) -> None:
+    conn.execute(
+        volumes.update()
+        .where(volumes.c.id == volume_id)
+        .values(state=state, update_count=volumes.c.update_count + 1, **values)
+    )
+
+
+def template_copy(conn: Connection, template_id: int, pool_id: int) -> str | None:
+    """The install path of the template's Ready copy on the pool, or None."""
+    return conn.scalar(
+        sa.select(template_copies.c.install_path).where(
+            template_copies.c.template_id == template_id,
+            template_copies.c.pool_id == pool_id,
+            template_copies.c.state == "Ready",
+        )
+    )
+
+
+def record_template_copy(conn: Connection, template_id: int, pool_id: int, path: str, size: int) -> None:
+    """Record the template's copy on the pool; a new copy's bytes count in the pool's used space."""
+    key = (template_copies.c.template_id == template_id) & (template_copies.c.pool_id == pool_id)
+    if conn.execute(sa.select(template_copies.c.pool_id).where(key)).first() is not None:
+        conn.execute(template_copies.update().where(key).values(install_path=path, state="Ready"))
+        return
+    conn.execute(
+        template_copies.insert().values(
+            template_id=template_id, pool_id=pool_id, install_path=path, size_bytes=size, state="Ready"
+        )
+    )
+    conn.execute(
+        storage_pools.update()
+        .where(storage_pools.c.id == pool_id)
+        .values(used_bytes=storage_pools.c.used_bytes + size)
+    )

@@ -1,0 +1,338 @@
+"""The VM lifecycle through a real server and simulated agents over TCP, with faults injected through
+the simulator: every step, its failure paths, concurrency, and capacity, addresses and volumes that
+are never leaked (``capacity.check_totals`` after each)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import trio
+
+from agent.faults import FaultTable
+from agent.shell import Agent
+from agent.simulator import SimulatorResource
+from mgmt.db.schema import (
+    capacity_reservations,
+    clusters,
+    host_capacity,
+    hosts,
+    networks,
+    nics,
+    service_offerings,
+    templates,
+    vms,
+    volumes,
+    zones,
+)
+from mgmt.errors import InsufficientCapacity, InvalidParameter
+from mgmt.jobs.runner import FAILED, SUCCEEDED, ResourceBusy
+from mgmt.orchestration.engine import OperationFailed
+from mgmt.orchestration.vms import DeploySpec
+from mgmt.planner import capacity
+from mgmt.server import ServerConfig, Services, serve
+
+from .test_agent_manager import ZONE, make_agent
+
+GUIDS = {"a1": "pod1-cluster1", "a2": "pod1-cluster1", "b1": "pod1-cluster2", "b2": "pod1-cluster2"}
+
+
+@dataclass
+class Cloud:
+    services: Services
+    agents: dict[str, Agent]
+    faults: dict[str, FaultTable]
+    host_ids: dict[str, int]
+    zone: int
+    small: int
+    medium: int
+    template: int
+    network: int
+
+    @property
+    def orch(self):  # type: ignore[no-untyped-def]
+        return self.services.orchestrator
+
+    def spec(self, offering: int | None = None, **kw: object) -> DeploySpec:
+        return DeploySpec(self.zone, offering or self.small, self.template, (self.network,), **kw)  # type: ignore[arg-type]
+
+    def sim(self, guid: str) -> SimulatorResource:
+        return SimulatorResource.registry[guid]
+
+    def guid_of(self, host_id: int) -> str:
+        return next(g for g, h in self.host_ids.items() if h == host_id)
+
+    def vm(self, vm_id: int) -> sa.Row:
+        with self.services.db.engine.connect() as conn:
+            return conn.execute(sa.select(vms).where(vms.c.id == vm_id)).one()
+
+    def exact(self) -> None:
+        """Capacity columns equal the reservations; no host over its limit; no address given twice."""
+        with self.services.db.engine.connect() as conn:
+            assert capacity.check_totals(conn) == []
+            rows = conn.execute(sa.select(host_capacity, clusters.c.cpu_overcommit)
+                                .join(hosts, hosts.c.id == host_capacity.c.host_id)
+                                .join(clusters, clusters.c.id == hosts.c.cluster_id))
+            for hc in rows:  # pod1-cluster2 over-commits CPU 2x; memory is never over-committed here
+                assert hc.cpu_mhz_used + hc.cpu_mhz_reserved <= hc.cpu_mhz_total * (hc.cpu_overcommit or 1.0)
+                assert hc.memory_used + hc.memory_reserved <= hc.memory_total
+            ips = list(conn.scalars(sa.select(nics.c.ip_address).where(nics.c.ip_address.is_not(None))))
+        assert len(ips) == len(set(ips))
+
+
+async def start_cloud(nursery: trio.Nursery, tmp_path: Path, **settings: str) -> Cloud:
+    config = ServerConfig(data_dir=str(tmp_path), agent_port=0, bind="127.0.0.1", zone_config=str(ZONE))
+    if settings:
+        from mgmt.db.schema import configuration
+        from mgmt.server import prepare
+
+        db, _msid, _values = prepare(config)
+        with db.engine.begin() as conn:
+            for name, value in settings.items():
+                conn.execute(configuration.update().where(configuration.c.name == name).values(value=value))
+        db.dispose()
+    services: Services = await nursery.start(serve, config)
+    faults = {g: FaultTable() for g in GUIDS}
+    agents = {
+        g: make_agent(nursery, services.agents.port, g, cluster=c, faults=faults[g]) for g, c in GUIDS.items()
+    }
+    with trio.fail_after(20):
+        for agent in agents.values():
+            await agent.up.wait()
+        index = services.placement.planner.index
+        while sum(1 for h in services.agents.status.values() if h == "Up") < len(GUIDS) or sum(
+            1 for i in range(index.n) if index.flags[i] & 7 == 7
+        ) < len(GUIDS):
+            await trio.sleep(0.02)  # the planner learns the new hosts from the database
+    with services.db.engine.connect() as conn:
+        ids = {
+            name: conn.scalar(sa.select(t.c.id).where(t.c.name == name))
+            for t, name in [(zones, "zone1"), (templates, "debian-12"), (networks, "guest1")]
+        }
+        offerings = dict(conn.execute(sa.select(service_offerings.c.name, service_offerings.c.id)).all())
+        host_ids = dict(conn.execute(sa.select(hosts.c.guid, hosts.c.id)).all())
+    return Cloud(
+        services,
+        agents,
+        faults,
+        host_ids,
+        ids["zone1"],
+        offerings["small"],
+        offerings["medium"],
+        ids["debian-12"],
+        ids["guest1"],
+    )
+
+
+@pytest.fixture
+async def cloud(nursery: trio.Nursery, tmp_path: Path) -> Cloud:
+    return await start_cloud(nursery, tmp_path, **{"ping.interval": "1"})
+
+
+async def test_the_whole_life_of_a_vm(cloud: Cloud) -> None:
+    orch = cloud.orch
+    vm_id = await orch.deploy(cloud.spec(name="web1"))
+    row = cloud.vm(vm_id)
+    assert (row.state, row.display_name, row.instance_name) == ("Running", "web1", f"i-2-{vm_id}-VM")
+    first_host = row.host_id
+    sim = cloud.sim(cloud.guid_of(first_host))
+    assert row.instance_name in sim.host.vms
+    to = sim.host.vms[row.instance_name].to
+    assert to.vcpus == 1 and to.memory_bytes == 2**30 and to.nics[0].broadcast_uri == "vlan://100"
+    assert ipaddress.ip_address(to.nics[0].ip) in ipaddress.ip_network("10.1.0.0/16")
+    assert to.disks[0].path and to.disks[0].type == "ROOT"
+    cloud.exact()
+
+    await orch.reboot(vm_id)
+    assert sim.host.vms[row.instance_name].boots == 2
+
+    await orch.stop(vm_id)
+    assert cloud.vm(vm_id).state == "Stopped" and row.instance_name not in sim.host.vms
+    with cloud.services.db.engine.connect() as conn:
+        held = conn.execute(
+            sa.select(capacity_reservations).where(capacity_reservations.c.vm_id == vm_id)
+        ).one()
+    assert held.state == "Held" and held.host_id == first_host  # kept on its last host for a while
+    cloud.exact()
+
+    await orch.start(vm_id)
+    assert cloud.vm(vm_id).state == "Running"
+    cloud.exact()
+
+    current = cloud.vm(vm_id).host_id
+    moved_to = await orch.migrate(vm_id)
+    assert moved_to != current and cloud.vm(vm_id).host_id == moved_to
+    assert row.instance_name in cloud.sim(cloud.guid_of(moved_to)).host.vms
+    cloud.exact()
+    back = await orch.migrate(vm_id, host_id=current)
+    assert back == current and cloud.vm(vm_id).state == "Running"
+    cloud.exact()
+
+    await orch.destroy(vm_id)
+    assert cloud.vm(vm_id).state == "Destroyed"
+    await orch.recover(vm_id)
+    assert cloud.vm(vm_id).state == "Stopped"
+    await orch.start(vm_id)
+    await orch.destroy(vm_id, expunge=True)
+    gone = cloud.vm(vm_id)
+    assert gone.removed is not None
+    with cloud.services.db.engine.connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(capacity_reservations)) == 0
+        assert conn.scalars(sa.select(nics.c.ip_address).where(nics.c.vm_id == vm_id)).all() == [None]
+        assert set(conn.scalars(sa.select(volumes.c.state).where(volumes.c.vm_id == vm_id))) == {"Expunged"}
+    assert not any(f"/{v}" in p for p in SimulatorResource.shared for v in [to.disks[0].volume_uuid])
+    cloud.exact()
+
+
+async def test_illegal_requests_are_refused_before_any_side_effect(cloud: Cloud) -> None:
+    vm_id = await cloud.orch.deploy(cloud.spec(), start=False)
+    before = cloud.vm(vm_id)
+    with pytest.raises(
+        InvalidParameter, match=rf"cannot stop VM i-2-{vm_id}-VM: it is Stopped; stop needs it Running"
+    ):
+        await cloud.orch.stop(vm_id)
+    with pytest.raises(InvalidParameter, match=r"cannot migrate .* it is Stopped"):
+        await cloud.orch.migrate(vm_id)
+    with pytest.raises(InvalidParameter, match="reboot needs it Running"):
+        await cloud.orch.reboot(vm_id)
+    with pytest.raises(InvalidParameter, match="cannot recover"):
+        await cloud.orch.recover(vm_id)
+    assert cloud.vm(vm_id).update_count == before.update_count
+    with pytest.raises(InvalidParameter, match="template 999 does not exist"):
+        await cloud.orch.deploy(DeploySpec(cloud.zone, cloud.small, 999, (cloud.network,)))
+    with pytest.raises(InvalidParameter, match=r"ipaddress 10\.9\.9\.9 is outside the IP ranges"):
+        await cloud.orch.deploy(cloud.spec(ip_address="10.9.9.9"))
+    cloud.exact()
+
+
+async def test_a_failed_start_is_retried_on_another_host(cloud: Cloud) -> None:
+    for guid in ("a1", "a2", "b1"):
+        cloud.faults[guid].add("StartCommand", "fail", details=f"{guid} cannot")
+    vm_id = await cloud.orch.deploy(cloud.spec())
+    assert cloud.vm(vm_id).host_id == cloud.host_ids["b2"]
+    cloud.exact()
+
+
+async def test_when_every_host_fails_nothing_is_left_behind(cloud: Cloud) -> None:
+    for faults in cloud.faults.values():
+        faults.add("StartCommand", "fail", details="no hypervisor today")
+    with pytest.raises(InsufficientCapacity, match=r"after 4 attempt.*no hypervisor today"):
+        await cloud.orch.deploy(cloud.spec())
+    with cloud.services.db.engine.connect() as conn:
+        vm = conn.execute(sa.select(vms)).one()
+        assert (vm.state, vm.host_id) == ("Error", None)
+        assert conn.scalar(sa.select(sa.func.count()).select_from(capacity_reservations)) == 0
+        assert conn.scalars(sa.select(nics.c.ip_address)).all() == [None]
+        assert set(conn.scalars(sa.select(volumes.c.state))) == {"Allocated"}
+        root = conn.scalar(sa.select(volumes.c.uuid))
+    assert not [p for p in SimulatorResource.shared if root in p]  # each attempt's volume was deleted again
+    cloud.exact()
+
+
+async def test_an_agent_that_drops_mid_start_loses_nothing_and_serves_again(cloud: Cloud) -> None:
+    for guid in ("a1", "a2", "b2"):
+        cloud.faults[guid].add("StartCommand", "fail", details=f"{guid} cannot")
+    cloud.faults["b1"].add("StartCommand", "drop", count=1)  # b1 hangs up on its first start
+    with pytest.raises(InsufficientCapacity, match="after 4 attempt"):
+        await cloud.orch.deploy(cloud.spec())
+    cloud.exact()
+    with cloud.services.db.engine.connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(capacity_reservations)) == 0
+    with trio.fail_after(15):  # b1's agent reconnects by itself
+        while cloud.services.agents.status.get(cloud.host_ids["b1"]) != "Up":
+            await trio.sleep(0.02)
+    vm_id = await cloud.orch.deploy(cloud.spec())
+    assert cloud.vm(vm_id).host_id == cloud.host_ids["b1"]
+    cloud.exact()
+
+
+async def test_a_stop_that_times_out_leaves_the_vm_running_unless_forced(cloud: Cloud) -> None:
+    vm_id = await cloud.orch.deploy(cloud.spec())
+    guid = cloud.guid_of(cloud.vm(vm_id).host_id)
+    cloud.orch.settings.stop_wait = 0.5
+    cloud.faults[guid].add("StopCommand", "wait:5000")
+    with pytest.raises(OperationFailed, match=r"did not answer StopCommand within 0\.5 s"):
+        await cloud.orch.stop(vm_id)
+    assert cloud.vm(vm_id).state == "Running"
+    await cloud.orch.stop(vm_id, forced=True)
+    assert cloud.vm(vm_id).state == "Stopped"
+    cloud.exact()
+
+
+async def test_a_failed_migration_keeps_the_vm_on_its_source(cloud: Cloud) -> None:
+    vm_id = await cloud.orch.deploy(cloud.spec())
+    source = cloud.vm(vm_id).host_id
+    cloud.faults[cloud.guid_of(source)].add("MigrateCommand", "fail", details="link down")
+    with pytest.raises(OperationFailed, match="the source failed to migrate it: link down; it keeps running"):
+        await cloud.orch.migrate(vm_id)
+    row = cloud.vm(vm_id)
+    assert (row.state, row.host_id) == ("Running", source)
+    cloud.exact()
+
+
+async def test_a_vm_powered_off_behind_the_servers_back_becomes_stopped(cloud: Cloud) -> None:
+    vm_id = await cloud.orch.deploy(cloud.spec())
+    row = cloud.vm(vm_id)
+    cloud.faults[cloud.guid_of(row.host_id)].power_off.add(row.instance_name)
+    with trio.fail_after(15):
+        while cloud.vm(vm_id).state != "Stopped":
+            await trio.sleep(0.05)  # pings carry the report; the follower runs every half interval
+    assert cloud.vm(vm_id).host_id is None
+    cloud.exact()
+
+
+async def test_a_hundred_concurrent_deploys_never_overcommit(cloud: Cloud) -> None:
+    """Medium VMs (2 x 2,000 MHz, 4 GiB) on four 38,400 MHz, 64 GiB hosts (cluster 2 over-commits CPU
+    2x): CPU or memory runs out well before 100."""
+    runner = cloud.services.jobs
+    job_ids = []
+    for n in range(100):
+        job_ids.append(
+            await runner.submit(
+                "deployVirtualMachine", lambda n=n: cloud.orch.deploy(cloud.spec(cloud.medium, name=f"vm{n}"))
+            )
+        )
+    results = [await runner.wait(j) for j in job_ids]
+    ok = [r for r in results if r.status == SUCCEEDED]
+    failed = [r for r in results if r.status == FAILED]
+    assert len(ok) + len(failed) == 100 and ok and failed
+    assert all("could not start VM" in r.result for r in failed)
+    with cloud.services.db.engine.connect() as conn:
+        running = conn.execute(
+            sa.select(vms.c.host_id, sa.func.count()).where(vms.c.state == "Running").group_by(vms.c.host_id)
+        ).all()
+    assert sum(n for _, n in running) == len(ok)
+    assert all(n * 4 * 2**30 <= 64 * 2**30 for _, n in running)
+    cloud.exact()  # and CPU within each host's limit
+
+
+async def test_one_job_at_a_time_per_vm(cloud: Cloud) -> None:
+    vm_id = await cloud.orch.deploy(cloud.spec())
+    guid = cloud.guid_of(cloud.vm(vm_id).host_id)
+    cloud.faults[guid].add("RebootCommand", "wait:300", count=1)
+    runner = cloud.services.jobs
+    first = await runner.submit(
+        "rebootVirtualMachine",
+        lambda: cloud.orch.reboot(vm_id),
+        instance_type="VirtualMachine",
+        instance_id=vm_id,
+    )
+    with pytest.raises(ResourceBusy, match=f"VirtualMachine {vm_id} is busy with job {first}"):
+        await runner.submit(
+            "stopVirtualMachine",
+            lambda: cloud.orch.stop(vm_id),
+            instance_type="VirtualMachine",
+            instance_id=vm_id,
+        )
+    assert (await runner.wait(first)).status == SUCCEEDED
+    second = await runner.submit(
+        "stopVirtualMachine",
+        lambda: cloud.orch.stop(vm_id),
+        instance_type="VirtualMachine",
+        instance_id=vm_id,
+    )
+    assert (await runner.wait(second)).status == SUCCEEDED
+    assert cloud.vm(vm_id).state == "Stopped"
