@@ -311,6 +311,7 @@ class _Session:
         if self.agent._draining:
             return Answer(result=False, details="the agent is shutting down")
         async with self.limiter:
+            log.debug("agent %s: executing %s", self.agent.settings.placement.name, type(command).__name__)
             return await self.agent.resource.execute(command)
 
     def on_ready(self, command: ReadyCommand) -> Answer:

@@ -206,6 +206,10 @@ class AgentManager:
             await old.stream.aclose()
         self.links[reg.host_id] = link
         self._set_status(reg.host_id, Status.CONNECTING)
+        # The startup carries the host's full power report: what runs there now, before any ping.
+        self.reports[reg.host_id] = dict(startup.power_report)
+        self._pending_reports[reg.host_id] = self.reports[reg.host_id]
+        self._reports_queued.set()
         nursery.start_soon(self._ready, link, reg)
         return True
 

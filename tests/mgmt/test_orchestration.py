@@ -336,3 +336,40 @@ async def test_one_job_at_a_time_per_vm(cloud: Cloud) -> None:
     )
     assert (await runner.wait(second)).status == SUCCEEDED
     assert cloud.vm(vm_id).state == "Stopped"
+
+
+async def test_a_vm_found_running_is_adopted_with_its_capacity(cloud: Cloud) -> None:
+    vm_id = await cloud.orch.deploy(cloud.spec())
+    host_id = cloud.vm(vm_id).host_id
+    with cloud.services.db.engine.begin() as conn:  # the server loses track: Stopped, nothing held
+        capacity.release_compute(conn, vm_id)
+        conn.execute(vms.update().where(vms.c.id == vm_id).values(state="Stopped", host_id=None))
+    with trio.fail_after(15):
+        while cloud.vm(vm_id).state != "Running":
+            await trio.sleep(0.05)  # the host's next report still names it running; the follower adopts it
+    assert cloud.vm(vm_id).host_id == host_id
+    with cloud.services.db.engine.connect() as conn:
+        assert conn.scalar(sa.select(capacity_reservations.c.state)) == "Allocated"
+    cloud.exact()
+
+
+async def test_destroyed_vms_are_expunged_when_due(cloud: Cloud) -> None:
+    keep, gone = await cloud.orch.deploy(cloud.spec()), await cloud.orch.deploy(cloud.spec())
+    await cloud.orch.destroy(gone)
+    assert await cloud.orch.expunge_due() == 0  # expunge.delay (a day by default) has not passed
+    cloud.orch.settings.expunge_delay = 0
+    assert await cloud.orch.expunge_due() == 1
+    assert cloud.vm(gone).removed is not None and cloud.vm(keep).state == "Running"
+    cloud.exact()
+
+
+async def test_a_data_disk_is_made_with_the_vm_and_attached(cloud: Cloud) -> None:
+    from mgmt.db.schema import disk_offerings
+
+    with cloud.services.db.engine.connect() as conn:
+        offering = conn.scalar(sa.select(disk_offerings.c.id))
+    vm_id = await cloud.orch.deploy(cloud.spec(disk_offering_id=offering))
+    row = cloud.vm(vm_id)
+    to = cloud.sim(cloud.guid_of(row.host_id)).host.vms[row.instance_name].to
+    assert [(d.type, d.size_bytes) for d in to.disks] == [("ROOT", 2 * 2**30), ("DATADISK", 100 * 2**30)]
+    cloud.exact()

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import trio
 
+from mgmt.db.database import Database, sqlite_url
+from mgmt.planner import capacity
+
 ZONE = Path(__file__).parents[2] / "docs" / "examples" / "zone.toml"
 
 
@@ -83,3 +86,54 @@ async def test_server_crash_restart_and_clean_stop_with_an_agent_process(tmp_pat
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+
+
+async def test_a_server_killed_mid_deploy_restarts_consistent(tmp_path: Path) -> None:
+    """The start hangs on the agent (a 4 s wait fault) when the server is killed: the VM is Starting,
+    compute reserved, root volume made. The restarted server settles it: Stopped, no compute held,
+    the volume and its space kept for the next start, every capacity column equal to its rows."""
+    port, data = free_port(), tmp_path / "data"
+    db = data / "cumulo.db"
+    faults = tmp_path / "faults.toml"
+    faults.write_text('[[rule]]\ncommand = "StartCommand"\naction = "wait:4000"\ncount = 1\n')
+    mgmt_log, agent_log = tmp_path / "mgmt.log", tmp_path / "agent.log"
+    crashing = await start(["tests.mgmt.crash_server", str(data), str(port), str(ZONE)], mgmt_log)
+    agent = await start(["agent", "run", "--mgmt", f"127.0.0.1:{port}", "--resource", "simulator",
+                         "--state-dir", str(tmp_path / "agent"), "--zone", "zone1", "--pod", "pod1",
+                         "--cluster", "pod1-cluster1", "--faults", str(faults), "--log-level", "DEBUG"],
+                        agent_log)
+    server = crashing
+    try:
+        await wait_for_log(agent_log, "executing StartCommand")  # the agent has the start in hand
+        crashing.kill()
+        await crashing.wait()
+        assert query(db, "select state from vms") == [("Starting",)]
+        assert query(db, "select state from capacity_reservations") == [("Allocated",)]
+
+        server = await start(["mgmt", "serve", "--data-dir", str(data), "--agent-port", str(port), "--bind",
+                              "127.0.0.1", "--zone-config", str(ZONE)], mgmt_log)
+        await wait_for_log(mgmt_log, r"VMs settled: \{'starting': 1")
+        await wait_host(db, "Up")  # the agent is back
+        assert query(db, "select state, host_id from vms") == [("Stopped", None)]
+        assert query(db, "select state, disk_bytes > 0 from capacity_reservations") == [(None, 1)]
+        assert query(db, "select state from volumes") == [("Ready",)]
+        assert query(db, "select count(*) from async_jobs where status = 0") == [(0,)]
+        database = Database(sqlite_url(data))
+        with database.engine.connect() as conn:
+            assert capacity.check_totals(conn) == []
+        database.dispose()
+    finally:
+        for proc in (server, agent, crashing):
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
+def query(db: Path, sql: str) -> list[tuple[object, ...]]:
+    if not db.exists():
+        return []
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as conn:
+        try:
+            return conn.execute(sql).fetchall()
+        except sqlite3.OperationalError:  # not migrated yet
+            return []
