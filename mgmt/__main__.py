@@ -12,6 +12,7 @@ import trio
 
 from . import logs
 from .server import ServerConfig, serve
+from .settings import SettingError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +42,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m mgmt: {e}", file=sys.stderr)
         return 2
     logs.configure(args.log_level)
-    return trio.run(serve, config)
+    try:
+        return trio.run(serve, config)
+    except SettingError as e:
+        print(f"python -m mgmt: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

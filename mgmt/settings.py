@@ -70,4 +70,16 @@ def current(conn: Connection) -> dict[str, object]:
     """Every known setting's value (the admin's, else the default), parsed to its kind."""
     rows = conn.execute(sa.select(configuration.c.name, configuration.c.value, configuration.c.default_value))
     values = {name: value if value is not None else default for name, value, default in rows}
-    return {name: s.kind(values.get(name, s.default)) for name, s in SETTINGS.items()}
+    parsed: dict[str, object] = {}
+    for name, s in SETTINGS.items():
+        raw = values.get(name, s.default)
+        try:
+            parsed[name] = s.kind(raw)
+        except ValueError:
+            raise SettingError(f"setting {name} = {raw!r} in the configuration table is not "
+                               f"{'an integer' if s.kind is int else 'a number'}") from None
+    return parsed
+
+
+class SettingError(ValueError):
+    """A value in the configuration table that its setting cannot take."""

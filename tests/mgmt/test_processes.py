@@ -137,3 +137,19 @@ def query(db: Path, sql: str) -> list[tuple[object, ...]]:
             return conn.execute(sql).fetchall()
         except sqlite3.OperationalError:  # not migrated yet
             return []
+
+
+def test_a_bad_setting_stops_start_up_with_its_name(tmp_path: Path) -> None:
+    from mgmt.db.schema import configuration
+    from mgmt.server import ServerConfig, prepare
+
+    db, _msid, _values = prepare(ServerConfig(data_dir=str(tmp_path)))
+    with db.engine.begin() as conn:
+        conn.execute(configuration.update().where(configuration.c.name == "ping.interval")
+                     .values(value="0.2"))
+    db.dispose()
+    done = subprocess.run([sys.executable, "-m", "mgmt", "serve", "--data-dir", str(tmp_path), "--agent-port",
+                           "0", "--bind", "127.0.0.1"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "setting ping.interval = '0.2' in the configuration table is not an integer" in done.stderr
+    assert "Traceback" not in done.stderr
