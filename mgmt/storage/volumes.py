@@ -12,6 +12,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from ..db.schema import storage_pools, template_copies, volumes
 
@@ -91,18 +92,18 @@ def template_copy(conn: Connection, template_id: int, pool_id: int) -> str | Non
 
 
 def record_template_copy(conn: Connection, template_id: int, pool_id: int, path: str, size: int) -> None:
-    """Record the template's copy on the pool; a new copy's bytes count in the pool's used space."""
-    key = (template_copies.c.template_id == template_id) & (template_copies.c.pool_id == pool_id)
-    if conn.execute(sa.select(template_copies.c.pool_id).where(key)).first() is not None:
+    """Record the template's copy on the pool; a new copy's bytes count in the pool's used space.
+
+    Concurrent deploys may copy the same template to the same pool at once: the primary key lets one
+    insert win (inside a savepoint, so the loser's transaction goes on) and counts its bytes once.
+    """
+    try:
+        with conn.begin_nested():
+            conn.execute(template_copies.insert().values(template_id=template_id, pool_id=pool_id,
+                                                         install_path=path, size_bytes=size, state="Ready"))
+    except IntegrityError:
+        key = (template_copies.c.template_id == template_id) & (template_copies.c.pool_id == pool_id)
         conn.execute(template_copies.update().where(key).values(install_path=path, state="Ready"))
         return
-    conn.execute(
-        template_copies.insert().values(
-            template_id=template_id, pool_id=pool_id, install_path=path, size_bytes=size, state="Ready"
-        )
-    )
-    conn.execute(
-        storage_pools.update()
-        .where(storage_pools.c.id == pool_id)
-        .values(used_bytes=storage_pools.c.used_bytes + size)
-    )
+    conn.execute(storage_pools.update().where(storage_pools.c.id == pool_id)
+                 .values(used_bytes=storage_pools.c.used_bytes + size))

@@ -73,9 +73,11 @@ class Cloud:
         """Capacity columns equal the reservations; no host over its limit; no address given twice."""
         with self.services.db.engine.connect() as conn:
             assert capacity.check_totals(conn) == []
-            rows = conn.execute(sa.select(host_capacity, clusters.c.cpu_overcommit)
-                                .join(hosts, hosts.c.id == host_capacity.c.host_id)
-                                .join(clusters, clusters.c.id == hosts.c.cluster_id))
+            rows = conn.execute(
+                sa.select(host_capacity, clusters.c.cpu_overcommit)
+                .join(hosts, hosts.c.id == host_capacity.c.host_id)
+                .join(clusters, clusters.c.id == hosts.c.cluster_id)
+            )
             for hc in rows:  # pod1-cluster2 over-commits CPU 2x; memory is never over-committed here
                 assert hc.cpu_mhz_used + hc.cpu_mhz_reserved <= hc.cpu_mhz_total * (hc.cpu_overcommit or 1.0)
                 assert hc.memory_used + hc.memory_reserved <= hc.memory_total
@@ -83,8 +85,10 @@ class Cloud:
         assert len(ips) == len(set(ips))
 
 
-async def start_cloud(nursery: trio.Nursery, tmp_path: Path, **settings: str) -> Cloud:
-    config = ServerConfig(data_dir=str(tmp_path), agent_port=0, bind="127.0.0.1", zone_config=str(ZONE))
+async def start_cloud(nursery: trio.Nursery, tmp_path: Path, db: str = "", **settings: str) -> Cloud:
+    config = ServerConfig(
+        data_dir=str(tmp_path), db=db, agent_port=0, bind="127.0.0.1", zone_config=str(ZONE)
+    )
     if settings:
         from mgmt.db.schema import configuration
         from mgmt.server import prepare
@@ -132,7 +136,14 @@ async def cloud(nursery: trio.Nursery, tmp_path: Path) -> Cloud:
     return await start_cloud(nursery, tmp_path, **{"ping.interval": "1"})
 
 
-async def test_the_whole_life_of_a_vm(cloud: Cloud) -> None:
+@pytest.fixture
+async def any_cloud(nursery: trio.Nursery, tmp_path: Path, db_url: str) -> Cloud:
+    """The cloud on SQLite and on PostgreSQL."""
+    return await start_cloud(nursery, tmp_path, db_url, **{"ping.interval": "1"})
+
+
+async def test_the_whole_life_of_a_vm(any_cloud: Cloud) -> None:
+    cloud = any_cloud
     orch = cloud.orch
     vm_id = await orch.deploy(cloud.spec(name="web1"))
     row = cloud.vm(vm_id)
@@ -284,9 +295,10 @@ async def test_a_vm_powered_off_behind_the_servers_back_becomes_stopped(cloud: C
     cloud.exact()
 
 
-async def test_a_hundred_concurrent_deploys_never_overcommit(cloud: Cloud) -> None:
+async def test_a_hundred_concurrent_deploys_never_overcommit(any_cloud: Cloud) -> None:
     """Medium VMs (2 x 2,000 MHz, 4 GiB) on four 38,400 MHz, 64 GiB hosts (cluster 2 over-commits CPU
     2x): CPU or memory runs out well before 100."""
+    cloud = any_cloud
     runner = cloud.services.jobs
     job_ids = []
     for n in range(100):
