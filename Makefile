@@ -45,7 +45,7 @@ typecheck: $(STAMP)
 	$(PY) -m mypy
 
 run: $(STAMP)
-	@echo "make run: the cloud (API and simulated zone) is not built yet; nothing to start." >&2
+	@echo "make run: the cloud (the API's VM commands and a simulated zone) is not built yet; nothing to start." >&2
 	@echo "The management server core runs alone with:" >&2
 	@echo "  .venv/bin/python -m mgmt serve --zone-config docs/examples/zone.toml" >&2
 	@exit 1

@@ -18,6 +18,8 @@ import trio
 from . import bootstrap, settings
 from .agents import registry
 from .agents.manager import AgentManager
+from .api.accounts import ensure_admin
+from .api.app import Api, serve_api
 from .db.database import Database, sqlite_url
 from .db.schema import management_servers
 from .jobs import runner as jobs
@@ -93,6 +95,7 @@ class Services:
     placement: Placement
     jobs: jobs.JobRunner
     orchestrator: Orchestrator
+    api_url: str = ""
 
 
 async def serve(config: ServerConfig, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> int:
@@ -111,8 +114,14 @@ async def serve(config: ServerConfig, *, task_status: Any = trio.TASK_STATUS_IGN
             await nursery.start(runner.run)
             port = await nursery.start(manager.serve, config.agent_port, config.bind or None)
             await nursery.start(orchestrator.run_background)
-            log.info("listening for agents on port %d; the API (port %d) is not built yet", port,
-                     config.api_port)
+            addresses = await nursery.start(serve_api, Api(db, services), config.bind or "0.0.0.0",
+                                            config.api_port)
+            services.api_url = f"{addresses[0]}/client/api"
+            credentials = Path(config.data_dir) / "admin-credentials.json"
+            if await db.run(ensure_admin, credentials, services.api_url):
+                log.info("admin account created; its API keys are in %s", credentials)
+            log.info("listening for agents on port %d, the API at %s (listZones and listApis so far)", port,
+                     services.api_url)
             task_status.started(services)
 
             async def on_signal() -> None:

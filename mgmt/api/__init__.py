@@ -1,1 +1,1 @@
-"""The CloudStack-compatible HTTP API (issue 7; in progress: request signing and password hashing so far)."""
+"""The CloudStack-compatible HTTP API (in progress: see docs/api.md for what exists)."""

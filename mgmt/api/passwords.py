@@ -14,8 +14,9 @@ ITERATIONS = 600_000  # OWASP's figure for PBKDF2-HMAC-SHA256
 def hash_password(password: str, *, iterations: int = ITERATIONS) -> str:
     salt = secrets.token_bytes(16)
     digest = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations)
-    return "$".join(["pbkdf2_sha256", str(iterations), base64.b64encode(salt).decode(),
-                     base64.b64encode(digest).decode()])
+    return "$".join(
+        ["pbkdf2_sha256", str(iterations), base64.b64encode(salt).decode(), base64.b64encode(digest).decode()]
+    )
 
 
 def verify_password(password: str, stored: str) -> bool:

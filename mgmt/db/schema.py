@@ -299,6 +299,35 @@ capacity_reservations = Table(
     Index("ix_capacity_reservations_host", "host_id", "state"),
 )
 
+domains = Table(
+    "domains", metadata, _id(), _uuid(),
+    Column("name", String(255), nullable=False),
+    Column("path", String(1024), nullable=False, unique=True),  # "/" for ROOT
+    Column("parent_id", ForeignKey("domains.id")),
+    *_times(),
+)
+
+accounts = Table(
+    "accounts", metadata, _id(), _uuid(),
+    Column("name", String(255), nullable=False),
+    Column("domain_id", ForeignKey("domains.id"), nullable=False),
+    Column("type", Integer, nullable=False),  # CloudStack's account type: 0 user, 1 root admin
+    Column("state", String(32), nullable=False, default="enabled"),
+    *_times(),
+    UniqueConstraint("domain_id", "name"),
+)
+
+users = Table(
+    "users", metadata, _id(), _uuid(),
+    Column("account_id", ForeignKey("accounts.id"), nullable=False),
+    Column("username", String(255), nullable=False, unique=True),
+    Column("password", String(255), nullable=False, default=""),  # a PBKDF2 hash (mgmt/api/passwords.py)
+    Column("api_key", String(255), unique=True),
+    Column("secret_key", String(255)),
+    Column("state", String(32), nullable=False, default="enabled"),
+    *_times(),
+)
+
 async_jobs = Table(
     "async_jobs", metadata, _id(), _uuid(),
     Column("user_id", Integer, nullable=False),

@@ -17,7 +17,7 @@ from mgmt.server import ServerConfig, Services, serve
 async def main(data_dir: str, port: int, zone_file: str) -> None:
     async with trio.open_nursery() as nursery:
         services: Services = await nursery.start(serve, ServerConfig(
-            data_dir=data_dir, agent_port=port, bind="127.0.0.1", zone_config=zone_file))
+            data_dir=data_dir, agent_port=port, api_port=0, bind="127.0.0.1", zone_config=zone_file))
         while "Up" not in services.agents.status.values() or not services.placement.planner.index.n:
             await trio.sleep(0.05)
         with services.db.engine.connect() as conn:

@@ -4,6 +4,7 @@ unknown placement, restarts on both sides, garbage on the agent port, and comman
 from __future__ import annotations
 
 import random
+import re
 import uuid
 from pathlib import Path
 
@@ -27,7 +28,7 @@ ZONE = Path(__file__).parents[2] / "docs" / "examples" / "zone.toml"
 
 async def start_server(nursery: trio.Nursery, data_dir: Path, port: int = 0, db: str = "",
                        **settings_values: str) -> AgentManager:
-    config = ServerConfig(data_dir=str(data_dir), db=db, agent_port=port, bind="127.0.0.1",
+    config = ServerConfig(data_dir=str(data_dir), db=db, agent_port=port, api_port=0, bind="127.0.0.1",
                           zone_config=str(ZONE))
     if settings_values:  # as an admin would: in the configuration table, before the server starts
         db, _msid, _values = prepare(config)
@@ -179,12 +180,12 @@ async def test_a_clean_shutdown_leaves_hosts_disconnected_and_exits(tmp_path: Pa
         log = (tmp_path / "mgmt.log").open("wb")
         proc = await trio.lowlevel.open_process(
             [sys.executable, "-m", "mgmt", "serve", "--data-dir", str(tmp_path), "--agent-port", "0",
-             "--bind", "127.0.0.1", "--zone-config", str(ZONE)], stderr=log)
+             "--api-port", "0", "--bind", "127.0.0.1", "--zone-config", str(ZONE)], stderr=log)
         with trio.fail_after(30):
             while "listening for agents on port" not in (tmp_path / "mgmt.log").read_text():
                 await trio.sleep(0.05)  # the server logs its port once it listens
         text = (tmp_path / "mgmt.log").read_text()
-        port = int(text.split("listening for agents on port ")[1].split(";")[0])
+        port = int(re.search(r"listening for agents on port (\d+)", text).group(1))  # type: ignore[union-attr]
         agent = make_agent(nursery, port, "g6")
         await agent.up.wait()
         os.kill(proc.pid, signal.SIGTERM)

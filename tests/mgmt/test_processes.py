@@ -29,8 +29,9 @@ def free_port() -> int:
 
 async def start(args: list[str], log: Path) -> trio.Process:
     with log.open("ab") as out:  # a file, not a pipe: nobody reads it while the process runs
-        return await trio.lowlevel.open_process([sys.executable, "-m", *args], stdout=subprocess.DEVNULL,
-                                                stderr=out)
+        return await trio.lowlevel.open_process(
+            [sys.executable, "-m", *args], stdout=subprocess.DEVNULL, stderr=out
+        )
 
 
 async def wait_for_log(log: Path, pattern: str, timeout: float = 30) -> re.Match[str]:
@@ -53,14 +54,46 @@ async def wait_host(db: Path, status: str, timeout: float = 30) -> tuple[int, st
 
 async def test_server_crash_restart_and_clean_stop_with_an_agent_process(tmp_path: Path) -> None:
     port, data, db = free_port(), tmp_path / "data", tmp_path / "data" / "cumulo.db"
-    server_args = ["mgmt", "serve", "--data-dir", str(data), "--agent-port", str(port), "--bind", "127.0.0.1",
-                   "--zone-config", str(ZONE), "--log-level", "INFO"]
+    server_args = [
+        "mgmt",
+        "serve",
+        "--data-dir",
+        str(data),
+        "--agent-port",
+        str(port),
+        "--api-port",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--zone-config",
+        str(ZONE),
+        "--log-level",
+        "INFO",
+    ]
     mgmt_log, agent_log = tmp_path / "mgmt.log", tmp_path / "agent.log"
     server = await start(server_args, mgmt_log)
     await wait_for_log(mgmt_log, "listening for agents")  # migrated, inventory loaded
-    agent = await start(["agent", "run", "--mgmt", f"127.0.0.1:{port}", "--resource", "simulator",
-                         "--state-dir", str(tmp_path / "agent"), "--zone", "zone1", "--pod", "pod1",
-                         "--cluster", "pod1-cluster1", "--name", "proc-host"], agent_log)
+    agent = await start(
+        [
+            "agent",
+            "run",
+            "--mgmt",
+            f"127.0.0.1:{port}",
+            "--resource",
+            "simulator",
+            "--state-dir",
+            str(tmp_path / "agent"),
+            "--zone",
+            "zone1",
+            "--pod",
+            "pod1",
+            "--cluster",
+            "pod1-cluster1",
+            "--name",
+            "proc-host",
+        ],
+        agent_log,
+    )
     try:
         host_id, _status, count = await wait_host(db, "Up")
 
@@ -98,10 +131,29 @@ async def test_a_server_killed_mid_deploy_restarts_consistent(tmp_path: Path) ->
     faults.write_text('[[rule]]\ncommand = "StartCommand"\naction = "wait:4000"\ncount = 1\n')
     mgmt_log, agent_log = tmp_path / "mgmt.log", tmp_path / "agent.log"
     crashing = await start(["tests.mgmt.crash_server", str(data), str(port), str(ZONE)], mgmt_log)
-    agent = await start(["agent", "run", "--mgmt", f"127.0.0.1:{port}", "--resource", "simulator",
-                         "--state-dir", str(tmp_path / "agent"), "--zone", "zone1", "--pod", "pod1",
-                         "--cluster", "pod1-cluster1", "--faults", str(faults), "--log-level", "DEBUG"],
-                        agent_log)
+    agent = await start(
+        [
+            "agent",
+            "run",
+            "--mgmt",
+            f"127.0.0.1:{port}",
+            "--resource",
+            "simulator",
+            "--state-dir",
+            str(tmp_path / "agent"),
+            "--zone",
+            "zone1",
+            "--pod",
+            "pod1",
+            "--cluster",
+            "pod1-cluster1",
+            "--faults",
+            str(faults),
+            "--log-level",
+            "DEBUG",
+        ],
+        agent_log,
+    )
     server = crashing
     try:
         await wait_for_log(agent_log, "executing StartCommand")  # the agent has the start in hand
@@ -110,8 +162,23 @@ async def test_a_server_killed_mid_deploy_restarts_consistent(tmp_path: Path) ->
         assert query(db, "select state from vms") == [("Starting",)]
         assert query(db, "select state from capacity_reservations") == [("Allocated",)]
 
-        server = await start(["mgmt", "serve", "--data-dir", str(data), "--agent-port", str(port), "--bind",
-                              "127.0.0.1", "--zone-config", str(ZONE)], mgmt_log)
+        server = await start(
+            [
+                "mgmt",
+                "serve",
+                "--data-dir",
+                str(data),
+                "--agent-port",
+                str(port),
+                "--api-port",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--zone-config",
+                str(ZONE),
+            ],
+            mgmt_log,
+        )
         await wait_for_log(mgmt_log, r"VMs settled: \{'starting': 1")
         await wait_host(db, "Up")  # the agent is back
         assert query(db, "select state, host_id from vms") == [("Stopped", None)]
@@ -145,11 +212,29 @@ def test_a_bad_setting_stops_start_up_with_its_name(tmp_path: Path) -> None:
 
     db, _msid, _values = prepare(ServerConfig(data_dir=str(tmp_path)))
     with db.engine.begin() as conn:
-        conn.execute(configuration.update().where(configuration.c.name == "ping.interval")
-                     .values(value="0.2"))
+        conn.execute(
+            configuration.update().where(configuration.c.name == "ping.interval").values(value="0.2")
+        )
     db.dispose()
-    done = subprocess.run([sys.executable, "-m", "mgmt", "serve", "--data-dir", str(tmp_path), "--agent-port",
-                           "0", "--bind", "127.0.0.1"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mgmt",
+            "serve",
+            "--data-dir",
+            str(tmp_path),
+            "--agent-port",
+            "0",
+            "--api-port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "setting ping.interval = '0.2' in the configuration table is not an integer" in done.stderr
     assert "Traceback" not in done.stderr

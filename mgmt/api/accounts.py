@@ -1,0 +1,104 @@
+"""Domains, accounts and users; the admin made on first start, with its keys written for the operator."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..db.schema import accounts, domains, users
+from .passwords import hash_password
+
+ROOT_ADMIN, USER = 1, 0  # CloudStack's account types
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who made a request."""
+
+    user_id: int
+    account_id: int
+    account_type: int
+    secret_key: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.account_type == ROOT_ADMIN
+
+
+def ensure_admin(conn: Connection, credentials: Path, api_url: str) -> bool:
+    """Create the ROOT domain and the admin account and user once, writing their API keys (and password)
+    to ``credentials`` (mode 0600). False when the admin existed already."""
+    if conn.scalar(sa.select(users.c.id).where(users.c.username == "admin")) is not None:
+        return False
+    now = datetime.now(UTC)
+    domain_id = conn.scalar(sa.select(domains.c.id).where(domains.c.path == "/"))
+    if domain_id is None:
+        domain_id = conn.execute(
+            domains.insert().values(uuid=str(uuid.uuid4()), name="ROOT", path="/", created=now)
+        ).inserted_primary_key[0]
+    account_id = conn.execute(
+        accounts.insert().values(
+            uuid=str(uuid.uuid4()),
+            name="admin",
+            domain_id=domain_id,
+            type=ROOT_ADMIN,
+            state="enabled",
+            created=now,
+        )
+    ).inserted_primary_key[0]
+    api_key, secret_key, password = (
+        secrets.token_urlsafe(32),
+        secrets.token_urlsafe(32),
+        secrets.token_urlsafe(12),
+    )
+    conn.execute(
+        users.insert().values(
+            uuid=str(uuid.uuid4()),
+            account_id=account_id,
+            username="admin",
+            password=hash_password(password),
+            api_key=api_key,
+            secret_key=secret_key,
+            state="enabled",
+            created=now,
+        )
+    )
+    tmp = credentials.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(
+            {
+                "url": api_url,
+                "apikey": api_key,
+                "secretkey": secret_key,
+                "username": "admin",
+                "password": password,
+            },
+            f,
+        )
+    os.replace(tmp, credentials)
+    return True
+
+
+def caller_by_key(conn: Connection, api_key: str) -> Caller | None:
+    row = conn.execute(
+        sa.select(users.c.id, users.c.account_id, users.c.secret_key, accounts.c.type)
+        .join(accounts, accounts.c.id == users.c.account_id)
+        .where(
+            users.c.api_key == api_key,
+            users.c.state == "enabled",
+            users.c.removed.is_(None),
+            accounts.c.state == "enabled",
+        )
+    ).first()
+    if row is None or not row.secret_key:
+        return None
+    return Caller(row.id, row.account_id, row.type, row.secret_key)
