@@ -1,1 +1,1 @@
-"""The Cumulo host agent (built by a later issue)."""
+"""The Cumulo host agent: the trio shell, the libvirt and simulator resources, the fleet runner."""

@@ -1,1 +1,1 @@
-"""The Cumulo management server: inventory, agents, persistence (and later the API and orchestration)."""
+"""The Cumulo management server: inventory, agents, persistence, planner, orchestration, jobs and the API."""

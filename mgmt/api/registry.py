@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidParameter
@@ -31,7 +31,6 @@ class Command:
     params: tuple[Param, ...] = ()
     admin: bool = False
     is_async: bool = False
-    response_params: tuple[str, ...] = field(default_factory=tuple)
 
 
 COMMANDS: dict[str, Command] = {}

@@ -63,7 +63,7 @@ class OperationFailed(CumuloError):
 
 
 class _AttemptFailed(Exception):
-    def __init__(self, reason: str, *, created: list[int] | None = None) -> None:
+    def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
 

@@ -105,7 +105,6 @@ class CapacityIndex:
             setattr(self, name, grown(name, code, hosts, self.n))
         for name, code in CLUSTER_ARRAYS.items():
             setattr(self, name, grown(name, code, clusters, len(self.cluster_ids)))
-        self.pod_vms_zero = array("d", bytes(8 * max(16, len(self.pod_ids) * 2)))
         self.host_capacity, self.cluster_capacity = hosts, clusters
         self.generation += 1
 
@@ -126,8 +125,6 @@ class CapacityIndex:
         if p is None:
             p = self.pod_position[pod_id] = len(self.pod_ids)
             self.pod_ids.append(pod_id)
-            if len(self.pod_vms_zero) < len(self.pod_ids):
-                self.pod_vms_zero = array("d", bytes(8 * len(self.pod_ids) * 2))
         return p
 
     def hypervisor_code(self, name: str) -> int:

@@ -93,7 +93,6 @@ class Planner:
         self._generation = -1
         self._reasons = bytearray()
         self._scores: array[float] = array("d")
-        self.last_query: Query | None = None
 
     # --- the host ---------------------------------------------------------------------------------
 
@@ -158,7 +157,6 @@ class Planner:
             self._bound, self._generation = self.kernel.bind(ix), ix.generation
             self._reasons = bytearray(ix.host_capacity)
             self._scores = array("d", bytes(8 * ix.host_capacity))
-        self.last_query = q
         return self.kernel.evaluate(self._bound, ix.n, q, self._reasons, self._scores,
                                     counts if counts is not None else array("q", bytes(8 * 16)))
 

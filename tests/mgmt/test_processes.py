@@ -1,6 +1,7 @@
 """The management server and an agent as separate processes, as an operator runs them: the agent comes
 Up; the server killed with SIGKILL restarts on the same data directory, releases what it held and gets
-the agent back on the same host row; SIGTERM stops it cleanly with the host left Disconnected."""
+the agent back on the same host row; SIGTERM stops it cleanly with the host left Disconnected; a server
+killed mid-deploy restarts consistent; a bad setting stops start-up with its name."""
 
 from __future__ import annotations
 
@@ -41,59 +42,39 @@ async def wait_for_log(log: Path, pattern: str, timeout: float = 30) -> re.Match
     return found
 
 
-async def wait_host(db: Path, status: str, timeout: float = 30) -> tuple[int, str, int]:
-    """The one host row, once it shows ``status`` (read from outside the server, read-only)."""
+async def wait_host(db: Path, status: str, timeout: float = 30) -> tuple[object, ...]:
+    """The one host row (id, status, update_count), once it shows ``status``."""
     with trio.fail_after(timeout):
-        while True:
-            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as conn:
-                row = conn.execute("select id, status, update_count from hosts").fetchone()
-            if row is not None and row[1] == status:
-                return row  # type: ignore[no-any-return]
+        while not (rows := query(db, "select id, status, update_count from hosts")) or rows[0][1] != status:
             await trio.sleep(0.05)  # polling the database: there is no event to wait on
+    return rows[0]
+
+
+def serve_args(data: Path, port: int) -> list[str]:
+    """``python -m mgmt serve`` on loopback with the example zone (the API on a free port)."""
+    return ["mgmt", "serve", "--data-dir", str(data), "--agent-port", str(port), "--api-port", "0",
+            "--bind", "127.0.0.1", "--zone-config", str(ZONE)]
+
+
+def agent_args(port: int, state_dir: Path, *extra: str) -> list[str]:
+    """``python -m agent run`` with the simulator in pod1-cluster1 of the example zone."""
+    return ["agent", "run", "--mgmt", f"127.0.0.1:{port}", "--resource", "simulator", "--state-dir",
+            str(state_dir), "--zone", "zone1", "--pod", "pod1", "--cluster", "pod1-cluster1", *extra]
+
+
+async def kill_all(*procs: trio.Process) -> None:
+    for proc in procs:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
 
 
 async def test_server_crash_restart_and_clean_stop_with_an_agent_process(tmp_path: Path) -> None:
     port, data, db = free_port(), tmp_path / "data", tmp_path / "data" / "cumulo.db"
-    server_args = [
-        "mgmt",
-        "serve",
-        "--data-dir",
-        str(data),
-        "--agent-port",
-        str(port),
-        "--api-port",
-        "0",
-        "--bind",
-        "127.0.0.1",
-        "--zone-config",
-        str(ZONE),
-        "--log-level",
-        "INFO",
-    ]
     mgmt_log, agent_log = tmp_path / "mgmt.log", tmp_path / "agent.log"
-    server = await start(server_args, mgmt_log)
+    server = await start(serve_args(data, port), mgmt_log)
     await wait_for_log(mgmt_log, "listening for agents")  # migrated, inventory loaded
-    agent = await start(
-        [
-            "agent",
-            "run",
-            "--mgmt",
-            f"127.0.0.1:{port}",
-            "--resource",
-            "simulator",
-            "--state-dir",
-            str(tmp_path / "agent"),
-            "--zone",
-            "zone1",
-            "--pod",
-            "pod1",
-            "--cluster",
-            "pod1-cluster1",
-            "--name",
-            "proc-host",
-        ],
-        agent_log,
-    )
+    agent = await start(agent_args(port, tmp_path / "agent", "--name", "proc-host"), agent_log)
     try:
         host_id, _status, count = await wait_host(db, "Up")
 
@@ -101,7 +82,7 @@ async def test_server_crash_restart_and_clean_stop_with_an_agent_process(tmp_pat
         assert await server.wait() == -signal.SIGKILL
         assert (await wait_host(db, "Up"))[0] == host_id  # the row still says what the dead server knew
 
-        server = await start(server_args, mgmt_log)
+        server = await start(serve_args(data, port), mgmt_log)
         await wait_for_log(mgmt_log, "1 hosts were still held by this server")
         await wait_for_log(mgmt_log, rf"host Up .*host_id={host_id}\b")
         again = await wait_host(db, "Up")
@@ -115,10 +96,7 @@ async def test_server_crash_restart_and_clean_stop_with_an_agent_process(tmp_pat
         with trio.fail_after(30):
             assert await agent.wait() == 0
     finally:
-        for proc in (server, agent):
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+        await kill_all(server, agent)
 
 
 async def test_a_server_killed_mid_deploy_restarts_consistent(tmp_path: Path) -> None:
@@ -131,29 +109,8 @@ async def test_a_server_killed_mid_deploy_restarts_consistent(tmp_path: Path) ->
     faults.write_text('[[rule]]\ncommand = "StartCommand"\naction = "wait:4000"\ncount = 1\n')
     mgmt_log, agent_log = tmp_path / "mgmt.log", tmp_path / "agent.log"
     crashing = await start(["tests.mgmt.crash_server", str(data), str(port), str(ZONE)], mgmt_log)
-    agent = await start(
-        [
-            "agent",
-            "run",
-            "--mgmt",
-            f"127.0.0.1:{port}",
-            "--resource",
-            "simulator",
-            "--state-dir",
-            str(tmp_path / "agent"),
-            "--zone",
-            "zone1",
-            "--pod",
-            "pod1",
-            "--cluster",
-            "pod1-cluster1",
-            "--faults",
-            str(faults),
-            "--log-level",
-            "DEBUG",
-        ],
-        agent_log,
-    )
+    agent = await start(agent_args(port, tmp_path / "agent", "--faults", str(faults), "--log-level", "DEBUG"),
+                        agent_log)
     server = crashing
     try:
         await wait_for_log(agent_log, "executing StartCommand")  # the agent has the start in hand
@@ -162,23 +119,7 @@ async def test_a_server_killed_mid_deploy_restarts_consistent(tmp_path: Path) ->
         assert query(db, "select state from vms") == [("Starting",)]
         assert query(db, "select state from capacity_reservations") == [("Allocated",)]
 
-        server = await start(
-            [
-                "mgmt",
-                "serve",
-                "--data-dir",
-                str(data),
-                "--agent-port",
-                str(port),
-                "--api-port",
-                "0",
-                "--bind",
-                "127.0.0.1",
-                "--zone-config",
-                str(ZONE),
-            ],
-            mgmt_log,
-        )
+        server = await start(serve_args(data, port), mgmt_log)
         await wait_for_log(mgmt_log, r"VMs settled: \{'starting': 1")
         await wait_host(db, "Up")  # the agent is back
         assert query(db, "select state, host_id from vms") == [("Stopped", None)]
@@ -190,10 +131,7 @@ async def test_a_server_killed_mid_deploy_restarts_consistent(tmp_path: Path) ->
             assert capacity.check_totals(conn) == []
         database.dispose()
     finally:
-        for proc in (server, agent, crashing):
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+        await kill_all(server, agent, crashing)
 
 
 def query(db: Path, sql: str) -> list[tuple[object, ...]]:

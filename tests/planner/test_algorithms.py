@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mgmt.planner.index import HostFacts
 from mgmt.planner.kernel import Kernel
 from mgmt.planner.model import DeploymentPlan, VmProfile
 
@@ -12,33 +13,18 @@ from .conftest import GiB, host, make_planner
 SMALL = VmProfile(cpus=1, cpu_speed_mhz=1000, memory_bytes=GiB)
 
 
-def test_firstfit_takes_the_emptiest_cluster_then_its_first_host(kernel: Kernel) -> None:
-    # Cluster 1 is 50% CPU allocated, cluster 2 25%: cluster 2, and in it host 3 (first by position).
-    planner = make_planner(
-        kernel,
-        [
-            host(1, 1, cpu_alloc=8000),
-            host(2, 1, cpu_alloc=8000),
-            host(3, 2, cpu_alloc=6000),
-            host(4, 2, cpu_alloc=2000),
-        ],
-        algorithm="firstfit",
-    )
-    assert planner.plan(SMALL, DeploymentPlan(1)).host_id == 3
+def two_clusters() -> list[HostFacts]:
+    """Cluster 1 is 50% CPU allocated, cluster 2 25%; in cluster 2, host 3 comes first and host 4 is
+    the freer."""
+    return [host(1, 1, cpu_alloc=8000), host(2, 1, cpu_alloc=8000), host(3, 2, cpu_alloc=6000),
+            host(4, 2, cpu_alloc=2000)]
 
 
-def test_firstfitleastconsumed_takes_the_most_free_host_of_the_emptiest_cluster(kernel: Kernel) -> None:
-    planner = make_planner(
-        kernel,
-        [
-            host(1, 1, cpu_alloc=8000),
-            host(2, 1, cpu_alloc=8000),
-            host(3, 2, cpu_alloc=6000),
-            host(4, 2, cpu_alloc=2000),
-        ],
-        algorithm="firstfitleastconsumed",
-    )
-    assert planner.plan(SMALL, DeploymentPlan(1)).host_id == 4
+@pytest.mark.parametrize(("algorithm", "expected"), [("firstfit", 3), ("firstfitleastconsumed", 4)])
+def test_first_fit_algorithms_take_the_emptiest_cluster(kernel: Kernel, algorithm: str,
+                                                        expected: int) -> None:
+    planner = make_planner(kernel, two_clusters(), algorithm=algorithm)
+    assert planner.plan(SMALL, DeploymentPlan(1)).host_id == expected
 
 
 @pytest.mark.parametrize(("order", "expected"), [("CPU", 1), ("RAM", 3), ("COMBINED", 1)])
