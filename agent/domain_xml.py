@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from protocol.messages import VirtualMachineTO
+from protocol.messages import DiskTO, VirtualMachineTO
 
 _DISK_BUS = "virtio"
 
@@ -18,6 +18,24 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) ->
     if text is not None:
         element.text = text
     return element
+
+
+def _disk(disk: DiskTO) -> ET.Element:
+    """A disk device; its device id names its target (0: vda, 1: vdb...), so a disk plugged in later
+    gets the same name it would have had at boot."""
+    if not 0 <= disk.device_id < 26:
+        raise ValueError(f"disk device id {disk.device_id} is out of range (0 to 25)")
+    d = ET.Element("disk", type="file", device="disk")
+    _sub(d, "driver", name="qemu", type=disk.format or "qcow2")
+    _sub(d, "source", file=disk.path)
+    _sub(d, "target", dev=f"vd{chr(ord('a') + disk.device_id)}", bus=_DISK_BUS)
+    _sub(d, "serial", disk.volume_uuid.replace("-", "")[:20])
+    return d
+
+
+def disk_xml(disk: DiskTO) -> str:
+    """The XML of one disk device, for plugging it into (or out of) a running domain."""
+    return ET.tostring(_disk(disk), encoding="unicode")
 
 
 def domain_xml(vm: VirtualMachineTO, domain_type: str, console_log: str = "") -> str:
@@ -43,12 +61,8 @@ def domain_xml(vm: VirtualMachineTO, domain_type: str, console_log: str = "") ->
     _sub(domain, "on_reboot", "restart")
     _sub(domain, "on_crash", "destroy")
     devices = _sub(domain, "devices")
-    for i, disk in enumerate(sorted(vm.disks, key=lambda d: d.device_id)):
-        d = _sub(devices, "disk", type="file", device="disk")
-        _sub(d, "driver", name="qemu", type=disk.format or "qcow2")
-        _sub(d, "source", file=disk.path)
-        _sub(d, "target", dev=f"vd{chr(ord('a') + i)}", bus=_DISK_BUS)
-        _sub(d, "serial", disk.volume_uuid.replace("-", "")[:20])
+    for disk in sorted(vm.disks, key=lambda d: d.device_id):
+        devices.append(_disk(disk))
     for nic in sorted(vm.nics, key=lambda n: n.device_id):
         iface = _sub(devices, "interface", type="bridge" if nic.bridge else "user")
         _sub(iface, "mac", address=nic.mac)

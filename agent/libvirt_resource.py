@@ -20,6 +20,7 @@ import trio
 
 from protocol.messages import (
     Answer,
+    AttachCommand,
     CheckHealthAnswer,
     CheckHealthCommand,
     CheckOnHostAnswer,
@@ -30,6 +31,8 @@ from protocol.messages import (
     CreateAnswer,
     CreateCommand,
     DestroyCommand,
+    DettachCommand,
+    DiskTO,
     GetVmStatsAnswer,
     GetVmStatsCommand,
     MigrateAnswer,
@@ -50,7 +53,7 @@ from protocol.messages import (
     VmStats,
 )
 
-from .domain_xml import domain_xml
+from .domain_xml import disk_xml, domain_xml
 from .resource import Placement, ServerResource, handles
 
 log = logging.getLogger(__name__)
@@ -297,6 +300,28 @@ class LibvirtResource(ServerResource):
         return GetVmStatsAnswer(stats=await self._call(stats))
 
     # --- host ------------------------------------------------------------------------------------
+
+    @handles(AttachCommand)
+    async def attach(self, cmd: AttachCommand) -> Answer:
+        return await self._call(self._plug, cmd.vm_name, cmd.disk, True)
+
+    @handles(DettachCommand)
+    async def dettach(self, cmd: DettachCommand) -> Answer:
+        return await self._call(self._plug, cmd.vm_name, cmd.disk, False)
+
+    def _plug(self, name: str, disk: DiskTO, attach: bool) -> Answer:
+        dom = self._domain(name)
+        if dom is None or not dom.isActive():
+            return Answer(result=False, details=f"VM {name} is not running on this host")
+        try:
+            if attach:
+                dom.attachDeviceFlags(disk_xml(disk), libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            else:
+                dom.detachDeviceFlags(disk_xml(disk), libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        except (libvirt.libvirtError, ValueError) as e:
+            return Answer(result=False, details=f"libvirt could not {'attach' if attach else 'detach'} "
+                                                f"{disk.path}: {e}")
+        return Answer()
 
     @handles(CheckHealthCommand)
     async def check_health(self, cmd: CheckHealthCommand) -> Answer:

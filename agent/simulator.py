@@ -7,6 +7,7 @@ in one process share a registry by guid, so a migration moves the VM to its dest
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ import trio
 
 from protocol.messages import (
     Answer,
+    AttachCommand,
     CheckHealthAnswer,
     CheckHealthCommand,
     CheckOnHostAnswer,
@@ -26,6 +28,7 @@ from protocol.messages import (
     CreateAnswer,
     CreateCommand,
     DestroyCommand,
+    DettachCommand,
     GetVmStatsAnswer,
     GetVmStatsCommand,
     MigrateAnswer,
@@ -199,6 +202,27 @@ class SimulatorResource(ServerResource):
         dest.host.vms[cmd.vm_name] = SimVm(dest.host.incoming.pop(cmd.vm_name), boots=vm.boots)
         del self.host.vms[cmd.vm_name]
         return MigrateAnswer()
+
+    @handles(AttachCommand)
+    async def attach(self, cmd: AttachCommand) -> Answer:
+        vm = self.host.vms.get(cmd.vm_name)
+        if vm is None or vm.state is not PowerState.ON:
+            return Answer(result=False, details=f"VM {cmd.vm_name} is not running on this host")
+        if cmd.disk.path not in self._volumes(cmd.disk.pool_path):
+            return Answer(result=False, details=f"disk not found: {cmd.disk.path}")
+        if any(d.device_id == cmd.disk.device_id and d.path != cmd.disk.path for d in vm.to.disks):
+            return Answer(result=False, details=f"device {cmd.disk.device_id} of {cmd.vm_name} is taken")
+        if all(d.path != cmd.disk.path for d in vm.to.disks):
+            vm.to = dataclasses.replace(vm.to, disks=(*vm.to.disks, cmd.disk))
+        return Answer()
+
+    @handles(DettachCommand)
+    async def dettach(self, cmd: DettachCommand) -> Answer:
+        vm = self.host.vms.get(cmd.vm_name)
+        if vm is None or vm.state is not PowerState.ON:
+            return Answer(result=False, details=f"VM {cmd.vm_name} is not running on this host")
+        vm.to = dataclasses.replace(vm.to, disks=tuple(d for d in vm.to.disks if d.path != cmd.disk.path))
+        return Answer()
 
     @handles(CheckVirtualMachineCommand)
     async def check_vm(self, cmd: CheckVirtualMachineCommand) -> Answer:

@@ -32,3 +32,9 @@ class OperationTimedOut(CumuloError):
     """The agent did not answer within the caller's deadline."""
 
     error_code, cs_error_code = 530, 4250
+
+
+class ResourceInUse(CumuloError):
+    """The resource is in use and cannot be removed or changed that way."""
+
+    error_code, cs_error_code = 536, 4250

@@ -120,7 +120,7 @@ async def serve(config: ServerConfig, *, task_status: Any = trio.TASK_STATUS_IGN
             credentials = Path(config.data_dir) / "admin-credentials.json"
             if await db.run(ensure_admin, credentials, services.api_url):
                 log.info("admin account created; its API keys are in %s", credentials)
-            log.info("listening for agents on port %d, the API at %s (listZones and listApis so far)", port,
+            log.info("listening for agents on port %d, the API at %s", port,
                      services.api_url)
             task_status.started(services)
 

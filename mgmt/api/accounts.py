@@ -9,12 +9,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..db.schema import accounts, domains, users
-from .passwords import hash_password
+from .passwords import hash_password, verify_password
 
 ROOT_ADMIN, USER = 1, 0  # CloudStack's account types
 
@@ -27,6 +28,13 @@ class Caller:
     account_id: int
     account_type: int
     secret_key: str
+    username: str = ""
+    user_uuid: str = ""
+    account_name: str = ""
+    account_uuid: str = ""
+    domain_id: int = 0
+    domain_uuid: str = ""
+    domain_name: str = ""
 
     @property
     def is_admin(self) -> bool:
@@ -88,17 +96,71 @@ def ensure_admin(conn: Connection, credentials: Path, api_url: str) -> bool:
     return True
 
 
-def caller_by_key(conn: Connection, api_key: str) -> Caller | None:
-    row = conn.execute(
-        sa.select(users.c.id, users.c.account_id, users.c.secret_key, accounts.c.type)
+def _caller_query() -> sa.Select[Any]:
+    return (
+        sa.select(
+            users.c.id,
+            users.c.uuid,
+            users.c.username,
+            users.c.password,
+            users.c.account_id,
+            users.c.secret_key,
+            accounts.c.type,
+            accounts.c.name.label("account_name"),
+            accounts.c.uuid.label("account_uuid"),
+            domains.c.id.label("domain_id"),
+            domains.c.uuid.label("domain_uuid"),
+            domains.c.name.label("domain_name"),
+            domains.c.path.label("domain_path"),
+        )
         .join(accounts, accounts.c.id == users.c.account_id)
+        .join(domains, domains.c.id == accounts.c.domain_id)
         .where(
-            users.c.api_key == api_key,
             users.c.state == "enabled",
             users.c.removed.is_(None),
             accounts.c.state == "enabled",
+            accounts.c.removed.is_(None),
         )
-    ).first()
+    )
+
+
+def _caller(row: Any) -> Caller:
+    return Caller(
+        row.id,
+        row.account_id,
+        row.type,
+        row.secret_key or "",
+        row.username,
+        row.uuid,
+        row.account_name,
+        row.account_uuid,
+        row.domain_id,
+        row.domain_uuid,
+        row.domain_name,
+    )
+
+
+def caller_by_key(conn: Connection, api_key: str) -> Caller | None:
+    row = conn.execute(_caller_query().where(users.c.api_key == api_key)).first()
     if row is None or not row.secret_key:
         return None
-    return Caller(row.id, row.account_id, row.type, row.secret_key)
+    return _caller(row)
+
+
+def caller_by_login(conn: Connection, username: str, password: str, domain: str) -> Caller | None:
+    """The user whose name and password these are, in the domain named by its path (``/`` is ROOT);
+    None for anything wrong (which, is not said)."""
+    path = "/" + domain.strip("/") + ("/" if domain.strip("/") else "")
+    row = conn.execute(
+        _caller_query().where(
+            users.c.username == username, sa.or_(domains.c.path == path, domains.c.uuid == domain)
+        )
+    ).first()
+    if row is None or not verify_password(password, row.password):
+        return None
+    return _caller(row)
+
+
+def caller_by_user_id(conn: Connection, user_id: int) -> Caller | None:
+    row = conn.execute(_caller_query().where(users.c.id == user_id)).first()
+    return None if row is None else _caller(row)

@@ -1,11 +1,14 @@
 """The HTTP side of the API: ``/client/api`` on GET and POST (Starlette, served by hypercorn's trio
-worker inside the management server's nursery), request signatures, dispatch to the declared commands,
-and CloudStack's response and error shapes."""
+worker inside the management server's nursery), authentication (signed requests or a login session),
+dispatch to the declared commands, and CloudStack's response and error shapes."""
 
 from __future__ import annotations
 
 import logging
+import secrets
 import urllib.parse
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,13 +22,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..db.database import Database
-from ..errors import CumuloError
-from . import accounts, commands  # noqa: F401 - commands registers the handlers
-from .registry import COMMANDS, parse
+from ..db.schema import async_jobs
+from ..errors import CumuloError, InvalidParameter
+from ..jobs.runner import JobOwner
+from . import accounts, events
+from .accounts import Caller
+from .registry import COMMANDS, Command, parse
 from .signing import expiry_problem, signature_matches
 
 log = logging.getLogger(__name__)
 JSON = "application/json; charset=UTF-8"
+SESSION_TIMEOUT = 1800.0  # seconds of inactivity after which a login session ends
 
 
 def reply(command: str, body: dict[str, Any], status: int = 200) -> Response:
@@ -33,9 +40,55 @@ def reply(command: str, body: dict[str, Any], status: int = 200) -> Response:
 
 
 def error(command: str, code: int, text: str, cs_code: int = 4250) -> Response:
-    return reply(
+    answer = reply(
         command, {"uuidList": [], "errorcode": code, "cserrorcode": cs_code, "errortext": text}, code
     )
+    answer.headers["X-Description"] = text.encode("ascii", "replace").decode()[:1024]
+    return answer
+
+
+@dataclass
+class Session:
+    caller: Caller
+    key: str  # the sessionkey the client sends with each call (cookie and parameter)
+    last_used: float
+
+
+class Sessions:
+    """Login sessions in this server's memory (a restart ends them, as CloudStack's do): JSESSIONID ->
+    session, ended by ``logout`` or after ``SESSION_TIMEOUT`` seconds unused."""
+
+    def __init__(self, timeout: float = SESSION_TIMEOUT) -> None:
+        self.timeout = timeout
+        self.by_id: dict[str, Session] = {}
+
+    def open(self, caller: Caller) -> tuple[str, Session]:
+        self._expire()
+        jsessionid, session = (
+            secrets.token_hex(16).upper(),
+            Session(caller, secrets.token_urlsafe(20), trio.current_time()),
+        )
+        self.by_id[jsessionid] = session
+        return jsessionid, session
+
+    def find(self, jsessionid: str, key: str) -> Session | None:
+        session = self.by_id.get(jsessionid)
+        now = trio.current_time()
+        if session is None or now - session.last_used > self.timeout:
+            self.by_id.pop(jsessionid, None)
+            return None
+        if not key or not secrets.compare_digest(key.encode(), session.key.encode()):
+            return None
+        session.last_used = now
+        return session
+
+    def close(self, jsessionid: str) -> None:
+        self.by_id.pop(jsessionid, None)
+
+    def _expire(self) -> None:
+        now = trio.current_time()
+        for sid in [s for s, v in self.by_id.items() if now - v.last_used > self.timeout]:
+            del self.by_id[sid]
 
 
 class Api:
@@ -44,6 +97,7 @@ class Api:
     def __init__(self, db: Database, services: Any = None) -> None:
         self.db = db
         self.services = services
+        self.sessions = Sessions()
 
     async def endpoint(self, request: Request) -> Response:
         params: dict[str, str] = dict(request.query_params)
@@ -53,27 +107,44 @@ class Api:
             params.update(urllib.parse.parse_qsl(body, keep_blank_values=True))
         name = next((v for k, v in params.items() if k.lower() == "command"), "")
         cmd = COMMANDS.get(name.lower())
-        caller = await self._authenticate(params)
+        if cmd is not None and cmd.name in ("login", "logout"):
+            return await self._session_command(cmd, request, params)
+        caller = await self._authenticate(request, params)
         if caller is None:
             return error(name or "error", 401, "unable to verify user credentials and/or request signature")
         if cmd is None or (cmd.admin and not caller.is_admin):
             return error(
-                name or "error", 432, "The given command does not exist or it is not available for user"
+                "error", 401, f"the command {name!r} is unknown or not available to this account", 4365
             )
+        return await self.dispatch(cmd, caller, params)
+
+    async def dispatch(self, cmd: Command, caller: Caller, params: dict[str, str]) -> Response:
+        if log.isEnabledFor(logging.DEBUG):
+            known = {p.name.lower() for p in cmd.params} | _GENERAL
+            unknown = sorted(k for k in params if k.lower() not in known and "[" not in k)
+            if unknown:
+                log.debug("%s: ignoring unknown parameters %s", cmd.name, unknown)
+        ctx = Context(self, caller, cmd)
         try:
             args = parse(cmd, params)
-            body = await cmd.handler(self, caller, args)
+            body = await cmd.handler(ctx, args)
         except CumuloError as e:
+            if cmd.event and not cmd.is_async:
+                await ctx.event(cmd.event, f"{cmd.name} failed: {e}", state="Error")
             return error(cmd.name, e.error_code, str(e), e.cs_error_code)
         except Exception:
             log.exception("API command %s failed", cmd.name)
-            return error(cmd.name, 530, f"internal error in {cmd.name}")
+            return error(cmd.name, 530, f"internal error in {cmd.name}; the server log has the details")
         return reply(cmd.name, body)
 
-    async def _authenticate(self, params: dict[str, str]) -> accounts.Caller | None:
-        api_key = next((v for k, v in params.items() if k.lower() == "apikey"), "")
+    async def _authenticate(self, request: Request, params: dict[str, str]) -> Caller | None:
+        lowered = {k.lower(): v for k, v in params.items()}
+        api_key = lowered.get("apikey", "")
         if not api_key:
-            return None
+            jsessionid = request.cookies.get("JSESSIONID", "")
+            key = lowered.get("sessionkey", "")
+            session = self.sessions.find(jsessionid, key) if jsessionid else None
+            return session.caller if session else None
         caller = await self.db.run(accounts.caller_by_key, api_key)
         if caller is None or not signature_matches(params, caller.secret_key):
             return None
@@ -83,8 +154,152 @@ class Api:
             return None
         return caller
 
+    async def _session_command(self, cmd: Command, request: Request, params: dict[str, str]) -> Response:
+        if cmd.name == "logout":
+            self.sessions.close(request.cookies.get("JSESSIONID", ""))
+            answer = reply("logout", {"description": "success"})
+            answer.delete_cookie("JSESSIONID", path="/client")
+            answer.delete_cookie("sessionkey", path="/client")
+            return answer
+        if request.method != "POST":
+            return error("login", 431, "use HTTP POST to log in (a password does not belong in a URL)", 4350)
+        try:
+            args = parse(cmd, params)
+        except InvalidParameter as e:
+            return error("login", 431, str(e), 4350)
+        caller = await self.db.run(
+            accounts.caller_by_login, args["username"], args["password"], args.get("domain", "/")
+        )
+        if caller is None:
+            return error(
+                "login", 531, "failed to authenticate user: check the user name, password and domain", 4365
+            )
+        jsessionid, session = self.sessions.open(caller)
+        answer = reply(
+            "login",
+            {
+                "timeout": int(self.sessions.timeout),
+                "username": caller.username,
+                "userid": caller.user_uuid,
+                "domainid": caller.domain_uuid,
+                "type": caller.account_type,
+                "account": caller.account_name,
+                "firstname": caller.username,
+                "lastname": "",
+                "timezone": "UTC",
+                "sessionkey": session.key,
+                "registered": "false",
+            },
+        )
+        answer.set_cookie("JSESSIONID", jsessionid, path="/client", httponly=True, samesite="strict")
+        answer.set_cookie("sessionkey", session.key, path="/client", samesite="strict")
+        await events.record(
+            self.db,
+            caller,
+            "USER.LOGIN",
+            f"user {caller.username} logged in",
+            resource_type="User",
+            resource_uuid=caller.user_uuid,
+        )
+        return answer
+
+
+_GENERAL = {"command", "response", "apikey", "signature", "signatureversion", "expires", "sessionkey", "_"}
+
+
+class Context:
+    """One call: who made it, what it is, and the helpers handlers share."""
+
+    def __init__(self, api: Api, caller: Caller, cmd: Command) -> None:
+        self.api, self.caller, self.cmd = api, caller, cmd
+        self.db, self.services = api.db, api.services
+
+    async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await self.db.run(fn, *args, **kwargs)
+
+    async def event(
+        self,
+        type_: str,
+        description: str,
+        *,
+        state: str = "Completed",
+        resource_type: str = "",
+        resource_uuid: str | None = None,
+        job_id: int | None = None,
+    ) -> None:
+        await events.record(
+            self.db,
+            self.caller,
+            type_,
+            description,
+            state=state,
+            resource_type=resource_type,
+            resource_uuid=resource_uuid,
+            job_id=job_id,
+        )
+
+    async def submit(
+        self,
+        work: Callable[[], Awaitable[dict[str, Any]]],
+        *,
+        description: str,
+        instance_type: str = "",
+        instance_id: int = 0,
+        instance_uuid: str = "",
+    ) -> str:
+        """Run ``work`` as an async job recording the command's events; the job's uuid."""
+        jobs = self.services.jobs
+        cmd = self.cmd
+        scheduled = trio.Event()  # the job's events come after its Scheduled one
+
+        async def job() -> dict[str, Any]:
+            await scheduled.wait()
+            try:
+                result = await work()
+            except BaseException as e:
+                with trio.CancelScope(shield=True):
+                    text = str(e) if isinstance(e, CumuloError) else "it did not finish"
+                    await self.event(
+                        cmd.event,
+                        f"{description} failed: {text}",
+                        state="Error",
+                        resource_type=instance_type,
+                        resource_uuid=instance_uuid or None,
+                    )
+                raise
+            await self.event(
+                cmd.event, description, resource_type=instance_type, resource_uuid=instance_uuid or None
+            )
+            return result
+
+        owner = JobOwner(account_id=self.caller.account_id, user_id=self.caller.user_id)
+        try:
+            job_id = await jobs.submit(
+                cmd.name, job, owner=owner, instance_type=instance_type, instance_id=instance_id
+            )
+            await self.event(
+                cmd.event,
+                description,
+                state="Scheduled",
+                resource_type=instance_type,
+                resource_uuid=instance_uuid or None,
+                job_id=job_id,
+            )
+        finally:
+            scheduled.set()
+        return str(await self.db.run(_job_uuid, job_id))
+
+
+def _job_uuid(conn: Any, job_id: int) -> str:
+
+    return str(
+        conn.scalar(async_jobs.select().with_only_columns(async_jobs.c.uuid).where(async_jobs.c.id == job_id))
+    )
+
 
 def make_app(api: Api) -> Starlette:
+    from . import commands  # noqa: F401 - registers every command
+
     return Starlette(routes=[Route("/client/api", api.endpoint, methods=["GET", "POST"])])
 
 

@@ -1,12 +1,14 @@
-"""API commands as declarations: one per command drives parsing, validation and ``listApis``.
+"""API commands as declarations: one per command drives parsing, validation, ``listApis`` and the docs.
 
-A handler is ``async def handler(api, caller, args) -> dict`` and returns the body of
-``<command lowercased>response``. Parameter values arrive as strings and are parsed by type here; a
-missing required parameter or a value of the wrong type is error 431 with a message naming it.
+A handler is ``async def handler(ctx, args) -> dict`` (``ctx``: the API, the caller and the request's
+helpers, see ``app.Context``) and returns the body of ``<command lowercased>response``. Parameter values
+arrive as strings and are parsed by type here; a missing required parameter or a value of the wrong
+type is error 431 with a message naming it. Map parameters arrive flattened (``details[0].key=v``).
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -14,13 +16,18 @@ from typing import Any
 
 from ..errors import InvalidParameter
 
+TYPES = ("string", "uuid", "integer", "long", "boolean", "list", "map", "date")
+_MAP_KEY = re.compile(r"^([a-z0-9_]+)\[(\d{1,4})\]\.([a-z0-9_]+)$")
+INT_RANGE = 2**63  # a Java long: what CloudStack accepts for numbers
+
 
 @dataclass(frozen=True)
 class Param:
     name: str
-    type: str = "string"  # string, uuid, integer, long, boolean, list
+    type: str = "string"
     required: bool = False
     description: str = ""
+    length: int = 255  # the longest string value accepted
 
 
 @dataclass(frozen=True)
@@ -31,16 +38,34 @@ class Command:
     params: tuple[Param, ...] = ()
     admin: bool = False
     is_async: bool = False
+    event: str = ""  # the audit event type a call records (e.g. VM.CREATE); empty: none (reads)
+    response: str = ""  # the item key of what it answers (for listApis and the docs)
+    since: str = "4.0"
+
+    @property
+    def area(self) -> str:
+        """The module that declares it (discovery, vms, volumes...), for the docs' sections."""
+        return self.handler.__module__.rsplit(".", 1)[-1]
 
 
 COMMANDS: dict[str, Command] = {}
 
 
 def command(
-    name: str, description: str, *params: Param, admin: bool = False, is_async: bool = False
+    name: str,
+    description: str,
+    *params: Param,
+    admin: bool = False,
+    is_async: bool = False,
+    event: str = "",
+    response: str = "",
 ) -> Callable[[Callable[..., Awaitable[dict[str, Any]]]], Any]:
+    for p in params:
+        assert p.type in TYPES, f"{name}: parameter {p.name} has unknown type {p.type}"
+
     def register(handler: Callable[..., Awaitable[dict[str, Any]]]) -> Any:
-        COMMANDS[name.lower()] = Command(name, description, handler, params, admin, is_async)
+        assert name.lower() not in COMMANDS, f"{name} declared twice"
+        COMMANDS[name.lower()] = Command(name, description, handler, params, admin, is_async, event, response)
         return handler
 
     return register
@@ -51,6 +76,13 @@ def parse(cmd: Command, raw: Mapping[str, str]) -> dict[str, Any]:
     lowered = {k.lower(): v for k, v in raw.items()}
     args: dict[str, Any] = {}
     for p in cmd.params:
+        if p.type == "map":
+            value = _map(p, lowered)
+            if value:
+                args[p.name] = value
+            elif p.required:
+                raise InvalidParameter(f"missing parameter {p.name} (give {p.name}[0].key=value)")
+            continue
         value = lowered.get(p.name.lower())
         if value is None or value == "":
             if p.required:
@@ -58,14 +90,28 @@ def parse(cmd: Command, raw: Mapping[str, str]) -> dict[str, Any]:
                     f"Unable to execute API command {cmd.name.lower()} due to missing parameter {p.name}"
                 )
             continue
-        args[p.name] = _typed(p, value)
+        args[p.name] = _typed(cmd, p, value)
     return args
 
 
-def _typed(p: Param, value: str) -> Any:
+def _map(p: Param, lowered: Mapping[str, str]) -> list[dict[str, str]]:
+    """``name[0].key=v&name[0].value=w&name[1].key=...`` as a list of dicts, by index."""
+    entries: dict[int, dict[str, str]] = {}
+    for key, value in lowered.items():
+        m = _MAP_KEY.match(key)
+        if m and m.group(1) == p.name.lower():
+            entries.setdefault(int(m.group(2)), {})[m.group(3)] = value
+    return [entries[i] for i in sorted(entries)]
+
+
+def _typed(cmd: Command, p: Param, value: str) -> Any:
+    what = {"integer": "an integer", "long": "an integer", "boolean": "true or false", "uuid": "a UUID"}
     try:
         if p.type in ("integer", "long"):
-            return int(value)
+            number = int(value)
+            if not -INT_RANGE <= number < INT_RANGE:
+                raise ValueError(value)
+            return number
         if p.type == "boolean":
             if value.lower() not in ("true", "false"):
                 raise ValueError(value)
@@ -73,10 +119,14 @@ def _typed(p: Param, value: str) -> Any:
         if p.type == "uuid":
             return str(uuid.UUID(value))
         if p.type == "list":
-            return [v for v in value.split(",") if v]
+            items = [v.strip() for v in value.split(",") if v.strip()]
+            return items
     except ValueError:
+        shown = value if len(value) <= 64 else value[:61] + "..."
         raise InvalidParameter(
-            f"Unable to execute API command due to invalid value {value!r} for parameter "
-            f"{p.name}: not a valid {p.type}"
+            f"Unable to execute API command {cmd.name.lower()} due to invalid value {shown!r} for "
+            f"parameter {p.name}: it must be {what.get(p.type, 'a ' + p.type)}"
         ) from None
+    if len(value) > p.length:
+        raise InvalidParameter(f"parameter {p.name} is longer than {p.length} characters")
     return value

@@ -217,6 +217,7 @@ vms = Table(
     "vms", metadata, _id(), _uuid(),
     Column("instance_name", String(255), nullable=False, unique=True),
     Column("display_name", String(255), nullable=False),
+    Column("name", String(255)),  # the guest's host name the user chose (NULL: the instance name)
     Column("state", String(32), nullable=False),
     Column("update_count", BigInteger, nullable=False, default=0),
     Column("power_state", String(32), nullable=False, default="PowerUnknown"),
@@ -252,6 +253,7 @@ volumes = Table(
     Column("name", String(255), nullable=False),
     Column("vm_id", ForeignKey("vms.id")),
     Column("pool_id", ForeignKey("storage_pools.id")),
+    Column("zone_id", ForeignKey("zones.id")),  # set for volumes made on their own (createVolume)
     Column("type", String(16), nullable=False),  # ROOT, DATADISK
     Column("state", String(32), nullable=False),
     Column("update_count", BigInteger, nullable=False, default=0),
@@ -322,6 +324,9 @@ users = Table(
     Column("account_id", ForeignKey("accounts.id"), nullable=False),
     Column("username", String(255), nullable=False, unique=True),
     Column("password", String(255), nullable=False, default=""),  # a PBKDF2 hash (mgmt/api/passwords.py)
+    Column("email", String(255), nullable=False, server_default=""),
+    Column("first_name", String(255), nullable=False, server_default=""),
+    Column("last_name", String(255), nullable=False, server_default=""),
     Column("api_key", String(255), unique=True),
     Column("secret_key", String(255)),
     Column("state", String(32), nullable=False, default="enabled"),
@@ -343,6 +348,22 @@ async_jobs = Table(
     Column("created", DateTime(timezone=True), nullable=False),
     Column("completed", DateTime(timezone=True)),
     Index("ix_async_jobs_status", "status"),
+)
+
+# The audit trail: who did what to which resource, and how it ended.
+events = Table(
+    "events", metadata, _id(), _uuid(),
+    Column("type", String(64), nullable=False),  # CloudStack's event types: VM.CREATE, VOLUME.ATTACH...
+    Column("state", String(32), nullable=False),  # Scheduled, Completed, Error
+    Column("level", String(16), nullable=False),  # INFO, ERROR
+    Column("description", String(4096), nullable=False),
+    Column("user_id", Integer, nullable=False),
+    Column("account_id", Integer, nullable=False),
+    Column("resource_type", String(64), nullable=False, server_default=""),
+    Column("resource_uuid", String(36)),
+    Column("job_id", Integer),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Index("ix_events_account_created", "account_id", "created"),
 )
 
 configuration = Table(

@@ -171,14 +171,17 @@ class Orchestrator:
         vm_id = await self.db.run(vm_rows.allocate, spec)
         log.info("VM allocated", extra={"vm_id": vm_id})
         if start:
-            try:
-                await self.start(vm_id, host_id=spec.host_id)
-            except CumuloError:
-                # As CloudStack: a deploy that could not start leaves the VM in Error, holding nothing
-                # (its addresses go back now; the expunge task removes it later).
-                await self.db.run(_deploy_failed, vm_id)
-                raise
+            await self.first_start(vm_id, host_id=spec.host_id)
         return vm_id
+
+    async def first_start(self, vm_id: int, *, host_id: int = 0) -> None:
+        """Start a VM just allocated. As CloudStack: a deploy that could not start leaves the VM in
+        Error, holding nothing (its addresses go back now; the expunge task removes it later)."""
+        try:
+            await self.start(vm_id, host_id=host_id)
+        except CumuloError:
+            await self.db.run(_deploy_failed, vm_id)
+            raise
 
     async def start(self, vm_id: int, *, host_id: int = 0) -> None:
         vm = await self.db.run(vm_rows.load, vm_id)
@@ -372,11 +375,13 @@ class Orchestrator:
                     e,
                     extra={"vm_id": vm_id},
                 )
-        released = await self.db.run(_undo_rows, vm_id, fresh_ids)
+        fresh_bytes = sum(v.size_bytes for v in vm.volumes if v.id in fresh_ids)
+        released = await self.db.run(_undo_rows, vm_id, fresh_ids, fresh_bytes)
         if released is not None:
-            self.placement.allocated(released.host_id, -released.cpu_mhz, -released.memory_bytes)
-            if fresh and released.pool_id:
-                self.placement.pool_allocated(released.pool_id, -released.disk_bytes)
+            if released.state is not None:
+                self.placement.allocated(released.host_id, -released.cpu_mhz, -released.memory_bytes)
+            if fresh_ids and released.pool_id:
+                self.placement.pool_allocated(released.pool_id, -fresh_bytes)
 
     # --- stop, reboot ----------------------------------------------------------------------------------
 
@@ -576,12 +581,12 @@ def _started(conn: Connection, vm_id: int, host_id: int) -> None:
     )
 
 
-def _undo_rows(conn: Connection, vm_id: int, fresh_volume_ids: list[int]) -> Any:
+def _undo_rows(conn: Connection, vm_id: int, fresh_volume_ids: list[int], fresh_bytes: int) -> Any:
     released = capacity.release_compute(conn, vm_id)
     if fresh_volume_ids:
         for volume_id in fresh_volume_ids:
             volumes.set_state(conn, volume_id, volumes.ALLOCATED, pool_id=None, path="")
-        storage = capacity.release_storage(conn, vm_id)
+        storage = capacity.release_disk(conn, vm_id, fresh_bytes)
         released = released or storage
     return released
 

@@ -24,6 +24,7 @@ from ..db.schema import (
 )
 from ..errors import InvalidParameter
 from ..network import nics
+from ..planner import capacity
 from ..storage import volumes
 from .vm_state import Event, State, next_state, refusal
 
@@ -120,6 +121,7 @@ def allocate(conn: Connection, spec: DeploySpec) -> int:
                 uuid=vm_uuid,
                 instance_name=f"tmp-{vm_uuid}",
                 display_name=spec.display_name or spec.name or "",
+                name=spec.name or None,
                 state=State.STOPPED,
                 update_count=0,
                 power_state="PowerOff",
@@ -258,3 +260,28 @@ def transition(conn: Connection, vm_id: int, event: Event, **values: Any) -> Sta
     if changed != 1:
         raise InvalidParameter(f"VM {row.instance_name} changed while this request ran; try again")
     return new
+
+
+def change_offering(conn: Connection, vm_id: int, offering_id: int) -> Any:
+    """Give a Stopped VM another service offering. A hold on its last host was sized for the old one:
+    it is released (the row released is returned, None when there was none)."""
+    row = conn.execute(sa.select(vms).where(vms.c.id == vm_id, vms.c.removed.is_(None))).one()
+    if row.state != State.STOPPED:
+        raise InvalidParameter(
+            f"VM {row.instance_name} is {row.state}; its service offering changes only when it is Stopped"
+        )
+    released = capacity.release_compute(conn, vm_id)
+    changed = conn.execute(
+        vms.update()
+        .where(vms.c.id == vm_id, vms.c.update_count == row.update_count)
+        .values(service_offering_id=offering_id, update_count=row.update_count + 1)
+    ).rowcount
+    if changed != 1:
+        raise InvalidParameter(f"VM {row.instance_name} changed while this request ran; try again")
+    return released
+
+
+def update_details(conn: Connection, vm_id: int, **values: Any) -> None:
+    """Name, display name, HA flag: what changes without touching the guest."""
+    if values:
+        conn.execute(vms.update().where(vms.c.id == vm_id).values(**values))

@@ -28,6 +28,7 @@ from ..db.schema import (
     host_capacity,
     storage_pools,
     template_copies,
+    volumes,
 )
 from ..errors import InsufficientCapacity
 from .pools import THIN
@@ -77,24 +78,69 @@ def reserve(conn: Connection, ask: Ask, limits: Limits, now: datetime) -> None:
     if not _add_used(conn, ask.host_id, ask.cpu_mhz, ask.memory_bytes, ask.cores, limits):
         raise ReservationLost("host", ask.host_id, f"host {ask.host_id} no longer has {ask.cpu_mhz} MHz and "
                                                    f"{ask.memory_bytes // 2**20} MiB free")
-    pool_id, disk = (previous.pool_id, previous.disk_bytes) if previous is not None and previous.pool_id \
-        else (ask.pool_id or None, ask.disk_bytes)
-    if pool_id and (previous is None or not previous.pool_id) and ask.disk_bytes:
-        thin = SP.c.pool_type.in_(THIN) & (SP.c.scope != "HOST")
-        factor = sa.case((thin, limits.storage_factor), else_=1.0)
-        took = conn.execute(SP.update().where(
-            SP.c.id == pool_id,
-            SP.c.used_bytes + SP.c.reserved_bytes + ask.disk_bytes <= SP.c.capacity_bytes * factor,
-        ).values(used_bytes=SP.c.used_bytes + ask.disk_bytes, update_count=SP.c.update_count + 1)).rowcount
-        if took != 1:
-            raise ReservationLost("pool", pool_id, f"storage pool {pool_id} no longer has "
-                                                   f"{ask.disk_bytes // 2**30} GiB free")
+    # A VM whose volumes are on a pool already keeps that pool; new volumes (a data disk attached while
+    # it was stopped) are added to it.
+    has_pool = previous is not None and previous.pool_id
+    pool_id = previous.pool_id if has_pool else ask.pool_id or None
+    disk = (previous.disk_bytes if has_pool else 0) + ask.disk_bytes
+    if pool_id and ask.disk_bytes and not _add_pool_used(conn, pool_id, ask.disk_bytes, limits):
+        raise ReservationLost("pool", pool_id, f"storage pool {pool_id} no longer has "
+                                               f"{ask.disk_bytes // 2**30} GiB free")
     row = {"host_id": ask.host_id, "state": ALLOCATED, "held_until": None, "cpu_mhz": ask.cpu_mhz,
            "cores": ask.cores, "memory_bytes": ask.memory_bytes, "pool_id": pool_id, "disk_bytes": disk}
     if previous is None:
         conn.execute(R.insert().values(vm_id=ask.vm_id, created=now, **row))
     else:
         conn.execute(R.update().where(R.c.vm_id == ask.vm_id).values(**row))
+
+
+def _add_pool_used(conn: Connection, pool_id: int, nbytes: int, limits: Limits) -> bool:
+    thin = SP.c.pool_type.in_(THIN) & (SP.c.scope != "HOST")
+    factor = sa.case((thin, limits.storage_factor), else_=1.0)
+    return conn.execute(SP.update().where(
+        SP.c.id == pool_id,
+        SP.c.used_bytes + SP.c.reserved_bytes + nbytes <= SP.c.capacity_bytes * factor,
+    ).values(used_bytes=SP.c.used_bytes + nbytes, update_count=SP.c.update_count + 1)).rowcount == 1
+
+
+def add_disk(conn: Connection, vm_id: int, nbytes: int, limits: Limits) -> int:
+    """Reserve ``nbytes`` more on the pool of the VM's volumes (a data disk made for it while it has a
+    reservation); the pool's id. Raises ReservationLost when the pool is full."""
+    row = conn.execute(sa.select(R).where(R.c.vm_id == vm_id)).first()
+    if row is None or not row.pool_id:
+        raise ReservationLost("vm", vm_id, f"VM {vm_id} has no volumes on a pool yet")
+    if not _add_pool_used(conn, row.pool_id, nbytes, limits):
+        raise ReservationLost("pool", row.pool_id, f"storage pool {row.pool_id} does not have "
+                                                   f"{nbytes // 2**30} GiB free")
+    conn.execute(R.update().where(R.c.vm_id == vm_id).values(disk_bytes=R.c.disk_bytes + nbytes))
+    return int(row.pool_id)
+
+
+def release_disk(conn: Connection, vm_id: int, nbytes: int) -> sa.Row | None:
+    """Give back ``nbytes`` of the VM's pool space (volumes made by a failed start); a reservation left
+    with nothing goes. The row as it was, or None."""
+    row = conn.execute(sa.select(R).where(R.c.vm_id == vm_id)).first()
+    if row is None or not row.pool_id or not nbytes:
+        return row
+    conn.execute(SP.update().where(SP.c.id == row.pool_id).values(
+        used_bytes=SP.c.used_bytes - nbytes, update_count=SP.c.update_count + 1))
+    if row.disk_bytes - nbytes <= 0 and row.state is None:
+        conn.execute(R.delete().where(R.c.vm_id == vm_id))
+    else:
+        conn.execute(R.update().where(R.c.vm_id == vm_id).values(disk_bytes=R.c.disk_bytes - nbytes))
+    return row
+
+
+def detach_disk(conn: Connection, vm_id: int, nbytes: int) -> None:
+    """A data disk on the VM's pool leaves the VM: its bytes stay used on the pool, counted from now on
+    as a volume of its own (``check_totals`` counts detached volumes), not in the VM's reservation."""
+    conn.execute(R.update().where(R.c.vm_id == vm_id).values(disk_bytes=R.c.disk_bytes - nbytes))
+
+
+def release_volume(conn: Connection, pool_id: int, nbytes: int) -> None:
+    """A detached volume was deleted from its pool: its bytes go back."""
+    conn.execute(SP.update().where(SP.c.id == pool_id).values(
+        used_bytes=SP.c.used_bytes - nbytes, update_count=SP.c.update_count + 1))
 
 
 def _check_anti_affinity(conn: Connection, ask: Ask) -> None:
@@ -235,6 +281,9 @@ def check_totals(conn: Connection) -> list[str]:
         pool_sums[row.pool_id] = pool_sums.get(row.pool_id, 0) + row.disk_bytes
     for pool_id, size in conn.execute(sa.select(template_copies.c.pool_id, template_copies.c.size_bytes)):
         pool_sums[pool_id] = pool_sums.get(pool_id, 0) + size  # template copies take pool space too
+    for pool_id, size in conn.execute(sa.select(volumes.c.pool_id, volumes.c.size_bytes).where(
+            volumes.c.vm_id.is_(None), volumes.c.pool_id.is_not(None), volumes.c.removed.is_(None))):
+        pool_sums[pool_id] = pool_sums.get(pool_id, 0) + size  # and detached volumes
     for pool in conn.execute(sa.select(SP.c.id, SP.c.used_bytes)):
         want_bytes = pool_sums.get(pool.id, 0)
         if pool.used_bytes != want_bytes:

@@ -28,9 +28,11 @@ from .host import (
     StartupStorageCommand,
 )
 from .storage import (
+    AttachCommand,
     CreateAnswer,
     CreateCommand,
     DestroyCommand,
+    DettachCommand,
     PrimaryStorageDownloadAnswer,
     PrimaryStorageDownloadCommand,
 )
@@ -56,9 +58,10 @@ from .vm import (
 )
 
 __all__ = [
-    "ANSWERS", "COMMANDS", "Answer", "CheckHealthAnswer", "CheckHealthCommand", "CheckOnHostAnswer",
-    "CheckOnHostCommand", "CheckVirtualMachineAnswer", "CheckVirtualMachineCommand", "Command",
-    "CreateAnswer", "CreateCommand", "DestroyCommand", "DiskTO", "GetVmStatsAnswer", "GetVmStatsCommand",
+    "ANSWERS", "COMMANDS", "Answer", "AttachCommand", "CheckHealthAnswer", "CheckHealthCommand",
+    "CheckOnHostAnswer", "CheckOnHostCommand", "CheckVirtualMachineAnswer", "CheckVirtualMachineCommand",
+    "Command", "CreateAnswer", "CreateCommand", "DestroyCommand", "DettachCommand", "DiskTO",
+    "GetVmStatsAnswer", "GetVmStatsCommand",
     "MalformedCommand", "MigrateAnswer", "MigrateCommand", "NicTO", "PingAnswer", "PingRoutingCommand",
     "PowerState", "PrepareForMigrationAnswer", "PrepareForMigrationCommand", "PrimaryStorageDownloadAnswer",
     "PrimaryStorageDownloadCommand", "ReadyAnswer", "ReadyCommand", "RebootAnswer", "RebootCommand",

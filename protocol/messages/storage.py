@@ -1,10 +1,12 @@
-"""Volume messages: a template copied to a primary pool, a root volume made from it, and its deletion."""
+"""Volume messages: a template copied to a primary pool, a root volume made from it, its deletion, and
+data disks plugged into (and out of) running VMs."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from .base import Answer, Command, answer, command
+from .vm import DiskTO
 
 
 @command
@@ -54,3 +56,21 @@ class DestroyCommand(Command):
     volume_uuid: str
     pool_uuid: str
     path: str = ""
+
+
+@command
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttachCommand(Command):
+    """Plug a data disk into a running VM (answered with a plain ``Answer``)."""
+
+    vm_name: str
+    disk: DiskTO
+
+
+@command
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DettachCommand(Command):
+    """Unplug a data disk from a running VM (CloudStack's spelling; answered with a plain ``Answer``)."""
+
+    vm_name: str
+    disk: DiskTO

@@ -29,8 +29,14 @@ def test_java_urlencoder_rules() -> None:
 
 
 def test_signatures_from_the_cs_library_verify() -> None:
-    params = cs_signed("deployVirtualMachine", zoneid="z-1", displayname="web server ~1",
-                       details={"cpuNumber": "2"}, networkids=["n-1", "n-2"], startvm=True)
+    params = cs_signed(
+        "deployVirtualMachine",
+        zoneid="z-1",
+        displayname="web server ~1",
+        details={"cpuNumber": "2"},
+        networkids=["n-1", "n-2"],
+        startvm=True,
+    )
     assert params["signatureVersion"] == "3" and "expires" in params
     assert signature_matches(params, SECRET)
     assert not signature_matches(params, "another secret")
@@ -39,13 +45,19 @@ def test_signatures_from_the_cs_library_verify() -> None:
 
 
 def test_the_reference_form_and_the_client_variants_verify() -> None:
-    params = {"command": "listVirtualMachines", "apiKey": KEY, "response": "json", "Zeta": "x y",
-              "name": "a~[1]"}
+    params = {
+        "command": "listVirtualMachines",
+        "apiKey": KEY,
+        "response": "json",
+        "Zeta": "x y",
+        "name": "a~[1]",
+    }
     # The server's own reference: byte-order names, Java encoding.
     reference = "&".join(f"{k}={encode(v)}" for k, v in sorted(params.items())).lower()
     # libcloud: lowercased-name order, ~ [ ] left alone.
-    libcloud = "&".join(f"{k}={encode(v, '~[]')}"
-                        for k, v in sorted(params.items(), key=lambda kv: kv[0].lower())).lower()
+    libcloud = "&".join(
+        f"{k}={encode(v, '~[]')}" for k, v in sorted(params.items(), key=lambda kv: kv[0].lower())
+    ).lower()
     assert reference != libcloud
     assert {reference, libcloud} <= canonical_forms(params)
     for text in (reference, libcloud):
@@ -54,13 +66,22 @@ def test_the_reference_form_and_the_client_variants_verify() -> None:
     assert not signature_matches({**params, "signature": sign(wrong_order, SECRET)}, SECRET)
 
 
-@pytest.mark.parametrize("text", ["2026-11-22T12:30:00+0000", "2026-11-22T12:30:00+00:00",
-                                  "2026-11-22T12:30:00Z", "2026-11-22T12:30:00 0000"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-22T12:30:00+0000",
+        "2026-11-22T12:30:00+00:00",
+        "2026-11-22T12:30:00Z",
+        "2026-11-22T12:30:00 0000",
+    ],
+)
 def test_expiry_formats(text: str) -> None:
     assert parse_expires(text) == NOW + timedelta(minutes=30)
     assert expiry_problem({"signatureVersion": "3", "expires": text}, NOW) == ""
-    assert expiry_problem({"signatureVersion": "3", "expires": text}, NOW + timedelta(hours=1)) == \
-        "the request expired"
+    assert (
+        expiry_problem({"signatureVersion": "3", "expires": text}, NOW + timedelta(hours=1))
+        == "the request expired"
+    )
 
 
 def test_expiry_rules() -> None:

@@ -1,0 +1,16 @@
+"""Every API command, one module per area; importing the package registers them all."""
+
+from . import (  # noqa: F401 - each module registers its commands
+    accounts,
+    affinity,
+    compat,
+    config,
+    discovery,
+    infra,
+    jobs,
+    networks,
+    offerings,
+    templates,
+    vms,
+    volumes,
+)

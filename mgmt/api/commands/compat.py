@@ -1,0 +1,32 @@
+"""The empty answers clients need for what Cumulo does not have: public IPs and forwarding rules (shared
+networks have no virtual router), security groups, SSH key pairs. libcloud's list_nodes, for one,
+calls the first three for every listing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..registry import Param, command
+from .common import OWNER, PAGING
+
+
+async def _empty(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+    return {}
+
+
+for _name, _key, _what in (
+    ("listPublicIpAddresses", "publicipaddress", "public IP addresses (none: shared networks only)"),
+    ("listPortForwardingRules", "portforwardingrule", "port forwarding rules (none: no virtual routers)"),
+    ("listIpForwardingRules", "ipforwardingrule", "static NAT rules (none: no virtual routers)"),
+    ("listSecurityGroups", "securitygroup", "security groups (none: not supported)"),
+    ("listSSHKeyPairs", "sshkeypair", "SSH key pairs (none: registering them is not supported yet)"),
+):
+    command(
+        _name,
+        f"Lists {_what}.",
+        Param("id", "uuid", description="an id"),
+        Param("name", description="a name"),
+        *OWNER,
+        *PAGING,
+        response=_key,
+    )(_empty)

@@ -1,0 +1,634 @@
+"""Virtual machines: deploy, list, start, stop, reboot, destroy, recover, expunge, migrate, update,
+change of service offering. The long operations run as async jobs (one at a time per VM) on the
+orchestration engine; their results are the VM as listVirtualMachines shows it."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ...db.schema import (
+    accounts,
+    affinity_group_vms,
+    affinity_groups,
+    disk_offerings,
+    domains,
+    hosts,
+    networks,
+    nics,
+    service_offerings,
+    templates,
+    vms,
+    zones,
+)
+from ...errors import InvalidParameter, PermissionDenied
+from ...orchestration import vms as vm_rows
+from ...orchestration.vm_state import State
+from ...orchestration.vms import DeploySpec
+from ..registry import Param, command
+from .common import OWNER, PAGING, date, fetch, find, keyword, listing, owner_filter, uuids
+
+GIB = 2**30
+# RFC 1123 host names, as CloudStack checks them: letters, digits and hyphens, not starting with a digit
+# or a hyphen, at most 63 characters.
+_HOSTNAME = re.compile(r"^[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_API_STATES = {s.value for s in State} - {"Unknown"}
+
+
+def _query() -> sa.Select[Any]:
+    return (
+        sa.select(
+            vms,
+            zones.c.uuid.label("zone_uuid"),
+            zones.c.name.label("zone_name"),
+            hosts.c.uuid.label("host_uuid"),
+            hosts.c.name.label("host_name"),
+            hosts.c.hypervisor_type.label("host_hypervisor"),
+            templates.c.uuid.label("template_uuid"),
+            templates.c.name.label("template_name"),
+            templates.c.display_text.label("template_text"),
+            templates.c.hypervisor_type.label("template_hypervisor"),
+            service_offerings.c.uuid.label("offering_uuid"),
+            service_offerings.c.name.label("offering_name"),
+            service_offerings.c.cpus,
+            service_offerings.c.cpu_speed_mhz,
+            service_offerings.c.memory_mb,
+            accounts.c.name.label("account_name"),
+            domains.c.uuid.label("domain_uuid"),
+            domains.c.name.label("domain_name"),
+        )
+        .join(zones, zones.c.id == vms.c.zone_id)
+        .outerjoin(hosts, hosts.c.id == vms.c.host_id)
+        .join(templates, templates.c.id == vms.c.template_id)
+        .join(service_offerings, service_offerings.c.id == vms.c.service_offering_id)
+        .join(accounts, accounts.c.id == vms.c.account_id)
+        .join(domains, domains.c.id == accounts.c.domain_id)
+    )
+
+
+def _views(conn: Connection, caller: Any, rows: list[Any]) -> list[dict[str, Any]]:
+    ids = [r.id for r in rows]
+    by_vm: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+    groups: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+    if ids:
+        for n in conn.execute(
+            sa.select(
+                nics,
+                networks.c.uuid.label("network_uuid"),
+                networks.c.name.label("network_name"),
+                networks.c.gateway,
+                networks.c.netmask,
+                networks.c.vlan,
+            )
+            .join(networks, networks.c.id == nics.c.network_id)
+            .where(nics.c.vm_id.in_(ids), nics.c.state != "Released")
+            .order_by(nics.c.device_id)
+        ):
+            by_vm[n.vm_id].append(
+                {
+                    "id": n.uuid,
+                    "networkid": n.network_uuid,
+                    "networkname": n.network_name,
+                    "ipaddress": n.ip_address,
+                    "netmask": n.netmask,
+                    "gateway": n.gateway,
+                    "macaddress": n.mac_address,
+                    "isdefault": n.is_default,
+                    "traffictype": "Guest",
+                    "type": "Shared",
+                    "broadcasturi": f"vlan://{n.vlan}",
+                    "deviceid": str(n.device_id),
+                }
+            )
+        for g in conn.execute(
+            sa.select(affinity_group_vms.c.vm_id, affinity_groups)
+            .join(affinity_groups, affinity_groups.c.id == affinity_group_vms.c.group_id)
+            .where(affinity_group_vms.c.vm_id.in_(ids))
+        ):
+            groups[g.vm_id].append(
+                {"id": g.uuid, "name": g.name, "type": g.type, "description": g.description}
+            )
+    return [vm_view(r, by_vm[r.id], groups[r.id], admin=caller.is_admin) for r in rows]
+
+
+def vm_view(
+    r: Any, nic_views: list[dict[str, Any]], group_views: list[dict[str, Any]], *, admin: bool
+) -> dict[str, Any]:
+    # "Unknown" (its host vanished) is not a state CloudStack clients accept; until HA settles the VM
+    # it is shown as Error.
+    state = r.state if r.state in _API_STATES else "Error"
+    view: dict[str, Any] = {
+        "id": r.uuid,
+        "name": r.name or r.instance_name,
+        "displayname": r.display_name,
+        "state": state,
+        "zoneid": r.zone_uuid,
+        "zonename": r.zone_name,
+        "templateid": r.template_uuid,
+        "templatename": r.template_name,
+        "templatedisplaytext": r.template_text,
+        "serviceofferingid": r.offering_uuid,
+        "serviceofferingname": r.offering_name,
+        "cpunumber": r.cpus,
+        "cpuspeed": r.cpu_speed_mhz,
+        "memory": r.memory_mb,
+        "created": date(r.created),
+        "lastupdated": date(r.state_changed),
+        "hypervisor": r.host_hypervisor or r.template_hypervisor,
+        "account": r.account_name,
+        "domainid": r.domain_uuid,
+        "domain": r.domain_name,
+        "haenable": r.ha_enabled,
+        "passwordenabled": False,
+        "isdynamicallyscalable": False,
+        "rootdeviceid": 0,
+        "rootdevicetype": "ROOT",
+        "guestosid": None,
+        "nic": nic_views,
+        "securitygroup": [],
+        "affinitygroup": group_views,
+        "tags": [],
+        "details": {},
+    }
+    if admin:  # CloudStack shows where a VM runs to admins only
+        view.update(hostid=r.host_uuid, hostname=r.host_name, instancename=r.instance_name)
+    return {k: v for k, v in view.items() if v is not None}
+
+
+def view_of(conn: Connection, caller: Any, vm_id: int) -> dict[str, Any]:
+    return _views(conn, caller, [conn.execute(_query().where(vms.c.id == vm_id)).one()])[0]
+
+
+def _list(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+    where = [vms.c.removed.is_(None), *owner_filter(conn, caller, args, vms.c.account_id)]
+    if "keyword" in args:
+        where.append(
+            sa.or_(
+                *keyword(vms.c.display_name, args),
+                *keyword(vms.c.name, args),
+                *keyword(vms.c.instance_name, args),
+            )
+        )
+    if "name" in args:
+        where.append(sa.or_(vms.c.name == args["name"], vms.c.display_name == args["name"]))
+    ids = uuids(args, "ids") + ([args["id"]] if "id" in args else [])
+    if ids:
+        where.append(vms.c.uuid.in_(ids))
+    for key, column in (
+        ("state", vms.c.state),
+        ("zoneid", zones.c.uuid),
+        ("templateid", templates.c.uuid),
+        ("serviceofferingid", service_offerings.c.uuid),
+    ):
+        if key in args:
+            where.append(column == args[key])
+    if "hostid" in args:
+        if not caller.is_admin:
+            raise PermissionDenied("only admins may list VMs by host")
+        where.append(hosts.c.uuid == args["hostid"])
+    if "networkid" in args:
+        on_network = (
+            sa.select(nics.c.vm_id)
+            .join(networks, networks.c.id == nics.c.network_id)
+            .where(networks.c.uuid == args["networkid"], nics.c.state != "Released")
+        )
+        where.append(vms.c.id.in_(on_network))
+    if "affinitygroupid" in args:
+        member = (
+            sa.select(affinity_group_vms.c.vm_id)
+            .join(affinity_groups, affinity_groups.c.id == affinity_group_vms.c.group_id)
+            .where(affinity_groups.c.uuid == args["affinitygroupid"])
+        )
+        where.append(vms.c.id.in_(member))
+    rows, total = fetch(conn, _query().where(*where), vms.c.id, args)
+    return _views(conn, caller, rows), total
+
+
+@command(
+    "listVirtualMachines",
+    "Lists virtual machines: the caller's own (admins: every account's with listall=true).",
+    Param("id", "uuid", description="the VM's id"),
+    Param("ids", "list", description="comma-separated VM ids"),
+    Param("name", description="the VM's name"),
+    Param(
+        "state", description="Running, Stopped, Starting, Stopping, Migrating, Destroyed, Expunging, Error"
+    ),
+    Param("zoneid", "uuid", description="the zone's id"),
+    Param("hostid", "uuid", description="the host's id (admins)"),
+    Param("templateid", "uuid", description="the template's id"),
+    Param("serviceofferingid", "uuid", description="the service offering's id"),
+    Param("networkid", "uuid", description="VMs with a NIC on this network"),
+    Param("affinitygroupid", "uuid", description="VMs in this affinity group"),
+    Param("details", description="accepted for compatibility (every detail is always listed)"),
+    Param("isrecursive", "boolean", description="accepted for compatibility"),
+    *OWNER,
+    *PAGING,
+    response="virtualmachine",
+)
+async def list_virtual_machines(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+    items, total = await ctx.run(_list, ctx.caller, args)
+    return listing("virtualmachine", items, total)
+
+
+# --- deploy --------------------------------------------------------------------------------------------
+
+
+def _account_for(conn: Connection, caller: Any, args: dict[str, Any]) -> int:
+    if "account" not in args:
+        return int(caller.account_id)
+    if not caller.is_admin:
+        raise PermissionDenied("only admins may deploy for another account")
+    query = sa.select(accounts.c.id).where(accounts.c.name == args["account"], accounts.c.removed.is_(None))
+    if "domainid" in args:
+        query = query.join(domains, domains.c.id == accounts.c.domain_id).where(
+            domains.c.uuid == args["domainid"]
+        )
+    found = conn.scalar(query)
+    if found is None:
+        raise InvalidParameter(f"unable to find account {args['account']!r}")
+    return int(found)
+
+
+def _resolve(conn: Connection, caller: Any, args: dict[str, Any]) -> DeploySpec:
+    zone = find(conn, caller, zones, args["zoneid"], "zone")
+    offering = find(conn, caller, service_offerings, args["serviceofferingid"], "service offering")
+    template = find(conn, caller, templates, args["templateid"], "template")
+    if not template.public and not caller.is_admin and (template.account_id or 1) != caller.account_id:
+        raise PermissionDenied(f"unable to find or access template {args['templateid']}")
+    account_id = _account_for(conn, caller, args)
+    ip = args.get("ipaddress", "")
+    network_ids = [find(conn, caller, networks, n, "network").id for n in uuids(args, "networkids")]
+    for entry in args.get("iptonetworklist", []):
+        if "networkid" not in entry:
+            raise InvalidParameter("each iptonetworklist entry needs a networkid")
+        network = find(conn, caller, networks, entry["networkid"], "network")
+        if network.id not in network_ids:
+            network_ids.append(network.id)
+        if entry.get("ip") and network.id == network_ids[0]:
+            ip = entry["ip"]
+    if not network_ids:  # CloudStack picks the zone's network when there is exactly one
+        found = list(
+            conn.scalars(
+                sa.select(networks.c.id).where(networks.c.zone_id == zone.id, networks.c.removed.is_(None))
+            )
+        )
+        if len(found) != 1:
+            raise InvalidParameter(f"zone {zone.name} has {len(found)} networks: give networkids")
+        network_ids = found
+    if len(set(network_ids)) != len(network_ids):
+        raise InvalidParameter("networkids names a network twice")
+    host_id = 0
+    if "hostid" in args:
+        if not caller.is_admin:
+            raise PermissionDenied("only admins may choose the host")
+        host_id = find(conn, caller, hosts, args["hostid"], "host").id
+    disk_offering_id = 0
+    if "diskofferingid" in args:
+        disk_offering_id = find(conn, caller, disk_offerings, args["diskofferingid"], "disk offering").id
+    group_ids = []
+    for ident in uuids(args, "affinitygroupids"):
+        group_ids.append(find(conn, caller, affinity_groups, ident, "affinity group", owned=True).id)
+    for name in args.get("affinitygroupnames", []):
+        found_id = conn.scalar(
+            sa.select(affinity_groups.c.id).where(
+                affinity_groups.c.name == name,
+                affinity_groups.c.account_id == account_id,
+                affinity_groups.c.removed.is_(None),
+            )
+        )
+        if found_id is None:
+            raise InvalidParameter(f"unable to find affinity group {name!r}")
+        group_ids.append(found_id)
+    return DeploySpec(
+        zone_id=zone.id,
+        service_offering_id=offering.id,
+        template_id=template.id,
+        network_ids=tuple(network_ids),
+        account_id=account_id,
+        name=args.get("name", ""),
+        display_name=args.get("displayname", ""),
+        host_id=host_id,
+        ip_address=ip,
+        root_disk_bytes=args.get("rootdisksize", 0) * GIB,
+        disk_offering_id=disk_offering_id,
+        affinity_group_ids=tuple(dict.fromkeys(group_ids)),
+    )
+
+
+def _check_deploy_args(args: dict[str, Any]) -> None:
+    if "name" in args and not _HOSTNAME.match(args["name"]):
+        raise InvalidParameter(
+            "name must be a host name: letters, digits and hyphens, starting with a letter, "
+            "at most 63 characters"
+        )
+    if "rootdisksize" in args and not 1 <= args["rootdisksize"] <= 65536:
+        raise InvalidParameter("rootdisksize must be between 1 and 65536 (GB)")
+    if "userdata" in args:
+        try:
+            decoded = base64.b64decode(args["userdata"], validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidParameter("userdata must be Base64") from None
+        if len(decoded) > 32768:
+            raise InvalidParameter("userdata may be at most 32 KB once decoded")
+    if "keypair" in args:
+        raise InvalidParameter(f"unable to find SSH key pair {args['keypair']!r} (listSSHKeyPairs)")
+
+
+@command(
+    "deployVirtualMachine",
+    "Creates a VM and starts it (unless startvm=false): placement, addresses, volumes, then the host.",
+    Param("zoneid", "uuid", required=True, description="the zone's id"),
+    Param("serviceofferingid", "uuid", required=True, description="the service offering's id"),
+    Param("templateid", "uuid", required=True, description="the template's id"),
+    Param("name", description="the guest's host name (letters, digits, hyphens)"),
+    Param("displayname", description="the name shown for the VM"),
+    Param("networkids", "list", description="comma-separated network ids; the first is the default NIC's"),
+    Param("iptonetworklist", "map", description="networkid and ip pairs: iptonetworklist[0].networkid=..."),
+    Param("ipaddress", description="the address on the default network"),
+    Param("startvm", "boolean", description="start it (default true)"),
+    Param("hostid", "uuid", description="the host to start it on (admins)"),
+    Param("rootdisksize", "long", description="root disk size in GB (default: the template's)"),
+    Param("diskofferingid", "uuid", description="a data disk of this offering"),
+    Param("affinitygroupids", "list", description="comma-separated affinity group ids"),
+    Param("affinitygroupnames", "list", description="comma-separated affinity group names"),
+    Param(
+        "userdata",
+        description="Base64 user data (accepted and checked; not yet served to the guest)",
+        length=43690,
+    ),
+    Param("keypair", description="an SSH key pair's name (none are registered here)"),
+    Param("details", "map", description="accepted for compatibility"),
+    Param("hypervisor", description="accepted for compatibility (the template decides)"),
+    Param("account", description="deploy for this account (admins, with domainid)"),
+    Param("domainid", "uuid", description="the account's domain"),
+    is_async=True,
+    event="VM.CREATE",
+    response="virtualmachine",
+)
+async def deploy_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+    _check_deploy_args(args)
+    spec = await ctx.run(_resolve, ctx.caller, args)
+    vm_id = await ctx.run(vm_rows.allocate, spec)
+    vm_uuid = await ctx.run(_uuid_of, vm_id)
+    start = args.get("startvm", True)
+    orchestrator = ctx.services.orchestrator
+
+    async def work() -> dict[str, Any]:
+        if start:
+            await orchestrator.first_start(vm_id, host_id=spec.host_id)
+        return {"virtualmachine": await ctx.run(view_of, ctx.caller, vm_id)}
+
+    job = await ctx.submit(
+        work,
+        description=f"deployed VM {spec.name or vm_uuid}",
+        instance_type="VirtualMachine",
+        instance_id=vm_id,
+        instance_uuid=vm_uuid,
+    )
+    return {"id": vm_uuid, "jobid": job}
+
+
+def _uuid_of(conn: Connection, vm_id: int) -> str:
+    return str(conn.scalar(sa.select(vms.c.uuid).where(vms.c.id == vm_id)))
+
+
+# --- one VM at a time ------------------------------------------------------------------------------------
+
+
+async def _vm(ctx: Any, ident: str) -> Any:
+    return await ctx.run(find, ctx.caller, vms, ident, "virtual machine", owned=True)
+
+
+async def _vm_job(ctx: Any, vm: Any, what: str, operation: Any) -> dict[str, Any]:
+    async def work() -> dict[str, Any]:
+        await operation()
+        return {"virtualmachine": await ctx.run(view_of, ctx.caller, vm.id)}
+
+    job = await ctx.submit(
+        work,
+        description=f"{what} VM {vm.name or vm.instance_name}",
+        instance_type="VirtualMachine",
+        instance_id=vm.id,
+        instance_uuid=vm.uuid,
+    )
+    return {"jobid": job}
+
+
+@command(
+    "startVirtualMachine",
+    "Starts a stopped VM (on its last host when it still has room).",
+    Param("id", "uuid", required=True, description="the VM's id"),
+    Param("hostid", "uuid", description="the host to start it on (admins)"),
+    is_async=True,
+    event="VM.START",
+    response="virtualmachine",
+)
+async def start_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+    vm = await _vm(ctx, args["id"])
+    host_id = 0
+    if "hostid" in args:
+        if not ctx.caller.is_admin:
+            raise PermissionDenied("only admins may choose the host")
+        host_id = (await ctx.run(find, ctx.caller, hosts, args["hostid"], "host")).id
+    return await _vm_job(ctx, vm, "started", lambda: ctx.services.orchestrator.start(vm.id, host_id=host_id))
+
+
+@command(
+    "stopVirtualMachine",
+    "Stops a running VM: a clean shutdown, or at once with forced=true.",
+    Param("id", "uuid", required=True, description="the VM's id"),
+    Param("forced", "boolean", description="stop it at once, even when the host does not answer"),
+    is_async=True,
+    event="VM.STOP",
+    response="virtualmachine",
+)
+async def stop_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+    vm = await _vm(ctx, args["id"])
+    forced = args.get("forced", False)
+    return await _vm_job(ctx, vm, "stopped", lambda: ctx.services.orchestrator.stop(vm.id, forced=forced))
+
+
+@command(
+    "rebootVirtualMachine",
+    "Reboots a running VM.",
+    Param("id", "uuid", required=True, description="the VM's id"),
+    is_async=True,
+    event="VM.REBOOT",
+    response="virtualmachine",
+)
+async def reboot_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+    vm = await _vm(ctx, args["id"])
+    return await _vm_job(ctx, vm, "rebooted", lambda: ctx.services.orchestrator.reboot(vm.id))
+
+
+@command(
+    "destroyVirtualMachine",
+    "Destroys a VM: stopped and kept (recoverable) until the expunge delay passes, or expunged at once "
+    "with expunge=true (admins).",
+    Param("id", "uuid", required=True, description="the VM's id"),
+    Param("expunge", "boolean", description="expunge it now (admins)"),
+    is_async=True,
+    event="VM.DESTROY",
+    response="virtualmachine",
+)
+async def destroy_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+    vm = await _vm(ctx, args["id"])
+    expunge = args.get("expunge", False)
+    if expunge and not ctx.caller.is_admin:
+        raise PermissionDenied("only admins may expunge a VM at once")
+
+    async def work() -> dict[str, Any]:
+        await ctx.services.orchestrator.destroy(vm.id, expunge=expunge)
+        return {"virtualmachine": await ctx.run(_view_even_removed, ctx.caller, vm.id)}
+
+    job = await ctx.submit(
+        work,
+        description=f"destroyed VM {vm.name or vm.instance_name}",
+        instance_type="VirtualMachine",
+        instance_id=vm.id,
+        instance_uuid=vm.uuid,
+    )
+    return {"jobid": job}
+
+
+def _view_even_removed(conn: Connection, caller: Any, vm_id: int) -> dict[str, Any]:
+    view = view_of(conn, caller, vm_id)
+    if conn.scalar(sa.select(vms.c.removed).where(vms.c.id == vm_id)) is not None:
+        view["state"] = "Expunging"  # its last state as clients see it: gone
+    return view
+
+
+@command(
+    "recoverVirtualMachine",
+    "Recovers a destroyed VM (before it is expunged): it comes back Stopped.",
+    Param("id", "uuid", required=True, description="the VM's id"),
+    event="VM.RESTORE",
+    response="virtualmachine",
+)
+async def recover_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+    vm = await _vm(ctx, args["id"])
+    if ctx.services.jobs.busy("VirtualMachine", vm.id):
+        raise InvalidParameter(f"VM {vm.uuid} is busy with a job; try again when it ends")
+    await ctx.services.orchestrator.recover(vm.id)
+    await ctx.event(
+        "VM.RESTORE",
+        f"recovered VM {vm.name or vm.instance_name}",
+        resource_type="VirtualMachine",
+        resource_uuid=vm.uuid,
+    )
+    return {"virtualmachine": await ctx.run(view_of, ctx.caller, vm.id)}
+
+
+@command(
+    "expungeVirtualMachine",
+    "Expunges a destroyed VM now: its volumes are deleted and its addresses freed.",
+    Param("id", "uuid", required=True, description="the VM's id"),
+    admin=True,
+    is_async=True,
+    event="VM.EXPUNGE",
+)
+async def expunge_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+    vm = await _vm(ctx, args["id"])
+
+    async def work() -> dict[str, Any]:
+        await ctx.services.orchestrator.expunge(vm.id)
+        return {"success": True}
+
+    job = await ctx.submit(
+        work,
+        description=f"expunged VM {vm.name or vm.instance_name}",
+        instance_type="VirtualMachine",
+        instance_id=vm.id,
+        instance_uuid=vm.uuid,
+    )
+    return {"jobid": job}
+
+
+@command(
+    "migrateVirtualMachine",
+    "Live-migrates a running VM to the given host, or to one the planner chooses.",
+    Param("virtualmachineid", "uuid", required=True, description="the VM's id"),
+    Param("hostid", "uuid", description="the destination host (default: the planner's choice)"),
+    Param("storageid", "uuid", description="not supported: volumes stay on their pool"),
+    admin=True,
+    is_async=True,
+    event="VM.MIGRATE",
+    response="virtualmachine",
+)
+async def migrate_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+    if "storageid" in args:
+        raise InvalidParameter("storage migration is not supported: give hostid (or nothing) only")
+    vm = await _vm(ctx, args["virtualmachineid"])
+    host_id = 0
+    if "hostid" in args:
+        host_id = (await ctx.run(find, ctx.caller, hosts, args["hostid"], "host")).id
+    return await _vm_job(
+        ctx, vm, "migrated", lambda: ctx.services.orchestrator.migrate(vm.id, host_id=host_id)
+    )
+
+
+@command(
+    "updateVirtualMachine",
+    "Changes a VM's name, display name or HA flag.",
+    Param("id", "uuid", required=True, description="the VM's id"),
+    Param("name", description="the new host name (the VM must be Stopped)"),
+    Param("displayname", description="the new display name"),
+    Param("haenable", "boolean", description="whether HA restarts it when its host fails"),
+    Param("userdata", description="accepted and checked (Base64); not yet served to the guest", length=43690),
+    event="VM.UPDATE",
+    response="virtualmachine",
+)
+async def update_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+    vm = await _vm(ctx, args["id"])
+    values: dict[str, Any] = {}
+    if "name" in args:
+        _check_deploy_args({"name": args["name"]})
+        if vm.state != State.STOPPED:
+            raise InvalidParameter(f"VM {vm.uuid} is {vm.state}; its name changes only when it is Stopped")
+        values["name"] = args["name"]
+    if "displayname" in args:
+        values["display_name"] = args["displayname"]
+    if "haenable" in args:
+        values["ha_enabled"] = args["haenable"]
+    if "userdata" in args:
+        _check_deploy_args({"userdata": args["userdata"]})
+    await ctx.run(vm_rows.update_details, vm.id, **values)
+    await ctx.event(
+        "VM.UPDATE",
+        f"updated VM {vm.name or vm.instance_name}: {', '.join(values) or 'nothing'}",
+        resource_type="VirtualMachine",
+        resource_uuid=vm.uuid,
+    )
+    return {"virtualmachine": await ctx.run(view_of, ctx.caller, vm.id)}
+
+
+@command(
+    "changeServiceForVirtualMachine",
+    "Gives a stopped VM another service offering.",
+    Param("id", "uuid", required=True, description="the VM's id"),
+    Param("serviceofferingid", "uuid", required=True, description="the new service offering's id"),
+    event="VM.UPGRADE",
+    response="virtualmachine",
+)
+async def change_service(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+    vm = await _vm(ctx, args["id"])
+    offering = await ctx.run(
+        find, ctx.caller, service_offerings, args["serviceofferingid"], "service offering"
+    )
+    if ctx.services.jobs.busy("VirtualMachine", vm.id):
+        raise InvalidParameter(f"VM {vm.uuid} is busy with a job; try again when it ends")
+    released = await ctx.run(vm_rows.change_offering, vm.id, offering.id)
+    if released is not None:
+        ctx.services.placement.allocated(released.host_id, -released.cpu_mhz, -released.memory_bytes)
+    await ctx.event(
+        "VM.UPGRADE",
+        f"VM {vm.name or vm.instance_name} now has offering {offering.name}",
+        resource_type="VirtualMachine",
+        resource_uuid=vm.uuid,
+    )
+    return {"virtualmachine": await ctx.run(view_of, ctx.caller, vm.id)}
