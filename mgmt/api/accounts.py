@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..db.schema import accounts, domains, users
-from .passwords import hash_password, verify_password
+from .passwords import hash_password
 
 ROOT_ADMIN, USER = 1, 0  # CloudStack's account types
 
@@ -147,20 +147,13 @@ def caller_by_key(conn: Connection, api_key: str) -> Caller | None:
     return _caller(row)
 
 
-def caller_by_login(conn: Connection, username: str, password: str, domain: str) -> Caller | None:
-    """The user whose name and password these are, in the domain named by its path (``/`` is ROOT);
-    None for anything wrong (which, is not said)."""
+def login_candidate(conn: Connection, username: str, domain: str) -> tuple[Caller, str] | None:
+    """The enabled user of that name in the domain named by its path (``/`` is ROOT) or id, with its
+    password hash to check; None when there is none (the caller does not say which part was wrong)."""
     path = "/" + domain.strip("/") + ("/" if domain.strip("/") else "")
     row = conn.execute(
         _caller_query().where(
             users.c.username == username, sa.or_(domains.c.path == path, domains.c.uuid == domain)
         )
     ).first()
-    if row is None or not verify_password(password, row.password):
-        return None
-    return _caller(row)
-
-
-def caller_by_user_id(conn: Connection, user_id: int) -> Caller | None:
-    row = conn.execute(_caller_query().where(users.c.id == user_id)).first()
-    return None if row is None else _caller(row)
+    return None if row is None else (_caller(row), row.password)

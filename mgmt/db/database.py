@@ -42,8 +42,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def _sqlite_begin(conn: Connection) -> None:
     # IMMEDIATE: the transaction takes the write lock at its start (waiting up to busy_timeout), so what
-    # it reads stays true until it commits; SQLite has one writer at a time anyway.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # it reads stays true until it commits; SQLite has one writer at a time anyway. A read-only one
+    # (Database.read) begins deferred: in WAL mode it reads a snapshot and never waits for the writer.
+    read_only = conn.get_execution_options().get("cumulo_read_only", False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 class Database:
@@ -53,8 +55,11 @@ class Database:
         self.url = url
         if url.startswith("postgresql:"):
             url = "postgresql+psycopg:" + url.removeprefix("postgresql:")
-        self.engine: Engine = sa.create_engine(url, pool_size=threads, max_overflow=0, pool_pre_ping=True) \
-            if not url.startswith("sqlite") else sa.create_engine(url)
+        self.engine: Engine = (
+            sa.create_engine(url, pool_size=threads, max_overflow=0, pool_pre_ping=True)
+            if not url.startswith("sqlite")
+            else sa.create_engine(url)
+        )
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             sa.event.listen(self.engine, "begin", _sqlite_begin)
@@ -70,6 +75,17 @@ class Database:
         def work() -> T:
             with self.engine.begin() as conn:
                 return fn(conn, *args, **kwargs)
+
+        return await trio.to_thread.run_sync(work, limiter=self.limiter)
+
+    async def read(self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Like ``run`` for work that only reads: one snapshot, without taking SQLite's write lock."""
+
+        def work() -> T:
+            with self.engine.connect() as conn:
+                conn.execution_options(cumulo_read_only=True)
+                with conn.begin():
+                    return fn(conn, *args, **kwargs)
 
         return await trio.to_thread.run_sync(work, limiter=self.limiter)
 

@@ -41,8 +41,17 @@ class ApiCloud:
         return await trio.to_thread.run_sync(fn)
 
 
+async def start_api(nursery: trio.Nursery, tmp_path: Path, db: str = "") -> ApiCloud:
+    cloud = await start_cloud(nursery, tmp_path, db, **{"ping.interval": "1"})
+    return ApiCloud(cloud, json.loads((tmp_path / "admin-credentials.json").read_text()))
+
+
 @pytest.fixture
 async def api(nursery: trio.Nursery, tmp_path: Path) -> ApiCloud:
-    cloud = await start_cloud(nursery, tmp_path, **{"ping.interval": "1"})
-    creds = json.loads((tmp_path / "admin-credentials.json").read_text())
-    return ApiCloud(cloud, creds)
+    return await start_api(nursery, tmp_path)
+
+
+@pytest.fixture
+async def any_api(nursery: trio.Nursery, tmp_path: Path, db_url: str) -> ApiCloud:
+    """The same, on SQLite and on PostgreSQL."""
+    return await start_api(nursery, tmp_path, db_url)

@@ -54,7 +54,7 @@ def _domains(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[list[
     response="domain",
 )
 async def list_domains(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
-    items, total = await ctx.run(_domains, ctx.caller, args)
+    items, total = await ctx.read(_domains, ctx.caller, args)
     return listing("domain", items, total)
 
 
@@ -155,7 +155,7 @@ def _accounts(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[list
     response="account",
 )
 async def list_accounts(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
-    items, total = await ctx.run(_accounts, ctx.caller, args)
+    items, total = await ctx.read(_accounts, ctx.caller, args)
     return listing("account", items, total)
 
 
@@ -271,7 +271,7 @@ def _users(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[list[di
     response="user",
 )
 async def list_users(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
-    items, total = await ctx.run(_users, ctx.caller, args)
+    items, total = await ctx.read(_users, ctx.caller, args)
     return listing("user", items, total)
 
 

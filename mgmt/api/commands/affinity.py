@@ -96,7 +96,7 @@ def _list(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[list[dic
     response="affinitygroup",
 )
 async def list_affinity_groups(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
-    items, total = await ctx.run(_list, ctx.caller, args)
+    items, total = await ctx.read(_list, ctx.caller, args)
     return listing("affinitygroup", items, total)
 
 

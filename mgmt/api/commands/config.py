@@ -61,7 +61,7 @@ def _list(conn: Connection, args: dict[str, Any]) -> tuple[list[dict[str, Any]],
     response="configuration",
 )
 async def list_configurations(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
-    items, total = await ctx.run(_list, args)
+    items, total = await ctx.read(_list, args)
     return listing("configuration", items, total)
 
 
@@ -165,7 +165,7 @@ def _events(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[list[d
     response="event",
 )
 async def list_events(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
-    items, total = await ctx.run(_events, ctx.caller, args)
+    items, total = await ctx.read(_events, ctx.caller, args)
     return listing("event", items, total)
 
 
@@ -259,6 +259,6 @@ def _capacity(conn: Connection, values: dict[str, Any], args: dict[str, Any]) ->
     response="capacity",
 )
 async def list_capacity(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
-    items = await ctx.run(_capacity, ctx.services.values, args)
+    items = await ctx.read(_capacity, ctx.services.values, args)
     offset, limit = page(args)
     return listing("capacity", items[offset : None if limit is None else offset + limit], len(items))

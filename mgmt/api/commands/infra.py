@@ -64,7 +64,7 @@ def _zones(conn: Connection, args: dict[str, Any]) -> tuple[list[dict[str, Any]]
     response="zone",
 )
 async def list_zones(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
-    items, total = await ctx.run(_zones, args)
+    items, total = await ctx.read(_zones, args)
     return listing("zone", items, total)
 
 
@@ -183,7 +183,7 @@ def _pods(conn: Connection, args: dict[str, Any]) -> tuple[list[dict[str, Any]],
     response="pod",
 )
 async def list_pods(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
-    items, total = await ctx.run(_pods, args)
+    items, total = await ctx.read(_pods, args)
     return listing("pod", items, total)
 
 
@@ -322,7 +322,7 @@ def _clusters(conn: Connection, args: dict[str, Any]) -> tuple[list[dict[str, An
     response="cluster",
 )
 async def list_clusters(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
-    items, total = await ctx.run(_clusters, args)
+    items, total = await ctx.read(_clusters, args)
     return listing("cluster", items, total)
 
 
@@ -479,7 +479,7 @@ def _pools(conn: Connection, args: dict[str, Any]) -> tuple[list[dict[str, Any]]
     response="storagepool",
 )
 async def list_storage_pools(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
-    items, total = await ctx.run(_pools, args)
+    items, total = await ctx.read(_pools, args)
     return listing("storagepool", items, total)
 
 
@@ -686,7 +686,7 @@ def _hosts(conn: Connection, args: dict[str, Any]) -> tuple[list[dict[str, Any]]
     response="host",
 )
 async def list_hosts(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
-    items, total = await ctx.run(_hosts, args)
+    items, total = await ctx.read(_hosts, args)
     return listing("host", items, total)
 
 

@@ -74,7 +74,7 @@ def _one(conn: Connection, caller: Any, job_uuid: str) -> dict[str, Any]:
     Param("jobid", "uuid", required=True, description="the job's id"),
 )
 async def query_async_job_result(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = await ctx.run(_one, ctx.caller, args["jobid"])
+    result: dict[str, Any] = await ctx.read(_one, ctx.caller, args["jobid"])
     return result
 
 
@@ -99,5 +99,5 @@ def _list(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[list[dic
     response="asyncjobs",
 )
 async def list_async_jobs(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
-    items, total = await ctx.run(_list, ctx.caller, args)
+    items, total = await ctx.read(_list, ctx.caller, args)
     return listing("asyncjobs", items, total)

@@ -98,7 +98,7 @@ def _list(conn: Connection, args: dict[str, Any]) -> tuple[list[dict[str, Any]],
     response="network",
 )
 async def list_networks(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
-    items, total = await ctx.run(_list, args)
+    items, total = await ctx.read(_list, args)
     return listing("network", items, total)
 
 

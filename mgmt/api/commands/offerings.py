@@ -58,7 +58,7 @@ def _list_service(conn: Connection, args: dict[str, Any]) -> tuple[list[dict[str
 async def list_service_offerings(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
     if args.get("issystem"):
         return {}
-    items, total = await ctx.run(_list_service, args)
+    items, total = await ctx.read(_list_service, args)
     return listing("serviceoffering", items, total)
 
 
@@ -164,7 +164,7 @@ def _list_disk(conn: Connection, args: dict[str, Any]) -> tuple[list[dict[str, A
     response="diskoffering",
 )
 async def list_disk_offerings(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
-    items, total = await ctx.run(_list_disk, args)
+    items, total = await ctx.read(_list_disk, args)
     return listing("diskoffering", items, total)
 
 

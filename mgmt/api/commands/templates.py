@@ -165,7 +165,7 @@ def _list(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[list[dic
 async def list_templates(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
     if args["templatefilter"] not in FILTERS:
         raise InvalidParameter(f"templatefilter must be one of {', '.join(FILTERS)}")
-    items, total = await ctx.run(_list, ctx.caller, args)
+    items, total = await ctx.read(_list, ctx.caller, args)
     return listing("template", items, total)
 
 

@@ -231,7 +231,7 @@ def _list(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[list[dic
     response="virtualmachine",
 )
 async def list_virtual_machines(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
-    items, total = await ctx.run(_list, ctx.caller, args)
+    items, total = await ctx.read(_list, ctx.caller, args)
     return listing("virtualmachine", items, total)
 
 

@@ -124,7 +124,7 @@ def _list(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[list[dic
     response="volume",
 )
 async def list_volumes(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
-    items, total = await ctx.run(_list, ctx.caller, args)
+    items, total = await ctx.read(_list, ctx.caller, args)
     return listing("volume", items, total)
 
 
