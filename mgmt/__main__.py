@@ -1,4 +1,5 @@
-"""``python -m mgmt serve ...``: run the management server (also the ``cumulo-mgmt`` console script)."""
+"""``python -m mgmt serve ...``: run the management server (also the ``cumulo-mgmt`` console script);
+``python -m mgmt local``: the same with a simulated zone, for ``make run``."""
 
 from __future__ import annotations
 
@@ -27,7 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--bind", help="address to listen on (default: all)")
     run.add_argument("--zone-config", help="zone description file (TOML) applied at start")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub.add_parser("local", help="run the server with a simulated zone in this process (make run); "
+                                 "environment: API_PORT, AGENT_PORT, DATA_DIR, HOSTS")
     args = parser.parse_args(argv)
+    if args.command == "local":
+        from .local import main as local_main
+
+        return local_main()
     values: dict[str, object] = {}
     try:
         if args.config:

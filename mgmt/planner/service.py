@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import trio
@@ -49,11 +49,22 @@ class Placement:
         self.resync_seconds = resync_seconds
         self.planner = Planner(CapacityIndex(), PoolIndex(), self.settings, kernel=kernel, rng=rng)
         self._pending: set[int] = set()
+        self._status: dict[int, Status] = {}  # the latest status the agent manager reported per host
+        self.reloads = 0  # batches of hosts read again from the database (tests wait on it)
         self._wake = trio.Event()
 
     async def load(self) -> None:
-        index, pools = await self.db.run(self._load)
+        index, pools = await self.db.read(self._load)
         self.planner.index, self.planner.pools = index, pools
+        self._overlay(self._status)
+
+    def _overlay(self, host_ids: Collection[int]) -> None:
+        """Status changes reported while the database was being read win over what it said then."""
+        index = self.planner.index
+        for host_id in host_ids:
+            status = self._status.get(host_id)
+            if status is not None and host_id in index.position:
+                index.set_flags(host_id, up=status is Status.UP)
 
     def _load(self, conn: Any) -> tuple[CapacityIndex, PoolIndex]:
         return loader.load_index(conn, self.cpu_factor, self.mem_factor), loader.load_pools(conn)
@@ -71,6 +82,8 @@ class Placement:
                 facts = await self.db.run(loader.host_facts, self.cpu_factor, self.mem_factor, ids)
                 for host, cpu, mem in facts:
                     self.planner.index.set_host(host, cpu_factor=cpu, mem_factor=mem)
+                self._overlay(ids)
+                self.reloads += 1
                 if any(host.host_id not in self.planner.pools.by_host for host, _, _ in facts):
                     self.planner.pools = await self.db.run(loader.load_pools)  # their local pools
 
@@ -86,6 +99,7 @@ class Placement:
 
     def host_changed(self, host_id: int, status: Status) -> None:
         """From the agent manager: a host's status was written."""
+        self._status[host_id] = status
         if host_id in self.planner.index.position:
             self.planner.index.set_flags(host_id, up=status is Status.UP)
             if status is not Status.CONNECTING:

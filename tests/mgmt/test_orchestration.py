@@ -15,6 +15,7 @@ import trio
 from agent.faults import FaultTable
 from agent.shell import Agent
 from agent.simulator import SimulatorResource
+from mgmt.agents.host_status import Status
 from mgmt.db.schema import (
     capacity_reservations,
     clusters,
@@ -385,3 +386,20 @@ async def test_a_data_disk_is_made_with_the_vm_and_attached(cloud: Cloud) -> Non
     to = cloud.sim(cloud.guid_of(row.host_id)).host.vms[row.instance_name].to
     assert [(d.type, d.size_bytes) for d in to.disks] == [("ROOT", 2 * 2**30), ("DATADISK", 100 * 2**30)]
     cloud.exact()
+
+
+async def test_a_status_reported_while_the_planner_reads_a_host_wins(cloud: Cloud) -> None:
+    """A reconnecting host is read again from the database; the Up that arrives while that read is in
+    flight (the row still says Connecting) must not be undone by it."""
+    placement = cloud.services.placement
+    host_id = cloud.host_ids["a1"]
+    with cloud.services.db.engine.begin() as conn:
+        conn.execute(hosts.update().where(hosts.c.id == host_id).values(status="Connecting"))
+    reloads = placement.reloads
+    placement.host_changed(host_id, Status.CONNECTING)  # queued for a read of its row
+    placement.host_changed(host_id, Status.UP)  # reported before that read ran
+    with trio.fail_after(10):
+        while placement.reloads == reloads:
+            await trio.sleep(0.01)  # the placement task reads in a worker thread
+    index = placement.planner.index
+    assert index.flags[index.position[host_id]] & 1  # UP
