@@ -9,6 +9,8 @@ import sys
 
 import trio
 
+from protocol.runtime import tune_gc
+
 from .config import AgentConfig, default_name, load, parse_servers, stable_guid
 from .faults import FaultTable
 from .resource import Placement, ServerResource
@@ -111,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=config.log_level,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    tune_gc()
     return trio.run(serve, config)
 
 

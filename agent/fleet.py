@@ -1,17 +1,20 @@
 """``python -m agent.fleet``: many simulated agents, each on its own TCP connection, over several processes.
 
     python -m agent.fleet --mgmt HOST:PORT --hosts N [--processes K] [--faults FILE]
-                          [--zone Z] [--pods P] [--clusters-per-pod C] [--ramp SECONDS]
+                          [--zone Z] [--pods P] [--clusters-per-pod C] [--ramp SECONDS] [--stats FILE]
 
 Host i gets the guid ``fleet-<i>``, the name ``sim-<i>``, pod ``pod<p>`` and cluster ``pod<p>-cluster<c>``
 (spread round-robin), and one of a few host sizes. Every process runs its share of agents in one trio
 loop and reports its counts each second; the parent prints ``connected/up`` until Ctrl-C (or SIGTERM),
-then stops every process cleanly. SIGHUP makes every process reload the fault file.
+then stops every process cleanly. SIGHUP makes every process reload the fault file. With ``--stats``
+the agents time each ping's round trip, and at exit a JSON file gets every round trip and the
+connected/Up counts over time (for the fleet benchmark).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
 import resource
@@ -22,6 +25,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection as Pipe
 
 import trio
+
+from protocol.runtime import tune_gc
 
 from .config import parse_servers
 from .faults import FaultTable
@@ -45,6 +50,7 @@ class FleetPlan:
     faults: str = ""
     ramp: float = 0.0  # seconds over which to spread the first connects
     ping_retries: int = 5
+    stats: str = ""  # a JSON file written at exit: every ping's round trip and the Up counts over time
 
 
 def placement(plan: FleetPlan, i: int) -> Placement:
@@ -71,7 +77,10 @@ async def run_share(plan: FleetPlan, indexes: range, report: Pipe | None) -> Non
     for i in indexes:
         settings = AgentSettings(mgmt=servers, placement=placement(plan, i), ping_retries=plan.ping_retries,
                                  drain_seconds=5)
-        agents.append(Agent(settings, SimulatorResource(SIZES[i % len(SIZES)], faults, f"/sim/{i}")))
+        agent = Agent(settings, SimulatorResource(SIZES[i % len(SIZES)], faults, f"/sim/{i}"))
+        if plan.stats:
+            agent.ping_rtts = []
+        agents.append(agent)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
             step = plan.ramp / max(len(agents), 1)
@@ -96,14 +105,20 @@ async def run_share(plan: FleetPlan, indexes: range, report: Pipe | None) -> Non
                 if report is not None:
                     up = sum(a.status == "up" for a in agents)
                     connected = sum(a.status in ("connected", "up") for a in agents)
-                    report.send((connected, up))
-                await trio.sleep(1)  # the reporting period
+                    rtts: list[tuple[float, float]] = []
+                    for agent in agents:
+                        if agent.ping_rtts:
+                            rtts.extend(agent.ping_rtts)
+                            agent.ping_rtts.clear()
+                    report.send((connected, up, rtts))
+                await trio.sleep(1 if not plan.stats else 0.25)  # the reporting period
 
 
 def _child(plan: FleetPlan, indexes: range, report: Pipe) -> None:
     raise_fd_limit()
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until trio's receiver takes it over
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM for us
+    tune_gc()
     trio.run(run_share, plan, indexes, report)
 
 
@@ -140,14 +155,22 @@ def run_fleet(plan: FleetPlan, *, out: object = sys.stdout, until_up: bool = Fal
     signal.signal(signal.SIGHUP, forward_sighup)
     counts = [(0, 0)] * len(procs)
     started = time.monotonic()
+    rtts: list[tuple[float, float]] = []
+    timeline: list[tuple[float, int, int]] = []
+    printed = 0.0
     try:
         while True:
             for k, pipe in enumerate(pipes):
                 while pipe.poll():
-                    counts[k] = pipe.recv()
+                    connected, up, batch = pipe.recv()
+                    counts[k] = (connected, up)
+                    rtts.extend(batch)
             connected, up = (sum(c[0] for c in counts), sum(c[1] for c in counts))
-            print(f"[{time.monotonic() - started:6.1f}s] agents: {connected}/{plan.hosts} connected, "
-                  f"{up}/{plan.hosts} up", file=out, flush=True)  # type: ignore[call-overload]
+            timeline.append((time.time(), connected, up))
+            if time.monotonic() - printed >= 1:
+                printed = time.monotonic()
+                print(f"[{time.monotonic() - started:6.1f}s] agents: {connected}/{plan.hosts} connected, "
+                      f"{up}/{plan.hosts} up", file=out, flush=True)  # type: ignore[call-overload]
             if until_up and up == plan.hosts:
                 return 0
             if not any(p.is_alive() for p in procs):
@@ -156,6 +179,9 @@ def run_fleet(plan: FleetPlan, *, out: object = sys.stdout, until_up: bool = Fal
     except _Stop:
         return 0
     finally:
+        if plan.stats:
+            with open(plan.stats, "w") as f:
+                json.dump({"rtts": rtts, "timeline": timeline}, f)
         for proc in procs:
             if proc.is_alive():
                 proc.terminate()  # SIGTERM: the child drains and exits
@@ -176,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clusters-per-pod", type=int, default=2)
     parser.add_argument("--ramp", type=float, default=0.0, help="seconds to spread the first connects over")
     parser.add_argument("--until-up", action="store_true", help="exit 0 once every agent is Up")
+    parser.add_argument("--stats", default="", help="JSON file written at exit: ping round trips, Up counts")
     args = parser.parse_args(argv)
     if args.hosts < 1 or not 1 <= args.processes <= args.hosts or args.pods < 1 or args.clusters_per_pod < 1:
         parser.error("--hosts, --pods and --clusters-per-pod must be positive; 1 <= --processes <= --hosts")
@@ -184,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         parser.error(str(e))
     plan = FleetPlan(args.mgmt, args.hosts, args.processes, args.zone, args.pods, args.clusters_per_pod,
-                     args.faults, args.ramp)
+                     args.faults, args.ramp, stats=args.stats)
     return run_fleet(plan, until_up=args.until_up)
 
 

@@ -14,6 +14,7 @@ import itertools
 import logging
 import math
 import random
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from protocol import (
     NEED_DATA,
     Connection,
     ConnectionClosed,
+    LocalProtocolError,
     ProtocolError,
     Request,
     Response,
@@ -61,7 +63,9 @@ class AgentSettings:
     startup_timeout: float = 30.0  # seconds to wait for StartupAnswer and then ReadyCommand
     connect_timeout: float = 10.0
     backoff_base: float = 0.5  # first reconnect delay bound, doubled per failed attempt
-    backoff_cap: float = 30.0  # the bound never grows past this
+    # the bound never grows past this: a restarted server gets its hosts back within seconds (a 10,000-
+    # host reconnect storm: docs/benchmarks.md), and failed connects to a dead server cost little
+    backoff_cap: float = 5.0
     drain_seconds: float = 30.0
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
     command_concurrency: int = 64  # commands executing at once on one connection
@@ -99,6 +103,9 @@ class Agent:
         self.sessions = 0  # connections that reached Up
         self.last_close_reason = ""
         self.up = trio.Event()  # set while Up; replaced when the connection goes
+        # (wall-clock time, seconds) of each answered ping, when someone collects them (the fleet
+        # runner's --stats); None: not recorded
+        self.ping_rtts: list[tuple[float, float]] | None = None
         self._draining = False
         self._in_flight = 0
         self._idle = trio.Event()
@@ -126,7 +133,11 @@ class Agent:
                 self.last_close_reason = f"cannot connect to {host}:{port}: {e or 'timed out'}"
                 log.info("agent %s: %s", self.settings.placement.name, self.last_close_reason)
             else:
-                reached_up = await self._serve(stream, f"{host}:{port}")
+                try:
+                    reached_up = await self._serve(stream, f"{host}:{port}")
+                except Exception:  # a bug must not end the agent (or, in a fleet, its neighbours)
+                    log.exception("agent %s: the connection to %s:%d failed unexpectedly; reconnecting",
+                                  self.settings.placement.name, host, port)
             self.status = "disconnected"
             if reached_up:
                 attempt = 0
@@ -218,7 +229,12 @@ class _Session:
         """Send a request and wait for its response; None when none came within ``timeout``."""
         waiter = _Waiter()
         async with self.send_lock:
-            seq, data = self.conn.send_request(commands)
+            try:
+                seq, data = self.conn.send_request(commands)
+            except LocalProtocolError as e:  # the connection closed (or failed) under us
+                self.end(f"cannot send: {e}")
+                await trio.lowlevel.checkpoint()  # let the cancellation land
+                return None
             self.waiters[seq] = waiter
             await self.write(data)
         with trio.move_on_after(timeout):
@@ -230,7 +246,13 @@ class _Session:
 
     async def respond(self, request: Request, answers: Sequence[Answer]) -> None:
         async with self.send_lock:
-            await self.write(self.conn.send_response(request, answers))
+            try:
+                data = self.conn.send_response(request, answers)
+            except LocalProtocolError as e:  # the connection closed (or failed) while it ran
+                self.end(f"cannot send: {e}")
+                await trio.lowlevel.checkpoint()  # let the cancellation land
+                return
+            await self.write(data)
 
     # --- receiving -------------------------------------------------------------------------------
 
@@ -357,26 +379,37 @@ class _Session:
     async def ping_loop(self, interval: float) -> None:
         agent = self.agent
         misses = 0
+        # The first ping comes at a random point of the first interval: hosts made Ready together (a
+        # reconnect storm readies hundreds in one batch) would otherwise ping in lockstep for ever,
+        # and every ping would queue behind the rest of its burst.
+        await trio.sleep(agent.rng.uniform(0, interval))  # spreading the pings is the point
         while True:
+            if agent.resource.pinging():
+                interval, misses = await self.ping_once(interval, misses)
             await trio.sleep(interval)  # the ping period
-            if not agent.resource.pinging():
-                continue
-            report = await agent.resource.power_report()
-            response = await self.request([PingRoutingCommand(host_id=agent.host_id, power_report=report)],
-                                          timeout=interval)
-            if response is None:
-                misses += 1
-                if misses >= agent.settings.ping_retries:
-                    raise SessionEnded(f"{misses} pings in a row went unanswered")
-                continue
-            misses = 0
-            answer = response.answers[0]
-            if isinstance(answer, PingAnswer) and answer.send_startup:
-                log.info("agent %s: the server asked for a new startup", agent.settings.placement.name)
-                self.ready = trio.Event()
-                interval = await self.startup()
-                with trio.move_on_after(agent.settings.startup_timeout):
-                    await self.ready.wait()
-                if not self.ready.is_set():
-                    raise SessionEnded("no ReadyCommand after the new startup")
+
+    async def ping_once(self, interval: float, misses: int) -> tuple[float, int]:
+        """One ping; the interval to go on with (a new startup may change it) and the misses so far."""
+        agent = self.agent
+        report = await agent.resource.power_report()
+        sent = trio.current_time()
+        response = await self.request([PingRoutingCommand(host_id=agent.host_id, power_report=report)],
+                                      timeout=interval)
+        if response is None:
+            misses += 1
+            if misses >= agent.settings.ping_retries:
+                raise SessionEnded(f"{misses} pings in a row went unanswered")
+            return interval, misses
+        if agent.ping_rtts is not None:
+            agent.ping_rtts.append((time.time(), trio.current_time() - sent))
+        answer = response.answers[0]
+        if isinstance(answer, PingAnswer) and answer.send_startup:
+            log.info("agent %s: the server asked for a new startup", agent.settings.placement.name)
+            self.ready = trio.Event()
+            interval = await self.startup()
+            with trio.move_on_after(agent.settings.startup_timeout):
+                await self.ready.wait()
+            if not self.ready.is_set():
+                raise SessionEnded("no ReadyCommand after the new startup")
+        return interval, 0
 

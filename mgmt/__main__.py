@@ -11,6 +11,8 @@ from pathlib import Path
 
 import trio
 
+from protocol.runtime import tune_gc
+
 from . import logs
 from .server import ServerConfig, serve
 from .settings import SettingError
@@ -50,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logs.configure(args.log_level)
     try:
+        tune_gc()
         return trio.run(serve, config)
     except SettingError as e:
         print(f"python -m mgmt: {e}", file=sys.stderr)

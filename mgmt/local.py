@@ -24,6 +24,7 @@ import trio
 from agent.fleet import SIZES, FleetPlan, placement
 from agent.shell import Agent, AgentSettings
 from agent.simulator import SimulatorResource
+from protocol.runtime import tune_gc
 
 from . import logs
 from .server import ServerConfig, Services, serve
@@ -127,6 +128,7 @@ def main(env: Mapping[str, str] | None = None) -> int:
     logs.configure("INFO")
     status = 1
     try:
+        tune_gc()
         status = trio.run(run_local, config, hosts)
     except* OSError as group:
         print(

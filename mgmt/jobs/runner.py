@@ -76,8 +76,10 @@ class JobRunner:
         owner: JobOwner | None = None,
         instance_type: str = "",
         instance_id: int = 0,
+        job_uuid: str = "",
     ) -> int:
-        """Record the job and start it; its id. Refused at once when another job holds the instance."""
+        """Record the job (with ``job_uuid`` when given) and start it; its id. Refused at once when
+        another job holds the instance."""
         if self._nursery is None:
             raise RuntimeError("the job runner is not running")
         key = (instance_type, instance_id)
@@ -86,7 +88,9 @@ class JobRunner:
                 f"{instance_type} {instance_id} is busy with job {self.holding[key]}; try again when it ends"
             )
         owner = owner or JobOwner()
-        job_id = await self.db.run(_insert, command, owner, instance_type, instance_id, self.msid)
+        job_id = await self.db.run(
+            _insert, command, owner, instance_type, instance_id, self.msid, job_uuid or str(uuid.uuid4())
+        )
         if instance_id:
             if key in self.holding:  # taken while the row was written
                 await self.db.run(
@@ -130,12 +134,18 @@ class JobRunner:
 
 
 def _insert(
-    conn: Connection, command: str, owner: JobOwner, instance_type: str, instance_id: int, msid: int
+    conn: Connection,
+    command: str,
+    owner: JobOwner,
+    instance_type: str,
+    instance_id: int,
+    msid: int,
+    job_uuid: str,
 ) -> int:
     return int(
         conn.execute(
             async_jobs.insert().values(
-                uuid=str(uuid.uuid4()),
+                uuid=job_uuid,
                 user_id=owner.user_id,
                 account_id=owner.account_id,
                 command=command,

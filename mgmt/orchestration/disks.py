@@ -151,7 +151,7 @@ def _volume(conn: Connection, volume_id: int) -> Any:
 
 
 async def attach(orch: Orchestrator, volume_id: int, vm_id: int) -> None:
-    volume, vm, held = await orch.db.run(_vm_and_volume, volume_id, vm_id)
+    volume, vm, held = await orch.db.read(_vm_and_volume, volume_id, vm_id)
     if volume.type != "DATADISK" or volume.vm_id is not None:
         raise InvalidParameter(f"volume {volume.name} is not a detached data disk")
     if vm.state not in (State.RUNNING, State.STOPPED):
@@ -167,7 +167,7 @@ async def attach(orch: Orchestrator, volume_id: int, vm_id: int) -> None:
             _claim, volume, vm_id, volume_rows.READY, volume.pool_id, volume.size_bytes, None
         )
         if vm.state == State.RUNNING:
-            pool = await orch.db.run(_pool, volume.pool_id)
+            pool = await orch.db.read(_pool, volume.pool_id)
             reason = await _plug(
                 orch, vm, AttachCommand(vm_name=vm.instance_name, disk=_disk(volume, pool, device))
             )
@@ -186,12 +186,12 @@ async def attach(orch: Orchestrator, volume_id: int, vm_id: int) -> None:
         _claim, volume, vm_id, volume_rows.CREATING, vm_pool, volume.size_bytes, limits
     )
     orch.placement.pool_allocated(vm_pool, volume.size_bytes)
-    pool = await orch.db.run(_pool, vm_pool)
+    pool = await orch.db.read(_pool, vm_pool)
     created = await _create(orch, vm.host_id, volume, pool)
     reason = created[1]
     if not reason:
         await orch.db.run(volume_rows.set_state, volume_id, volume_rows.READY, path=created[0])
-        volume = await orch.db.run(_volume, volume_id)
+        volume = await orch.db.read(_volume, volume_id)
         reason = await _plug(
             orch, vm, AttachCommand(vm_name=vm.instance_name, disk=_disk(volume, pool, device))
         )
@@ -232,15 +232,15 @@ async def _plug(orch: Orchestrator, vm: Any, command: Any) -> str:
 
 
 async def detach(orch: Orchestrator, volume_id: int) -> None:
-    volume = await orch.db.run(_volume, volume_id)
+    volume = await orch.db.read(_volume, volume_id)
     if volume.type != "DATADISK" or volume.vm_id is None:
         raise InvalidParameter(f"volume {volume.name} is not an attached data disk")
-    _volume_row, vm, _held = await orch.db.run(_vm_and_volume, volume_id, volume.vm_id)
+    _volume_row, vm, _held = await orch.db.read(_vm_and_volume, volume_id, volume.vm_id)
     if vm.state not in (State.RUNNING, State.STOPPED):
         raise InvalidParameter(f"VM {vm.instance_name} is {vm.state}; detach from a Running or Stopped VM")
     on_pool = volume.pool_id is not None and volume.state == volume_rows.READY
     if vm.state == State.RUNNING and on_pool:
-        pool = await orch.db.run(_pool, volume.pool_id)
+        pool = await orch.db.read(_pool, volume.pool_id)
         reason = await _plug(
             orch,
             vm,
@@ -254,8 +254,8 @@ async def detach(orch: Orchestrator, volume_id: int) -> None:
 async def delete(orch: Orchestrator, volume_id: int) -> None:
     volume = await orch.db.run(_begin_delete, volume_id)
     if volume.pool_id is not None and volume.path:
-        pool = await orch.db.run(_pool, volume.pool_id)
-        hosts = await orch.db.run(_hosts_reaching, volume.pool_id)
+        pool = await orch.db.read(_pool, volume.pool_id)
+        hosts = await orch.db.read(_hosts_reaching, volume.pool_id)
         if not await _destroy_on(orch, hosts, volume.uuid, pool.uuid, volume.path):
             await orch.db.run(volume_rows.set_state, volume_id, volume.state)
             raise OperationFailed(

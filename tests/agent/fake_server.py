@@ -15,7 +15,16 @@ from typing import Any
 
 import trio
 
-from protocol import NEED_DATA, Connection, ConnectionClosed, ProtocolError, Request, Response, Role
+from protocol import (
+    NEED_DATA,
+    Connection,
+    ConnectionClosed,
+    LocalProtocolError,
+    ProtocolError,
+    Request,
+    Response,
+    Role,
+)
 from protocol.messages import (
     Answer,
     Command,
@@ -191,5 +200,6 @@ class FakeServer:
 
     async def _respond(self, link: HostLink, request: Request, answers: Sequence[Answer]) -> None:
         async with link.send_lock:
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            # the connection may have closed (or failed) while the request was handled: the reader ends it
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, LocalProtocolError):
                 await link.stream.send_all(link.conn.send_response(request, answers))

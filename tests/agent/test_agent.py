@@ -321,3 +321,29 @@ def test_backoff_is_bounded_and_jittered() -> None:
         assert all(0 <= d <= min(30, 0.5 * 2**attempt) for d in delays)
         assert len(set(delays)) == len(delays)  # no two agents wait the same time
     assert max(a.backoff(100) for a in agents) > 15  # the cap, not the base, bounds late attempts
+
+
+async def test_sending_on_a_connection_that_just_closed_ends_that_session_only() -> None:
+    """The server closed the connection while a ping or an answer was on its way out: that session ends
+    with the reason (the agent reconnects); nothing is raised into the agent (or, in a fleet, into its
+    neighbours' tasks)."""
+    from agent.resource import Placement
+    from agent.shell import Agent, AgentSettings, _Session
+    from protocol import Request
+    from protocol.messages import Answer, PingRoutingCommand
+
+    agent = Agent(AgentSettings(mgmt=[("127.0.0.1", 1)], placement=Placement("g", "n", "z", "p", "c")),
+                  SimulatorResource(HostSpec()))
+    for attempt in ("request", "respond"):
+        ours, _theirs = trio.testing.memory_stream_pair()
+        session = _Session(agent, ours)  # type: ignore[arg-type]
+        session.conn.receive_data(b"")  # the server closed its side
+        session.conn.next_event()
+        async with trio.open_nursery() as nursery:
+            session.nursery = nursery
+            if attempt == "request":
+                nursery.start_soon(session.request, [PingRoutingCommand(host_id=1)], 5.0)
+            else:  # an answer to a request read before the close
+                request = Request(seq=7, flags=0, commands=(PingRoutingCommand(host_id=1),))
+                nursery.start_soon(session.respond, request, [Answer()])
+        assert session.close_reason.startswith("cannot send"), attempt

@@ -300,6 +300,7 @@ def _new_keys(conn: Connection, caller: Any, ident: str) -> dict[str, str]:
 )
 async def register_user_keys(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
     keys = await ctx.run(_new_keys, ctx.caller, args["id"])
+    ctx.api.callers.clear()  # the old keys stop working now, not when their cache entry ages
     await ctx.event(
         "REGISTER.USER.KEY",
         f"new API keys for user {args['id']}",
@@ -321,4 +322,4 @@ def _keys(conn: Connection, caller: Any, ident: str) -> dict[str, str]:
     response="userkeys",
 )
 async def get_user_keys(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
-    return {"userkeys": await ctx.run(_keys, ctx.caller, args["id"])}
+    return {"userkeys": await ctx.read(_keys, ctx.caller, args["id"])}

@@ -722,7 +722,7 @@ async def update_host(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
     change = args.get("allocationstate")
     if change not in (None, "Enable", "Disable"):
         raise InvalidParameter("allocationstate must be Enable or Disable")
-    host = await ctx.run(find, ctx.caller, hosts, args["id"], "host")
+    host = await ctx.read(find, ctx.caller, hosts, args["id"], "host")
     if change:
         new = "Enabled" if change == "Enable" else "Disabled"
         await ctx.run(_set_resource_state, ctx.caller, args["id"], ("Enabled", "Disabled"), new)
@@ -733,7 +733,7 @@ async def update_host(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
         )
         await ctx.services.placement.load()
     await ctx.event("HOST.UPDATE", f"updated host {host.name}", resource_type="Host", resource_uuid=host.uuid)
-    return {"host": await ctx.run(host_by_uuid, host.uuid)}
+    return {"host": await ctx.read(host_by_uuid, host.uuid)}
 
 
 def _running_on(conn: Connection, host_id: int) -> list[int]:
@@ -767,7 +767,7 @@ async def prepare_host_for_maintenance(ctx: Any, args: dict[str, Any]) -> dict[s
 
     async def work() -> dict[str, Any]:
         failed = []
-        for vm_id in await ctx.run(_running_on, host.id):
+        for vm_id in await ctx.read(_running_on, host.id):
             try:
                 await ctx.services.orchestrator.migrate(vm_id)
             except CumuloError as e:
@@ -776,7 +776,7 @@ async def prepare_host_for_maintenance(ctx: Any, args: dict[str, Any]) -> dict[s
         await ctx.run(_set_resource_state, ctx.caller, host.uuid, ("PrepareForMaintenance",), state)
         if failed:
             raise CumuloError(f"host {host.name} could not empty: {'; '.join(failed)}")
-        return {"host": await ctx.run(host_by_uuid, host.uuid)}
+        return {"host": await ctx.read(host_by_uuid, host.uuid)}
 
     job = await ctx.submit(
         work,
@@ -798,7 +798,7 @@ async def prepare_host_for_maintenance(ctx: Any, args: dict[str, Any]) -> dict[s
     response="host",
 )
 async def cancel_host_maintenance(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
-    host = await ctx.run(find, ctx.caller, hosts, args["id"], "host")
+    host = await ctx.read(find, ctx.caller, hosts, args["id"], "host")
 
     async def work() -> dict[str, Any]:
         await ctx.run(
@@ -809,7 +809,7 @@ async def cancel_host_maintenance(ctx: Any, args: dict[str, Any]) -> dict[str, A
             "Enabled",
         )
         ctx.services.placement.planner.index.set_flags(host.id, enabled=True)
-        return {"host": await ctx.run(host_by_uuid, host.uuid)}
+        return {"host": await ctx.read(host_by_uuid, host.uuid)}
 
     job = await ctx.submit(
         work,

@@ -74,6 +74,9 @@ def _one(conn: Connection, caller: Any, job_uuid: str) -> dict[str, Any]:
     Param("jobid", "uuid", required=True, description="the job's id"),
 )
 async def query_async_job_result(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+    running = ctx.api.pending_jobs.get(args["jobid"])
+    if running is not None and (ctx.caller.is_admin or running["_account"] == ctx.caller.account_id):
+        return {k: v for k, v in running.items() if not k.startswith("_")}
     result: dict[str, Any] = await ctx.read(_one, ctx.caller, args["jobid"])
     return result
 

@@ -202,7 +202,7 @@ def _delete(conn: Connection, network_id: int) -> None:
     event="NETWORK.DELETE",
 )
 async def delete_network(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
-    row = await ctx.run(find, ctx.caller, networks, args["id"], "network")
+    row = await ctx.read(find, ctx.caller, networks, args["id"], "network")
 
     async def work() -> dict[str, Any]:
         await ctx.run(_delete, row.id)

@@ -121,7 +121,7 @@ def _remove(conn: Connection, table: sa.Table, row_id: int) -> None:
     event="SERVICE.OFFERING.DELETE",
 )
 async def delete_service_offering(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
-    row = await ctx.run(find, ctx.caller, service_offerings, args["id"], "service offering")
+    row = await ctx.read(find, ctx.caller, service_offerings, args["id"], "service offering")
     await ctx.run(_remove, service_offerings, row.id)
     await ctx.event(
         "SERVICE.OFFERING.DELETE",
@@ -216,7 +216,7 @@ async def create_disk_offering(ctx: Any, args: dict[str, Any]) -> dict[str, Any]
     event="DISK.OFFERING.DELETE",
 )
 async def delete_disk_offering(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
-    row = await ctx.run(find, ctx.caller, disk_offerings, args["id"], "disk offering")
+    row = await ctx.read(find, ctx.caller, disk_offerings, args["id"], "disk offering")
     await ctx.run(_remove, disk_offerings, row.id)
     await ctx.event(
         "DISK.OFFERING.DELETE",

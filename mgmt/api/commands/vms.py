@@ -372,16 +372,16 @@ def _check_deploy_args(args: dict[str, Any]) -> None:
 )
 async def deploy_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
     _check_deploy_args(args)
-    spec = await ctx.run(_resolve, ctx.caller, args)
+    spec = await ctx.read(_resolve, ctx.caller, args)
     vm_id = await ctx.run(vm_rows.allocate, spec)
-    vm_uuid = await ctx.run(_uuid_of, vm_id)
+    vm_uuid = await ctx.read(_uuid_of, vm_id)
     start = args.get("startvm", True)
     orchestrator = ctx.services.orchestrator
 
     async def work() -> dict[str, Any]:
         if start:
             await orchestrator.first_start(vm_id, host_id=spec.host_id)
-        return {"virtualmachine": await ctx.run(view_of, ctx.caller, vm_id)}
+        return {"virtualmachine": await ctx.read(view_of, ctx.caller, vm_id)}
 
     job = await ctx.submit(
         work,
@@ -401,13 +401,13 @@ def _uuid_of(conn: Connection, vm_id: int) -> str:
 
 
 async def _vm(ctx: Any, ident: str) -> Any:
-    return await ctx.run(find, ctx.caller, vms, ident, "virtual machine", owned=True)
+    return await ctx.read(find, ctx.caller, vms, ident, "virtual machine", owned=True)
 
 
 async def _vm_job(ctx: Any, vm: Any, what: str, operation: Any) -> dict[str, Any]:
     async def work() -> dict[str, Any]:
         await operation()
-        return {"virtualmachine": await ctx.run(view_of, ctx.caller, vm.id)}
+        return {"virtualmachine": await ctx.read(view_of, ctx.caller, vm.id)}
 
     job = await ctx.submit(
         work,
@@ -434,7 +434,7 @@ async def start_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, Any
     if "hostid" in args:
         if not ctx.caller.is_admin:
             raise PermissionDenied("only admins may choose the host")
-        host_id = (await ctx.run(find, ctx.caller, hosts, args["hostid"], "host")).id
+        host_id = (await ctx.read(find, ctx.caller, hosts, args["hostid"], "host")).id
     return await _vm_job(ctx, vm, "started", lambda: ctx.services.orchestrator.start(vm.id, host_id=host_id))
 
 
@@ -484,7 +484,7 @@ async def destroy_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, A
 
     async def work() -> dict[str, Any]:
         await ctx.services.orchestrator.destroy(vm.id, expunge=expunge)
-        return {"virtualmachine": await ctx.run(_view_even_removed, ctx.caller, vm.id)}
+        return {"virtualmachine": await ctx.read(_view_even_removed, ctx.caller, vm.id)}
 
     job = await ctx.submit(
         work,
@@ -521,7 +521,7 @@ async def recover_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, A
         resource_type="VirtualMachine",
         resource_uuid=vm.uuid,
     )
-    return {"virtualmachine": await ctx.run(view_of, ctx.caller, vm.id)}
+    return {"virtualmachine": await ctx.read(view_of, ctx.caller, vm.id)}
 
 
 @command(
@@ -566,7 +566,7 @@ async def migrate_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, A
     vm = await _vm(ctx, args["virtualmachineid"])
     host_id = 0
     if "hostid" in args:
-        host_id = (await ctx.run(find, ctx.caller, hosts, args["hostid"], "host")).id
+        host_id = (await ctx.read(find, ctx.caller, hosts, args["hostid"], "host")).id
     return await _vm_job(
         ctx, vm, "migrated", lambda: ctx.services.orchestrator.migrate(vm.id, host_id=host_id)
     )
@@ -604,7 +604,7 @@ async def update_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, An
         resource_type="VirtualMachine",
         resource_uuid=vm.uuid,
     )
-    return {"virtualmachine": await ctx.run(view_of, ctx.caller, vm.id)}
+    return {"virtualmachine": await ctx.read(view_of, ctx.caller, vm.id)}
 
 
 @command(
@@ -617,7 +617,7 @@ async def update_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, An
 )
 async def change_service(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
     vm = await _vm(ctx, args["id"])
-    offering = await ctx.run(
+    offering = await ctx.read(
         find, ctx.caller, service_offerings, args["serviceofferingid"], "service offering"
     )
     if ctx.services.jobs.busy("VirtualMachine", vm.id):
@@ -631,4 +631,4 @@ async def change_service(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
         resource_type="VirtualMachine",
         resource_uuid=vm.uuid,
     )
-    return {"virtualmachine": await ctx.run(view_of, ctx.caller, vm.id)}
+    return {"virtualmachine": await ctx.read(view_of, ctx.caller, vm.id)}

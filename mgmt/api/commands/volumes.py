@@ -174,13 +174,13 @@ def _create(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[int, s
 async def create_volume(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
     vm = None
     if "virtualmachineid" in args:
-        vm = await ctx.run(find, ctx.caller, vms, args["virtualmachineid"], "virtual machine", owned=True)
+        vm = await ctx.read(find, ctx.caller, vms, args["virtualmachineid"], "virtual machine", owned=True)
     volume_id, volume_uuid = await ctx.run(_create, ctx.caller, args)
 
     async def work() -> dict[str, Any]:
         if vm is not None:
             await disks.attach(ctx.services.orchestrator, volume_id, vm.id)
-        return {"volume": await ctx.run(view_of, ctx.caller, volume_id)}
+        return {"volume": await ctx.read(view_of, ctx.caller, volume_id)}
 
     job = await ctx.submit(
         work,
@@ -193,7 +193,7 @@ async def create_volume(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _volume(ctx: Any, ident: str) -> Any:
-    return await ctx.run(find, ctx.caller, volumes, ident, "volume", owned=True)
+    return await ctx.read(find, ctx.caller, volumes, ident, "volume", owned=True)
 
 
 @command(
@@ -208,13 +208,13 @@ async def _volume(ctx: Any, ident: str) -> Any:
 )
 async def attach_volume(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
     volume = await _volume(ctx, args["id"])
-    vm = await ctx.run(find, ctx.caller, vms, args["virtualmachineid"], "virtual machine", owned=True)
+    vm = await ctx.read(find, ctx.caller, vms, args["virtualmachineid"], "virtual machine", owned=True)
     if vm.account_id != volume.account_id:
         raise InvalidParameter("the volume and the VM belong to different accounts")
 
     async def work() -> dict[str, Any]:
         await disks.attach(ctx.services.orchestrator, volume.id, vm.id)
-        return {"volume": await ctx.run(view_of, ctx.caller, volume.id)}
+        return {"volume": await ctx.read(view_of, ctx.caller, volume.id)}
 
     job = await ctx.submit(
         work,
@@ -239,7 +239,7 @@ async def detach_volume(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
 
     async def work() -> dict[str, Any]:
         await disks.detach(ctx.services.orchestrator, volume.id)
-        return {"volume": await ctx.run(view_of, ctx.caller, volume.id)}
+        return {"volume": await ctx.read(view_of, ctx.caller, volume.id)}
 
     job = await ctx.submit(
         work,
