@@ -35,6 +35,7 @@ from .signing import expiry_problem, signature_matches
 log = logging.getLogger(__name__)
 JSON = "application/json; charset=UTF-8"
 SESSION_TIMEOUT = 1800.0  # seconds of inactivity after which a login session ends
+MAX_BODY = 1 << 20  # the largest POST body taken (userdata, the biggest parameter, is 43,690 characters)
 CALLER_CACHE_SECONDS = 5.0  # a disabled user or account is refused at most this long after
 
 
@@ -109,6 +110,8 @@ class Api:
     async def endpoint(self, request: Request) -> Response:
         params: dict[str, str] = dict(request.query_params)
         if request.method == "POST":
+            if int(request.headers.get("content-length") or 0) > MAX_BODY:
+                return error("error", 431, f"the request body is larger than {MAX_BODY} bytes", 4350)
             # application/x-www-form-urlencoded, as every CloudStack client sends ('+' is a space)
             body = (await request.body()).decode("utf-8", errors="replace")
             params.update(urllib.parse.parse_qsl(body, keep_blank_values=True))

@@ -49,29 +49,26 @@ def _sqlite_begin(conn: Connection) -> None:
 
 
 class Database:
-    """One engine and the limiters every database call goes through."""
+    """One engine and the limiter every database call goes through."""
 
     def __init__(self, url: str, *, threads: int = 8) -> None:
         self.url = url
         if url.startswith("postgresql:"):
             url = "postgresql+psycopg:" + url.removeprefix("postgresql:")
-        # Reads and writes have their own threads (and connections): a flood of reads (clients polling
-        # their jobs) never keeps the jobs' own writes waiting for a thread.
+        # Pooled connections for every worker thread (SQLite's default pool closed the extra ones after
+        # each use, and each new one ran the PRAGMAs again).
         self.engine: Engine = (
-            sa.create_engine(url, pool_size=2 * threads, max_overflow=0, pool_pre_ping=True)
+            sa.create_engine(url, pool_size=threads, max_overflow=0, pool_pre_ping=True)
             if not url.startswith("sqlite")
-            else sa.create_engine(url, poolclass=sa.pool.QueuePool, pool_size=2 * threads, max_overflow=0)
+            else sa.create_engine(url, poolclass=sa.pool.QueuePool, pool_size=threads, max_overflow=threads)
         )
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             sa.event.listen(self.engine, "begin", _sqlite_begin)
-        self.limiter = trio.CapacityLimiter(threads)  # writing transactions
-        self.read_limiter = trio.CapacityLimiter(threads)
-        # SQLite has one writer at a time, and a connection waiting for the write lock sleeps in its
-        # busy handler (1, 2, 5 ... 100 ms between tries) however soon the lock frees: under concurrent
-        # writes that sleeping, not the work, set the pace (py-spy: 31 % of samples in BEGIN IMMEDIATE
-        # during the deploy benchmark). Writers queue here instead and each finds the lock free.
-        self._writer = trio.Lock() if self.engine.dialect.name == "sqlite" else None
+        # One limiter for reads and writes: measured, giving reads their own threads or queueing SQLite
+        # writers on a lock of their own made deploys slower (more threads contending for the GIL;
+        # docs/benchmarks.md).
+        self.limiter = trio.CapacityLimiter(threads)
 
     @property
     def dialect(self) -> str:
@@ -84,10 +81,7 @@ class Database:
             with self.engine.begin() as conn:
                 return fn(conn, *args, **kwargs)
 
-        if self._writer is None:
-            return await trio.to_thread.run_sync(work, limiter=self.limiter)
-        async with self._writer:
-            return await trio.to_thread.run_sync(work, limiter=self.limiter)
+        return await trio.to_thread.run_sync(work, limiter=self.limiter)
 
     async def read(self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Like ``run`` for work that only reads: one snapshot, without taking SQLite's write lock."""
@@ -98,7 +92,7 @@ class Database:
                 with conn.begin():
                     return fn(conn, *args, **kwargs)
 
-        return await trio.to_thread.run_sync(work, limiter=self.read_limiter)
+        return await trio.to_thread.run_sync(work, limiter=self.limiter)
 
     # --- migrations ------------------------------------------------------------------------------
 

@@ -70,6 +70,9 @@ async def test_error_shapes_and_codes(api: ApiCloud) -> None:
     assert status == 431 and "together" in body["listzonesresponse"]["errortext"]
     status, _, body = await call(command="listZones", unknownparameter="ignored")
     assert status == 200 and body["listzonesresponse"]["count"] == 1
+    huge = signed({"command": "listZones", "keyword": "x" * (1 << 20)}, key, secret)
+    status, _, body = await api.call(lambda: request(api.url, huge, post=True))
+    assert status == 431 and "larger than" in body["errorresponse"]["errortext"]
     # a wrong signature, a missing one, an expired one
     params = signed({"command": "listZones"}, key, secret)
     status, _, body = await api.call(lambda: request(api.url, {**params, "signature": "AAAA"}))

@@ -16,7 +16,7 @@ from ...errors import InvalidParameter, PermissionDenied
 from ..accounts import ROOT_ADMIN, USER
 from ..passwords import hash_password
 from ..registry import Param, command
-from .common import PAGING, date, fetch, find, keyword, listing, new_uuid, now
+from .common import PAGING, date, fetch, find, keyword, listing, matching, new_uuid, now
 
 ACCOUNT_TYPES = {USER: "User", ROOT_ADMIN: "Admin"}
 
@@ -36,9 +36,7 @@ def _domains(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[list[
     where = [domains.c.removed.is_(None), *keyword(domains.c.name, args)]
     if not caller.is_admin:
         where.append(domains.c.id == caller.domain_id)
-    for key, column in (("id", domains.c.uuid), ("name", domains.c.name)):
-        if key in args:
-            where.append(column == args[key])
+    where += matching(args, {"id": domains.c.uuid, "name": domains.c.name})
     rows, total = fetch(conn, sa.select(domains).where(*where), domains.c.id, args)
     return [domain_view(r) for r in rows], total
 
@@ -122,15 +120,16 @@ def _accounts(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[list
     where = [accounts.c.removed.is_(None), *keyword(accounts.c.name, args)]
     if not caller.is_admin:
         where.append(accounts.c.id == caller.account_id)
-    for key, column in (
-        ("id", accounts.c.uuid),
-        ("name", accounts.c.name),
-        ("accounttype", accounts.c.type),
-        ("domainid", domains.c.uuid),
-        ("state", accounts.c.state),
-    ):
-        if key in args:
-            where.append(column == args[key])
+    where += matching(
+        args,
+        {
+            "id": accounts.c.uuid,
+            "name": accounts.c.name,
+            "accounttype": accounts.c.type,
+            "domainid": domains.c.uuid,
+            "state": accounts.c.state,
+        },
+    )
     rows, total = fetch(conn, _account_query().where(*where), accounts.c.id, args)
     members: dict[int, list[dict[str, Any]]] = {r.id: [] for r in rows}
     if rows:
@@ -245,15 +244,16 @@ def _users(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[list[di
     where = [users.c.removed.is_(None), *keyword(users.c.username, args)]
     if not caller.is_admin:
         where.append(users.c.account_id == caller.account_id)
-    for key, column in (
-        ("id", users.c.uuid),
-        ("username", users.c.username),
-        ("account", accounts.c.name),
-        ("domainid", domains.c.uuid),
-        ("state", users.c.state),
-    ):
-        if key in args:
-            where.append(column == args[key])
+    where += matching(
+        args,
+        {
+            "id": users.c.uuid,
+            "username": users.c.username,
+            "account": accounts.c.name,
+            "domainid": domains.c.uuid,
+            "state": users.c.state,
+        },
+    )
     rows, total = fetch(conn, _user_query().where(*where), users.c.id, args)
     return [user_view(r) for r in rows], total
 

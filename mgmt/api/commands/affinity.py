@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from ...db.schema import accounts, affinity_group_vms, affinity_groups, domains, vms
 from ...errors import InvalidParameter, ResourceInUse
 from ..registry import Param, command
-from .common import OWNER, PAGING, fetch, find, keyword, listing, new_uuid, now, owner_filter
+from .common import OWNER, PAGING, fetch, find, keyword, listing, matching, new_uuid, now, owner_filter
 
 TYPES = ("host anti-affinity", "host affinity")
 
@@ -65,13 +65,9 @@ def _list(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[list[dic
         *owner_filter(conn, caller, args, affinity_groups.c.account_id),
         *keyword(affinity_groups.c.name, args),
     ]
-    for key, column in (
-        ("id", affinity_groups.c.uuid),
-        ("name", affinity_groups.c.name),
-        ("type", affinity_groups.c.type),
-    ):
-        if key in args:
-            where.append(column == args[key])
+    where += matching(
+        args, {"id": affinity_groups.c.uuid, "name": affinity_groups.c.name, "type": affinity_groups.c.type}
+    )
     if "virtualmachineid" in args:
         where.append(
             affinity_groups.c.id.in_(

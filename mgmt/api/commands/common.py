@@ -143,3 +143,8 @@ def now() -> datetime:
 
 def new_uuid() -> str:
     return str(uuid.uuid4())
+
+
+def matching(args: dict[str, Any], columns: dict[str, Any]) -> list[Any]:
+    """Equality filters for the parameters given: ``{parameter name: column}``."""
+    return [column == args[key] for key, column in columns.items() if key in args]

@@ -27,7 +27,7 @@ from ...errors import InvalidParameter
 from ...settings import SETTINGS
 from ..registry import Param, command
 from ..signing import parse_expires
-from .common import OWNER, PAGING, date, fetch, keyword, listing, owner_filter, page
+from .common import OWNER, PAGING, date, fetch, keyword, listing, matching, owner_filter, page
 
 
 def configuration_view(r: Any) -> dict[str, Any]:
@@ -44,9 +44,7 @@ def configuration_view(r: Any) -> dict[str, Any]:
 
 def _list(conn: Connection, args: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
     where = [*keyword(configuration.c.name, args)]
-    for key, column in (("name", configuration.c.name), ("category", configuration.c.category)):
-        if key in args:
-            where.append(column == args[key])
+    where += matching(args, {"name": configuration.c.name, "category": configuration.c.category})
     rows, total = fetch(conn, sa.select(configuration).where(*where), configuration.c.name, args)
     return [configuration_view(r) for r in rows], total
 
@@ -115,14 +113,15 @@ def _events(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[list[d
         .outerjoin(domains, domains.c.id == accounts.c.domain_id)
     )
     where = [*owner_filter(conn, caller, args, events.c.account_id), *keyword(events.c.description, args)]
-    for key, column in (
-        ("id", events.c.uuid),
-        ("type", events.c.type),
-        ("level", events.c.level),
-        ("resourceid", events.c.resource_uuid),
-    ):
-        if key in args:
-            where.append(column == args[key])
+    where += matching(
+        args,
+        {
+            "id": events.c.uuid,
+            "type": events.c.type,
+            "level": events.c.level,
+            "resourceid": events.c.resource_uuid,
+        },
+    )
     for key, op in (("startdate", "__ge__"), ("enddate", "__le__")):
         if key in args:
             try:

@@ -23,7 +23,7 @@ from ...db.schema import (
 )
 from ...errors import CumuloError, InvalidParameter, ResourceInUse
 from ..registry import Param, command
-from .common import PAGING, date, fetch, find, keyword, listing, new_uuid, now, success
+from .common import PAGING, date, fetch, find, keyword, listing, matching, new_uuid, now, success
 
 HYPERVISORS = ("KVM", "Simulator")
 
@@ -46,10 +46,7 @@ def zone_view(r: Any) -> dict[str, Any]:
 
 def _zones(conn: Connection, args: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
     where = [zones.c.removed.is_(None), *keyword(zones.c.name, args)]
-    if "id" in args:
-        where.append(zones.c.uuid == args["id"])
-    if "name" in args:
-        where.append(zones.c.name == args["name"])
+    where += matching(args, {"id": zones.c.uuid, "name": zones.c.name})
     rows, total = fetch(conn, sa.select(zones).where(*where), zones.c.id, args)
     return [zone_view(r) for r in rows], total
 
@@ -162,12 +159,7 @@ def pod_view(r: Any) -> dict[str, Any]:
 
 def _pods(conn: Connection, args: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
     where = [pods.c.removed.is_(None), *keyword(pods.c.name, args)]
-    if "id" in args:
-        where.append(pods.c.uuid == args["id"])
-    if "name" in args:
-        where.append(pods.c.name == args["name"])
-    if "zoneid" in args:
-        where.append(zones.c.uuid == args["zoneid"])
+    where += matching(args, {"id": pods.c.uuid, "name": pods.c.name, "zoneid": zones.c.uuid})
     rows, total = fetch(conn, _pod_query().where(*where), pods.c.id, args)
     return [pod_view(r) for r in rows], total
 
@@ -296,15 +288,16 @@ def cluster_view(r: Any) -> dict[str, Any]:
 
 def _clusters(conn: Connection, args: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
     where = [clusters.c.removed.is_(None), *keyword(clusters.c.name, args)]
-    for key, column in (
-        ("id", clusters.c.uuid),
-        ("name", clusters.c.name),
-        ("zoneid", zones.c.uuid),
-        ("podid", pods.c.uuid),
-        ("hypervisor", clusters.c.hypervisor_type),
-    ):
-        if key in args:
-            where.append(column == args[key])
+    where += matching(
+        args,
+        {
+            "id": clusters.c.uuid,
+            "name": clusters.c.name,
+            "zoneid": zones.c.uuid,
+            "podid": pods.c.uuid,
+            "hypervisor": clusters.c.hypervisor_type,
+        },
+    )
     rows, total = fetch(conn, _cluster_query().where(*where), clusters.c.id, args)
     return [cluster_view(r) for r in rows], total
 
@@ -451,16 +444,17 @@ def pool_view(r: Any) -> dict[str, Any]:
 
 def _pools(conn: Connection, args: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
     where = [storage_pools.c.removed.is_(None), *keyword(storage_pools.c.name, args)]
-    for key, column in (
-        ("id", storage_pools.c.uuid),
-        ("name", storage_pools.c.name),
-        ("zoneid", zones.c.uuid),
-        ("podid", pods.c.uuid),
-        ("clusterid", clusters.c.uuid),
-        ("scope", storage_pools.c.scope),
-    ):
-        if key in args:
-            where.append(column == args[key])
+    where += matching(
+        args,
+        {
+            "id": storage_pools.c.uuid,
+            "name": storage_pools.c.name,
+            "zoneid": zones.c.uuid,
+            "podid": pods.c.uuid,
+            "clusterid": clusters.c.uuid,
+            "scope": storage_pools.c.scope,
+        },
+    )
     rows, total = fetch(conn, _pool_query().where(*where), storage_pools.c.id, args)
     return [pool_view(r) for r in rows], total
 
@@ -652,19 +646,20 @@ def host_view(r: Any) -> dict[str, Any]:
 
 def _hosts(conn: Connection, args: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
     where = [hosts.c.removed.is_(None), *keyword(hosts.c.name, args)]
-    for key, column in (
-        ("id", hosts.c.uuid),
-        ("name", hosts.c.name),
-        ("zoneid", zones.c.uuid),
-        ("podid", pods.c.uuid),
-        ("clusterid", clusters.c.uuid),
-        ("state", hosts.c.status),
-        ("type", hosts.c.type),
-        ("resourcestate", hosts.c.resource_state),
-        ("hypervisor", hosts.c.hypervisor_type),
-    ):
-        if key in args:
-            where.append(column == args[key])
+    where += matching(
+        args,
+        {
+            "id": hosts.c.uuid,
+            "name": hosts.c.name,
+            "zoneid": zones.c.uuid,
+            "podid": pods.c.uuid,
+            "clusterid": clusters.c.uuid,
+            "state": hosts.c.status,
+            "type": hosts.c.type,
+            "resourcestate": hosts.c.resource_state,
+            "hypervisor": hosts.c.hypervisor_type,
+        },
+    )
     rows, total = fetch(conn, _host_query().where(*where), hosts.c.id, args)
     return [host_view(r) for r in rows], total
 

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 from ...db.schema import ip_ranges, networks, nics, zones
 from ...errors import InvalidParameter, ResourceInUse
 from ..registry import Param, command
-from .common import OWNER, PAGING, date, fetch, find, keyword, listing, new_uuid, now
+from .common import OWNER, PAGING, date, fetch, find, keyword, listing, matching, new_uuid, now
 
 _NETWORK_OFFERING = "a1a4b1a0-6d0e-4a9c-8a36-5b0c0f0e5a11"  # the one built-in offering: shared, no services
 
@@ -69,14 +69,15 @@ def _views(conn: Connection, rows: list[Any]) -> list[dict[str, Any]]:
 
 def _list(conn: Connection, args: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
     where = [networks.c.removed.is_(None), *keyword(networks.c.name, args)]
-    for key, column in (
-        ("id", networks.c.uuid),
-        ("name", networks.c.name),
-        ("zoneid", zones.c.uuid),
-        ("type", networks.c.guest_type),
-    ):
-        if key in args:
-            where.append(column == args[key])
+    where += matching(
+        args,
+        {
+            "id": networks.c.uuid,
+            "name": networks.c.name,
+            "zoneid": zones.c.uuid,
+            "type": networks.c.guest_type,
+        },
+    )
     if args.get("traffictype", "Guest") != "Guest":
         return [], 0
     rows, total = fetch(conn, _query().where(*where), networks.c.id, args)

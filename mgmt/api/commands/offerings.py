@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 from ...db.schema import disk_offerings, service_offerings, vms
 from ...errors import InvalidParameter
 from ..registry import Param, command
-from .common import PAGING, date, fetch, find, keyword, listing, new_uuid, now, success
+from .common import PAGING, date, fetch, find, keyword, listing, matching, new_uuid, now, success
 
 
 def service_offering_view(r: Any) -> dict[str, Any]:
@@ -34,10 +34,7 @@ def service_offering_view(r: Any) -> dict[str, Any]:
 
 def _list_service(conn: Connection, args: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
     where = [service_offerings.c.removed.is_(None), *keyword(service_offerings.c.name, args)]
-    if "id" in args:
-        where.append(service_offerings.c.uuid == args["id"])
-    if "name" in args:
-        where.append(service_offerings.c.name == args["name"])
+    where += matching(args, {"id": service_offerings.c.uuid, "name": service_offerings.c.name})
     if "virtualmachineid" in args:  # offerings a VM could change to: every other one
         current = sa.select(vms.c.service_offering_id).where(vms.c.uuid == args["virtualmachineid"])
         where.append(service_offerings.c.id.not_in(current))
@@ -121,13 +118,15 @@ def _remove(conn: Connection, table: sa.Table, row_id: int) -> None:
     event="SERVICE.OFFERING.DELETE",
 )
 async def delete_service_offering(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
-    row = await ctx.read(find, ctx.caller, service_offerings, args["id"], "service offering")
-    await ctx.run(_remove, service_offerings, row.id)
+    return await _delete(ctx, service_offerings, args["id"], "service offering", "ServiceOffering")
+
+
+async def _delete(ctx: Any, table: sa.Table, ident: str, kind: str, resource_type: str) -> dict[str, Any]:
+    """Mark an offering removed (what was made from it keeps it) and record the event."""
+    row = await ctx.read(find, ctx.caller, table, ident, kind)
+    await ctx.run(_remove, table, row.id)
     await ctx.event(
-        "SERVICE.OFFERING.DELETE",
-        f"deleted service offering {row.name}",
-        resource_type="ServiceOffering",
-        resource_uuid=row.uuid,
+        ctx.cmd.event, f"deleted {kind} {row.name}", resource_type=resource_type, resource_uuid=row.uuid
     )
     return success()
 
@@ -147,10 +146,7 @@ def disk_offering_view(r: Any) -> dict[str, Any]:
 
 def _list_disk(conn: Connection, args: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
     where = [disk_offerings.c.removed.is_(None), *keyword(disk_offerings.c.name, args)]
-    if "id" in args:
-        where.append(disk_offerings.c.uuid == args["id"])
-    if "name" in args:
-        where.append(disk_offerings.c.name == args["name"])
+    where += matching(args, {"id": disk_offerings.c.uuid, "name": disk_offerings.c.name})
     rows, total = fetch(conn, sa.select(disk_offerings).where(*where), disk_offerings.c.id, args)
     return [disk_offering_view(r) for r in rows], total
 
@@ -216,12 +212,4 @@ async def create_disk_offering(ctx: Any, args: dict[str, Any]) -> dict[str, Any]
     event="DISK.OFFERING.DELETE",
 )
 async def delete_disk_offering(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
-    row = await ctx.read(find, ctx.caller, disk_offerings, args["id"], "disk offering")
-    await ctx.run(_remove, disk_offerings, row.id)
-    await ctx.event(
-        "DISK.OFFERING.DELETE",
-        f"deleted disk offering {row.name}",
-        resource_type="DiskOffering",
-        resource_uuid=row.uuid,
-    )
-    return success()
+    return await _delete(ctx, disk_offerings, args["id"], "disk offering", "DiskOffering")

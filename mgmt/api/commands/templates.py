@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from ...db.schema import accounts, domains, templates, vms, zones
 from ...errors import InvalidParameter, PermissionDenied, ResourceInUse
 from ..registry import Param, command
-from .common import PAGING, date, fetch, find, keyword, listing, new_uuid, now, page, success
+from .common import PAGING, date, fetch, find, keyword, listing, matching, new_uuid, now, page, success
 
 FILTERS = ("featured", "self", "selfexecutable", "sharedexecutable", "executable", "community", "all")
 FORMATS = ("QCOW2", "RAW", "VHD", "OVA", "ISO")
@@ -137,14 +137,15 @@ def _list(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[list[dic
         *_visible(caller, args["templatefilter"]),
         *keyword(templates.c.name, args),
     ]
-    for key, column in (
-        ("id", templates.c.uuid),
-        ("name", templates.c.name),
-        ("zoneid", zones.c.uuid),
-        ("hypervisor", templates.c.hypervisor_type),
-    ):
-        if key in args:
-            where.append(column == args[key])
+    where += matching(
+        args,
+        {
+            "id": templates.c.uuid,
+            "name": templates.c.name,
+            "zoneid": zones.c.uuid,
+            "hypervisor": templates.c.hypervisor_type,
+        },
+    )
     rows, total = fetch(conn, _query().where(*where), (templates.c.id, zones.c.id), args)
     return [template_view(r) for r in rows], total
 

@@ -31,7 +31,7 @@ from ...orchestration import vms as vm_rows
 from ...orchestration.vm_state import State
 from ...orchestration.vms import DeploySpec
 from ..registry import Param, command
-from .common import OWNER, PAGING, date, fetch, find, keyword, listing, owner_filter, uuids
+from .common import OWNER, PAGING, date, fetch, find, keyword, listing, matching, owner_filter, uuids
 
 GIB = 2**30
 # RFC 1123 host names, as CloudStack checks them: letters, digits and hyphens, not starting with a digit
@@ -179,14 +179,15 @@ def _list(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[list[dic
     ids = uuids(args, "ids") + ([args["id"]] if "id" in args else [])
     if ids:
         where.append(vms.c.uuid.in_(ids))
-    for key, column in (
-        ("state", vms.c.state),
-        ("zoneid", zones.c.uuid),
-        ("templateid", templates.c.uuid),
-        ("serviceofferingid", service_offerings.c.uuid),
-    ):
-        if key in args:
-            where.append(column == args[key])
+    where += matching(
+        args,
+        {
+            "state": vms.c.state,
+            "zoneid": zones.c.uuid,
+            "templateid": templates.c.uuid,
+            "serviceofferingid": service_offerings.c.uuid,
+        },
+    )
     if "hostid" in args:
         if not caller.is_admin:
             raise PermissionDenied("only admins may list VMs by host")

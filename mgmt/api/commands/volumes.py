@@ -12,7 +12,20 @@ from ...db.schema import accounts, disk_offerings, domains, storage_pools, vms, 
 from ...errors import InvalidParameter
 from ...orchestration import disks
 from ..registry import Param, command
-from .common import OWNER, PAGING, date, fetch, find, keyword, listing, new_uuid, now, owner_filter, uuids
+from .common import (
+    OWNER,
+    PAGING,
+    date,
+    fetch,
+    find,
+    keyword,
+    listing,
+    matching,
+    new_uuid,
+    now,
+    owner_filter,
+    uuids,
+)
 
 GIB = 2**30
 
@@ -93,16 +106,17 @@ def _list(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[list[dic
     ids = uuids(args, "ids") + ([args["id"]] if "id" in args else [])
     if ids:
         where.append(volumes.c.uuid.in_(ids))
-    for key, column in (
-        ("name", volumes.c.name),
-        ("type", volumes.c.type),
-        ("virtualmachineid", vms.c.uuid),
-        ("zoneid", zones.c.uuid),
-        ("storageid", storage_pools.c.uuid),
-        ("state", volumes.c.state),
-    ):
-        if key in args:
-            where.append(column == args[key])
+    where += matching(
+        args,
+        {
+            "name": volumes.c.name,
+            "type": volumes.c.type,
+            "virtualmachineid": vms.c.uuid,
+            "zoneid": zones.c.uuid,
+            "storageid": storage_pools.c.uuid,
+            "state": volumes.c.state,
+        },
+    )
     rows, total = fetch(conn, _query().where(*where), volumes.c.id, args)
     return [volume_view(r, admin=caller.is_admin) for r in rows], total
 
