@@ -13,7 +13,6 @@ they are off). Ctrl-C (or SIGTERM) stops the server and the hosts.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 from collections.abc import Mapping
@@ -30,7 +29,6 @@ from . import logs
 from .server import ServerConfig, Services, serve
 from .settings import SettingError
 
-log = logging.getLogger("mgmt.local")
 ZONE_FILE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "zone.toml"
 
 
@@ -94,9 +92,20 @@ async def run_local(config: ServerConfig, hosts: int, *, out: object = sys.stdou
                         inner.start_soon(agent.run)
 
         nursery.start_soon(run_agents)
-        with trio.move_on_after(60):
-            for agent in agents:
-                await agent.up.wait()
+        with trio.move_on_after(60):  # hosts that are not Up by then are reported as such
+            async with trio.open_nursery() as waiting:
+
+                async def unless_stopped() -> None:
+                    await served.wait()  # Ctrl-C before every host was Up
+                    waiting.cancel_scope.cancel()
+
+                waiting.start_soon(unless_stopped)
+                for agent in agents:
+                    await agent.up.wait()
+                waiting.cancel_scope.cancel()
+        if served.is_set():
+            agent_scope.cancel()
+            return 0
         up = sum(a.status == "up" for a in agents)
         data_dir = Path(config.data_dir)
         creds = json.loads((data_dir / "admin-credentials.json").read_text())
