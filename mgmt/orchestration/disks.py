@@ -30,7 +30,7 @@ from ..db.schema import capacity_reservations, storage_pools, vms, volumes
 from ..errors import AgentUnavailable, CumuloError, InvalidParameter, OperationTimedOut
 from ..planner import capacity
 from ..storage import volumes as volume_rows
-from .engine import OperationFailed, Orchestrator, _hosts_reaching
+from .engine import OperationFailed, Orchestrator, hosts_reaching
 from .vm_state import State
 from .vms import now
 
@@ -255,7 +255,7 @@ async def delete(orch: Orchestrator, volume_id: int) -> None:
     volume = await orch.db.run(_begin_delete, volume_id)
     if volume.pool_id is not None and volume.path:
         pool = await orch.db.read(_pool, volume.pool_id)
-        hosts = await orch.db.read(_hosts_reaching, volume.pool_id)
+        hosts = await orch.db.read(hosts_reaching, volume.pool_id)
         if not await _destroy_on(orch, hosts, volume.uuid, pool.uuid, volume.path):
             await orch.db.run(volume_rows.set_state, volume_id, volume.state)
             raise OperationFailed(

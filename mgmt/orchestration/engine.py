@@ -448,7 +448,7 @@ class Orchestrator:
             if volume.pool_id is None or not volume.path:
                 continue
             reached = False
-            for host_id in await self.db.run(_hosts_reaching, volume.pool_id):
+            for host_id in await self.db.run(hosts_reaching, volume.pool_id):
                 try:
                     answer = await self._send(
                         host_id,
@@ -632,7 +632,8 @@ def _recovered(conn: Connection, vm_id: int) -> None:
         volumes.set_state(conn, volume.id, volumes.READY if volume.path else volumes.ALLOCATED)
 
 
-def _hosts_reaching(conn: Connection, pool_id: int) -> list[int]:
+def hosts_reaching(conn: Connection, pool_id: int) -> list[int]:
+    """Up to five Up hosts that can reach the pool (to delete a volume on it through)."""
     pool = conn.execute(sa.select(storage_pools).where(storage_pools.c.id == pool_id)).one()
     where = [hosts.c.status == "Up", hosts.c.removed.is_(None)]
     if pool.scope == "HOST":

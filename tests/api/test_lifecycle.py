@@ -174,16 +174,16 @@ async def test_job_shapes_and_a_failed_job(api: ApiCloud) -> None:
     jobs = await api.call(lambda: cs.listAsyncJobs())
     assert jobs["count"] == 2 and jobs["asyncjobs"][0]["jobid"] == rebooting["jobid"]  # newest first
 
-    # a job still running is answered from memory, in the same shape, until its row says how it ended
+    # a job still running (its host holds the start for a minute: longer than this test) is answered
+    # from memory, in the same shape a row gives
     for guid in api.cloud.faults:
-        api.cloud.faults[guid].add("StartCommand", "wait:800", count=1)
+        api.cloud.faults[guid].add("StartCommand", "wait:60000", count=1)
     starting = await api.call(lambda: cs.startVirtualMachine(id=started["id"]))
     pending = await api.call(lambda: cs.queryAsyncJobResult(jobid=starting["jobid"]))
     assert (pending["jobstatus"], pending["jobresultcode"], pending["jobinstanceid"]) == (0, 0, started["id"])
     assert "jobresult" not in pending and pending["cmd"] == "startVirtualMachine"
     assert pending["userid"] == job["userid"] and pending["accountid"] == job["accountid"]
-    done = await api.call(lambda: cs._jobresult(starting["jobid"]))
-    assert done["virtualmachine"]["state"] == "Running"
+    assert set(pending) == set(job) - {"jobresult", "jobresulttype", "completed"}
 
 
 async def test_infrastructure_commands(api: ApiCloud) -> None:

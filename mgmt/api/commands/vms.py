@@ -374,8 +374,7 @@ def _check_deploy_args(args: dict[str, Any]) -> None:
 async def deploy_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
     _check_deploy_args(args)
     spec = await ctx.read(_resolve, ctx.caller, args)
-    vm_id = await ctx.run(vm_rows.allocate, spec)
-    vm_uuid = await ctx.read(_uuid_of, vm_id)
+    vm_id, vm_uuid = await ctx.run(_allocate, spec)
     start = args.get("startvm", True)
     orchestrator = ctx.services.orchestrator
 
@@ -394,8 +393,10 @@ async def deploy_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, An
     return {"id": vm_uuid, "jobid": job}
 
 
-def _uuid_of(conn: Connection, vm_id: int) -> str:
-    return str(conn.scalar(sa.select(vms.c.uuid).where(vms.c.id == vm_id)))
+def _allocate(conn: Connection, spec: DeploySpec) -> tuple[int, str]:
+    """The new VM's id and uuid, in the allocation's own transaction."""
+    vm_id = vm_rows.allocate(conn, spec)
+    return vm_id, str(conn.scalar(sa.select(vms.c.uuid).where(vms.c.id == vm_id)))
 
 
 # --- one VM at a time ------------------------------------------------------------------------------------
@@ -405,10 +406,15 @@ async def _vm(ctx: Any, ident: str) -> Any:
     return await ctx.read(find, ctx.caller, vms, ident, "virtual machine", owned=True)
 
 
-async def _vm_job(ctx: Any, vm: Any, what: str, operation: Any) -> dict[str, Any]:
+async def _vm_job(ctx: Any, vm: Any, what: str, operation: Any, *, view: Any = view_of) -> dict[str, Any]:
+    """Run ``operation`` as the VM's job; its result is the VM as ``view`` shows it afterwards (None:
+    ``{"success": true}``)."""
+
     async def work() -> dict[str, Any]:
         await operation()
-        return {"virtualmachine": await ctx.read(view_of, ctx.caller, vm.id)}
+        if view is None:
+            return {"success": True}
+        return {"virtualmachine": await ctx.read(view, ctx.caller, vm.id)}
 
     job = await ctx.submit(
         work,
@@ -483,18 +489,13 @@ async def destroy_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, A
     if expunge and not ctx.caller.is_admin:
         raise PermissionDenied("only admins may expunge a VM at once")
 
-    async def work() -> dict[str, Any]:
-        await ctx.services.orchestrator.destroy(vm.id, expunge=expunge)
-        return {"virtualmachine": await ctx.read(_view_even_removed, ctx.caller, vm.id)}
-
-    job = await ctx.submit(
-        work,
-        description=f"destroyed VM {vm.name or vm.instance_name}",
-        instance_type="VirtualMachine",
-        instance_id=vm.id,
-        instance_uuid=vm.uuid,
+    return await _vm_job(
+        ctx,
+        vm,
+        "destroyed",
+        lambda: ctx.services.orchestrator.destroy(vm.id, expunge=expunge),
+        view=_view_even_removed,
     )
-    return {"jobid": job}
 
 
 def _view_even_removed(conn: Connection, caller: Any, vm_id: int) -> dict[str, Any]:
@@ -535,19 +536,7 @@ async def recover_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, A
 )
 async def expunge_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
     vm = await _vm(ctx, args["id"])
-
-    async def work() -> dict[str, Any]:
-        await ctx.services.orchestrator.expunge(vm.id)
-        return {"success": True}
-
-    job = await ctx.submit(
-        work,
-        description=f"expunged VM {vm.name or vm.instance_name}",
-        instance_type="VirtualMachine",
-        instance_id=vm.id,
-        instance_uuid=vm.uuid,
-    )
-    return {"jobid": job}
+    return await _vm_job(ctx, vm, "expunged", lambda: ctx.services.orchestrator.expunge(vm.id), view=None)
 
 
 @command(
