@@ -13,7 +13,7 @@ from protocol.runtime import tune_gc
 
 from .config import AgentConfig, default_name, load, parse_servers, stable_guid
 from .faults import FaultTable
-from .resource import Placement, ServerResource
+from .resource import HostSetupError, Placement, ServerResource
 from .shell import Agent, AgentSettings
 
 log = logging.getLogger("agent")
@@ -23,12 +23,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m agent", description="Cumulo host agent")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="connect to a management server and serve this host")
+    sub.add_parser("build-template", add_help=False,
+                   help="build the tiny guest template from Debian packages (see --help after it)")
     run.add_argument("--config", help="TOML file with the same settings as the flags")
     run.add_argument("--mgmt", help="management servers, HOST:PORT[,HOST:PORT...] (default 127.0.0.1:8250)")
     run.add_argument("--resource", choices=["libvirt", "simulator"])
     run.add_argument("--libvirt-uri", help="libvirt connection URI (default qemu:///system)")
     run.add_argument("--pool", help="libvirt storage pool for primary storage (default cumulo-primary)")
     run.add_argument("--pool-path", help="directory for that pool, created when the pool does not exist")
+    run.add_argument("--domain-type", choices=["kvm", "qemu", "test"],
+                     help="libvirt domain type (default: kvm when a KVM guest boots here, else qemu)")
+    run.add_argument("--probe-kernel", help="kernel to try KVM with (default: the newest /boot/vmlinuz-*)")
+    run.add_argument("--console-dir", help="where guests' console logs go (default STATE_DIR/console)")
     run.add_argument("--guid", help="this host's id (default: made once, kept in the state directory)")
     run.add_argument("--name", help="this host's name (default: the hostname)")
     run.add_argument("--zone")
@@ -44,9 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def make_resource(config: AgentConfig, faults: FaultTable) -> ServerResource:
     if config.resource == "libvirt":
-        from .libvirt_resource import LibvirtResource
+        from .kvm import LibvirtResource
 
-        return LibvirtResource(config.libvirt_uri, pool=config.pool, pool_path=config.pool_path)
+        return LibvirtResource(config.libvirt_uri, pool=config.pool, pool_path=config.pool_path,
+                               domain_type=config.domain_type, console_dir=config.console_dir,
+                               state_dir=config.state_dir, probe_kernel=config.probe_kernel)
     if config.resource == "simulator":
         from .simulator import SimulatorResource
 
@@ -76,6 +84,12 @@ async def serve(config: AgentConfig) -> int:
                              ping_retries=config.ping_retries, drain_seconds=config.drain_seconds)
     faults = FaultTable.load(config.faults) if config.faults else FaultTable()
     resource = make_resource(config, faults)
+    try:
+        await resource.open()
+    except HostSetupError as e:
+        log.error("agent %s cannot serve this host: %s", placement.name, e)
+        await resource.aclose()
+        return 1
     agent = Agent(settings, resource)
     log.info("agent %s (guid %s) starting with the %s resource, servers %s", placement.name, guid,
              config.resource, config.mgmt)
@@ -103,6 +117,11 @@ async def serve(config: AgentConfig) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["build-template"]:
+        from .kvm.guest_template import main as build_template
+
+        return build_template(argv[1:])
     args = build_parser().parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
     try:

@@ -25,6 +25,9 @@ class AgentConfig:
     libvirt_uri: str = "qemu:///system"
     pool: str = "cumulo-primary"
     pool_path: str = ""
+    domain_type: str = ""  # kvm, qemu (TCG) or test; empty: decided by trying KVM once
+    probe_kernel: str = ""  # the kernel that KVM is tried with (default: the newest /boot/vmlinuz-*)
+    console_dir: str = ""  # guests' console logs (default: STATE_DIR/console)
     guid: str = ""
     name: str = ""
     zone: str = "zone1"

@@ -45,6 +45,10 @@ class Placement:
     host_tags: tuple[str, ...] = ()
 
 
+class HostSetupError(Exception):
+    """The host cannot serve as configured (a missing package, a bad setting); the message says why."""
+
+
 class DropConnection(Exception):
     """Raised by a handler to close the agent's connection instead of answering (a fault rule)."""
 
@@ -72,6 +76,9 @@ class ServerResource(ABC):
     @classmethod
     def supported_commands(cls) -> frozenset[type[Command]]:
         return frozenset(cls._handlers)
+
+    async def open(self) -> None:  # noqa: B027 - most resources have nothing to set up
+        """Set up before the first startup; raise ``HostSetupError`` when the host cannot serve."""
 
     @abstractmethod
     async def startup_commands(self, placement: Placement) -> list[Command]:

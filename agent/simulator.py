@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -24,11 +25,14 @@ from protocol.messages import (
     CheckOnHostCommand,
     CheckVirtualMachineAnswer,
     CheckVirtualMachineCommand,
+    CleanupVmCommand,
     Command,
     CreateAnswer,
     CreateCommand,
     DestroyCommand,
     DettachCommand,
+    GetVmConsoleLogAnswer,
+    GetVmConsoleLogCommand,
     GetVmStatsAnswer,
     GetVmStatsCommand,
     MigrateAnswer,
@@ -57,6 +61,7 @@ log = logging.getLogger(__name__)
 
 GIB = 1024**3
 TEMPLATE_SIZE = 2 * GIB  # what a simulated template download occupies on the pool
+CONSOLE_LINES = 100  # console lines a simulated host keeps per VM
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +89,10 @@ class SimHost:
     vms: dict[str, SimVm] = field(default_factory=dict)
     incoming: dict[str, VirtualMachineTO] = field(default_factory=dict)
     volumes: dict[str, int] = field(default_factory=dict)  # path -> bytes
+    consoles: dict[str, deque[str]] = field(default_factory=dict)  # VM name -> its last console lines
+
+    def console(self, name: str, line: str) -> None:
+        self.consoles.setdefault(name, deque(maxlen=CONSOLE_LINES)).append(line)
 
     def memory_used(self) -> int:
         return sum(vm.to.memory_bytes for vm in self.vms.values() if vm.state is PowerState.ON)
@@ -166,12 +175,14 @@ class SimulatorResource(ServerResource):
         missing = [d.path for d in vm.disks if d.path and d.path not in self._volumes(d.pool_path)]
         if missing:
             return StartAnswer(result=False, vm_name=vm.name, details=f"disk not found: {missing[0]}")
-        self.host.vms[vm.name] = SimVm(vm, boots=existing.boots + 1 if existing else 1)
+        self.host.vms[vm.name] = sim = SimVm(vm, boots=existing.boots + 1 if existing else 1)
+        self.host.console(vm.name, f"simulated guest {vm.name}: booted (boot {sim.boots})")
         return StartAnswer(vm_name=vm.name)
 
     @handles(StopCommand)
     async def stop(self, cmd: StopCommand) -> Answer:
-        self.host.vms.pop(cmd.vm_name, None)  # stopping an absent VM succeeds: it is stopped
+        if self.host.vms.pop(cmd.vm_name, None) is not None:  # stopping an absent VM succeeds: it is stopped
+            self.host.console(cmd.vm_name, f"simulated guest {cmd.vm_name}: powered off")
         return StopAnswer()
 
     @handles(RebootCommand)
@@ -180,6 +191,7 @@ class SimulatorResource(ServerResource):
         if vm is None or vm.state is not PowerState.ON:
             return RebootAnswer(result=False, details=f"VM {cmd.vm_name} is not running on this host")
         vm.boots += 1
+        self.host.console(cmd.vm_name, f"simulated guest {cmd.vm_name}: rebooted (boot {vm.boots})")
         return RebootAnswer()
 
     @handles(PrepareForMigrationCommand)
@@ -222,6 +234,20 @@ class SimulatorResource(ServerResource):
         if vm is None or vm.state is not PowerState.ON:
             return Answer(result=False, details=f"VM {cmd.vm_name} is not running on this host")
         vm.to = dataclasses.replace(vm.to, disks=tuple(d for d in vm.to.disks if d.path != cmd.disk.path))
+        return Answer()
+
+    @handles(GetVmConsoleLogCommand)
+    async def console_log(self, cmd: GetVmConsoleLogCommand) -> Answer:
+        lines = self.host.consoles.get(cmd.vm_name)
+        if lines is None:
+            return GetVmConsoleLogAnswer()
+        kept = list(lines)[-max(1, cmd.lines):]
+        return GetVmConsoleLogAnswer(log="".join(f"{line}\n" for line in kept), exists=True)
+
+    @handles(CleanupVmCommand)
+    async def cleanup_vm(self, cmd: CleanupVmCommand) -> Answer:
+        self.host.vms.pop(cmd.vm_name, None)
+        self.host.consoles.pop(cmd.vm_name, None)
         return Answer()
 
     @handles(CheckVirtualMachineCommand)

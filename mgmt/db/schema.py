@@ -152,6 +152,8 @@ templates = Table(
     Column("os_type", String(255), nullable=False, default=""),
     Column("url", String(2048), nullable=False),
     Column("size_bytes", BigInteger, nullable=False, default=0),
+    # JSON object: a KVM template's direct-boot "kernel", "initrd" and "bootargs" (registerTemplate details)
+    Column("details", Text, nullable=False, server_default="{}"),
     Column("public", Boolean, nullable=False, default=True),
     Column("featured", Boolean, nullable=False, default=False),
     Column("account_id", Integer),

@@ -26,9 +26,12 @@ from sqlalchemy.engine import Connection
 
 from protocol.messages import (
     Answer,
+    CleanupVmCommand,
     CreateAnswer,
     CreateCommand,
     DestroyCommand,
+    GetVmConsoleLogAnswer,
+    GetVmConsoleLogCommand,
     MigrateCommand,
     PrepareForMigrationCommand,
     PrimaryStorageDownloadAnswer,
@@ -348,6 +351,7 @@ class Orchestrator:
                 pool_uuid=pool.uuid,
                 pool_path=pool.path,
                 template_path=template_path,
+                template_format=vm.template.format.lower() if template_path else "",
                 size_bytes=volume.size_bytes,
             ),
         )
@@ -469,10 +473,37 @@ class Orchestrator:
                     f"no host can reach the pool of volume {volume.name}; the VM stays "
                     f"Expunging and the expunge task will try again"
                 )
+        await self._cleanup_on_host(vm)
         released = await self.db.run(_expunged, vm_id)
         if released is not None and released.pool_id:
             self.placement.pool_allocated(released.pool_id, -released.disk_bytes)
         log.info("VM expunged", extra={"vm_id": vm_id})
+
+    async def _cleanup_on_host(self, vm: VmRecord) -> None:
+        """Ask the VM's last host to forget it (a leftover domain, its console log); best effort: a host
+        that is down keeps the file, which names a VM that no longer exists."""
+        host_id = vm.row.host_id or vm.row.last_host_id
+        if host_id is None:
+            return
+        try:
+            answer = await self._send(host_id, CleanupVmCommand(vm_name=vm.name), timeout=60)
+        except (AgentUnavailable, OperationTimedOut) as e:
+            log.warning("VM %s expunged without cleaning up on host %d: %s", vm.name, host_id, e)
+            return
+        if not answer.result:
+            log.warning("host %d could not clean up after VM %s: %s", host_id, vm.name, answer.details)
+
+    async def console_log(self, vm_id: int, lines: int) -> tuple[str, int | None]:
+        """The last ``lines`` lines of the VM's console, from its host (or its last host when it is not
+        running), and that host's id; ``("", None)`` for a VM that never ran."""
+        vm = await self.db.run(vm_rows.load, vm_id)
+        host_id = vm.row.host_id or vm.row.last_host_id
+        if host_id is None:
+            return "", None
+        answer = await self._send(host_id, GetVmConsoleLogCommand(vm_name=vm.name, lines=lines), timeout=30)
+        if not answer.result or not isinstance(answer, GetVmConsoleLogAnswer):
+            raise OperationFailed(f"could not read the console log of VM {vm.name}: {answer.details}")
+        return answer.log, host_id
 
     async def expunge_due(self) -> int:
         """Expunge the VMs destroyed more than ``expunge.delay`` ago (and any left Expunging)."""

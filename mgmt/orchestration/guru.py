@@ -1,13 +1,16 @@
 """Hypervisor gurus: turn a VM's records into the ``VirtualMachineTO`` its hypervisor's agent starts.
 
 One builder per hypervisor type; they share the common part and differ in what the hypervisor needs
-(KVM: the template's format and a serial console; the simulator: nothing more).
+(KVM: a serial console and, for a template with boot details, its kernel, initrd and command line; the
+simulator: nothing more).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+import orjson
 
 from protocol.messages import DiskTO, NicTO, VirtualMachineTO
 
@@ -24,7 +27,7 @@ def _common(vm: VmRecord) -> dict[str, Any]:
             pool_uuid=v.pool_uuid or "",
             pool_path=v.pool_path or "",
             size_bytes=v.size_bytes,
-            format=vm.template.format.lower() if v.type == "ROOT" else "qcow2",
+            format="qcow2",  # a root volume is a qcow2 overlay on its template, whatever its format
         )
         for v in vm.volumes
     )
@@ -57,7 +60,14 @@ def _common(vm: VmRecord) -> dict[str, Any]:
 
 
 def kvm(vm: VmRecord) -> VirtualMachineTO:
-    return VirtualMachineTO(**_common(vm), details={"console": "serial"})
+    boot = orjson.loads(vm.template.details or "{}")
+    return VirtualMachineTO(
+        **_common(vm),
+        kernel=boot.get("kernel", ""),
+        initrd=boot.get("initrd", ""),
+        boot_args=boot.get("bootargs", ""),
+        details={"console": "serial"},
+    )
 
 
 def simulator(vm: VmRecord) -> VirtualMachineTO:

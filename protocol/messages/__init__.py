@@ -39,7 +39,10 @@ from .storage import (
 from .vm import (
     CheckVirtualMachineAnswer,
     CheckVirtualMachineCommand,
+    CleanupVmCommand,
     DiskTO,
+    GetVmConsoleLogAnswer,
+    GetVmConsoleLogCommand,
     GetVmStatsAnswer,
     GetVmStatsCommand,
     MigrateAnswer,
@@ -60,8 +63,9 @@ from .vm import (
 __all__ = [
     "ANSWERS", "COMMANDS", "Answer", "AttachCommand", "CheckHealthAnswer", "CheckHealthCommand",
     "CheckOnHostAnswer", "CheckOnHostCommand", "CheckVirtualMachineAnswer", "CheckVirtualMachineCommand",
-    "Command", "CreateAnswer", "CreateCommand", "DestroyCommand", "DettachCommand", "DiskTO",
-    "GetVmStatsAnswer", "GetVmStatsCommand",
+    "CleanupVmCommand", "Command", "CreateAnswer", "CreateCommand", "DestroyCommand", "DettachCommand",
+    "DiskTO",
+    "GetVmConsoleLogAnswer", "GetVmConsoleLogCommand", "GetVmStatsAnswer", "GetVmStatsCommand",
     "MalformedCommand", "MigrateAnswer", "MigrateCommand", "NicTO", "PingAnswer", "PingRoutingCommand",
     "PowerState", "PrepareForMigrationAnswer", "PrepareForMigrationCommand", "PrimaryStorageDownloadAnswer",
     "PrimaryStorageDownloadCommand", "ReadyAnswer", "ReadyCommand", "RebootAnswer", "RebootCommand",

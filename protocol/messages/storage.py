@@ -37,6 +37,7 @@ class CreateCommand(Command):
     pool_uuid: str
     pool_path: str = ""
     template_path: str = ""
+    template_format: str = ""  # the template copy's format (qcow2 or raw); the volume is always ``format``
     size_bytes: int = 0
     format: str = "qcow2"
 

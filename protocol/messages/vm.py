@@ -163,3 +163,27 @@ class GetVmStatsCommand(Command):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GetVmStatsAnswer(Answer):
     stats: dict[str, VmStats] = field(default_factory=dict)
+
+
+@command
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetVmConsoleLogCommand(Command):
+    """The last ``lines`` lines of a VM's serial console (from its last run when it is stopped)."""
+
+    vm_name: str
+    lines: int = 100
+
+
+@answer
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetVmConsoleLogAnswer(Answer):
+    log: str = ""
+    exists: bool = False  # whether this host has a console log for the VM at all
+
+
+@command
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CleanupVmCommand(Command):
+    """Sent to a VM's last host when it is expunged: forget its domain and console log."""
+
+    vm_name: str

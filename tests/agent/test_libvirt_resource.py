@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from agent.domain_xml import domain_xml
-from agent.libvirt_resource import LibvirtResource
-from agent.resource import Placement
+from agent.kvm import LibvirtResource
+from agent.kvm.domain_xml import domain_xml
+from agent.resource import HostSetupError, Placement
 from agent.shell import Agent, AgentSettings
 from protocol.messages import (
     CheckHealthCommand,
@@ -78,8 +78,8 @@ async def test_host_facts_come_from_the_connection(tmp_path: Path) -> None:
 
 async def test_missing_pool_without_a_path_is_a_clear_error() -> None:
     res = LibvirtResource("test:///default", pool="no-such-pool")
-    with pytest.raises(RuntimeError, match="storage pool 'no-such-pool' does not exist"):
-        await res.startup_commands(PLACEMENT)
+    with pytest.raises(HostSetupError, match="storage pool 'no-such-pool' does not exist"):
+        await res.open()
     await res.aclose()
 
 
@@ -123,7 +123,7 @@ async def test_migration_failure_is_reported_with_libvirts_reason(resource: Libv
 
 async def test_root_volume_from_a_template_then_deleted(resource: LibvirtResource) -> None:
     template_uuid = unique("tmpl")
-    pool = await trio.to_thread.run_sync(resource._pool)
+    pool = (await trio.to_thread.run_sync(resource._pool))._pool  # the libvirt pool under LibvirtPool
     await trio.to_thread.run_sync(
         pool.createXML, f"<volume><name>template-{template_uuid}</name><capacity unit='bytes'>{2 << 30}"
         "</capacity><target><format type='qcow2'/></target></volume>", 0)
@@ -179,10 +179,12 @@ def test_domain_xml_escapes_and_describes_the_vm() -> None:
     root = ET.fromstring(domain_xml(to, "qemu", console_log="/logs/a.log"))
     assert root.get("type") == "qemu" and root.findtext("name") == "a<b"
     assert root.findtext("memory") == str(2 << 20) and root.findtext("vcpu") == "3"
-    assert root.findtext("os/cmdline") == "console=ttyS0 name=a<b"
+    assert root.findtext("os/cmdline") == "console=ttyS0 name=a<b cumulo.name=a<b"  # the guest learns its name
     assert root.find("devices/disk/source").get("file") == "/p/v"  # type: ignore[union-attr]
     assert root.find("devices/interface/source").get("bridge") == "cloudbr0"  # type: ignore[union-attr]
-    assert root.find("devices/serial/source").get("path") == "/logs/a.log"  # type: ignore[union-attr]
+    for tag in ("serial", "console"):  # appended to across starts, so one run's log survives the next
+        source = root.find(f"devices/{tag}/source")
+        assert source is not None and source.attrib == {"path": "/logs/a.log", "append": "on"}
 
 
 async def test_agent_with_the_libvirt_resource_starts_up_and_runs_commands(nursery: trio.Nursery) -> None:

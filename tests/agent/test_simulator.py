@@ -112,6 +112,6 @@ def test_every_command_has_a_handler() -> None:
 
     agent_side = {name for name in COMMANDS if not name.startswith(("Startup", "Ping", "Ready"))}
     assert {c.__name__ for c in SimulatorResource.supported_commands()} == agent_side
-    from agent.libvirt_resource import LibvirtResource
+    from agent.kvm import LibvirtResource
 
     assert {c.__name__ for c in LibvirtResource.supported_commands()} == agent_side

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 import trio
 
 from agent.faults import FaultTable
-from agent.libvirt_resource import LibvirtResource
+from agent.kvm import LibvirtResource
 from agent.resource import Placement
 from agent.shell import Agent, AgentSettings
 from agent.simulator import HostSpec, SimulatorResource

@@ -7,6 +7,7 @@ import urllib.parse
 import uuid
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -105,6 +106,7 @@ def template_view(r: Any) -> dict[str, Any]:
         "domainid": r.domain_uuid,
         "domain": r.domain_name,
         "url": r.url,
+        "details": orjson.loads(r.details or "{}"),
         "created": date(r.created),
         "tags": [],
     }
@@ -187,6 +189,38 @@ def _source(url: str) -> tuple[str, int]:
     return f"file://{path}", size
 
 
+BOOT_DETAILS = ("kernel", "initrd", "bootargs")
+
+
+def boot_details(args: dict[str, Any]) -> dict[str, str]:
+    """The direct-boot details of a template: a kernel (and initrd, boot arguments) by absolute path."""
+    merged: dict[str, str] = {}
+    for entry in args.get("details", []):
+        merged.update(entry)
+    unknown = sorted(set(merged) - set(BOOT_DETAILS))
+    if unknown:
+        raise InvalidParameter(
+            f"unknown template details {', '.join(unknown)} (known: {', '.join(BOOT_DETAILS)})"
+        )
+    if merged and args["hypervisor"] != "KVM":
+        raise InvalidParameter("kernel, initrd and bootargs details are for KVM templates")
+    if ("initrd" in merged or "bootargs" in merged) and "kernel" not in merged:
+        raise InvalidParameter("details initrd and bootargs need details kernel too")
+    for key in ("kernel", "initrd"):
+        if key in merged:
+            path = urllib.parse.urlparse(merged[key]).path if merged[key].startswith("file:") else merged[key]
+            if not path.startswith("/"):
+                raise InvalidParameter(
+                    f"details {key} must be an absolute path on the hosts, not {merged[key]!r}"
+                )
+            merged[key] = path
+    if any(c in merged.get("bootargs", "") for c in "\n\r\0"):
+        raise InvalidParameter("details bootargs must be one line")
+    if len(merged.get("bootargs", "")) > 1024:
+        raise InvalidParameter("details bootargs must be at most 1024 characters")
+    return merged
+
+
 def _register(
     conn: Connection, caller: Any, args: dict[str, Any], url: str, size: int
 ) -> list[dict[str, Any]]:
@@ -208,6 +242,7 @@ def _register(
             os_type=os_type,
             url=url,
             size_bytes=size,
+            details=orjson.dumps(args["details"]).decode(),
             public=args.get("ispublic", False),
             featured=args.get("isfeatured", False),
             account_id=caller.account_id,
@@ -234,6 +269,8 @@ def _register(
     Param("isfeatured", "boolean", description="whether it is featured (admins)"),
     Param("size", "long", description="its size in bytes, when the URL is not a local file"),
     Param("passwordenabled", "boolean", description="accepted for compatibility"),
+    Param("details", "map", description="KVM direct kernel boot: details[0].kernel=/path, "
+          "details[0].initrd=/path, details[0].bootargs=... (paths readable on every host)"),
     event="TEMPLATE.CREATE",
     response="template",
 )
@@ -248,6 +285,7 @@ async def register_template(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
         except ValueError:
             raise InvalidParameter("parameter zoneid must be a UUID or -1") from None
     url, size = _source(args["url"])
+    args["details"] = boot_details(args)
     if not size:
         size = args.get("size", 0)
         if size < 0:

@@ -402,6 +402,9 @@ def _allocate(conn: Connection, spec: DeploySpec) -> tuple[int, str]:
 # --- one VM at a time ------------------------------------------------------------------------------------
 
 
+CONSOLE_MAX_LINES = 1000
+
+
 async def _vm(ctx: Any, ident: str) -> Any:
     return await ctx.read(find, ctx.caller, vms, ident, "virtual machine", owned=True)
 
@@ -471,6 +474,31 @@ async def stop_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, Any]
 async def reboot_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
     vm = await _vm(ctx, args["id"])
     return await _vm_job(ctx, vm, "rebooted", lambda: ctx.services.orchestrator.reboot(vm.id))
+
+
+@command(
+    "getVirtualMachineConsoleLog",
+    "Cumulo extension (CloudStack has no such command): the last lines of a VM's serial console, read "
+    "from the host it runs on, or from its last host when it is stopped (that run's output).",
+    Param("id", "uuid", required=True, description="the VM's id"),
+    Param("lines", "integer", description=f"lines from the end (1 to {CONSOLE_MAX_LINES}, default 100)"),
+    response="virtualmachineconsolelog",
+)
+async def get_console_log(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+    lines = args.get("lines", 100)
+    if not 1 <= lines <= CONSOLE_MAX_LINES:
+        raise InvalidParameter(f"lines must be between 1 and {CONSOLE_MAX_LINES}")
+    vm = await _vm(ctx, args["id"])
+    text, host_id = await ctx.services.orchestrator.console_log(vm.id, lines)
+    host_uuid = await ctx.read(_host_uuid, host_id) if host_id is not None else None
+    view = {"id": vm.uuid, "name": vm.display_name, "lines": text.count("\n"), "log": text}
+    if ctx.caller.is_admin:  # as listVirtualMachines: only admins see hosts and instance names
+        view.update(instancename=vm.instance_name, hostid=host_uuid)
+    return {"virtualmachineconsolelog": view}
+
+
+def _host_uuid(conn: Connection, host_id: int) -> str | None:
+    return conn.scalar(sa.select(hosts.c.uuid).where(hosts.c.id == host_id))
 
 
 @command(

@@ -1,16 +1,17 @@
 """LibvirtResource: a KVM/QEMU host (or libvirt's test driver) driven through libvirt-python.
 
 libvirt calls block, so every one runs in a worker thread under a bounded limiter; the event loop
-never waits on libvirt. The connection is opened once, lazily. Root volumes live in a libvirt storage
-pool: templates are copied into it once, and each root volume is a qcow2 overlay on its template.
+never waits on libvirt. ``open`` connects once before the agent's first startup: for the embedded
+QEMU driver it prepares the root first, and it decides KVM or TCG (``host.py``). Root volumes live in
+the primary storage pool (``pools.py``): templates are copied into it once, and each root volume is a
+qcow2 overlay on its template. Each VM's serial console is appended to a file in the console directory
+(``console.py``); the management server reads its tail and asks for it to be removed on expunge.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
-import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,12 +28,15 @@ from protocol.messages import (
     CheckOnHostCommand,
     CheckVirtualMachineAnswer,
     CheckVirtualMachineCommand,
+    CleanupVmCommand,
     Command,
     CreateAnswer,
     CreateCommand,
     DestroyCommand,
     DettachCommand,
     DiskTO,
+    GetVmConsoleLogAnswer,
+    GetVmConsoleLogCommand,
     GetVmStatsAnswer,
     GetVmStatsCommand,
     MigrateAnswer,
@@ -53,8 +57,11 @@ from protocol.messages import (
     VmStats,
 )
 
+from ..resource import Placement, ServerResource, handles
+from . import console as consoles
 from .domain_xml import disk_xml, domain_xml
-from .resource import Placement, ServerResource, handles
+from .host import HostSetupError, choose_domain_type, embedded_root, prepare_embedded, start_event_loop
+from .pools import DirectoryPool, LibvirtPool, Pool, PoolError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -83,48 +90,70 @@ class LibvirtResource(ServerResource):
     hypervisor_type = "KVM"
 
     def __init__(self, uri: str = "qemu:///system", *, pool: str = "cumulo-primary", pool_path: str = "",
-                 domain_type: str = "", console_dir: str = "", threads: int = 8) -> None:
+                 domain_type: str = "", console_dir: str = "", state_dir: str = "", probe_kernel: str = "",
+                 threads: int = 8) -> None:
         if libvirt is None:
             raise RuntimeError("the libvirt resource needs libvirt-python (pip install libvirt-python)")
+        if domain_type not in ("", "kvm", "qemu", "test"):
+            raise ValueError(f"domain type must be kvm, qemu or test, not {domain_type!r}")
         self.uri = uri
         self.pool_name = pool
         self.pool_path = pool_path
         self.domain_type = domain_type
-        self.console_dir = console_dir
+        self.state_dir = state_dir or "."
+        self.console_dir = console_dir or os.path.join(self.state_dir, "console")
+        self.probe_kernel = probe_kernel
         self._limiter = trio.CapacityLimiter(threads)
         self._conn: Any = None
+        self._storage: Pool | None = None
 
     # --- plumbing --------------------------------------------------------------------------------
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
+    async def open(self) -> None:
+        """Connect, set up the pool and choose the domain type; ``HostSetupError`` says what is wrong."""
+        await self._call(self._connection)
+        await self._call(self._pool)
+
     def _connection(self) -> Any:
         """The libvirt connection (worker thread only)."""
         if self._conn is None:
             libvirt.registerErrorHandler(_ignore_libvirt_errors, None)
-            self._conn = libvirt.open(self.uri)
+            root = embedded_root(self.uri)
+            if root is not None:
+                prepare_embedded(root)
+                start_event_loop(libvirt)
+            try:
+                conn = libvirt.open(self.uri)
+            except libvirt.libvirtError as e:
+                hint = ("" if root is not None else
+                        " (is libvirtd running? Without a daemon use qemu:///embed?root=DIR)"
+                        if self.uri.startswith("qemu:///system") else "")
+                raise HostSetupError(f"cannot open libvirt at {self.uri}: {e}{hint}") from None
             if not self.domain_type:
-                self.domain_type = "test" if self._conn.getType().upper() == "TEST" else "qemu"
+                if conn.getType().upper() == "TEST":
+                    self.domain_type = "test"
+                else:
+                    self.domain_type = choose_domain_type(conn, libvirt, probe_kernel=self.probe_kernel,
+                                                          state_dir=self.state_dir)
+            Path(self.console_dir).mkdir(parents=True, exist_ok=True)
+            self._conn = conn
         return self._conn
 
-    def _pool(self) -> Any:
-        """The primary storage pool, defined as a directory pool when it does not exist yet."""
-        conn = self._connection()
-        try:
-            pool = conn.storagePoolLookupByName(self.pool_name)
-        except libvirt.libvirtError:
-            if not self.pool_path:
-                raise RuntimeError(f"storage pool {self.pool_name!r} does not exist and no pool path "
-                                   "was given to create it") from None
-            Path(self.pool_path).mkdir(parents=True, exist_ok=True)
-            xml = (f"<pool type='dir'><name>{self.pool_name}</name>"
-                   f"<target><path>{self.pool_path}</path></target></pool>")
-            pool = conn.storagePoolDefineXML(xml, 0)
-            pool.setAutostart(1)
-        if not pool.isActive():
-            pool.create(0)
-        return pool
+    def _pool(self) -> Pool:
+        """The primary storage pool: libvirt's where its storage driver runs, else the agent's own."""
+        if self._storage is None:
+            conn = self._connection()
+            try:
+                if embedded_root(self.uri) is not None:
+                    self._storage = DirectoryPool(self.pool_name, self.pool_path)
+                else:
+                    self._storage = LibvirtPool(conn, self.pool_name, self.pool_path)
+            except PoolError as e:
+                raise HostSetupError(str(e)) from None
+        return self._storage
 
     def _domain(self, name: str) -> Any:
         """The domain called ``name``, or None."""
@@ -134,6 +163,9 @@ class LibvirtResource(ServerResource):
             if _vanished(e):
                 return None
             raise
+
+    def _console(self, name: str) -> str:
+        return consoles.console_path(self.console_dir, name)
 
     # --- startup and reports ---------------------------------------------------------------------
 
@@ -145,8 +177,7 @@ class LibvirtResource(ServerResource):
         _model, memory_mib, cpus, mhz, _nodes, sockets, _cores, _threads = conn.getInfo()
         v = conn.getVersion()
         pool = self._pool()
-        _state, capacity, _allocation, available = pool.info()
-        path = ET.fromstring(pool.XMLDesc(0)).findtext("target/path") or ""
+        capacity, available = pool.space()
         return [
             StartupRoutingCommand(
                 guid=placement.guid, name=placement.name, zone=placement.zone, pod=placement.pod,
@@ -156,8 +187,8 @@ class LibvirtResource(ServerResource):
                 host_tags=placement.host_tags, private_ip=placement.private_ip,
                 power_report=self._power_report(),
             ),
-            StartupStorageCommand(guid=placement.guid, pool_uuid=pool.UUIDString(), name=self.pool_name,
-                                  path=path, pool_type="Filesystem", capacity_bytes=capacity,
+            StartupStorageCommand(guid=placement.guid, pool_uuid=pool.uuid(), name=self.pool_name,
+                                  path=pool.path(), pool_type="Filesystem", capacity_bytes=capacity,
                                   available_bytes=available),
         ]
 
@@ -184,7 +215,7 @@ class LibvirtResource(ServerResource):
         dom = self._domain(cmd.vm.name)
         if dom is not None and dom.isActive():
             return StartAnswer(vm_name=cmd.vm.name)  # already running: starting again is a no-op
-        console = os.path.join(self.console_dir, f"{cmd.vm.name}.log") if self.console_dir else ""
+        console = self._console(cmd.vm.name)
         try:
             self._connection().createXML(domain_xml(cmd.vm, self.domain_type, console), 0)
         except libvirt.libvirtError as e:
@@ -332,6 +363,20 @@ class LibvirtResource(ServerResource):
     async def check_on_host(self, cmd: CheckOnHostCommand) -> Answer:
         return CheckOnHostAnswer(determined=False, details="no investigator for other hosts yet")
 
+    # --- console ---------------------------------------------------------------------------------
+
+    @handles(GetVmConsoleLogCommand)
+    async def console_log(self, cmd: GetVmConsoleLogCommand) -> Answer:
+        text, exists = await trio.to_thread.run_sync(consoles.tail, self._console(cmd.vm_name), cmd.lines)
+        return GetVmConsoleLogAnswer(log=text, exists=exists)
+
+    @handles(CleanupVmCommand)
+    async def cleanup_vm(self, cmd: CleanupVmCommand) -> Answer:
+        """An expunged VM: no domain of it may stay, and its console log goes."""
+        await self._call(self._destroy, cmd.vm_name)
+        await trio.Path(self._console(cmd.vm_name)).unlink(missing_ok=True)
+        return Answer()
+
     # --- storage ---------------------------------------------------------------------------------
 
     @handles(PrimaryStorageDownloadCommand)
@@ -341,23 +386,17 @@ class LibvirtResource(ServerResource):
     def _download_template(self, cmd: PrimaryStorageDownloadCommand) -> Answer:
         pool = self._pool()
         name = f"template-{cmd.template_uuid}"
-        try:
-            vol = pool.storageVolLookupByName(name)
-        except libvirt.libvirtError:
-            vol = None
+        vol = pool.lookup(name)
         if vol is None:
             source = urlparse(cmd.url).path if cmd.url.startswith("file:") else cmd.url
             if not source.startswith("/") or not os.path.isfile(source):
                 return PrimaryStorageDownloadAnswer(
                     result=False, details=f"template source {cmd.url!r} is not a file on this host")
-            target = ET.fromstring(pool.XMLDesc(0)).findtext("target/path") or ""
-            if not os.path.isdir(target):
-                return PrimaryStorageDownloadAnswer(
-                    result=False, details=f"pool {self.pool_name} is not a local directory to copy into")
-            shutil.copyfile(source, os.path.join(target, name))
-            pool.refresh(0)
-            vol = pool.storageVolLookupByName(name)
-        return PrimaryStorageDownloadAnswer(install_path=vol.path(), size_bytes=vol.info()[1])
+            try:
+                vol = pool.copy_in(source, name)
+            except (PoolError, OSError) as e:
+                return PrimaryStorageDownloadAnswer(result=False, details=f"could not copy the template: {e}")
+        return PrimaryStorageDownloadAnswer(install_path=vol.path, size_bytes=vol.size_bytes)
 
     @handles(CreateCommand)
     async def create_volume(self, cmd: CreateCommand) -> Answer:
@@ -365,42 +404,35 @@ class LibvirtResource(ServerResource):
 
     def _create_volume(self, cmd: CreateCommand) -> Answer:
         pool = self._pool()
-        try:
-            existing = pool.storageVolLookupByName(cmd.volume_uuid)
-        except libvirt.libvirtError:
-            existing = None
+        existing = pool.lookup(cmd.volume_uuid)
         if existing is not None:  # a retried create: the same volume
-            return CreateAnswer(path=existing.path(), size_bytes=existing.info()[1])
-        backing = ""
+            return CreateAnswer(path=existing.path, size_bytes=existing.size_bytes)
+        backing = None
         size = cmd.size_bytes
         if cmd.template_path:
-            try:
-                template = self._connection().storageVolLookupByPath(cmd.template_path)
-            except libvirt.libvirtError:
+            backing = pool.lookup_path(cmd.template_path)
+            if backing is None:
                 return CreateAnswer(result=False, details=f"template not on this pool: {cmd.template_path}")
-            size = max(size, template.info()[1])
-            backing = (f"<backingStore><path>{template.path()}</path><format type='{cmd.format}'/>"
-                       "</backingStore>")
+            size = max(size, backing.size_bytes)
         if size <= 0:
             return CreateAnswer(result=False, details="a volume needs a size or a template")
-        xml = (f"<volume><name>{cmd.volume_uuid}</name><capacity unit='bytes'>{size}</capacity>"
-               f"<target><format type='{cmd.format}'/></target>{backing}</volume>")
         try:
-            vol = pool.createXML(xml, 0)
-        except libvirt.libvirtError as e:
-            return CreateAnswer(result=False, details=f"libvirt could not create the volume: {e}")
-        return CreateAnswer(path=vol.path(), size_bytes=size)
+            vol = pool.create(cmd.volume_uuid, size, cmd.format, backing, cmd.template_format or cmd.format)
+        except PoolError as e:
+            return CreateAnswer(result=False, details=str(e))
+        return CreateAnswer(path=vol.path, size_bytes=size)
 
     @handles(DestroyCommand)
     async def destroy_volume(self, cmd: DestroyCommand) -> Answer:
         def destroy() -> Answer:
-            conn = self._connection()
-            try:
-                vol = (conn.storageVolLookupByPath(cmd.path) if cmd.path
-                       else self._pool().storageVolLookupByName(cmd.volume_uuid))
-            except libvirt.libvirtError:
-                return Answer()  # already gone
-            vol.delete(0)
+            pool = self._pool()
+            path = cmd.path
+            if not path:
+                found = pool.lookup(cmd.volume_uuid)
+                if found is None:
+                    return Answer()  # already gone
+                path = found.path
+            pool.delete(path)
             return Answer()
 
         return await self._call(destroy)

@@ -1,7 +1,8 @@
 """Domain XML for a VirtualMachineTO: what libvirt is asked to run.
 
 Built with ElementTree so names and paths are escaped. The serial console goes to a file when a
-console directory is given (for the console log), else to a pty.
+console log is given (QEMU appends to it across starts), else to a pty. A directly booted kernel gets
+``cumulo.name=<VM name>`` added to its command line, so the guest knows who it is.
 """
 
 from __future__ import annotations
@@ -53,8 +54,7 @@ def domain_xml(vm: VirtualMachineTO, domain_type: str, console_log: str = "") ->
         _sub(os_, "kernel", vm.kernel)
         if vm.initrd:
             _sub(os_, "initrd", vm.initrd)
-        if vm.boot_args:
-            _sub(os_, "cmdline", vm.boot_args)
+        _sub(os_, "cmdline", f"{vm.boot_args} cumulo.name={vm.name}".strip())
     features = _sub(domain, "features")
     _sub(features, "acpi")
     _sub(domain, "on_poweroff", "destroy")
@@ -69,14 +69,12 @@ def domain_xml(vm: VirtualMachineTO, domain_type: str, console_log: str = "") ->
         if nic.bridge:
             _sub(iface, "source", bridge=nic.bridge)
         _sub(iface, "model", type="virtio")
-    if console_log:
-        serial = _sub(devices, "serial", type="file")
-        _sub(serial, "source", path=console_log)
-    else:
-        serial = _sub(devices, "serial", type="pty")
-    _sub(serial, "target", port="0")
-    console = _sub(devices, "console", type="file" if console_log else "pty")
-    if console_log:
-        _sub(console, "source", path=console_log)
-    _sub(console, "target", type="serial", port="0")
+    for tag in ("serial", "console"):
+        device = _sub(devices, tag, type="file" if console_log else "pty")
+        if console_log:
+            _sub(device, "source", path=console_log, append="on")
+        if tag == "serial":
+            _sub(device, "target", port="0")
+        else:
+            _sub(device, "target", type="serial", port="0")
     return ET.tostring(domain, encoding="unicode")
