@@ -37,7 +37,7 @@ BOOT_ARGS = "console=ttyS0 quiet panic=-1"
 TEMPLATE_NAME = "cumulo-tiny"
 DISK_MIB = 32
 # Bump when what is built changes, so a cached template is rebuilt.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 # In load order (each after the modules it depends on); all are modules in Debian's cloud kernel.
 MODULES = (
     "drivers/virtio/virtio_ring.ko",
@@ -76,7 +76,7 @@ while :; do sleep 3600; done
 """
 
 POWER_BUTTON = """#!/bin/sh
-echo "cumulo guest: power button, powering off"
+echo "cumulo guest: power button, powering off" > /dev/console
 sync
 umount /mnt 2>/dev/null
 poweroff -f

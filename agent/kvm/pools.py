@@ -65,12 +65,15 @@ def _qemu_img(*args: str) -> str:
 class DirectoryPool:
     """A directory of volume files managed with ``qemu-img`` (for libvirt's embedded QEMU driver)."""
 
-    def __init__(self, name: str, path: str) -> None:
+    def __init__(self, name: str, path: str, *, create: bool = True) -> None:
         if not path:
             raise PoolError(f"pool {name!r} needs a directory (--pool-path)")
         self.name = name
         self._path = Path(path).resolve()
-        self._path.mkdir(parents=True, exist_ok=True)
+        if create:
+            self._path.mkdir(parents=True, exist_ok=True)
+        elif not self._path.is_dir():
+            raise PoolError(f"pool directory {path} is not mounted on this host")
 
     def uuid(self) -> str:
         """Stable for a directory: the management server knows the pool by it across restarts."""

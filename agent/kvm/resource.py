@@ -74,6 +74,11 @@ except ImportError:  # pragma: no cover - reported when the resource is created
 # virDomainState values: 1 running, 2 blocked, 3 paused, 4 shutting down, 5 shut off, 6 crashed, 7 suspended
 _POWER = {1: PowerState.ON, 2: PowerState.ON, 3: PowerState.ON, 4: PowerState.ON, 5: PowerState.OFF,
           6: PowerState.OFF, 7: PowerState.ON}
+EMBEDDED_MIGRATION = (
+    "live migration needs libvirtd on both hosts: an embedded QEMU driver (qemu:///embed) has no daemon "
+    "to receive a migration, and a process can open only one embedded root, so no migration connection "
+    "to another host can be made from here"
+)
 _STOP_POLL = 0.2  # seconds between checks while a guest shuts down
 
 
@@ -106,6 +111,7 @@ class LibvirtResource(ServerResource):
         self._limiter = trio.CapacityLimiter(threads)
         self._conn: Any = None
         self._storage: Pool | None = None
+        self._shared: dict[str, Pool] = {}  # cluster- and zone-wide pools by path
 
     # --- plumbing --------------------------------------------------------------------------------
 
@@ -154,6 +160,17 @@ class LibvirtResource(ServerResource):
             except PoolError as e:
                 raise HostSetupError(str(e)) from None
         return self._storage
+
+    def _pool_at(self, path: str) -> Pool:
+        """The pool a command names by its path: this host's own, or a shared directory mounted here at
+        the same path on every host of the cluster (an NFS export, or a directory on this machine)."""
+        own = self._pool()
+        if not path or os.path.realpath(path) == os.path.realpath(own.path()):
+            return own
+        pool = self._shared.get(path)
+        if pool is None:
+            pool = self._shared[path] = DirectoryPool(f"shared:{path}", path, create=False)
+        return pool
 
     def _domain(self, name: str) -> Any:
         """The domain called ``name``, or None."""
@@ -293,11 +310,15 @@ class LibvirtResource(ServerResource):
         dom = self._domain(cmd.vm_name)
         if dom is None:
             return MigrateAnswer(result=False, details=f"VM {cmd.vm_name} is not on this host")
-        if not cmd.dest_uri:
-            return MigrateAnswer(result=False, details="no destination URI to migrate to")
-        flags = libvirt.VIR_MIGRATE_LIVE if cmd.live else 0
+        if embedded_root(self.uri) is not None:
+            return MigrateAnswer(result=False, details=EMBEDDED_MIGRATION)
+        dest_uri = cmd.dest_uri or (f"qemu+tcp://{cmd.dest_ip}/system" if cmd.dest_ip else "")
+        if not dest_uri:
+            return MigrateAnswer(result=False, details="no destination to migrate to")
+        # Peer to peer: this host's libvirtd talks to the destination's itself.
+        flags = libvirt.VIR_MIGRATE_PEER2PEER | (libvirt.VIR_MIGRATE_LIVE if cmd.live else 0)
         try:
-            dom.migrateToURI3(cmd.dest_uri, {}, flags)
+            dom.migrateToURI3(dest_uri, {}, flags)
         except libvirt.libvirtError as e:
             return MigrateAnswer(result=False, details=f"libvirt could not migrate {cmd.vm_name}: {e}")
         return MigrateAnswer()
@@ -384,7 +405,10 @@ class LibvirtResource(ServerResource):
         return await self._call(self._download_template, cmd)
 
     def _download_template(self, cmd: PrimaryStorageDownloadCommand) -> Answer:
-        pool = self._pool()
+        try:
+            pool = self._pool_at(cmd.pool_path)
+        except PoolError as e:
+            return PrimaryStorageDownloadAnswer(result=False, details=str(e))
         name = f"template-{cmd.template_uuid}"
         vol = pool.lookup(name)
         if vol is None:
@@ -403,7 +427,10 @@ class LibvirtResource(ServerResource):
         return await self._call(self._create_volume, cmd)
 
     def _create_volume(self, cmd: CreateCommand) -> Answer:
-        pool = self._pool()
+        try:
+            pool = self._pool_at(cmd.pool_path)
+        except PoolError as e:
+            return CreateAnswer(result=False, details=str(e))
         existing = pool.lookup(cmd.volume_uuid)
         if existing is not None:  # a retried create: the same volume
             return CreateAnswer(path=existing.path, size_bytes=existing.size_bytes)
@@ -425,7 +452,7 @@ class LibvirtResource(ServerResource):
     @handles(DestroyCommand)
     async def destroy_volume(self, cmd: DestroyCommand) -> Answer:
         def destroy() -> Answer:
-            pool = self._pool()
+            pool = self._pool_at(os.path.dirname(cmd.path)) if cmd.path else self._pool()
             path = cmd.path
             if not path:
                 found = pool.lookup(cmd.volume_uuid)

@@ -1,0 +1,310 @@
+"""A real KVM cloud on this machine: the management server and libvirt agents on embedded QEMU roots, each
+its own process over real TCP, set up through the API with ``cs`` as an operator would.
+
+Used by the real-guest integration test and by ``benchmarks/guest_boot.py``. Layout under a short
+working directory (QEMU's monitor sockets live under each root, and UNIX socket names are limited to 108
+bytes): ``mgmt/`` (data directory), ``shared/`` (the cluster's primary storage, seen by every host at the
+same path, as an NFS export would be) and ``h<N>/`` per host (embedded root, local pool, agent state).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cs import CloudStack
+
+from agent.kvm.guest_template import MARKER, build, is_built
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE_DIR = Path(os.environ.get("CUMULO_GUEST_TEMPLATE", REPO / ".cache" / "guest-template"))
+
+
+def guest_template() -> Path:
+    """The tiny guest template, built (once, cached in ``.cache/``) when it is not there yet."""
+    if not is_built(TEMPLATE_DIR):
+        build(TEMPLATE_DIR)
+    return TEMPLATE_DIR
+
+
+def missing_tools() -> list[str]:
+    """What this machine lacks to boot real guests (``make test`` installs it)."""
+    missing = [
+        t for t in ("qemu-system-x86_64", "qemu-img", "mke2fs", "dpkg-deb", "apt-get") if not shutil.which(t)
+    ]
+    if not any(
+        Path(p).exists()
+        for p in (
+            "/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so",
+            "/usr/lib/libvirt/connection-driver/libvirt_driver_qemu.so",
+        )
+    ):
+        missing.append("libvirt-daemon-driver-qemu")
+    return missing
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout:g} s")
+        time.sleep(interval)  # polling another process's state: nothing to wait on instead
+
+
+@dataclass
+class Host:
+    name: str
+    root: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def console_dir(self) -> Path:
+        return self.root / "state" / "console"
+
+
+@dataclass
+class KvmCloud:
+    work: Path
+    template: Path
+    domain_types: tuple[str, ...] = ("", "qemu")  # "": the agent decides (tries KVM once)
+    mgmt: subprocess.Popen[bytes] | None = None
+    hosts: list[Host] = field(default_factory=list)
+    cs: Any = None
+    ids: dict[str, str] = field(default_factory=dict)
+
+    # --- bring up and tear down ----------------------------------------------------------------
+
+    def start(self) -> KvmCloud:
+        api_port, agent_port = free_port(), free_port()
+        data = self.work / "mgmt"
+        data.mkdir(parents=True)
+        args = [sys.executable, "-m", "mgmt", "serve", "--data-dir", str(data), "--api-port", str(api_port),
+                "--agent-port", str(agent_port), "--bind", "127.0.0.1"]
+        with open(self.work / "mgmt.log", "wb") as log:
+            self.mgmt = subprocess.Popen(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        creds_file = data / "admin-credentials.json"
+        wait_for("the management server's admin credentials", creds_file.exists, 60)
+        creds = json.loads(creds_file.read_text())
+        self.cs = CloudStack(
+            endpoint=creds["url"],
+            key=creds["apikey"],
+            secret=creds["secretkey"],
+            poll_interval=0.05,
+            job_timeout=180,
+            timeout=60,
+        )
+        self._set_up_zone()
+        for i, domain_type in enumerate(self.domain_types):
+            self.hosts.append(self._start_agent(f"h{i + 1}", agent_port, domain_type))
+        wait_for("every KVM host Up", lambda: self._hosts_up() == len(self.hosts), 90, 0.2)
+        return self
+
+    def _set_up_zone(self) -> None:
+        cs = self.cs
+        zone = cs.createZone(name="zone1", networktype="Basic", dns1="10.0.0.2", internaldns1="10.0.0.2")[
+            "zone"
+        ]
+        pod = cs.createPod(
+            zoneid=zone["id"],
+            name="pod1",
+            gateway="10.0.0.1",
+            netmask="255.255.255.0",
+            startip="10.0.0.10",
+            endip="10.0.0.99",
+        )["pod"]
+        cluster = cs.addCluster(
+            zoneid=zone["id"],
+            podid=pod["id"],
+            clustername="kvm1",
+            hypervisor="KVM",
+            clustertype="CloudManaged",
+        )["cluster"][0]
+        shared = self.work / "shared"
+        shared.mkdir()
+        cs.createStoragePool(
+            zoneid=zone["id"],
+            podid=pod["id"],
+            clusterid=cluster["id"],
+            name="kvm1-primary",
+            url=f"file://{shared}",
+            capacitybytes=20 * 2**30,
+        )
+        network = cs.createNetwork(
+            zoneid=zone["id"],
+            name="guests",
+            displaytext="guests",
+            gateway="10.1.0.1",
+            netmask="255.255.0.0",
+            startip="10.1.0.10",
+            endip="10.1.0.250",
+            vlan="untagged",
+        )["network"]
+        offering = cs.createServiceOffering(
+            name="tiny", displaytext="tiny", cpunumber=1, cpuspeed=500, memory=256
+        )["serviceoffering"]
+        t = self.template
+        template = cs.registerTemplate(
+            name="cumulo-tiny",
+            displaytext="tiny busybox guest",
+            url=str(t / "template.qcow2"),
+            format="QCOW2",
+            hypervisor="KVM",
+            zoneid="-1",
+            ispublic="true",
+            **{
+                "details[0].kernel": str(t / "vmlinuz"),
+                "details[0].initrd": str(t / "initrd.img"),
+                "details[0].bootargs": json.loads((t / "template.json").read_text())["boot_args"],
+            },
+        )["template"][0]
+        self.ids = {
+            "zone": zone["id"],
+            "pod": pod["id"],
+            "cluster": cluster["id"],
+            "network": network["id"],
+            "offering": offering["id"],
+            "template": template["id"],
+        }
+
+    def _start_agent(self, name: str, agent_port: int, domain_type: str) -> Host:
+        root = self.work / name
+        args = [
+            sys.executable,
+            "-m",
+            "agent",
+            "run",
+            "--mgmt",
+            f"127.0.0.1:{agent_port}",
+            "--resource",
+            "libvirt",
+            "--libvirt-uri",
+            f"qemu:///embed?root={root}",
+            "--pool",
+            f"{name}-local",
+            "--pool-path",
+            str(root / "local"),
+            "--name",
+            name,
+            "--zone",
+            "zone1",
+            "--pod",
+            "pod1",
+            "--cluster",
+            "kvm1",
+            "--state-dir",
+            str(root / "state"),
+            "--probe-kernel",
+            str(self.template / "vmlinuz"),
+        ]
+        if domain_type:
+            args += ["--domain-type", domain_type]
+        log = self.work / f"{name}.log"
+        with open(log, "wb") as out:
+            process = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        return Host(name, root, process, log)
+
+    def _hosts_up(self) -> int:
+        for host in self.hosts:
+            if host.process.poll() is not None:
+                raise RuntimeError(f"agent {host.name} exited with {host.process.returncode}:\n{self.logs()}")
+        listed = self.cs.listHosts(type="Routing").get("host", [])
+        return sum(1 for h in listed if h["state"] == "Up" and h["hypervisor"] == "KVM")
+
+    def logs(self, tail: int = 40) -> str:
+        out = []
+        for name in ["mgmt", *(h.name for h in self.hosts)]:
+            path = self.work / f"{name}.log"
+            lines = path.read_text(errors="replace").splitlines()[-tail:] if path.exists() else []
+            out.append(f"--- {name} ---\n" + "\n".join(lines))
+        return "\n".join(out)
+
+    def close(self) -> None:
+        for host in self.hosts:
+            if host.process.poll() is None:
+                host.process.send_signal(signal.SIGTERM)
+        for host in self.hosts:
+            try:
+                host.process.wait(30)
+            except subprocess.TimeoutExpired:
+                host.process.kill()
+            for pid in self.qemu_pids(host):  # guests outlive the agent's process: stop what a test left
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        if self.mgmt is not None and self.mgmt.poll() is None:
+            self.mgmt.send_signal(signal.SIGTERM)
+            try:
+                self.mgmt.wait(30)
+            except subprocess.TimeoutExpired:
+                self.mgmt.kill()
+
+    # --- what a test looks at ------------------------------------------------------------------
+
+    def deploy(self, name: str) -> dict[str, Any]:
+        ids = self.ids
+        return dict(
+            self.cs.deployVirtualMachine(
+                zoneid=ids["zone"],
+                serviceofferingid=ids["offering"],
+                templateid=ids["template"],
+                networkids=ids["network"],
+                name=name,
+                fetch_result=True,
+            )["virtualmachine"]
+        )
+
+    def console(self, vm_id: str, lines: int = 100) -> str:
+        return str(
+            self.cs.getVirtualMachineConsoleLog(id=vm_id, lines=lines)["virtualmachineconsolelog"]["log"]
+        )
+
+    def wait_for_marker(self, vm: dict[str, Any], boot: int, timeout: float = 120) -> str:
+        """The marker line of the guest's ``boot``-th boot, once it is on the console."""
+        wanted = f"{MARKER} name={vm['instancename']} boot={boot} "
+
+        def seen() -> str:
+            return next((line for line in self.console(vm["id"]).splitlines() if line.startswith(wanted)), "")
+
+        return str(wait_for(f"marker of boot {boot} of {vm['instancename']}", seen, timeout, 0.05))
+
+    @staticmethod
+    def qemu_pids(host: Host, vm_name: str = "") -> list[int]:
+        """QEMU processes started under ``host``'s embedded root (of one VM when ``vm_name`` is given)."""
+        pids = []
+        for pid_file in (host.root / "run" / "qemu").glob("*.pid"):
+            if vm_name and pid_file.stem != vm_name:
+                continue
+            try:
+                pid = int(pid_file.read_text().strip())
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except (OSError, ValueError):
+                continue
+            if b"qemu" in cmdline:
+                pids.append(pid)
+        return pids
+
+
+def short_workdir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="cu-", dir="/tmp"))
