@@ -7,11 +7,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.cumulo-installed
 # Debian packages the build needs: a C compiler for the cffi codec and Cython kernel; libvirt's headers
-# and pkg-config for libvirt-python (the KVM agent; its test driver runs the unit tests).
-APT_PACKAGES := gcc make pkg-config libvirt-dev
+# and pkg-config for libvirt-python (the KVM agent; its test driver runs the unit tests); libvirt's QEMU
+# driver, QEMU and qemu-img for the real-guest tests (libvirt embedded in the agent, no daemon); e2fsprogs
+# to make the guest template's disk.
+APT_PACKAGES := gcc make pkg-config libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 \
+	qemu-utils e2fsprogs
+GUEST_TEMPLATE := .cache/guest-template
 NATIVE_SOURCES := $(wildcard native/*.c native/*.h native/*.pyx native/_*_build.py) setup.py pyproject.toml
 
-.PHONY: all run test lint typecheck bench fuzz sanitize system-deps clean
+.PHONY: all run test lint typecheck bench fuzz sanitize system-deps guest-template clean
 
 all: $(STAMP)
 
@@ -33,10 +37,14 @@ $(STAMP): $(NATIVE_SOURCES) | system-deps
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $@
 
-test: $(STAMP)
+# The tiny guest the real-guest tests boot (Debian's cloud kernel and busybox), built once into .cache/.
+guest-template: $(STAMP)
+	$(PY) -m agent build-template --out $(GUEST_TEMPLATE)
+
+test: $(STAMP) guest-template
 	$(PY) -m ruff check --no-cache .
 	$(PY) -m mypy
-	$(PY) -m pytest -q
+	CUMULO_REAL_GUESTS=1 $(PY) -m pytest -q
 
 lint: $(STAMP)
 	$(PY) -m ruff check --no-cache .
@@ -61,6 +69,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.deploy --hosts 1000 --vms 2000 --concurrency 64 --json benchmarks/results/deploy.json
 	CUMULO_PLANNER=python $(PY) -m benchmarks.deploy --hosts 1000 --vms 2000 --concurrency 64 \
 		--json benchmarks/results/deploy-python-planner.json
+	$(PY) -m benchmarks.guest_boot --json benchmarks/results/guest-boot.json
 	$(PY) -m benchmarks.report
 
 # Coverage-guided fuzzing of the C frame decoder with libFuzzer (clang and its runtimes, installed when missing).

@@ -98,8 +98,13 @@ def _run(*args: str, cwd: Path | None = None) -> str:
 
 
 def _download(package: str, into: Path) -> Path:
-    """``apt-get download`` one package into ``into``; the .deb's path."""
-    _run("apt-get", "download", "-q", package, cwd=into)
+    """``apt-get download`` one package into ``into`` (reading the package lists first when apt does not
+    know it yet, as on a fresh machine); the .deb's path."""
+    try:
+        _run("apt-get", "download", "-q", package, cwd=into)
+    except BuildError:
+        _run("apt-get", "update", "-qq")
+        _run("apt-get", "download", "-q", package, cwd=into)
     debs = sorted(into.glob(f"{package}_*.deb"))
     if not debs:
         raise BuildError(f"apt-get download {package} left no .deb in {into}")
