@@ -106,7 +106,7 @@ def prepare_embedded(root: str) -> None:
         )
     if shutil.which("qemu-system-x86_64") is None:
         raise HostSetupError("QEMU is not installed (Debian package qemu-system-x86)")
-    if len(os.path.join(root, "run/qemu/domain-999-xxxxxxxxxxxxxxxxxxx/monitor.sock")) > 107:
+    if len(os.path.join(root, "lib/qemu/domain-99999-xxxxxxxxxxxxxxxxxxxx/monitor.sock")) > 107:
         raise HostSetupError(
             f"embedded root {root!r} is too long: QEMU's monitor socket path under it "
             "would pass the 108-byte limit of UNIX socket names"

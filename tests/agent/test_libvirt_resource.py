@@ -179,7 +179,7 @@ def test_domain_xml_escapes_and_describes_the_vm() -> None:
     root = ET.fromstring(domain_xml(to, "qemu", console_log="/logs/a.log"))
     assert root.get("type") == "qemu" and root.findtext("name") == "a<b"
     assert root.findtext("memory") == str(2 << 20) and root.findtext("vcpu") == "3"
-    assert root.findtext("os/cmdline") == "console=ttyS0 name=a<b cumulo.name=a<b"  # the guest learns its name
+    assert root.findtext("os/cmdline") == "console=ttyS0 name=a<b cumulo.name=a<b"  # the guest knows its name
     assert root.find("devices/disk/source").get("file") == "/p/v"  # type: ignore[union-attr]
     assert root.find("devices/interface/source").get("bridge") == "cloudbr0"  # type: ignore[union-attr]
     for tag in ("serial", "console"):  # appended to across starts, so one run's log survives the next
