@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="libvirt domain type (default: kvm when a KVM guest boots here, else qemu)")
     run.add_argument("--probe-kernel", help="kernel to try KVM with (default: the newest /boot/vmlinuz-*)")
     run.add_argument("--console-dir", help="where guests' console logs go (default STATE_DIR/console)")
+    run.add_argument("--migration-uri",
+                     help="libvirt URI other hosts migrate VMs to here (default qemu+tcp://PRIVATE_IP/system)")
     run.add_argument("--guid", help="this host's id (default: made once, kept in the state directory)")
     run.add_argument("--name", help="this host's name (default: the hostname)")
     run.add_argument("--zone")
@@ -54,7 +56,8 @@ def make_resource(config: AgentConfig, faults: FaultTable) -> ServerResource:
 
         return LibvirtResource(config.libvirt_uri, pool=config.pool, pool_path=config.pool_path,
                                domain_type=config.domain_type, console_dir=config.console_dir,
-                               state_dir=config.state_dir, probe_kernel=config.probe_kernel)
+                               state_dir=config.state_dir, probe_kernel=config.probe_kernel,
+                               migration_uri=config.migration_uri)
     if config.resource == "simulator":
         from .simulator import SimulatorResource
 

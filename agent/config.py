@@ -28,6 +28,7 @@ class AgentConfig:
     domain_type: str = ""  # kvm, qemu (TCG) or test; empty: decided by trying KVM once
     probe_kernel: str = ""  # the kernel that KVM is tried with (default: the newest /boot/vmlinuz-*)
     console_dir: str = ""  # guests' console logs (default: STATE_DIR/console)
+    migration_uri: str = ""  # how other hosts' libvirtd reach this one (default qemu+tcp://PRIVATE_IP/system)
     guid: str = ""
     name: str = ""
     zone: str = "zone1"

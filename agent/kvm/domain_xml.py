@@ -78,3 +78,14 @@ def domain_xml(vm: VirtualMachineTO, domain_type: str, console_log: str = "") ->
         else:
             _sub(device, "target", type="serial", port="0")
     return ET.tostring(domain, encoding="unicode")
+
+
+def with_console_log(xml: str, console_log: str) -> str:
+    """A domain's XML with its serial console going to ``console_log`` (for the migrated domain, whose
+    console goes on in the destination host's console directory)."""
+    domain = ET.fromstring(xml)
+    for device in domain.findall("devices/serial") + domain.findall("devices/console"):
+        source = device.find("source")
+        if device.get("type") == "file" and source is not None:
+            source.set("path", console_log)
+    return ET.tostring(domain, encoding="unicode")

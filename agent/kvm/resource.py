@@ -59,7 +59,7 @@ from protocol.messages import (
 
 from ..resource import Placement, ServerResource, handles
 from . import console as consoles
-from .domain_xml import disk_xml, domain_xml
+from .domain_xml import disk_xml, domain_xml, with_console_log
 from .host import HostSetupError, choose_domain_type, embedded_root, prepare_embedded, start_event_loop
 from .pools import DirectoryPool, LibvirtPool, Pool, PoolError
 
@@ -96,7 +96,7 @@ class LibvirtResource(ServerResource):
 
     def __init__(self, uri: str = "qemu:///system", *, pool: str = "cumulo-primary", pool_path: str = "",
                  domain_type: str = "", console_dir: str = "", state_dir: str = "", probe_kernel: str = "",
-                 threads: int = 8) -> None:
+                 migration_uri: str = "", threads: int = 8) -> None:
         if libvirt is None:
             raise RuntimeError("the libvirt resource needs libvirt-python (pip install libvirt-python)")
         if domain_type not in ("", "kvm", "qemu", "test"):
@@ -108,6 +108,8 @@ class LibvirtResource(ServerResource):
         self.state_dir = state_dir or "."
         self.console_dir = console_dir or os.path.join(self.state_dir, "console")
         self.probe_kernel = probe_kernel
+        self.migration_uri = migration_uri
+        self._address = "127.0.0.1"  # this host's address, from the placement at startup
         self._limiter = trio.CapacityLimiter(threads)
         self._conn: Any = None
         self._storage: Pool | None = None
@@ -190,6 +192,7 @@ class LibvirtResource(ServerResource):
         return await self._call(self._startup_commands, placement)
 
     def _startup_commands(self, placement: Placement) -> list[Command]:
+        self._address = placement.private_ip
         conn = self._connection()
         _model, memory_mib, cpus, mhz, _nodes, sockets, _cores, _threads = conn.getInfo()
         v = conn.getVersion()
@@ -297,10 +300,14 @@ class LibvirtResource(ServerResource):
 
     @handles(PrepareForMigrationCommand)
     async def prepare_for_migration(self, cmd: PrepareForMigrationCommand) -> Answer:
-        missing = [d.path for d in cmd.vm.disks if d.path and not await trio.Path(d.path).exists()]
+        if embedded_root(self.uri) is not None:
+            return PrepareForMigrationAnswer(result=False, details=EMBEDDED_MIGRATION)
+        files = [d.path for d in cmd.vm.disks if d.path] + [f for f in (cmd.vm.kernel, cmd.vm.initrd) if f]
+        missing = [f for f in files if not await trio.Path(f).exists()]
         if missing and self.domain_type != "test":
-            return PrepareForMigrationAnswer(result=False, details=f"disk not reachable here: {missing[0]}")
-        return PrepareForMigrationAnswer()
+            return PrepareForMigrationAnswer(result=False, details=f"not on this host: {missing[0]}")
+        return PrepareForMigrationAnswer(dest_uri=self.migration_uri or f"qemu+tcp://{self._address}/system",
+                                         console_log=self._console(cmd.vm.name))
 
     @handles(MigrateCommand)
     async def migrate(self, cmd: MigrateCommand) -> Answer:
@@ -315,10 +322,19 @@ class LibvirtResource(ServerResource):
         dest_uri = cmd.dest_uri or (f"qemu+tcp://{cmd.dest_ip}/system" if cmd.dest_ip else "")
         if not dest_uri:
             return MigrateAnswer(result=False, details="no destination to migrate to")
-        # Peer to peer: this host's libvirtd talks to the destination's itself.
-        flags = libvirt.VIR_MIGRATE_PEER2PEER | (libvirt.VIR_MIGRATE_LIVE if cmd.live else 0)
+        # Peer to peer: this host's libvirtd talks to the destination's itself. Unsafe: libvirt counts only
+        # network file systems as shared; the management server sends a migration only for VMs whose
+        # volumes are all on cluster- or zone-wide pools, which every host of their scope mounts.
+        flags = libvirt.VIR_MIGRATE_PEER2PEER | libvirt.VIR_MIGRATE_UNSAFE
+        flags |= libvirt.VIR_MIGRATE_LIVE if cmd.live else 0
+        params: dict[str, Any] = {}
+        if cmd.dest_ip:  # QEMU's own migration stream goes to the destination's address
+            params[libvirt.VIR_MIGRATE_PARAM_URI] = f"tcp://{cmd.dest_ip}"
+        if cmd.dest_console_log:  # the console log goes on in the destination's console directory
+            xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE)
+            params[libvirt.VIR_MIGRATE_PARAM_DEST_XML] = with_console_log(xml, cmd.dest_console_log)
         try:
-            dom.migrateToURI3(dest_uri, {}, flags)
+            dom.migrateToURI3(dest_uri, params, flags)
         except libvirt.libvirtError as e:
             return MigrateAnswer(result=False, details=f"libvirt could not migrate {cmd.vm_name}: {e}")
         return MigrateAnswer()

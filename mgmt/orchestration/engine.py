@@ -544,7 +544,16 @@ class Orchestrator:
                 reason = f"the destination refused: {prepared.details}"
             else:
                 guid, _cluster, ip = self.agents.hosts.get(dest, ("", 0, ""))
-                moved = await self._send(source, MigrateCommand(vm_name=vm.name, dest_ip=ip, dest_guid=guid))
+                moved = await self._send(
+                    source,
+                    MigrateCommand(
+                        vm_name=vm.name,
+                        dest_ip=ip,
+                        dest_guid=guid,
+                        dest_uri=getattr(prepared, "dest_uri", ""),
+                        dest_console_log=getattr(prepared, "console_log", ""),
+                    ),
+                )
                 if not moved.result:
                     reason = f"the source failed to migrate it: {moved.details}"
         except (AgentUnavailable, OperationTimedOut) as e:

@@ -120,7 +120,11 @@ class PrepareForMigrationCommand(Command):
 @answer
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PrepareForMigrationAnswer(Answer):
-    pass
+    """The destination is ready; how the source reaches its hypervisor, and where the VM's console goes
+    there (empty: the source decides)."""
+
+    dest_uri: str = ""
+    console_log: str = ""
 
 
 @command
@@ -132,6 +136,7 @@ class MigrateCommand(Command):
     dest_ip: str = ""
     dest_uri: str = ""
     dest_guid: str = ""
+    dest_console_log: str = ""  # the console log's path on the destination (PrepareForMigrationAnswer)
     live: bool = True
 
 

@@ -1,5 +1,9 @@
-"""A real KVM cloud on this machine: the management server and libvirt agents on embedded QEMU roots, each
-its own process over real TCP, set up through the API with ``cs`` as an operator would.
+"""A real KVM cloud on this machine: the management server and libvirt agents, each its own process over
+real TCP, set up through the API with ``cs`` as an operator would. Each agent uses an embedded QEMU root
+(no daemon), or with ``daemons=True`` its own libvirtd: a real libvirtd in a private mount namespace whose
+``/etc/libvirt``, ``/run/libvirt``, ``/var/lib/libvirt``, ``/var/log/libvirt`` and ``/var/cache/libvirt``
+are directories of that host, with its own host UUID, so two of them on one machine are two hosts to
+libvirt and can live-migrate between each other.
 
 Used by the real-guest integration test and by ``benchmarks/guest_boot.py``. Layout under a short
 working directory (QEMU's monitor sockets live under each root, and UNIX socket names are limited to 108
@@ -19,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +32,7 @@ from typing import Any
 from cs import CloudStack
 
 from agent.kvm.guest_template import MARKER, build, is_built
+from agent.kvm.host import QEMU_CONF
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE_DIR = Path(os.environ.get("CUMULO_GUEST_TEMPLATE", REPO / ".cache" / "guest-template"))
@@ -79,6 +85,7 @@ class Host:
     root: Path
     process: subprocess.Popen[bytes]
     log: Path
+    daemon: subprocess.Popen[bytes] | None = None
 
     @property
     def console_dir(self) -> Path:
@@ -90,6 +97,7 @@ class KvmCloud:
     work: Path
     template: Path
     domain_types: tuple[str, ...] = ("", "qemu")  # "": the agent decides (tries KVM once)
+    daemons: bool = False  # each host its own libvirtd instead of an embedded root
     mgmt: subprocess.Popen[bytes] | None = None
     hosts: list[Host] = field(default_factory=list)
     cs: Any = None
@@ -101,8 +109,20 @@ class KvmCloud:
         api_port, agent_port = free_port(), free_port()
         data = self.work / "mgmt"
         data.mkdir(parents=True)
-        args = [sys.executable, "-m", "mgmt", "serve", "--data-dir", str(data), "--api-port", str(api_port),
-                "--agent-port", str(agent_port), "--bind", "127.0.0.1"]
+        args = [
+            sys.executable,
+            "-m",
+            "mgmt",
+            "serve",
+            "--data-dir",
+            str(data),
+            "--api-port",
+            str(api_port),
+            "--agent-port",
+            str(agent_port),
+            "--bind",
+            "127.0.0.1",
+        ]
         with open(self.work / "mgmt.log", "wb") as log:
             self.mgmt = subprocess.Popen(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         creds_file = data / "admin-credentials.json"
@@ -191,40 +211,25 @@ class KvmCloud:
 
     def _start_agent(self, name: str, agent_port: int, domain_type: str) -> Host:
         root = self.work / name
-        args = [
-            sys.executable,
-            "-m",
-            "agent",
-            "run",
-            "--mgmt",
-            f"127.0.0.1:{agent_port}",
-            "--resource",
-            "libvirt",
-            "--libvirt-uri",
-            f"qemu:///embed?root={root}",
-            "--pool",
-            f"{name}-local",
-            "--pool-path",
-            str(root / "local"),
-            "--name",
-            name,
-            "--zone",
-            "zone1",
-            "--pod",
-            "pod1",
-            "--cluster",
-            "kvm1",
-            "--state-dir",
-            str(root / "state"),
-            "--probe-kernel",
-            str(self.template / "vmlinuz"),
-        ]
+        daemon = None
+        uri = f"qemu:///embed?root={root}"
+        if self.daemons:
+            daemon, uri = start_libvirtd(root, self.work / f"{name}-libvirtd.log")
+        # fmt: off
+        args = [sys.executable, "-m", "agent", "run", "--mgmt", f"127.0.0.1:{agent_port}",
+                "--resource", "libvirt", "--libvirt-uri", uri, "--pool", f"{name}-local",
+                "--pool-path", str(root / "local"), "--name", name, "--zone", "zone1", "--pod", "pod1",
+                "--cluster", "kvm1", "--state-dir", str(root / "state"),
+                "--probe-kernel", str(self.template / "vmlinuz")]
+        # fmt: on
         if domain_type:
             args += ["--domain-type", domain_type]
+        if daemon is not None:
+            args += ["--migration-uri", uri]  # the other host's libvirtd reaches this one by its socket
         log = self.work / f"{name}.log"
         with open(log, "wb") as out:
             process = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-        return Host(name, root, process, log)
+        return Host(name, root, process, log, daemon)
 
     def _hosts_up(self) -> int:
         for host in self.hosts:
@@ -250,6 +255,12 @@ class KvmCloud:
                 host.process.wait(30)
             except subprocess.TimeoutExpired:
                 host.process.kill()
+            if host.daemon is not None:
+                host.daemon.terminate()
+                try:
+                    host.daemon.wait(30)
+                except subprocess.TimeoutExpired:
+                    host.daemon.kill()
             for pid in self.qemu_pids(host):  # guests outlive the agent's process: stop what a test left
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
@@ -304,6 +315,48 @@ class KvmCloud:
             if b"qemu" in cmdline:
                 pids.append(pid)
         return pids
+
+
+LIBVIRT_DIRS = ("/etc/libvirt", "/run/libvirt", "/var/lib/libvirt", "/var/log/libvirt", "/var/cache/libvirt")
+
+
+def start_libvirtd(root: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A libvirtd of its own for one host (see the module's doc); the process and its URI."""
+    mounts = []
+    for target in LIBVIRT_DIRS:
+        own = (
+            root
+            / {
+                "/etc/libvirt": "etc",
+                "/run/libvirt": "run",
+                "/var/lib/libvirt": "lib",
+                "/var/log/libvirt": "log",
+                "/var/cache/libvirt": "cache",
+            }[target]
+        )
+        own.mkdir(parents=True, exist_ok=True)
+        Path(target).mkdir(parents=True, exist_ok=True)  # a mount point (Debian's libvirt packages make them)
+        mounts.append(f"mount --bind {own} {target}")
+    (root / "etc" / "libvirtd.conf").write_text(f'host_uuid = "{uuid.uuid4()}"\n')
+    (root / "etc" / "qemu.conf").write_text(QEMU_CONF)
+    script = " && ".join(
+        [*mounts, f"exec libvirtd --config /etc/libvirt/libvirtd.conf --pid-file {root}/libvirtd.pid"]
+    )
+    with open(log, "wb") as out:
+        daemon = subprocess.Popen(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    socket_path = root / "run" / "libvirt-sock"
+
+    def listening() -> bool:
+        if daemon.poll() is not None:
+            raise RuntimeError(f"libvirtd for {root.name} exited:\n{log.read_text(errors='replace')[-2000:]}")
+        return socket_path.exists()
+
+    wait_for(f"libvirtd of {root.name} listening", listening, 30)
+    return daemon, f"qemu+unix:///system?socket={socket_path}"
 
 
 def short_workdir() -> Path:
