@@ -84,6 +84,23 @@ def table(results: Path) -> list[str]:
         lines.append(
             f"| frame scans/s (ping frames) | — | {scan['native']:,.0f} | — | {scan['python']:,.0f} |"
         )
+    boot = load(results, "guest-boot")
+    if boot is not None:
+        for label, key, target in (("KVM", "kvm", 3.0), ("TCG", "tcg", None)):
+            run = boot[key]
+            if run.get("runs"):
+                value = (
+                    f"{run['marker_median']:.2f} (min {run['marker_min']:.2f}, max {run['marker_max']:.2f})"
+                )
+                met = "—" if target is None else ("yes" if run["marker_median"] <= target else "**no**")
+            else:
+                value, met = f"no marker: {run.get('failed', '')}", "—" if target is None else "**no**"
+            lines.append(
+                f"| real guest, deploy call to console marker, {label} (s) | "
+                f"{'≤ 3' if target else '—'} | {value} | {met} | — |"
+            )
+    else:
+        missing.add("guest-boot")
     for name in sorted(missing):
         lines.append(f"| ({name}.json missing: run `make bench`) | | | | |")
     return lines

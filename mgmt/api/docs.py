@@ -94,6 +94,16 @@ Error, with who asked and which resource.
 - Clusters are created with `addCluster` (CloudStack's name); hosts are never added through the API:
   they appear when their agents connect.
 
+## Cumulo extensions
+
+- `getVirtualMachineConsoleLog id=... [lines=N]`: the last lines (default 100, at most 1,000) of a VM's
+  serial console, from its host, or from its last host when it is stopped (that run's output); the log
+  goes when the VM is expunged. CloudStack has no such command (it offers a VNC console proxy).
+- `registerTemplate details[0].kernel=/path details[0].initrd=/path details[0].bootargs=...`: a KVM
+  template booted directly from a kernel (and initrd) with that command line, as the tiny guest of the
+  tests is (`python -m agent build-template`). The paths must be readable on every host; the agent adds
+  `cumulo.name=<instance name>` to the command line. `listTemplates` shows them as `details`.
+
 # Commands
 """
 
