@@ -97,9 +97,14 @@ def _ensure_qemu_user() -> None:
     log.info("added the %s user and group that libvirt's QEMU driver looks up", QEMU_USER)
 
 
+def qemu_driver_installed() -> bool:
+    """Whether libvirt's QEMU driver module is on this machine (the embedded driver loads it)."""
+    return bool(glob("/usr/lib/*/libvirt/connection-driver/libvirt_driver_qemu.so"))
+
+
 def prepare_embedded(root: str) -> None:
     """Everything ``qemu:///embed?root=ROOT`` needs before it is opened; a clear error when it cannot."""
-    if not glob("/usr/lib/*/libvirt/connection-driver/libvirt_driver_qemu.so"):
+    if not qemu_driver_installed():
         raise HostSetupError(
             "libvirt's QEMU driver is not installed (Debian packages libvirt-daemon and "
             "libvirt-daemon-driver-qemu)"

@@ -62,6 +62,14 @@ def _qemu_img(*args: str) -> str:
     return done.stdout
 
 
+def _copy_atomically(source: str, target: Path) -> None:
+    """Copy ``source`` to ``target`` through a hidden partial file: a crash mid-copy never leaves half a
+    template under its name (a later lookup would find it and build volumes on it)."""
+    partial = target.with_name(f".{target.name}.partial")
+    shutil.copyfile(source, partial)
+    os.replace(partial, target)
+
+
 class DirectoryPool:
     """A directory of volume files managed with ``qemu-img`` (for libvirt's embedded QEMU driver)."""
 
@@ -104,9 +112,7 @@ class DirectoryPool:
 
     def copy_in(self, source: str, name: str) -> Volume:
         target = self._path / name
-        partial = target.with_name(f".{name}.partial")
-        shutil.copyfile(source, partial)
-        os.replace(partial, target)  # a crash mid-copy never leaves a half template under its name
+        _copy_atomically(source, target)
         return self._volume(target)
 
     def create(
@@ -178,7 +184,7 @@ class LibvirtPool:
         target = self.path()
         if not os.path.isdir(target):
             raise PoolError(f"pool {self.name} is not a local directory to copy into")
-        shutil.copyfile(source, os.path.join(target, name))
+        _copy_atomically(source, Path(target) / name)
         self._pool.refresh(0)
         volume = self.lookup(name)
         if volume is None:

@@ -136,9 +136,9 @@ class LibvirtResource(ServerResource):
             try:
                 conn = libvirt.open(self.uri)
             except libvirt.libvirtError as e:
-                hint = ("" if root is not None else
-                        " (is libvirtd running? Without a daemon use qemu:///embed?root=DIR)"
-                        if self.uri.startswith("qemu:///system") else "")
+                hint = ""
+                if root is None and self.uri.startswith("qemu:///system"):
+                    hint = " (is libvirtd running? Without a daemon use qemu:///embed?root=DIR)"
                 raise HostSetupError(f"cannot open libvirt at {self.uri}: {e}{hint}") from None
             if not self.domain_type:
                 if conn.getType().upper() == "TEST":

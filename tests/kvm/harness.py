@@ -32,7 +32,7 @@ from typing import Any
 from cs import CloudStack
 
 from agent.kvm.guest_template import MARKER, build, is_built
-from agent.kvm.host import QEMU_CONF
+from agent.kvm.host import QEMU_CONF, qemu_driver_installed
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE_DIR = Path(os.environ.get("CUMULO_GUEST_TEMPLATE", REPO / ".cache" / "guest-template"))
@@ -47,16 +47,9 @@ def guest_template() -> Path:
 
 def missing_tools() -> list[str]:
     """What this machine lacks to boot real guests (``make test`` installs it)."""
-    missing = [
-        t for t in ("qemu-system-x86_64", "qemu-img", "mke2fs", "dpkg-deb", "apt-get") if not shutil.which(t)
-    ]
-    if not any(
-        Path(p).exists()
-        for p in (
-            "/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so",
-            "/usr/lib/libvirt/connection-driver/libvirt_driver_qemu.so",
-        )
-    ):
+    tools = ("qemu-system-x86_64", "qemu-img", "mke2fs", "dpkg-deb", "apt-get")
+    missing = [t for t in tools if not shutil.which(t)]
+    if not qemu_driver_installed():
         missing.append("libvirt-daemon-driver-qemu")
     return missing
 
