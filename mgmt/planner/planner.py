@@ -90,7 +90,7 @@ class Planner:
         self.kernel = kernel or get_kernel()
         self.rng = rng or random.Random()
         self._bound: Any = None
-        self._generation = -1
+        self._bound_to: tuple[CapacityIndex, int] | None = None  # the index (and its arrays) bound
         self._reasons = bytearray()
         self._scores: array[float] = array("d")
 
@@ -153,8 +153,11 @@ class Planner:
     def choose_host(self, q: Query, counts: array[int] | None = None) -> int:
         """Run the kernel; the best host's position or -1. ``counts`` gets the hosts each filter dropped."""
         ix = self.index
-        if self._generation != ix.generation:
-            self._bound, self._generation = self.kernel.bind(ix), ix.generation
+        bound = self._bound_to
+        # The binding follows the index itself and its arrays: a reload swaps in another index whose
+        # generation counter may well equal the old one's (issue 15's stale planner).
+        if bound is None or bound[0] is not ix or bound[1] != ix.generation:
+            self._bound, self._bound_to = self.kernel.bind(ix), (ix, ix.generation)
             self._reasons = bytearray(ix.host_capacity)
             self._scores = array("d", bytes(8 * ix.host_capacity))
         return self.kernel.evaluate(self._bound, ix.n, q, self._reasons, self._scores,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mgmt.planner.index import CapacityIndex
 from mgmt.planner.kernel import Kernel
 from mgmt.planner.model import Avoid, DeploymentPlan, Explanation, NoDestination, VmProfile
 from mgmt.planner.planner import Planner
@@ -177,3 +178,17 @@ def test_capacity_filled_exactly_to_the_limit_still_fits(kernel: Kernel) -> None
     assert planner.plan(SMALL, DeploymentPlan(1)).host_id == 1  # 14,000 + 2,000 = 16,000; 30 + 2 = 32 GiB
     with pytest.raises(NoDestination):
         planner.plan(VmProfile(2, 1000, 2 * GiB + 1), DeploymentPlan(1))
+
+
+def test_a_new_index_is_read_even_when_its_generation_matches_the_old(kernel: Kernel) -> None:
+    """Issue 15's stale planner: a reload swaps in a new index whose generation counter starts where the
+    old one's did; the kernel must read the new arrays, not keep its binding to the old ones."""
+    planner = make_planner(kernel, [host(1), host(2)])
+    assert planner.plan(SMALL, ZONE1).host_id in (1, 2)
+    fresh = CapacityIndex()
+    for facts in (host(1, enabled=False), host(2, up=False)):
+        fresh.set_host(facts)
+    assert fresh.generation == planner.index.generation  # the trap: same number, other arrays
+    planner.index = fresh
+    with pytest.raises(NoDestination):
+        planner.plan(SMALL, ZONE1)
