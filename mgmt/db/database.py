@@ -7,6 +7,7 @@ thread through ``Database.run``, under a bounded limiter; nothing here is called
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -20,6 +21,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+DELTAS = "cumulo.deltas"  # where a transaction's capacity deltas collect (planner.deltas.record)
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -69,6 +71,11 @@ class Database:
         # writers on a lock of their own made deploys slower (more threads contending for the GIL;
         # docs/benchmarks.md).
         self.limiter = trio.CapacityLimiter(threads)
+        # The commit sequence: a transaction that recorded capacity deltas (planner.deltas) takes the
+        # next number before it commits; listeners get (number, deltas) after the commit.
+        self._seq = 0
+        self._seq_lock = threading.Lock()
+        self.commit_listeners: list[Callable[[int, list[Any]], None]] = []
 
     @property
     def dialect(self) -> str:
@@ -77,9 +84,40 @@ class Database:
     async def run(self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn(connection, ...)`` in one transaction in a worker thread; commit unless it raises."""
 
-        def work() -> T:
+        def work() -> tuple[T, int, list[Any]]:
+            deltas: list[Any] = []
             with self.engine.begin() as conn:
-                return fn(conn, *args, **kwargs)
+                conn.info[DELTAS] = deltas
+                try:
+                    result = fn(conn, *args, **kwargs)
+                finally:
+                    del conn.info[DELTAS]
+                seq = self._next_seq() if deltas else 0
+            return result, seq, deltas
+
+        result, seq, deltas = await trio.to_thread.run_sync(work, limiter=self.limiter)
+        if deltas:
+            for listener in self.commit_listeners:
+                listener(seq, deltas)
+        return result
+
+    def _next_seq(self) -> int:
+        with self._seq_lock:
+            self._seq += 1
+            return self._seq
+
+    async def snapshot(self, fn: Callable[Concatenate[Connection, P], T], *args: P.args,
+                       **kwargs: P.kwargs) -> tuple[int, T]:
+        """Read with ``fn`` and say which commits the read saw: ``(seq, result)``, where the result
+        reflects exactly the transactions numbered up to ``seq``. On SQLite the read holds the write
+        lock (writers number themselves under it, so none can commit in between); on PostgreSQL the
+        number is approximate, and the database's conditional reservations stay the arbiter."""
+
+        def work() -> tuple[int, T]:
+            with self.engine.begin() as conn:
+                with self._seq_lock:
+                    seq = self._seq
+                return seq, fn(conn, *args, **kwargs)
 
         return await trio.to_thread.run_sync(work, limiter=self.limiter)
 

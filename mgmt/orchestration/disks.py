@@ -185,7 +185,6 @@ async def attach(orch: Orchestrator, volume_id: int, vm_id: int) -> None:
     device = await orch.db.run(
         _claim, volume, vm_id, volume_rows.CREATING, vm_pool, volume.size_bytes, limits
     )
-    orch.placement.pool_allocated(vm_pool, volume.size_bytes)
     pool = await orch.db.read(_pool, vm_pool)
     created = await _create(orch, vm.host_id, volume, pool)
     reason = created[1]
@@ -199,7 +198,6 @@ async def attach(orch: Orchestrator, volume_id: int, vm_id: int) -> None:
         if created[0]:
             await _destroy_on(orch, [vm.host_id], volume.uuid, pool.uuid, created[0])
         await orch.db.run(_undo_new, volume_id, vm_id, volume.size_bytes)
-        orch.placement.pool_allocated(vm_pool, -volume.size_bytes)
         raise OperationFailed(f"could not attach volume {volume.name}: {reason}")
 
 
@@ -261,7 +259,6 @@ async def delete(orch: Orchestrator, volume_id: int) -> None:
             raise OperationFailed(
                 f"no host could delete volume {volume.name} from pool {pool.name}; try again"
             )
-        orch.placement.pool_allocated(volume.pool_id, -volume.size_bytes)
     await orch.db.run(_deleted, volume_id)
 
 

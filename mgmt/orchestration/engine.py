@@ -151,10 +151,6 @@ class Orchestrator:
                 with contextlib.suppress(CumuloError):
                     await self._send(host_id, StopCommand(vm_name=name, forced=True), timeout=30)
                 continue
-            vm = await self.db.run(vm_rows.load, vm_id)
-            self.placement.allocated(
-                host_id, vm.offering.cpus * vm.offering.cpu_speed_mhz, vm.offering.memory_mb * 2**20
-            )
             log.warning(
                 "VM found running on a host: adopted as Running", extra={"vm_id": vm_id, "host_id": host_id}
             )
@@ -163,8 +159,6 @@ class Orchestrator:
 
     async def release_expired_holds(self) -> int:
         released = await self.db.run(capacity.release_expired_holds, now())
-        for row in released:
-            self.placement.allocated(row.host_id, -row.cpu_mhz, -row.memory_bytes)
         return len(released)
 
     # --- deploy and start ----------------------------------------------------------------------------
@@ -231,9 +225,6 @@ class Orchestrator:
                     break
                 (avoid.pools if e.kind == "pool" else avoid.hosts).add(e.ident)
                 continue
-            self.placement.allocated(dest.host_id, profile.cpu_mhz, profile.memory_bytes)
-            if ask.disk_bytes and dest.pool_id:
-                self.placement.pool_allocated(dest.pool_id, ask.disk_bytes)
             attempts += 1
             fresh = [v.id for v in vm.volumes if v.pool_id is None]  # what this attempt will create
             try:
@@ -339,9 +330,6 @@ class Orchestrator:
                     answer.install_path,
                     answer.size_bytes or vm.template.size_bytes,
                 )
-                self.placement.template_copied(
-                    pool.id, vm.template.id, answer.size_bytes or vm.template.size_bytes
-                )
                 template_path = answer.install_path
         await self.db.run(volumes.set_state, volume.id, volumes.CREATING, pool_id=pool.id)
         created = await self._send(
@@ -380,12 +368,7 @@ class Orchestrator:
                     extra={"vm_id": vm_id},
                 )
         fresh_bytes = sum(v.size_bytes for v in vm.volumes if v.id in fresh_ids)
-        released = await self.db.run(_undo_rows, vm_id, fresh_ids, fresh_bytes)
-        if released is not None:
-            if released.state is not None:
-                self.placement.allocated(released.host_id, -released.cpu_mhz, -released.memory_bytes)
-            if fresh_ids and released.pool_id:
-                self.placement.pool_allocated(released.pool_id, -fresh_bytes)
+        await self.db.run(_undo_rows, vm_id, fresh_ids, fresh_bytes)
 
     # --- stop, reboot ----------------------------------------------------------------------------------
 
@@ -435,9 +418,7 @@ class Orchestrator:
         if vm.state is State.ERROR:  # nothing to stop or keep: straight to expunging
             await self.expunge(vm_id)
             return
-        released = await self.db.run(_destroyed, vm_id)
-        if released is not None:
-            self.placement.allocated(released.host_id, -released.cpu_mhz, -released.memory_bytes)
+        await self.db.run(_destroyed, vm_id)
         if expunge:
             await self.expunge(vm_id)
 
@@ -474,9 +455,7 @@ class Orchestrator:
                     f"Expunging and the expunge task will try again"
                 )
         await self._cleanup_on_host(vm)
-        released = await self.db.run(_expunged, vm_id)
-        if released is not None and released.pool_id:
-            self.placement.pool_allocated(released.pool_id, -released.disk_bytes)
+        await self.db.run(_expunged, vm_id)
         log.info("VM expunged", extra={"vm_id": vm_id})
 
     async def _cleanup_on_host(self, vm: VmRecord) -> None:
@@ -560,8 +539,6 @@ class Orchestrator:
             reason = str(e)
         with trio.CancelScope(shield=True):
             await self.db.run(_migrated, vm_id, dest, not reason)
-            cpu, mem = vm.offering.cpus * vm.offering.cpu_speed_mhz, vm.offering.memory_mb * 2**20
-            self.placement.allocated(source if not reason else dest, -cpu, -mem)
         if reason:
             raise OperationFailed(
                 f"could not migrate VM {vm.name} to host {dest}: {reason}; it keeps running on host {source}"
@@ -593,7 +570,6 @@ class Orchestrator:
             except ReservationLost as e:
                 avoid.hosts.add(e.ident)
                 continue
-            self.placement.allocated(dest.host_id, profile.cpu_mhz, profile.memory_bytes)
             return dest.host_id
         raise InsufficientCapacity(f"no destination for VM {vm.name}: every choice was taken concurrently")
 

@@ -31,6 +31,7 @@ from ..db.schema import (
     volumes,
 )
 from ..errors import InsufficientCapacity
+from .deltas import HostAllocated, PoolAllocated, record
 from .pools import THIN
 
 ALLOCATED, HELD = "Allocated", "Held"
@@ -97,10 +98,19 @@ def reserve(conn: Connection, ask: Ask, limits: Limits, now: datetime) -> None:
 def _add_pool_used(conn: Connection, pool_id: int, nbytes: int, limits: Limits) -> bool:
     thin = SP.c.pool_type.in_(THIN) & (SP.c.scope != "HOST")
     factor = sa.case((thin, limits.storage_factor), else_=1.0)
-    return conn.execute(SP.update().where(
+    done = conn.execute(SP.update().where(
         SP.c.id == pool_id,
         SP.c.used_bytes + SP.c.reserved_bytes + nbytes <= SP.c.capacity_bytes * factor,
     ).values(used_bytes=SP.c.used_bytes + nbytes, update_count=SP.c.update_count + 1)).rowcount == 1
+    if done:
+        record(conn, PoolAllocated(pool_id, nbytes))
+    return done
+
+
+def _pool_release(conn: Connection, pool_id: int, nbytes: int) -> None:
+    conn.execute(SP.update().where(SP.c.id == pool_id).values(
+        used_bytes=SP.c.used_bytes - nbytes, update_count=SP.c.update_count + 1))
+    record(conn, PoolAllocated(pool_id, -nbytes))
 
 
 def add_disk(conn: Connection, vm_id: int, nbytes: int, limits: Limits) -> int:
@@ -122,8 +132,7 @@ def release_disk(conn: Connection, vm_id: int, nbytes: int) -> sa.Row | None:
     row = conn.execute(sa.select(R).where(R.c.vm_id == vm_id)).first()
     if row is None or not row.pool_id or not nbytes:
         return row
-    conn.execute(SP.update().where(SP.c.id == row.pool_id).values(
-        used_bytes=SP.c.used_bytes - nbytes, update_count=SP.c.update_count + 1))
+    _pool_release(conn, row.pool_id, nbytes)
     if row.disk_bytes - nbytes <= 0 and row.state is None:
         conn.execute(R.delete().where(R.c.vm_id == vm_id))
     else:
@@ -139,8 +148,7 @@ def detach_disk(conn: Connection, vm_id: int, nbytes: int) -> None:
 
 def release_volume(conn: Connection, pool_id: int, nbytes: int) -> None:
     """A detached volume was deleted from its pool: its bytes go back."""
-    conn.execute(SP.update().where(SP.c.id == pool_id).values(
-        used_bytes=SP.c.used_bytes - nbytes, update_count=SP.c.update_count + 1))
+    _pool_release(conn, pool_id, nbytes)
 
 
 def _check_anti_affinity(conn: Connection, ask: Ask) -> None:
@@ -169,6 +177,7 @@ def _release_compute(conn: Connection, row: sa.Row) -> None:
     if used:
         values["cores_used"] = HC.c.cores_used - row.cores
     conn.execute(HC.update().where(HC.c.host_id == row.host_id).values(**values))
+    record(conn, HostAllocated(row.host_id, -row.cpu_mhz, -row.memory_bytes))
     conn.execute(R.update().where(R.c.vm_id == row.vm_id).values(state=None, held_until=None))
 
 
@@ -180,9 +189,12 @@ def _add_used(conn: Connection, host_id: int, cpu_mhz: int, memory: int, cores: 
         cpu = HC.c.cpu_mhz_used + HC.c.cpu_mhz_reserved + cpu_mhz <= HC.c.cpu_mhz_total * limits.cpu_factor
         mem = HC.c.memory_used + HC.c.memory_reserved + memory <= HC.c.memory_total * limits.mem_factor
         where += [cpu, mem]
-    return conn.execute(HC.update().where(*where).values(
+    done = conn.execute(HC.update().where(*where).values(
         cpu_mhz_used=HC.c.cpu_mhz_used + cpu_mhz, memory_used=HC.c.memory_used + memory,
         cores_used=HC.c.cores_used + cores, update_count=HC.c.update_count + 1)).rowcount == 1
+    if done:
+        record(conn, HostAllocated(host_id, cpu_mhz, memory))
+    return done
 
 
 def reserve_migration(conn: Connection, vm_id: int, dest_host_id: int, limits: Limits) -> sa.Row:
@@ -207,6 +219,7 @@ def finish_migration(conn: Connection, vm_id: int, succeeded: bool) -> int | Non
     conn.execute(HC.update().where(HC.c.host_id == gone_from).values(
         cpu_mhz_used=HC.c.cpu_mhz_used - row.cpu_mhz, memory_used=HC.c.memory_used - row.memory_bytes,
         cores_used=HC.c.cores_used - row.cores, update_count=HC.c.update_count + 1))
+    record(conn, HostAllocated(gone_from, -row.cpu_mhz, -row.memory_bytes))
     now_on = row.migrating_to if succeeded else row.host_id
     conn.execute(R.update().where(R.c.vm_id == vm_id).values(host_id=now_on, migrating_to=None))
     return int(now_on)
@@ -242,8 +255,7 @@ def release_storage(conn: Connection, vm_id: int) -> sa.Row | None:
     if row.state is not None:
         _release_compute(conn, row)
     if row.pool_id and row.disk_bytes:
-        conn.execute(SP.update().where(SP.c.id == row.pool_id).values(
-            used_bytes=SP.c.used_bytes - row.disk_bytes, update_count=SP.c.update_count + 1))
+        _pool_release(conn, row.pool_id, row.disk_bytes)
     conn.execute(R.delete().where(R.c.vm_id == vm_id))
     return row
 

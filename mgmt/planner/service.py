@@ -1,25 +1,33 @@
-"""The planner inside the running server: its indexes loaded from the database and kept current.
+"""The planner inside the running server: the one owner of its indexes, loaded from the database and
+kept current.
 
-The agent manager reports host status changes (``host_changed``): a known host's Up flag flips in
-place; a new host is read from the database. Reservations and releases made here are applied to the
-index as they commit (``allocated``). Every ``resync_seconds`` the whole index is rebuilt from the
-database in a worker thread, which also picks up what other management servers changed; the database
-stays the arbiter in between (``capacity.reserve``).
+Capacity changes reach the index one way only: as typed deltas (``deltas.py``) that the transaction
+writing them recorded, handed to ``apply`` by the database after the commit, numbered by the commit
+sequence. Reads of the database (the full load at start-up, after inventory changes and every
+``resync_seconds``; the re-read of a host that connected) take a snapshot that says which commits it
+saw (``Database.snapshot``); deltas committed after it, already applied to the index being replaced,
+are laid over the snapshot again, and deltas it already contains are not applied twice. Host status
+(Up or not) comes from the agent manager (``host_changed``) and wins over what a read said.
+
+On SQLite the index is exact; on PostgreSQL (several servers) it is a hint between resyncs and the
+database's conditional reservations stay the arbiter (``capacity.reserve``).
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import trio
 
 from ..agents.host_status import Status
 from ..db.database import Database
+from ..tasks import supervised
 from . import loader
 from .capacity import Limits
+from .deltas import Delta, HostAllocated, HostEnabled, PoolAllocated, TemplateCopied
 from .index import CapacityIndex
 from .kernel import Kernel
 from .model import Avoid, DeploymentPlan, Destination, Explanation, VmProfile
@@ -51,12 +59,38 @@ class Placement:
         self._pending: set[int] = set()
         self._status: dict[int, Status] = {}  # the latest status the agent manager reported per host
         self.reloads = 0  # batches of hosts read again from the database (tests wait on it)
+        self.skipped: dict[int, str] = {}  # hosts the index cannot hold, with the reason
         self._wake = trio.Event()
+        # Which commits the index reflects: everything up to _loaded (the last full read), and for a
+        # host read again on its own, up to _host_read[host].
+        self._loaded = 0
+        self._pools_loaded = 0
+        self._host_read: dict[int, int] = {}
+        self._journal: list[tuple[int, Sequence[Delta]]] = []  # applied while a read was in flight
+        self._reading = 0
+        db.commit_listeners.append(self.apply)
+
+    # --- reading the database ---------------------------------------------------------------------
 
     async def load(self) -> None:
-        index, pools = await self.db.read(self._load)
+        """Read every host and pool again and swap the new indexes in."""
+        self._reading += 1
+        try:
+            seq, (index, pools) = await self.db.snapshot(self._load)
+        finally:
+            self._reading -= 1
         self.planner.index, self.planner.pools = index, pools
+        self._loaded = self._pools_loaded = seq
+        self._host_read = {h: s for h, s in self._host_read.items() if s > seq}
+        for later, deltas in self._journal:
+            if later > seq:
+                self._apply(later, deltas)
+        self._end_read()
         self._overlay(self._status)
+
+    def _end_read(self) -> None:
+        if not self._reading:
+            self._journal.clear()
 
     def _overlay(self, host_ids: Collection[int]) -> None:
         """Status changes reported while the database was being read win over what it said then."""
@@ -67,25 +101,74 @@ class Placement:
                 index.set_flags(host_id, up=status is Status.UP)
 
     def _load(self, conn: Any) -> tuple[CapacityIndex, PoolIndex]:
-        return loader.load_index(conn, self.cpu_factor, self.mem_factor), loader.load_pools(conn)
+        index = CapacityIndex()
+        self._index_hosts(index, loader.host_facts(conn, self.cpu_factor, self.mem_factor))
+        return index, loader.load_pools(conn)
+
+    def _index_hosts(self, index: CapacityIndex, facts: Sequence[Any]) -> None:
+        """Add each host to the index; one the index cannot hold is skipped with its reason logged."""
+        for host, cpu, mem in facts:
+            try:
+                index.set_host(host, cpu_factor=cpu, mem_factor=mem)
+            except ValueError as e:
+                if self.skipped.get(host.host_id) != str(e):
+                    log.error("host left out of placement: %s", e, extra={"host_id": host.host_id})
+                self.skipped[host.host_id] = str(e)
+            else:
+                self.skipped.pop(host.host_id, None)
+            dropped = index.dropped_tags.get(host.host_id)
+            if dropped:
+                log.warning("host tags %s not indexed: the cloud has more than 64 distinct host tags; VMs "
+                            "asking for them will not be placed on this host", sorted(dropped),
+                            extra={"host_id": host.host_id})
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Load, then keep current: new hosts as they are reported, everything every resync period."""
         await self.load()
         task_status.started()
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._resync)
-            while True:
-                await self._wake.wait()
-                self._wake = trio.Event()
-                ids, self._pending = sorted(self._pending), set()
-                facts = await self.db.run(loader.host_facts, self.cpu_factor, self.mem_factor, ids)
-                for host, cpu, mem in facts:
-                    self.planner.index.set_host(host, cpu_factor=cpu, mem_factor=mem)
-                self._overlay(ids)
-                self.reloads += 1
-                if any(host.host_id not in self.planner.pools.by_host for host, _, _ in facts):
-                    self.planner.pools = await self.db.run(loader.load_pools)  # their local pools
+            nursery.start_soon(supervised, "placement resync", self._resync)
+            nursery.start_soon(supervised, "placement host reads", self._read_reported_hosts)
+
+    async def _read_reported_hosts(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            ids, self._pending = sorted(self._pending), set()
+            self._reading += 1
+            try:
+                seq, facts = await self.db.snapshot(loader.host_facts, self.cpu_factor, self.mem_factor, ids)
+            except BaseException:
+                self._pending.update(ids)  # read them next time
+                raise
+            finally:
+                self._reading -= 1
+            index = self.planner.index
+            self._index_hosts(index, facts)
+            read = {host.host_id for host, _, _ in facts}
+            for host_id in read:
+                self._host_read[host_id] = max(seq, self._host_read.get(host_id, 0))
+            for later, deltas in self._journal:
+                if later > seq:
+                    self._apply(later, [d for d in deltas if getattr(d, "host_id", None) in read])
+            self._end_read()
+            self._overlay(ids)
+            self.reloads += 1
+            if any(host_id not in self.planner.pools.by_host for host_id in read):
+                await self._load_pools()  # their local pools
+
+    async def _load_pools(self) -> None:
+        self._reading += 1
+        try:
+            seq, pools = await self.db.snapshot(loader.load_pools)
+        finally:
+            self._reading -= 1
+        self.planner.pools = pools
+        self._pools_loaded = seq
+        for later, deltas in self._journal:
+            if later > seq:
+                self._apply(later, [d for d in deltas if isinstance(d, PoolAllocated | TemplateCopied)])
+        self._end_read()
 
     async def _resync(self) -> None:
         while True:
@@ -107,18 +190,31 @@ class Placement:
         self._pending.add(host_id)  # new, or reconnected (its facts may have changed): read it
         self._wake.set()
 
-    def allocated(self, host_id: int, cpu_mhz: int, memory: int) -> None:
-        """Compute was reserved on (positive) or released from (negative) a host."""
-        self.planner.index.allocate(host_id, cpu_mhz, memory)
+    def apply(self, seq: int, deltas: Sequence[Delta]) -> None:
+        """From the database, after a commit: the capacity changes that transaction made."""
+        self._apply(seq, deltas)
+        if self._reading:
+            self._journal.append((seq, deltas))
 
-    def pool_allocated(self, pool_id: int, nbytes: int) -> None:
-        self.planner.pools.allocate(pool_id, nbytes)
-
-    def template_copied(self, pool_id: int, template_id: int, nbytes: int) -> None:
-        pool = self.planner.pools.pools.get(pool_id)
-        if pool is not None and template_id not in pool.templates:
-            pool.templates.add(template_id)
-            pool.allocated += nbytes
+    def _apply(self, seq: int, deltas: Sequence[Delta]) -> None:
+        index, pools = self.planner.index, self.planner.pools
+        for d in deltas:
+            if isinstance(d, HostAllocated | HostEnabled):
+                if seq <= max(self._loaded, self._host_read.get(d.host_id, 0)):
+                    continue  # the index was read after this commit: it has it already
+                if isinstance(d, HostAllocated):
+                    index.allocate(d.host_id, d.cpu_mhz, d.memory)
+                else:
+                    index.set_flags(d.host_id, enabled=d.enabled)
+            elif seq <= self._pools_loaded:
+                continue
+            elif isinstance(d, PoolAllocated):
+                pools.allocate(d.pool_id, d.nbytes)
+            elif isinstance(d, TemplateCopied):
+                pool = pools.pools.get(d.pool_id)
+                if pool is not None and d.template_id not in pool.templates:
+                    pool.templates.add(d.template_id)
+                    pool.allocated += d.nbytes
 
     # --- asking ------------------------------------------------------------------------------------
 

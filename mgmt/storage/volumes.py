@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from ..db.schema import storage_pools, template_copies, volumes
+from ..planner import deltas
 
 ALLOCATED, CREATING, READY, DESTROY, EXPUNGED = "Allocated", "Creating", "Ready", "Destroy", "Expunged"
 
@@ -107,3 +108,4 @@ def record_template_copy(conn: Connection, template_id: int, pool_id: int, path:
         return
     conn.execute(storage_pools.update().where(storage_pools.c.id == pool_id)
                  .values(used_bytes=storage_pools.c.used_bytes + size))
+    deltas.record(conn, deltas.TemplateCopied(pool_id, template_id, size))

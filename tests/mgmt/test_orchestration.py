@@ -107,9 +107,9 @@ async def start_cloud(nursery: trio.Nursery, tmp_path: Path, db: str = "", **set
     with trio.fail_after(20):
         for agent in agents.values():
             await agent.up.wait()
-        index = services.placement.planner.index
         while sum(1 for h in services.agents.status.values() if h == "Up") < len(GUIDS) or sum(
-            1 for i in range(index.n) if index.flags[i] & 7 == 7
+            1 for i in range(services.placement.planner.index.n)
+            if services.placement.planner.index.flags[i] & 7 == 7
         ) < len(GUIDS):
             await trio.sleep(0.02)  # the planner learns the new hosts from the database
     with services.db.engine.connect() as conn:

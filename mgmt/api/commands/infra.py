@@ -22,6 +22,7 @@ from ...db.schema import (
     zones,
 )
 from ...errors import CumuloError, InvalidParameter, ResourceInUse
+from ...planner import deltas
 from ..registry import Param, command
 from .common import PAGING, date, fetch, find, keyword, listing, matching, new_uuid, now, success
 
@@ -696,6 +697,7 @@ def _set_resource_state(conn: Connection, caller: Any, ident: str, allowed: tupl
             f"host {host.name} is {host.resource_state}; this needs it {' or '.join(allowed)}"
         )
     conn.execute(hosts.update().where(hosts.c.id == host.id).values(resource_state=new))
+    deltas.record(conn, deltas.HostEnabled(host.id, new == "Enabled"))
     return host
 
 
@@ -721,7 +723,6 @@ async def update_host(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
     if change:
         new = "Enabled" if change == "Enable" else "Disabled"
         await ctx.run(_set_resource_state, ctx.caller, args["id"], ("Enabled", "Disabled"), new)
-        ctx.services.placement.planner.index.set_flags(host.id, enabled=new == "Enabled")
     if "hosttags" in args:
         await ctx.run(
             _set_tags, host.id, ",".join(t.strip() for t in args["hosttags"].split(",") if t.strip())
@@ -758,7 +759,6 @@ async def prepare_host_for_maintenance(ctx: Any, args: dict[str, Any]) -> dict[s
         ("Enabled", "Disabled", "ErrorInMaintenance"),
         "PrepareForMaintenance",
     )
-    ctx.services.placement.planner.index.set_flags(host.id, enabled=False)
 
     async def work() -> dict[str, Any]:
         failed = []
@@ -803,7 +803,6 @@ async def cancel_host_maintenance(ctx: Any, args: dict[str, Any]) -> dict[str, A
             ("Maintenance", "ErrorInMaintenance", "PrepareForMaintenance"),
             "Enabled",
         )
-        ctx.services.placement.planner.index.set_flags(host.id, enabled=True)
         return {"host": await ctx.read(host_by_uuid, host.uuid)}
 
     job = await ctx.submit(

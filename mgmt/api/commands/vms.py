@@ -640,9 +640,7 @@ async def change_service(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
     )
     if ctx.services.jobs.busy("VirtualMachine", vm.id):
         raise InvalidParameter(f"VM {vm.uuid} is busy with a job; try again when it ends")
-    released = await ctx.run(vm_rows.change_offering, vm.id, offering.id)
-    if released is not None:
-        ctx.services.placement.allocated(released.host_id, -released.cpu_mhz, -released.memory_bytes)
+    await ctx.run(vm_rows.change_offering, vm.id, offering.id)
     await ctx.event(
         "VM.UPGRADE",
         f"VM {vm.name or vm.instance_name} now has offering {offering.name}",

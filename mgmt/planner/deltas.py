@@ -1,0 +1,59 @@
+"""Capacity changes as typed deltas: recorded in the transaction that writes them, applied to the
+planner's indexes after that transaction commits, in one place (``Placement.apply``).
+
+Code that changes a host's or a pool's capacity columns (``capacity.py``, template copies, a host's
+allocation state) calls ``record(conn, delta)`` next to its UPDATE. ``Database.run`` collects what a
+transaction recorded, numbers it with the commit sequence, and hands it to its commit listeners once
+the transaction has committed; a transaction that rolls back hands nothing. Nobody else touches the
+index's capacity numbers, so the index cannot drift from the database by a forgotten call site.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Connection
+
+from ..db.database import DELTAS as KEY
+
+
+@dataclass(frozen=True, slots=True)
+class HostAllocated:
+    """CPU MHz and memory bytes added to (negative: removed from) a host's used + reserved."""
+
+    host_id: int
+    cpu_mhz: int
+    memory: int
+
+
+@dataclass(frozen=True, slots=True)
+class HostEnabled:
+    """A host's allocation state changed: it takes new VMs (Enabled) or not."""
+
+    host_id: int
+    enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PoolAllocated:
+    pool_id: int
+    nbytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateCopied:
+    """A template's copy on a pool became Ready; it takes ``nbytes`` there."""
+
+    pool_id: int
+    template_id: int
+    nbytes: int
+
+
+Delta = HostAllocated | HostEnabled | PoolAllocated | TemplateCopied
+
+
+def record(conn: Connection, delta: Delta) -> None:
+    """Note a capacity change made in this transaction (ignored outside ``Database.run``)."""
+    pending = conn.info.get(KEY)
+    if pending is not None:
+        pending.append(delta)
