@@ -76,7 +76,8 @@ def prepare(config: ServerConfig) -> tuple[Database, int, dict[str, Any]]:
             log.warning("%d hosts were still held by this server from a run that did not stop cleanly; "
                         "now Disconnected until their agents reconnect", released)
         orphans = jobs.fail_orphans(conn, msid)
-        settled = reconcile.after_restart(conn)
+        deploys = {j.instance_id for j in orphans if j.command == "deployVirtualMachine" and j.instance_id}
+        settled = reconcile.after_restart(conn, deploys)
         if orphans or any(settled.values()):
             log.warning("%d jobs of a run that did not stop cleanly were failed; VMs settled: %s",
                         len(orphans), settled)

@@ -1,8 +1,10 @@
 """Making the database agree with the hosts: after a crash, and continuously from power reports.
 
-``after_restart`` (at start-up, after the orphaned jobs are failed): a VM left Starting is Stopped
-with its compute released (a volume left half-made is made again at the next start, under the same
-uuid); Stopping goes back to Running, holding its capacity until a power report says otherwise;
+``after_restart`` (at start-up, after the orphaned jobs are failed): a VM left Starting by its deploy
+ends as a failed deploy does, in Error with its compute, addresses and storage released (its last
+host recorded, so that the expunge task cleans up there if the start got through); any other VM left
+Starting is Stopped with its compute released (a volume left half-made is made again at the next
+start, under the same uuid); Stopping goes back to Running, holding its capacity until a power report says otherwise;
 Migrating is settled as failed (Running on the source, the destination's share released);
 Expunging stays for the expunge task.
 
@@ -24,14 +26,16 @@ from sqlalchemy.engine import Connection
 from protocol.messages import PowerState
 
 from ..db.schema import async_jobs, vms
+from ..network import nics
 from ..planner import capacity
 from . import vms as vm_rows
 from .vm_state import Event, State
 from .vms import now
 
 
-def after_restart(conn: Connection) -> dict[str, int]:
-    """Settle the VMs a stopped server left in the middle of an operation; counts by what was done."""
+def after_restart(conn: Connection, deploys: Collection[int] = ()) -> dict[str, int]:
+    """Settle the VMs a stopped server left in the middle of an operation; counts by what was done.
+    ``deploys``: the VMs whose deploy job the stop interrupted."""
     pending = sa.select(async_jobs.c.instance_id).where(
         async_jobs.c.status == 0, async_jobs.c.instance_type == "VirtualMachine"
     )
@@ -42,9 +46,16 @@ def after_restart(conn: Connection) -> dict[str, int]:
             vms.c.id.not_in(pending),
         )
     ).all()
-    counts = {"starting": 0, "stopping": 0, "migrating": 0}
+    counts = {"starting": 0, "stopping": 0, "migrating": 0, "deploys": 0}
     for vm_id, state in rows:
-        if state == State.STARTING:
+        if state == State.STARTING and vm_id in deploys:
+            tried = conn.scalar(sa.select(capacity.R.c.host_id).where(capacity.R.c.vm_id == vm_id))
+            capacity.release_storage(conn, vm_id)
+            nics.release(conn, vm_id)
+            values = {"host_id": None} if tried is None else {"host_id": None, "last_host_id": tried}
+            vm_rows.transition(conn, vm_id, Event.OPERATION_FAILED_TO_ERROR, **values)
+            counts["deploys"] += 1
+        elif state == State.STARTING:
             capacity.release_compute(conn, vm_id)
             vm_rows.transition(conn, vm_id, Event.OPERATION_FAILED, host_id=None)
             counts["starting"] += 1
@@ -92,18 +103,21 @@ def follow_power_off(conn: Connection, vm_id: int, hold_until: datetime) -> bool
 def stray(
     conn: Connection, reports: Mapping[int, Mapping[str, PowerState]], busy: Collection[int]
 ) -> list[Any]:
-    """Stopped VMs that a host reports running: (vm id, host id, name) each."""
+    """Stopped VMs that their last host reports running: (vm id, host id, name) each. A report from any
+    other host about a VM is not evidence about it (a host speaks for the VMs placed there)."""
     running = {
         name: host for host, report in reports.items() for name, s in report.items() if s is PowerState.ON
     }
     if not running:
         return []
-    rows = conn.execute(
-        sa.select(vms.c.id, vms.c.instance_name).where(
-            vms.c.removed.is_(None), vms.c.state == State.STOPPED, vms.c.instance_name.in_(list(running))
+    names = list(running)
+    rows = [row for i in range(0, len(names), 500) for row in conn.execute(
+        sa.select(vms.c.id, vms.c.instance_name, vms.c.last_host_id).where(
+            vms.c.removed.is_(None), vms.c.state == State.STOPPED, vms.c.instance_name.in_(names[i:i + 500])
         )
-    ).all()
-    return [(r.id, running[r.instance_name], r.instance_name) for r in rows if r.id not in busy]
+    )]
+    return [(r.id, running[r.instance_name], r.instance_name) for r in rows
+            if r.id not in busy and r.last_host_id == running[r.instance_name]]
 
 
 def adopt(conn: Connection, vm_id: int, host_id: int, limits: capacity.Limits) -> None:

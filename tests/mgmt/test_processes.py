@@ -134,6 +134,41 @@ async def test_a_server_killed_mid_deploy_restarts_consistent(tmp_path: Path) ->
         await kill_all(server, agent, crashing)
 
 
+async def test_a_deploy_job_killed_mid_start_ends_in_error_holding_nothing(tmp_path: Path) -> None:
+    """As the API deploys (a deployVirtualMachine job), killed while the agent starts the VM: after the
+    restart the deploy has failed as CloudStack's do, the VM in Error with its address, compute and
+    storage released, and its last host recorded so that expunging it cleans up there."""
+    port, data = free_port(), tmp_path / "data"
+    db = data / "cumulo.db"
+    faults = tmp_path / "faults.toml"
+    faults.write_text('[[rule]]\ncommand = "StartCommand"\naction = "wait:4000"\ncount = 1\n')
+    mgmt_log, agent_log = tmp_path / "mgmt.log", tmp_path / "agent.log"
+    crashing = await start(["tests.mgmt.crash_server", str(data), str(port), str(ZONE), "job"], mgmt_log)
+    agent = await start(agent_args(port, tmp_path / "agent", "--faults", str(faults), "--log-level", "DEBUG"),
+                        agent_log)
+    server = crashing
+    try:
+        await wait_for_log(agent_log, "executing StartCommand")
+        crashing.kill()
+        await crashing.wait()
+        assert query(db, "select state from vms") == [("Starting",)]
+        assert query(db, "select count(*) from nics where ip_address is not null") == [(1,)]
+
+        server = await start(serve_args(data, port), mgmt_log)
+        await wait_for_log(mgmt_log, r"VMs settled: \{.*'deploys': 1")
+        host = query(db, "select id from hosts")[0][0]
+        assert query(db, "select state, host_id, last_host_id from vms") == [("Error", None, host)]
+        assert query(db, "select count(*) from nics where ip_address is not null") == [(0,)]
+        assert query(db, "select count(*) from capacity_reservations") == [(0,)]
+        assert query(db, "select status from async_jobs") == [(2,)]
+        database = Database(sqlite_url(data))
+        with database.engine.connect() as conn:
+            assert capacity.check_totals(conn) == []
+        database.dispose()
+    finally:
+        await kill_all(server, agent, crashing)
+
+
 def query(db: Path, sql: str) -> list[tuple[object, ...]]:
     if not db.exists():
         return []
