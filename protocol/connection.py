@@ -138,6 +138,11 @@ class Connection:
         return self._state
 
     @property
+    def buffered(self) -> int:
+        """Received bytes not yet part of a whole frame (an unfinished frame's beginning)."""
+        return len(self._buf) + sum(len(f[5]) for f in self._frames)
+
+    @property
     def outstanding(self) -> int:
         """How many of our requests still await their response."""
         return len(self._outstanding)

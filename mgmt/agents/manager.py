@@ -7,12 +7,22 @@ host's status changes (startup, Ready, disconnect, alert), never per ping. A mon
 silent for ``ping.interval * ping.timeout``, asks them ``CheckHealthCommand``; for those that do not
 answer it asks neighbours in their cluster (``CheckOnHostCommand``): Down when one finds the host dead,
 Alert when nobody can tell.
+
+Everything from the other end is hostile until checked. Each startup and ping is validated
+(``validate.py``) before the database or the planner sees it; a bad one closes its own connection with
+the reason logged. Connections are bounded (``AgentLimits``): a handshake deadline, a small frame size
+until the handshake is done, a deadline for a frame once it has begun and for silence after it, and
+caps on connections in all and on those not yet past their handshake (per source address too), so
+that idle or slow connections can neither exhaust the process's file descriptors nor starve the API
+and real agents. Background tasks are supervised: a failure is logged and the task starts again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
+import resource
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +39,7 @@ from protocol import (
     Response,
     Role,
 )
+from protocol.frame import DEFAULT_MAX_FRAME_SIZE, max_body_size
 from protocol.messages import (
     Answer,
     CheckHealthCommand,
@@ -48,11 +59,55 @@ from protocol.messages import (
 from ..db.batching import Batcher
 from ..db.database import Database
 from ..errors import AgentUnavailable, OperationTimedOut
-from . import power, registry
+from ..tasks import supervised
+from . import power, registry, validate
 from .host_status import Event, Status
 from .registry import Change
 
 log = logging.getLogger(__name__)
+
+
+# accept() failures that mean "no room for a new socket now": wait, never crash or spin.
+_ACCEPT_CAPACITY = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+
+
+def _fd_budget(reserve: int = 512) -> int:
+    """Agent connections this process can hold: the file-descriptor limit (raised to its hard maximum)
+    less a reserve for the API, the database and files."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    return max(16, soft - reserve)
+
+
+@dataclass
+class AgentLimits:
+    """What one connection may cost the server (seconds and counts)."""
+
+    handshake_timeout: float = 30.0  # from accept to an accepted startup
+    handshake_frame: int = 1 << 20  # largest frame before the handshake (a startup is small)
+    frame_timeout: float = 60.0  # a frame that has begun must end within this
+    idle_timeout: float = 0.0  # silence after the handshake that closes it; 0: 3 ping timeouts
+    max_connections: int = field(default_factory=_fd_budget)
+    max_pending: int = 4096  # connections not yet past their handshake
+    max_pending_per_source: int = 1024
+
+
+class _Refusals:
+    """One log line per period for refused connections, however many there are."""
+
+    def __init__(self, period: float = 10.0) -> None:
+        self.period, self.count, self.last = period, 0, -float("inf")
+
+    def note(self, why: str) -> None:
+        self.count += 1
+        now = trio.current_time()
+        if now - self.last >= self.period:
+            log.warning("refusing agent connections (%s); %d refused so far", why, self.count)
+            self.last = now
 
 
 @dataclass
@@ -66,6 +121,8 @@ class AgentLink:
     guid: str = ""
     cluster_id: int = 0
     up: bool = False
+    source: str = ""
+    pending: bool = True  # not past its handshake yet
     send_lock: trio.StrictFIFOLock = field(default_factory=trio.StrictFIFOLock)
     waiters: dict[int, trio.MemorySendChannel[Response]] = field(default_factory=dict)
 
@@ -87,6 +144,7 @@ class AgentManager:
         self.reports: dict[int, dict[str, PowerState]] = {}  # each host's last power report
         self._pending_reports: dict[int, dict[str, PowerState]] = {}
         self._reports_queued = trio.Event()
+        self._report_failures: dict[int, int] = {}
         self.power_writes = 0  # transactions that applied power reports (for tests and metrics)
         self.last_seen: dict[int, float] = {}
         self.status: dict[int, Status] = {}  # what this server last wrote for its hosts
@@ -94,6 +152,10 @@ class AgentManager:
         self.stopping = False  # set on shutdown: closing links is then the server's doing
         # Called with (host id, status) after each status this server writes (the planner listens).
         self.status_listeners: list[Callable[[int, Status], None]] = []
+        self.limits = AgentLimits()
+        self.connections = 0  # open agent connections
+        self._pending_by_source: dict[str, int] = {}
+        self._refusals = _Refusals()
 
     def _set_status(self, host_id: int, status: Status) -> None:
         self.status[host_id] = status
@@ -105,22 +167,74 @@ class AgentManager:
 
     # --- serving ---------------------------------------------------------------------------------
 
+    @property
+    def refused(self) -> int:
+        """Connections closed at once because a limit was reached (for tests and metrics)."""
+        return self._refusals.count
+
     async def serve(self, port: int, host: str | None = None, *,
                     task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(port, host=host)
         self.port = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self.registrations.run)
-            nursery.start_soon(self.transitions.run)
-            nursery.start_soon(self.monitor)
-            nursery.start_soon(self.flush_power_reports)
+            nursery.start_soon(supervised, "host registrations", self.registrations.run)
+            nursery.start_soon(supervised, "host transitions", self.transitions.run)
+            nursery.start_soon(supervised, "host monitor", self.monitor)
+            nursery.start_soon(supervised, "power reports", self.flush_power_reports)
+            for listener in listeners:
+                nursery.start_soon(self._accept, listener, nursery)
             task_status.started(self.port)
-            await trio.serve_listeners(self._handle, listeners, handler_nursery=nursery)
 
-    async def _handle(self, stream: trio.SocketStream) -> None:
-        address, port = stream.socket.getpeername()[:2]
+    async def _accept(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as e:
+                if e.errno not in _ACCEPT_CAPACITY:
+                    raise
+                self._refusals.note(f"accept failed: {errno.errorcode.get(e.errno or 0, e.errno)}")
+                await trio.sleep(0.1)  # no descriptor to take it with: wait for one to be freed
+                continue
+            source = str(stream.socket.getpeername()[0])
+            why = self._over_limit(source)
+            if why:
+                self._refusals.note(why)
+                stream.socket.close()  # no goodbye: the peer has not proved anything yet
+                continue
+            self.connections += 1
+            self._pending_by_source[source] = self._pending_by_source.get(source, 0) + 1
+            nursery.start_soon(self._handle, stream, source)
+
+    def _over_limit(self, source: str) -> str:
+        limits = self.limits
+        if self.connections >= limits.max_connections:
+            return f"{self.connections} connections open, the most this process holds"
+        pending = sum(self._pending_by_source.values())
+        if pending >= limits.max_pending:
+            return f"{pending} connections have not finished their handshake"
+        if self._pending_by_source.get(source, 0) >= limits.max_pending_per_source:
+            return f"{source} has {limits.max_pending_per_source} connections before their handshake"
+        return ""
+
+    def _handshake_done(self, link: AgentLink) -> None:
+        if link.pending:
+            link.pending = False
+            left = self._pending_by_source.get(link.source, 1) - 1
+            if left:
+                self._pending_by_source[link.source] = left
+            else:
+                self._pending_by_source.pop(link.source, None)
+            link.conn.max_body = max_body_size(DEFAULT_MAX_FRAME_SIZE)
+
+    async def _handle(self, stream: trio.SocketStream, source: str = "") -> None:
+        try:
+            address, port = stream.socket.getpeername()[:2]
+        except OSError:  # already gone
+            address, port = source, 0
         peer = f"{address}:{port}"
-        link = AgentLink(stream, Connection(Role.SERVER, mgmt_id=self.msid), peer)
+        link = AgentLink(stream, Connection(Role.SERVER, mgmt_id=self.msid,
+                                            max_frame_size=self.limits.handshake_frame), peer,
+                         source=source or str(address))
         reason = "closed"
         try:
             async with trio.open_nursery() as nursery:
@@ -131,16 +245,37 @@ class AgentManager:
             log.exception("connection handler failed", extra={"peer": peer, "host_id": link.host_id})
         finally:
             with trio.CancelScope(shield=True):
+                self.connections -= 1
+                self._handshake_done(link)
                 await stream.aclose()
                 await self._disconnected(link, reason)
 
+    def _read_deadline(self, link: AgentLink, accepted: float, frame_began: float | None) -> float:
+        limits = self.limits
+        if link.pending:
+            deadline = accepted + limits.handshake_timeout
+        else:
+            idle = limits.idle_timeout or 3 * self.ping_interval * self.ping_timeout
+            deadline = trio.current_time() + idle
+        if frame_began is not None:
+            deadline = min(deadline, frame_began + limits.frame_timeout)
+        return deadline
+
     async def _read(self, link: AgentLink, nursery: trio.Nursery) -> str:
+        accepted = trio.current_time()
+        frame_began: float | None = None  # when the bytes of an unfinished frame began to arrive
         while True:
-            try:
-                data = await link.stream.receive_some(65536)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
-                return f"read failed: {e}"
+            deadline = self._read_deadline(link, accepted, frame_began)
+            data: bytes | None = None
+            with trio.move_on_at(deadline):
+                try:
+                    data = await link.stream.receive_some(65536)
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
+                    return f"read failed: {e}"
+            if data is None:
+                return self._timed_out(link, frame_began)
             link.conn.receive_data(data)
+            events = 0
             while True:
                 try:
                     event = link.conn.next_event()
@@ -150,6 +285,7 @@ class AgentManager:
                     return f"protocol violation: {e}"
                 if event is NEED_DATA:
                     break
+                events += 1
                 if isinstance(event, ConnectionClosed):
                     return "the agent closed the connection"
                 if isinstance(event, Response):
@@ -160,14 +296,31 @@ class AgentManager:
                     first = event.commands[0]
                     if isinstance(first, StartupRoutingCommand):
                         # Handled in line: nothing else may reach the host before it is registered.
-                        if not await self._startup(link, event, nursery):
-                            return "startup rejected"
+                        refused = await self._startup(link, event, nursery)
+                        if refused:
+                            return refused
                     elif isinstance(first, PingRoutingCommand):
-                        await self._ping(link, event, first)
+                        bad = await self._ping(link, event, first)
+                        if bad:
+                            return bad
                     else:
                         await self._respond(link, event, [UnsupportedAnswer(
                             details=f"the management server does not take {type(first).__name__}")]
                             * len(event.commands))
+            if not link.conn.buffered:
+                frame_began = None
+            elif events or frame_began is None:
+                frame_began = trio.current_time()
+
+    def _timed_out(self, link: AgentLink, frame_began: float | None) -> str:
+        if link.pending:
+            why = f"no startup within {self.limits.handshake_timeout:g} s"
+        elif frame_began is not None:
+            why = f"a frame not finished within {self.limits.frame_timeout:g} s"
+        else:
+            why = "silent for longer than 3 ping timeouts"
+        log.warning("closing the connection: %s", why, extra={"peer": link.peer, "host_id": link.host_id})
+        return why
 
     async def _respond(self, link: AgentLink, request: Request, answers: Sequence[Answer]) -> None:
         async with link.send_lock:
@@ -180,12 +333,32 @@ class AgentManager:
 
     # --- handshake -------------------------------------------------------------------------------
 
-    async def _startup(self, link: AgentLink, request: Request, nursery: trio.Nursery) -> bool:
+    async def _refuse_startup(self, link: AgentLink, request: Request, reason: str) -> str:
+        log.warning("startup refused, closing the connection: %s", reason,
+                    extra={"peer": link.peer, "host_id": link.host_id})
+        await self._respond(link, request, [StartupAnswer(result=False, details=reason)]
+                            + [Answer(result=False, details=reason)] * (len(request.commands) - 1))
+        return f"startup refused: {reason}"
+
+    async def _startup(self, link: AgentLink, request: Request, nursery: trio.Nursery) -> str:
+        """Register the host; "" when it was accepted, else why the connection closes."""
         startup = request.commands[0]
         assert isinstance(startup, StartupRoutingCommand)
+        storages = [c for c in request.commands if isinstance(c, StartupStorageCommand)]
+        try:
+            validate.startup(startup)
+            if len(storages) > 1 or len(request.commands) > 1 + len(storages):
+                raise validate.InvalidAgentMessage("a startup carries the routing startup and at most one "
+                                                   "storage startup")
+            for storage in storages:
+                validate.storage(storage, startup.guid)
+            if link.guid and link.guid != startup.guid:
+                raise validate.InvalidAgentMessage(f"this connection registered {link.guid!r} already")
+        except validate.InvalidAgentMessage as e:
+            return await self._refuse_startup(link, request, str(e))
         link.guid = startup.guid
         self.newest[startup.guid] = link  # from now on an older connection of this host changes nothing
-        storage = next((c for c in request.commands if isinstance(c, StartupStorageCommand)), None)
+        storage = storages[0] if storages else None
         reg = await self.registrations.submit(registry.Startup(startup, storage, self.msid))
         rest = [Answer()] * (len(request.commands) - 1)
         await self._respond(link, request, [StartupAnswer(host_id=reg.host_id,
@@ -197,7 +370,7 @@ class AgentManager:
             with trio.move_on_after(5), contextlib.suppress(trio.BrokenResourceError,
                                                             trio.ClosedResourceError):
                 await link.stream.receive_some(65536)
-            return False
+            return f"startup rejected: {reg.reject_reason}"
         link.host_id, link.cluster_id = reg.host_id, reg.cluster_id
         link.conn.agent_id = reg.host_id
         self.hosts[reg.host_id] = (startup.guid, reg.cluster_id, startup.private_ip)
@@ -211,7 +384,7 @@ class AgentManager:
         self._pending_reports[reg.host_id] = self.reports[reg.host_id]
         self._reports_queued.set()
         nursery.start_soon(self._ready, link, reg)
-        return True
+        return ""
 
     async def _ready(self, link: AgentLink, reg: registry.Registration) -> None:
         try:
@@ -233,6 +406,7 @@ class AgentManager:
         # Usable from the ReadyAnswer on; marked before the row says Up, so that a host the database
         # shows Up can always be sent commands.
         link.up = True
+        self._handshake_done(link)
         self.last_seen[reg.host_id] = trio.current_time()
         status = await self.transitions.submit(Change(reg.host_id, Event.READY, self.msid))
         if status is None:  # moved meanwhile (say, to Alert by an older connection): it answered, so Up
@@ -252,8 +426,17 @@ class AgentManager:
 
     # --- liveness --------------------------------------------------------------------------------
 
-    async def _ping(self, link: AgentLink, request: Request, ping: PingRoutingCommand) -> None:
+    async def _ping(self, link: AgentLink, request: Request, ping: PingRoutingCommand) -> str:
+        """Note the host alive and its power report; "" or why the connection closes."""
         host_id = link.host_id
+        try:
+            if not host_id:
+                raise validate.InvalidAgentMessage("a ping before the startup")
+            validate.ping(ping, host_id)
+        except validate.InvalidAgentMessage as e:
+            log.warning("bad ping, closing the connection: %s", e,
+                        extra={"peer": link.peer, "host_id": host_id})
+            return f"bad ping: {e}"
         self.last_seen[host_id] = trio.current_time()
         back = self.status.get(host_id) in (Status.ALERT, Status.DISCONNECTED) and link.up
         if back and await self.transitions.submit(Change(host_id, Event.PING, self.msid)) is not None:
@@ -264,6 +447,7 @@ class AgentManager:
             self.reports[host_id] = dict(ping.power_report)
             self._pending_reports[host_id] = self.reports[host_id]
             self._reports_queued.set()
+        return ""
 
     def _write_reports(self, conn: Any, batch: dict[int, dict[str, PowerState]]) -> None:
         power.apply_reports(conn, batch)
@@ -278,11 +462,30 @@ class AgentManager:
             batch, self._pending_reports = self._pending_reports, {}
             try:
                 await self.db.run(self._write_reports, batch)
-            except Exception:  # the database is down or busy: keep the reports for the next round
-                log.exception("power reports not written; they will be retried", extra={"hosts": len(batch)})
-                self._pending_reports = {**batch, **self._pending_reports}
-                self._reports_queued.set()
+                self._report_failures.clear()
+            except Exception:
+                log.exception("power reports not written; trying each host's alone",
+                              extra={"hosts": len(batch)})
+                await self._write_reports_alone(batch)
             await trio.sleep(period)  # batching: reports arriving meanwhile go in the next write
+
+    async def _write_reports_alone(self, batch: dict[int, dict[str, PowerState]]) -> None:
+        """After a failed batch: each host's report in its own transaction. One that keeps failing is
+        dropped after three tries (the next changed report is written afresh), so no host's report can
+        stop every other host's from being written; the rest are kept for the next round."""
+        for host_id, report in batch.items():
+            try:
+                await self.db.run(self._write_reports, {host_id: report})
+                self._report_failures.pop(host_id, None)
+            except Exception as e:
+                tries = self._report_failures[host_id] = self._report_failures.get(host_id, 0) + 1
+                if tries >= 3:
+                    log.error("power report of host %d dropped after %d failed writes: %r", host_id, tries, e,
+                              extra={"host_id": host_id})
+                    self._report_failures.pop(host_id, None)
+                    continue
+                self._pending_reports.setdefault(host_id, report)
+                self._reports_queued.set()
 
     async def _disconnected(self, link: AgentLink, reason: str) -> None:
         log.info("agent disconnected: %s", reason, extra={"peer": link.peer, "host_id": link.host_id})

@@ -19,24 +19,35 @@ from protocol.messages import PowerState
 from ..db.schema import vms
 from .registry import now
 
+CHUNK = 500  # ids in one IN list (SQLite's variable limit is far above, and stays so)
+
 
 def apply_reports(conn: Connection, reports: Mapping[int, Mapping[str, PowerState]]) -> int:
-    """Write the power states of ``{host_id: {instance name: state}}``; returns the rows changed."""
+    """Write the power states of ``{host_id: {instance name: state}}``; returns the rows changed.
+
+    A host speaks only for the VMs the database places there: those whose ``host_id`` is that host, or,
+    for a VM no host runs, whose last host it was. A name it reports that belongs to a VM elsewhere (or
+    to nobody) changes nothing. Statements are bounded whatever the reports' sizes.
+    """
     stamp = now()
-    named = [{"b_name": name, "b_power": str(state), "b_stamp": stamp}
-             for report in reports.values() for name, state in report.items()]
+    here = sa.bindparam("b_host")
+    named = [{"b_host": host_id, "b_name": name, "b_power": str(state), "b_stamp": stamp}
+             for host_id, report in reports.items() for name, state in report.items()]
     changed = 0
     if named:
         update = (vms.update()
                   .where(vms.c.instance_name == sa.bindparam("b_name"), vms.c.removed.is_(None),
+                         sa.or_(vms.c.host_id == here,
+                                vms.c.host_id.is_(None) & (vms.c.last_host_id == here)),
                          vms.c.power_state != sa.bindparam("b_power"))
                   .values(power_state=sa.bindparam("b_power"), power_state_updated=sa.bindparam("b_stamp")))
         changed += conn.execute(update, named).rowcount
+    off = str(PowerState.OFF)
     for host_id, report in reports.items():
-        missing = conn.execute(
-            vms.update()
-            .where(vms.c.host_id == host_id, vms.c.removed.is_(None),
-                   vms.c.instance_name.not_in(list(report)), vms.c.power_state != str(PowerState.OFF))
-            .values(power_state=str(PowerState.OFF), power_state_updated=stamp))
-        changed += missing.rowcount
+        rows = conn.execute(sa.select(vms.c.id, vms.c.instance_name).where(
+            vms.c.host_id == host_id, vms.c.removed.is_(None), vms.c.power_state != off)).all()
+        gone = [r.id for r in rows if r.instance_name not in report]
+        for i in range(0, len(gone), CHUNK):
+            changed += conn.execute(vms.update().where(vms.c.id.in_(gone[i:i + CHUNK]))
+                                    .values(power_state=off, power_state_updated=stamp)).rowcount
     return changed

@@ -117,6 +117,7 @@ def _register_distinct(conn: Connection, startups: Sequence[Startup], indexes: l
     existing = {r.guid: r for r in conn.execute(
         sa.select(hosts.c.id, hosts.c.guid, hosts.c.status, hosts.c.update_count)
         .where(hosts.c.guid.in_(guids)))}
+    placed = _own_pools_only(conn, startups, placed, existing, results)
     stamp = now()
     new_rows: list[dict[str, Any]] = []
     moved: list[dict[str, Any]] = []
@@ -172,6 +173,25 @@ def _register_distinct(conn: Connection, startups: Sequence[Startup], indexes: l
     for i, zone_id, _pod_id, cluster_id in placed:
         if i in host_ids:
             results[i] = Registration(host_id=host_ids[i], zone_id=zone_id, cluster_id=cluster_id)
+
+
+def _own_pools_only(conn: Connection, startups: Sequence[Startup], placed: list[tuple[int, int, int, int]],
+                    existing: dict[str, Any], results: list[Registration | None]
+                    ) -> list[tuple[int, int, int, int]]:
+    """An agent declares only its own local pool: a pool uuid that names any other pool (one the
+    operator made, or another host's) rejects the startup, and nothing of it is written."""
+    declared = {startups[i].storage.pool_uuid: i for i, *_ in placed if startups[i].storage is not None}
+    if not declared:
+        return placed
+    taken: set[int] = set()
+    for pool in conn.execute(sa.select(storage_pools.c.uuid, storage_pools.c.scope, storage_pools.c.host_id)
+                             .where(storage_pools.c.uuid.in_(list(declared)))):
+        i = declared[pool.uuid]
+        host = existing.get(startups[i].routing.guid)
+        if pool.scope != "HOST" or host is None or pool.host_id != host.id:
+            taken.add(i)
+            results[i] = Registration(reject_reason=f"storage pool {pool.uuid} is not this host's local pool")
+    return [p for p in placed if p[0] not in taken]
 
 
 def _all_applied(conn: Connection, rowcount: int, moved: Sequence[object]) -> bool:

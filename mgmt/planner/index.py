@@ -19,6 +19,8 @@ from dataclasses import dataclass
 UP, ENABLED, CLUSTER_ENABLED = 1, 2, 4
 READY = UP | ENABLED | CLUSTER_ENABLED
 MAX_TAGS = 64  # host tags are bits of one 64-bit word
+MAX_FACT = 2**50  # per-host numbers (1 PiB of memory); sums over a cluster stay inside a 64-bit word
+MAX_FACTOR = 1000.0
 
 HOST_ARRAYS = {  # name -> array typecode
     "host_id": "q", "zone_id": "q", "pod_id": "q", "cluster_id": "q", "cluster_ix": "i", "pod_ix": "i",
@@ -89,6 +91,7 @@ class CapacityIndex:
         self.hypervisors: dict[str, int] = {}
         self.tag_bits: dict[str, int] = {}
         self.hypervisor_names: list[str] = []
+        self.dropped_tags: dict[int, set[str]] = {}  # host id -> tags past MAX_TAGS, not indexed
         self._allocate(capacity, 16)
 
     # --- arrays ----------------------------------------------------------------------------------
@@ -152,7 +155,24 @@ class CapacityIndex:
     # --- changes ---------------------------------------------------------------------------------
 
     def set_host(self, facts: HostFacts, *, cpu_factor: float = 1.0, mem_factor: float = 1.0) -> int:
-        """Add the host or replace its facts; returns its position."""
+        """Add the host or replace its facts; returns its position.
+
+        Raises ``ValueError`` (and changes nothing) when a fact does not fit the index: a number outside
+        its array's range. A tag past the 64 the index holds is left out of the host's bits (the host
+        then takes no VM that asks for it: fewer placements, never a wrong one) and listed in
+        ``dropped_tags``.
+        """
+        numbers = {"host_id": facts.host_id, "zone_id": facts.zone_id, "pod_id": facts.pod_id,
+                   "cluster_id": facts.cluster_id, "cores": facts.cores, "speed": facts.speed_mhz,
+                   "cpu_total": facts.cpu_total, "mem_total": facts.mem_total,
+                   "cpu_alloc": facts.cpu_alloc, "mem_alloc": facts.mem_alloc}
+        for name, value in numbers.items():
+            if not 0 <= value <= MAX_FACT:
+                raise ValueError(f"host {facts.host_id}: {name} = {value} is outside 0..{MAX_FACT}")
+        if not (0 < cpu_factor <= MAX_FACTOR and 0 < mem_factor <= MAX_FACTOR):
+            raise ValueError(f"host {facts.host_id}: over-commit factors {cpu_factor}, {mem_factor} "
+                             f"are outside (0, {MAX_FACTOR}]")
+        tags = self._tag_bits_for_host(facts)
         i = self.position.get(facts.host_id)
         if i is not None:
             self._move_alloc(i, -self.cpu_total[i], -self.cpu_alloc[i], -self.mem_total[i],
@@ -177,13 +197,25 @@ class CapacityIndex:
             "host_id": facts.host_id, "zone_id": facts.zone_id, "pod_id": facts.pod_id,
             "cluster_id": facts.cluster_id, "cluster_ix": c, "pod_ix": self._pod(facts.pod_id),
             "flags": flags, "hypervisor": self.hypervisor_code(facts.hypervisor_type),
-            "tags": self.tag_mask(facts.tags), "cores": facts.cores, "speed": facts.speed_mhz,
+            "tags": tags, "cores": facts.cores, "speed": facts.speed_mhz,
             "cpu_total": facts.cpu_total, "cpu_alloc": 0, "mem_total": facts.mem_total, "mem_alloc": 0,
         }
         for name, value in values.items():
             getattr(self, name)[i] = value
         self._move_alloc(i, facts.cpu_total, facts.cpu_alloc, facts.mem_total, facts.mem_alloc)
         return i
+
+    def _tag_bits_for_host(self, facts: HostFacts) -> int:
+        mask = 0
+        for tag in sorted(facts.tags):
+            bit = self.tag_bits.get(tag)
+            if bit is None:
+                if len(self.tag_bits) >= MAX_TAGS:
+                    self.dropped_tags.setdefault(facts.host_id, set()).add(tag)
+                    continue
+                bit = self.tag_bits[tag] = len(self.tag_bits)
+            mask |= 1 << bit
+        return mask
 
     def _move_alloc(self, i: int, cpu_total: int, cpu_alloc: int, mem_total: int, mem_alloc: int) -> None:
         c = self.cluster_ix[i]

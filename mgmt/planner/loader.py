@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -15,7 +17,8 @@ def load_index(conn: Connection, cpu_factor: float, mem_factor: float) -> Capaci
     cpu.overprovisioning.factor and mem.overprovisioning.factor (a cluster's own override wins)."""
     ix = CapacityIndex()
     for facts, cpu, mem in host_facts(conn, cpu_factor, mem_factor):
-        ix.set_host(facts, cpu_factor=cpu, mem_factor=mem)
+        with contextlib.suppress(ValueError):  # a host the index cannot hold (Placement logs why)
+            ix.set_host(facts, cpu_factor=cpu, mem_factor=mem)
     return ix
 
 
