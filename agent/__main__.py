@@ -6,6 +6,7 @@ import argparse
 import logging
 import signal
 import sys
+from pathlib import Path
 
 import trio
 
@@ -15,6 +16,7 @@ from .config import AgentConfig, default_name, load, parse_servers, stable_guid
 from .faults import FaultTable
 from .resource import HostSetupError, Placement, ServerResource
 from .shell import Agent, AgentSettings
+from .tls import Credentials
 
 log = logging.getLogger("agent")
 
@@ -46,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--private-ip")
     run.add_argument("--state-dir", help="where the agent keeps its guid (default ./agent-state)")
     run.add_argument("--faults", help="simulator fault rules (TOML)")
+    run.add_argument("--token", help="registration token for this host's first certificate (from the "
+                                     "operator: python -m mgmt agent-token, or createAgentRegistrationToken)")
+    run.add_argument("--no-tls", dest="tls", action="store_const", const=False,
+                     help="plain TCP (only a server with ca.plugin.root.auth.strictness=false admits it)")
     run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
@@ -83,8 +89,14 @@ async def serve(config: AgentConfig) -> int:
     placement = Placement(guid=guid, name=config.name or default_name(), zone=config.zone, pod=config.pod,
                           cluster=config.cluster, private_ip=config.private_ip,
                           host_tags=tuple(t for t in config.host_tags.split(",") if t))
+    credentials = Credentials(Path(config.state_dir) / "tls") if config.tls else None
+    if credentials is not None and not credentials.has_certificate and not config.token:
+        log.error("this host has no certificate yet: give the registration token the operator made "
+                  "(--token; python -m mgmt agent-token), or --no-tls for a permissive server")
+        return 2
     settings = AgentSettings(mgmt=parse_servers(config.mgmt), placement=placement,
-                             ping_retries=config.ping_retries, drain_seconds=config.drain_seconds)
+                             ping_retries=config.ping_retries, drain_seconds=config.drain_seconds,
+                             credentials=credentials, token=config.token)
     faults = FaultTable.load(config.faults) if config.faults else FaultTable()
     resource = make_resource(config, faults)
     try:

@@ -41,6 +41,8 @@ class AgentConfig:
     ping_retries: int = 5
     drain_seconds: float = 30.0
     log_level: str = "INFO"
+    tls: bool = True  # TLS with this host's certificate (in STATE_DIR/tls); false: plain TCP
+    token: str = ""  # registration token for the first certificate (python -m mgmt agent-token)
 
 
 def parse_servers(text: str) -> list[tuple[str, int]]:

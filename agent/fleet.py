@@ -2,13 +2,15 @@
 
     python -m agent.fleet --mgmt HOST:PORT --hosts N [--processes K] [--faults FILE]
                           [--zone Z] [--pods P] [--clusters-per-pod C] [--ramp SECONDS] [--stats FILE]
+                          [--tls-dir DIR [--token TOKEN]]
 
 Host i gets the guid ``fleet-<i>``, the name ``sim-<i>``, pod ``pod<p>`` and cluster ``pod<p>-cluster<c>``
 (spread round-robin), and one of a few host sizes. Every process runs its share of agents in one trio
 loop and reports its counts each second; the parent prints ``connected/up`` until Ctrl-C (or SIGTERM),
 then stops every process cleanly. SIGHUP makes every process reload the fault file. With ``--stats``
 the agents time each ping's round trip, and at exit a JSON file gets every round trip and the
-connected/Up counts over time (for the fleet benchmark).
+connected/Up counts over time (for the fleet benchmark). With ``--tls-dir`` each agent connects with
+TLS and the certificate in ``DIR/<guid>``, enrolling for one with ``--token`` when it has none.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection as Pipe
+from pathlib import Path
 
 import trio
 
@@ -33,6 +36,7 @@ from .faults import FaultTable
 from .resource import Placement
 from .shell import Agent, AgentSettings
 from .simulator import HostSpec, SimulatorResource
+from .tls import Credentials
 
 GIB = 1024**3
 SIZES = (HostSpec(16, 2400, 64 * GIB, 2048 * GIB), HostSpec(32, 2600, 128 * GIB, 4096 * GIB),
@@ -51,6 +55,8 @@ class FleetPlan:
     ramp: float = 0.0  # seconds over which to spread the first connects
     ping_retries: int = 5
     stats: str = ""  # a JSON file written at exit: every ping's round trip and the Up counts over time
+    tls_dir: str = ""  # TLS: host i's credentials in TLS_DIR/<guid>; empty: plain TCP
+    token: str = ""  # registration token for hosts without credentials there yet
 
 
 def placement(plan: FleetPlan, i: int) -> Placement:
@@ -75,8 +81,10 @@ async def run_share(plan: FleetPlan, indexes: range, report: Pipe | None) -> Non
     faults = FaultTable.load(plan.faults) if plan.faults else FaultTable()
     agents = []
     for i in indexes:
-        settings = AgentSettings(mgmt=servers, placement=placement(plan, i), ping_retries=plan.ping_retries,
-                                 drain_seconds=5)
+        where = placement(plan, i)
+        credentials = Credentials(Path(plan.tls_dir) / where.guid) if plan.tls_dir else None
+        settings = AgentSettings(mgmt=servers, placement=where, ping_retries=plan.ping_retries,
+                                 drain_seconds=5, credentials=credentials, token=plan.token)
         agent = Agent(settings, SimulatorResource(SIZES[i % len(SIZES)], faults, f"/sim/{i}"))
         if plan.stats:
             agent.ping_rtts = []
@@ -203,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ramp", type=float, default=0.0, help="seconds to spread the first connects over")
     parser.add_argument("--until-up", action="store_true", help="exit 0 once every agent is Up")
     parser.add_argument("--stats", default="", help="JSON file written at exit: ping round trips, Up counts")
+    parser.add_argument("--tls-dir", default="", help="TLS: each host's credentials in DIR/<guid>")
+    parser.add_argument("--token", default="", help="registration token for hosts without credentials yet")
     args = parser.parse_args(argv)
     if args.hosts < 1 or not 1 <= args.processes <= args.hosts or args.pods < 1 or args.clusters_per_pod < 1:
         parser.error("--hosts, --pods and --clusters-per-pod must be positive; 1 <= --processes <= --hosts")
@@ -211,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         parser.error(str(e))
     plan = FleetPlan(args.mgmt, args.hosts, args.processes, args.zone, args.pods, args.clusters_per_pod,
-                     args.faults, args.ramp, stats=args.stats)
+                     args.faults, args.ramp, stats=args.stats, tls_dir=args.tls_dir, token=args.token)
     return run_fleet(plan, until_up=args.until_up)
 
 

@@ -6,6 +6,10 @@ arrival order (a FIFO queue and worker per key); answers go back under a send lo
 waits for ReadyCommand, then pings every interval with the power report. It reconnects, cycling through
 its server list with bounded exponential backoff and full jitter, when the connection breaks, the
 server violates the protocol, or ``ping.retries`` pings go unanswered.
+
+With credentials (``tls.py``) the connection is TLS 1.3 with this host's certificate; a host without
+one enrolls first with its registration token. It renews its certificate on the live connection when
+two thirds of its validity have passed, and installs one the server provisions.
 """
 
 from __future__ import annotations
@@ -37,18 +41,26 @@ from protocol.frame import DEFAULT_MAX_FRAME_SIZE
 from protocol.messages import (
     Answer,
     Command,
+    EnrollAnswer,
+    EnrollCommand,
     MalformedCommand,
     PingAnswer,
     PingRoutingCommand,
     PrepareForMigrationCommand,
+    ProvisionCertificateAnswer,
+    ProvisionCertificateCommand,
     ReadyAnswer,
     ReadyCommand,
+    RenewCertificateAnswer,
+    RenewCertificateCommand,
+    SetupCertificateCommand,
     StartCommand,
     StartupAnswer,
     UnknownCommand,
 )
 
 from .resource import DropConnection, Placement, ServerResource
+from .tls import Credentials, fingerprint_matches, insecure_context, verifying_context
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +81,12 @@ class AgentSettings:
     drain_seconds: float = 30.0
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
     command_concurrency: int = 64  # commands executing at once on one connection
+    credentials: Credentials | None = None  # TLS with this host's certificate; None: plain TCP
+    token: str = ""  # registration token, to enroll when there is no certificate yet
+
+
+class EnrollmentFailed(Exception):
+    """This host could not get its certificate; the message says why."""
 
 
 class SessionEnded(Exception):
@@ -128,8 +146,8 @@ class Agent:
             reached_up = False
             try:
                 with trio.fail_after(self.settings.connect_timeout):
-                    stream = await trio.open_tcp_stream(host, port)
-            except (OSError, trio.TooSlowError) as e:
+                    stream = await self._open(host, port)
+            except (OSError, trio.TooSlowError, trio.BrokenResourceError, EnrollmentFailed) as e:
                 self.last_close_reason = f"cannot connect to {host}:{port}: {e or 'timed out'}"
                 log.info("agent %s: %s", self.settings.placement.name, self.last_close_reason)
             else:
@@ -146,6 +164,63 @@ class Agent:
             await trio.sleep(self.backoff(attempt))  # the backoff itself, not a synchronization
             attempt += 1
 
+    async def _open(self, host: str, port: int) -> trio.abc.Stream:
+        """The connection: TCP, and TLS with this host's certificate when it has credentials (enrolling
+        for one first when it has none yet)."""
+        creds = self.settings.credentials
+        if creds is None:
+            return await trio.open_tcp_stream(host, port)
+        if not creds.has_certificate:
+            await self._enroll(creds, host, port)
+        tls = trio.SSLStream(await trio.open_tcp_stream(host, port), creds.context())
+        try:
+            await tls.do_handshake()
+        except BaseException:
+            await trio.aclose_forcefully(tls)
+            raise
+        return tls
+
+    async def _enroll(self, creds: Credentials, host: str, port: int) -> None:
+        token, guid = self.settings.token, self.settings.placement.guid
+        if not token:
+            raise EnrollmentFailed("this host has no certificate and no registration token to get one with")
+        # First the CA, to check against the token before the token's secret goes anywhere.
+        first = await self._exchange(host, port, insecure_context(),
+                                     EnrollCommand(guid=guid, token="", csr=""))
+        if not isinstance(first, EnrollAnswer) or not fingerprint_matches(token, first.ca_certificate):
+            raise EnrollmentFailed(f"{host}:{port} is not the cloud the registration token was made for "
+                                   f"(its CA certificate does not match the token)")
+        csr = creds.new_request(guid)
+        answer = await self._exchange(host, port, verifying_context(first.ca_certificate),
+                                      EnrollCommand(guid=guid, token=token, csr=csr))
+        if not isinstance(answer, EnrollAnswer) or not answer.result:
+            raise EnrollmentFailed(f"enrollment refused: {answer.details}")
+        try:
+            creds.install(answer.certificate, answer.ca_certificate)
+        except ValueError as e:
+            raise EnrollmentFailed(f"the certificate the server sent is not usable: {e}") from None
+        log.info("agent %s: enrolled; certificate valid until %s", self.settings.placement.name,
+                 creds.not_after)
+
+    async def _exchange(self, host: str, port: int, context: Any, command: Command) -> object:
+        """One request on a connection of its own, then close it; the first answer."""
+        tls = trio.SSLStream(await trio.open_tcp_stream(host, port), context)
+        try:
+            conn = Connection(Role.AGENT, codec=self.codec)
+            _seq, data = conn.send_request([command])
+            await tls.send_all(data)
+            while True:
+                event = conn.next_event()
+                if isinstance(event, Response):
+                    return event.answers[0]
+                if event is not NEED_DATA:
+                    raise EnrollmentFailed(f"the server closed the connection ({type(event).__name__})")
+                conn.receive_data(await tls.receive_some(65536))
+        except ProtocolError as e:
+            raise EnrollmentFailed(f"protocol error while enrolling: {e}") from None
+        finally:
+            await trio.aclose_forcefully(tls)
+
     def backoff(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2**attempt)], so agents do not return in lockstep."""
         bound = min(self.settings.backoff_cap, self.settings.backoff_base * math.pow(2, min(attempt, 30)))
@@ -161,7 +236,7 @@ class Agent:
 
     # --- one connection --------------------------------------------------------------------------
 
-    async def _serve(self, stream: trio.SocketStream, where: str) -> bool:
+    async def _serve(self, stream: trio.abc.Stream, where: str) -> bool:
         session = _Session(self, stream)
         self.status = "connected"
         try:
@@ -195,7 +270,7 @@ class Agent:
 class _Session:
     """The state of one connection."""
 
-    def __init__(self, agent: Agent, stream: trio.SocketStream) -> None:
+    def __init__(self, agent: Agent, stream: trio.abc.Stream) -> None:
         self.agent = agent
         self.stream = stream
         self.conn = Connection(Role.AGENT, max_frame_size=agent.settings.max_frame_size, codec=agent.codec)
@@ -207,6 +282,8 @@ class _Session:
         self.rejected = ""
         self.reached_up = False
         self.close_reason = ""
+        self.reconnect = False  # a new certificate was installed: reconnect with it once answered
+        self.renewing = False
         self.nursery: trio.Nursery
 
     def end(self, reason: str) -> None:
@@ -317,6 +394,8 @@ class _Session:
             await self.respond(request, answers)
             if self.rejected:
                 self.end(f"rejected by the server: {self.rejected}")
+            if self.reconnect:
+                self.end("reconnecting with the new certificate")
         except DropConnection as e:
             self.end(f"fault injected: drop on {e}")
         finally:
@@ -330,6 +409,8 @@ class _Session:
         assert isinstance(command, Command)
         if isinstance(command, ReadyCommand):
             return self.on_ready(command)
+        if isinstance(command, ProvisionCertificateCommand | SetupCertificateCommand):
+            return self.on_certificate(command)
         if self.agent._draining:
             return Answer(result=False, details="the agent is shutting down")
         async with self.limiter:
@@ -344,6 +425,46 @@ class _Session:
             return ReadyAnswer(result=False, details="rejected")
         self.ready.set()
         return ReadyAnswer()
+
+    def on_certificate(self, command: ProvisionCertificateCommand | SetupCertificateCommand) -> Answer:
+        creds = self.agent.settings.credentials
+        if creds is None:
+            return Answer(result=False, details="this agent does not use TLS")
+        if isinstance(command, ProvisionCertificateCommand):
+            return ProvisionCertificateAnswer(csr=creds.new_request(self.agent.settings.placement.guid))
+        try:
+            creds.install(command.certificate, command.ca_certificate)
+        except ValueError as e:
+            return Answer(result=False, details=f"certificate not installed: {e}")
+        log.info("agent %s: new certificate installed, valid until %s", self.agent.settings.placement.name,
+                 creds.not_after)
+        self.reconnect = command.reconnect
+        return Answer()
+
+    async def renew_if_due(self) -> None:
+        """Ask for a new certificate once two thirds of this one's validity have passed."""
+        creds = self.agent.settings.credentials
+        due = creds.renew_at() if creds is not None else None
+        if creds is None or due is None or self.renewing or time.time() < due.timestamp():
+            return
+        self.renewing = True
+        try:
+            csr = creds.new_request(self.agent.settings.placement.guid)
+            response = await self.request([RenewCertificateCommand(csr=csr)],
+                                          self.agent.settings.startup_timeout)
+            answer = response.answers[0] if response is not None else None
+            if not isinstance(answer, RenewCertificateAnswer) or not answer.result:
+                log.warning("agent %s: certificate renewal failed: %s", self.agent.settings.placement.name,
+                            getattr(answer, "details", "no answer"))
+                return
+            creds.install(answer.certificate, answer.ca_certificate)
+            log.info("agent %s: certificate renewed, valid until %s", self.agent.settings.placement.name,
+                     creds.not_after)
+        except ValueError as e:
+            log.warning("agent %s: the renewed certificate is not usable: %s",
+                        self.agent.settings.placement.name, e)
+        finally:
+            self.renewing = False
 
     # --- handshake and pings ---------------------------------------------------------------------
 
@@ -386,6 +507,8 @@ class _Session:
         while True:
             if agent.resource.pinging():
                 interval, misses = await self.ping_once(interval, misses)
+            if agent.settings.credentials is not None and not self.renewing:
+                self.nursery.start_soon(self.renew_if_due)
             await trio.sleep(interval)  # the ping period
 
     async def ping_once(self, interval: float, misses: int) -> tuple[float, int]:

@@ -32,11 +32,19 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub.add_parser("local", help="run the server with a simulated zone in this process (make run); "
                                  "environment: API_PORT, AGENT_PORT, DATA_DIR, HOSTS")
+    token = sub.add_parser("agent-token", help="print a registration token for new hosts (python -m agent "
+                                               "run --token TOKEN gets its certificate with it)")
+    token.add_argument("--data-dir", default="./data", help="the server's data directory (default ./data)")
+    token.add_argument("--db", help="database URL (default: SQLite in the data directory)")
+    token.add_argument("--uses", type=int, default=1, help="hosts that may enroll with it (default 1)")
+    token.add_argument("--validity", type=int, default=86400, help="seconds it stays valid (default 86400)")
     args = parser.parse_args(argv)
     if args.command == "local":
         from .local import main as local_main
 
         return local_main()
+    if args.command == "agent-token":
+        return agent_token(args)
     values: dict[str, object] = {}
     try:
         if args.config:
@@ -57,6 +65,36 @@ def main(argv: list[str] | None = None) -> int:
     except SettingError as e:
         print(f"python -m mgmt: {e}", file=sys.stderr)
         return 2
+
+
+def agent_token(args: argparse.Namespace) -> int:
+    """``python -m mgmt agent-token``: a token from this cloud's CA and database, on standard output."""
+    import datetime
+
+    from .db.database import Database, sqlite_url
+    from .security.ca import CertificateAuthority, CertificateError
+    from .security.trust import create_token
+
+    if not 1 <= args.uses <= 100_000 or not 60 <= args.validity <= 366 * 86400:
+        print("python -m mgmt agent-token: --uses is 1..100000, --validity 60 s..366 days", file=sys.stderr)
+        return 2
+    data_dir = Path(args.data_dir)
+    try:
+        if not (data_dir / "ca" / "ca-cert.pem").exists():
+            raise OSError(f"{data_dir / 'ca'}: no CA there yet; start the server on this data directory once")
+        ca = CertificateAuthority.load_or_create(data_dir / "ca")
+        db = Database(args.db or sqlite_url(data_dir))
+        db.migrate()
+        with db.engine.begin() as conn:
+            made = create_token(conn, ca.fingerprint, uses=args.uses,
+                                validity=datetime.timedelta(seconds=args.validity))
+        db.dispose()
+    except (OSError, CertificateError) as e:
+        print(f"python -m mgmt agent-token: {e}", file=sys.stderr)
+        return 1
+    print(made.token)
+    print(f"good for {made.uses} host(s) until {made.expires:%Y-%m-%d %H:%M:%S} UTC", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import json
 import os
 import sys
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 import trio
@@ -23,6 +24,7 @@ import trio
 from agent.fleet import SIZES, FleetPlan, placement
 from agent.shell import Agent, AgentSettings
 from agent.simulator import SimulatorResource
+from agent.tls import Credentials
 from protocol.runtime import tune_gc
 
 from . import logs
@@ -64,6 +66,28 @@ def write_cs_config(data_dir: Path, url: str, creds: Mapping[str, str]) -> Path:
     return path
 
 
+async def host_credentials(services: Services, guids: list[str], base: Path) -> dict[str, Credentials]:
+    """The simulated hosts' certificates, from the server's CA (kept in DATA_DIR/hosts/<guid> and used
+    again on the next run, unless revoked or due for renewal): they connect with TLS like real hosts."""
+    found = {g: Credentials(base / g) for g in guids}
+    trust = services.trust
+    missing = [g for g, c in found.items()
+               if not c.has_certificate or not _still_good(c, trust.ca.pem, trust.revoked)]
+    for guid, (key, issued) in (await trust.issue_many(missing)).items():
+        found[guid] = Credentials.store(base / guid, key, issued.pem, trust.ca.pem)
+    return found
+
+
+def _still_good(creds: Credentials, ca_pem: str, revoked: set[str]) -> bool:
+    from cryptography import x509
+
+    if creds.ca_pem() != ca_pem:
+        return False
+    cert = x509.load_pem_x509_certificate((creds.directory / "cert.pem").read_bytes())
+    due = creds.renew_at()
+    return format(cert.serial_number, "x") not in revoked and due is not None and due > datetime.now(UTC)
+
+
 async def run_local(config: ServerConfig, hosts: int, *, out: object = sys.stdout) -> int:
     served = trio.Event()
 
@@ -76,10 +100,14 @@ async def run_local(config: ServerConfig, hosts: int, *, out: object = sys.stdou
     async with trio.open_nursery() as nursery:
         services: Services = await nursery.start(server)
         plan = FleetPlan(mgmt=f"127.0.0.1:{services.agents.port}", hosts=hosts)
+        credentials = await host_credentials(services, [placement(plan, i).guid for i in range(hosts)],
+                                             Path(config.data_dir) / "hosts")
         agents = []
         for i in range(hosts):
+            where = placement(plan, i)
             settings = AgentSettings(
-                mgmt=[("127.0.0.1", services.agents.port)], placement=placement(plan, i), drain_seconds=5
+                mgmt=[("127.0.0.1", services.agents.port)], placement=where, drain_seconds=5,
+                credentials=credentials[where.guid],
             )
             agent = Agent(settings, SimulatorResource(SIZES[i % len(SIZES)], pool_path=f"/sim/{i}"))
             agents.append(agent)

@@ -26,6 +26,7 @@ from .jobs import runner as jobs
 from .orchestration import reconcile
 from .orchestration.engine import OrchestrationSettings, Orchestrator
 from .planner.service import Placement
+from .security.trust import Trust
 
 log = logging.getLogger("mgmt")
 
@@ -96,19 +97,24 @@ class Services:
     placement: Placement
     jobs: jobs.JobRunner
     orchestrator: Orchestrator
+    trust: Trust
     api_url: str = ""
 
 
 async def serve(config: ServerConfig, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> int:
     db, msid, values = await trio.to_thread.run_sync(prepare, config)
+    trust = await trio.to_thread.run_sync(lambda: Trust.prepare(
+        db, Path(config.data_dir), strict=bool(values["ca.plugin.root.auth.strictness"]),
+        validity_days=int(values["ca.framework.cert.validity.period"]),  # type: ignore[call-overload]
+        bind=config.bind))
     manager = AgentManager(db, msid, ping_interval=float(values["ping.interval"]),  # type: ignore[arg-type]
-                           ping_timeout=float(values["ping.timeout"]))  # type: ignore[arg-type]
+                           ping_timeout=float(values["ping.timeout"]), trust=trust)  # type: ignore[arg-type]
     placement = Placement(db, values)
     manager.status_listeners.append(placement.host_changed)
     runner = jobs.JobRunner(db, msid)
     orchestrator = Orchestrator(db, manager, placement, OrchestrationSettings.from_values(values),
                                 busy=lambda: [i for kind, i in runner.holding if kind == "VirtualMachine"])
-    services = Services(db, msid, values, manager, placement, runner, orchestrator)
+    services = Services(db, msid, values, manager, placement, runner, orchestrator, trust)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(placement.run)

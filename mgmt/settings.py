@@ -6,6 +6,7 @@ admin changed. Values are strings in the table; ``SETTINGS`` says how each is pa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -14,11 +15,19 @@ from sqlalchemy.engine import Connection
 from .db.schema import configuration
 
 
+def boolean(raw: str) -> bool:
+    """CloudStack's booleans: true or false (any case)."""
+    text = str(raw).strip().lower()
+    if text not in ("true", "false"):
+        raise ValueError(raw)
+    return text == "true"
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
     default: str
-    kind: type
+    kind: Callable[[str], object]
     category: str
     description: str
 
@@ -52,6 +61,11 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("capacity.skipcounting.hours", "3600", int, "Advanced",
             "Seconds a stopped VM keeps its reservation on its last host."),
     Setting("wait", "1800", int, "Advanced", "Default seconds to wait for an agent's answer."),
+    Setting("ca.plugin.root.auth.strictness", "true", boolean, "Advanced",
+            "Agents must connect with TLS and a certificate from the cloud's CA (false: agents without "
+            "TLS are admitted too, and logged)."),
+    Setting("ca.framework.cert.validity.period", "365", int, "Advanced",
+            "Days a host certificate issued by the cloud's CA is valid; agents renew at two thirds."),
 ]}
 
 
@@ -77,8 +91,11 @@ def current(conn: Connection) -> dict[str, object]:
             parsed[name] = s.kind(raw)
         except ValueError:
             raise SettingError(f"setting {name} = {raw!r} in the configuration table is not "
-                               f"{'an integer' if s.kind is int else 'a number'}") from None
+                               f"{KIND_NAMES.get(s.kind, 'a value of its kind')}") from None
     return parsed
+
+
+KIND_NAMES: dict[object, str] = {int: "an integer", float: "a number", boolean: "true or false"}
 
 
 class SettingError(ValueError):

@@ -31,7 +31,14 @@ from .frame import (
     frame_error,
     max_body_size,
 )
-from .messages import Answer, Command, StartupAnswer, StartupRoutingCommand, StartupStorageCommand
+from .messages import (
+    Answer,
+    Command,
+    EnrollCommand,
+    StartupAnswer,
+    StartupRoutingCommand,
+    StartupStorageCommand,
+)
 
 _SEQ_MASK = (1 << 64) - 1
 # Plain ints for the hot path: IntFlag arithmetic goes through the enum machinery on every frame.
@@ -90,7 +97,8 @@ class ConnectionClosed:
 
 ProtocolEvent = Request | Response | ConnectionClosed | _NeedData
 
-_STARTUP_TYPES = (StartupRoutingCommand, StartupStorageCommand)
+# An enrollment opens the handshake as a startup does; its answer (not a StartupAnswer) never accepts one.
+_STARTUP_TYPES = (StartupRoutingCommand, StartupStorageCommand, EnrollCommand)
 
 
 def _is_startup(commands: Sequence[object]) -> bool:

@@ -15,6 +15,12 @@ until the handshake is done, a deadline for a frame once it has begun and for si
 caps on connections in all and on those not yet past their handshake (per source address too), so
 that idle or slow connections can neither exhaust the process's file descriptors nor starve the API
 and real agents. Background tasks are supervised: a failure is logged and the task starts again.
+
+The link is TLS 1.3 with certificates from the cloud's CA (``security/``), told apart from plain
+frames by its first byte on the one port. A connection with a client certificate may register or
+reclaim only the host its certificate names; one without may only enroll (get its first certificate
+against a registration token) and is then closed. Plain connections are refused unless
+``ca.plugin.root.auth.strictness`` is false, which admits them with a log line (for older agents).
 """
 
 from __future__ import annotations
@@ -46,10 +52,17 @@ from protocol.messages import (
     CheckOnHostAnswer,
     CheckOnHostCommand,
     Command,
+    EnrollAnswer,
+    EnrollCommand,
     PingAnswer,
     PingRoutingCommand,
     PowerState,
+    ProvisionCertificateAnswer,
+    ProvisionCertificateCommand,
     ReadyCommand,
+    RenewCertificateAnswer,
+    RenewCertificateCommand,
+    SetupCertificateCommand,
     StartupAnswer,
     StartupRoutingCommand,
     StartupStorageCommand,
@@ -59,6 +72,8 @@ from protocol.messages import (
 from ..db.batching import Batcher
 from ..db.database import Database
 from ..errors import AgentUnavailable, OperationTimedOut
+from ..security.ca import MAX_CSR, CertificateError
+from ..security.trust import EnrollmentRefused, Trust
 from ..tasks import supervised
 from . import power, registry, validate
 from .host_status import Event, Status
@@ -110,11 +125,36 @@ class _Refusals:
             self.last = now
 
 
+class _Prefixed(trio.abc.Stream):
+    """A stream whose first bytes were already read (to tell TLS from plain frames): they come first."""
+
+    def __init__(self, stream: trio.SocketStream, first: bytes) -> None:
+        self.stream, self.first = stream, first
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self.first:
+            data, self.first = self.first, b""
+            return data
+        return await self.stream.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.stream.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        await self.stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
 @dataclass
 class AgentLink:
     """The server's side of one agent connection."""
 
-    stream: trio.SocketStream
+    stream: trio.abc.Stream
     conn: Connection
     peer: str
     host_id: int = 0
@@ -123,14 +163,23 @@ class AgentLink:
     up: bool = False
     source: str = ""
     pending: bool = True  # not past its handshake yet
+    raw: trio.SocketStream | None = None  # the TCP connection under ``stream`` (TLS or not)
+    cert_guid: str | None = None  # the guid its certificate names; None: no TLS (permissive mode)
+    enroll_only: bool = False  # TLS without a client certificate: it may only enroll
     send_lock: trio.StrictFIFOLock = field(default_factory=trio.StrictFIFOLock)
     waiters: dict[int, trio.MemorySendChannel[Response]] = field(default_factory=dict)
+
+    async def close(self) -> None:
+        """End the connection from another task: the socket itself closes (the reader sees it at once;
+        a TLS goodbye would have to wait for the reader's lock on the stream)."""
+        await (self.raw or self.stream).aclose()
 
 
 class AgentManager:
     def __init__(self, db: Database, msid: int, *, ping_interval: float = 60.0, ping_timeout: float = 2.5,
-                 startup_timeout: float = 30.0) -> None:
+                 startup_timeout: float = 30.0, trust: Trust | None = None) -> None:
         self.db = db
+        self.trust = trust  # None: plain TCP only (no CA)
         self.msid = msid
         # Startups and status changes arriving together share a transaction (a storm is thousands).
         self.registrations = Batcher(db, registry.register_many, name="register")
@@ -234,12 +283,19 @@ class AgentManager:
         peer = f"{address}:{port}"
         link = AgentLink(stream, Connection(Role.SERVER, mgmt_id=self.msid,
                                             max_frame_size=self.limits.handshake_frame), peer,
-                         source=source or str(address))
+                         source=source or str(address), raw=stream)
         reason = "closed"
+        accepted = trio.current_time()
         try:
-            async with trio.open_nursery() as nursery:
-                reason = await self._read(link, nursery)
-                nursery.cancel_scope.cancel()
+            reason = "no TLS handshake within the handshake deadline"
+            with trio.move_on_at(accepted + self.limits.handshake_timeout):
+                reason = await self._secure(link, stream)
+            if not reason:
+                async with trio.open_nursery() as nursery:
+                    reason = await self._read(link, nursery, accepted)
+                    nursery.cancel_scope.cancel()
+            elif link.pending:
+                log.info("agent connection closed before its handshake: %s", reason, extra={"peer": peer})
         except Exception as e:  # one connection's failure must never take the server down
             reason = f"internal error: {e!r}"
             log.exception("connection handler failed", extra={"peer": peer, "host_id": link.host_id})
@@ -247,8 +303,51 @@ class AgentManager:
             with trio.CancelScope(shield=True):
                 self.connections -= 1
                 self._handshake_done(link)
+                if link.stream is not stream:
+                    with trio.move_on_after(1), contextlib.suppress(trio.BrokenResourceError,
+                                                                    trio.ClosedResourceError):
+                        await link.stream.aclose()  # TLS says goodbye if it can
                 await stream.aclose()
                 await self._disconnected(link, reason)
+
+    async def _secure(self, link: AgentLink, stream: trio.SocketStream) -> str:
+        """TLS (with the peer's certificate checked) or, when allowed, plain frames; "" or why not."""
+        try:
+            first = await stream.receive_some(65536)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
+            return f"read failed: {e}"
+        if not first:
+            return "closed before it said anything"
+        prefixed = _Prefixed(stream, first)
+        trust = self.trust
+        if trust is not None and first[0] == 0x16:  # a TLS handshake record
+            tls = trio.SSLStream(prefixed, trust.context, server_side=True)
+            try:
+                await tls.do_handshake()
+            except trio.BrokenResourceError as e:
+                why = f"TLS handshake failed: {e.__cause__ or e}"
+                self._refusals.note(why)
+                return why
+            der = tls.getpeercert(binary_form=True)
+            link.stream = tls
+            if not der:
+                link.enroll_only = True
+                return ""
+            try:
+                link.cert_guid = trust.peer_guid(der)
+            except CertificateError as e:
+                self._refusals.note(f"certificate refused: {e}")
+                return f"certificate refused: {e}"
+            return ""
+        if trust is not None and trust.strict:
+            why = "an agent without TLS (ca.plugin.root.auth.strictness is true)"
+            self._refusals.note(why)
+            return why
+        if trust is not None:
+            log.warning("agent admitted without TLS (ca.plugin.root.auth.strictness is false)",
+                        extra={"peer": link.peer})
+        link.stream = prefixed
+        return ""
 
     def _read_deadline(self, link: AgentLink, accepted: float, frame_began: float | None) -> float:
         limits = self.limits
@@ -261,8 +360,7 @@ class AgentManager:
             deadline = min(deadline, frame_began + limits.frame_timeout)
         return deadline
 
-    async def _read(self, link: AgentLink, nursery: trio.Nursery) -> str:
-        accepted = trio.current_time()
+    async def _read(self, link: AgentLink, nursery: trio.Nursery, accepted: float) -> str:
         frame_began: float | None = None  # when the bytes of an unfinished frame began to arrive
         while True:
             deadline = self._read_deadline(link, accepted, frame_began)
@@ -294,6 +392,8 @@ class AgentManager:
                         waiter.send_nowait(event)
                 elif isinstance(event, Request):
                     first = event.commands[0]
+                    if link.enroll_only or isinstance(first, EnrollCommand):
+                        return await self._enroll(link, event)
                     if isinstance(first, StartupRoutingCommand):
                         # Handled in line: nothing else may reach the host before it is registered.
                         refused = await self._startup(link, event, nursery)
@@ -303,6 +403,8 @@ class AgentManager:
                         bad = await self._ping(link, event, first)
                         if bad:
                             return bad
+                    elif isinstance(first, RenewCertificateCommand) and len(event.commands) == 1:
+                        nursery.start_soon(self._renew, link, event, first)
                     else:
                         await self._respond(link, event, [UnsupportedAnswer(
                             details=f"the management server does not take {type(first).__name__}")]
@@ -354,6 +456,9 @@ class AgentManager:
                 validate.storage(storage, startup.guid)
             if link.guid and link.guid != startup.guid:
                 raise validate.InvalidAgentMessage(f"this connection registered {link.guid!r} already")
+            if link.cert_guid is not None and startup.guid != link.cert_guid:
+                raise validate.InvalidAgentMessage(f"the certificate is {link.cert_guid!r}'s, not "
+                                                   f"{startup.guid[:80]!r}'s")
         except validate.InvalidAgentMessage as e:
             return await self._refuse_startup(link, request, str(e))
         link.guid = startup.guid
@@ -376,7 +481,7 @@ class AgentManager:
         self.hosts[reg.host_id] = (startup.guid, reg.cluster_id, startup.private_ip)
         old = self.links.get(reg.host_id)
         if old is not None and old is not link:  # the agent came back before we saw it leave
-            await old.stream.aclose()
+            await old.close()
         self.links[reg.host_id] = link
         self._set_status(reg.host_id, Status.CONNECTING)
         # The startup carries the host's full power report: what runs there now, before any ping.
@@ -385,6 +490,86 @@ class AgentManager:
         self._reports_queued.set()
         nursery.start_soon(self._ready, link, reg)
         return ""
+
+    # --- certificates --------------------------------------------------------------------------------
+
+    async def _enroll(self, link: AgentLink, request: Request) -> str:
+        """The one request of a connection without a certificate; answered, then the connection closes."""
+        enroll = request.commands[0]
+        trust = self.trust
+        if not isinstance(enroll, EnrollCommand) or len(request.commands) != 1 or trust is None:
+            return "a connection without a certificate may only enroll"
+
+        async def answer(result: EnrollAnswer) -> None:
+            await self._respond(link, request, [result])
+
+        if not enroll.token:  # first step: the agent fetches the CA to check it against its token
+            await answer(EnrollAnswer(result=False, details="a registration token is needed",
+                                      ca_certificate=trust.ca.pem))
+            return "enrollment: the CA certificate was sent"
+        try:
+            validate.guid(enroll.guid)
+            if len(enroll.token) > 256 or len(enroll.csr) > MAX_CSR:
+                raise validate.InvalidAgentMessage("the token or the CSR is too long")
+            issued = await trust.enroll(enroll.guid, enroll.token, enroll.csr)
+        except (validate.InvalidAgentMessage, EnrollmentRefused) as e:
+            log.warning("enrollment refused: %s", e, extra={"peer": link.peer})
+            await answer(EnrollAnswer(result=False, details=str(e)))
+            return f"enrollment refused: {e}"
+        await answer(EnrollAnswer(certificate=issued.pem, ca_certificate=trust.ca.pem))
+        log.info("host %s enrolled: certificate %s until %s", enroll.guid, issued.serial, issued.not_after,
+                 extra={"peer": link.peer})
+        return "enrolled; the agent comes back with its certificate"
+
+    async def _renew(self, link: AgentLink, request: Request, renew: RenewCertificateCommand) -> None:
+        trust = self.trust
+        if trust is None or not link.cert_guid or not link.up:
+            await self._respond(link, request, [RenewCertificateAnswer(
+                result=False, details="renewal needs a connection made with a certificate")])
+            return
+        try:
+            issued = await trust.renew(link.cert_guid, renew.csr)
+        except EnrollmentRefused as e:
+            await self._respond(link, request, [RenewCertificateAnswer(result=False, details=str(e))])
+            return
+        log.info("certificate renewed: %s until %s", issued.serial, issued.not_after,
+                 extra={"host_id": link.host_id, "guid": link.cert_guid})
+        await self._respond(link, request, [RenewCertificateAnswer(certificate=issued.pem,
+                                                                   ca_certificate=trust.ca.pem)])
+
+    async def provision_certificate(self, host_id: int, *, reconnect: bool = False) -> str:
+        """A new key and certificate for a connected host (the provisionCertificate API): the agent makes
+        the key and a CSR, the CA signs it, the agent installs it (and reconnects with it when asked).
+        The new certificate's serial."""
+        link = self.links.get(host_id)
+        if self.trust is None or link is None or not link.up:
+            raise AgentUnavailable(f"host {host_id} has no agent connected to this management server")
+        if not link.cert_guid:
+            raise AgentUnavailable(f"host {host_id} is connected without TLS; it cannot be given a "
+                                   f"certificate over this connection")
+        asked = (await self._request(link, [ProvisionCertificateCommand()], timeout=60))[0]
+        if not isinstance(asked, ProvisionCertificateAnswer) or not asked.result:
+            raise AgentUnavailable(f"host {host_id} did not make a certificate request: {asked.details}")
+        try:
+            issued = await self.trust.renew(link.cert_guid, asked.csr)
+        except EnrollmentRefused as e:
+            raise AgentUnavailable(f"host {host_id}'s certificate request was refused: {e}") from None
+        done = (await self._request(link, [SetupCertificateCommand(
+            certificate=issued.pem, ca_certificate=self.trust.ca.pem, reconnect=reconnect)], timeout=60))[0]
+        if not done.result:
+            raise AgentUnavailable(f"host {host_id} did not install its new certificate: {done.details}")
+        log.info("certificate provisioned: %s until %s", issued.serial, issued.not_after,
+                 extra={"host_id": host_id})
+        return issued.serial
+
+    async def revoke(self, guid: str) -> list[str]:
+        """Revoke the host's certificates and close its live connection."""
+        serials = await self.trust.revoke_host(guid) if self.trust is not None else []
+        link = self.newest.get(guid)
+        if link is not None:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await link.close()
+        return serials
 
     async def _ready(self, link: AgentLink, reg: registry.Registration) -> None:
         try:
@@ -396,12 +581,12 @@ class AgentManager:
         except OperationTimedOut:
             log.warning("no ReadyAnswer in %g s, closing", self.startup_timeout,
                         extra={"host_id": reg.host_id})
-            await link.stream.aclose()
+            await link.close()
             return
         if not answers[0].result:
             log.warning("Ready refused by the agent: %s", answers[0].details,
                         extra={"host_id": reg.host_id})
-            await link.stream.aclose()
+            await link.close()
             return
         # Usable from the ReadyAnswer on; marked before the row says Up, so that a host the database
         # shows Up can always be sent commands.

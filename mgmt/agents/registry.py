@@ -19,7 +19,8 @@ from sqlalchemy.engine import Connection
 
 from protocol.messages import StartupRoutingCommand, StartupStorageCommand
 
-from ..db.schema import clusters, host_capacity, hosts, pods, storage_pools, zones
+from ..db.schema import clusters, host_capacity, hosts, pods, storage_pools, vms, volumes, zones
+from ..errors import InvalidParameter, ResourceInUse
 from .host_status import Event, Status, next_status
 
 
@@ -306,3 +307,41 @@ def release_hosts(conn: Connection, msid: int) -> int:
         hosts.c.mgmt_server_id == msid, hosts.c.status.in_([Status.CONNECTING, Status.UP, Status.ALERT]))))
     moved = transition_many(conn, [Change(h, Event.MANAGEMENT_SERVER_DOWN) for h in held])
     return sum(1 for status in moved if status is not None)
+
+
+def remove_host(conn: Connection, host_id: int, *, forced: bool) -> str:
+    """deleteHost: the host leaves the inventory (Removed, with its local pools); its guid, whose
+    certificates the caller revokes. Refused while VMs are on it, and, unless ``forced``, while it is
+    Up and not in maintenance or disabled."""
+    host = conn.execute(sa.select(hosts).where(hosts.c.id == host_id)).one()
+    on_it = conn.scalar(sa.select(sa.func.count()).select_from(vms).where(
+        vms.c.removed.is_(None), sa.or_(vms.c.host_id == host_id,
+                                        vms.c.last_host_id == host_id) & vms.c.state.in_(
+            ["Starting", "Running", "Stopping", "Migrating"])))
+    if on_it:
+        raise ResourceInUse(f"host {host.name} has {on_it} VMs; stop or migrate them first")
+    local = sa.select(storage_pools.c.id).where(storage_pools.c.host_id == host_id,
+                                                storage_pools.c.scope == "HOST")
+    stored = conn.scalar(sa.select(sa.func.count()).select_from(volumes).where(
+        volumes.c.removed.is_(None), volumes.c.pool_id.in_(local)))
+    if stored:
+        raise ResourceInUse(f"host {host.name} keeps {stored} volumes on its local storage; expunge or "
+                            f"move them first")
+    quiet = host.resource_state in ("Maintenance", "ErrorInMaintenance", "Disabled") or \
+        host.status in (Status.ALERT, Status.DOWN, Status.DISCONNECTED)
+    if not quiet and not forced:
+        raise InvalidParameter(f"host {host.name} is {host.status} and {host.resource_state}: put it in "
+                               f"maintenance (or disable it) first, or pass forced=true")
+    new = next_status(Status(host.status), Event.REMOVE)
+    if new is None:
+        raise InvalidParameter(f"host {host.name} is {host.status}; it cannot be removed from there")
+    stamp = now()
+    this = (hosts.c.id == host_id) & (hosts.c.update_count == host.update_count)
+    moved = conn.execute(hosts.update().where(this).values(status=new, removed=stamp, status_changed=stamp,
+                                 update_count=host.update_count + 1)).rowcount
+    if moved != 1:
+        raise InvalidParameter(f"host {host.name} changed while it was being removed; try again")
+    conn.execute(storage_pools.update()
+                 .where(storage_pools.c.id.in_(local), storage_pools.c.removed.is_(None))
+                 .values(removed=stamp, status="Removed"))
+    return str(host.guid)

@@ -62,6 +62,10 @@ def power_report(report: Mapping[str, PowerState]) -> None:
         _text("a power report's VM name", name)
 
 
+def guid(value: str) -> None:
+    _text("guid", value)
+
+
 def startup(command: StartupRoutingCommand) -> None:
     """Raise InvalidAgentMessage unless every field of the routing startup is within bounds."""
     _text("guid", command.guid)

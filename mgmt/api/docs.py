@@ -9,6 +9,7 @@ from .registry import COMMANDS, Command
 AREAS = (
     ("discovery", "Discovery and sessions"),
     ("infra", "Infrastructure"),
+    ("trust", "Certificates and host trust"),
     ("offerings", "Offerings"),
     ("templates", "Templates and OS types"),
     ("networks", "Networks"),

@@ -377,3 +377,24 @@ configuration = Table(
     Column("description", String(1024), nullable=False),
     Column("scope", String(32), nullable=False, default="Global"),
 )
+
+
+# Registration tokens an operator made for agents to get their first certificate (only a hash is kept).
+agent_tokens = Table(
+    "agent_tokens", metadata, _id(),
+    Column("token_hash", String(64), nullable=False, unique=True),  # SHA-256 of the secret, hex
+    Column("uses_left", Integer, nullable=False),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Column("expires", DateTime(timezone=True), nullable=False),
+)
+
+# Every host certificate the cloud's CA issued: a connection whose certificate is revoked is refused.
+host_certificates = Table(
+    "host_certificates", metadata, _id(),
+    Column("serial", String(64), nullable=False, unique=True),  # hex
+    Column("guid", String(255), nullable=False),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Column("not_after", DateTime(timezone=True), nullable=False),
+    Column("revoked", DateTime(timezone=True)),
+    Index("ix_host_certificates_guid", "guid"),
+)

@@ -4,8 +4,8 @@
 ends as a failed deploy does, in Error with its compute, addresses and storage released (its last
 host recorded, so that the expunge task cleans up there if the start got through); any other VM left
 Starting is Stopped with its compute released (a volume left half-made is made again at the next
-start, under the same uuid); Stopping goes back to Running, holding its capacity until a power report says otherwise;
-Migrating is settled as failed (Running on the source, the destination's share released);
+start, under the same uuid); Stopping goes back to Running, holding its capacity until a power report
+says otherwise; Migrating is settled as failed (Running on the source, the destination's share released);
 Expunging stays for the expunge task.
 
 ``power_off_followers`` lists Running VMs whose host has reported them off for 1.5 ping intervals

@@ -127,3 +127,63 @@ class CheckOnHostCommand(Command):
 class CheckOnHostAnswer(Answer):
     determined: bool = False
     alive: bool = False
+
+
+@command
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnrollCommand(Command):
+    """An agent without a certificate asks for one: the first and only request on a TLS connection
+    that carries no client certificate. ``token`` is a registration token the operator made; ``csr``
+    the agent's certificate request (PEM; its key stays on the host). Like a startup it opens the
+    handshake; its answer never accepts one, so the connection then closes and the agent comes back
+    with its certificate."""
+
+    control: ClassVar[bool] = True
+    guid: str
+    token: str
+    csr: str
+
+
+@answer
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnrollAnswer(Answer):
+    certificate: str = ""  # PEM, CN = the guid
+    ca_certificate: str = ""  # PEM of the cloud's CA
+
+
+@command
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RenewCertificateCommand(Command):
+    """From an Up agent whose certificate nears its end: a new one for the same guid, from this CSR."""
+
+    csr: str
+
+
+@answer
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RenewCertificateAnswer(Answer):
+    certificate: str = ""
+    ca_certificate: str = ""
+
+
+@command
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProvisionCertificateCommand(Command):
+    """From the server (the provisionCertificate API): make a new key and answer with its CSR."""
+
+
+@answer
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProvisionCertificateAnswer(Answer):
+    csr: str = ""
+
+
+@command
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetupCertificateCommand(Command):
+    """From the server: the certificate for the key the last ProvisionCertificateCommand made; the agent
+    keeps both and, with ``reconnect``, reconnects with them at once."""
+
+    certificate: str
+    ca_certificate: str
+    reconnect: bool = False

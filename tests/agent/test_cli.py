@@ -58,7 +58,8 @@ async def run_agent(port: int, state: Path, log: Path, faults: Path) -> trio.Pro
     with log.open("ab") as out:  # a file, not a pipe: nobody reads it while the agent runs
         return await trio.lowlevel.open_process(
             [sys.executable, "-m", "agent", "run", "--mgmt", f"127.0.0.1:{port}", "--resource", "simulator",
-             "--state-dir", str(state), "--zone", "zA", "--name", "cli-host", "--faults", str(faults)],
+             "--state-dir", str(state), "--zone", "zA", "--name", "cli-host", "--faults", str(faults),
+             "--no-tls"],  # the test server speaks plain frames
             stdout=subprocess.DEVNULL, stderr=out)
 
 

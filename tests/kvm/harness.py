@@ -213,7 +213,7 @@ class KvmCloud:
                 "--resource", "libvirt", "--libvirt-uri", uri, "--pool", f"{name}-local",
                 "--pool-path", str(root / "local"), "--name", name, "--zone", "zone1", "--pod", "pod1",
                 "--cluster", "kvm1", "--state-dir", str(root / "state"),
-                "--probe-kernel", str(self.template / "vmlinuz")]
+                "--probe-kernel", str(self.template / "vmlinuz"), "--token", self._token()]
         # fmt: on
         if domain_type:
             args += ["--domain-type", domain_type]
@@ -223,6 +223,13 @@ class KvmCloud:
         with open(log, "wb") as out:
             process = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
         return Host(name, root, process, log, daemon)
+
+    def _token(self) -> str:
+        """The registration token the hosts enroll with, made through the API as an operator would."""
+        if not getattr(self, "token", ""):
+            made = self.cs.createAgentRegistrationToken(uses=10, validity=3600)
+            self.token: str = made["agentregistrationtoken"]["token"]
+        return self.token
 
     def _hosts_up(self) -> int:
         for host in self.hosts:

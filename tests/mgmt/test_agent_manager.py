@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import re
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -17,13 +18,19 @@ from agent.kvm import LibvirtResource
 from agent.resource import Placement
 from agent.shell import Agent, AgentSettings
 from agent.simulator import HostSpec, SimulatorResource
+from agent.tls import Credentials
 from mgmt.agents.manager import AgentManager
 from mgmt.db.schema import configuration, host_capacity, hosts, storage_pools
 from mgmt.errors import AgentUnavailable, OperationTimedOut
+from mgmt.security.trust import Trust
 from mgmt.server import ServerConfig, prepare, serve
 from protocol.messages import CheckHealthCommand, PowerState, StartCommand, StopCommand, VirtualMachineTO
 
 ZONE = Path(__file__).parents[2] / "docs" / "examples" / "zone.toml"
+
+
+# The agent port's trust, by port: make_agent gives its hosts certificates from that server's CA.
+TRUST: dict[int, Trust] = {}
 
 
 async def start_server(nursery: trio.Nursery, data_dir: Path, port: int = 0, db: str = "",
@@ -39,14 +46,53 @@ async def start_server(nursery: trio.Nursery, data_dir: Path, port: int = 0, db:
         db.dispose()
     services = await nursery.start(serve, config)
     manager: AgentManager = services.agents
+    TRUST[manager.port] = services.trust
     return manager
 
 
+def credentials(port: int, guid: str) -> Credentials | None:
+    """A certificate for ``guid`` from the CA of the server on ``port`` (None: no such server here)."""
+    trust = TRUST.get(port)
+    if trust is None:
+        return None
+    with trust.db.engine.begin() as conn:
+        key, issued = trust.issue_for(conn, guid)
+    return Credentials.store(tempfile.mkdtemp(prefix="cumulo-agent-tls-"), key, issued.pem, trust.ca.pem)
+
+
+async def open_agent_stream(port: int, guid: str | None) -> trio.abc.Stream:
+    """A connection to the agent port as an agent makes it: TLS with a certificate for ``guid`` (None:
+    TLS without one, as an agent that is about to enroll)."""
+    from agent.tls import verifying_context
+
+    trust = TRUST[port]
+    if guid is None:
+        context = verifying_context(trust.ca.pem)
+    else:
+        creds = credentials(port, guid)
+        assert creds is not None
+        context = creds.context()
+    stream = trio.SSLStream(await trio.open_tcp_stream("127.0.0.1", port), context)
+    await stream.do_handshake()
+    return stream
+
+
+def credentials_from(data_dir: Path, guid: str) -> Credentials:
+    """A certificate for ``guid`` from the CA of a server running in another process on ``data_dir``."""
+    import datetime
+
+    from mgmt.security.ca import CertificateAuthority
+
+    ca = CertificateAuthority.load_or_create(data_dir / "ca")
+    key, issued = ca.issue_host(guid, datetime.timedelta(days=1))
+    return Credentials.store(tempfile.mkdtemp(prefix="cumulo-agent-tls-"), key, issued.pem, ca.pem)
+
+
 def make_agent(nursery: trio.Nursery, port: int, guid: str, *, cluster: str = "pod1-cluster1",
-               faults: FaultTable | None = None) -> Agent:
+               faults: FaultTable | None = None, tls: Credentials | None = None) -> Agent:
     agent = Agent(AgentSettings(mgmt=[("127.0.0.1", port)], backoff_base=0.05, backoff_cap=0.3,
                                 placement=Placement(guid, f"host-{guid}", "zone1", cluster.split("-")[0],
-                                                    cluster)),
+                                                    cluster), credentials=tls or credentials(port, guid)),
                   SimulatorResource(HostSpec(), faults or FaultTable(), f"/pool/{guid}"),
                   rng=random.Random(guid))
     nursery.start_soon(agent.run)
@@ -186,7 +232,7 @@ async def test_a_clean_shutdown_leaves_hosts_disconnected_and_exits(tmp_path: Pa
                 await trio.sleep(0.05)  # the server logs its port once it listens
         text = (tmp_path / "mgmt.log").read_text()
         port = int(re.search(r"listening for agents on port (\d+)", text).group(1))  # type: ignore[union-attr]
-        agent = make_agent(nursery, port, "g6")
+        agent = make_agent(nursery, port, "g6", tls=credentials_from(tmp_path, "g6"))
         await agent.up.wait()
         os.kill(proc.pid, signal.SIGTERM)
         with trio.fail_after(30):
@@ -209,7 +255,7 @@ async def test_an_agent_that_hangs_up_mid_handshake_disturbs_no_one(nursery: tri
     steady = make_agent(nursery, manager.port, "steady")
     await steady.up.wait()
     for i in range(20):  # start up, then hang up before (or while) the server sends Ready
-        stream = await trio.open_tcp_stream("127.0.0.1", manager.port)
+        stream = await open_agent_stream(manager.port, f"flaky-{i}")
         conn = Connection(Role.AGENT)
         _seq, data = conn.send_request([StartupRoutingCommand(
             guid=f"flaky-{i}", name="f", zone="zone1", pod="pod1", cluster="pod1-cluster1", cpus=1,
@@ -293,7 +339,8 @@ async def test_a_libvirt_agent_comes_up_and_runs_a_vm_through_the_server(nursery
                                                                          tmp_path: Path) -> None:
     manager = await start_server(nursery, tmp_path, ping_interval="1")
     agent = Agent(AgentSettings(mgmt=[("127.0.0.1", manager.port)],
-                                placement=Placement("kvm-1", "kvm-host", "zone1", "pod1", "pod1-cluster1")),
+                                placement=Placement("kvm-1", "kvm-host", "zone1", "pod1", "pod1-cluster1"),
+                                credentials=credentials(manager.port, "kvm-1")),
                   LibvirtResource("test:///default", pool="default-pool"))
     nursery.start_soon(agent.run)
     row = await wait_status(manager, "kvm-1", "Up")

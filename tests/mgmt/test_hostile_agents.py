@@ -25,7 +25,7 @@ from protocol.messages import (
     StartupStorageCommand,
 )
 
-from .test_agent_manager import make_agent, start_server, wait_status
+from .test_agent_manager import make_agent, open_agent_stream, start_server, wait_status
 
 GiB = 2**30
 
@@ -41,13 +41,14 @@ def startup(guid: str, **fields: object) -> StartupRoutingCommand:
 class RawAgent:
     """A hand-driven agent: the sans-IO connection over a real TCP stream, no agent shell around it."""
 
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.conn = Connection(Role.AGENT)
 
     @classmethod
-    async def connect(cls, port: int) -> RawAgent:
-        return cls(await trio.open_tcp_stream("127.0.0.1", port))
+    async def connect(cls, port: int, guid: str = "") -> RawAgent:
+        """With a valid certificate (for ``guid``, or a fresh name): the attacker holds one."""
+        return cls(await open_agent_stream(port, guid or f"attacker-{uuid.uuid4().hex[:8]}"))
 
     async def send(self, *commands: object) -> int:
         seq, data = self.conn.send_request(list(commands))  # type: ignore[arg-type]
@@ -119,12 +120,12 @@ async def test_startups_the_index_cannot_hold_close_only_their_connection(nurser
                 startup("ip", private_ip="not-an-address"),
             ]
             for command in hostile:
-                agent = await RawAgent.connect(port)
+                agent = await RawAgent.connect(port, command.guid)
                 await agent.send(command)
                 assert await agent.closed_by_server(), command.guid
             # 65 hosts of one tag each: together more tags than the planner's index holds.
             for i in range(65):
-                agent = await RawAgent.connect(port)
+                agent = await RawAgent.connect(port, f"tagged-{i}")
                 await agent.handshake(startup(f"tagged-{i}", host_tags=(f"tag{i}",)))
                 await agent.stream.aclose()
             await assert_serving(manager, "honest")
@@ -171,7 +172,7 @@ async def test_an_agent_cannot_take_over_a_pool_it_did_not_make(nursery: trio.Nu
     with manager.db.engine.connect() as conn:
         pool = conn.execute(sa.select(storage_pools).where(storage_pools.c.scope != "HOST")).first()
     assert pool is not None
-    agent = await RawAgent.connect(manager.port)
+    agent = await RawAgent.connect(manager.port, "thief")
     await agent.send(startup("thief"), StartupStorageCommand(
         guid="thief", pool_uuid=pool.uuid, path="/tmp/x", capacity_bytes=GiB, available_bytes=GiB))
     first = await agent.event()
@@ -194,7 +195,7 @@ async def test_power_reports_only_touch_the_reporting_hosts_vms(nursery: trio.Nu
     await cloud.orch.stop(stopped)
     names = {vm_id: cloud.vm(vm_id).instance_name for vm_id in (running, stopped)}
     manager = cloud.services.agents
-    agent = await RawAgent.connect(manager.port)
+    agent = await RawAgent.connect(manager.port, "liar")
     host_id = await agent.handshake(startup("liar"))
     await wait_status(manager, "liar", "Up")
     report = {names[running]: PowerState.OFF, names[stopped]: PowerState.ON}
@@ -214,7 +215,7 @@ async def test_power_reports_only_touch_the_reporting_hosts_vms(nursery: trio.Nu
 async def test_a_huge_power_report_closes_its_connection_and_others_are_still_written(
         nursery: trio.Nursery, tmp_path: Path) -> None:
     manager = await start_server(nursery, tmp_path)
-    agent = await RawAgent.connect(manager.port)
+    agent = await RawAgent.connect(manager.port, "flood")
     host_id = await agent.handshake(startup("flood"))
     await agent.send(PingRoutingCommand(host_id=host_id,
                                         power_report={f"i-{i}": PowerState.ON for i in range(250_001)}))
@@ -234,10 +235,11 @@ async def test_idle_slow_and_oversized_connections_are_closed(nursery: trio.Nurs
     manager.limits.handshake_timeout = 1.0
     # Never says anything.
     idle = await trio.open_tcp_stream("127.0.0.1", manager.port)
-    # Sends a byte at a time, never completing a startup.
+    # Begins a TLS handshake, then sends a byte at a time, never completing it.
     slow = await trio.open_tcp_stream("127.0.0.1", manager.port)
-    # Announces a 16 MiB body before any handshake.
-    big = await trio.open_tcp_stream("127.0.0.1", manager.port)
+    await slow.send_all(b"\x16\x03\x01")
+    # Announces a 16 MiB body before any handshake (inside TLS, with a valid certificate).
+    big = await open_agent_stream(manager.port, "big")
     await big.send_all(HEADER.pack(VERSION, 0, int(Flag.REQUEST), 1, 16 * 2**20 - 64, 0, 0, 0))
     for stream in (idle, slow, big):
         assert await RawAgent(stream).closed_by_server(timeout=30) if stream is not slow else True

@@ -36,7 +36,7 @@ from mgmt.orchestration.vms import DeploySpec
 from mgmt.planner import capacity
 from mgmt.server import ServerConfig, Services, serve
 
-from .test_agent_manager import ZONE, make_agent
+from .test_agent_manager import TRUST, ZONE, make_agent
 
 GUIDS = {"a1": "pod1-cluster1", "a2": "pod1-cluster1", "b1": "pod1-cluster2", "b2": "pod1-cluster2"}
 
@@ -100,6 +100,7 @@ async def start_cloud(nursery: trio.Nursery, tmp_path: Path, db: str = "", **set
                 conn.execute(configuration.update().where(configuration.c.name == name).values(value=value))
         db.dispose()
     services: Services = await nursery.start(serve, config)
+    TRUST[services.agents.port] = services.trust
     faults = {g: FaultTable() for g in GUIDS}
     agents = {
         g: make_agent(nursery, services.agents.port, g, cluster=c, faults=faults[g]) for g, c in GUIDS.items()

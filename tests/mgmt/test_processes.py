@@ -56,6 +56,14 @@ def serve_args(data: Path, port: int) -> list[str]:
             "--bind", "127.0.0.1", "--zone-config", str(ZONE)]
 
 
+async def agent_token(data: Path, mgmt_log: Path) -> str:
+    """A registration token from ``python -m mgmt agent-token``, once the server has made its CA."""
+    await wait_for_log(mgmt_log, "listening for agents")
+    made = await trio.run_process([sys.executable, "-m", "mgmt", "agent-token", "--data-dir", str(data)],
+                                  capture_stdout=True, capture_stderr=True)
+    return made.stdout.decode().strip()
+
+
 def agent_args(port: int, state_dir: Path, *extra: str) -> list[str]:
     """``python -m agent run`` with the simulator in pod1-cluster1 of the example zone."""
     return ["agent", "run", "--mgmt", f"127.0.0.1:{port}", "--resource", "simulator", "--state-dir",
@@ -74,7 +82,9 @@ async def test_server_crash_restart_and_clean_stop_with_an_agent_process(tmp_pat
     mgmt_log, agent_log = tmp_path / "mgmt.log", tmp_path / "agent.log"
     server = await start(serve_args(data, port), mgmt_log)
     await wait_for_log(mgmt_log, "listening for agents")  # migrated, inventory loaded
-    agent = await start(agent_args(port, tmp_path / "agent", "--name", "proc-host"), agent_log)
+    token = await agent_token(data, mgmt_log)
+    agent = await start(agent_args(port, tmp_path / "agent", "--name", "proc-host", "--token", token),
+                        agent_log)
     try:
         host_id, _status, count = await wait_host(db, "Up")
 
@@ -109,8 +119,9 @@ async def test_a_server_killed_mid_deploy_restarts_consistent(tmp_path: Path) ->
     faults.write_text('[[rule]]\ncommand = "StartCommand"\naction = "wait:4000"\ncount = 1\n')
     mgmt_log, agent_log = tmp_path / "mgmt.log", tmp_path / "agent.log"
     crashing = await start(["tests.mgmt.crash_server", str(data), str(port), str(ZONE)], mgmt_log)
-    agent = await start(agent_args(port, tmp_path / "agent", "--faults", str(faults), "--log-level", "DEBUG"),
-                        agent_log)
+    token = await agent_token(data, mgmt_log)
+    agent = await start(agent_args(port, tmp_path / "agent", "--faults", str(faults), "--log-level", "DEBUG",
+                                   "--token", token), agent_log)
     server = crashing
     try:
         await wait_for_log(agent_log, "executing StartCommand")  # the agent has the start in hand
@@ -144,8 +155,9 @@ async def test_a_deploy_job_killed_mid_start_ends_in_error_holding_nothing(tmp_p
     faults.write_text('[[rule]]\ncommand = "StartCommand"\naction = "wait:4000"\ncount = 1\n')
     mgmt_log, agent_log = tmp_path / "mgmt.log", tmp_path / "agent.log"
     crashing = await start(["tests.mgmt.crash_server", str(data), str(port), str(ZONE), "job"], mgmt_log)
-    agent = await start(agent_args(port, tmp_path / "agent", "--faults", str(faults), "--log-level", "DEBUG"),
-                        agent_log)
+    token = await agent_token(data, mgmt_log)
+    agent = await start(agent_args(port, tmp_path / "agent", "--faults", str(faults), "--log-level", "DEBUG",
+                                   "--token", token), agent_log)
     server = crashing
     try:
         await wait_for_log(agent_log, "executing StartCommand")

@@ -11,6 +11,7 @@ from . import (  # noqa: F401 - each module registers its commands
     networks,
     offerings,
     templates,
+    trust,
     vms,
     volumes,
 )

@@ -24,7 +24,7 @@ from ...db.schema import (
     zones,
 )
 from ...errors import InvalidParameter
-from ...settings import SETTINGS
+from ...settings import KIND_NAMES, SETTINGS
 from ..registry import Param, command
 from ..signing import parse_expires
 from .common import OWNER, PAGING, date, fetch, keyword, listing, matching, owner_filter, page
@@ -88,7 +88,7 @@ async def update_configuration(ctx: Any, args: dict[str, Any]) -> dict[str, Any]
         try:
             parsed = setting.kind(value)
         except ValueError:
-            kind = "an integer" if setting.kind is int else "a number" if setting.kind is float else "text"
+            kind = KIND_NAMES.get(setting.kind, "text")
             raise InvalidParameter(f"{setting.name} must be {kind}, not {value[:64]!r}") from None
         if setting.kind in (int, float) and parsed < 0:  # type: ignore[operator]
             raise InvalidParameter(f"{setting.name} must not be negative")

@@ -1,0 +1,1 @@
+"""Trust: the cloud's certificate authority, agent registration tokens, and revocation."""

@@ -1,0 +1,195 @@
+"""Who may speak on the agent port: the CA, registration tokens, issued and revoked certificates.
+
+A registration token is what an operator hands a new host (``python -m mgmt agent-token`` or the
+``createAgentRegistrationToken`` API): ``SECRET.FINGERPRINT``, where the fingerprint is the CA
+certificate's SHA-256, so the agent can check that it talks to this cloud before it sends the secret
+(the way kubeadm pins its cluster's CA). Only the secret's SHA-256 is stored; a token is good for a
+number of uses until it expires. An agent enrolls with it once, then connects with its certificate,
+whose CN is its guid: the agent manager lets a connection register or reclaim only that host.
+
+Every issued host certificate is recorded; revoking a host (``deleteHost``) marks its certificates,
+and the agent manager refuses a revoked serial at the handshake and closes the host's live link.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+import socket
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..db.database import Database
+from ..db.schema import agent_tokens, host_certificates, hosts
+from .ca import CertificateAuthority, CertificateError, Issued, guid_of
+
+TOKEN_VALIDITY = dt.timedelta(hours=24)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Token:
+    token: str
+    uses: int
+    expires: dt.datetime
+
+
+def create_token(conn: Connection, ca_fingerprint: str, *, uses: int = 1,
+                 validity: dt.timedelta = TOKEN_VALIDITY) -> Token:
+    secret = secrets.token_urlsafe(32)
+    now = _now()
+    conn.execute(agent_tokens.insert().values(token_hash=_hash(secret), uses_left=uses, created=now,
+                                              expires=now + validity))
+    return Token(f"{secret}.{ca_fingerprint}", uses, now + validity)
+
+
+def use_token(conn: Connection, token: str) -> bool:
+    """Spend one use of ``token`` (the secret part); False when it is unknown, used up or expired."""
+    secret = token.partition(".")[0]
+    if not secret or len(secret) > 128:
+        return False
+    now = _now()
+    return conn.execute(agent_tokens.update().where(
+        agent_tokens.c.token_hash == _hash(secret), agent_tokens.c.uses_left > 0,
+        agent_tokens.c.expires > now).values(uses_left=agent_tokens.c.uses_left - 1)).rowcount == 1
+
+
+def _record(conn: Connection, guid: str, issued: Issued) -> None:
+    conn.execute(host_certificates.insert().values(serial=issued.serial, guid=guid, created=_now(),
+                                                   not_after=issued.not_after))
+
+
+def _guid_taken(conn: Connection, guid: str) -> bool:
+    """Whether a live host holds ``guid`` with a certificate that still counts: enrolling again for it
+    would take it over (the operator revokes it with deleteHost, or renews it with provisionCertificate)."""
+    live = conn.scalar(sa.select(hosts.c.id).where(hosts.c.guid == guid, hosts.c.removed.is_(None),
+                                                   hosts.c.status != "Removed"))
+    if live is None:
+        return False
+    return conn.scalar(sa.select(host_certificates.c.id).where(
+        host_certificates.c.guid == guid, host_certificates.c.revoked.is_(None),
+        host_certificates.c.not_after > _now()).limit(1)) is not None
+
+
+def revoke(conn: Connection, guid: str) -> list[str]:
+    """Revoke every certificate of ``guid``; the serials revoked."""
+    serials = list(conn.scalars(sa.select(host_certificates.c.serial).where(
+        host_certificates.c.guid == guid, host_certificates.c.revoked.is_(None))))
+    if serials:
+        conn.execute(host_certificates.update().where(host_certificates.c.serial.in_(serials))
+                     .values(revoked=_now()))
+    return serials
+
+
+def revoked_serials(conn: Connection) -> set[str]:
+    return set(conn.scalars(sa.select(host_certificates.c.serial).where(
+        host_certificates.c.revoked.is_not(None), host_certificates.c.not_after > _now())))
+
+
+class EnrollmentRefused(Exception):
+    """Why an enrollment or renewal is refused; said to the agent."""
+
+
+class Trust:
+    """The running server's side of it: the CA, the agent port's TLS context, the revoked serials."""
+
+    def __init__(self, db: Database, ca: CertificateAuthority, context: ssl.SSLContext, *,
+                 strict: bool = True, validity_days: int = 365) -> None:
+        self.db = db
+        self.ca = ca
+        self.context = context
+        self.strict = strict
+        self.validity = dt.timedelta(days=validity_days)
+        self.revoked: set[str] = set()
+
+    @classmethod
+    def prepare(cls, db: Database, data_dir: Path, *, strict: bool, validity_days: int,
+                bind: str = "") -> Trust:
+        """Blocking set-up at start: the CA (made on first start), this server's certificate for the
+        agent port (made anew each start), the revoked serials."""
+        directory = data_dir / "ca"
+        ca = CertificateAuthority.load_or_create(directory)
+        names = [socket.gethostname(), "localhost"]
+        addresses = ["127.0.0.1", "::1"] + ([bind] if bind and bind not in ("0.0.0.0", "::") else [])
+        key_pem, issued = ca.issue_server(names, addresses)
+        trust = cls(db, ca, ca.server_context(key_pem, issued.pem, directory), strict=strict,
+                    validity_days=validity_days)
+        with db.engine.connect() as conn:
+            trust.revoked = revoked_serials(conn)
+        return trust
+
+    # --- the handshake's look at a peer certificate ---------------------------------------------
+
+    def peer_guid(self, der: bytes) -> str:
+        """The guid a verified client certificate names; CertificateError when it is not one of ours
+        or it is revoked."""
+        cert = self.ca.issued_by_me(der)
+        if format(cert.serial_number, "x") in self.revoked:
+            raise CertificateError(f"certificate {cert.serial_number:x} of {guid_of(cert)!r} is revoked")
+        guid = guid_of(cert)
+        if not guid:
+            raise CertificateError("the certificate names no host")
+        return guid
+
+    # --- issuing ---------------------------------------------------------------------------------
+
+    async def enroll(self, guid: str, token: str, csr: str) -> Issued:
+        """A first certificate for ``guid`` against a registration token (one use of it)."""
+
+        def work(conn: Connection) -> Issued:
+            if _guid_taken(conn, guid):
+                raise EnrollmentRefused(f"host {guid!r} exists and holds a valid certificate; delete the "
+                                        f"host or use provisionCertificate")
+            if not use_token(conn, token):
+                raise EnrollmentRefused("the registration token is unknown, used up or expired")
+            try:
+                issued = self.ca.sign_host(csr, guid, self.validity)
+            except CertificateError as e:
+                raise EnrollmentRefused(str(e)) from None
+            _record(conn, guid, issued)
+            return issued
+
+        return await self.db.run(work)
+
+    async def renew(self, guid: str, csr: str) -> Issued:
+        """A new certificate for a host that proved it holds a valid one (its live link's)."""
+
+        def work(conn: Connection) -> Issued:
+            try:
+                issued = self.ca.sign_host(csr, guid, self.validity)
+            except CertificateError as e:
+                raise EnrollmentRefused(str(e)) from None
+            _record(conn, guid, issued)
+            return issued
+
+        return await self.db.run(work)
+
+    def issue_for(self, conn: Connection, guid: str) -> tuple[str, Issued]:
+        """Key and certificate made here for a host run by this process (make run's simulated hosts)."""
+        key, issued = self.ca.issue_host(guid, self.validity)
+        _record(conn, guid, issued)
+        return key, issued
+
+    async def issue_many(self, guids: list[str]) -> dict[str, tuple[str, Issued]]:
+        """``issue_for`` for many hosts in one transaction."""
+        return await self.db.run(lambda conn: {g: self.issue_for(conn, g) for g in guids})
+
+    async def token(self, *, uses: int = 1, validity: dt.timedelta = TOKEN_VALIDITY) -> Token:
+        return await self.db.run(create_token, self.ca.fingerprint, uses=uses, validity=validity)
+
+    async def revoke_host(self, guid: str) -> list[str]:
+        serials = await self.db.run(revoke, guid)
+        self.revoked.update(serials)
+        return serials
