@@ -14,7 +14,7 @@ import trio
 from protocol.runtime import tune_gc
 
 from . import logs
-from .server import ServerConfig, serve
+from .server import ServerConfig, StartupError, serve
 from .settings import SettingError
 
 
@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--api-port", type=int, help="port for the HTTP API (default 8080)")
     run.add_argument("--bind", help="address to listen on (default: all)")
     run.add_argument("--zone-config", help="zone description file (TOML) applied at start")
+    run.add_argument("--api-cert", help="PEM certificate for HTTPS on the API port (with --api-key)")
+    run.add_argument("--api-key", help="PEM private key of --api-cert")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub.add_parser("local", help="run the server with a simulated zone in this process (make run); "
                                  "environment: API_PORT, AGENT_PORT, DATA_DIR, HOSTS")
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         tune_gc()
         return trio.run(serve, config)
-    except SettingError as e:
+    except (SettingError, StartupError) as e:
         print(f"python -m mgmt: {e}", file=sys.stderr)
         return 2
 

@@ -28,7 +28,7 @@ from agent.tls import Credentials
 from protocol.runtime import tune_gc
 
 from . import logs
-from .server import ServerConfig, Services, serve
+from .server import ServerConfig, Services, StartupError, serve
 from .settings import SettingError
 
 ZONE_FILE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "zone.toml"
@@ -173,7 +173,7 @@ def main(env: Mapping[str, str] | None = None) -> int:
             f"{config.api_port} or AGENT_PORT {config.agent_port}? set them to free ports)",
             file=sys.stderr,
         )
-    except* SettingError as group:
+    except* (SettingError, StartupError) as group:
         print(f"python -m mgmt local: {group.exceptions[0]}", file=sys.stderr)
         status = 2
     return status

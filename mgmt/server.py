@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import random
+import shutil
 import signal
 import socket
 from dataclasses import dataclass
@@ -39,6 +41,25 @@ class ServerConfig:
     api_port: int = 8080
     bind: str = ""  # empty: every address
     zone_config: str = ""
+    api_cert: str = ""  # PEM certificate (chain) for HTTPS on the API port; empty: plain HTTP
+    api_key: str = ""  # its PEM private key
+
+
+class StartupError(Exception):
+    """The server cannot start: one line naming what (a path, the database) and why."""
+
+
+def _check_api_tls(config: ServerConfig) -> None:
+    if bool(config.api_cert) != bool(config.api_key):
+        raise StartupError("api_cert and api_key go together (HTTPS for the API needs both)")
+    if config.api_cert:
+        import ssl
+
+        try:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(config.api_cert, config.api_key)
+        except (OSError, ssl.SSLError) as e:
+            raise StartupError(f"API certificate {config.api_cert} / key {config.api_key}: {e}") from None
 
 
 def server_id(data_dir: Path) -> int:
@@ -54,8 +75,33 @@ def server_id(data_dir: Path) -> int:
 
 
 def prepare(config: ServerConfig) -> tuple[Database, int, dict[str, Any]]:
-    """Blocking start-up work (run in a thread): migrate, seed settings, apply the zone file, register."""
+    """Blocking start-up work (run in a thread): migrate, seed settings, apply the zone file, register.
+    Raises StartupError, in one line, when the data directory or the database cannot be used."""
+    _check_api_tls(config)
     data_dir = Path(config.data_dir)
+    try:
+        return _prepare(config, data_dir)
+    except OSError as e:
+        where = e.filename or data_dir
+        raise StartupError(f"data directory {data_dir.resolve()}: {where}: {e.strerror or e}") from None
+    except sa.exc.OperationalError as e:
+        cause = str(e.orig).splitlines()[0] if e.orig is not None else str(e).splitlines()[0]
+        if config.db:
+            shown = sa.engine.make_url(config.db).render_as_string(hide_password=True)
+            raise StartupError(f"database {shown}: {cause}") from None
+        raise StartupError(f"data directory {data_dir.resolve()}: the database {sqlite_url(data_dir)[10:]}: "
+                           f"{cause} ({_free(data_dir)} free there)") from None
+
+
+def _free(path: Path) -> str:
+    try:
+        free = shutil.disk_usage(path).free
+    except OSError:
+        return "unknown space"
+    return f"{free / 2**20:.1f} MiB" if free >= 2**20 else f"{free} bytes"
+
+
+def _prepare(config: ServerConfig, data_dir: Path) -> tuple[Database, int, dict[str, Any]]:
     data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(config.db or sqlite_url(data_dir))
     revision = db.migrate()
@@ -103,10 +149,18 @@ class Services:
 
 async def serve(config: ServerConfig, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> int:
     db, msid, values = await trio.to_thread.run_sync(prepare, config)
-    trust = await trio.to_thread.run_sync(lambda: Trust.prepare(
-        db, Path(config.data_dir), strict=bool(values["ca.plugin.root.auth.strictness"]),
-        validity_days=int(values["ca.framework.cert.validity.period"]),  # type: ignore[call-overload]
-        bind=config.bind))
+
+    def make_trust() -> Trust:
+        try:
+            strict = bool(values["ca.plugin.root.auth.strictness"])
+            days = int(values["ca.framework.cert.validity.period"])  # type: ignore[call-overload]
+            return Trust.prepare(db, Path(config.data_dir), strict=strict, validity_days=days,
+                                 bind=config.bind)
+        except OSError as e:
+            raise StartupError(f"data directory {Path(config.data_dir).resolve()}: the CA: "
+                               f"{e.filename or ''}: {e.strerror or e}") from None
+
+    trust = await trio.to_thread.run_sync(make_trust)
     manager = AgentManager(db, msid, ping_interval=float(values["ping.interval"]),  # type: ignore[arg-type]
                            ping_timeout=float(values["ping.timeout"]), trust=trust)  # type: ignore[arg-type]
     placement = Placement(db, values)
@@ -121,8 +175,9 @@ async def serve(config: ServerConfig, *, task_status: Any = trio.TASK_STATUS_IGN
             await nursery.start(runner.run)
             port = await nursery.start(manager.serve, config.agent_port, config.bind or None)
             await nursery.start(orchestrator.run_background)
-            addresses = await nursery.start(serve_api, Api(db, services), config.bind or "0.0.0.0",
-                                            config.api_port)
+            addresses = await nursery.start(functools.partial(
+                serve_api, Api(db, services), config.bind or "0.0.0.0", config.api_port,
+                certfile=config.api_cert, keyfile=config.api_key))
             services.api_url = f"{addresses[0]}/client/api"
             credentials = Path(config.data_dir) / "admin-credentials.json"
             if await db.run(ensure_admin, credentials, services.api_url):

@@ -61,6 +61,12 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("capacity.skipcounting.hours", "3600", int, "Advanced",
             "Seconds a stopped VM keeps its reservation on its last host."),
     Setting("wait", "1800", int, "Advanced", "Default seconds to wait for an agent's answer."),
+    Setting("api.throttling.enabled", "false", boolean, "Advanced",
+            "Limit API calls per user (api.throttling.max per api.throttling.interval; 429 past it)."),
+    Setting("api.throttling.interval", "1", int, "Advanced", "Seconds of the API throttling window."),
+    Setting("api.throttling.max", "25", int, "Advanced", "API calls a user may make in one window."),
+    Setting("incorrect.login.attempts.allowed", "5", int, "Advanced",
+            "Failed logins in a row after which a user is refused for five minutes."),
     Setting("ca.plugin.root.auth.strictness", "true", boolean, "Advanced",
             "Agents must connect with TLS and a certificate from the cloud's CA (false: agents without "
             "TLS are admitted too, and logged)."),

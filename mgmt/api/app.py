@@ -28,6 +28,7 @@ from ..errors import CumuloError, InvalidParameter
 from ..jobs.runner import JobOwner
 from . import accounts, events
 from .accounts import Caller
+from .limits import LoginGuard, Throttle
 from .passwords import hash_password, verify_password
 from .registry import COMMANDS, Command, parse
 from .signing import expiry_problem, signature_matches
@@ -36,6 +37,11 @@ log = logging.getLogger(__name__)
 JSON = "application/json; charset=UTF-8"
 SESSION_TIMEOUT = 1800.0  # seconds of inactivity after which a login session ends
 MAX_BODY = 1 << 20  # the largest POST body taken (userdata, the biggest parameter, is 43,690 characters)
+# A body past MAX_BODY is read and dropped up to DRAIN_BODY (so that an ordinary client, which sends its
+# whole body before it reads, gets the refusal instead of a broken pipe); past that the answer comes at
+# once and the connection closes. Either way memory stays bounded, chunked bodies included.
+DRAIN_BODY = 8 << 20
+BODY_SECONDS = 60.0  # a request body must arrive within this (slow clients hold no connection for ever)
 CALLER_CACHE_SECONDS = 5.0  # a disabled user or account is refused at most this long after
 
 
@@ -106,14 +112,41 @@ class Api:
         # API key -> (caller, when it was read): one database read per key every few seconds, not one
         # per request; registerUserKeys empties it at once
         self.callers: dict[str, tuple[Caller, float]] = {}
+        self.signature_forms: dict[str, int] = {}  # API key -> the signing form its client used last
+        values = getattr(services, "values", None) or {}
+        self.throttle = Throttle(bool(values.get("api.throttling.enabled", False)),
+                                 float(values.get("api.throttling.interval", 1)),
+                                 int(values.get("api.throttling.max", 25)))
+        self.logins = LoginGuard(int(values.get("incorrect.login.attempts.allowed", 5)))
+
+    async def _body(self, request: Request) -> tuple[str, Response | None]:
+        """The POST body as text, or the error to answer instead (too large, too slow, unreadable)."""
+        declared = request.headers.get("content-length")
+        too_large = error("error", 431, f"the request body is larger than {MAX_BODY} bytes", 4350)
+        if declared is not None and (not declared.isdigit() or int(declared) > DRAIN_BODY):
+            return "", too_large
+        chunks: list[bytes] = []
+        total = 0
+        with trio.move_on_after(BODY_SECONDS) as slow:
+            async for chunk in request.stream():
+                total += len(chunk)
+                if total <= MAX_BODY:
+                    chunks.append(chunk)
+                elif total > DRAIN_BODY:
+                    break
+        if slow.cancelled_caught:
+            return "", error("error", 408, f"the request body did not arrive within {BODY_SECONDS:g} s", 4350)
+        if total > MAX_BODY:
+            return "", too_large
+        return b"".join(chunks).decode("utf-8", errors="replace"), None
 
     async def endpoint(self, request: Request) -> Response:
         params: dict[str, str] = dict(request.query_params)
         if request.method == "POST":
-            if int(request.headers.get("content-length") or 0) > MAX_BODY:
-                return error("error", 431, f"the request body is larger than {MAX_BODY} bytes", 4350)
+            body, refused = await self._body(request)
+            if refused is not None:
+                return refused
             # application/x-www-form-urlencoded, as every CloudStack client sends ('+' is a space)
-            body = (await request.body()).decode("utf-8", errors="replace")
             params.update(urllib.parse.parse_qsl(body, keep_blank_values=True))
         name = next((v for k, v in params.items() if k.lower() == "command"), "")
         cmd = COMMANDS.get(name.lower())
@@ -126,6 +159,8 @@ class Api:
             return error(
                 "error", 401, f"the command {name!r} is unknown or not available to this account", 4365
             )
+        if not self.throttle.allow(caller.user_uuid, trio.current_time()):
+            return error(cmd.name, 429, "there are too many API calls from this user; try again later", 4350)
         return await self.dispatch(cmd, caller, params)
 
     async def dispatch(self, cmd: Command, caller: Caller, params: dict[str, str]) -> Response:
@@ -156,8 +191,14 @@ class Api:
             session = self.sessions.find(jsessionid, key) if jsessionid else None
             return session.caller if session else None
         caller = await self._caller(api_key)
-        if caller is None or not signature_matches(params, caller.secret_key):
+        if caller is None:
             return None
+        form = signature_matches(params, caller.secret_key, self.signature_forms.get(api_key, 0))
+        if form is None:
+            return None
+        if len(self.signature_forms) > 10_000:
+            self.signature_forms.clear()
+        self.signature_forms[api_key] = form
         problem = expiry_problem(params, datetime.now(UTC))
         if problem:
             log.info("signed request refused: %s", problem)
@@ -192,6 +233,11 @@ class Api:
         except InvalidParameter as e:
             return error("login", 431, str(e), 4350)
         domain = args.get("domainId") or args.get("domain", "/")
+        who = f"{args['username']}@{domain}"
+        address = request.client.host if request.client is not None else ""
+        if self.logins.locked(who, address, trio.current_time()):
+            return error("login", 429, "too many failed logins for this user or from this address; try "
+                                       "again in a few minutes", 4365)
         found = await self.db.read(accounts.login_candidate, args["username"], domain)
         # PBKDF2 takes a while on purpose: in a worker thread, outside any transaction; an unknown user
         # is checked against a stand-in hash, so the time taken does not tell whether the user exists
@@ -199,9 +245,12 @@ class Api:
         matched = await trio.to_thread.run_sync(verify_password, args["password"], stored)
         caller = found[0] if found is not None and matched else None
         if caller is None:
+            self.logins.failed(who, address, trio.current_time())
+            log.warning("failed login for %r from %s", who[:300], address)
             return error(
                 "login", 531, "failed to authenticate user: check the user name, password and domain", 4365
             )
+        self.logins.succeeded(who)
         jsessionid, session = self.sessions.open(caller)
         answer = reply(
             "login",
@@ -340,6 +389,7 @@ class Context:
                 instance_id=instance_id,
                 job_uuid=job_uuid,
             )
+            self.api.pending_jobs.get(job_uuid, {})["_job_id"] = job_id
             await self.event(
                 cmd.event,
                 description,
@@ -362,9 +412,15 @@ def make_app(api: Api) -> Starlette:
     return Starlette(routes=[Route("/client/api", api.endpoint, methods=["GET", "POST"])])
 
 
-async def serve_api(api: Api, host: str, port: int, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+async def serve_api(api: Api, host: str, port: int, *, certfile: str = "", keyfile: str = "",
+                    task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """The API on ``host:port``: HTTPS (TLS 1.2 or newer) when a certificate and key are given."""
     config = Config()
     config.bind = [f"{host}:{port}"]
+    if certfile:
+        config.certfile, config.keyfile = certfile, keyfile
+    config.read_timeout = 30  # seconds a connection may send nothing while a request is due
+    config.keep_alive_timeout = 20
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")  # type: ignore[assignment]
     await hypercorn_serve(make_app(api), config, task_status=task_status)  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ from ..errors import InvalidParameter
 
 TYPES = ("string", "uuid", "integer", "long", "boolean", "list", "map", "date")
 _MAP_KEY = re.compile(r"^([a-z0-9_]+)\[(\d{1,4})\]\.([a-z0-9_]+)$")
-INT_RANGE = 2**63  # a Java long: what CloudStack accepts for numbers
+INT_RANGE = {"integer": 2**31, "long": 2**63}  # Java's int and long: what CloudStack accepts
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def _typed(cmd: Command, p: Param, value: str) -> Any:
     try:
         if p.type in ("integer", "long"):
             number = int(value)
-            if not -INT_RANGE <= number < INT_RANGE:
+            if not -INT_RANGE[p.type] <= number < INT_RANGE[p.type]:
                 raise ValueError(value)
             return number
         if p.type == "boolean":

@@ -5,8 +5,9 @@ as ``name=ENC(value)`` with ``&``, lowercased, HMAC-SHA1 with the user's secret 
 ENC is Java's ``URLEncoder`` (UTF-8; only ``A-Z a-z 0-9 . - * _`` kept; space as ``+``) with ``+``
 then written ``%20``. Clients deviate, and each deviation is accepted: libcloud, CloudMonkey 5 and
 Marvin sort by the lowercased name; cs, libcloud and the Go clients leave ``~`` unescaped; libcloud
-also leaves ``[`` and ``]``. Every candidate form is computed and compared in constant time (all of
-them, so the time does not say which one matched).
+also leaves ``[`` and ``]``. Each candidate form is compared in constant time; the form a key's client
+matched with last time is tried first (a client signs one way), so a request usually costs one HMAC.
+Which form matched is no secret (it is how the client encodes), only the signature is.
 
 ``signatureVersion=3`` requires ``expires`` in the future (``2026-01-01T00:00:00+0000``, ``+00:00`` or
 ``Z``); without a version, no expiry check (as libcloud and the Go clients send none).
@@ -38,14 +39,20 @@ def encode(value: str, keep: str = "") -> str:
     return "".join(out)
 
 
+FORMS = [(by_lowered, keep) for by_lowered in (False, True) for keep in _KEEPS]  # (name order, kept)
+
+
+def canonical_form(params: Mapping[str, str], form: int) -> str:
+    """The string signed in form ``form`` (an index into FORMS), lowercased."""
+    by_lowered, keep = FORMS[form]
+    items = [(k, v) for k, v in params.items() if k.lower() != "signature"]
+    items.sort(key=(lambda kv: (kv[0].lower(), kv[0])) if by_lowered else None)
+    return "&".join(f"{k}={encode(v, keep)}" for k, v in items).lower()
+
+
 def canonical_forms(params: Mapping[str, str]) -> set[str]:
     """Every string a real client may have signed for these parameters (lowercased)."""
-    items = [(k, v) for k, v in params.items() if k.lower() != "signature"]
-    forms = set()
-    for order in (sorted(items), sorted(items, key=lambda kv: (kv[0].lower(), kv[0]))):
-        for keep in _KEEPS:
-            forms.add("&".join(f"{k}={encode(v, keep)}" for k, v in order).lower())
-    return forms
+    return {canonical_form(params, form) for form in range(len(FORMS))}
 
 
 def sign(text: str, secret: str) -> str:
@@ -53,15 +60,21 @@ def sign(text: str, secret: str) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
-def signature_matches(params: Mapping[str, str], secret: str) -> bool:
-    """Whether ``params['signature']`` signs ``params`` with ``secret`` in any accepted form."""
-    given = next((v for k, v in params.items() if k.lower() == "signature"), "")
+def signature_matches(params: Mapping[str, str], secret: str, first: int = 0) -> int | None:
+    """The form (index into FORMS) in which ``params['signature']`` signs ``params`` with ``secret``,
+    trying form ``first`` first; None when it signs none of them."""
+    given = next((v for k, v in params.items() if k.lower() == "signature"), "").encode()
     if not given:
-        return False
-    matched = False
-    for form in sorted(canonical_forms(params)):  # every form, whatever matched before
-        matched |= hmac.compare_digest(sign(form, secret).encode(), given.encode())
-    return matched
+        return None
+    tried: set[str] = set()
+    for form in [first, *(f for f in range(len(FORMS)) if f != first)]:
+        text = canonical_form(params, form)
+        if text in tried:
+            continue
+        tried.add(text)
+        if hmac.compare_digest(sign(text, secret).encode(), given):
+            return form
+    return None
 
 
 def parse_expires(text: str) -> datetime:

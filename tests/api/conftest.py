@@ -41,8 +41,8 @@ class ApiCloud:
         return await trio.to_thread.run_sync(fn)
 
 
-async def start_api(nursery: trio.Nursery, tmp_path: Path, db: str = "") -> ApiCloud:
-    cloud = await start_cloud(nursery, tmp_path, db, **{"ping.interval": "1"})
+async def start_api(nursery: trio.Nursery, tmp_path: Path, db: str = "", **settings: str) -> ApiCloud:
+    cloud = await start_cloud(nursery, tmp_path, db, **{"ping.interval": "1", **settings})
     return ApiCloud(cloud, json.loads((tmp_path / "admin-credentials.json").read_text()))
 
 

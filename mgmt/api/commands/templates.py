@@ -172,11 +172,16 @@ async def list_templates(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
     return listing("template", items, total)
 
 
-def _source(url: str) -> tuple[str, int]:
-    """The template's URL as agents will fetch it, and its size when it is a file here."""
+def _source(url: str, *, local_files: bool) -> tuple[str, int]:
+    """The template's URL as agents will fetch it, and its size when it is a file here. A path on the
+    management server (file:///path or /path) is a root admin's to name: anyone else could learn which
+    files exist there, or have hosts copy them."""
     parsed = urllib.parse.urlparse(url)
     if parsed.scheme in ("http", "https") and parsed.netloc:
         return url, 0
+    if not local_files:
+        raise InvalidParameter(f"url {url[:128]!r}: give an http(s):// URL (files on the management server "
+                               f"are for root admins)")
     path = parsed.path if parsed.scheme == "file" else url if not parsed.scheme else ""
     if not path.startswith("/"):
         raise InvalidParameter(f"url {url[:128]!r}: give http(s)://..., file:///path or an absolute path")
@@ -284,8 +289,11 @@ async def register_template(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
             args["zoneid"] = str(uuid.UUID(args["zoneid"]))
         except ValueError:
             raise InvalidParameter("parameter zoneid must be a UUID or -1") from None
-    url, size = _source(args["url"])
+    url, size = _source(args["url"], local_files=ctx.caller.is_admin)
     args["details"] = boot_details(args)
+    if args["details"] and not ctx.caller.is_admin:
+        raise InvalidParameter("kernel, initrd and bootargs details name files on the hosts: they are for "
+                               "root admins")
     if not size:
         size = args.get("size", 0)
         if size < 0:
