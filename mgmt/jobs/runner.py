@@ -3,8 +3,11 @@
 ``submit`` writes the job row (status 0, pending; owned by this server) and returns its id at once;
 the job runs in the runner's nursery under a capacity limiter. It ends with status 1 and a JSON result,
 or status 2 with CloudStack's error code and text (a ``CumuloError``'s own; any other exception is an
-internal error, logged with its traceback, its text not shown to the user). A VM that a job holds
-refuses another (``ResourceBusy``), which also tells the power-report follower to leave it alone.
+internal error, logged with its traceback, its text not shown to the user). Jobs on one instance (a
+VM, a host) queue behind each other in the order they were submitted, as CloudStack's sync queues do:
+a start sent while a stop runs waits its turn (and is checked against the VM's state when its turn
+comes); only a queue already ``MAX_QUEUED`` long refuses another (``ResourceBusy``). A VM with jobs
+running or queued is busy, which tells the power-report follower to leave it alone.
 
 At start-up ``fail_orphans`` ends the jobs a crashed run of this server left pending, with the reason;
 orchestration then reconciles their VMs.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +35,7 @@ from ..errors import CumuloError
 log = logging.getLogger(__name__)
 
 PENDING, SUCCEEDED, FAILED = 0, 1, 2
+MAX_QUEUED = 100  # jobs waiting for one instance at most
 
 
 class ResourceBusy(CumuloError):
@@ -55,6 +60,7 @@ class JobRunner:
         self.msid = msid
         self.limiter = trio.CapacityLimiter(concurrency)
         self.holding: dict[tuple[str, int], int] = {}  # (instance type, id) -> job id working on it
+        self._queued: dict[tuple[str, int], deque[tuple[int, trio.Event]]] = {}  # waiting their turn
         self.done: dict[int, trio.Event] = {}
         self._nursery: trio.Nursery | None = None
 
@@ -78,35 +84,38 @@ class JobRunner:
         instance_id: int = 0,
         job_uuid: str = "",
     ) -> int:
-        """Record the job (with ``job_uuid`` when given) and start it; its id. Refused at once when
-        another job holds the instance."""
+        """Record the job (with ``job_uuid`` when given) and start it, or queue it behind the jobs on
+        the same instance; its id."""
         if self._nursery is None:
             raise RuntimeError("the job runner is not running")
         key = (instance_type, instance_id)
-        if instance_id and key in self.holding:
-            raise ResourceBusy(
-                f"{instance_type} {instance_id} is busy with job {self.holding[key]}; try again when it ends"
-            )
+        queue = self._queued.get(key)
+        if instance_id and queue is not None and len(queue) >= MAX_QUEUED:
+            raise ResourceBusy(f"{instance_type} {instance_id} has {len(queue)} jobs waiting; "
+                               f"try again later")
         owner = owner or JobOwner()
         job_id = await self.db.run(
             _insert, command, owner, instance_type, instance_id, self.msid, job_uuid or str(uuid.uuid4())
         )
+        turn: trio.Event | None = None
         if instance_id:
-            if key in self.holding:  # taken while the row was written
-                await self.db.run(
-                    _finish, job_id, FAILED, {"errorcode": ResourceBusy.error_code, "errortext": "busy"}
-                )
-                raise ResourceBusy(f"{instance_type} {instance_id} is busy with job {self.holding[key]}")
-            self.holding[key] = job_id
+            if key in self.holding:  # (checked after the insert: another job may have taken it meanwhile)
+                turn = trio.Event()
+                self._queued.setdefault(key, deque()).append((job_id, turn))
+            else:
+                self.holding[key] = job_id
         self.done[job_id] = trio.Event()
-        self._nursery.start_soon(self._run_job, job_id, command, work, key)
+        self._nursery.start_soon(self._run_job, job_id, command, work, key, turn)
         return job_id
 
     async def _run_job(
-        self, job_id: int, command: str, work: Callable[[], Awaitable[Any]], key: tuple[str, int]
+        self, job_id: int, command: str, work: Callable[[], Awaitable[Any]], key: tuple[str, int],
+        turn: trio.Event | None,
     ) -> None:
         status, result = FAILED, {"errorcode": 530, "errortext": "the job did not finish"}
         try:
+            if turn is not None:
+                await turn.wait()  # the jobs before it on this instance have ended
             async with self.limiter:
                 value = await work()
             status, result = SUCCEEDED, value if isinstance(value, dict) else {"result": value}
@@ -121,9 +130,27 @@ class JobRunner:
                 try:
                     await self.db.run(_finish, job_id, status, result)
                 finally:
-                    if self.holding.get(key) == job_id:
-                        del self.holding[key]
+                    self._next(key, job_id)
                     self.done.pop(job_id, trio.Event()).set()
+                    if turn is not None and not turn.is_set():  # cancelled before its turn came
+                        waiting = self._queued.get(key)
+                        if waiting is not None:
+                            waiting.remove((job_id, turn))
+                            if not waiting:
+                                del self._queued[key]
+
+    def _next(self, key: tuple[str, int], job_id: int) -> None:
+        """The job ``job_id`` on ``key`` ended: the next one waiting there takes its turn."""
+        if self.holding.get(key) != job_id:
+            return
+        queue = self._queued.get(key)
+        if queue:
+            self.holding[key], turn = queue.popleft()
+            if not queue:
+                del self._queued[key]
+            turn.set()
+        else:
+            del self.holding[key]
 
     async def wait(self, job_id: int) -> sa.Row:
         """Wait for the job to end; its row."""

@@ -7,6 +7,7 @@ one's, so every deploy after a reload chose from a frozen copy of the hosts."""
 from __future__ import annotations
 
 import pytest
+import trio
 from cs import CloudStackApiException
 
 from .conftest import ApiCloud
@@ -39,3 +40,31 @@ async def test_a_deploy_after_a_reload_sees_disabled_hosts(api: ApiCloud) -> Non
         await api.call(lambda: cs.deployVirtualMachine(**ids, fetch_result=True))
     assert refused.value.error["errorcode"] == 533
     api.cloud.exact()
+
+
+async def test_racing_deploys_on_a_tiny_ip_range_never_share_an_address(any_api: ApiCloud) -> None:
+    """Twelve deploys at once on a network of five addresses: five get one each, seven fail with
+    533 and hold nothing (issue 15: 0 duplicate IPs under concurrency, on both databases)."""
+    cs = any_api.client()
+    ids = await _catalog(any_api)
+    network = (await any_api.call(lambda: cs.createNetwork(
+        zoneid=ids["zoneid"], name="tiny", displaytext="tiny", gateway="10.9.9.1", netmask="255.255.255.0",
+        startip="10.9.9.10", endip="10.9.9.14")))["network"]
+    outcomes: list[object] = []
+
+    async def deploy(i: int) -> None:
+        client = any_api.client()
+        try:
+            vm = await any_api.call(lambda: client.deployVirtualMachine(
+                **ids, networkids=network["id"], name=f"tiny-{i}", fetch_result=True))
+            outcomes.append(vm["virtualmachine"]["nic"][0]["ipaddress"])
+        except CloudStackApiException as e:
+            outcomes.append(e.error["errorcode"])
+
+    async with trio.open_nursery() as nursery:
+        for i in range(12):
+            nursery.start_soon(deploy, i)
+    addresses = sorted(o for o in outcomes if isinstance(o, str))
+    assert addresses == [f"10.9.9.{n}" for n in range(10, 15)]
+    assert sorted(o for o in outcomes if not isinstance(o, str)) == [533] * 7
+    any_api.cloud.exact()

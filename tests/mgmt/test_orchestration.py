@@ -5,12 +5,14 @@ are never leaked (``capacity.check_totals`` after each)."""
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 import trio
+import trio.testing
 
 from agent.faults import FaultTable
 from agent.shell import Agent
@@ -30,7 +32,8 @@ from mgmt.db.schema import (
     zones,
 )
 from mgmt.errors import InsufficientCapacity, InvalidParameter
-from mgmt.jobs.runner import FAILED, SUCCEEDED, ResourceBusy
+from mgmt.jobs.runner import FAILED, SUCCEEDED
+from mgmt.jobs.runner import get as get_job
 from mgmt.orchestration.engine import OperationFailed
 from mgmt.orchestration.vms import DeploySpec
 from mgmt.planner import capacity
@@ -323,33 +326,35 @@ async def test_a_hundred_concurrent_deploys_never_overcommit(any_cloud: Cloud) -
     cloud.exact()  # and CPU within each host's limit
 
 
-async def test_one_job_at_a_time_per_vm(cloud: Cloud) -> None:
+async def test_jobs_on_one_vm_queue_behind_each_other(cloud: Cloud) -> None:
+    """CloudStack's sync queue: a stop and a start sent while a reboot runs wait their turn, in order
+    (they were refused with 530 "busy" before)."""
     vm_id = await cloud.orch.deploy(cloud.spec())
-    guid = cloud.guid_of(cloud.vm(vm_id).host_id)
-    cloud.faults[guid].add("RebootCommand", "wait:300", count=1)
     runner = cloud.services.jobs
-    first = await runner.submit(
-        "rebootVirtualMachine",
-        lambda: cloud.orch.reboot(vm_id),
-        instance_type="VirtualMachine",
-        instance_id=vm_id,
-    )
-    with pytest.raises(ResourceBusy, match=f"VirtualMachine {vm_id} is busy with job {first}"):
-        await runner.submit(
-            "stopVirtualMachine",
-            lambda: cloud.orch.stop(vm_id),
-            instance_type="VirtualMachine",
-            instance_id=vm_id,
-        )
-    assert (await runner.wait(first)).status == SUCCEEDED
-    second = await runner.submit(
-        "stopVirtualMachine",
-        lambda: cloud.orch.stop(vm_id),
-        instance_type="VirtualMachine",
-        instance_id=vm_id,
-    )
-    assert (await runner.wait(second)).status == SUCCEEDED
-    assert cloud.vm(vm_id).state == "Stopped"
+    gate = trio.Event()
+    ran: list[str] = []
+
+    def job(name: str, operation: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        async def work() -> None:
+            ran.append(name)
+            if name == "reboot":
+                await gate.wait()  # held until the others are queued behind it
+            await operation()
+        return work
+
+    kw = {"instance_type": "VirtualMachine", "instance_id": vm_id}
+    first = await runner.submit("rebootVirtualMachine", job("reboot", lambda: cloud.orch.reboot(vm_id)), **kw)
+    second = await runner.submit("stopVirtualMachine", job("stop", lambda: cloud.orch.stop(vm_id)), **kw)
+    third = await runner.submit("startVirtualMachine", job("start", lambda: cloud.orch.start(vm_id)), **kw)
+    await trio.testing.wait_all_tasks_blocked()
+    assert ran == ["reboot"] and runner.busy("VirtualMachine", vm_id)
+    assert [(await cloud.services.db.run(get_job, j)).status for j in (second, third)] == [0, 0]
+    gate.set()
+    assert (await runner.wait(third)).status == SUCCEEDED
+    assert ran == ["reboot", "stop", "start"]
+    assert [(await runner.wait(j)).status for j in (first, second)] == [SUCCEEDED, SUCCEEDED]
+    assert cloud.vm(vm_id).state == "Running" and not runner.busy("VirtualMachine", vm_id)
+    cloud.exact()
 
 
 async def test_a_vm_found_running_is_adopted_with_its_capacity(cloud: Cloud) -> None:

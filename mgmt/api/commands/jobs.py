@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+import trio
 from sqlalchemy.engine import Connection
 
 from ...db.schema import accounts, async_jobs, hosts, networks, users, vms, volumes
@@ -16,6 +17,7 @@ from ..signing import parse_expires
 from .common import OWNER, PAGING, date, fetch, listing, owner_filter
 
 INSTANCES = {"VirtualMachine": vms, "Volume": volumes, "Host": hosts, "Network": networks}
+LONG_POLL = 0.2  # seconds a query about a running job waits for it to end
 
 
 def _query() -> sa.Select[Any]:
@@ -76,7 +78,14 @@ def _one(conn: Connection, caller: Any, job_uuid: str) -> dict[str, Any]:
 async def query_async_job_result(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
     running = ctx.api.pending_jobs.get(args["jobid"])
     if running is not None and (ctx.caller.is_admin or running["_account"] == ctx.caller.account_id):
-        return {k: v for k, v in running.items() if not k.startswith("_")}
+        # A long poll: a job that ends within LONG_POLL seconds is answered with its result, so that a
+        # client polling every few milliseconds makes a few requests per job, not hundreds.
+        done = ctx.services.jobs.done.get(running.get("_job_id", 0))
+        if done is not None:
+            with trio.move_on_after(LONG_POLL):
+                await done.wait()
+        if args["jobid"] in ctx.api.pending_jobs:
+            return {k: v for k, v in running.items() if not k.startswith("_")}
     result: dict[str, Any] = await ctx.read(_one, ctx.caller, args["jobid"])
     return result
 
