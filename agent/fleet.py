@@ -57,6 +57,7 @@ class FleetPlan:
     stats: str = ""  # a JSON file written at exit: every ping's round trip and the Up counts over time
     tls_dir: str = ""  # TLS: host i's credentials in TLS_DIR/<guid>; empty: plain TCP
     token: str = ""  # registration token for hosts without credentials there yet
+    sources: int = 0  # host i connects from 127.0.<k // 250>.<k % 250 + 1>, k = i % sources (0: any)
 
 
 def placement(plan: FleetPlan, i: int) -> Placement:
@@ -83,8 +84,10 @@ async def run_share(plan: FleetPlan, indexes: range, report: Pipe | None) -> Non
     for i in indexes:
         where = placement(plan, i)
         credentials = Credentials(Path(plan.tls_dir) / where.guid) if plan.tls_dir else None
+        source = f"127.0.{i % plan.sources // 250}.{i % plan.sources % 250 + 1}" if plan.sources else None
         settings = AgentSettings(mgmt=servers, placement=where, ping_retries=plan.ping_retries,
-                                 drain_seconds=5, credentials=credentials, token=plan.token)
+                                 drain_seconds=5, credentials=credentials, token=plan.token,
+                                 local_address=source)
         agent = Agent(settings, SimulatorResource(SIZES[i % len(SIZES)], faults, f"/sim/{i}"))
         if plan.stats:
             agent.ping_rtts = []
@@ -213,7 +216,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stats", default="", help="JSON file written at exit: ping round trips, Up counts")
     parser.add_argument("--tls-dir", default="", help="TLS: each host's credentials in DIR/<guid>")
     parser.add_argument("--token", default="", help="registration token for hosts without credentials yet")
+    parser.add_argument("--sources", type=int, default=0,
+                        help="spread the hosts over this many loopback source addresses, as real hosts "
+                             "have addresses of their own (the server's per-address limits see them apart)")
     args = parser.parse_args(argv)
+    if not 0 <= args.sources <= 250 * 256:
+        parser.error("--sources is 0 to 64000")
     if args.hosts < 1 or not 1 <= args.processes <= args.hosts or args.pods < 1 or args.clusters_per_pod < 1:
         parser.error("--hosts, --pods and --clusters-per-pod must be positive; 1 <= --processes <= --hosts")
     try:
@@ -221,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         parser.error(str(e))
     plan = FleetPlan(args.mgmt, args.hosts, args.processes, args.zone, args.pods, args.clusters_per_pod,
-                     args.faults, args.ramp, stats=args.stats, tls_dir=args.tls_dir, token=args.token)
+                     args.faults, args.ramp, stats=args.stats, tls_dir=args.tls_dir, token=args.token,
+                     sources=args.sources)
     return run_fleet(plan, until_up=args.until_up)
 
 

@@ -73,7 +73,9 @@ class AgentSettings:
     placement: Placement
     ping_retries: int = 5  # ping.retries: unanswered pings before reconnecting
     startup_timeout: float = 30.0  # seconds to wait for StartupAnswer and then ReadyCommand
-    connect_timeout: float = 10.0
+    connect_timeout: float = 10.0  # TCP connect
+    handshake_timeout: float = 30.0  # the TLS handshake after it (a server in a reconnect storm is busy)
+    local_address: str | None = None  # the source address to connect from (the fleet's hosts differ)
     backoff_base: float = 0.5  # first reconnect delay bound, doubled per failed attempt
     # the bound never grows past this: a restarted server gets its hosts back within seconds (a 10,000-
     # host reconnect storm: docs/benchmarks.md), and failed connects to a dead server cost little
@@ -145,8 +147,7 @@ class Agent:
             self.status = "connecting"
             reached_up = False
             try:
-                with trio.fail_after(self.settings.connect_timeout):
-                    stream = await self._open(host, port)
+                stream = await self._open(host, port)
             except (OSError, trio.TooSlowError, trio.BrokenResourceError, EnrollmentFailed) as e:
                 self.last_close_reason = f"cannot connect to {host}:{port}: {e or 'timed out'}"
                 log.info("agent %s: %s", self.settings.placement.name, self.last_close_reason)
@@ -169,16 +170,22 @@ class Agent:
         for one first when it has none yet)."""
         creds = self.settings.credentials
         if creds is None:
-            return await trio.open_tcp_stream(host, port)
+            return await self._tcp(host, port)
         if not creds.has_certificate:
-            await self._enroll(creds, host, port)
-        tls = trio.SSLStream(await trio.open_tcp_stream(host, port), creds.context())
+            with trio.fail_after(self.settings.handshake_timeout):
+                await self._enroll(creds, host, port)
+        tls = trio.SSLStream(await self._tcp(host, port), creds.context())
         try:
-            await tls.do_handshake()
+            with trio.fail_after(self.settings.handshake_timeout):
+                await tls.do_handshake()
         except BaseException:
             await trio.aclose_forcefully(tls)
             raise
         return tls
+
+    async def _tcp(self, host: str, port: int) -> trio.SocketStream:
+        with trio.fail_after(self.settings.connect_timeout):
+            return await trio.open_tcp_stream(host, port, local_address=self.settings.local_address)
 
     async def _enroll(self, creds: Credentials, host: str, port: int) -> None:
         token, guid = self.settings.token, self.settings.placement.guid
@@ -204,7 +211,7 @@ class Agent:
 
     async def _exchange(self, host: str, port: int, context: Any, command: Command) -> object:
         """One request on a connection of its own, then close it; the first answer."""
-        tls = trio.SSLStream(await trio.open_tcp_stream(host, port), context)
+        tls = trio.SSLStream(await self._tcp(host, port), context)
         try:
             conn = Connection(Role.AGENT, codec=self.codec)
             _seq, data = conn.send_request([command])

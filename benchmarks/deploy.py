@@ -34,6 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 import trio
 
+from benchmarks.fleet import fleet_credentials
 from mgmt import logs
 from mgmt.agents.host_status import Status
 from mgmt.db.schema import clusters, configuration, host_capacity, hosts, nics
@@ -209,6 +210,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     statements = Statements()
     async with trio.open_nursery() as nursery:
         services: Services = await nursery.start(serve, config)
+        tls_args = await fleet_credentials(services, args.hosts, data / "hosts")
         sa.event.listen(services.db.engine, "before_cursor_execute", statements)
         fleet = await trio.lowlevel.open_process(
             [
@@ -221,6 +223,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 str(args.hosts),
                 "--processes",
                 str(args.fleet_processes),
+                *tls_args,
             ],
             stdout=subprocess.DEVNULL,
         )

@@ -79,6 +79,15 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
+async def fleet_credentials(services: Services, n: int, tls_dir: Path) -> list[str]:
+    """Certificates from the server's CA for the fleet's n hosts, as provisioned hosts have them; the
+    fleet's arguments that use them."""
+    issued = await services.trust.issue_many([placement(FleetPlan("", n), i).guid for i in range(n)])
+    for guid, (key, cert) in issued.items():
+        Credentials.store(tls_dir / guid, key, cert.pem, services.trust.ca.pem)
+    return ["--tls-dir", str(tls_dir)]
+
+
 class Watch:
     """Up counts over time and every Alert, from the running server's agent manager."""
 
@@ -128,7 +137,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     db.dispose()
     stats_file = data / "fleet-stats.json"
     result: dict[str, Any] = {"agents": n, "ping_interval_s": interval, "fleet_processes": args.processes,
-                              "transport": args.transport}
+                              "transport": args.transport, "sources": args.sources}
     watch = Watch()
 
     stopped = trio.Event()
@@ -144,13 +153,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     async with trio.open_nursery() as nursery:
         services: Services = await nursery.start(server)
         watch.attach(services)
-        tls_args: list[str] = []
-        if args.transport == "tls":
-            tls_dir = data / "hosts"
-            issued = await services.trust.issue_many([placement(FleetPlan("", n), i).guid for i in range(n)])
-            for guid, (key, cert) in issued.items():
-                Credentials.store(tls_dir / guid, key, cert.pem, services.trust.ca.pem)
-            tls_args = ["--tls-dir", str(tls_dir)]
+        tls_args = await fleet_credentials(services, n, data / "hosts") if args.transport == "tls" else []
         gc.collect()
         rss_before = rss_bytes()
         cpu_before = time.process_time()
@@ -167,6 +170,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 str(args.processes),
                 "--stats",
                 str(stats_file),
+                "--sources",
+                str(args.sources),
                 *tls_args,
             ],
             stdout=subprocess.DEVNULL,
@@ -258,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ping-seconds", type=float, default=30.0, help="steady-state ping window")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds allowed for each storm")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--sources", type=int, default=100,
+                        help="loopback source addresses the hosts connect from (real hosts have their own)")
     parser.add_argument("--transport", choices=["tls", "tcp"], default="tls",
                         help="mutual TLS with the cloud's CA (default), or plain TCP (server permissive)")
     args = parser.parse_args(argv)
