@@ -132,12 +132,12 @@ class Orchestrator:
         busy = set(self.busy())
         changed = 0
         hold_until = now() + timedelta(seconds=self.settings.skip_counting)
-        for vm_id in await self.db.run(reconcile.power_off_followers, self.agents.ping_interval, busy):
+        for vm_id in await self.db.read(reconcile.power_off_followers, self.agents.ping_interval, busy):
             if await self.db.run(reconcile.follow_power_off, vm_id, hold_until):
                 log.warning("VM powered off behind the server's back: now Stopped", extra={"vm_id": vm_id})
                 changed += 1
         reports = {h: dict(r) for h, r in self.agents.reports.items()}
-        for vm_id, host_id, name in await self.db.run(reconcile.stray, reports, busy):
+        for vm_id, host_id, name in await self.db.read(reconcile.stray, reports, busy):
             try:
                 await self.db.run(reconcile.adopt, vm_id, host_id, self.placement.limits(host_id))
             except ReservationLost as e:
@@ -181,7 +181,7 @@ class Orchestrator:
             raise
 
     async def start(self, vm_id: int, *, host_id: int = 0) -> None:
-        vm = await self.db.run(vm_rows.load, vm_id)
+        vm = await self.db.read(vm_rows.load, vm_id)
         await self.db.run(vm_rows.transition, vm_id, Event.START_REQUESTED)
         try:
             await self._start_attempts(vm_id, host_id)
@@ -197,11 +197,11 @@ class Orchestrator:
         failed = ""  # the last attempt's own failure
         attempts = races = 0
         while attempts < max(1, self.settings.start_retry):
-            vm = await self.db.run(vm_rows.load, vm_id)
-            profile, plan = await self.db.run(self._profile, vm, host_id)
+            vm = await self.db.read(vm_rows.load, vm_id)
+            profile, plan = await self.db.read(self._profile, vm, host_id)
             try:
                 dest = self.placement.plan(
-                    profile, plan, avoid, await self.db.run(vm_rows.account_hosts, vm.row.account_id)
+                    profile, plan, avoid, await self.db.read(vm_rows.account_hosts, vm.row.account_id)
                 )
             except NoDestination as e:
                 last = str(e)
@@ -282,15 +282,15 @@ class Orchestrator:
         return answer
 
     async def _prepare_and_start(self, vm: VmRecord, dest: Destination) -> None:
-        pool = await self.db.run(_pool, dest.pool_id) if dest.pool_id else None
+        pool = await self.db.read(_pool, dest.pool_id) if dest.pool_id else None
         try:
             for volume in vm.volumes:
                 if volume.state != volumes.READY:  # new, or left half-made by an interrupted start
                     if pool is None:
                         raise _AttemptFailed("no storage pool was chosen for the VM's volumes")
                     await self._create_volume(vm, volume, pool, dest.host_id)
-            vm = await self.db.run(vm_rows.load, vm.id)  # with the volumes' paths
-            host_type = await self.db.run(_hypervisor_of, dest.host_id)
+            vm = await self.db.read(vm_rows.load, vm.id)  # with the volumes' paths
+            host_type = await self.db.read(_hypervisor_of, dest.host_id)
             guid = self.agents.hosts.get(dest.host_id, ("", 0, ""))[0]
             answer = await self._send(
                 dest.host_id, StartCommand(vm=guru.build(host_type, vm), host_guid=guid)
@@ -307,7 +307,7 @@ class Orchestrator:
     async def _create_volume(self, vm: VmRecord, volume: Any, pool: Any, host_id: int) -> None:
         template_path = ""
         if volume.type == "ROOT":
-            template_path = await self.db.run(volumes.template_copy, vm.template.id, pool.id) or ""
+            template_path = await self.db.read(volumes.template_copy, vm.template.id, pool.id) or ""
             if not template_path:
                 answer = await self._send(
                     host_id,
@@ -351,7 +351,7 @@ class Orchestrator:
 
     async def _undo_attempt(self, vm_id: int, dest: Destination, fresh_ids: list[int]) -> None:
         """Give back what a failed start attempt took: its compute and the volumes it created."""
-        vm = await self.db.run(vm_rows.load, vm_id)
+        vm = await self.db.read(vm_rows.load, vm_id)
         fresh = [v for v in vm.volumes if v.id in fresh_ids and v.pool_id is not None]
         for volume in fresh:
             try:
@@ -373,7 +373,7 @@ class Orchestrator:
     # --- stop, reboot ----------------------------------------------------------------------------------
 
     async def stop(self, vm_id: int, *, forced: bool = False) -> None:
-        vm = await self.db.run(vm_rows.load, vm_id)
+        vm = await self.db.read(vm_rows.load, vm_id)
         await self.db.run(vm_rows.transition, vm_id, Event.STOP_REQUESTED)
         host_id = vm.row.host_id
         reason = ""
@@ -398,7 +398,7 @@ class Orchestrator:
         log.info("VM stopped", extra={"vm_id": vm_id, "host_id": host_id})
 
     async def reboot(self, vm_id: int) -> None:
-        vm = await self.db.run(vm_rows.load, vm_id)
+        vm = await self.db.read(vm_rows.load, vm_id)
         if vm.state is not State.RUNNING:
             raise InvalidParameter(f"cannot reboot VM {vm.name}: it is {vm.state}; reboot needs it Running")
         try:
@@ -411,10 +411,10 @@ class Orchestrator:
     # --- destroy, recover, expunge -------------------------------------------------------------------
 
     async def destroy(self, vm_id: int, *, expunge: bool = False) -> None:
-        vm = await self.db.run(vm_rows.load, vm_id)
+        vm = await self.db.read(vm_rows.load, vm_id)
         if vm.state is State.RUNNING:
             await self.stop(vm_id, forced=True)
-            vm = await self.db.run(vm_rows.load, vm_id)
+            vm = await self.db.read(vm_rows.load, vm_id)
         if vm.state is State.ERROR:  # nothing to stop or keep: straight to expunging
             await self.expunge(vm_id)
             return
@@ -426,14 +426,14 @@ class Orchestrator:
         await self.db.run(_recovered, vm_id)
 
     async def expunge(self, vm_id: int) -> None:
-        vm = await self.db.run(vm_rows.load, vm_id)
+        vm = await self.db.read(vm_rows.load, vm_id)
         if vm.state is not State.EXPUNGING:
             await self.db.run(vm_rows.transition, vm_id, Event.EXPUNGE_OPERATION)
         for volume in vm.volumes:
             if volume.pool_id is None or not volume.path:
                 continue
             reached = False
-            for host_id in await self.db.run(hosts_reaching, volume.pool_id):
+            for host_id in await self.db.read(hosts_reaching, volume.pool_id):
                 try:
                     answer = await self._send(
                         host_id,
@@ -475,7 +475,7 @@ class Orchestrator:
     async def console_log(self, vm_id: int, lines: int) -> tuple[str, int | None]:
         """The last ``lines`` lines of the VM's console, from its host (or its last host when it is not
         running), and that host's id; ``("", None)`` for a VM that never ran."""
-        vm = await self.db.run(vm_rows.load, vm_id)
+        vm = await self.db.read(vm_rows.load, vm_id)
         host_id = vm.row.host_id or vm.row.last_host_id
         if host_id is None:
             return "", None
@@ -486,7 +486,7 @@ class Orchestrator:
 
     async def expunge_due(self) -> int:
         """Expunge the VMs destroyed more than ``expunge.delay`` ago (and any left Expunging)."""
-        due = await self.db.run(_due_for_expunge, now() - timedelta(seconds=self.settings.expunge_delay))
+        due = await self.db.read(_due_for_expunge, now() - timedelta(seconds=self.settings.expunge_delay))
         done = 0
         for vm_id in due:
             try:
@@ -500,7 +500,7 @@ class Orchestrator:
 
     async def migrate(self, vm_id: int, *, host_id: int = 0) -> int:
         """Live-migrate a running VM to ``host_id`` or a host the planner chooses; the new host's id."""
-        vm = await self.db.run(vm_rows.load, vm_id)
+        vm = await self.db.read(vm_rows.load, vm_id)
         source = vm.row.host_id
         if vm.state is State.RUNNING and any(v.pool_scope == "HOST" for v in vm.volumes):
             raise InvalidParameter(
@@ -517,7 +517,7 @@ class Orchestrator:
             raise
         reason = ""
         try:
-            to = guru.build(await self.db.run(_hypervisor_of, dest), vm)
+            to = guru.build(await self.db.read(_hypervisor_of, dest), vm)
             prepared = await self._send(dest, PrepareForMigrationCommand(vm=to))
             if not prepared.result:
                 reason = f"the destination refused: {prepared.details}"
@@ -547,7 +547,7 @@ class Orchestrator:
         return dest
 
     async def _reserve_destination(self, vm: VmRecord, host_id: int) -> int:
-        profile, plan = await self.db.run(self._profile, vm, host_id)
+        profile, plan = await self.db.read(self._profile, vm, host_id)
         profile = VmProfile(
             profile.cpus,
             profile.cpu_speed_mhz,
