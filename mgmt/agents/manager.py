@@ -166,6 +166,9 @@ class AgentLink:
     raw: trio.SocketStream | None = None  # the TCP connection under ``stream`` (TLS or not)
     cert_guid: str | None = None  # the guid its certificate names; None: no TLS (permissive mode)
     enroll_only: bool = False  # TLS without a client certificate: it may only enroll
+    accepted: float = 0.0  # trio time of accept
+    frame_began: float | None = None  # when the bytes of an unfinished frame began to arrive
+    read_scope: trio.CancelScope | None = None  # the reader's wait, whose deadline follows the link
     send_lock: trio.StrictFIFOLock = field(default_factory=trio.StrictFIFOLock)
     waiters: dict[int, trio.MemorySendChannel[Response]] = field(default_factory=dict)
 
@@ -274,6 +277,8 @@ class AgentManager:
             else:
                 self._pending_by_source.pop(link.source, None)
             link.conn.max_body = max_body_size(DEFAULT_MAX_FRAME_SIZE)
+            if link.read_scope is not None:  # the reader waits under the handshake's deadline: move it
+                link.read_scope.deadline = self._read_deadline(link)
 
     async def _handle(self, stream: trio.SocketStream, source: str = "") -> None:
         try:
@@ -349,29 +354,31 @@ class AgentManager:
         link.stream = prefixed
         return ""
 
-    def _read_deadline(self, link: AgentLink, accepted: float, frame_began: float | None) -> float:
+    def _read_deadline(self, link: AgentLink) -> float:
+        """Until when the reader waits for bytes: the handshake's deadline, then three ping timeouts of
+        silence; sooner when a frame has begun and must end."""
         limits = self.limits
         if link.pending:
-            deadline = accepted + limits.handshake_timeout
+            deadline = link.accepted + limits.handshake_timeout
         else:
             idle = limits.idle_timeout or 3 * self.ping_interval * self.ping_timeout
             deadline = trio.current_time() + idle
-        if frame_began is not None:
-            deadline = min(deadline, frame_began + limits.frame_timeout)
+        if link.frame_began is not None:
+            deadline = min(deadline, link.frame_began + limits.frame_timeout)
         return deadline
 
     async def _read(self, link: AgentLink, nursery: trio.Nursery, accepted: float) -> str:
-        frame_began: float | None = None  # when the bytes of an unfinished frame began to arrive
+        link.accepted = accepted
         while True:
-            deadline = self._read_deadline(link, accepted, frame_began)
             data: bytes | None = None
-            with trio.move_on_at(deadline):
+            with trio.move_on_at(self._read_deadline(link)) as link.read_scope:
                 try:
                     data = await link.stream.receive_some(65536)
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
                     return f"read failed: {e}"
+            link.read_scope = None
             if data is None:
-                return self._timed_out(link, frame_began)
+                return self._timed_out(link, link.frame_began)
             link.conn.receive_data(data)
             events = 0
             while True:
@@ -410,9 +417,9 @@ class AgentManager:
                             details=f"the management server does not take {type(first).__name__}")]
                             * len(event.commands))
             if not link.conn.buffered:
-                frame_began = None
-            elif events or frame_began is None:
-                frame_began = trio.current_time()
+                link.frame_began = None
+            elif events or link.frame_began is None:
+                link.frame_began = trio.current_time()
 
     def _timed_out(self, link: AgentLink, frame_began: float | None) -> str:
         if link.pending:

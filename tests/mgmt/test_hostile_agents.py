@@ -278,3 +278,18 @@ async def test_connections_over_the_cap_are_refused_and_real_agents_keep_working
         await assert_serving(manager, guid)
     for stream in streams:
         await stream.aclose()
+
+
+async def test_a_quiet_host_is_not_cut_off_by_the_handshake_deadline(nursery: trio.Nursery,
+                                                                     tmp_path: Path) -> None:
+    """Once a host is Up, only silence past three ping timeouts closes its connection: the handshake's
+    deadline no longer applies (it did, once, while the reader waited for the first ping)."""
+    manager = await start_server(nursery, tmp_path)  # ping.interval 60: silence allowed for 450 s
+    manager.limits.handshake_timeout = 0.5
+    agent = await RawAgent.connect(manager.port, "quiet")
+    host_id = await agent.handshake(startup("quiet"))
+    await wait_status(manager, "quiet", "Up")
+    await trio.sleep(1.5)  # the host says nothing for three handshake deadlines: the scenario itself
+    await agent.send(PingRoutingCommand(host_id=host_id))
+    answer = await agent.event()
+    assert isinstance(answer, Response) and answer.answers[0].result
