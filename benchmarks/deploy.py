@@ -1,10 +1,11 @@
 """Deploy benchmark: VMs from ``deployVirtualMachine`` to Running through the HTTP API, many at once.
 
-    python -m benchmarks.deploy --hosts 1000 --vms 2000 --concurrency 64 --json FILE
+    python -m benchmarks.deploy --hosts 1000 --vms 2000 --concurrency 64 --json FILE [--db postgresql]
 
 The management server runs in this process (its database statements are counted with an SQLAlchemy
-event); ``--hosts`` simulated hosts run in ``python -m agent.fleet`` processes over real TCP; the
-clients run in another process: ``--concurrency`` threads, each with the real ``cs`` client (signed
+event), on SQLite or on a private PostgreSQL the benchmark starts (fsync on); ``--hosts`` simulated
+hosts run in ``python -m agent.fleet`` processes over real TCP, with certificates from the server's
+CA; the clients run in another process: ``--concurrency`` threads, each with the real ``cs`` client (signed
 requests, HTTP keep-alive), each deploying a VM and polling ``queryAsyncJobResult`` (every 10 ms at
 first, backing off to 100 ms) until it is Running, then the next. A deploy's latency is from the call
 until the poll that sees it done.
@@ -17,6 +18,7 @@ reads (authentication and polls), and where each host's capacity stands.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -35,6 +37,7 @@ import sqlalchemy as sa
 import trio
 
 from benchmarks.fleet import fleet_credentials
+from benchmarks.postgres import private_postgres
 from mgmt import logs
 from mgmt.agents.host_status import Status
 from mgmt.db.schema import clusters, configuration, host_capacity, hosts, nics
@@ -131,7 +134,7 @@ def clients(
                     delay = min(0.1, delay * 1.5)
             except Exception as e:
                 with lock:
-                    failures[type(e).__name__] += 1
+                    failures[f"{type(e).__name__}: {e}"[:160]] += 1
                 continue
             with lock:
                 if status["jobstatus"] == 1:
@@ -194,7 +197,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     zone_file = data / "zone.toml"
     zone_file.write_text(ZONE)
     config = ServerConfig(
-        data_dir=str(data), agent_port=free_port(), api_port=0, bind="127.0.0.1", zone_config=str(zone_file)
+        data_dir=str(data), agent_port=free_port(), api_port=0, bind="127.0.0.1", zone_config=str(zone_file),
+        db=args.db_url,
     )
     db, _msid, _values = prepare(config)
     with db.engine.begin() as conn:
@@ -206,6 +210,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "concurrency": args.concurrency,
         "codec": os.environ.get("CUMULO_CODEC", "native"),
         "planner": os.environ.get("CUMULO_PLANNER", "native"),
+        "database": args.db,
     }
     statements = Statements()
     async with trio.open_nursery() as nursery:
@@ -301,10 +306,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--fleet-processes", type=int, default=1)
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite",
+                        help="the embedded SQLite, or a private PostgreSQL (fsync on) started for the run")
     args = parser.parse_args(argv)
     logs.configure("WARNING")
     tune_gc()  # as the server's own entry point does
-    result = trio.run(bench, args)
+    with contextlib.ExitStack() as stack:
+        args.db_url = stack.enter_context(private_postgres()) if args.db == "postgresql" else ""
+        result = trio.run(bench, args)
     print(json.dumps({k: v for k, v in result.items() if k != "latencies_ms"}, indent=2))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -4,16 +4,13 @@ are on the machine (a private cluster on a Unix socket, started and removed here
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
+from benchmarks import postgres
 from mgmt.db.database import Database, sqlite_url
 from protocol.codec import Codec, get_codec
 
@@ -30,37 +27,12 @@ def codec(request: pytest.FixtureRequest) -> Codec:
     return get_codec(request.param)
 
 
-PG_BIN = next((d for d in ("/usr/local/bin", "/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin")
-               if os.path.exists(f"{d}/pg_ctl") and os.path.exists(f"{d}/initdb")), None)
-
-
-def _as_postgres(args: list[str]) -> list[str]:
-    """PostgreSQL refuses to run as root: run its tools as the postgres user when we are root."""
-    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    if PG_BIN is None or (os.geteuid() == 0 and shutil.which("runuser") is None):
+    if not postgres.available():
         pytest.skip("no PostgreSQL server binaries on this machine")
-    # Not under pytest's temporary root: that is private to root, and postgres must reach its files.
-    base = Path(tempfile.mkdtemp(prefix="cumulo-pg-"))
-    data, sock = base / "data", base / "sock"
-    sock.mkdir()
-    if os.geteuid() == 0:
-        shutil.chown(base, "postgres")
-        shutil.chown(sock, "postgres")
-    subprocess.run(_as_postgres([f"{PG_BIN}/initdb", "-D", str(data), "-U", "cumulo", "--auth=trust",
-                                 "-E", "UTF8"]), check=True, capture_output=True)
-    subprocess.run(_as_postgres([f"{PG_BIN}/pg_ctl", "-D", str(data), "-w", "-l", str(base / "log"), "-o",
-                                 f"-c listen_addresses='' -k {sock} -c fsync=off", "start"]),
-                   check=True, capture_output=True)
-    try:
-        yield f"postgresql://cumulo@/postgres?host={sock}"
-    finally:
-        subprocess.run(_as_postgres([f"{PG_BIN}/pg_ctl", "-D", str(data), "-m", "immediate", "stop"]),
-                       capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+    with postgres.private_postgres(fsync=False) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -1,6 +1,12 @@
 """Guest NICs on shared networks: an address from the network's IP ranges (or the one asked for, once
 checked) and a unique MAC, each taken by an INSERT that the table's unique constraints arbitrate, so
-two concurrent deploys never get the same address. Released on expunge."""
+two concurrent deploys never get the same address. Released on expunge.
+
+A free address is chosen at random, as CloudStack chooses guest addresses: a random sample of the
+ranges is checked against the NICs with one bounded query (not every used address of the network),
+and concurrent deploys, which pick different candidates, rarely collide. On PostgreSQL, where they do
+run concurrently, a deploy whose candidates were all taken meanwhile draws again, a few times, before
+it says the network is full."""
 
 from __future__ import annotations
 
@@ -35,21 +41,41 @@ def _mac() -> str:
     return "02:00:" + ":".join(f"{_rng.randrange(256):02x}" for _ in range(4))
 
 
-def _candidates(conn: Connection, network_id: int, used: set[str]) -> list[str]:
-    free = []
-    for start, end in conn.execute(
+CANDIDATES = 32  # free addresses a deploy tries per draw
+DRAWS = 4  # draws before a network whose candidates were all taken concurrently is called full
+
+
+def _ranges(conn: Connection, network_id: int) -> list[tuple[int, int]]:
+    return [(int(ipaddress.ip_address(a)), int(ipaddress.ip_address(b))) for a, b in conn.execute(
         sa.select(ip_ranges.c.start_ip, ip_ranges.c.end_ip)
-        .where(ip_ranges.c.network_id == network_id)
-        .order_by(ip_ranges.c.id)
-    ):
-        first, last = int(ipaddress.ip_address(start)), int(ipaddress.ip_address(end))
-        for n in range(first, last + 1):
-            ip = str(ipaddress.ip_address(n))
-            if ip not in used:
-                free.append(ip)
-                if len(free) >= 16:  # a few spares for lost races
-                    return free
-    return free
+        .where(ip_ranges.c.network_id == network_id).order_by(ip_ranges.c.id))]
+
+
+def _address(ranges: list[tuple[int, int]], offset: int) -> str:
+    for first, last in ranges:
+        if offset <= last - first:
+            return str(ipaddress.ip_address(first + offset))
+        offset -= last - first + 1
+    raise IndexError(offset)
+
+
+def _candidates(conn: Connection, network_id: int) -> list[str]:
+    """Up to CANDIDATES free addresses in random order: a random sample of the ranges, checked with one
+    query; when the sample finds none (a nearly full network), every free address is found."""
+    ranges = _ranges(conn, network_id)
+    size = sum(last - first + 1 for first, last in ranges)
+    if not size:
+        return []
+    sample = [_address(ranges, k) for k in _rng.sample(range(size), min(size, 4 * CANDIDATES))]
+    used = set(conn.scalars(sa.select(nics.c.ip_address).where(
+        nics.c.network_id == network_id, nics.c.ip_address.in_(sample))))
+    free = [ip for ip in sample if ip not in used]
+    if not free and len(sample) < size:
+        taken = set(conn.scalars(sa.select(nics.c.ip_address).where(
+            nics.c.network_id == network_id, nics.c.ip_address.is_not(None))))
+        free = [ip for ip in (_address(ranges, k) for k in range(size)) if ip not in taken]
+        _rng.shuffle(free)
+    return free[:CANDIDATES]
 
 
 def allocate(
@@ -67,13 +93,6 @@ def allocate(
     ).first()
     if network is None:
         raise InvalidParameter(f"network {network_id} does not exist")
-    used = set(
-        conn.scalars(
-            sa.select(nics.c.ip_address).where(
-                nics.c.network_id == network_id, nics.c.ip_address.is_not(None)
-            )
-        )
-    )
     if requested_ip:
         try:
             addr = ipaddress.ip_address(requested_ip)
@@ -91,13 +110,26 @@ def allocate(
             raise InvalidParameter(
                 f"ipaddress {requested_ip} is outside the IP ranges of network {network.name}"
             )
-        if requested_ip in used:
+        if conn.scalar(sa.select(nics.c.id).where(nics.c.network_id == network_id,
+                                                   nics.c.ip_address == requested_ip)) is not None:
             raise InvalidParameter(f"ipaddress {requested_ip} is already in use on network {network.name}")
-        candidates = [requested_ip]
-    else:
-        candidates = _candidates(conn, network_id, used)
+        nic = _insert(conn, vm_id, network_id, device_id, [requested_ip], is_default)
+        if nic is None:
+            raise InvalidParameter(f"ipaddress {requested_ip} is already in use on network {network.name}")
+        return nic
+    for _draw in range(DRAWS):
+        candidates = _candidates(conn, network_id)
         if not candidates:
             raise InsufficientCapacity(f"network {network.name} has no free IP address left")
+        nic = _insert(conn, vm_id, network_id, device_id, candidates, is_default)
+        if nic is not None:
+            return nic  # else every candidate was taken concurrently: draw again
+    raise InsufficientCapacity(f"network {network.name}: every free address was taken concurrently; retry")
+
+
+def _insert(conn: Connection, vm_id: int, network_id: int, device_id: int, candidates: list[str],
+            is_default: bool) -> Nic | None:
+    """The NIC on the first candidate no one else took (each insert in a savepoint); None: all taken."""
     for ip in candidates:
         for _ in range(8):  # a MAC collision is astronomically rare; an IP race is not
             nic_uuid, mac = str(uuid.uuid4()), _mac()
@@ -122,9 +154,7 @@ def allocate(
                 )
                 if taken is not None:
                     break  # another deploy took this address first: try the next one
-    if requested_ip:
-        raise InvalidParameter(f"ipaddress {requested_ip} is already in use on network {network.name}")
-    raise InsufficientCapacity(f"network {network.name}: every free address was taken concurrently; retry")
+    return None
 
 
 def release(conn: Connection, vm_id: int) -> int:
