@@ -257,9 +257,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 ),
             )
             statements.counting = True
+            cpu_before = time.process_time()
             proc.start()
             child.close()
             latencies, failures, wall = await trio.to_thread.run_sync(parent.recv)
+            server_cpu = time.process_time() - cpu_before  # every thread of this (the server's) process
             statements.counting = False
             await trio.to_thread.run_sync(proc.join)
         finally:
@@ -276,7 +278,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "failures": failures,
             "wall_s": round(wall, 2),
             "deploys_per_s": round(done / wall, 1) if wall else 0.0,
-        "latencies_ms": [round(x, 1) for x in ms],
+            "server_cpu_ms_per_deploy": round(server_cpu * 1000 / max(done, 1), 1),
+            "server_cpu_utilisation": round(server_cpu / wall, 2) if wall else 0.0,
+            "latencies_ms": [round(x, 1) for x in ms],
             "p50_ms": round(percentile(ms, 0.50), 1),
             "p99_ms": round(percentile(ms, 0.99), 1),
             "db_statements_per_deploy": round((statements.reads + statements.writes) / max(done, 1), 1),
