@@ -57,16 +57,20 @@ typecheck: $(STAMP)
 run: $(STAMP)
 	$(PY) -m mgmt local
 
-# Micro benchmarks, the planner, the fleet and deploy load benchmarks (each again with the pure-Python
-# codec or planner as a baseline), then benchmarks/results/REPORT.md with plots. About 20 minutes.
+# Micro benchmarks, the planner, the fleet (TLS, and plain TCP) and deploy (SQLite, and PostgreSQL) load
+# benchmarks (each again with the pure-Python codec or planner as a baseline), then
+# benchmarks/results/REPORT.md with plots. About 30 minutes.
 bench: $(STAMP)
 	@mkdir -p benchmarks/results
 	$(PY) -m benchmarks.codec --json benchmarks/results/codec.json
 	$(PY) -m benchmarks.planner --hosts 10000 --json benchmarks/results/planner.json
 	$(PY) -m pytest -q -p no:cacheprovider benchmarks --benchmark-only --benchmark-json=benchmarks/results/micro.json
 	$(PY) -m benchmarks.fleet --agents 10000 --json benchmarks/results/fleet.json
+	$(PY) -m benchmarks.fleet --agents 10000 --transport tcp --json benchmarks/results/fleet-tcp.json
 	CUMULO_CODEC=python $(PY) -m benchmarks.fleet --agents 10000 --json benchmarks/results/fleet-python-codec.json
 	$(PY) -m benchmarks.deploy --hosts 1000 --vms 2000 --concurrency 64 --json benchmarks/results/deploy.json
+	$(PY) -m benchmarks.deploy --hosts 1000 --vms 2000 --concurrency 64 --db postgresql \
+		--json benchmarks/results/deploy-postgresql.json
 	CUMULO_PLANNER=python $(PY) -m benchmarks.deploy --hosts 1000 --vms 2000 --concurrency 64 \
 		--json benchmarks/results/deploy-python-planner.json
 	$(PY) -m benchmarks.guest_boot --json benchmarks/results/guest-boot.json
