@@ -292,19 +292,23 @@ class AgentManager:
         reason = "closed"
         accepted = trio.current_time()
         try:
-            reason = "no TLS handshake within the handshake deadline"
+            refused: str | None = None
             with trio.move_on_at(accepted + self.limits.handshake_timeout):
-                reason = await self._secure(link, stream)
-            if not reason:
+                refused = await self._secure(link, stream)
+            reason = "no TLS handshake within the handshake deadline" if refused is None else refused
+            if refused == "":
+                reason = ""  # set by the reader; still empty when the read was cancelled
                 async with trio.open_nursery() as nursery:
                     reason = await self._read(link, nursery, accepted)
                     nursery.cancel_scope.cancel()
-            elif link.pending:
-                log.info("agent connection closed before its handshake: %s", reason, extra={"peer": peer})
+            elif link.pending:  # one line per connection would flood the log in a storm or an attack:
+                log.debug("agent connection closed before its handshake: %s", reason, extra={"peer": peer})
         except Exception as e:  # one connection's failure must never take the server down
             reason = f"internal error: {e!r}"
             log.exception("connection handler failed", extra={"peer": peer, "host_id": link.host_id})
         finally:
+            if not reason:
+                reason = "the server is stopping" if self.stopping else "the connection's task was cancelled"
             with trio.CancelScope(shield=True):
                 self.connections -= 1
                 self._handshake_done(link)
@@ -680,7 +684,9 @@ class AgentManager:
                 self._reports_queued.set()
 
     async def _disconnected(self, link: AgentLink, reason: str) -> None:
-        log.info("agent disconnected: %s", reason, extra={"peer": link.peer, "host_id": link.host_id})
+        # A host's connection ending is news; one that never registered (a flood, a scanner) is not.
+        log.log(logging.INFO if link.host_id else logging.DEBUG, "agent disconnected: %s", reason,
+                extra={"peer": link.peer, "host_id": link.host_id})
         waiters, link.waiters = link.waiters, {}
         for waiter in waiters.values():  # requests in flight on this connection get no answer now
             waiter.close()
