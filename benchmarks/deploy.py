@@ -258,10 +258,12 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             )
             statements.counting = True
             cpu_before = time.process_time()
+            requests_before = services.api.requests if services.api is not None else 0
             proc.start()
             child.close()
             latencies, failures, wall = await trio.to_thread.run_sync(parent.recv)
             server_cpu = time.process_time() - cpu_before  # every thread of this (the server's) process
+            requests = (services.api.requests if services.api is not None else 0) - requests_before
             statements.counting = False
             await trio.to_thread.run_sync(proc.join)
         finally:
@@ -280,6 +282,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "deploys_per_s": round(done / wall, 1) if wall else 0.0,
             "server_cpu_ms_per_deploy": round(server_cpu * 1000 / max(done, 1), 1),
             "server_cpu_utilisation": round(server_cpu / wall, 2) if wall else 0.0,
+            "api_requests_per_deploy": round(requests / max(done, 1), 1),
             "latencies_ms": [round(x, 1) for x in ms],
             "p50_ms": round(percentile(ms, 0.50), 1),
             "p99_ms": round(percentile(ms, 0.99), 1),

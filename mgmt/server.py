@@ -145,6 +145,7 @@ class Services:
     orchestrator: Orchestrator
     trust: Trust
     api_url: str = ""
+    api: Api | None = None
 
 
 async def serve(config: ServerConfig, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> int:
@@ -175,8 +176,9 @@ async def serve(config: ServerConfig, *, task_status: Any = trio.TASK_STATUS_IGN
             await nursery.start(runner.run)
             port = await nursery.start(manager.serve, config.agent_port, config.bind or None)
             await nursery.start(orchestrator.run_background)
+            services.api = Api(db, services)
             addresses = await nursery.start(functools.partial(
-                serve_api, Api(db, services), config.bind or "0.0.0.0", config.api_port,
+                serve_api, services.api, config.bind or "0.0.0.0", config.api_port,
                 certfile=config.api_cert, keyfile=config.api_key))
             services.api_url = f"{addresses[0]}/client/api"
             credentials = Path(config.data_dir) / "admin-credentials.json"

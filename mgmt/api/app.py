@@ -113,6 +113,7 @@ class Api:
         # per request; registerUserKeys empties it at once
         self.callers: dict[str, tuple[Caller, float]] = {}
         self.signature_forms: dict[str, int] = {}  # API key -> the signing form its client used last
+        self.requests = 0  # requests answered (for benchmarks and metrics)
         values = getattr(services, "values", None) or {}
         self.throttle = Throttle(bool(values.get("api.throttling.enabled", False)),
                                  float(values.get("api.throttling.interval", 1)),
@@ -141,6 +142,7 @@ class Api:
         return b"".join(chunks).decode("utf-8", errors="replace"), None
 
     async def endpoint(self, request: Request) -> Response:
+        self.requests += 1
         params: dict[str, str] = dict(request.query_params)
         if request.method == "POST":
             body, refused = await self._body(request)

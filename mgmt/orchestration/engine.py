@@ -199,10 +199,11 @@ class Orchestrator:
         while attempts < max(1, self.settings.start_retry):
             vm = await self.db.read(vm_rows.load, vm_id)
             profile, plan = await self.db.read(self._profile, vm, host_id)
+            # The account's VMs per host: a scan of its VMs, read only for the weighers that use it.
+            spread = (await self.db.read(vm_rows.account_hosts, vm.row.account_id)
+                      if self.placement.settings.needs_account_counts else None)
             try:
-                dest = self.placement.plan(
-                    profile, plan, avoid, await self.db.read(vm_rows.account_hosts, vm.row.account_id)
-                )
+                dest = self.placement.plan(profile, plan, avoid, spread)
             except NoDestination as e:
                 last = str(e)
                 break
