@@ -18,6 +18,7 @@ import orjson
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
+from sqlalchemy.engine import Connection
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -338,33 +339,23 @@ class Context:
         """Run ``work`` as an async job recording the command's events; the job's uuid."""
         jobs = self.services.jobs
         cmd = self.cmd
-        scheduled = trio.Event()  # the job's events come after its Scheduled one
+        caller, resource = self.caller, instance_uuid or None
 
         async def job() -> dict[str, Any]:
             try:
-                return await run_job()
+                return await work()
             finally:
                 self.api.pending_jobs.pop(job_uuid, None)  # its row is about to say how it ended
 
-        async def run_job() -> dict[str, Any]:
-            await scheduled.wait()
-            try:
-                result = await work()
-            except BaseException as e:
-                with trio.CancelScope(shield=True):
-                    text = str(e) if isinstance(e, CumuloError) else "it did not finish"
-                    await self.event(
-                        cmd.event,
-                        f"{description} failed: {text}",
-                        state="Error",
-                        resource_type=instance_type,
-                        resource_uuid=instance_uuid or None,
-                    )
-                raise
-            await self.event(
-                cmd.event, description, resource_type=instance_type, resource_uuid=instance_uuid or None
-            )
-            return result
+        # The job's Scheduled event is written with its row, and its Completed (or Error) event with
+        # its end: no transactions of their own.
+        def scheduled(conn: Connection, job_id: int) -> None:
+            events.insert(conn, caller, cmd.event, description, "Scheduled", instance_type, resource, job_id)
+
+        def ended(conn: Connection, job_id: int, error: str | None) -> None:
+            text = description if error is None else f"{description} failed: {error}"
+            events.insert(conn, caller, cmd.event, text, "Completed" if error is None else "Error",
+                          instance_type, resource, job_id)
 
         owner = JobOwner(account_id=self.caller.account_id, user_id=self.caller.user_id)
         job_uuid = str(uuid.uuid4())
@@ -390,21 +381,13 @@ class Context:
                 instance_type=instance_type,
                 instance_id=instance_id,
                 job_uuid=job_uuid,
+                on_insert=scheduled if cmd.event else None,
+                on_finish=ended if cmd.event else None,
             )
             self.api.pending_jobs.get(job_uuid, {})["_job_id"] = job_id
-            await self.event(
-                cmd.event,
-                description,
-                state="Scheduled",
-                resource_type=instance_type,
-                resource_uuid=instance_uuid or None,
-                job_id=job_id,
-            )
         except BaseException:
             self.api.pending_jobs.pop(job_uuid, None)
             raise
-        finally:
-            scheduled.set()
         return job_uuid
 
 

@@ -83,9 +83,14 @@ class JobRunner:
         instance_type: str = "",
         instance_id: int = 0,
         job_uuid: str = "",
+        on_insert: Callable[[Connection, int], None] | None = None,
+        on_finish: Callable[[Connection, int, str | None], None] | None = None,
     ) -> int:
         """Record the job (with ``job_uuid`` when given) and start it, or queue it behind the jobs on
-        the same instance; its id."""
+        the same instance; its id. ``on_insert(conn, job_id)`` runs in the transaction that records the
+        job, ``on_finish(conn, job_id, error)`` in the one that ends it (``error``: None when it
+        succeeded, else what to tell), so that what goes with a job (its audit events) costs no
+        transaction of its own."""
         if self._nursery is None:
             raise RuntimeError("the job runner is not running")
         key = (instance_type, instance_id)
@@ -95,7 +100,8 @@ class JobRunner:
                                f"try again later")
         owner = owner or JobOwner()
         job_id = await self.db.run(
-            _insert, command, owner, instance_type, instance_id, self.msid, job_uuid or str(uuid.uuid4())
+            _insert, command, owner, instance_type, instance_id, self.msid, job_uuid or str(uuid.uuid4()),
+            on_insert,
         )
         turn: trio.Event | None = None
         if instance_id:
@@ -105,22 +111,25 @@ class JobRunner:
             else:
                 self.holding[key] = job_id
         self.done[job_id] = trio.Event()
-        self._nursery.start_soon(self._run_job, job_id, command, work, key, turn)
+        self._nursery.start_soon(self._run_job, job_id, command, work, key, turn, on_finish)
         return job_id
 
     async def _run_job(
         self, job_id: int, command: str, work: Callable[[], Awaitable[Any]], key: tuple[str, int],
-        turn: trio.Event | None,
+        turn: trio.Event | None, on_finish: Callable[[Connection, int, str | None], None] | None = None,
     ) -> None:
         status, result = FAILED, {"errorcode": 530, "errortext": "the job did not finish"}
+        error: str | None = "it did not finish"
         try:
             if turn is not None:
                 await turn.wait()  # the jobs before it on this instance have ended
             async with self.limiter:
                 value = await work()
             status, result = SUCCEEDED, value if isinstance(value, dict) else {"result": value}
+            error = None
         except CumuloError as e:
             status, result = FAILED, {"errorcode": e.error_code, "errortext": str(e)}
+            error = str(e)
             log.info("job %d (%s) failed: %s", job_id, command, e, extra={"job_id": job_id})
         except Exception as e:
             result = {"errorcode": 530, "errortext": f"internal error in {command}"}
@@ -128,7 +137,7 @@ class JobRunner:
         finally:
             with trio.CancelScope(shield=True):
                 try:
-                    await self.db.run(_finish, job_id, status, result)
+                    await self.db.run(_finish, job_id, status, result, on_finish, error)
                 finally:
                     self._next(key, job_id)
                     self.done.pop(job_id, trio.Event()).set()
@@ -168,8 +177,9 @@ def _insert(
     instance_id: int,
     msid: int,
     job_uuid: str,
+    on_insert: Callable[[Connection, int], None] | None = None,
 ) -> int:
-    return int(
+    job_id = int(
         conn.execute(
             async_jobs.insert().values(
                 uuid=job_uuid,
@@ -184,9 +194,14 @@ def _insert(
             )
         ).inserted_primary_key[0]
     )
+    if on_insert is not None:
+        on_insert(conn, job_id)
+    return job_id
 
 
-def _finish(conn: Connection, job_id: int, status: int, result: dict[str, Any]) -> None:
+def _finish(conn: Connection, job_id: int, status: int, result: dict[str, Any],
+            on_finish: Callable[[Connection, int, str | None], None] | None = None,
+            error: str | None = None) -> None:
     conn.execute(
         async_jobs.update()
         .where(async_jobs.c.id == job_id)
@@ -198,6 +213,8 @@ def _finish(conn: Connection, job_id: int, status: int, result: dict[str, Any]) 
             completed=now(),
         )
     )
+    if on_finish is not None:
+        on_finish(conn, job_id, None if status == SUCCEEDED else error or "it did not finish")
 
 
 def get(conn: Connection, job_id: int) -> sa.Row:

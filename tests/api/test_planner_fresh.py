@@ -67,4 +67,24 @@ async def test_racing_deploys_on_a_tiny_ip_range_never_share_an_address(any_api:
     addresses = sorted(o for o in outcomes if isinstance(o, str))
     assert addresses == [f"10.9.9.{n}" for n in range(10, 15)]
     assert sorted(o for o in outcomes if not isinstance(o, str)) == [533] * 7
+    events = (await any_api.call(lambda: cs.listEvents(type="VM.CREATE", pagesize=500, page=1)))["event"]
+    states = [e["state"] for e in events]
+    # the seven were refused when called (no address for them): no job, so no job events
+    assert (states.count("Scheduled"), states.count("Completed"), states.count("Error")) == (5, 5, 0)
     any_api.cloud.exact()
+
+
+async def test_a_failed_deploy_job_records_its_error_event(api: ApiCloud) -> None:
+    """A job's Scheduled event is written with its row and its end's event with its end (issue 15:
+    no transactions of their own); a job that fails ends with an Error event saying why."""
+    for faults in api.cloud.faults.values():
+        faults.add("StartCommand", "fail", details="no hypervisor today")
+    cs = api.client()
+    ids = await _catalog(api)
+    with pytest.raises(CloudStackApiException):
+        await api.call(lambda: cs.deployVirtualMachine(**ids, name="doomed", fetch_result=True))
+    events = (await api.call(lambda: cs.listEvents(type="VM.CREATE")))["event"]
+    assert sorted(e["state"] for e in events) == ["Error", "Scheduled"]
+    error = next(e for e in events if e["state"] == "Error")
+    assert "no hypervisor today" in error["description"]
+    api.cloud.exact()
