@@ -145,6 +145,14 @@ class Trust:
 
     # --- issuing ---------------------------------------------------------------------------------
 
+    def _sign(self, conn: Connection, guid: str, csr: str) -> Issued:
+        try:
+            issued = self.ca.sign_host(csr, guid, self.validity)
+        except CertificateError as e:
+            raise EnrollmentRefused(str(e)) from None
+        _record(conn, guid, issued)
+        return issued
+
     async def enroll(self, guid: str, token: str, csr: str) -> Issued:
         """A first certificate for ``guid`` against a registration token (one use of it)."""
 
@@ -154,27 +162,13 @@ class Trust:
                                         f"host or use provisionCertificate")
             if not use_token(conn, token):
                 raise EnrollmentRefused("the registration token is unknown, used up or expired")
-            try:
-                issued = self.ca.sign_host(csr, guid, self.validity)
-            except CertificateError as e:
-                raise EnrollmentRefused(str(e)) from None
-            _record(conn, guid, issued)
-            return issued
+            return self._sign(conn, guid, csr)
 
         return await self.db.run(work)
 
     async def renew(self, guid: str, csr: str) -> Issued:
         """A new certificate for a host that proved it holds a valid one (its live link's)."""
-
-        def work(conn: Connection) -> Issued:
-            try:
-                issued = self.ca.sign_host(csr, guid, self.validity)
-            except CertificateError as e:
-                raise EnrollmentRefused(str(e)) from None
-            _record(conn, guid, issued)
-            return issued
-
-        return await self.db.run(work)
+        return await self.db.run(self._sign, guid, csr)
 
     def issue_for(self, conn: Connection, guid: str) -> tuple[str, Issued]:
         """Key and certificate made here for a host run by this process (make run's simulated hosts)."""

@@ -109,76 +109,77 @@ async def test_server_crash_restart_and_clean_stop_with_an_agent_process(tmp_pat
         await kill_all(server, agent)
 
 
+async def kill_mid_start(tmp_path: Path, *crash_args: str) -> tuple[Path, int, Path, list[trio.Process]]:
+    """A crash server deploying one VM (``crash_args``: ``job`` to deploy as the API does) and an agent
+    that holds the StartCommand 4 s; the server is killed while the agent has the start in hand. The
+    database, the port, the server's log, and the processes still to be ended."""
+    port, data = free_port(), tmp_path / "data"
+    faults = tmp_path / "faults.toml"
+    faults.write_text('[[rule]]\ncommand = "StartCommand"\naction = "wait:4000"\ncount = 1\n')
+    mgmt_log, agent_log = tmp_path / "mgmt.log", tmp_path / "agent.log"
+    crashing = await start(["tests.mgmt.crash_server", str(data), str(port), str(ZONE), *crash_args],
+                           mgmt_log)
+    processes = [crashing]
+    try:
+        token = await agent_token(data, mgmt_log)
+        processes.append(await start(agent_args(port, tmp_path / "agent", "--faults", str(faults),
+                                                "--log-level", "DEBUG", "--token", token), agent_log))
+        await wait_for_log(agent_log, "executing StartCommand")  # the agent has the start in hand
+        crashing.kill()
+        await crashing.wait()
+    except BaseException:
+        await kill_all(*processes)
+        raise
+    return data / "cumulo.db", port, mgmt_log, processes
+
+
+def totals_exact(data: Path) -> None:
+    database = Database(sqlite_url(data))
+    with database.engine.connect() as conn:
+        assert capacity.check_totals(conn) == []
+    database.dispose()
+
+
 async def test_a_server_killed_mid_deploy_restarts_consistent(tmp_path: Path) -> None:
     """The start hangs on the agent (a 4 s wait fault) when the server is killed: the VM is Starting,
     compute reserved, root volume made. The restarted server settles it: Stopped, no compute held,
     the volume and its space kept for the next start, every capacity column equal to its rows."""
-    port, data = free_port(), tmp_path / "data"
-    db = data / "cumulo.db"
-    faults = tmp_path / "faults.toml"
-    faults.write_text('[[rule]]\ncommand = "StartCommand"\naction = "wait:4000"\ncount = 1\n')
-    mgmt_log, agent_log = tmp_path / "mgmt.log", tmp_path / "agent.log"
-    crashing = await start(["tests.mgmt.crash_server", str(data), str(port), str(ZONE)], mgmt_log)
-    token = await agent_token(data, mgmt_log)
-    agent = await start(agent_args(port, tmp_path / "agent", "--faults", str(faults), "--log-level", "DEBUG",
-                                   "--token", token), agent_log)
-    server = crashing
+    db, port, mgmt_log, processes = await kill_mid_start(tmp_path)
     try:
-        await wait_for_log(agent_log, "executing StartCommand")  # the agent has the start in hand
-        crashing.kill()
-        await crashing.wait()
         assert query(db, "select state from vms") == [("Starting",)]
         assert query(db, "select state from capacity_reservations") == [("Allocated",)]
 
-        server = await start(serve_args(data, port), mgmt_log)
+        processes.append(await start(serve_args(db.parent, port), mgmt_log))
         await wait_for_log(mgmt_log, r"VMs settled: \{'starting': 1")
         await wait_host(db, "Up")  # the agent is back
         assert query(db, "select state, host_id from vms") == [("Stopped", None)]
         assert query(db, "select state, disk_bytes > 0 from capacity_reservations") == [(None, 1)]
         assert query(db, "select state from volumes") == [("Ready",)]
         assert query(db, "select count(*) from async_jobs where status = 0") == [(0,)]
-        database = Database(sqlite_url(data))
-        with database.engine.connect() as conn:
-            assert capacity.check_totals(conn) == []
-        database.dispose()
+        totals_exact(db.parent)
     finally:
-        await kill_all(server, agent, crashing)
+        await kill_all(*processes)
 
 
 async def test_a_deploy_job_killed_mid_start_ends_in_error_holding_nothing(tmp_path: Path) -> None:
     """As the API deploys (a deployVirtualMachine job), killed while the agent starts the VM: after the
     restart the deploy has failed as CloudStack's do, the VM in Error with its address, compute and
     storage released, and its last host recorded so that expunging it cleans up there."""
-    port, data = free_port(), tmp_path / "data"
-    db = data / "cumulo.db"
-    faults = tmp_path / "faults.toml"
-    faults.write_text('[[rule]]\ncommand = "StartCommand"\naction = "wait:4000"\ncount = 1\n')
-    mgmt_log, agent_log = tmp_path / "mgmt.log", tmp_path / "agent.log"
-    crashing = await start(["tests.mgmt.crash_server", str(data), str(port), str(ZONE), "job"], mgmt_log)
-    token = await agent_token(data, mgmt_log)
-    agent = await start(agent_args(port, tmp_path / "agent", "--faults", str(faults), "--log-level", "DEBUG",
-                                   "--token", token), agent_log)
-    server = crashing
+    db, port, mgmt_log, processes = await kill_mid_start(tmp_path, "job")
     try:
-        await wait_for_log(agent_log, "executing StartCommand")
-        crashing.kill()
-        await crashing.wait()
         assert query(db, "select state from vms") == [("Starting",)]
         assert query(db, "select count(*) from nics where ip_address is not null") == [(1,)]
 
-        server = await start(serve_args(data, port), mgmt_log)
+        processes.append(await start(serve_args(db.parent, port), mgmt_log))
         await wait_for_log(mgmt_log, r"VMs settled: \{.*'deploys': 1")
         host = query(db, "select id from hosts")[0][0]
         assert query(db, "select state, host_id, last_host_id from vms") == [("Error", None, host)]
         assert query(db, "select count(*) from nics where ip_address is not null") == [(0,)]
         assert query(db, "select count(*) from capacity_reservations") == [(0,)]
         assert query(db, "select status from async_jobs") == [(2,)]
-        database = Database(sqlite_url(data))
-        with database.engine.connect() as conn:
-            assert capacity.check_totals(conn) == []
-        database.dispose()
+        totals_exact(db.parent)
     finally:
-        await kill_all(server, agent, crashing)
+        await kill_all(*processes)
 
 
 def query(db: Path, sql: str) -> list[tuple[object, ...]]:
