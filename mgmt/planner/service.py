@@ -60,6 +60,7 @@ class Placement:
         self._status: dict[int, Status] = {}  # the latest status the agent manager reported per host
         self.reloads = 0  # batches of hosts read again from the database (tests wait on it)
         self.skipped: dict[int, str] = {}  # hosts the index cannot hold, with the reason
+        self._dropped_warned: dict[int, set[str]] = {}  # tags left out of the index, said once
         self._wake = trio.Event()
         # Which commits the index reflects: everything up to _loaded (the last full read), and for a
         # host read again on its own, up to _host_read[host].
@@ -81,7 +82,12 @@ class Placement:
             self._reading -= 1
         self.planner.index, self.planner.pools = index, pools
         self._loaded = self._pools_loaded = seq
-        self._host_read = {h: s for h, s in self._host_read.items() if s > seq}
+        # Hosts read on their own after this snapshot went into the index just replaced: read again.
+        newer = [h for h, s in self._host_read.items() if s > seq]
+        self._host_read = {}
+        if newer:
+            self._pending.update(newer)
+            self._wake.set()
         for later, deltas in self._journal:
             if later > seq:
                 self._apply(later, deltas)
@@ -117,7 +123,8 @@ class Placement:
             else:
                 self.skipped.pop(host.host_id, None)
             dropped = index.dropped_tags.get(host.host_id)
-            if dropped:
+            if dropped and self._dropped_warned.get(host.host_id) != dropped:
+                self._dropped_warned[host.host_id] = set(dropped)
                 log.warning("host tags %s not indexed: the cloud has more than 64 distinct host tags; VMs "
                             "asking for them will not be placed on this host", sorted(dropped),
                             extra={"host_id": host.host_id})
