@@ -510,6 +510,9 @@ class AgentManager:
         trust = self.trust
         if not isinstance(enroll, EnrollCommand) or len(request.commands) != 1 or trust is None:
             return "a connection without a certificate may only enroll"
+        if link.cert_guid is None and not link.enroll_only:  # plain TCP (permissive mode)
+            await self._respond(link, request, [EnrollAnswer(result=False, details="enrollment needs TLS")])
+            return "enrollment refused: not over TLS (the token would travel in clear)"
 
         async def answer(result: EnrollAnswer) -> None:
             await self._respond(link, request, [result])

@@ -23,7 +23,7 @@ from mgmt.agents.manager import AgentManager
 from mgmt.db.schema import host_certificates, hosts
 from mgmt.security.ca import CertificateAuthority
 from protocol import Response
-from protocol.messages import CheckHealthCommand
+from protocol.messages import CheckHealthCommand, EnrollCommand
 
 from .test_agent_manager import TRUST, make_agent, start_server, wait_status
 from .test_hostile_agents import RawAgent, startup
@@ -134,6 +134,10 @@ async def test_permissive_mode_admits_agents_without_tls(nursery: trio.Nursery, 
     manager = await start_server(nursery, tmp_path, **{"ca_plugin_root_auth_strictness": "false"})
     agent(nursery, manager.port, "old-agent", None)
     await wait_status(manager, "old-agent", "Up")
+    plain = RawAgent(await trio.open_tcp_stream("127.0.0.1", manager.port))  # a token in clear: refused
+    await plain.send(EnrollCommand(guid="sniffed", token=(await TRUST[manager.port].token()).token, csr=""))
+    refused = await plain.event()
+    assert isinstance(refused, Response) and refused.answers[0].details == "enrollment needs TLS"
     make_agent(nursery, manager.port, "new-agent")  # and TLS agents still work
     await wait_status(manager, "new-agent", "Up")
 
