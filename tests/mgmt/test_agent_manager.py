@@ -3,8 +3,10 @@ unknown placement, restarts on both sides, garbage on the agent port, and comman
 
 from __future__ import annotations
 
+import atexit
 import random
 import re
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -31,6 +33,14 @@ ZONE = Path(__file__).parents[2] / "docs" / "examples" / "zone.toml"
 
 # The agent port's trust, by port: make_agent gives its hosts certificates from that server's CA.
 TRUST: dict[int, Trust] = {}
+# Where the test hosts keep their credentials: one directory for this test process, removed at its end.
+TLS_ROOT = Path(tempfile.mkdtemp(prefix="cumulo-agent-tls-"))
+atexit.register(shutil.rmtree, TLS_ROOT, True)
+
+
+def tls_dir() -> str:
+    """A fresh directory for one host's credentials."""
+    return tempfile.mkdtemp(dir=TLS_ROOT)
 
 
 async def start_server(nursery: trio.Nursery, data_dir: Path, port: int = 0, db: str = "",
@@ -57,7 +67,7 @@ def credentials(port: int, guid: str) -> Credentials | None:
         return None
     with trust.db.engine.begin() as conn:
         key, issued = trust.issue_for(conn, guid)
-    return Credentials.store(tempfile.mkdtemp(prefix="cumulo-agent-tls-"), key, issued.pem, trust.ca.pem)
+    return Credentials.store(tls_dir(), key, issued.pem, trust.ca.pem)
 
 
 async def open_agent_stream(port: int, guid: str | None) -> trio.abc.Stream:
@@ -85,7 +95,7 @@ def credentials_from(data_dir: Path, guid: str) -> Credentials:
 
     ca = CertificateAuthority.load_or_create(data_dir / "ca")
     key, issued = ca.issue_host(guid, datetime.timedelta(days=1))
-    return Credentials.store(tempfile.mkdtemp(prefix="cumulo-agent-tls-"), key, issued.pem, ca.pem)
+    return Credentials.store(tls_dir(), key, issued.pem, ca.pem)
 
 
 def make_agent(nursery: trio.Nursery, port: int, guid: str, *, cluster: str = "pod1-cluster1",

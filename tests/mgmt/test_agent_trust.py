@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime
 import random
 import ssl
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ from mgmt.security.ca import CertificateAuthority
 from protocol import Response
 from protocol.messages import CheckHealthCommand, EnrollCommand
 
-from .test_agent_manager import TRUST, make_agent, start_server, wait_status
+from .test_agent_manager import TRUST, make_agent, start_server, tls_dir, wait_status
 from .test_hostile_agents import RawAgent, startup
 
 
@@ -40,7 +39,7 @@ def agent(nursery: trio.Nursery, port: int, guid: str, credentials: Credentials 
 
 
 def empty_credentials() -> Credentials:
-    return Credentials(Path(tempfile.mkdtemp(prefix="cumulo-agent-tls-")) / "tls")
+    return Credentials(Path(tls_dir()) / "tls")
 
 
 def serial_of(creds: Credentials) -> int:
@@ -65,7 +64,7 @@ async def test_an_agent_without_tls_or_with_another_cas_certificate_is_refused(n
     other_ca = CertificateAuthority.load_or_create(tmp_path / "other-ca")
     key, issued = other_ca.issue_host("forged", datetime.timedelta(days=1))
     forged = agent(nursery, manager.port, "forged",
-                   Credentials.store(tempfile.mkdtemp(), key, issued.pem, TRUST[manager.port].ca.pem))
+                   Credentials.store(tls_dir(), key, issued.pem, TRUST[manager.port].ca.pem))
     await until(lambda: manager.refused >= 4)  # each has tried at least twice
     assert plain.status != "up" and forged.status != "up"
     assert not host_guids(manager) & {"plain", "forged"}
@@ -116,7 +115,7 @@ async def test_a_certificate_is_renewed_on_the_live_connection(nursery: trio.Nur
     manager = await start_server(nursery, tmp_path, ping_interval="1")
     trust = TRUST[manager.port]
     key, issued = trust.ca.issue_host("renewer", datetime.timedelta(minutes=1))  # two thirds are gone
-    creds = Credentials.store(tempfile.mkdtemp(), key, issued.pem, trust.ca.pem)
+    creds = Credentials.store(tls_dir(), key, issued.pem, trust.ca.pem)
     old = serial_of(creds)
     renewer = agent(nursery, manager.port, "renewer", creds)
     row = await wait_status(manager, "renewer", "Up")
