@@ -138,17 +138,14 @@ class CapacityIndex:
             self.hypervisor_names.append(name)
         return code
 
-    def tag_mask(self, tags: frozenset[str] | set[str], *, intern: bool = True) -> int | None:
-        """The bits of ``tags``; None when one is unknown and ``intern`` is off (no host has it)."""
+    def tag_mask(self, tags: frozenset[str] | set[str]) -> int | None:
+        """The bits of ``tags``; None when one is unknown (no host has it). Hosts' tags are interned by
+        ``set_host``."""
         mask = 0
         for tag in tags:
             bit = self.tag_bits.get(tag)
             if bit is None:
-                if not intern:
-                    return None
-                if len(self.tag_bits) >= MAX_TAGS:
-                    raise ValueError(f"more than {MAX_TAGS} distinct host tags; the index holds {MAX_TAGS}")
-                bit = self.tag_bits[tag] = len(self.tag_bits)
+                return None
             mask |= 1 << bit
         return mask
 

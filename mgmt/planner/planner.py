@@ -100,7 +100,7 @@ class Planner:
               account_vms: Mapping[int, int] | None = None) -> Query:
         """The kernel's request for this VM, scope and avoid set."""
         ix, s = self.index, self.settings
-        tags = ix.tag_mask(profile.host_tags, intern=False)
+        tags = ix.tag_mask(profile.host_tags)
         hypervisor = ix.hypervisors.get(profile.hypervisor_type) if profile.hypervisor_type else -1
         if hypervisor is None:  # a hypervisor no host runs: a code no host has
             hypervisor = len(ix.hypervisor_names)

@@ -6,7 +6,6 @@ while the API keeps answering, the connected host keeps pinging, and the server 
 from __future__ import annotations
 
 import json
-import random
 import resource
 import sys
 from pathlib import Path
@@ -14,13 +13,11 @@ from pathlib import Path
 import trio
 from cs import CloudStack
 
-from agent.resource import Placement
-from agent.shell import Agent, AgentSettings
-from agent.simulator import HostSpec, SimulatorResource
 from mgmt.db.schema import configuration
 from mgmt.server import ServerConfig, prepare
 
 from .test_agent_manager import ZONE, credentials_from
+from .test_agent_trust import agent
 from .test_processes import free_port, kill_all, wait_for_log
 
 LIMIT = 700  # descriptors: the agent port's budget is this less the 512 kept for everything else
@@ -45,14 +42,10 @@ async def test_an_fd_flood_is_refused_and_the_api_and_hosts_go_on(nursery: trio.
     streams: list[trio.SocketStream] = []
     try:
         await wait_for_log(log, "listening for agents")
-        agent = Agent(AgentSettings(mgmt=[("127.0.0.1", port)], backoff_base=0.05, backoff_cap=0.3,
-                                    placement=Placement("steady", "steady", "zone1", "pod1", "pod1-cluster1"),
-                                    credentials=credentials_from(data, "steady")),
-                      SimulatorResource(HostSpec(), pool_path="/pool/steady"), rng=random.Random(1))
-        nursery.start_soon(agent.run)
+        steady = agent(nursery, port, "steady", credentials_from(data, "steady"))
         with trio.fail_after(30):
-            await agent.up.wait()
-        agent.ping_rtts = []
+            await steady.up.wait()
+        steady.ping_rtts = []
         for _ in range(900):  # past the budget of 188, and past the process's 700 descriptors
             streams.append(await trio.open_tcp_stream("127.0.0.1", port))
         await wait_for_log(log, "refusing agent connections")
@@ -60,19 +53,15 @@ async def test_an_fd_flood_is_refused_and_the_api_and_hosts_go_on(nursery: trio.
         cs = CloudStack(endpoint=creds["url"], key=creds["apikey"], secret=creds["secretkey"], timeout=30)
         zones = await trio.to_thread.run_sync(lambda: cs.listZones())
         assert zones["count"] == 1  # the API answers in the middle of the flood
-        hosts = await trio.to_thread.run_sync(lambda: cs.listHosts(name="steady"))
+        hosts = await trio.to_thread.run_sync(lambda: cs.listHosts(name="host-steady"))
         assert hosts["host"][0]["state"] == "Up"
         with trio.fail_after(30):
-            while len(agent.ping_rtts) < 3:
+            while len(steady.ping_rtts) < 3:
                 await trio.sleep(0.1)  # pings keep being answered (they come once a second)
         for stream in streams:
             await stream.aclose()
         streams.clear()
-        late = Agent(AgentSettings(mgmt=[("127.0.0.1", port)], backoff_base=0.05, backoff_cap=0.3,
-                                   placement=Placement("late", "late", "zone1", "pod1", "pod1-cluster1"),
-                                   credentials=credentials_from(data, "late")),
-                     SimulatorResource(HostSpec(), pool_path="/pool/late"), rng=random.Random(2))
-        nursery.start_soon(late.run)
+        late = agent(nursery, port, "late", credentials_from(data, "late"))
         with trio.fail_after(30):
             await late.up.wait()  # once the flood is gone, new hosts register again
         assert "Traceback" not in log.read_text()
