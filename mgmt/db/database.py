@@ -1,8 +1,9 @@
 """The database: engine, migrations at start-up, and blocking work kept off the event loop.
 
 SQLite (the embedded default, in WAL mode, in the data directory) or PostgreSQL (psycopg 3) when
-several management servers share one database. Every call that touches the database runs in a worker
-thread through ``Database.run``, under a bounded limiter; nothing here is called on the event loop.
+several management servers share one database. Nothing here runs on the event loop: writes go through
+``Database.run`` to the one writer thread (``db.writer``: group commit), reads through ``Database.read``
+to worker threads under a bounded limiter.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
+
+from .writer import Writer
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 DELTAS = "cumulo.deltas"  # where a transaction's capacity deltas collect (planner.deltas.record)
@@ -76,29 +79,16 @@ class Database:
         self._seq = 0
         self._seq_lock = threading.Lock()
         self.commit_listeners: list[Callable[[int, list[Any]], None]] = []
+        self.writer = Writer(self)  # the only path that writes (see db.writer)
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
     async def run(self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run ``fn(connection, ...)`` in one transaction in a worker thread; commit unless it raises."""
-
-        def work() -> tuple[T, int, list[Any]]:
-            deltas: list[Any] = []
-            with self.engine.begin() as conn:
-                conn.info[DELTAS] = deltas
-                try:
-                    result = fn(conn, *args, **kwargs)
-                finally:
-                    del conn.info[DELTAS]
-                seq = self._next_seq() if deltas else 0
-            return result, seq, deltas
-
-        result, seq, deltas = await trio.to_thread.run_sync(work, limiter=self.limiter)
-        if deltas:
-            for listener in self.commit_listeners:
-                listener(seq, deltas)
+        """Run ``fn(connection, ...)`` as (part of) one write transaction on the writer's thread; it
+        commits unless ``fn`` raises, and what ``fn`` wrote is committed when this returns."""
+        result: T = await self.writer.submit(fn, *args, **kwargs)
         return result
 
     def _next_seq(self) -> int:
@@ -155,4 +145,5 @@ class Database:
         return head or ""
 
     def dispose(self) -> None:
+        self.writer.close()
         self.engine.dispose()
