@@ -172,7 +172,12 @@ class SimulatorResource(ServerResource):
         if vm.memory_bytes > free:
             return StartAnswer(result=False, vm_name=vm.name,
                                details=f"not enough memory: {vm.memory_bytes} bytes asked, {free} free")
-        missing = [d.path for d in vm.disks if d.path and d.path not in self._volumes(d.pool_path)]
+        if not all(d.path for d in vm.disks):  # created in this request: named by uuid on its pool
+            vm = dataclasses.replace(vm, disks=tuple(
+                d if d.path else dataclasses.replace(
+                    d, path=f"{d.pool_path or self.pool_path}/{d.volume_uuid}")
+                for d in vm.disks))
+        missing = [d.path for d in vm.disks if d.path not in self._volumes(d.pool_path)]
         if missing:
             return StartAnswer(result=False, vm_name=vm.name, details=f"disk not found: {missing[0]}")
         self.host.vms[vm.name] = sim = SimVm(vm, boots=existing.boots + 1 if existing else 1)

@@ -257,12 +257,20 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 ),
             )
             statements.counting = True
+            if args.profile:
+                import yappi
+
+                yappi.set_clock_type("cpu")
+                yappi.start(builtins=True)
             cpu_before = time.process_time()
             requests_before = services.api.requests if services.api is not None else 0
             proc.start()
             child.close()
             latencies, failures, wall = await trio.to_thread.run_sync(parent.recv)
             server_cpu = time.process_time() - cpu_before  # every thread of this (the server's) process
+            if args.profile:
+                yappi.stop()
+                _write_profile(yappi, args.profile)
             requests = (services.api.requests if services.api is not None else 0) - requests_before
             statements.counting = False
             await trio.to_thread.run_sync(proc.join)
@@ -295,6 +303,20 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def _write_profile(yappi: Any, path: str) -> None:
+    """The server's CPU by function over the deploys (every thread), and by thread, as text."""
+    import io
+
+    out = io.StringIO()
+    stats = yappi.get_func_stats()
+    stats.sort("tsub")
+    stats.print_all(out=out, columns={0: ("name", 90), 1: ("ncall", 10), 2: ("tsub", 8), 3: ("ttot", 8)})
+    out.write("\n")
+    yappi.get_thread_stats().print_all(out=out)
+    Path(path).write_text(out.getvalue())
+    stats.save(path + ".pstat", type="pstat")
+
+
 def _ids(url: str, creds: dict[str, str]) -> dict[str, str]:
     from cs import CloudStack
 
@@ -313,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--fleet-processes", type=int, default=1)
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--profile", help="profile the server (yappi, CPU time, every thread) into this file")
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite",
                         help="the embedded SQLite, or a private PostgreSQL (fsync on) started for the run")
     args = parser.parse_args(argv)

@@ -10,6 +10,7 @@ qcow2 overlay on its template. Each VM's serial console is appended to a file in
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable
@@ -54,6 +55,7 @@ from protocol.messages import (
     StartupStorageCommand,
     StopAnswer,
     StopCommand,
+    VirtualMachineTO,
     VmStats,
 )
 
@@ -235,12 +237,31 @@ class LibvirtResource(ServerResource):
         dom = self._domain(cmd.vm.name)
         if dom is not None and dom.isActive():
             return StartAnswer(vm_name=cmd.vm.name)  # already running: starting again is a no-op
+        try:
+            vm = self._with_disk_paths(cmd.vm)
+        except PoolError as e:
+            return StartAnswer(result=False, vm_name=cmd.vm.name, details=str(e))
         console = self._console(cmd.vm.name)
         try:
-            self._connection().createXML(domain_xml(cmd.vm, self.domain_type, console), 0)
+            self._connection().createXML(domain_xml(vm, self.domain_type, console), 0)
         except libvirt.libvirtError as e:
             return StartAnswer(result=False, vm_name=cmd.vm.name, details=f"libvirt refused to start it: {e}")
         return StartAnswer(vm_name=cmd.vm.name)
+
+    def _with_disk_paths(self, vm: VirtualMachineTO) -> VirtualMachineTO:
+        """A disk given without a path (created in the same request, its path not known to the server
+        yet) is the volume named by its uuid on its pool."""
+        if all(d.path for d in vm.disks):
+            return vm
+        disks = []
+        for d in vm.disks:
+            if not d.path:
+                found = self._pool_at(d.pool_path).lookup(d.volume_uuid)
+                if found is None:
+                    raise PoolError(f"disk not found: volume {d.volume_uuid} on pool {d.pool_path}")
+                d = dataclasses.replace(d, path=found.path)
+            disks.append(d)
+        return dataclasses.replace(vm, disks=tuple(disks))
 
     @handles(StopCommand)
     async def stop(self, cmd: StopCommand) -> Answer:

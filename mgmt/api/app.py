@@ -335,8 +335,10 @@ class Context:
         instance_type: str = "",
         instance_id: int = 0,
         instance_uuid: str = "",
+        prepare: Callable[[Connection], int] | None = None,
     ) -> str:
-        """Run ``work`` as an async job recording the command's events; the job's uuid."""
+        """Run ``work`` as an async job recording the command's events; the job's uuid. ``prepare``
+        makes the job's instance in the job's own transaction (see ``JobRunner.submit``)."""
         jobs = self.services.jobs
         cmd = self.cmd
         caller, resource = self.caller, instance_uuid or None
@@ -383,6 +385,7 @@ class Context:
                 job_uuid=job_uuid,
                 on_insert=scheduled if cmd.event else None,
                 on_finish=ended if cmd.event else None,
+                prepare=prepare,
             )
             self.api.pending_jobs.get(job_uuid, {})["_job_id"] = job_id
         except BaseException:

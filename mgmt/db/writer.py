@@ -21,6 +21,7 @@ order, before the callers wake up.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections import deque
@@ -185,10 +186,8 @@ class Writer:
                 item.error = error
             by_token.setdefault(item.token, []).append(item)
         for token, items in by_token.items():
-            try:
+            with contextlib.suppress(trio.RunFinishedError):  # that event loop has ended
                 token.run_sync_soon(self._wake, items, committed)
-            except trio.RunFinishedError:
-                pass
             committed = (0, [])
 
     def _wake(self, items: list[_Item], committed: tuple[int, list[Any]]) -> None:

@@ -85,10 +85,13 @@ class JobRunner:
         job_uuid: str = "",
         on_insert: Callable[[Connection, int], None] | None = None,
         on_finish: Callable[[Connection, int, str | None], None] | None = None,
+        prepare: Callable[[Connection], int] | None = None,
     ) -> int:
         """Record the job (with ``job_uuid`` when given) and start it, or queue it behind the jobs on
-        the same instance; its id. ``on_insert(conn, job_id)`` runs in the transaction that records the
-        job, ``on_finish(conn, job_id, error)`` in the one that ends it (``error``: None when it
+        the same instance; its id. ``prepare(conn)``, when given, runs first in the transaction that
+        records the job and makes its instance (a deploy's VM): it returns the instance id, and when
+        it raises there is no job. ``on_insert(conn, job_id)`` runs in that transaction too,
+        ``on_finish(conn, job_id, error)`` in the one that ends the job (``error``: None when it
         succeeded, else what to tell), so that what goes with a job (its audit events) costs no
         transaction of its own."""
         if self._nursery is None:
@@ -99,10 +102,11 @@ class JobRunner:
             raise ResourceBusy(f"{instance_type} {instance_id} has {len(queue)} jobs waiting; "
                                f"try again later")
         owner = owner or JobOwner()
-        job_id = await self.db.run(
+        job_id, instance_id = await self.db.run(
             _insert, command, owner, instance_type, instance_id, self.msid, job_uuid or str(uuid.uuid4()),
-            on_insert,
+            on_insert, prepare,
         )
+        key = (instance_type, instance_id)
         turn: trio.Event | None = None
         if instance_id:
             if key in self.holding:  # (checked after the insert: another job may have taken it meanwhile)
@@ -178,7 +182,10 @@ def _insert(
     msid: int,
     job_uuid: str,
     on_insert: Callable[[Connection, int], None] | None = None,
-) -> int:
+    prepare: Callable[[Connection], int] | None = None,
+) -> tuple[int, int]:
+    if prepare is not None:
+        instance_id = prepare(conn)
     job_id = int(
         conn.execute(
             async_jobs.insert().values(
@@ -196,7 +203,7 @@ def _insert(
     )
     if on_insert is not None:
         on_insert(conn, job_id)
-    return job_id
+    return job_id, instance_id
 
 
 def _finish(conn: Connection, job_id: int, status: int, result: dict[str, Any],

@@ -91,6 +91,31 @@ class OrchestrationSettings:
         )
 
 
+@dataclass
+class Admission:
+    """A deploy's first start as admit decided and wrote it, in the transaction that made the VM: the
+    reserved destination, the VM as it then stood (Starting, its new volumes Creating on the chosen
+    pool), those volumes' ids, the pool, the template's copy there ('' when it must be copied first)
+    and the host's hypervisor type."""
+
+    dest: Destination
+    vm: VmRecord
+    fresh: list[int]
+    pool: Any
+    template_path: str
+    host_type: str
+
+
+@dataclass(frozen=True)
+class Tentative:
+    """Where admit will try to reserve a new VM (planned on the event loop, before the transaction)."""
+
+    dest: Destination
+    limits: capacity.Limits
+    profile: VmProfile
+    anti_affinity_groups: tuple[int, ...]
+
+
 class Orchestrator:
     def __init__(
         self,
@@ -164,39 +189,103 @@ class Orchestrator:
     # --- deploy and start ----------------------------------------------------------------------------
 
     async def deploy(self, spec: DeploySpec, *, start: bool = True) -> int:
-        """Allocate the VM (rows, addresses) and, unless told not to, start it; the VM id."""
-        vm_id = await self.db.run(vm_rows.allocate, spec)
+        """Admit the VM (rows, addresses and, to start it, a reserved destination, in one transaction)
+        and, unless told not to, start it; the VM id."""
+        tentative = await self.plan_deploy(spec) if start else None
+        vm_id, admission = await self.db.run(self.admit, spec, "", tentative)
         log.info("VM allocated", extra={"vm_id": vm_id})
         if start:
-            await self.first_start(vm_id, host_id=spec.host_id)
+            await self.first_start(vm_id, host_id=spec.host_id, admission=admission)
         return vm_id
 
-    async def first_start(self, vm_id: int, *, host_id: int = 0) -> None:
+    # Admit, act, settle. A deploy is admitted in one transaction (the API's, with its job row): VM,
+    # NICs and volumes, and, when the planner found a destination beforehand, the VM Starting with
+    # its capacity reserved there and its volumes Creating on the pool. Act is one agent request
+    # (Create for each new volume, then Start, stopping at the first failure) when the template is
+    # on the pool already; settle is one transaction (volumes Ready, the VM Running). A reservation
+    # lost to a concurrent deploy leaves the VM Stopped and the job starts it the usual way.
+
+    async def plan_deploy(self, spec: DeploySpec) -> Tentative | None:
+        """Plan a VM not allocated yet (on the event loop: the planner's index lives here)."""
+        planned = await self.db.read(vm_rows.deploy_profile, spec)
+        if planned is None:
+            return None
+        profile, plan, anti = planned
+        spread = (await self.db.read(vm_rows.account_hosts, spec.account_id)
+                  if self.placement.settings.needs_account_counts else None)
+        return self.tentative(profile, plan, anti, spread)
+
+    def tentative(self, profile: VmProfile, plan: DeploymentPlan, anti: tuple[int, ...],
+                  spread: Mapping[int, int] | None = None) -> Tentative | None:
+        try:
+            dest = self.placement.plan(profile, plan, Avoid(), spread)
+        except NoDestination:
+            return None  # the job plans again and says why no host can take it
+        return Tentative(dest, self.placement.limits(dest.host_id), profile, anti)
+
+    def admit(self, conn: Connection, spec: DeploySpec, vm_uuid: str,
+              tentative: Tentative | None) -> tuple[int, Admission | None]:
+        """Allocate the VM and, given a destination, reserve it there (one transaction, the caller's)."""
+        vm_id = vm_rows.allocate(conn, spec, vm_uuid=vm_uuid)
+        if tentative is None:
+            return vm_id, None
+        dest, profile = tentative.dest, tentative.profile
+        try:
+            with conn.begin_nested():  # lost to a concurrent reservation: only this part goes
+                vm_rows.transition(conn, vm_id, Event.START_REQUESTED)
+                capacity.reserve(conn, Ask(vm_id, dest.host_id, profile.cpu_mhz, profile.cpus,
+                                           profile.memory_bytes, dest.pool_id, profile.disk_bytes,
+                                           tentative.anti_affinity_groups), tentative.limits, now())
+        except ReservationLost:
+            return vm_id, None
+        pool = _pool(conn, dest.pool_id)
+        fresh = [v.id for v in volumes.of_vm(conn, vm_id)]
+        for volume_id in fresh:
+            volumes.set_state(conn, volume_id, volumes.CREATING, pool_id=pool.id)
+        vm = vm_rows.load(conn, vm_id)
+        return vm_id, Admission(dest, vm, fresh, pool, volumes.template_copy(conn, spec.template_id, pool.id)
+                                or "", _hypervisor_of(conn, dest.host_id))
+
+    async def first_start(self, vm_id: int, *, host_id: int = 0, admission: Admission | None = None) -> None:
         """Start a VM just allocated. As CloudStack: a deploy that could not start leaves the VM in
         Error, holding nothing (its addresses go back now; the expunge task removes it later)."""
         try:
-            await self.start(vm_id, host_id=host_id)
+            await self.start(vm_id, host_id=host_id, admission=admission)
         except CumuloError:
             await self.db.run(_deploy_failed, vm_id)
             raise
 
-    async def start(self, vm_id: int, *, host_id: int = 0) -> None:
-        vm = await self.db.read(vm_rows.load, vm_id)
-        await self.db.run(vm_rows.transition, vm_id, Event.START_REQUESTED)
+    async def start(self, vm_id: int, *, host_id: int = 0, admission: Admission | None = None) -> None:
+        """Start a stopped VM (``admission``: its first start, already Starting with a reservation)."""
+        if admission is None:
+            await self.db.run(vm_rows.transition, vm_id, Event.START_REQUESTED)
         try:
-            await self._start_attempts(vm_id, host_id)
+            await self._start_attempts(vm_id, host_id, admission)
         except BaseException:
             with trio.CancelScope(shield=True):
                 await self.db.run(_fail_start, vm_id)
             raise
-        log.info("VM running", extra={"vm_id": vm_id, "vm": vm.name})
+        log.info("VM running", extra={"vm_id": vm_id})
 
-    async def _start_attempts(self, vm_id: int, host_id: int) -> None:
+    async def _start_attempts(self, vm_id: int, host_id: int, admission: Admission | None = None) -> None:
         avoid = Avoid()
         last = "no attempt was made"
         failed = ""  # the last attempt's own failure
         attempts = races = 0
         while attempts < max(1, self.settings.start_retry):
+            if admission is not None:  # the first attempt: admit reserved it already
+                vm, dest, fresh = admission.vm, admission.dest, admission.fresh
+                attempts += 1
+                try:
+                    await self._prepare_and_start(vm, dest, admission)
+                    return
+                except _AttemptFailed as e:
+                    last = failed = e.reason
+                    await self._attempt_failed(vm_id, dest, fresh, avoid, attempts, e.reason)
+                    admission = None
+                    if host_id:
+                        break
+                    continue
             vm = await self.db.read(vm_rows.load, vm_id)
             profile, plan = await self.db.read(self._profile, vm, host_id)
             # The account's VMs per host: a scan of its VMs, read only for the weighers that use it.
@@ -233,21 +322,20 @@ class Orchestrator:
                 return
             except _AttemptFailed as e:
                 last = failed = e.reason
-                log.warning(
-                    "start attempt %d on host %d failed: %s",
-                    attempts,
-                    dest.host_id,
-                    e.reason,
-                    extra={"vm_id": vm_id, "host_id": dest.host_id},
-                )
-                with trio.CancelScope(shield=True):
-                    await self._undo_attempt(vm_id, dest, fresh)
-                avoid.hosts.add(dest.host_id)
+                await self._attempt_failed(vm_id, dest, fresh, avoid, attempts, e.reason)
                 if host_id:
                     break  # the caller named this host: no other will do
         if failed and failed != last:  # attempts failed, then no host was left to try
             last = f"{failed}; then {last}"
         raise InsufficientCapacity(f"could not start VM {vm_id} after {attempts} attempt(s): {last}")
+
+    async def _attempt_failed(self, vm_id: int, dest: Destination, fresh: list[int], avoid: Avoid,
+                              attempt: int, reason: str) -> None:
+        log.warning("start attempt %d on host %d failed: %s", attempt, dest.host_id, reason,
+                    extra={"vm_id": vm_id, "host_id": dest.host_id})
+        with trio.CancelScope(shield=True):
+            await self._undo_attempt(vm_id, dest, fresh)
+        avoid.hosts.add(dest.host_id)
 
     @staticmethod
     def _new_disk_bytes(vm: VmRecord) -> int:
@@ -282,8 +370,13 @@ class Orchestrator:
         answer: Answer = answers[0]
         return answer
 
-    async def _prepare_and_start(self, vm: VmRecord, dest: Destination) -> None:
-        pool = await self.db.read(_pool, dest.pool_id) if dest.pool_id else None
+    async def _prepare_and_start(self, vm: VmRecord, dest: Destination,
+                                 admission: Admission | None = None) -> None:
+        if admission is not None and admission.template_path:
+            await self._create_and_start(admission)
+            return
+        pool = admission.pool if admission is not None else \
+            await self.db.read(_pool, dest.pool_id) if dest.pool_id else None
         try:
             for volume in vm.volumes:
                 if volume.state != volumes.READY:  # new, or left half-made by an interrupted start
@@ -304,6 +397,43 @@ class Orchestrator:
         if not answer.result:
             raise _AttemptFailed(answer.details or "the agent refused to start the VM")
         await self.db.run(_started, vm.id, dest.host_id)
+
+    async def _create_and_start(self, admission: Admission) -> None:
+        """Act and settle for an admitted first start: the volumes' Creates and the Start in one
+        request (the agent stops at the first failure; the Start names the new volumes by uuid), then
+        one transaction."""
+        vm, dest, pool = admission.vm, admission.dest, admission.pool
+        new = [v for v in vm.volumes if v.state != volumes.READY]
+        commands: list[Any] = [
+            CreateCommand(
+                volume_uuid=v.uuid,
+                pool_uuid=pool.uuid,
+                pool_path=pool.path,
+                template_path=admission.template_path if v.type == "ROOT" else "",
+                template_format=vm.template.format.lower() if v.type == "ROOT" else "",
+                size_bytes=v.size_bytes,
+            )
+            for v in new
+        ]
+        guid = self.agents.hosts.get(dest.host_id, ("", 0, ""))[0]
+        commands.append(StartCommand(vm=guru.build(admission.host_type, vm), host_guid=guid))
+        try:
+            answers = await self.agents.send(dest.host_id, commands, stop_on_error=True,
+                                             timeout=self.settings.agent_wait)
+        except (AgentUnavailable, OperationTimedOut) as e:
+            with trio.CancelScope(shield=True), contextlib.suppress(CumuloError):
+                await self._send(dest.host_id, StopCommand(vm_name=vm.name, forced=True), timeout=10)
+            raise _AttemptFailed(str(e)) from None
+        created = []
+        for volume, answer in zip(new, answers, strict=False):
+            if not answer.result or not isinstance(answer, CreateAnswer):
+                raise _AttemptFailed(
+                    f"creating volume {volume.name} on pool {pool.name} failed: {answer.details}")
+            created.append((volume.id, answer.path))
+        started = answers[-1]
+        if not started.result:
+            raise _AttemptFailed(started.details or "the agent refused to start the VM")
+        await self.db.run(_settled, vm.id, dest.host_id, created)
 
     async def _create_volume(self, vm: VmRecord, volume: Any, pool: Any, host_id: int) -> None:
         template_path = ""
@@ -596,6 +726,12 @@ def _started(conn: Connection, vm_id: int, host_id: int) -> None:
         power_state="PowerOn",
         power_state_updated=now(),
     )
+
+
+def _settled(conn: Connection, vm_id: int, host_id: int, created: list[tuple[int, str]]) -> None:
+    for volume_id, path in created:
+        volumes.set_state(conn, volume_id, volumes.READY, path=path)
+    _started(conn, vm_id, host_id)
 
 
 def _undo_rows(conn: Connection, vm_id: int, fresh_volume_ids: list[int], fresh_bytes: int) -> Any:

@@ -25,6 +25,7 @@ from ..db.schema import (
 from ..errors import InvalidParameter
 from ..network import nics
 from ..planner import capacity
+from ..planner.model import DeploymentPlan, VmProfile
 from ..storage import volumes
 from .vm_state import Event, State, next_state, refusal
 
@@ -79,7 +80,7 @@ class VmRecord:
         return State(self.row.state)
 
 
-def allocate(conn: Connection, spec: DeploySpec) -> int:
+def allocate(conn: Connection, spec: DeploySpec, *, vm_uuid: str = "") -> int:
     """The VM row (Stopped), its NICs with addresses and MACs, its root (and data) volume rows."""
     zone = conn.execute(
         sa.select(zones.c.id).where(zones.c.id == spec.zone_id, zones.c.removed.is_(None))
@@ -114,7 +115,7 @@ def allocate(conn: Connection, spec: DeploySpec) -> int:
             f"rootdisksize {root_bytes // GiB} GB is smaller than the template's "
             f"{template.size_bytes // GiB} GB"
         )
-    stamp, vm_uuid = now(), str(uuid.uuid4())
+    stamp, vm_uuid = now(), vm_uuid or str(uuid.uuid4())
     vm_id = int(
         conn.execute(
             vms.insert().values(
@@ -182,6 +183,43 @@ def allocate(conn: Connection, spec: DeploySpec) -> int:
             raise InvalidParameter(f"affinity group {group_id} does not exist")
         conn.execute(affinity_group_vms.insert().values(group_id=group_id, vm_id=vm_id))
     return vm_id
+
+
+def deploy_profile(conn: Connection,
+                   spec: DeploySpec) -> tuple[VmProfile, DeploymentPlan, tuple[int, ...]] | None:
+    """What the planner needs to place a VM not allocated yet (admit plans before it writes): its
+    profile, where it is asked for, and its anti-affinity groups; None for unknown ids (``allocate``
+    refuses them, naming them)."""
+    offering = conn.execute(sa.select(service_offerings).where(
+        service_offerings.c.id == spec.service_offering_id)).first()
+    template = conn.execute(sa.select(templates).where(templates.c.id == spec.template_id)).first()
+    if offering is None or template is None:
+        return None
+    disk = spec.root_disk_bytes or template.size_bytes or GiB
+    if spec.disk_offering_id:
+        disk += (conn.scalar(sa.select(disk_offerings.c.size_gb).where(
+            disk_offerings.c.id == spec.disk_offering_id)) or 0) * GiB
+    anti: tuple[int, ...] = ()
+    affine: tuple[int, ...] = ()
+    if spec.affinity_group_ids:
+        groups = conn.execute(sa.select(affinity_groups.c.id, affinity_groups.c.type).where(
+            affinity_groups.c.id.in_(spec.affinity_group_ids))).all()
+        anti = tuple(g.id for g in groups if g.type == "host anti-affinity")
+        affine = tuple(g.id for g in groups if g.type == "host affinity")
+    profile = VmProfile(
+        cpus=offering.cpus,
+        cpu_speed_mhz=offering.cpu_speed_mhz,
+        memory_bytes=offering.memory_mb * 2**20,
+        hypervisor_type=template.hypervisor_type,
+        host_tags=frozenset(t for t in offering.host_tags.split(",") if t),
+        disk_bytes=disk,
+        template_id=template.id,
+        template_bytes=template.size_bytes,
+        account_id=spec.account_id,
+        anti_affinity_hosts=group_hosts(conn, anti, 0),
+        affinity_hosts=group_hosts(conn, affine, 0),
+    )
+    return profile, DeploymentPlan(spec.zone_id, host_id=spec.host_id), anti
 
 
 def load(conn: Connection, vm_id: int) -> VmRecord:

@@ -15,7 +15,7 @@ class DiskTO:
     volume_uuid: str
     type: str = "ROOT"  # ROOT or DATADISK
     device_id: int = 0
-    path: str = ""
+    path: str = ""  # '': the volume named ``volume_uuid`` on its pool (created in the same request)
     pool_uuid: str = ""
     pool_path: str = ""
     size_bytes: int = 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import uuid
 from typing import Any
 
 import sqlalchemy as sa
@@ -373,30 +374,48 @@ def _check_deploy_args(args: dict[str, Any]) -> None:
 )
 async def deploy_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
     _check_deploy_args(args)
-    spec = await ctx.read(_resolve, ctx.caller, args)
-    vm_id, vm_uuid = await ctx.run(_allocate, spec)
     start = args.get("startvm", True)
     orchestrator = ctx.services.orchestrator
+    spread = orchestrator.placement.settings.needs_account_counts
+    spec, planned = await ctx.read(_resolve_and_profile, ctx.caller, args, start, spread)
+    # Admit: the VM's rows (and, when a host was found, its reservation there) in the job's own
+    # transaction; act and settle run as the job.
+    tentative = orchestrator.tentative(*planned) if planned is not None else None
+    vm_uuid = str(uuid.uuid4())
+    admitted: list[Any] = []
+
+    def admit(conn: Connection) -> int:
+        vm_id, admission = orchestrator.admit(conn, spec, vm_uuid, tentative)
+        admitted[:] = [vm_id, admission]
+        return vm_id
 
     async def work() -> dict[str, Any]:
+        vm_id, admission = admitted
         if start:
-            await orchestrator.first_start(vm_id, host_id=spec.host_id)
+            await orchestrator.first_start(vm_id, host_id=spec.host_id, admission=admission)
         return {"virtualmachine": await ctx.read(view_of, ctx.caller, vm_id)}
 
     job = await ctx.submit(
         work,
         description=f"deployed VM {spec.name or vm_uuid}",
         instance_type="VirtualMachine",
-        instance_id=vm_id,
         instance_uuid=vm_uuid,
+        prepare=admit,
     )
     return {"id": vm_uuid, "jobid": job}
 
 
-def _allocate(conn: Connection, spec: DeploySpec) -> tuple[int, str]:
-    """The new VM's id and uuid, in the allocation's own transaction."""
-    vm_id = vm_rows.allocate(conn, spec)
-    return vm_id, str(conn.scalar(sa.select(vms.c.uuid).where(vms.c.id == vm_id)))
+def _resolve_and_profile(conn: Connection, caller: Any, args: dict[str, Any], start: bool,
+                         spread: bool) -> tuple[DeploySpec, Any]:
+    """The deploy's ids and, to start it, what the planner needs (one read; ``spread``: the account's
+    VMs per host too, for the weighers that use them)."""
+    spec = _resolve(conn, caller, args)
+    if not start:
+        return spec, None
+    planned = vm_rows.deploy_profile(conn, spec)
+    if planned is None:
+        return spec, None
+    return spec, (*planned, vm_rows.account_hosts(conn, spec.account_id) if spread else None)
 
 
 # --- one VM at a time ------------------------------------------------------------------------------------
