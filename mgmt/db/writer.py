@@ -108,6 +108,8 @@ class Writer:
                         return
                     batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_batch))]
                 if conn is None or conn.closed or conn.invalidated:
+                    if conn is not None:
+                        conn.close()
                     conn = self._connect(batch)
                     if conn is None:
                         continue
@@ -137,11 +139,11 @@ class Writer:
             for item in with_items:
                 item.error = e
             self._committed = (0, [])
-            if conn.in_transaction():
-                try:
-                    conn.rollback()
-                except Exception:
-                    conn.invalidate()
+            # A failed COMMIT can leave the connection inside its transaction (SQLite keeps it open
+            # when a deferred constraint fails): the connection is dropped, the next batch connects.
+            with contextlib.suppress(Exception):
+                conn.rollback()
+            conn.invalidate()
         self._deliver(batch, committed=self._committed)
 
     def _attempt(self, conn: Any, batch: list[_Item], *, savepoints: bool) -> _Item | None:

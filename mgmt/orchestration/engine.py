@@ -66,9 +66,10 @@ class OperationFailed(CumuloError):
 
 
 class _AttemptFailed(Exception):
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, created: dict[int, str] | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.created = created or {}  # volume id -> path of the volumes it made, not recorded yet
 
 
 @dataclass
@@ -281,7 +282,7 @@ class Orchestrator:
                     return
                 except _AttemptFailed as e:
                     last = failed = e.reason
-                    await self._attempt_failed(vm_id, dest, fresh, avoid, attempts, e.reason)
+                    await self._attempt_failed(vm_id, dest, fresh, avoid, attempts, e.reason, e.created)
                     admission = None
                     if host_id:
                         break
@@ -330,11 +331,11 @@ class Orchestrator:
         raise InsufficientCapacity(f"could not start VM {vm_id} after {attempts} attempt(s): {last}")
 
     async def _attempt_failed(self, vm_id: int, dest: Destination, fresh: list[int], avoid: Avoid,
-                              attempt: int, reason: str) -> None:
+                              attempt: int, reason: str, created: dict[int, str] | None = None) -> None:
         log.warning("start attempt %d on host %d failed: %s", attempt, dest.host_id, reason,
                     extra={"vm_id": vm_id, "host_id": dest.host_id})
         with trio.CancelScope(shield=True):
-            await self._undo_attempt(vm_id, dest, fresh)
+            await self._undo_attempt(vm_id, dest, fresh, created or {})
         avoid.hosts.add(dest.host_id)
 
     @staticmethod
@@ -424,16 +425,16 @@ class Orchestrator:
             with trio.CancelScope(shield=True), contextlib.suppress(CumuloError):
                 await self._send(dest.host_id, StopCommand(vm_name=vm.name, forced=True), timeout=10)
             raise _AttemptFailed(str(e)) from None
-        created = []
+        created: dict[int, str] = {}
         for volume, answer in zip(new, answers, strict=False):
             if not answer.result or not isinstance(answer, CreateAnswer):
                 raise _AttemptFailed(
-                    f"creating volume {volume.name} on pool {pool.name} failed: {answer.details}")
-            created.append((volume.id, answer.path))
+                    f"creating volume {volume.name} on pool {pool.name} failed: {answer.details}", created)
+            created[volume.id] = answer.path
         started = answers[-1]
         if not started.result:
-            raise _AttemptFailed(started.details or "the agent refused to start the VM")
-        await self.db.run(_settled, vm.id, dest.host_id, created)
+            raise _AttemptFailed(started.details or "the agent refused to start the VM", created)
+        await self.db.run(_settled, vm.id, dest.host_id, list(created.items()))
 
     async def _create_volume(self, vm: VmRecord, volume: Any, pool: Any, host_id: int) -> None:
         template_path = ""
@@ -480,15 +481,18 @@ class Orchestrator:
             )
         await self.db.run(volumes.set_state, volume.id, volumes.READY, path=created.path)
 
-    async def _undo_attempt(self, vm_id: int, dest: Destination, fresh_ids: list[int]) -> None:
-        """Give back what a failed start attempt took: its compute and the volumes it created."""
+    async def _undo_attempt(self, vm_id: int, dest: Destination, fresh_ids: list[int],
+                            created: dict[int, str] | None = None) -> None:
+        """Give back what a failed start attempt took: its compute and the volumes it created (their
+        paths from the database, or from ``created`` for those made in the attempt's one request)."""
         vm = await self.db.read(vm_rows.load, vm_id)
         fresh = [v for v in vm.volumes if v.id in fresh_ids and v.pool_id is not None]
         for volume in fresh:
+            path = volume.path or (created or {}).get(volume.id, "")
             try:
                 await self._send(
                     dest.host_id,
-                    DestroyCommand(volume_uuid=volume.uuid, pool_uuid=volume.pool_uuid, path=volume.path),
+                    DestroyCommand(volume_uuid=volume.uuid, pool_uuid=volume.pool_uuid, path=path),
                     timeout=30,
                 )
             except CumuloError as e:

@@ -7,12 +7,15 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import trio
+import trio.testing
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from mgmt import settings
 from mgmt.db.database import Database, sqlite_url
 from mgmt.db.schema import configuration, metadata, zones
+from mgmt.planner.deltas import HostEnabled, record
 
 
 def test_migrations_build_exactly_the_declared_schema(database: Database) -> None:
@@ -44,7 +47,7 @@ def test_settings_are_seeded_once_and_admin_values_survive(database: Database) -
     assert values["cluster.cpu.allocated.capacity.disablethreshold"] == 0.85
 
 
-async def test_database_work_runs_in_worker_threads(database: Database) -> None:
+async def test_database_work_runs_off_the_event_loop(database: Database) -> None:
     loop_thread = threading.get_ident()
 
     def insert(conn: sa.Connection) -> tuple[int, int]:
@@ -68,3 +71,109 @@ async def test_a_failed_transaction_leaves_nothing(database: Database) -> None:
         await database.run(half_done)
     count = await database.run(lambda c: c.execute(sa.select(sa.func.count()).select_from(zones)).scalar())
     assert count == 0
+
+
+def _zone(conn: sa.Connection, name: str) -> None:
+    conn.execute(zones.insert().values(uuid=f"7e1c0000-0000-4000-8000-{abs(hash(name)) % 10**12:012d}",
+                                       name=name, network_type="Advanced", allocation_state="Enabled",
+                                       created=sa.func.now()))
+
+
+def _zone_names(conn: sa.Connection) -> set[str]:
+    return set(conn.scalars(sa.select(zones.c.name)))
+
+
+async def _behind_a_held_write(database: Database, writes: list, results: list) -> None:
+    """Submit ``writes`` while the writer is busy with another one, so that they wait for it and go
+    into the next transaction together (in no set order); each one's outcome (result or exception)
+    into ``results``."""
+    started, release = threading.Event(), threading.Event()
+
+    def held(conn: sa.Connection) -> None:
+        started.set()
+        release.wait(30)
+
+    async def one(i: int, fn: object) -> None:
+        try:
+            results[i] = await database.run(fn)  # type: ignore[arg-type]
+        except Exception as e:
+            results[i] = e
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(database.run, held)
+        await trio.to_thread.run_sync(started.wait)  # the writer is inside it
+        for i, fn in enumerate(writes):
+            nursery.start_soon(one, i, fn)
+        await trio.testing.wait_all_tasks_blocked()
+        release.set()
+
+
+async def test_writes_submitted_together_commit_together(database: Database) -> None:
+    writer = database.writer
+    await database.run(lambda c: None)  # the writer thread is running
+    before = writer.batches
+    results: list = [None] * 20
+    await _behind_a_held_write(database, [lambda c, i=i: _zone(c, f"z{i}") for i in range(20)], results)
+    assert writer.batches - before == 2  # the held write alone, then the twenty at once
+    assert await database.read(_zone_names) == {f"z{i}" for i in range(20)}
+
+
+async def test_a_failing_write_fails_alone_in_its_batch(database: Database) -> None:
+    def fails(conn: sa.Connection) -> None:
+        _zone(conn, "half-written")
+        raise RuntimeError("this one fails")
+
+    results: list = [None] * 5
+    writes = [lambda c: _zone(c, "a"), lambda c: _zone(c, "b"), fails, lambda c: _zone(c, "c"),
+              lambda c: _zone(c, "a")]  # the last one breaks the unique name: fails on its own too
+    before = database.writer.retried
+    await _behind_a_held_write(database, writes, results)
+    assert isinstance(results[2], RuntimeError) and str(results[2]) == "this one fails"
+    # The two "a": whichever ran second (tasks start in no set order) breaks the unique name.
+    assert sorted(type(r).__name__ for r in (results[0], results[4])) == ["IntegrityError", "NoneType"]
+    assert results[1] is None and results[3] is None
+    assert await database.read(_zone_names) == {"a", "b", "c"}
+    assert database.writer.retried > before
+
+
+async def test_commit_numbers_reach_the_listeners_in_order_and_only_for_commits(database: Database) -> None:
+    seen: list[tuple[int, list]] = []
+    database.commit_listeners.append(lambda seq, deltas: seen.append((seq, deltas)))
+
+    def enable(host_id: int, fail: bool = False):  # type: ignore[no-untyped-def]
+        def write(conn: sa.Connection) -> None:
+            record(conn, HostEnabled(host_id, True))
+            if fail:
+                raise RuntimeError("rolled back")
+        return write
+
+    for host_id in (1, 2):
+        await database.run(enable(host_id))
+    with pytest.raises(RuntimeError):
+        await database.run(enable(3, fail=True))
+    results: list = [None] * 3
+    await _behind_a_held_write(database, [enable(4), enable(5, fail=True), enable(6)], results)
+    hosts = [sorted(d.host_id for d in deltas) for _seq, deltas in seen]
+    assert hosts == [[1], [2], [4, 6]]  # 3 and 5 rolled back; 4 and 6 went in one commit
+    seqs = [seq for seq, _deltas in seen]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 3
+
+
+async def test_a_failed_commit_fails_its_whole_batch_and_the_writer_goes_on(tmp_path: Path) -> None:
+    db = Database(sqlite_url(tmp_path))
+    db.migrate()
+    try:
+        def breaks_at_commit(conn: sa.Connection) -> None:
+            # A foreign key checked only at COMMIT: the statement succeeds, the commit does not.
+            conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+            conn.exec_driver_sql("INSERT INTO pods (uuid, name, zone_id, allocation_state, created) "
+                                 "VALUES ('p', 'p', 999, 'Enabled', CURRENT_TIMESTAMP)")
+
+        results: list = [None] * 2
+        await _behind_a_held_write(db, [breaks_at_commit, lambda c: _zone(c, "innocent")], results)
+        assert all(isinstance(r, sa.exc.IntegrityError) for r in results), results
+        assert await db.read(_zone_names) == set()
+        await db.run(_zone, "after")
+        assert await db.read(_zone_names) == {"after"}
+    finally:
+        db.dispose()

@@ -26,6 +26,7 @@ from mgmt.db.schema import (
     networks,
     nics,
     service_offerings,
+    storage_pools,
     templates,
     vms,
     volumes,
@@ -38,6 +39,7 @@ from mgmt.orchestration.engine import OperationFailed
 from mgmt.orchestration.vms import DeploySpec
 from mgmt.planner import capacity
 from mgmt.server import ServerConfig, Services, serve
+from protocol.messages import PrimaryStorageDownloadCommand
 
 from .test_agent_manager import TRUST, ZONE, make_agent
 
@@ -409,3 +411,116 @@ async def test_a_status_reported_while_the_planner_reads_a_host_wins(cloud: Clou
             await trio.sleep(0.01)  # the placement task reads in a worker thread
     index = placement.planner.index
     assert index.flags[index.position[host_id]] & 1  # UP
+
+
+# --- admit -> act -> settle ------------------------------------------------------------------------------
+
+
+async def _warm(cloud: Cloud) -> None:
+    """Copy the template to every pool, as a first deploy there does, so that deploys take the path of
+    one agent request: Create, then Start."""
+    from mgmt.orchestration.engine import hosts_reaching
+    from mgmt.storage import volumes as volume_rows
+
+    db = cloud.services.db
+    with db.engine.connect() as conn:
+        pools = conn.execute(sa.select(storage_pools)).all()
+        template = conn.execute(sa.select(templates).where(templates.c.id == cloud.template)).one()
+    for pool in pools:
+        host_id = (await db.read(hosts_reaching, pool.id))[0]
+        answer = (await cloud.services.agents.send(host_id, [PrimaryStorageDownloadCommand(
+            template_uuid=template.uuid, url=template.url, pool_uuid=pool.uuid, pool_path=pool.path)]))[0]
+        assert answer.result
+        await db.run(volume_rows.record_template_copy, template.id, pool.id, answer.install_path,
+                     answer.size_bytes)
+
+
+def _spy(cloud: Cloud, sent: list | None = None) -> list[tuple[int, list[str], bool]]:
+    """Record every request the orchestrator sends: (host, command names, stop on error); the commands
+    themselves into ``sent``."""
+    calls: list[tuple[int, list[str], bool]] = []
+    agents = cloud.services.agents
+    send = agents.send
+
+    async def recording(host_id, commands, **kw):  # type: ignore[no-untyped-def]
+        calls.append((host_id, [type(c).__name__ for c in commands], bool(kw.get("stop_on_error"))))
+        if sent is not None:
+            sent.extend(commands)
+        return await send(host_id, commands, **kw)
+
+    agents.send = recording  # type: ignore[method-assign]
+    return calls
+
+
+async def test_an_admitted_deploy_creates_and_starts_in_one_request(any_cloud: Cloud) -> None:
+    cloud = any_cloud
+    await _warm(cloud)
+    calls = _spy(cloud)
+    vm_id = await cloud.orch.deploy(cloud.spec(name="one-trip"))
+    row = cloud.vm(vm_id)
+    assert row.state == "Running"
+    assert calls == [(row.host_id, ["CreateCommand", "StartCommand"], True)]
+    to = cloud.sim(cloud.guid_of(row.host_id)).host.vms[row.instance_name].to
+    with cloud.services.db.engine.connect() as conn:
+        volume = conn.execute(sa.select(volumes).where(volumes.c.vm_id == vm_id)).one()
+    assert volume.state == "Ready" and volume.path and to.disks[0].path == volume.path  # found by uuid
+    cloud.exact()
+
+
+async def test_a_create_that_fails_in_the_request_starts_nothing_and_moves_on(cloud: Cloud) -> None:
+    await _warm(cloud)
+    running = {g: set(cloud.sim(g).host.vms) for g in GUIDS}
+    for guid in ("a1", "a2", "b1"):
+        cloud.faults[guid].add("CreateCommand", "fail", details=f"{guid} has no disk")
+    vm_id = await cloud.orch.deploy(cloud.spec())
+    assert cloud.vm(vm_id).host_id == cloud.host_ids["b2"]
+    for guid in ("a1", "a2", "b1"):  # stop on error: no Start ran after the failed Create
+        assert set(cloud.sim(guid).host.vms) == running[guid]
+    cloud.exact()
+
+
+async def test_a_start_that_fails_after_its_create_leaves_no_volume(cloud: Cloud) -> None:
+    await _warm(cloud)
+    for faults in cloud.faults.values():
+        faults.add("StartCommand", "fail", details="no hypervisor today")
+    sent: list = []
+    calls = _spy(cloud, sent)
+    with pytest.raises(InsufficientCapacity, match=r"no hypervisor today"):
+        await cloud.orch.deploy(cloud.spec(name="doomed"))
+    assert calls[0][1:] == (["CreateCommand", "StartCommand"], True)
+    created = sent[0]
+    # The volume made in the request whose Start failed is deleted by the path its Create answered
+    # (the database had not recorded it yet; a shared pool's volume is not on the host's own pool).
+    destroyed = [c for c in sent
+                 if type(c).__name__ == "DestroyCommand" and c.volume_uuid == created.volume_uuid]
+    assert destroyed and destroyed[0].path == f"{created.pool_path}/{created.volume_uuid}"
+    with cloud.services.db.engine.connect() as conn:
+        vm = conn.execute(sa.select(vms).where(vms.c.name == "doomed")).one()
+        root = conn.execute(sa.select(volumes).where(volumes.c.vm_id == vm.id)).one()
+    assert (vm.state, vm.host_id, root.state, root.pool_id) == ("Error", None, "Allocated", None)
+    # Each attempt's volume, made in the request whose Start failed, was deleted again (by its uuid).
+    assert not [p for p in SimulatorResource.shared if root.uuid in p]
+    assert not [p for g in GUIDS for p in cloud.sim(g).host.volumes if root.uuid in p]
+    cloud.exact()
+
+
+async def test_a_reservation_lost_at_admission_falls_back_to_a_plain_start(any_cloud: Cloud) -> None:
+    from mgmt.orchestration.engine import Tentative
+    from mgmt.planner.capacity import Limits
+
+    cloud = any_cloud
+    orch, db = cloud.orch, cloud.services.db
+    spec = cloud.spec(name="lost")
+    tentative = await orch.plan_deploy(spec)
+    assert tentative is not None
+    # Another deploy took the host meanwhile: here, a limit no reservation fits under.
+    lost = Tentative(tentative.dest, Limits(cpu_factor=0.0, mem_factor=0.0), tentative.profile, ())
+    vm_id, admission = await db.run(orch.admit, spec, "", lost)
+    assert admission is None
+    with db.engine.connect() as conn:  # nothing of the lost reservation was kept
+        assert conn.scalar(sa.select(vms.c.state).where(vms.c.id == vm_id)) == "Stopped"
+        assert conn.scalar(sa.select(sa.func.count()).select_from(capacity_reservations)) == 0
+    cloud.exact()
+    await orch.first_start(vm_id, admission=admission)
+    assert cloud.vm(vm_id).state == "Running"
+    cloud.exact()
