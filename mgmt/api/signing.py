@@ -20,23 +20,17 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from datetime import datetime
+from urllib.parse import quote
 
-_ALWAYS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-*_")
 _KEEPS = ("", "~", "~[]")  # Java's URLEncoder, then what client libraries also leave alone
 
 
 def encode(value: str, keep: str = "") -> str:
     """Java's URLEncoder on UTF-8 (space as %20 after the ``+`` replacement), keeping ``keep`` too."""
-    safe = _ALWAYS | frozenset(keep.encode())
-    out = []
-    for byte in value.encode("utf-8"):
-        if byte in safe:
-            out.append(chr(byte))
-        elif byte == 0x20:
-            out.append("%20")
-        else:
-            out.append(f"%{byte:02X}")
-    return "".join(out)
+    # quote() keeps letters, digits and ``_.-~`` and writes %XX in capitals; Java also keeps ``*``
+    # and escapes ``~``.
+    out = quote(value, safe="*" + keep, encoding="utf-8", errors="strict")
+    return out if "~" in keep or "~" not in out else out.replace("~", "%7E")
 
 
 FORMS = [(by_lowered, keep) for by_lowered in (False, True) for keep in _KEEPS]  # (name order, kept)

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import socket
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
 from ..db.schema import ip_ranges, networks, nics
 from ..errors import InsufficientCapacity, InvalidParameter
@@ -41,6 +44,7 @@ def _mac() -> str:
     return "02:00:" + ":".join(f"{_rng.randrange(256):02x}" for _ in range(4))
 
 
+FIRST_SAMPLE = 8  # addresses a first draw checks: enough while the network is not nearly full
 CANDIDATES = 32  # free addresses a deploy tries per draw
 DRAWS = 4  # draws before a network whose candidates were all taken concurrently is called full
 
@@ -54,27 +58,33 @@ def _ranges(conn: Connection, network_id: int) -> list[tuple[int, int]]:
 def _address(ranges: list[tuple[int, int]], offset: int) -> str:
     for first, last in ranges:
         if offset <= last - first:
-            return str(ipaddress.ip_address(first + offset))
+            value = first + offset
+            if value < 2**32:
+                return socket.inet_ntoa(value.to_bytes(4, "big"))
+            return str(ipaddress.ip_address(value))
         offset -= last - first + 1
     raise IndexError(offset)
 
 
 def _candidates(conn: Connection, network_id: int) -> list[str]:
-    """Up to CANDIDATES free addresses in random order: a random sample of the ranges, checked with one
-    query; when the sample finds none (a nearly full network), every free address is found."""
+    """Free addresses in random order: a small random sample of the ranges checked with one query,
+    a larger one when it finds none free, and when that finds none either (a nearly full network),
+    every free address."""
     ranges = _ranges(conn, network_id)
     size = sum(last - first + 1 for first, last in ranges)
     if not size:
         return []
-    sample = [_address(ranges, k) for k in _rng.sample(range(size), min(size, 4 * CANDIDATES))]
-    used = set(conn.scalars(sa.select(nics.c.ip_address).where(
-        nics.c.network_id == network_id, nics.c.ip_address.in_(sample))))
-    free = [ip for ip in sample if ip not in used]
-    if not free and len(sample) < size:
-        taken = set(conn.scalars(sa.select(nics.c.ip_address).where(
-            nics.c.network_id == network_id, nics.c.ip_address.is_not(None))))
-        free = [ip for ip in (_address(ranges, k) for k in range(size)) if ip not in taken]
-        _rng.shuffle(free)
+    for n in (FIRST_SAMPLE, 4 * CANDIDATES):
+        sample = [_address(ranges, k) for k in _rng.sample(range(size), min(size, n))]
+        used = set(conn.scalars(sa.select(nics.c.ip_address).where(
+            nics.c.network_id == network_id, nics.c.ip_address.in_(sample))))
+        free = [ip for ip in sample if ip not in used]
+        if free or len(sample) == size:
+            return free[:CANDIDATES]
+    taken = set(conn.scalars(sa.select(nics.c.ip_address).where(
+        nics.c.network_id == network_id, nics.c.ip_address.is_not(None))))
+    free = [ip for ip in (_address(ranges, k) for k in range(size)) if ip not in taken]
+    _rng.shuffle(free)
     return free[:CANDIDATES]
 
 
@@ -129,32 +139,28 @@ def allocate(
 
 def _insert(conn: Connection, vm_id: int, network_id: int, device_id: int, candidates: list[str],
             is_default: bool) -> Nic | None:
-    """The NIC on the first candidate no one else took (each insert in a savepoint); None: all taken."""
+    """The NIC on the first candidate no one else took; None: all taken. ``ON CONFLICT DO NOTHING``
+    (SQLite and PostgreSQL) lets an insert that breaks a unique constraint (the address taken, or a
+    MAC drawn twice) insert nothing, instead of failing the transaction."""
     for ip in candidates:
         for _ in range(8):  # a MAC collision is astronomically rare; an IP race is not
             nic_uuid, mac = str(uuid.uuid4()), _mac()
-            try:
-                with conn.begin_nested():
-                    nic_id = conn.execute(
-                        nics.insert().values(
-                            uuid=nic_uuid,
-                            vm_id=vm_id,
-                            network_id=network_id,
-                            device_id=device_id,
-                            ip_address=ip,
-                            mac_address=mac,
-                            is_default=is_default,
-                            state="Allocated",
-                        )
-                    ).inserted_primary_key[0]
+            values = {"uuid": nic_uuid, "vm_id": vm_id, "network_id": network_id, "device_id": device_id,
+                      "ip_address": ip, "mac_address": mac, "is_default": is_default, "state": "Allocated"}
+            nic_id = conn.scalar(_upsert(conn).values(**values).on_conflict_do_nothing()
+                                 .returning(nics.c.id))
+            if nic_id is not None:
                 return Nic(nic_id, nic_uuid, network_id, device_id, ip, mac, is_default)
-            except IntegrityError:
-                taken = conn.scalar(
-                    sa.select(nics.c.id).where(nics.c.network_id == network_id, nics.c.ip_address == ip)
-                )
-                if taken is not None:
-                    break  # another deploy took this address first: try the next one
+            taken = conn.scalar(
+                sa.select(nics.c.id).where(nics.c.network_id == network_id, nics.c.ip_address == ip)
+            )
+            if taken is not None:
+                break  # another deploy took this address first: try the next one
     return None
+
+
+def _upsert(conn: Connection) -> Any:
+    return (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(nics)
 
 
 def release(conn: Connection, vm_id: int) -> int:

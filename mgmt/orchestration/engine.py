@@ -44,6 +44,7 @@ from protocol.messages import (
 from ..agents.manager import AgentManager
 from ..db.database import Database
 from ..db.schema import hosts, storage_pools, vms
+from ..db.schema import volumes as volume_rows
 from ..errors import AgentUnavailable, CumuloError, InsufficientCapacity, InvalidParameter, OperationTimedOut
 from ..network import nics
 from ..planner import capacity
@@ -233,16 +234,17 @@ class Orchestrator:
         dest, profile = tentative.dest, tentative.profile
         try:
             with conn.begin_nested():  # lost to a concurrent reservation: only this part goes
-                vm_rows.transition(conn, vm_id, Event.START_REQUESTED)
                 capacity.reserve(conn, Ask(vm_id, dest.host_id, profile.cpu_mhz, profile.cpus,
                                            profile.memory_bytes, dest.pool_id, profile.disk_bytes,
-                                           tentative.anti_affinity_groups), tentative.limits, now())
+                                           tentative.anti_affinity_groups), tentative.limits, now(),
+                                 new=True)
         except ReservationLost:
             return vm_id, None
+        vm_rows.transition(conn, vm_id, Event.START_REQUESTED,
+                           known=(State.STOPPED, 0, f"i-{spec.account_id}-{vm_id}-VM"))
         pool = _pool(conn, dest.pool_id)
-        fresh = [v.id for v in volumes.of_vm(conn, vm_id)]
-        for volume_id in fresh:
-            volumes.set_state(conn, volume_id, volumes.CREATING, pool_id=pool.id)
+        fresh = list(conn.scalars(sa.select(volume_rows.c.id).where(volume_rows.c.vm_id == vm_id)))
+        volumes.set_states(conn, fresh, volumes.CREATING, pool_id=pool.id)
         vm = vm_rows.load(conn, vm_id)
         return vm_id, Admission(dest, vm, fresh, pool, volumes.template_copy(conn, spec.template_id, pool.id)
                                 or "", _hypervisor_of(conn, dest.host_id))

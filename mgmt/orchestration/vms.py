@@ -272,10 +272,12 @@ def account_hosts(conn: Connection, account_id: int) -> dict[int, int]:
     return {host_id: count for host_id, count in rows}
 
 
-def transition(conn: Connection, vm_id: int, event: Event, **values: Any) -> State:
+def transition(conn: Connection, vm_id: int, event: Event, *, known: tuple[State, int, str] | None = None,
+               **values: Any) -> State:
     """Apply ``event`` (and ``values``) to the VM in one conditional UPDATE; the new state. Raises
-    InvalidParameter when the VM's state does not take the event or another writer moved it first."""
-    row = conn.execute(
+    InvalidParameter when the VM's state does not take the event or another writer moved it first.
+    ``known``: the VM's state, update count and name, when the caller made it in this transaction."""
+    row = Known(*known) if known is not None else conn.execute(
         sa.select(vms.c.state, vms.c.update_count, vms.c.instance_name).where(
             vms.c.id == vm_id, vms.c.removed.is_(None)
         )
@@ -298,6 +300,13 @@ def transition(conn: Connection, vm_id: int, event: Event, **values: Any) -> Sta
     if changed != 1:
         raise InvalidParameter(f"VM {row.instance_name} changed while this request ran; try again")
     return new
+
+
+@dataclass(frozen=True)
+class Known:
+    state: str
+    update_count: int
+    instance_name: str
 
 
 def change_offering(conn: Connection, vm_id: int, offering_id: int) -> Any:

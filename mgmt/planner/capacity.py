@@ -65,15 +65,16 @@ class ReservationLost(InsufficientCapacity):
         self.kind, self.ident = kind, ident
 
 
-def reserve(conn: Connection, ask: Ask, limits: Limits, now: datetime) -> None:
+def reserve(conn: Connection, ask: Ask, limits: Limits, now: datetime, *, new: bool = False) -> None:
     """Reserve compute on ``ask.host_id`` and space on ``ask.pool_id`` for the VM, or raise ReservationLost.
 
     A VM that holds compute already (a Held reservation on its last host, or one left by a failed
-    start) gives it back first, in the same transaction.
+    start) gives it back first, in the same transaction; ``new``: the VM was made in this transaction
+    and holds nothing.
     """
     if ask.anti_affinity_groups:
         _check_anti_affinity(conn, ask)
-    previous = conn.execute(sa.select(R).where(R.c.vm_id == ask.vm_id)).first()
+    previous = None if new else conn.execute(sa.select(R).where(R.c.vm_id == ask.vm_id)).first()
     if previous is not None and previous.state is not None:
         _release_compute(conn, previous)
     if not _add_used(conn, ask.host_id, ask.cpu_mhz, ask.memory_bytes, ask.cores, limits):
