@@ -22,6 +22,7 @@ from .agents import registry
 from .agents.manager import AgentManager
 from .api.accounts import ensure_admin
 from .api.app import Api, serve_api
+from .catalog import Catalog
 from .db.database import Database, sqlite_url
 from .db.schema import management_servers
 from .jobs import runner as jobs
@@ -144,6 +145,7 @@ class Services:
     jobs: jobs.JobRunner
     orchestrator: Orchestrator
     trust: Trust
+    catalog: Catalog
     api_url: str = ""
     api: Api | None = None
 
@@ -167,9 +169,11 @@ async def serve(config: ServerConfig, *, task_status: Any = trio.TASK_STATUS_IGN
     placement = Placement(db, values)
     manager.status_listeners.append(placement.host_changed)
     runner = jobs.JobRunner(db, msid)
+    catalog = Catalog(db)
     orchestrator = Orchestrator(db, manager, placement, OrchestrationSettings.from_values(values),
-                                busy=lambda: [i for kind, i in runner.holding if kind == "VirtualMachine"])
-    services = Services(db, msid, values, manager, placement, runner, orchestrator, trust)
+                                busy=lambda: [i for kind, i in runner.holding if kind == "VirtualMachine"],
+                                catalog=catalog)
+    services = Services(db, msid, values, manager, placement, runner, orchestrator, trust, catalog)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(placement.run)

@@ -66,11 +66,12 @@ def _address(ranges: list[tuple[int, int]], offset: int) -> str:
     raise IndexError(offset)
 
 
-def _candidates(conn: Connection, network_id: int) -> list[str]:
+def _candidates(conn: Connection, network_id: int, ranges: list[tuple[int, int]] | None = None) -> list[str]:
     """Free addresses in random order: a small random sample of the ranges checked with one query,
     a larger one when it finds none free, and when that finds none either (a nearly full network),
     every free address."""
-    ranges = _ranges(conn, network_id)
+    if ranges is None:
+        ranges = _ranges(conn, network_id)
     size = sum(last - first + 1 for first, last in ranges)
     if not size:
         return []
@@ -96,11 +97,15 @@ def allocate(
     *,
     requested_ip: str = "",
     is_default: bool = True,
+    network: Any = None,
+    ranges: list[tuple[int, int]] | None = None,
 ) -> Nic:
-    """A NIC for the VM on the network: the requested address (checked) or the first free one."""
-    network = conn.execute(
-        sa.select(networks).where(networks.c.id == network_id, networks.c.removed.is_(None))
-    ).first()
+    """A NIC for the VM on the network: the requested address (checked) or a free one. ``network``
+    and ``ranges``: the network's row and IP ranges when the caller has them (the catalog)."""
+    if network is None:
+        network = conn.execute(
+            sa.select(networks).where(networks.c.id == network_id, networks.c.removed.is_(None))
+        ).first()
     if network is None:
         raise InvalidParameter(f"network {network_id} does not exist")
     if requested_ip:
@@ -108,14 +113,8 @@ def allocate(
             addr = ipaddress.ip_address(requested_ip)
         except ValueError:
             raise InvalidParameter(f"ipaddress {requested_ip!r} is not an IP address") from None
-        in_range = any(
-            int(ipaddress.ip_address(a)) <= int(addr) <= int(ipaddress.ip_address(b))
-            for a, b in conn.execute(
-                sa.select(ip_ranges.c.start_ip, ip_ranges.c.end_ip).where(
-                    ip_ranges.c.network_id == network_id
-                )
-            )
-        )
+        in_range = any(first <= int(addr) <= last
+                       for first, last in (ranges if ranges is not None else _ranges(conn, network_id)))
         if not in_range:
             raise InvalidParameter(
                 f"ipaddress {requested_ip} is outside the IP ranges of network {network.name}"
@@ -128,7 +127,7 @@ def allocate(
             raise InvalidParameter(f"ipaddress {requested_ip} is already in use on network {network.name}")
         return nic
     for _draw in range(DRAWS):
-        candidates = _candidates(conn, network_id)
+        candidates = _candidates(conn, network_id, ranges)
         if not candidates:
             raise InsufficientCapacity(f"network {network.name} has no free IP address left")
         nic = _insert(conn, vm_id, network_id, device_id, candidates, is_default)

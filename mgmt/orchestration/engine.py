@@ -42,6 +42,7 @@ from protocol.messages import (
 )
 
 from ..agents.manager import AgentManager
+from ..catalog import Catalog, Snapshot
 from ..db.database import Database
 from ..db.schema import hosts, storage_pools, vms
 from ..db.schema import volumes as volume_rows
@@ -127,8 +128,10 @@ class Orchestrator:
         settings: OrchestrationSettings | None = None,
         *,
         busy: Callable[[], Collection[int]] = frozenset,
+        catalog: Catalog | None = None,
     ) -> None:
         self.db = db
+        self.catalog = catalog or Catalog(db)
         self.agents = agents
         self.placement = placement
         self.settings = settings or OrchestrationSettings()
@@ -193,8 +196,9 @@ class Orchestrator:
     async def deploy(self, spec: DeploySpec, *, start: bool = True) -> int:
         """Admit the VM (rows, addresses and, to start it, a reserved destination, in one transaction)
         and, unless told not to, start it; the VM id."""
-        tentative = await self.plan_deploy(spec) if start else None
-        vm_id, admission = await self.db.run(self.admit, spec, "", tentative)
+        catalog = await self.catalog.current()
+        tentative = await self.plan_deploy(spec, catalog) if start else None
+        vm_id, admission = await self.db.run(self.admit, spec, "", tentative, catalog)
         log.info("VM allocated", extra={"vm_id": vm_id})
         if start:
             await self.first_start(vm_id, host_id=spec.host_id, admission=admission)
@@ -207,9 +211,12 @@ class Orchestrator:
     # on the pool already; settle is one transaction (volumes Ready, the VM Running). A reservation
     # lost to a concurrent deploy leaves the VM Stopped and the job starts it the usual way.
 
-    async def plan_deploy(self, spec: DeploySpec) -> Tentative | None:
+    async def plan_deploy(self, spec: DeploySpec, catalog: Snapshot | None = None) -> Tentative | None:
         """Plan a VM not allocated yet (on the event loop: the planner's index lives here)."""
-        planned = await self.db.read(vm_rows.deploy_profile, spec)
+        if catalog is not None and not spec.affinity_group_ids:  # nothing to read
+            planned = vm_rows.deploy_profile(None, spec, catalog)
+        else:
+            planned = await self.db.read(vm_rows.deploy_profile, spec, catalog)
         if planned is None:
             return None
         profile, plan, anti = planned
@@ -225,10 +232,11 @@ class Orchestrator:
             return None  # the job plans again and says why no host can take it
         return Tentative(dest, self.placement.limits(dest.host_id), profile, anti)
 
-    def admit(self, conn: Connection, spec: DeploySpec, vm_uuid: str,
-              tentative: Tentative | None) -> tuple[int, Admission | None]:
-        """Allocate the VM and, given a destination, reserve it there (one transaction, the caller's)."""
-        vm_id = vm_rows.allocate(conn, spec, vm_uuid=vm_uuid)
+    def admit(self, conn: Connection, spec: DeploySpec, vm_uuid: str, tentative: Tentative | None,
+              catalog: Snapshot | None = None) -> tuple[int, Admission | None]:
+        """Allocate the VM and, given a destination, reserve it there (one transaction, the caller's;
+        ``catalog``: the catalog the request was checked against)."""
+        vm_id = vm_rows.allocate(conn, spec, vm_uuid=vm_uuid, catalog=catalog)
         if tentative is None:
             return vm_id, None
         dest, profile = tentative.dest, tentative.profile

@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ..catalog import Snapshot
 from ..db.schema import (
     affinity_group_vms,
     affinity_groups,
@@ -80,35 +81,48 @@ class VmRecord:
         return State(self.row.state)
 
 
-def allocate(conn: Connection, spec: DeploySpec, *, vm_uuid: str = "") -> int:
-    """The VM row (Stopped), its NICs with addresses and MACs, its root (and data) volume rows."""
-    zone = conn.execute(
-        sa.select(zones.c.id).where(zones.c.id == spec.zone_id, zones.c.removed.is_(None))
-    ).first()
+def allocate(conn: Connection, spec: DeploySpec, *, vm_uuid: str = "",
+             catalog: Snapshot | None = None) -> int:
+    """The VM row (Stopped), its NICs with addresses and MACs, its root (and data) volume rows. The
+    zone, offerings, template and networks are checked in ``catalog`` when given (the catalog the
+    request was admitted against), else read."""
+    if catalog is not None:
+        zone = catalog.zones.by_id.get(spec.zone_id)
+        offering = catalog.service_offerings.by_id.get(spec.service_offering_id)
+        template = catalog.templates.by_id.get(spec.template_id)
+    else:
+        zone = conn.execute(
+            sa.select(zones.c.id).where(zones.c.id == spec.zone_id, zones.c.removed.is_(None))
+        ).first()
+        offering = conn.execute(
+            sa.select(service_offerings).where(
+                service_offerings.c.id == spec.service_offering_id, service_offerings.c.removed.is_(None)
+            )
+        ).first()
+        template = conn.execute(
+            sa.select(templates).where(templates.c.id == spec.template_id, templates.c.removed.is_(None))
+        ).first()
     if zone is None:
         raise InvalidParameter(f"zone {spec.zone_id} does not exist")
-    offering = conn.execute(
-        sa.select(service_offerings).where(
-            service_offerings.c.id == spec.service_offering_id, service_offerings.c.removed.is_(None)
-        )
-    ).first()
     if offering is None:
         raise InvalidParameter(f"service offering {spec.service_offering_id} does not exist")
-    template = conn.execute(
-        sa.select(templates).where(templates.c.id == spec.template_id, templates.c.removed.is_(None))
-    ).first()
     if template is None:
         raise InvalidParameter(f"template {spec.template_id} does not exist")
     if template.zone_id is not None and template.zone_id != spec.zone_id:
         raise InvalidParameter(f"template {template.name} is not available in zone {spec.zone_id}")
     if not spec.network_ids:
         raise InvalidParameter("a VM needs at least one network (networkids)")
+    network_rows = []
     for network_id in spec.network_ids:
-        zone_of = conn.scalar(
-            sa.select(networks.c.zone_id).where(networks.c.id == network_id, networks.c.removed.is_(None))
-        )
-        if zone_of != spec.zone_id:
+        if catalog is not None:
+            network = catalog.networks.by_id.get(network_id)
+        else:
+            network = conn.execute(
+                sa.select(networks).where(networks.c.id == network_id, networks.c.removed.is_(None))
+            ).first()
+        if network is None or network.zone_id != spec.zone_id:
             raise InvalidParameter(f"network {network_id} does not exist in zone {spec.zone_id}")
+        network_rows.append(network)
     root_bytes = spec.root_disk_bytes or template.size_bytes or GiB
     if root_bytes < template.size_bytes:
         raise InvalidParameter(
@@ -142,24 +156,30 @@ def allocate(conn: Connection, spec: DeploySpec, *, vm_uuid: str = "") -> int:
         .where(vms.c.id == vm_id)
         .values(instance_name=name, display_name=spec.display_name or spec.name or name)
     )
-    for device, network_id in enumerate(spec.network_ids):
+    for device, network in enumerate(network_rows):
         nics.allocate(
             conn,
             vm_id,
-            network_id,
+            network.id,
             device,
             requested_ip=spec.ip_address if device == 0 else "",
             is_default=device == 0,
+            network=network,
+            ranges=catalog.ranges.get(network.id, []) if catalog is not None else None,
         )
     volumes.allocate(
         conn, vm_id, f"ROOT-{vm_id}", "ROOT", root_bytes, spec.account_id, stamp, template_id=template.id
     )
     if spec.disk_offering_id:
-        size_gb = conn.scalar(
-            sa.select(disk_offerings.c.size_gb).where(
-                disk_offerings.c.id == spec.disk_offering_id, disk_offerings.c.removed.is_(None)
+        if catalog is not None:
+            disk_offering = catalog.disk_offerings.by_id.get(spec.disk_offering_id)
+            size_gb = disk_offering.size_gb if disk_offering is not None else None
+        else:
+            size_gb = conn.scalar(
+                sa.select(disk_offerings.c.size_gb).where(
+                    disk_offerings.c.id == spec.disk_offering_id, disk_offerings.c.removed.is_(None)
+                )
             )
-        )
         if size_gb is None:
             raise InvalidParameter(f"disk offering {spec.disk_offering_id} does not exist")
         volumes.allocate(
@@ -185,23 +205,31 @@ def allocate(conn: Connection, spec: DeploySpec, *, vm_uuid: str = "") -> int:
     return vm_id
 
 
-def deploy_profile(conn: Connection,
-                   spec: DeploySpec) -> tuple[VmProfile, DeploymentPlan, tuple[int, ...]] | None:
+def deploy_profile(conn: Connection | None, spec: DeploySpec, catalog: Snapshot | None = None,
+                   ) -> tuple[VmProfile, DeploymentPlan, tuple[int, ...]] | None:
     """What the planner needs to place a VM not allocated yet (admit plans before it writes): its
     profile, where it is asked for, and its anti-affinity groups; None for unknown ids (``allocate``
-    refuses them, naming them)."""
-    offering = conn.execute(sa.select(service_offerings).where(
-        service_offerings.c.id == spec.service_offering_id)).first()
-    template = conn.execute(sa.select(templates).where(templates.c.id == spec.template_id)).first()
+    refuses them, naming them). From ``catalog`` when given; ``conn`` may then be None unless the VM
+    joins affinity groups."""
+    if catalog is not None:
+        offering = catalog.service_offerings.by_id.get(spec.service_offering_id)
+        template = catalog.templates.by_id.get(spec.template_id)
+        disk_offering = catalog.disk_offerings.by_id.get(spec.disk_offering_id)
+        data_gb = disk_offering.size_gb if disk_offering is not None else 0
+    else:
+        assert conn is not None
+        offering = conn.execute(sa.select(service_offerings).where(
+            service_offerings.c.id == spec.service_offering_id)).first()
+        template = conn.execute(sa.select(templates).where(templates.c.id == spec.template_id)).first()
+        data_gb = conn.scalar(sa.select(disk_offerings.c.size_gb).where(
+            disk_offerings.c.id == spec.disk_offering_id)) or 0 if spec.disk_offering_id else 0
     if offering is None or template is None:
         return None
-    disk = spec.root_disk_bytes or template.size_bytes or GiB
-    if spec.disk_offering_id:
-        disk += (conn.scalar(sa.select(disk_offerings.c.size_gb).where(
-            disk_offerings.c.id == spec.disk_offering_id)) or 0) * GiB
+    disk = (spec.root_disk_bytes or template.size_bytes or GiB) + data_gb * GiB
     anti: tuple[int, ...] = ()
     affine: tuple[int, ...] = ()
     if spec.affinity_group_ids:
+        assert conn is not None
         groups = conn.execute(sa.select(affinity_groups.c.id, affinity_groups.c.type).where(
             affinity_groups.c.id.in_(spec.affinity_group_ids))).all()
         anti = tuple(g.id for g in groups if g.type == "host anti-affinity")
@@ -216,8 +244,8 @@ def deploy_profile(conn: Connection,
         template_id=template.id,
         template_bytes=template.size_bytes,
         account_id=spec.account_id,
-        anti_affinity_hosts=group_hosts(conn, anti, 0),
-        affinity_hosts=group_hosts(conn, affine, 0),
+        anti_affinity_hosts=group_hosts(conn, anti, 0) if conn is not None else frozenset(),
+        affinity_hosts=group_hosts(conn, affine, 0) if conn is not None else frozenset(),
     )
     return profile, DeploymentPlan(spec.zone_id, host_id=spec.host_id), anti
 

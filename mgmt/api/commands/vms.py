@@ -13,11 +13,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ...catalog import Snapshot
 from ...db.schema import (
     accounts,
     affinity_group_vms,
     affinity_groups,
-    disk_offerings,
     domains,
     hosts,
     networks,
@@ -256,32 +256,41 @@ def _account_for(conn: Connection, caller: Any, args: dict[str, Any]) -> int:
     return int(found)
 
 
-def _resolve(conn: Connection, caller: Any, args: dict[str, Any]) -> DeploySpec:
-    zone = find(conn, caller, zones, args["zoneid"], "zone")
-    offering = find(conn, caller, service_offerings, args["serviceofferingid"], "service offering")
-    template = find(conn, caller, templates, args["templateid"], "template")
+def _in_catalog(table: Any, ident: str, kind: str) -> Any:
+    """``find`` for a catalog table: the live row with uuid ``ident`` (not owned by accounts)."""
+    row = table.by_uuid.get(ident)
+    if row is None:
+        raise InvalidParameter(f"unable to find {kind} with id {ident}")
+    return row
+
+
+_DB_ARGS = ("account", "hostid", "affinitygroupids", "affinitygroupnames")  # what the catalog has not
+
+
+def _resolve(conn: Connection | None, caller: Any, args: dict[str, Any], catalog: Snapshot) -> DeploySpec:
+    """The deploy's ids, checked. Zones, offerings, templates and networks come from the catalog;
+    ``conn`` is needed (not None) only for what it has not (``_DB_ARGS``)."""
+    zone = _in_catalog(catalog.zones, args["zoneid"], "zone")
+    offering = _in_catalog(catalog.service_offerings, args["serviceofferingid"], "service offering")
+    template = _in_catalog(catalog.templates, args["templateid"], "template")
     if not template.public and not caller.is_admin and (template.account_id or 1) != caller.account_id:
         raise PermissionDenied(f"unable to find or access template {args['templateid']}")
-    account_id = _account_for(conn, caller, args)
+    account_id = _account_for(conn, caller, args) if conn is not None else int(caller.account_id)
     ip = args.get("ipaddress", "")
-    network_ids = [find(conn, caller, networks, n, "network").id for n in uuids(args, "networkids")]
+    network_ids = [_in_catalog(catalog.networks, n, "network").id for n in uuids(args, "networkids")]
     for entry in args.get("iptonetworklist", []):
         if "networkid" not in entry:
             raise InvalidParameter("each iptonetworklist entry needs a networkid")
-        network = find(conn, caller, networks, entry["networkid"], "network")
+        network = _in_catalog(catalog.networks, entry["networkid"], "network")
         if network.id not in network_ids:
             network_ids.append(network.id)
         if entry.get("ip") and network.id == network_ids[0]:
             ip = entry["ip"]
     if not network_ids:  # CloudStack picks the zone's network when there is exactly one
-        found = list(
-            conn.scalars(
-                sa.select(networks.c.id).where(networks.c.zone_id == zone.id, networks.c.removed.is_(None))
-            )
-        )
+        found = catalog.zone_networks.get(zone.id, [])
         if len(found) != 1:
             raise InvalidParameter(f"zone {zone.name} has {len(found)} networks: give networkids")
-        network_ids = found
+        network_ids = list(found)
     if len(set(network_ids)) != len(network_ids):
         raise InvalidParameter("networkids names a network twice")
     host_id = 0
@@ -291,7 +300,7 @@ def _resolve(conn: Connection, caller: Any, args: dict[str, Any]) -> DeploySpec:
         host_id = find(conn, caller, hosts, args["hostid"], "host").id
     disk_offering_id = 0
     if "diskofferingid" in args:
-        disk_offering_id = find(conn, caller, disk_offerings, args["diskofferingid"], "disk offering").id
+        disk_offering_id = _in_catalog(catalog.disk_offerings, args["diskofferingid"], "disk offering").id
     group_ids = []
     for ident in uuids(args, "affinitygroupids"):
         group_ids.append(find(conn, caller, affinity_groups, ident, "affinity group", owned=True).id)
@@ -377,7 +386,11 @@ async def deploy_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, An
     start = args.get("startvm", True)
     orchestrator = ctx.services.orchestrator
     spread = orchestrator.placement.settings.needs_account_counts
-    spec, planned = await ctx.read(_resolve_and_profile, ctx.caller, args, start, spread)
+    catalog = await ctx.services.catalog.current()
+    if spread or any(name in args for name in _DB_ARGS):
+        spec, planned = await ctx.read(_resolve_and_profile, ctx.caller, args, start, spread, catalog)
+    else:  # everything it names is in the catalog: no read at all
+        spec, planned = _resolve_and_profile(None, ctx.caller, args, start, False, catalog)
     # Admit: the VM's rows (and, when a host was found, its reservation there) in the job's own
     # transaction; act and settle run as the job.
     tentative = orchestrator.tentative(*planned) if planned is not None else None
@@ -385,7 +398,7 @@ async def deploy_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, An
     admitted: list[Any] = []
 
     def admit(conn: Connection) -> int:
-        vm_id, admission = orchestrator.admit(conn, spec, vm_uuid, tentative)
+        vm_id, admission = orchestrator.admit(conn, spec, vm_uuid, tentative, catalog)
         admitted[:] = [vm_id, admission]
         return vm_id
 
@@ -405,17 +418,18 @@ async def deploy_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, An
     return {"id": vm_uuid, "jobid": job}
 
 
-def _resolve_and_profile(conn: Connection, caller: Any, args: dict[str, Any], start: bool,
-                         spread: bool) -> tuple[DeploySpec, Any]:
-    """The deploy's ids and, to start it, what the planner needs (one read; ``spread``: the account's
-    VMs per host too, for the weighers that use them)."""
-    spec = _resolve(conn, caller, args)
+def _resolve_and_profile(conn: Connection | None, caller: Any, args: dict[str, Any], start: bool,
+                         spread: bool, catalog: Snapshot) -> tuple[DeploySpec, Any]:
+    """The deploy's ids and, to start it, what the planner needs (at most one read; ``spread``: the
+    account's VMs per host too, for the weighers that use them)."""
+    spec = _resolve(conn, caller, args, catalog)
     if not start:
         return spec, None
-    planned = vm_rows.deploy_profile(conn, spec)
+    planned = vm_rows.deploy_profile(conn, spec, catalog)
     if planned is None:
         return spec, None
-    return spec, (*planned, vm_rows.account_hosts(conn, spec.account_id) if spread else None)
+    spread_counts = vm_rows.account_hosts(conn, spec.account_id) if spread and conn is not None else None
+    return spec, (*planned, spread_counts)
 
 
 # --- one VM at a time ------------------------------------------------------------------------------------
