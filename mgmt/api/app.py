@@ -9,6 +9,7 @@ import logging
 import secrets
 import urllib.parse
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ from starlette.routing import Route
 
 from ..db.database import Database
 from ..errors import CumuloError, InvalidParameter
-from ..jobs.runner import JobOwner
+from ..jobs.runner import SUCCEEDED, JobOwner
 from . import accounts, events
 from .accounts import Caller
 from .limits import LoginGuard, Throttle
@@ -43,6 +44,7 @@ MAX_BODY = 1 << 20  # the largest POST body taken (userdata, the biggest paramet
 # once and the connection closes. Either way memory stays bounded, chunked bodies included.
 DRAIN_BODY = 8 << 20
 BODY_SECONDS = 60.0  # a request body must arrive within this (slow clients hold no connection for ever)
+ENDED_KEPT = 4096  # ended jobs whose results polls are answered with from memory
 CALLER_CACHE_SECONDS = 5.0  # a disabled user or account is refused at most this long after
 
 
@@ -110,6 +112,9 @@ class Api:
         self.services = services
         self.sessions = Sessions()
         self.pending_jobs: dict[str, dict[str, Any]] = {}  # job uuid -> its pending view, while it runs
+        # job uuid -> its final view, for the jobs this server ended lately (the last ENDED_KEPT): the
+        # poll that finds a job done is answered without reading its row
+        self.ended_jobs: OrderedDict[str, dict[str, Any]] = OrderedDict()
         # API key -> (caller, when it was read): one database read per key every few seconds, not one
         # per request; registerUserKeys empties it at once
         self.callers: dict[str, tuple[Caller, float]] = {}
@@ -120,6 +125,12 @@ class Api:
                                  float(values.get("api.throttling.interval", 1)),
                                  int(values.get("api.throttling.max", 25)))
         self.logins = LoginGuard(int(values.get("incorrect.login.attempts.allowed", 5)))
+
+    def job_ended(self, job_uuid: str, view: dict[str, Any]) -> None:
+        """Keep the final view of a job that ended here (the oldest one goes beyond ENDED_KEPT)."""
+        self.ended_jobs[job_uuid] = view
+        while len(self.ended_jobs) > ENDED_KEPT:
+            self.ended_jobs.popitem(last=False)
 
     async def _body(self, request: Request) -> tuple[str, Response | None]:
         """The POST body as text, or the error to answer instead (too large, too slow, unreadable)."""
@@ -343,11 +354,17 @@ class Context:
         cmd = self.cmd
         caller, resource = self.caller, instance_uuid or None
 
-        async def job() -> dict[str, Any]:
-            try:
-                return await work()
-            finally:
-                self.api.pending_jobs.pop(job_uuid, None)  # its row is about to say how it ended
+        def finished(status: int | None, result: dict[str, Any], completed: datetime) -> None:
+            # Its row says how it ended; so does this, for the polls to come (see Api.ended_jobs).
+            view = self.api.pending_jobs.pop(job_uuid, None)
+            if view is not None and status is not None:
+                self.api.job_ended(job_uuid, {
+                    **view, "jobstatus": status,
+                    "jobresultcode": 0 if status == SUCCEEDED else result.get("errorcode", 530),
+                    "jobresulttype": "object",
+                    "jobresult": orjson.loads(orjson.dumps(result, default=str)),
+                    "completed": completed.strftime("%Y-%m-%dT%H:%M:%S+0000"),
+                })
 
         # The job's Scheduled event is written with its row, and its Completed (or Error) event with
         # its end: no transactions of their own.
@@ -378,7 +395,7 @@ class Context:
         try:
             job_id = await jobs.submit(
                 cmd.name,
-                job,
+                work,
                 owner=owner,
                 instance_type=instance_type,
                 instance_id=instance_id,
@@ -386,6 +403,7 @@ class Context:
                 on_insert=scheduled if cmd.event else None,
                 on_finish=ended if cmd.event else None,
                 prepare=prepare,
+                on_ended=finished,
             )
             self.api.pending_jobs.get(job_uuid, {})["_job_id"] = job_id
         except BaseException:

@@ -86,6 +86,7 @@ class JobRunner:
         on_insert: Callable[[Connection, int], None] | None = None,
         on_finish: Callable[[Connection, int, str | None], None] | None = None,
         prepare: Callable[[Connection], int] | None = None,
+        on_ended: Callable[[int | None, dict[str, Any], datetime], None] | None = None,
     ) -> int:
         """Record the job (with ``job_uuid`` when given) and start it, or queue it behind the jobs on
         the same instance; its id. ``prepare(conn)``, when given, runs first in the transaction that
@@ -93,7 +94,8 @@ class JobRunner:
         it raises there is no job. ``on_insert(conn, job_id)`` runs in that transaction too,
         ``on_finish(conn, job_id, error)`` in the one that ends the job (``error``: None when it
         succeeded, else what to tell), so that what goes with a job (its audit events) costs no
-        transaction of its own."""
+        transaction of its own. ``on_ended(status, result, completed)`` is called once the job's end
+        has committed, before anyone waiting for it wakes up (status None: writing it failed)."""
         if self._nursery is None:
             raise RuntimeError("the job runner is not running")
         key = (instance_type, instance_id)
@@ -115,12 +117,13 @@ class JobRunner:
             else:
                 self.holding[key] = job_id
         self.done[job_id] = trio.Event()
-        self._nursery.start_soon(self._run_job, job_id, command, work, key, turn, on_finish)
+        self._nursery.start_soon(self._run_job, job_id, command, work, key, turn, on_finish, on_ended)
         return job_id
 
     async def _run_job(
         self, job_id: int, command: str, work: Callable[[], Awaitable[Any]], key: tuple[str, int],
         turn: trio.Event | None, on_finish: Callable[[Connection, int, str | None], None] | None = None,
+        on_ended: Callable[[int | None, dict[str, Any], datetime], None] | None = None,
     ) -> None:
         status, result = FAILED, {"errorcode": 530, "errortext": "the job did not finish"}
         error: str | None = "it did not finish"
@@ -140,9 +143,13 @@ class JobRunner:
             log.exception("job %d (%s) crashed: %r", job_id, command, e, extra={"job_id": job_id})
         finally:
             with trio.CancelScope(shield=True):
+                completed, written = now(), False
                 try:
-                    await self.db.run(_finish, job_id, status, result, on_finish, error)
+                    await self.db.run(_finish, job_id, status, result, on_finish, error, completed)
+                    written = True
                 finally:
+                    if on_ended is not None:
+                        on_ended(status if written else None, result, completed)
                     self._next(key, job_id)
                     self.done.pop(job_id, trio.Event()).set()
                     if turn is not None and not turn.is_set():  # cancelled before its turn came
@@ -208,7 +215,7 @@ def _insert(
 
 def _finish(conn: Connection, job_id: int, status: int, result: dict[str, Any],
             on_finish: Callable[[Connection, int, str | None], None] | None = None,
-            error: str | None = None) -> None:
+            error: str | None = None, completed: datetime | None = None) -> None:
     conn.execute(
         async_jobs.update()
         .where(async_jobs.c.id == job_id)
@@ -217,7 +224,7 @@ def _finish(conn: Connection, job_id: int, status: int, result: dict[str, Any],
             process_status=0,
             result_code=0 if status == SUCCEEDED else result.get("errorcode", 530),
             result=orjson.dumps(result, default=str).decode(),
-            completed=now(),
+            completed=completed or now(),
         )
     )
     if on_finish is not None:

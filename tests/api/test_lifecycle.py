@@ -3,10 +3,13 @@ running server with simulated hosts, with ``fetch_result=True`` polling of async
 
 from __future__ import annotations
 
+import types
+
 import pytest
 from cs import CloudStackApiException
 
 from agent.simulator import SimulatorResource
+from mgmt.api.commands import jobs as jobs_api
 
 from .conftest import ApiCloud
 
@@ -161,6 +164,12 @@ async def test_job_shapes_and_a_failed_job(api: ApiCloud) -> None:
         "deployVirtualMachine",
     )
     assert job["created"].endswith("+0000") and job["completed"].endswith("+0000")
+    # Answered from memory (the job ended here lately), exactly as its row says, fields in order.
+    services = api.cloud.services
+    assert started["jobid"] in services.api.ended_jobs  # type: ignore[union-attr]
+    admin = types.SimpleNamespace(is_admin=True, account_id=1)
+    from_row = await services.db.read(jobs_api._one, admin, started["jobid"])
+    assert list(job.items()) == list(from_row.items())
 
     # rebooting a stopped VM fails inside the job: status 2 with CloudStack's error fields
     rebooting = await api.call(lambda: cs.rebootVirtualMachine(id=started["id"]))
@@ -170,6 +179,8 @@ async def test_job_shapes_and_a_failed_job(api: ApiCloud) -> None:
     job = await api.call(lambda: cs.queryAsyncJobResult(jobid=rebooting["jobid"]))
     assert (job["jobstatus"], job["jobresultcode"]) == (2, 431)
     assert job["jobresult"]["errorcode"] == 431
+    from_row = await services.db.read(jobs_api._one, admin, rebooting["jobid"])
+    assert list(job.items()) == list(from_row.items())
 
     jobs = await api.call(lambda: cs.listAsyncJobs())
     assert jobs["count"] == 2 and jobs["asyncjobs"][0]["jobid"] == rebooting["jobid"]  # newest first
