@@ -45,7 +45,6 @@ from ..agents.manager import AgentManager
 from ..catalog import Catalog, Snapshot
 from ..db.database import Database
 from ..db.schema import hosts, storage_pools, vms
-from ..db.schema import volumes as volume_rows
 from ..errors import AgentUnavailable, CumuloError, InsufficientCapacity, InvalidParameter, OperationTimedOut
 from ..network import nics
 from ..planner import capacity
@@ -236,7 +235,8 @@ class Orchestrator:
               catalog: Snapshot | None = None) -> tuple[int, Admission | None]:
         """Allocate the VM and, given a destination, reserve it there (one transaction, the caller's;
         ``catalog``: the catalog the request was checked against)."""
-        vm_id = vm_rows.allocate(conn, spec, vm_uuid=vm_uuid, catalog=catalog)
+        vm = vm_rows.allocate_record(conn, spec, vm_uuid=vm_uuid, catalog=catalog)
+        vm_id = vm.id
         if tentative is None:
             return vm_id, None
         dest, profile = tentative.dest, tentative.profile
@@ -248,14 +248,19 @@ class Orchestrator:
                                  new=True)
         except ReservationLost:
             return vm_id, None
-        vm_rows.transition(conn, vm_id, Event.START_REQUESTED,
-                           known=(State.STOPPED, 0, f"i-{spec.account_id}-{vm_id}-VM"))
+        vm.row.state = vm_rows.transition(conn, vm_id, Event.START_REQUESTED,
+                                          known=(State.STOPPED, 0, vm.name))
+        vm.row.update_count = 1
         pool = _pool(conn, dest.pool_id)
-        fresh = list(conn.scalars(sa.select(volume_rows.c.id).where(volume_rows.c.vm_id == vm_id)))
+        fresh = [v.id for v in vm.volumes]
         volumes.set_states(conn, fresh, volumes.CREATING, pool_id=pool.id)
-        vm = vm_rows.load(conn, vm_id)
+        for v in vm.volumes:  # as volumes.of_vm reads them now
+            v.state, v.pool_id, v.pool_uuid, v.pool_path = volumes.CREATING, pool.id, pool.uuid, pool.path
+            v.pool_scope, v.pool_cluster, v.pool_host = pool.scope, pool.cluster_id, pool.host_id
+        vm.anti_affinity_groups = tentative.anti_affinity_groups
+        host_type = vm.template.hypervisor_type or _hypervisor_of(conn, dest.host_id)
         return vm_id, Admission(dest, vm, fresh, pool, volumes.template_copy(conn, spec.template_id, pool.id)
-                                or "", _hypervisor_of(conn, dest.host_id))
+                                or "", host_type)
 
     async def first_start(self, vm_id: int, *, host_id: int = 0, admission: Admission | None = None) -> None:
         """Start a VM just allocated. As CloudStack: a deploy that could not start leaves the VM in
@@ -444,7 +449,9 @@ class Orchestrator:
         started = answers[-1]
         if not started.result:
             raise _AttemptFailed(started.details or "the agent refused to start the VM", created)
-        await self.db.run(_settled, vm.id, dest.host_id, list(created.items()))
+        # The VM is as admit left it (its job holds it); were it not, the conditional UPDATE fails.
+        await self.db.run(_settled, vm.id, dest.host_id, list(created.items()),
+                          (State(vm.row.state), vm.row.update_count, vm.name))
 
     async def _create_volume(self, vm: VmRecord, volume: Any, pool: Any, host_id: int) -> None:
         template_path = ""
@@ -730,11 +737,13 @@ def _hypervisor_of(conn: Connection, host_id: int) -> str:
     return str(conn.scalar(sa.select(hosts.c.hypervisor_type).where(hosts.c.id == host_id)))
 
 
-def _started(conn: Connection, vm_id: int, host_id: int) -> None:
+def _started(conn: Connection, vm_id: int, host_id: int, *,
+             known: tuple[State, int, str] | None = None) -> None:
     vm_rows.transition(
         conn,
         vm_id,
         Event.OPERATION_SUCCEEDED,
+        known=known,
         host_id=host_id,
         last_host_id=host_id,
         power_state="PowerOn",
@@ -742,10 +751,11 @@ def _started(conn: Connection, vm_id: int, host_id: int) -> None:
     )
 
 
-def _settled(conn: Connection, vm_id: int, host_id: int, created: list[tuple[int, str]]) -> None:
+def _settled(conn: Connection, vm_id: int, host_id: int, created: list[tuple[int, str]],
+             known: tuple[State, int, str]) -> None:
     for volume_id, path in created:
         volumes.set_state(conn, volume_id, volumes.READY, path=path)
-    _started(conn, vm_id, host_id)
+    _started(conn, vm_id, host_id, known=known)
 
 
 def _undo_rows(conn: Connection, vm_id: int, fresh_volume_ids: list[int], fresh_bytes: int) -> Any:

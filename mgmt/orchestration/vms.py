@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -83,9 +84,16 @@ class VmRecord:
 
 def allocate(conn: Connection, spec: DeploySpec, *, vm_uuid: str = "",
              catalog: Snapshot | None = None) -> int:
-    """The VM row (Stopped), its NICs with addresses and MACs, its root (and data) volume rows. The
-    zone, offerings, template and networks are checked in ``catalog`` when given (the catalog the
+    """The VM row (Stopped), its NICs with addresses and MACs, its root (and data) volume rows; its id.
+    The zone, offerings, template and networks are checked in ``catalog`` when given (the catalog the
     request was admitted against), else read."""
+    return allocate_record(conn, spec, vm_uuid=vm_uuid, catalog=catalog).id
+
+
+def allocate_record(conn: Connection, spec: DeploySpec, *, vm_uuid: str = "",
+                    catalog: Snapshot | None = None) -> VmRecord:
+    """``allocate``, answering with the VM as ``load`` would read it back (built from what was
+    written, without reading it)."""
     if catalog is not None:
         zone = catalog.zones.by_id.get(spec.zone_id)
         offering = catalog.service_offerings.by_id.get(spec.service_offering_id)
@@ -156,8 +164,16 @@ def allocate(conn: Connection, spec: DeploySpec, *, vm_uuid: str = "",
         .where(vms.c.id == vm_id)
         .values(instance_name=name, display_name=spec.display_name or spec.name or name)
     )
+    row = SimpleNamespace(
+        id=vm_id, uuid=vm_uuid, instance_name=name, display_name=spec.display_name or spec.name or name,
+        name=spec.name or None, state=State.STOPPED, update_count=0, power_state="PowerOff",
+        zone_id=spec.zone_id, service_offering_id=offering.id, template_id=template.id,
+        account_id=spec.account_id, host_id=None, last_host_id=None, created=stamp, state_changed=stamp,
+        removed=None,
+    )
+    made_nics, made_volumes = [], []
     for device, network in enumerate(network_rows):
-        nics.allocate(
+        nic = nics.allocate(
             conn,
             vm_id,
             network.id,
@@ -167,9 +183,27 @@ def allocate(conn: Connection, spec: DeploySpec, *, vm_uuid: str = "",
             network=network,
             ranges=catalog.ranges.get(network.id, []) if catalog is not None else None,
         )
-    volumes.allocate(
-        conn, vm_id, f"ROOT-{vm_id}", "ROOT", root_bytes, spec.account_id, stamp, template_id=template.id
-    )
+        made_nics.append(SimpleNamespace(
+            id=nic.nic_id, uuid=nic.uuid, vm_id=vm_id, network_id=network.id, device_id=device,
+            ip_address=nic.ip, mac_address=nic.mac, is_default=nic.is_default, state="Allocated",
+            gateway=network.gateway, netmask=network.netmask, dns1=network.dns1, dns2=network.dns2,
+            vlan=network.vlan, bridge=network.bridge, network_name=network.name,
+        ))
+
+    def volume(name: str, kind: str, size: int, **values: Any) -> None:
+        volume_uuid = str(uuid.uuid4())
+        volume_id = volumes.allocate(conn, vm_id, name, kind, size, spec.account_id, stamp,
+                                     volume_uuid=volume_uuid, **values)
+        made_volumes.append(SimpleNamespace(
+            id=volume_id, uuid=volume_uuid, name=name, vm_id=vm_id, type=kind, state=volumes.ALLOCATED,
+            update_count=0, zone_id=None, created=stamp, removed=None,
+            size_bytes=size, path="", device_id=values.get("device_id", 0), pool_id=None,
+            template_id=values.get("template_id"), disk_offering_id=values.get("disk_offering_id"),
+            account_id=spec.account_id, pool_uuid=None, pool_path=None, pool_scope=None, pool_cluster=None,
+            pool_host=None,
+        ))
+
+    volume(f"ROOT-{vm_id}", "ROOT", root_bytes, template_id=template.id)
     if spec.disk_offering_id:
         if catalog is not None:
             disk_offering = catalog.disk_offerings.by_id.get(spec.disk_offering_id)
@@ -182,17 +216,8 @@ def allocate(conn: Connection, spec: DeploySpec, *, vm_uuid: str = "",
             )
         if size_gb is None:
             raise InvalidParameter(f"disk offering {spec.disk_offering_id} does not exist")
-        volumes.allocate(
-            conn,
-            vm_id,
-            f"DATA-{vm_id}",
-            "DATADISK",
-            size_gb * GiB,
-            spec.account_id,
-            stamp,
-            disk_offering_id=spec.disk_offering_id,
-            device_id=1,
-        )
+        volume(f"DATA-{vm_id}", "DATADISK", size_gb * GiB, disk_offering_id=spec.disk_offering_id,
+               device_id=1)
     for group_id in spec.affinity_group_ids:
         group = conn.execute(
             sa.select(affinity_groups).where(
@@ -202,7 +227,7 @@ def allocate(conn: Connection, spec: DeploySpec, *, vm_uuid: str = "",
         if group is None or group.account_id != spec.account_id:
             raise InvalidParameter(f"affinity group {group_id} does not exist")
         conn.execute(affinity_group_vms.insert().values(group_id=group_id, vm_id=vm_id))
-    return vm_id
+    return VmRecord(row, offering, template, made_volumes, made_nics)
 
 
 def deploy_profile(conn: Connection | None, spec: DeploySpec, catalog: Snapshot | None = None,

@@ -32,11 +32,12 @@ def allocate(
     template_id: int | None = None,
     disk_offering_id: int | None = None,
     device_id: int = 0,
+    volume_uuid: str = "",
 ) -> int:
     return int(
         conn.execute(
             volumes.insert().values(
-                uuid=str(uuid.uuid4()),
+                uuid=volume_uuid or str(uuid.uuid4()),
                 name=name,
                 vm_id=vm_id,
                 type=kind,

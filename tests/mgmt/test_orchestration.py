@@ -524,3 +524,29 @@ async def test_a_reservation_lost_at_admission_falls_back_to_a_plain_start(any_c
     await orch.first_start(vm_id, admission=admission)
     assert cloud.vm(vm_id).state == "Running"
     cloud.exact()
+
+
+async def test_the_vm_admit_builds_is_the_vm_the_database_holds(any_cloud: Cloud) -> None:
+    """Admit starts a VM from the record it built while writing (no read back): field for field, the
+    record is what ``load`` reads, so the agent is told exactly what was written."""
+    from mgmt.orchestration import vms as vm_rows
+
+    cloud = any_cloud
+    db = cloud.services.db
+    with db.engine.connect() as conn:
+        disk = conn.scalar(sa.text("SELECT id FROM disk_offerings LIMIT 1"))
+    catalog = await cloud.orch.catalog.current()
+    for spec in (cloud.spec(name="made"), cloud.spec(display_name="shown", disk_offering_id=disk)):
+        for source in (catalog, None):
+            made = await db.run(lambda c, s=spec, k=source: vm_rows.allocate_record(c, s, catalog=k))
+            read = await db.read(vm_rows.load, made.id)
+            for name in ("id", "uuid", "instance_name", "display_name", "name", "state", "update_count",
+                         "zone_id", "account_id", "host_id", "service_offering_id", "template_id"):
+                assert getattr(made.row, name) == getattr(read.row, name), name
+            assert (made.offering.id, made.template.id) == (read.offering.id, read.template.id)
+            assert len(made.volumes) == len(read.volumes) == (2 if spec.disk_offering_id else 1)
+            for m, r in zip(made.volumes, read.volumes, strict=True):  # (SQLite keeps no time zone)
+                fields = [k for k in r._fields if k != "created"]
+                assert {k: getattr(m, k) for k in fields} == {k: getattr(r, k) for k in fields}
+            for m, r in zip(made.nics, read.nics, strict=True):
+                assert {k: getattr(m, k) for k in r._fields} == r._asdict()
