@@ -48,7 +48,9 @@ class Token:
 
 def create_token(conn: Connection, ca_fingerprint: str, *, uses: int = 1,
                  validity: dt.timedelta = TOKEN_VALIDITY) -> Token:
-    secret = secrets.token_urlsafe(32)
+    # Hex: a token is typed on command lines (``--token T``), where one starting with "-" (as a
+    # URL-safe Base64 one does, one time in 64) is taken for an option.
+    secret = secrets.token_hex(32)
     now = _now()
     conn.execute(agent_tokens.insert().values(token_hash=_hash(secret), uses_left=uses, created=now,
                                               expires=now + validity))

@@ -189,3 +189,14 @@ def test_the_server_accepts_tls_1_3_only(tmp_path: Path) -> None:
     again = Trust.prepare(db, tmp_path, strict=True, validity_days=1)  # the same CA on the next start
     assert again.ca.fingerprint == trust.ca.fingerprint
     db.dispose()
+
+
+def test_tokens_can_be_typed_on_a_command_line(database) -> None:  # type: ignore[no-untyped-def]
+    """A token starting with "-" is taken for an option by ``--token T`` (it happened: URL-safe Base64
+    secrets did, one time in 64, and the agent refused to start): secrets are hex."""
+    from mgmt.security.trust import create_token
+
+    with database.engine.begin() as conn:
+        made = [create_token(conn, "ab" * 32).token for _ in range(200)]
+    secrets_ = [t.partition(".")[0] for t in made]
+    assert all(len(s) == 64 and all(c in "0123456789abcdef" for c in s) for s in secrets_)
