@@ -194,19 +194,17 @@ def _insert(
     if prepare is not None:
         instance_id = prepare(conn)
     job_id = int(
-        conn.execute(
-            async_jobs.insert().values(
-                uuid=job_uuid,
-                user_id=owner.user_id,
-                account_id=owner.account_id,
-                command=command,
-                instance_type=instance_type or None,
-                instance_id=instance_id or None,
-                status=PENDING,
-                mgmt_server_id=msid,
-                created=now(),
-            )
-        ).inserted_primary_key[0]
+        conn.execute(_INSERT, {
+            "uuid": job_uuid,
+            "user_id": owner.user_id,
+            "account_id": owner.account_id,
+            "command": command,
+            "instance_type": instance_type or None,
+            "instance_id": instance_id or None,
+            "status": PENDING,
+            "mgmt_server_id": msid,
+            "created": now(),
+        }).inserted_primary_key[0]
     )
     if on_insert is not None:
         on_insert(conn, job_id)
@@ -216,19 +214,21 @@ def _insert(
 def _finish(conn: Connection, job_id: int, status: int, result: dict[str, Any],
             on_finish: Callable[[Connection, int, str | None], None] | None = None,
             error: str | None = None, completed: datetime | None = None) -> None:
-    conn.execute(
-        async_jobs.update()
-        .where(async_jobs.c.id == job_id)
-        .values(
-            status=status,
-            process_status=0,
-            result_code=0 if status == SUCCEEDED else result.get("errorcode", 530),
-            result=orjson.dumps(result, default=str).decode(),
-            completed=completed or now(),
-        )
-    )
+    conn.execute(_FINISH, {
+        "job": job_id,
+        "status": status,
+        "process_status": 0,
+        "result_code": 0 if status == SUCCEEDED else result.get("errorcode", 530),
+        "result": orjson.dumps(result, default=str).decode(),
+        "completed": completed or now(),
+    })
     if on_finish is not None:
         on_finish(conn, job_id, None if status == SUCCEEDED else error or "it did not finish")
+
+
+# Built once (see api/events.py): values are passed at execution.
+_INSERT = async_jobs.insert()
+_FINISH = async_jobs.update().where(async_jobs.c.id == sa.bindparam("job"))
 
 
 def get(conn: Connection, job_id: int) -> sa.Row:

@@ -77,8 +77,7 @@ def _candidates(conn: Connection, network_id: int, ranges: list[tuple[int, int]]
         return []
     for n in (FIRST_SAMPLE, 4 * CANDIDATES):
         sample = [_address(ranges, k) for k in _rng.sample(range(size), min(size, n))]
-        used = set(conn.scalars(sa.select(nics.c.ip_address).where(
-            nics.c.network_id == network_id, nics.c.ip_address.in_(sample))))
+        used = set(conn.scalars(_USED, {"network": network_id, "sample": sample}))
         free = [ip for ip in sample if ip not in used]
         if free or len(sample) == size:
             return free[:CANDIDATES]
@@ -146,8 +145,7 @@ def _insert(conn: Connection, vm_id: int, network_id: int, device_id: int, candi
             nic_uuid, mac = str(uuid.uuid4()), _mac()
             values = {"uuid": nic_uuid, "vm_id": vm_id, "network_id": network_id, "device_id": device_id,
                       "ip_address": ip, "mac_address": mac, "is_default": is_default, "state": "Allocated"}
-            nic_id = conn.scalar(_upsert(conn).values(**values).on_conflict_do_nothing()
-                                 .returning(nics.c.id))
+            nic_id = conn.scalar(_UPSERT[conn.dialect.name == "postgresql"], values)
             if nic_id is not None:
                 return Nic(nic_id, nic_uuid, network_id, device_id, ip, mac, is_default)
             taken = conn.scalar(
@@ -158,8 +156,11 @@ def _insert(conn: Connection, vm_id: int, network_id: int, device_id: int, candi
     return None
 
 
-def _upsert(conn: Connection) -> Any:
-    return (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(nics)
+# Statements built once, values passed at execution (see api/events.py).
+_UPSERT = [insert(nics).on_conflict_do_nothing().returning(nics.c.id)  # [SQLite's, PostgreSQL's]
+           for insert in (sqlite_insert, pg_insert)]
+_USED = sa.select(nics.c.ip_address).where(nics.c.network_id == sa.bindparam("network"),
+                                           nics.c.ip_address.in_(sa.bindparam("sample", expanding=True)))
 
 
 def release(conn: Connection, vm_id: int) -> int:

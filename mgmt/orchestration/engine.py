@@ -729,12 +729,16 @@ class Orchestrator:
 # --- database steps (each one transaction, in a worker thread) -------------------------------------------
 
 
+_POOL = sa.select(storage_pools).where(storage_pools.c.id == sa.bindparam("pool"))  # built once
+_HYPERVISOR = sa.select(hosts.c.hypervisor_type).where(hosts.c.id == sa.bindparam("host"))
+
+
 def _pool(conn: Connection, pool_id: int) -> Any:
-    return conn.execute(sa.select(storage_pools).where(storage_pools.c.id == pool_id)).one()
+    return conn.execute(_POOL, {"pool": pool_id}).one()
 
 
 def _hypervisor_of(conn: Connection, host_id: int) -> str:
-    return str(conn.scalar(sa.select(hosts.c.hypervisor_type).where(hosts.c.id == host_id)))
+    return str(conn.scalar(_HYPERVISOR, {"host": host_id}))
 
 
 def _started(conn: Connection, vm_id: int, host_id: int, *,

@@ -139,31 +139,26 @@ def allocate_record(conn: Connection, spec: DeploySpec, *, vm_uuid: str = "",
         )
     stamp, vm_uuid = now(), vm_uuid or str(uuid.uuid4())
     vm_id = int(
-        conn.execute(
-            vms.insert().values(
-                uuid=vm_uuid,
-                instance_name=f"tmp-{vm_uuid}",
-                display_name=spec.display_name or spec.name or "",
-                name=spec.name or None,
-                state=State.STOPPED,
-                update_count=0,
-                power_state="PowerOff",
-                zone_id=spec.zone_id,
-                service_offering_id=offering.id,
-                template_id=template.id,
-                account_id=spec.account_id,
-                ha_enabled=offering.ha_enabled if spec.ha_enabled is None else spec.ha_enabled,
-                created=stamp,
-                state_changed=stamp,
-            )
-        ).inserted_primary_key[0]
+        conn.execute(_INSERT, {
+            "uuid": vm_uuid,
+            "instance_name": f"tmp-{vm_uuid}",
+            "display_name": spec.display_name or spec.name or "",
+            "name": spec.name or None,
+            "state": State.STOPPED,
+            "update_count": 0,
+            "power_state": "PowerOff",
+            "zone_id": spec.zone_id,
+            "service_offering_id": offering.id,
+            "template_id": template.id,
+            "account_id": spec.account_id,
+            "ha_enabled": offering.ha_enabled if spec.ha_enabled is None else spec.ha_enabled,
+            "created": stamp,
+            "state_changed": stamp,
+        }).inserted_primary_key[0]
     )
     name = f"i-{spec.account_id}-{vm_id}-VM"
-    conn.execute(
-        vms.update()
-        .where(vms.c.id == vm_id)
-        .values(instance_name=name, display_name=spec.display_name or spec.name or name)
-    )
+    conn.execute(_NAME, {"vm": vm_id, "instance_name": name,
+                         "display_name": spec.display_name or spec.name or name})
     row = SimpleNamespace(
         id=vm_id, uuid=vm_uuid, instance_name=name, display_name=spec.display_name or spec.name or name,
         name=spec.name or None, state=State.STOPPED, update_count=0, power_state="PowerOff",
@@ -325,31 +320,30 @@ def account_hosts(conn: Connection, account_id: int) -> dict[int, int]:
     return {host_id: count for host_id, count in rows}
 
 
+# Statements built once, values passed at execution (see api/events.py).
+_INSERT = vms.insert()
+_NAME = vms.update().where(vms.c.id == sa.bindparam("vm"))
+_CURRENT = sa.select(vms.c.state, vms.c.update_count, vms.c.instance_name).where(
+    vms.c.id == sa.bindparam("vm"), vms.c.removed.is_(None))
+_MOVE = vms.update().where(vms.c.id == sa.bindparam("vm"), vms.c.state == sa.bindparam("was"),
+                           vms.c.update_count == sa.bindparam("count"))
+
+
 def transition(conn: Connection, vm_id: int, event: Event, *, known: tuple[State, int, str] | None = None,
                **values: Any) -> State:
     """Apply ``event`` (and ``values``) to the VM in one conditional UPDATE; the new state. Raises
     InvalidParameter when the VM's state does not take the event or another writer moved it first.
     ``known``: the VM's state, update count and name, when the caller made it in this transaction."""
-    row = Known(*known) if known is not None else conn.execute(
-        sa.select(vms.c.state, vms.c.update_count, vms.c.instance_name).where(
-            vms.c.id == vm_id, vms.c.removed.is_(None)
-        )
-    ).first()
+    row = Known(*known) if known is not None else conn.execute(_CURRENT, {"vm": vm_id}).first()
     if row is None:
         raise InvalidParameter(f"VM {vm_id} does not exist")
     state = State(row.state)
     new = next_state(state, event)
     if new is None:
         raise InvalidParameter(refusal(row.instance_name, state, event))
-    changed = conn.execute(
-        vms.update()
-        .where(
-            vms.c.id == vm_id,
-            vms.c.state == row.state,
-            vms.c.update_count == row.update_count,
-        )
-        .values(state=new, update_count=row.update_count + 1, state_changed=now(), **values)
-    ).rowcount
+    changed = conn.execute(_MOVE, {"vm": vm_id, "was": row.state, "count": row.update_count, "state": new,
+                                   "update_count": row.update_count + 1, "state_changed": now(),
+                                   **values}).rowcount
     if changed != 1:
         raise InvalidParameter(f"VM {row.instance_name} changed while this request ran; try again")
     return new

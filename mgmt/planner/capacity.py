@@ -74,7 +74,7 @@ def reserve(conn: Connection, ask: Ask, limits: Limits, now: datetime, *, new: b
     """
     if ask.anti_affinity_groups:
         _check_anti_affinity(conn, ask)
-    previous = None if new else conn.execute(sa.select(R).where(R.c.vm_id == ask.vm_id)).first()
+    previous = None if new else conn.execute(_R_OF, {"vm": ask.vm_id}).first()
     if previous is not None and previous.state is not None:
         _release_compute(conn, previous)
     if not _add_used(conn, ask.host_id, ask.cpu_mhz, ask.memory_bytes, ask.cores, limits):
@@ -91,18 +91,37 @@ def reserve(conn: Connection, ask: Ask, limits: Limits, now: datetime, *, new: b
     row = {"host_id": ask.host_id, "state": ALLOCATED, "held_until": None, "cpu_mhz": ask.cpu_mhz,
            "cores": ask.cores, "memory_bytes": ask.memory_bytes, "pool_id": pool_id, "disk_bytes": disk}
     if previous is None:
-        conn.execute(R.insert().values(vm_id=ask.vm_id, created=now, **row))
+        conn.execute(_R_INSERT, {"vm_id": ask.vm_id, "created": now, **row})
     else:
         conn.execute(R.update().where(R.c.vm_id == ask.vm_id).values(**row))
 
 
+# The hot statements, built once; values are passed at execution (see api/events.py).
+_B = sa.bindparam
+_POOL_ADD = SP.update().where(
+    SP.c.id == _B("pool"),
+    SP.c.used_bytes + SP.c.reserved_bytes + _B("n", type_=sa.BigInteger) <= SP.c.capacity_bytes * sa.case(
+        (SP.c.pool_type.in_(THIN) & (SP.c.scope != "HOST"), _B("factor", type_=sa.Float)), else_=1.0),
+).values(used_bytes=SP.c.used_bytes + _B("n", type_=sa.BigInteger), update_count=SP.c.update_count + 1)
+_HOST_ADD_VALUES = {"cpu_mhz_used": HC.c.cpu_mhz_used + _B("cpu", type_=sa.BigInteger),
+                    "memory_used": HC.c.memory_used + _B("mem", type_=sa.BigInteger),
+                    "cores_used": HC.c.cores_used + _B("cores", type_=sa.Integer),
+                    "update_count": HC.c.update_count + 1}
+_HOST_ADD_WITHIN = HC.update().where(
+    HC.c.host_id == _B("host"),
+    HC.c.cpu_mhz_used + HC.c.cpu_mhz_reserved + _B("cpu", type_=sa.BigInteger)
+    <= HC.c.cpu_mhz_total * _B("cpu_factor", type_=sa.Float),
+    HC.c.memory_used + HC.c.memory_reserved + _B("mem", type_=sa.BigInteger)
+    <= HC.c.memory_total * _B("mem_factor", type_=sa.Float),
+).values(**_HOST_ADD_VALUES)
+_HOST_ADD = HC.update().where(HC.c.host_id == _B("host")).values(**_HOST_ADD_VALUES)
+_R_INSERT = R.insert()
+_R_OF = sa.select(R).where(R.c.vm_id == _B("vm"))
+
+
 def _add_pool_used(conn: Connection, pool_id: int, nbytes: int, limits: Limits) -> bool:
-    thin = SP.c.pool_type.in_(THIN) & (SP.c.scope != "HOST")
-    factor = sa.case((thin, limits.storage_factor), else_=1.0)
-    done = conn.execute(SP.update().where(
-        SP.c.id == pool_id,
-        SP.c.used_bytes + SP.c.reserved_bytes + nbytes <= SP.c.capacity_bytes * factor,
-    ).values(used_bytes=SP.c.used_bytes + nbytes, update_count=SP.c.update_count + 1)).rowcount == 1
+    done = conn.execute(_POOL_ADD, {"pool": pool_id, "n": nbytes,
+                                    "factor": limits.storage_factor}).rowcount == 1
     if done:
         record(conn, PoolAllocated(pool_id, nbytes))
     return done
@@ -185,14 +204,10 @@ def _release_compute(conn: Connection, row: sa.Row) -> None:
 def _add_used(conn: Connection, host_id: int, cpu_mhz: int, memory: int, cores: int,
               limits: Limits | None) -> bool:
     """Add to a host's used columns: conditionally (within ``limits``) or, with None, unconditionally."""
-    where = [HC.c.host_id == host_id]
+    params = {"host": host_id, "cpu": cpu_mhz, "mem": memory, "cores": cores}
     if limits is not None:
-        cpu = HC.c.cpu_mhz_used + HC.c.cpu_mhz_reserved + cpu_mhz <= HC.c.cpu_mhz_total * limits.cpu_factor
-        mem = HC.c.memory_used + HC.c.memory_reserved + memory <= HC.c.memory_total * limits.mem_factor
-        where += [cpu, mem]
-    done = conn.execute(HC.update().where(*where).values(
-        cpu_mhz_used=HC.c.cpu_mhz_used + cpu_mhz, memory_used=HC.c.memory_used + memory,
-        cores_used=HC.c.cores_used + cores, update_count=HC.c.update_count + 1)).rowcount == 1
+        params.update(cpu_factor=limits.cpu_factor, mem_factor=limits.mem_factor)  # type: ignore[arg-type]
+    done = conn.execute(_HOST_ADD if limits is None else _HOST_ADD_WITHIN, params).rowcount == 1
     if done:
         record(conn, HostAllocated(host_id, cpu_mhz, memory))
     return done

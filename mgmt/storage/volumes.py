@@ -35,24 +35,34 @@ def allocate(
     volume_uuid: str = "",
 ) -> int:
     return int(
-        conn.execute(
-            volumes.insert().values(
-                uuid=volume_uuid or str(uuid.uuid4()),
-                name=name,
-                vm_id=vm_id,
-                type=kind,
-                state=ALLOCATED,
-                update_count=0,
-                size_bytes=size_bytes,
-                path="",
-                device_id=device_id,
-                template_id=template_id,
-                disk_offering_id=disk_offering_id,
-                account_id=account_id,
-                created=now,
-            )
-        ).inserted_primary_key[0]
+        conn.execute(_INSERT, {
+            "uuid": volume_uuid or str(uuid.uuid4()),
+            "name": name,
+            "vm_id": vm_id,
+            "type": kind,
+            "state": ALLOCATED,
+            "update_count": 0,
+            "size_bytes": size_bytes,
+            "path": "",
+            "device_id": device_id,
+            "template_id": template_id,
+            "disk_offering_id": disk_offering_id,
+            "account_id": account_id,
+            "created": now,
+        }).inserted_primary_key[0]
     )
+
+
+# Statements built once, values passed at execution (see api/events.py).
+_INSERT = volumes.insert()
+_SET_STATE = volumes.update().where(volumes.c.id == sa.bindparam("volume")).values(
+    update_count=volumes.c.update_count + 1)
+_SET_STATES = volumes.update().where(volumes.c.id.in_(sa.bindparam("volumes", expanding=True))).values(
+    update_count=volumes.c.update_count + 1)
+_COPY = sa.select(template_copies.c.install_path).where(
+    template_copies.c.template_id == sa.bindparam("template"),
+    template_copies.c.pool_id == sa.bindparam("pool"),
+    template_copies.c.state == "Ready")
 
 
 def of_vm(conn: Connection, vm_id: int) -> list[sa.Row]:
@@ -75,31 +85,17 @@ def of_vm(conn: Connection, vm_id: int) -> list[sa.Row]:
 
 
 def set_state(conn: Connection, volume_id: int, state: str, **values: object) -> None:
-    conn.execute(
-        volumes.update()
-        .where(volumes.c.id == volume_id)
-        .values(state=state, update_count=volumes.c.update_count + 1, **values)
-    )
+    conn.execute(_SET_STATE, {"volume": volume_id, "state": state, **values})
 
 
 def set_states(conn: Connection, volume_ids: list[int], state: str, **values: object) -> None:
     """``set_state`` for several volumes, in one statement."""
-    conn.execute(
-        volumes.update()
-        .where(volumes.c.id.in_(volume_ids))
-        .values(state=state, update_count=volumes.c.update_count + 1, **values)
-    )
+    conn.execute(_SET_STATES, {"volumes": volume_ids, "state": state, **values})
 
 
 def template_copy(conn: Connection, template_id: int, pool_id: int) -> str | None:
     """The install path of the template's Ready copy on the pool, or None."""
-    return conn.scalar(
-        sa.select(template_copies.c.install_path).where(
-            template_copies.c.template_id == template_id,
-            template_copies.c.pool_id == pool_id,
-            template_copies.c.state == "Ready",
-        )
-    )
+    return conn.scalar(_COPY, {"template": template_id, "pool": pool_id})
 
 
 def record_template_copy(conn: Connection, template_id: int, pool_id: int, path: str, size: int) -> None:

@@ -77,19 +77,7 @@ def _views(conn: Connection, caller: Any, rows: list[Any]) -> list[dict[str, Any
     by_vm: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
     groups: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
     if ids:
-        for n in conn.execute(
-            sa.select(
-                nics,
-                networks.c.uuid.label("network_uuid"),
-                networks.c.name.label("network_name"),
-                networks.c.gateway,
-                networks.c.netmask,
-                networks.c.vlan,
-            )
-            .join(networks, networks.c.id == nics.c.network_id)
-            .where(nics.c.vm_id.in_(ids), nics.c.state != "Released")
-            .order_by(nics.c.device_id)
-        ):
+        for n in conn.execute(_NICS, {"vms": ids}):
             by_vm[n.vm_id].append(
                 {
                     "id": n.uuid,
@@ -106,11 +94,7 @@ def _views(conn: Connection, caller: Any, rows: list[Any]) -> list[dict[str, Any
                     "deviceid": str(n.device_id),
                 }
             )
-        for g in conn.execute(
-            sa.select(affinity_group_vms.c.vm_id, affinity_groups)
-            .join(affinity_groups, affinity_groups.c.id == affinity_group_vms.c.group_id)
-            .where(affinity_group_vms.c.vm_id.in_(ids))
-        ):
+        for g in conn.execute(_GROUPS, {"vms": ids}):
             groups[g.vm_id].append(
                 {"id": g.uuid, "name": g.name, "type": g.type, "description": g.description}
             )
@@ -161,8 +145,24 @@ def vm_view(
     return {k: v for k, v in view.items() if v is not None}
 
 
+# Built once, values passed at execution (see api/events.py): a VM's view is read after every job.
+_ONE = _query().where(vms.c.id == sa.bindparam("vm"))
+_NICS = (
+    sa.select(nics, networks.c.uuid.label("network_uuid"), networks.c.name.label("network_name"),
+              networks.c.gateway, networks.c.netmask, networks.c.vlan)
+    .join(networks, networks.c.id == nics.c.network_id)
+    .where(nics.c.vm_id.in_(sa.bindparam("vms", expanding=True)), nics.c.state != "Released")
+    .order_by(nics.c.device_id)
+)
+_GROUPS = (
+    sa.select(affinity_group_vms.c.vm_id, affinity_groups)
+    .join(affinity_groups, affinity_groups.c.id == affinity_group_vms.c.group_id)
+    .where(affinity_group_vms.c.vm_id.in_(sa.bindparam("vms", expanding=True)))
+)
+
+
 def view_of(conn: Connection, caller: Any, vm_id: int) -> dict[str, Any]:
-    return _views(conn, caller, [conn.execute(_query().where(vms.c.id == vm_id)).one()])[0]
+    return _views(conn, caller, [conn.execute(_ONE, {"vm": vm_id}).one()])[0]
 
 
 def _list(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
