@@ -321,7 +321,7 @@ class SimulatorResource(ServerResource):
 
     @handles(DestroyCommand)
     async def destroy_volume(self, cmd: DestroyCommand) -> Answer:
-        path = cmd.path or f"{self.pool_path}/{cmd.volume_uuid}"
+        path = cmd.path or f"{cmd.pool_path or self.pool_path}/{cmd.volume_uuid}"
         in_use = [vm.to.name for vm in self.host.vms.values() if any(d.path == path for d in vm.to.disks)]
         if in_use:
             return Answer(result=False, details=f"volume {path} is in use by {in_use[0]}")

@@ -489,7 +489,7 @@ class LibvirtResource(ServerResource):
     @handles(DestroyCommand)
     async def destroy_volume(self, cmd: DestroyCommand) -> Answer:
         def destroy() -> Answer:
-            pool = self._pool_at(os.path.dirname(cmd.path)) if cmd.path else self._pool()
+            pool = self._pool_at(os.path.dirname(cmd.path) if cmd.path else cmd.pool_path)
             path = cmd.path
             if not path:
                 found = pool.lookup(cmd.volume_uuid)

@@ -509,7 +509,8 @@ class Orchestrator:
             try:
                 await self._send(
                     dest.host_id,
-                    DestroyCommand(volume_uuid=volume.uuid, pool_uuid=volume.pool_uuid, path=path),
+                    DestroyCommand(volume_uuid=volume.uuid, pool_uuid=volume.pool_uuid, path=path,
+                                   pool_path=volume.pool_path or ""),
                     timeout=30,
                 )
             except CumuloError as e:
@@ -582,14 +583,18 @@ class Orchestrator:
         if vm.state is not State.EXPUNGING:
             await self.db.run(vm_rows.transition, vm_id, Event.EXPUNGE_OPERATION)
         for volume in vm.volumes:
-            if volume.pool_id is None or not volume.path:
+            # A volume on a pool without a path was being made when its start was cut short (Create
+            # sent, no answer recorded: a server killed between admit and settle): it is deleted by
+            # its uuid on that pool, and deleting one that was never made succeeds.
+            if volume.pool_id is None:
                 continue
             reached = False
             for host_id in await self.db.read(hosts_reaching, volume.pool_id):
                 try:
                     answer = await self._send(
                         host_id,
-                        DestroyCommand(volume_uuid=volume.uuid, pool_uuid=volume.pool_uuid, path=volume.path),
+                        DestroyCommand(volume_uuid=volume.uuid, pool_uuid=volume.pool_uuid, path=volume.path,
+                                       pool_path=volume.pool_path or ""),
                         timeout=60,
                     )
                 except (AgentUnavailable, OperationTimedOut):

@@ -52,11 +52,14 @@ class CreateAnswer(Answer):
 @command
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DestroyCommand(Command):
-    """Delete a volume from its pool (answered with a plain ``Answer``; deleting nothing succeeds)."""
+    """Delete a volume from its pool (answered with a plain ``Answer``; deleting nothing succeeds).
+    Without a ``path``, the volume named ``volume_uuid`` on the pool at ``pool_path`` (the host's own
+    pool when that is empty too): one made by a request whose answer never came back."""
 
     volume_uuid: str
     pool_uuid: str
     path: str = ""
+    pool_path: str = ""
 
 
 @command

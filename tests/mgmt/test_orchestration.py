@@ -39,7 +39,7 @@ from mgmt.orchestration.engine import OperationFailed
 from mgmt.orchestration.vms import DeploySpec
 from mgmt.planner import capacity
 from mgmt.server import ServerConfig, Services, serve
-from protocol.messages import PrimaryStorageDownloadCommand
+from protocol.messages import PrimaryStorageDownloadCommand, StopCommand
 
 from .test_agent_manager import TRUST, ZONE, make_agent
 
@@ -550,3 +550,43 @@ async def test_the_vm_admit_builds_is_the_vm_the_database_holds(any_cloud: Cloud
                 assert {k: getattr(m, k) for k in fields} == {k: getattr(r, k) for k in fields}
             for m, r in zip(made.nics, read.nics, strict=True):
                 assert {k: getattr(m, k) for k in r._fields} == r._asdict()
+
+
+async def test_a_volume_made_before_a_crash_between_admit_and_settle_is_deleted_by_expunge(
+        cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server dies after act sent Create + Start and before settle committed: the volume exists on
+    the pool but its row has no path. After the restart (its deploy failed: Error) the expunge deletes
+    it by its uuid on its pool."""
+    from mgmt.orchestration import engine, reconcile
+
+    class Crash(Exception):
+        pass
+
+    def crash(*_args: object) -> None:
+        raise Crash  # settle's transaction never commits
+
+    await _warm(cloud)
+    orch, db = cloud.orch, cloud.services.db
+    spec = cloud.spec(name="cut-short")
+    catalog = await orch.catalog.current()
+    vm_id, admission = await db.run(orch.admit, spec, "", await orch.plan_deploy(spec, catalog), catalog)
+    assert admission is not None and admission.template_path
+    volume = admission.vm.volumes[0]
+    monkeypatch.setattr(engine, "_settled", crash)
+    with pytest.raises(Crash):
+        await orch._create_and_start(admission)
+    made = [p for g in GUIDS for p in cloud.sim(g).host.volumes if volume.uuid in p]
+    made += [p for p in SimulatorResource.shared if volume.uuid in p]
+    assert len(made) == 1  # the agent made it ...
+    with db.engine.connect() as conn:  # ... and the database does not know where
+        row = conn.execute(sa.select(volumes.c.state, volumes.c.path).where(volumes.c.id == volume.id)).one()
+    assert tuple(row) == ("Creating", "")
+    # What start-up does with a deploy whose job the crash cut short (its VM is running on the host:
+    # the restarted server finds it there; here it is stopped by hand, as a host reboot would).
+    await cloud.services.agents.send(admission.dest.host_id, [StopCommand(vm_name=admission.vm.name)])
+    await db.run(reconcile.after_restart, [vm_id])
+    assert cloud.vm(vm_id).state == "Error"
+    await orch.expunge(vm_id)
+    assert not [p for g in GUIDS for p in cloud.sim(g).host.volumes if volume.uuid in p]
+    assert not [p for p in SimulatorResource.shared if volume.uuid in p]
+    cloud.exact()
