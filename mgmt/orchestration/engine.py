@@ -235,21 +235,23 @@ class Orchestrator:
               catalog: Snapshot | None = None) -> tuple[int, Admission | None]:
         """Allocate the VM and, given a destination, reserve it there (one transaction, the caller's;
         ``catalog``: the catalog the request was checked against)."""
-        vm = vm_rows.allocate_record(conn, spec, vm_uuid=vm_uuid, catalog=catalog)
+        vm = vm_rows.allocate_record(conn, spec, vm_uuid=vm_uuid, catalog=catalog, name_later=True)
         vm_id = vm.id
         if tentative is None:
+            vm_rows.write_name(conn, vm)
             return vm_id, None
         dest, profile = tentative.dest, tentative.profile
-        try:
-            with conn.begin_nested():  # lost to a concurrent reservation: only this part goes
-                capacity.reserve(conn, Ask(vm_id, dest.host_id, profile.cpu_mhz, profile.cpus,
-                                           profile.memory_bytes, dest.pool_id, profile.disk_bytes,
-                                           tentative.anti_affinity_groups), tentative.limits, now(),
-                                 new=True)
+        try:  # lost to a concurrent reservation: nothing of it was written (reserve's ``new``)
+            capacity.reserve(conn, Ask(vm_id, dest.host_id, profile.cpu_mhz, profile.cpus,
+                                       profile.memory_bytes, dest.pool_id, profile.disk_bytes,
+                                       tentative.anti_affinity_groups), tentative.limits, now(), new=True)
         except ReservationLost:
+            vm_rows.write_name(conn, vm)
             return vm_id, None
+        # Starting, and its names, in one statement.
         vm.row.state = vm_rows.transition(conn, vm_id, Event.START_REQUESTED,
-                                          known=(State.STOPPED, 0, vm.name))
+                                          known=(State.STOPPED, 0, vm.name), instance_name=vm.name,
+                                          display_name=vm.row.display_name)
         vm.row.update_count = 1
         pool = _pool(conn, dest.pool_id)
         fresh = [v.id for v in vm.volumes]

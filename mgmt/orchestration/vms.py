@@ -91,9 +91,10 @@ def allocate(conn: Connection, spec: DeploySpec, *, vm_uuid: str = "",
 
 
 def allocate_record(conn: Connection, spec: DeploySpec, *, vm_uuid: str = "",
-                    catalog: Snapshot | None = None) -> VmRecord:
+                    catalog: Snapshot | None = None, name_later: bool = False) -> VmRecord:
     """``allocate``, answering with the VM as ``load`` would read it back (built from what was
-    written, without reading it)."""
+    written, without reading it). ``name_later``: the caller writes the VM's instance and display
+    names (``write_name``, or with its first state change), saving a statement."""
     if catalog is not None:
         zone = catalog.zones.by_id.get(spec.zone_id)
         offering = catalog.service_offerings.by_id.get(spec.service_offering_id)
@@ -157,8 +158,9 @@ def allocate_record(conn: Connection, spec: DeploySpec, *, vm_uuid: str = "",
         }).inserted_primary_key[0]
     )
     name = f"i-{spec.account_id}-{vm_id}-VM"
-    conn.execute(_NAME, {"vm": vm_id, "instance_name": name,
-                         "display_name": spec.display_name or spec.name or name})
+    if not name_later:
+        conn.execute(_NAME, {"vm": vm_id, "instance_name": name,
+                             "display_name": spec.display_name or spec.name or name})
     row = SimpleNamespace(
         id=vm_id, uuid=vm_uuid, instance_name=name, display_name=spec.display_name or spec.name or name,
         name=spec.name or None, state=State.STOPPED, update_count=0, power_state="PowerOff",
@@ -318,6 +320,11 @@ def account_hosts(conn: Connection, account_id: int) -> dict[int, int]:
         .group_by(vms.c.host_id)
     )
     return {host_id: count for host_id, count in rows}
+
+
+def write_name(conn: Connection, vm: VmRecord) -> None:
+    """Write the names of a VM made with ``allocate_record(name_later=True)``."""
+    conn.execute(_NAME, {"vm": vm.id, "instance_name": vm.name, "display_name": vm.row.display_name})
 
 
 # Statements built once, values passed at execution (see api/events.py).

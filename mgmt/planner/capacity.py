@@ -70,7 +70,8 @@ def reserve(conn: Connection, ask: Ask, limits: Limits, now: datetime, *, new: b
 
     A VM that holds compute already (a Held reservation on its last host, or one left by a failed
     start) gives it back first, in the same transaction; ``new``: the VM was made in this transaction
-    and holds nothing.
+    and holds nothing, and a lost reservation leaves nothing written (no savepoint needed: the host's
+    share is added only when it fits, and taken back when the pool's then does not).
     """
     if ask.anti_affinity_groups:
         _check_anti_affinity(conn, ask)
@@ -86,6 +87,8 @@ def reserve(conn: Connection, ask: Ask, limits: Limits, now: datetime, *, new: b
     pool_id = previous.pool_id if has_pool else ask.pool_id or None
     disk = (previous.disk_bytes if has_pool else 0) + ask.disk_bytes
     if pool_id and ask.disk_bytes and not _add_pool_used(conn, pool_id, ask.disk_bytes, limits):
+        if new:  # take the host's share back: the caller's transaction goes on
+            _add_used(conn, ask.host_id, -ask.cpu_mhz, -ask.memory_bytes, -ask.cores, None)
         raise ReservationLost("pool", pool_id, f"storage pool {pool_id} no longer has "
                                                f"{ask.disk_bytes // 2**30} GiB free")
     row = {"host_id": ask.host_id, "state": ALLOCATED, "held_until": None, "cpu_mhz": ask.cpu_mhz,

@@ -18,7 +18,7 @@ from mgmt import bootstrap
 from mgmt.agents import registry
 from mgmt.agents.host_status import Event
 from mgmt.agents.registry import Change, Startup
-from mgmt.db.database import Database
+from mgmt.db.database import DELTAS, Database
 from mgmt.db.schema import (
     affinity_group_vms,
     affinity_groups,
@@ -146,6 +146,36 @@ def test_reserve_hold_release_keep_the_columns_equal_to_the_rows(database: Datab
         assert capacity.release_storage(conn, vm1) is not None
         assert conn.scalar(sa.select(storage_pools.c.used_bytes).where(storage_pools.c.id == pool)) == 0
         assert conn.scalar(sa.select(sa.func.count()).select_from(capacity_reservations)) == 1
+    totals_are_exact(database)
+
+
+def test_a_new_vms_lost_reservation_leaves_nothing_behind_in_its_transaction(database: Database) -> None:
+    """Admit reserves without a savepoint: a new VM's reservation that loses on the pool (after its
+    host's share was added) takes that share back, and the transaction goes on and commits."""
+    (h1, *_), _zone = inventory(database)
+    (vm,) = new_vms(database, 1)
+    with database.engine.connect() as conn:
+        pool, size = conn.execute(sa.select(storage_pools.c.id, storage_pools.c.capacity_bytes)
+                                  .where(storage_pools.c.scope == "CLUSTER")).one()
+    deltas: list = []
+
+    def lose(conn: sa.Connection) -> str:
+        conn.info[DELTAS] = deltas
+        try:
+            capacity.reserve(conn, Ask(vm, h1, 4000, 2, 8 * GiB, pool, 3 * size), Limits(), NOW, new=True)
+        except ReservationLost as e:
+            return e.kind
+        finally:
+            del conn.info[DELTAS]
+        return "reserved"
+
+    with database.engine.begin() as conn:  # committed, with whatever the lost reservation left
+        assert lose(conn) == "pool"
+    with database.engine.connect() as conn:
+        hc = conn.execute(sa.select(host_capacity).where(host_capacity.c.host_id == h1)).one()
+        assert (hc.cpu_mhz_used, hc.memory_used, hc.cores_used) == (0, 0, 0)
+        assert conn.scalar(sa.select(sa.func.count()).select_from(capacity_reservations)) == 0
+    assert sum(d.cpu_mhz for d in deltas) == sum(d.memory for d in deltas) == 0  # the index nets zero
     totals_are_exact(database)
 
 
