@@ -113,7 +113,11 @@ class Writer:
                     conn = self._connect(batch)
                     if conn is None:
                         continue
-                self._write(conn, batch)
+                try:
+                    self._write(conn, batch)
+                except Exception as e:  # a bug here must not leave callers waiting for ever
+                    log.exception("the database writer failed on a batch")
+                    self._deliver([item for item in batch if not item.done.is_set()], e)
         finally:
             if conn is not None:
                 conn.close()
