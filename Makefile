@@ -9,9 +9,10 @@ STAMP := $(VENV)/.cumulo-installed
 # Debian packages the build needs: a C compiler for the cffi codec and Cython kernel; libvirt's headers
 # and pkg-config for libvirt-python (the KVM agent; its test driver runs the unit tests); libvirt's QEMU
 # driver, QEMU and qemu-img for the real-guest tests (libvirt embedded in the agent, no daemon); e2fsprogs
-# to make the guest template's disk.
+# to make the guest template's disk; PostgreSQL's server for the tests and benchmarks that run on it (each
+# starts a private cluster of its own).
 APT_PACKAGES := gcc make pkg-config libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 \
-	qemu-utils e2fsprogs
+	qemu-utils e2fsprogs postgresql
 GUEST_TEMPLATE := .cache/guest-template
 NATIVE_SOURCES := $(wildcard native/*.c native/*.h native/*.pyx native/_*_build.py) setup.py pyproject.toml
 
@@ -44,7 +45,7 @@ guest-template: $(STAMP)
 test: $(STAMP) guest-template
 	$(PY) -m ruff check --no-cache .
 	$(PY) -m mypy
-	CUMULO_REAL_GUESTS=1 $(PY) -m pytest -q
+	CUMULO_REAL_GUESTS=1 CUMULO_POSTGRES=1 $(PY) -m pytest -q
 
 lint: $(STAMP)
 	$(PY) -m ruff check --no-cache .

@@ -4,6 +4,7 @@ root), stopped and removed afterwards."""
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import subprocess
@@ -12,8 +13,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-PG_BIN = next((d for d in ("/usr/local/bin", "/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin")
-               if os.path.exists(f"{d}/pg_ctl") and os.path.exists(f"{d}/initdb")), None)
+
+# Where pg_ctl and initdb are: /usr/local/bin, else Debian's newest /usr/lib/postgresql/<version>/bin.
+def _version(bin_dir: str) -> int:
+    name = Path(bin_dir).parent.name
+    return int(name) if name.isdigit() else 0
+
+
+_CANDIDATES = ["/usr/local/bin", *sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version, reverse=True)]
+PG_BIN = next((d for d in _CANDIDATES if os.path.exists(f"{d}/pg_ctl") and os.path.exists(f"{d}/initdb")),
+              None)
 
 
 def available() -> bool:

@@ -4,6 +4,7 @@ are on the machine (a private cluster on a Unix socket, started and removed here
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +31,8 @@ def codec(request: pytest.FixtureRequest) -> Codec:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     if not postgres.available():
+        if os.environ.get("CUMULO_POSTGRES") == "1":  # make test: PostgreSQL must be there
+            pytest.fail("CUMULO_POSTGRES=1 but no PostgreSQL server binaries (pg_ctl, initdb) were found")
         pytest.skip("no PostgreSQL server binaries on this machine")
     with postgres.private_postgres(fsync=False) as url:
         yield url
