@@ -53,8 +53,8 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
-# The management server with a simulated zone (docs/quickstart.md); API_PORT, AGENT_PORT, DATA_DIR and
-# HOSTS come from the environment.
+# The management server with a simulated zone (docs/quickstart.md); API_PORT, AGENT_PORT, DATA_DIR, HOSTS
+# and BIND come from the environment.
 run: $(STAMP)
 	$(PY) -m mgmt local
 

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--api-key", help="PEM private key of --api-cert")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub.add_parser("local", help="run the server with a simulated zone in this process (make run); "
-                                 "environment: API_PORT, AGENT_PORT, DATA_DIR, HOSTS")
+                                 "environment: API_PORT, AGENT_PORT, DATA_DIR, HOSTS, BIND")
     token = sub.add_parser("agent-token", help="print a registration token for new hosts (python -m agent "
                                                "run --token TOKEN gets its certificate with it)")
     token.add_argument("--data-dir", default="./data", help="the server's data directory (default ./data)")
