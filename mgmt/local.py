@@ -5,9 +5,9 @@ The zone comes from ``docs/examples/zone.toml`` (one zone, two pods, four cluste
 template, two service offerings, a disk offering and a shared guest network); ``HOSTS`` simulated hosts
 of varied sizes (16 by default) connect to the agent port over real TCP, spread over the four
 clusters. The environment chooses ``API_PORT`` (8080), ``AGENT_PORT`` (8250), ``DATA_DIR`` (./data),
-``HOSTS`` (16) and ``BIND`` (127.0.0.1). The hosts keep their ids across runs, so a second run finds the same cloud; a simulated
-host forgets its VMs when it stops, so VMs that were running come back Stopped (the power report says
-they are off). Ctrl-C (or SIGTERM) stops the server and the hosts.
+``HOSTS`` (16) and ``BIND`` (127.0.0.1). The hosts keep their ids across runs, so a second run finds
+the same cloud; a simulated host forgets its VMs when it stops, so VMs that were running come back
+Stopped (the power report says they are off). Ctrl-C (or SIGTERM) stops the server and the hosts.
 """
 
 from __future__ import annotations
