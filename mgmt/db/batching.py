@@ -1,10 +1,10 @@
-"""Group commit: many callers' small writes done by one task, in one transaction per batch.
+"""Bulk writes: many callers' small writes of one kind done by one task, as one item of the writer.
 
-Under a storm (thousands of agents starting up at once) a transaction per host spends its time in
-per-statement overhead and in waiting for the write lock. A ``Batcher`` queues each caller's item; its
-writer task takes everything queued so far (up to ``max_batch``), runs ``fn(connection, items)`` once
-in a worker thread, and hands each caller its own result. With no load a batch is one item and the
-latency is one transaction, as before.
+Under a storm (thousands of agents starting up at once) a statement per host spends its time in
+per-statement overhead. A ``Batcher`` queues each caller's item; its task takes everything queued so
+far (up to ``max_batch``), runs ``fn(connection, items)`` once (one ``Database.run``: an item of the
+writer's next transaction, ``db.writer``), which writes them with bulk statements, and hands each
+caller its own result. With no load a batch is one item.
 
 A caller cancelled while waiting leaves its item in the batch (the write may still happen); callers
 must be ready for that, as they would be for a cancelled ``Database.run``. When the writer task is

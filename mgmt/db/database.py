@@ -21,10 +21,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
-from .writer import Writer
+from .writer import DELTAS, Writer
+
+__all__ = ["DELTAS", "Database", "sqlite_url"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-DELTAS = "cumulo.deltas"  # where a transaction's capacity deltas collect (planner.deltas.record)
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -70,9 +71,7 @@ class Database:
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             sa.event.listen(self.engine, "begin", _sqlite_begin)
-        # One limiter for reads and writes: measured, giving reads their own threads or queueing SQLite
-        # writers on a lock of their own made deploys slower (more threads contending for the GIL;
-        # docs/benchmarks.md).
+        # The reading threads (writes have the writer's one thread).
         self.limiter = trio.CapacityLimiter(threads)
         # The commit sequence: a transaction that recorded capacity deltas (planner.deltas) takes the
         # next number before it commits; listeners get (number, deltas) after the commit.

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .database import Database
 
 log = logging.getLogger(__name__)
+DELTAS = "cumulo.deltas"  # where a transaction's deltas collect, in conn.info (planner.deltas.record)
 
 
 @dataclass(slots=True, eq=False)
@@ -153,8 +154,6 @@ class Writer:
     def _attempt(self, conn: Any, batch: list[_Item], *, savepoints: bool) -> _Item | None:
         """Run the batch in one transaction and commit it; without savepoints, the first item that
         raises rolls everything back and is returned (the caller runs the others again)."""
-        from .database import DELTAS
-
         conn.begin()
         for item in batch:
             item.deltas = []

@@ -365,16 +365,9 @@ class Orchestrator:
         pool_id = placed[0].pool_id if placed else 0
         cluster_id = placed[0].pool_cluster or 0 if placed and placed[0].pool_scope == "CLUSTER" else 0
         pin_host = placed[0].pool_host or 0 if placed and placed[0].pool_scope == "HOST" else 0
-        profile = VmProfile(
-            cpus=offering.cpus,
-            cpu_speed_mhz=offering.cpu_speed_mhz,
-            memory_bytes=offering.memory_mb * 2**20,
-            hypervisor_type=template.hypervisor_type,
-            host_tags=frozenset(t for t in offering.host_tags.split(",") if t),
-            disk_bytes=self._new_disk_bytes(vm),
-            template_id=template.id,
-            template_bytes=template.size_bytes if not placed else 0,
-            account_id=vm.row.account_id,
+        profile = vm_rows.profile_of(
+            offering, template, disk_bytes=self._new_disk_bytes(vm),
+            template_bytes=template.size_bytes if not placed else 0, account_id=vm.row.account_id,
             vm_id=vm.id,
             anti_affinity_hosts=vm_rows.group_hosts(conn, vm.anti_affinity_groups, vm.id),
             affinity_hosts=vm_rows.group_hosts(conn, vm.affinity_groups, vm.id),

@@ -256,20 +256,32 @@ def deploy_profile(conn: Connection | None, spec: DeploySpec, catalog: Snapshot 
             affinity_groups.c.id.in_(spec.affinity_group_ids))).all()
         anti = tuple(g.id for g in groups if g.type == "host anti-affinity")
         affine = tuple(g.id for g in groups if g.type == "host affinity")
-    profile = VmProfile(
+    profile = profile_of(
+        offering, template, disk_bytes=disk, template_bytes=template.size_bytes, account_id=spec.account_id,
+        anti_affinity_hosts=group_hosts(conn, anti, 0) if conn is not None else frozenset(),
+        affinity_hosts=group_hosts(conn, affine, 0) if conn is not None else frozenset(),
+    )
+    return profile, DeploymentPlan(spec.zone_id, host_id=spec.host_id), anti
+
+
+def profile_of(offering: Any, template: Any, *, disk_bytes: int, template_bytes: int, account_id: int,
+               vm_id: int = 0, anti_affinity_hosts: frozenset[int] = frozenset(),
+               affinity_hosts: frozenset[int] = frozenset()) -> VmProfile:
+    """The planner's view of a VM of this offering and template (a new one, or one being started)."""
+    return VmProfile(
         cpus=offering.cpus,
         cpu_speed_mhz=offering.cpu_speed_mhz,
         memory_bytes=offering.memory_mb * 2**20,
         hypervisor_type=template.hypervisor_type,
         host_tags=frozenset(t for t in offering.host_tags.split(",") if t),
-        disk_bytes=disk,
+        disk_bytes=disk_bytes,
         template_id=template.id,
-        template_bytes=template.size_bytes,
-        account_id=spec.account_id,
-        anti_affinity_hosts=group_hosts(conn, anti, 0) if conn is not None else frozenset(),
-        affinity_hosts=group_hosts(conn, affine, 0) if conn is not None else frozenset(),
+        template_bytes=template_bytes,
+        account_id=account_id,
+        vm_id=vm_id,
+        anti_affinity_hosts=anti_affinity_hosts,
+        affinity_hosts=affinity_hosts,
     )
-    return profile, DeploymentPlan(spec.zone_id, host_id=spec.host_id), anti
 
 
 def load(conn: Connection, vm_id: int) -> VmRecord:

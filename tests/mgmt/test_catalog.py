@@ -4,6 +4,7 @@ committed is not kept."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -15,9 +16,8 @@ from mgmt.db.schema import zones
 
 
 def _zone(conn: sa.Connection, name: str, fail: bool = False) -> None:
-    conn.execute(zones.insert().values(uuid=f"00000000-0000-4000-8000-{len(name):04d}{name[-1:].encode().hex():0>8}",
-                                       name=name, network_type="Advanced", allocation_state="Enabled",
-                                       created=datetime.now(UTC)))
+    conn.execute(zones.insert().values(uuid=str(uuid.uuid4()), name=name, network_type="Advanced",
+                                       allocation_state="Enabled", created=datetime.now(UTC)))
     if fail:
         raise RuntimeError("rolled back")
 
