@@ -10,7 +10,7 @@ from pathlib import Path
 
 import trio
 
-from protocol.runtime import tune_gc
+from agent.process import tune_gc
 
 from .config import AgentConfig, default_name, load, parse_servers, stable_guid
 from .faults import FaultTable

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import trio
 
-from protocol.runtime import tune_gc
+from agent.process import tune_gc
 
 from .config import parse_servers
 from .faults import FaultTable

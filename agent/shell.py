@@ -200,7 +200,9 @@ class Agent:
         csr = creds.new_request(guid)
         answer = await self._exchange(host, port, verifying_context(first.ca_certificate),
                                       EnrollCommand(guid=guid, token=token, csr=csr))
-        if not isinstance(answer, EnrollAnswer) or not answer.result:
+        if not isinstance(answer, EnrollAnswer):
+            raise EnrollmentFailed(f"enrollment refused: the server answered {type(answer).__name__}")
+        if not answer.result:
             raise EnrollmentFailed(f"enrollment refused: {answer.details}")
         try:
             creds.install(answer.certificate, answer.ca_certificate)

@@ -42,8 +42,8 @@ from mgmt import logs
 from mgmt.agents.host_status import Status
 from mgmt.db.schema import clusters, configuration, host_capacity, hosts, nics
 from mgmt.planner import capacity
+from mgmt.process import tune_gc
 from mgmt.server import ServerConfig, Services, prepare, serve
-from protocol.runtime import tune_gc
 
 ZONE = """
 [[zone]]

@@ -48,6 +48,7 @@ import sqlalchemy as sa
 import trio
 
 from agent.fleet import FleetPlan, placement
+from agent.process import tune_gc
 from agent.tls import Credentials
 from mgmt import logs
 from mgmt.agents.host_status import Status
@@ -55,7 +56,6 @@ from mgmt.db.database import Database, sqlite_url
 from mgmt.db.schema import configuration, hosts
 from mgmt.server import ServerConfig, Services, prepare, serve
 from protocol.messages import CheckHealthCommand
-from protocol.runtime import tune_gc
 
 ZONE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "zone.toml"
 PINGS_PER_S = 1000

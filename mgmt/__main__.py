@@ -11,7 +11,7 @@ from pathlib import Path
 
 import trio
 
-from protocol.runtime import tune_gc
+from mgmt.process import tune_gc
 
 from . import logs
 from .server import ServerConfig, StartupError, serve

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from .db.database import inserted_id
 from .db.schema import (
     clusters,
     disk_offerings,
@@ -63,7 +64,7 @@ def _upsert(conn: Connection, table: sa.Table, match: dict[str, Any], values: di
         extra["uuid"] = str(uuid.uuid4())
     if "created" in table.c:
         extra["created"] = datetime.now(UTC)
-    return int(conn.execute(table.insert().values(**match, **values, **extra)).inserted_primary_key[0])
+    return inserted_id(conn.execute(table.insert().values(**match, **values, **extra)))
 
 
 def apply(conn: Connection, doc: dict[str, Any]) -> dict[str, int]:
@@ -92,7 +93,7 @@ def apply(conn: Connection, doc: dict[str, Any]) -> dict[str, int]:
         for si, pool in enumerate(zone.get("storage_pool", [])):
             where = f"zone {zname}, storage pool {si + 1}"
             name = _need(pool, "name", where)
-            scope = {"pod_id": None, "cluster_id": None}
+            scope: dict[str, int | None] = {"pod_id": None, "cluster_id": None}
             if "cluster" in pool:
                 if pool["cluster"] not in cluster_ids:
                     raise ZoneFileError(f"{where}: no cluster named {pool['cluster']!r} in zone {zname}")
@@ -112,7 +113,8 @@ def apply(conn: Connection, doc: dict[str, Any]) -> dict[str, int]:
                           for a, b in net.get("ip_ranges", [])]
             except ValueError as e:
                 raise ZoneFileError(f"{where}: {e}") from None
-            if gateway not in cidr or any(a not in cidr or b not in cidr or a > b for a, b in ranges):
+            outside = any(a not in cidr or b not in cidr or int(a) > int(b) for a, b in ranges)
+            if gateway not in cidr or outside:
                 raise ZoneFileError(f"{where}: the gateway and every IP range must lie inside {cidr}")
             dns = net.get("dns", [])
             net_id = _upsert(conn, networks, {"zone_id": zone_id, "name": _need(net, "name", where)}, {

@@ -25,10 +25,11 @@ from agent.fleet import SIZES, FleetPlan, placement
 from agent.shell import Agent, AgentSettings
 from agent.simulator import SimulatorResource
 from agent.tls import Credentials
-from protocol.runtime import tune_gc
+from mgmt.process import tune_gc
 
 from . import logs
-from .server import ServerConfig, Services, StartupError, serve
+from .server import ServerConfig, StartupError, serve
+from .services import Services
 from .settings import SettingError
 
 ZONE_FILE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "zone.toml"

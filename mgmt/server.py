@@ -30,6 +30,7 @@ from .orchestration import reconcile
 from .orchestration.engine import OrchestrationSettings, Orchestrator
 from .planner.service import Placement
 from .security.trust import Trust
+from .services import Services
 
 log = logging.getLogger("mgmt")
 
@@ -133,30 +134,13 @@ def _prepare(config: ServerConfig, data_dir: Path) -> tuple[Database, int, dict[
     return db, msid, values
 
 
-@dataclass
-class Services:
-    """The running server's parts, for tests and for the API."""
-
-    db: Database
-    msid: int
-    values: dict[str, Any]
-    agents: AgentManager
-    placement: Placement
-    jobs: jobs.JobRunner
-    orchestrator: Orchestrator
-    trust: Trust
-    catalog: Catalog
-    api_url: str = ""
-    api: Api | None = None
-
-
 async def serve(config: ServerConfig, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> int:
     db, msid, values = await trio.to_thread.run_sync(prepare, config)
 
     def make_trust() -> Trust:
         try:
             strict = bool(values["ca.plugin.root.auth.strictness"])
-            days = int(values["ca.framework.cert.validity.period"])  # type: ignore[call-overload]
+            days = int(values["ca.framework.cert.validity.period"])
             return Trust.prepare(db, Path(config.data_dir), strict=strict, validity_days=days,
                                  bind=config.bind)
         except OSError as e:
@@ -164,8 +148,8 @@ async def serve(config: ServerConfig, *, task_status: Any = trio.TASK_STATUS_IGN
                                f"{e.filename or ''}: {e.strerror or e}") from None
 
     trust = await trio.to_thread.run_sync(make_trust)
-    manager = AgentManager(db, msid, ping_interval=float(values["ping.interval"]),  # type: ignore[arg-type]
-                           ping_timeout=float(values["ping.timeout"]), trust=trust)  # type: ignore[arg-type]
+    manager = AgentManager(db, msid, ping_interval=float(values["ping.interval"]),
+                           ping_timeout=float(values["ping.timeout"]), trust=trust)
     placement = Placement(db, values)
     manager.status_listeners.append(placement.host_changed)
     runner = jobs.JobRunner(db, msid)

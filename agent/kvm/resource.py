@@ -59,10 +59,10 @@ from protocol.messages import (
     VmStats,
 )
 
-from ..resource import Placement, ServerResource, handles
+from ..resource import HostSetupError, Placement, ServerResource, handles
 from . import console as consoles
 from .domain_xml import disk_xml, domain_xml, with_console_log
-from .host import HostSetupError, choose_domain_type, embedded_root, prepare_embedded, start_event_loop
+from .host import choose_domain_type, embedded_root, prepare_embedded, start_event_loop
 from .pools import DirectoryPool, LibvirtPool, Pool, PoolError
 
 log = logging.getLogger(__name__)

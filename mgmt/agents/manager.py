@@ -374,7 +374,7 @@ class AgentManager:
     async def _read(self, link: AgentLink, nursery: trio.Nursery, accepted: float) -> str:
         link.accepted = accepted
         while True:
-            data: bytes | None = None
+            data: bytes | bytearray | None = None
             with trio.move_on_at(self._read_deadline(link)) as link.read_scope:
                 try:
                     data = await link.stream.receive_some(65536)
@@ -463,8 +463,8 @@ class AgentManager:
             if len(storages) > 1 or len(request.commands) > 1 + len(storages):
                 raise validate.InvalidAgentMessage("a startup carries the routing startup and at most one "
                                                    "storage startup")
-            for storage in storages:
-                validate.storage(storage, startup.guid)
+            for declared in storages:
+                validate.storage(declared, startup.guid)
             if link.guid and link.guid != startup.guid:
                 raise validate.InvalidAgentMessage(f"this connection registered {link.guid!r} already")
             if link.cert_guid is not None and startup.guid != link.cert_guid:

@@ -30,7 +30,7 @@ def apply_reports(conn: Connection, reports: Mapping[int, Mapping[str, PowerStat
     to nobody) changes nothing. Statements are bounded whatever the reports' sizes.
     """
     stamp = now()
-    here = sa.bindparam("b_host")
+    here: sa.BindParameter[int] = sa.bindparam("b_host")
     named = [{"b_host": host_id, "b_name": name, "b_power": str(state), "b_stamp": stamp}
              for host_id, report in reports.items() for name, state in report.items()]
     changed = 0

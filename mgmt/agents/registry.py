@@ -181,7 +181,7 @@ def _own_pools_only(conn: Connection, startups: Sequence[Startup], placed: list[
                     ) -> list[tuple[int, int, int, int]]:
     """An agent declares only its own local pool: a pool uuid that names any other pool (one the
     operator made, or another host's) rejects the startup, and nothing of it is written."""
-    declared = {startups[i].storage.pool_uuid: i for i, *_ in placed if startups[i].storage is not None}
+    declared = {storage.pool_uuid: i for i, *_ in placed if (storage := startups[i].storage) is not None}
     if not declared:
         return placed
     taken: set[int] = set()

@@ -6,7 +6,6 @@ import json
 import os
 import secrets
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,32 +13,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ..db.database import inserted_id
 from ..db.schema import accounts, domains, users
+from ..services.caller import ROOT_ADMIN, USER, Caller
 from .passwords import hash_password
 
-ROOT_ADMIN, USER = 1, 0  # CloudStack's account types
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who made a request."""
-
-    user_id: int
-    account_id: int
-    account_type: int
-    secret_key: str
-    username: str = ""
-    user_uuid: str = ""
-    account_name: str = ""
-    account_uuid: str = ""
-    domain_id: int = 0
-    domain_uuid: str = ""
-    domain_name: str = ""
-
-    @property
-    def is_admin(self) -> bool:
-        return self.account_type == ROOT_ADMIN
-
+__all__ = ["ROOT_ADMIN", "USER", "Caller", "ensure_admin"]
 
 def ensure_admin(conn: Connection, credentials: Path, api_url: str) -> bool:
     """Create the ROOT domain and the admin account and user once, writing their API keys (and password)
@@ -49,10 +28,10 @@ def ensure_admin(conn: Connection, credentials: Path, api_url: str) -> bool:
     now = datetime.now(UTC)
     domain_id = conn.scalar(sa.select(domains.c.id).where(domains.c.path == "/"))
     if domain_id is None:
-        domain_id = conn.execute(
+        domain_id = inserted_id(conn.execute(
             domains.insert().values(uuid=str(uuid.uuid4()), name="ROOT", path="/", created=now)
-        ).inserted_primary_key[0]
-    account_id = conn.execute(
+        ))
+    account_id = inserted_id(conn.execute(
         accounts.insert().values(
             uuid=str(uuid.uuid4()),
             name="admin",
@@ -61,7 +40,7 @@ def ensure_admin(conn: Connection, credentials: Path, api_url: str) -> bool:
             state="enabled",
             created=now,
         )
-    ).inserted_primary_key[0]
+    ))
     api_key, secret_key, password = (
         secrets.token_urlsafe(32),
         secrets.token_urlsafe(32),

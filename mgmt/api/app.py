@@ -428,5 +428,5 @@ async def serve_api(api: Api, host: str, port: int, *, certfile: str = "", keyfi
     config.read_timeout = 30  # seconds a connection may send nothing while a request is due
     config.keep_alive_timeout = 20
     config.accesslog = None
-    config.errorlog = logging.getLogger("hypercorn.error")  # type: ignore[assignment]
+    config.errorlog = logging.getLogger("hypercorn.error")
     await hypercorn_serve(make_app(api), config, task_status=task_status)  # type: ignore[arg-type]

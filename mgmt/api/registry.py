@@ -77,9 +77,9 @@ def parse(cmd: Command, raw: Mapping[str, str]) -> dict[str, Any]:
     args: dict[str, Any] = {}
     for p in cmd.params:
         if p.type == "map":
-            value = _map(p, lowered)
-            if value:
-                args[p.name] = value
+            entries = _map(p, lowered)
+            if entries:
+                args[p.name] = entries
             elif p.required:
                 raise InvalidParameter(f"missing parameter {p.name} (give {p.name}[0].key=value)")
             continue

@@ -146,3 +146,10 @@ class Database:
     def dispose(self) -> None:
         self.writer.close()
         self.engine.dispose()
+
+
+def inserted_id(result: sa.CursorResult[Any]) -> int:
+    """The primary key of the row an INSERT made."""
+    key = result.inserted_primary_key
+    assert key is not None, "not the result of an INSERT"
+    return int(key[0])

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 import trio
 from sqlalchemy.engine import Connection
 
-from ..db.database import Database
+from ..db.database import Database, inserted_id
 from ..db.schema import async_jobs
 from ..errors import CumuloError
 
@@ -172,7 +172,7 @@ class JobRunner:
         else:
             del self.holding[key]
 
-    async def wait(self, job_id: int) -> sa.Row:
+    async def wait(self, job_id: int) -> sa.Row[Any]:
         """Wait for the job to end; its row."""
         event = self.done.get(job_id)
         if event is not None:
@@ -194,7 +194,7 @@ def _insert(
     if prepare is not None:
         instance_id = prepare(conn)
     job_id = int(
-        conn.execute(_INSERT, {
+        inserted_id(conn.execute(_INSERT, {
             "uuid": job_uuid,
             "user_id": owner.user_id,
             "account_id": owner.account_id,
@@ -204,7 +204,7 @@ def _insert(
             "status": PENDING,
             "mgmt_server_id": msid,
             "created": now(),
-        }).inserted_primary_key[0]
+        }))
     )
     if on_insert is not None:
         on_insert(conn, job_id)
@@ -231,11 +231,11 @@ _INSERT = async_jobs.insert()
 _FINISH = async_jobs.update().where(async_jobs.c.id == sa.bindparam("job"))
 
 
-def get(conn: Connection, job_id: int) -> sa.Row:
+def get(conn: Connection, job_id: int) -> sa.Row[Any]:
     return conn.execute(sa.select(async_jobs).where(async_jobs.c.id == job_id)).one()
 
 
-def fail_orphans(conn: Connection, msid: int) -> list[sa.Row]:
+def fail_orphans(conn: Connection, msid: int) -> list[sa.Row[Any]]:
     """End the jobs this server left pending when it died; the rows (with their instances)."""
     rows = list(
         conn.execute(

@@ -172,7 +172,7 @@ def release(conn: Connection, vm_id: int) -> int:
     ).rowcount
 
 
-def of_vm(conn: Connection, vm_id: int) -> list[sa.Row]:
+def of_vm(conn: Connection, vm_id: int) -> list[sa.Row[Any]]:
     """The VM's live NICs with their networks' settings, by device id."""
     return list(
         conn.execute(

@@ -451,7 +451,8 @@ class Orchestrator:
     async def _create_volume(self, vm: VmRecord, volume: Any, pool: Any, host_id: int) -> None:
         template_path = ""
         if volume.type == "ROOT":
-            template_path = await self.db.read(volumes.template_copy, vm.template.id, pool.id) or ""
+            found: str | None = await self.db.read(volumes.template_copy, vm.template.id, pool.id)
+            template_path = found or ""
             if not template_path:
                 answer = await self._send(
                     host_id,

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..catalog import Snapshot
+from ..db.database import inserted_id
 from ..db.schema import (
     affinity_group_vms,
     affinity_groups,
@@ -140,7 +141,7 @@ def allocate_record(conn: Connection, spec: DeploySpec, *, vm_uuid: str = "",
         )
     stamp, vm_uuid = now(), vm_uuid or str(uuid.uuid4())
     vm_id = int(
-        conn.execute(_INSERT, {
+        inserted_id(conn.execute(_INSERT, {
             "uuid": vm_uuid,
             "instance_name": f"tmp-{vm_uuid}",
             "display_name": spec.display_name or spec.name or "",
@@ -155,7 +156,7 @@ def allocate_record(conn: Connection, spec: DeploySpec, *, vm_uuid: str = "",
             "ha_enabled": offering.ha_enabled if spec.ha_enabled is None else spec.ha_enabled,
             "created": stamp,
             "state_changed": stamp,
-        }).inserted_primary_key[0]
+        }))
     )
     name = f"i-{spec.account_id}-{vm_id}-VM"
     if not name_later:
@@ -348,7 +349,7 @@ _MOVE = vms.update().where(vms.c.id == sa.bindparam("vm"), vms.c.state == sa.bin
                            vms.c.update_count == sa.bindparam("count"))
 
 
-def transition(conn: Connection, vm_id: int, event: Event, *, known: tuple[State, int, str] | None = None,
+def transition(conn: Connection, /, vm_id: int, event: Event, *, known: tuple[State, int, str] | None = None,
                **values: Any) -> State:
     """Apply ``event`` (and ``values``) to the VM in one conditional UPDATE; the new state. Raises
     InvalidParameter when the VM's state does not take the event or another writer moved it first.
@@ -394,7 +395,7 @@ def change_offering(conn: Connection, vm_id: int, offering_id: int) -> Any:
     return released
 
 
-def update_details(conn: Connection, vm_id: int, **values: Any) -> None:
+def update_details(conn: Connection, /, vm_id: int, **values: Any) -> None:
     """Name, display name, HA flag: what changes without touching the guest."""
     if values:
         conn.execute(vms.update().where(vms.c.id == vm_id).values(**values))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -83,9 +84,9 @@ def reserve(conn: Connection, ask: Ask, limits: Limits, now: datetime, *, new: b
                                                    f"{ask.memory_bytes // 2**20} MiB free")
     # A VM whose volumes are on a pool already keeps that pool; new volumes (a data disk attached while
     # it was stopped) are added to it.
-    has_pool = previous is not None and previous.pool_id
-    pool_id = previous.pool_id if has_pool else ask.pool_id or None
-    disk = (previous.disk_bytes if has_pool else 0) + ask.disk_bytes
+    kept = previous if previous is not None and previous.pool_id else None
+    pool_id = kept.pool_id if kept is not None else ask.pool_id or None
+    disk = (kept.disk_bytes if kept is not None else 0) + ask.disk_bytes
     if pool_id and ask.disk_bytes and not _add_pool_used(conn, pool_id, ask.disk_bytes, limits):
         if new:  # take the host's share back: the caller's transaction goes on
             _add_used(conn, ask.host_id, -ask.cpu_mhz, -ask.memory_bytes, -ask.cores, None)
@@ -149,7 +150,7 @@ def add_disk(conn: Connection, vm_id: int, nbytes: int, limits: Limits) -> int:
     return int(row.pool_id)
 
 
-def release_disk(conn: Connection, vm_id: int, nbytes: int) -> sa.Row | None:
+def release_disk(conn: Connection, vm_id: int, nbytes: int) -> sa.Row[Any] | None:
     """Give back ``nbytes`` of the VM's pool space (volumes made by a failed start); a reservation left
     with nothing goes. The row as it was, or None."""
     row = conn.execute(sa.select(R).where(R.c.vm_id == vm_id)).first()
@@ -189,7 +190,7 @@ def _check_anti_affinity(conn: Connection, ask: Ask) -> None:
                               f"VM {clash} of the same anti-affinity group was placed on host {ask.host_id}")
 
 
-def _release_compute(conn: Connection, row: sa.Row) -> None:
+def _release_compute(conn: Connection, row: sa.Row[Any]) -> None:
     if row.migrating_to is not None:  # a migration in flight: its destination's share goes too
         finish_migration(conn, row.vm_id, False)
     used = row.state == ALLOCATED
@@ -207,16 +208,16 @@ def _release_compute(conn: Connection, row: sa.Row) -> None:
 def _add_used(conn: Connection, host_id: int, cpu_mhz: int, memory: int, cores: int,
               limits: Limits | None) -> bool:
     """Add to a host's used columns: conditionally (within ``limits``) or, with None, unconditionally."""
-    params = {"host": host_id, "cpu": cpu_mhz, "mem": memory, "cores": cores}
+    params: dict[str, float] = {"host": host_id, "cpu": cpu_mhz, "mem": memory, "cores": cores}
     if limits is not None:
-        params.update(cpu_factor=limits.cpu_factor, mem_factor=limits.mem_factor)  # type: ignore[arg-type]
+        params.update(cpu_factor=limits.cpu_factor, mem_factor=limits.mem_factor)
     done = conn.execute(_HOST_ADD if limits is None else _HOST_ADD_WITHIN, params).rowcount == 1
     if done:
         record(conn, HostAllocated(host_id, cpu_mhz, memory))
     return done
 
 
-def reserve_migration(conn: Connection, vm_id: int, dest_host_id: int, limits: Limits) -> sa.Row:
+def reserve_migration(conn: Connection, vm_id: int, dest_host_id: int, limits: Limits) -> sa.Row[Any]:
     """Reserve the running VM's compute on a migration's destination too (the source keeps its share
     until ``finish_migration``); raises ReservationLost when the destination is full."""
     row = conn.execute(sa.select(R).where(R.c.vm_id == vm_id)).first()
@@ -244,7 +245,7 @@ def finish_migration(conn: Connection, vm_id: int, succeeded: bool) -> int | Non
     return int(now_on)
 
 
-def release_compute(conn: Connection, vm_id: int) -> sa.Row | None:
+def release_compute(conn: Connection, vm_id: int) -> sa.Row[Any] | None:
     """Give back the VM's CPU and memory (stop, failed start, destroy); the released row, or None."""
     row = conn.execute(sa.select(R).where(R.c.vm_id == vm_id)).first()
     if row is None or row.state is None:
@@ -266,7 +267,7 @@ def hold(conn: Connection, vm_id: int, until: datetime) -> bool:
     return True
 
 
-def release_storage(conn: Connection, vm_id: int) -> sa.Row | None:
+def release_storage(conn: Connection, vm_id: int) -> sa.Row[Any] | None:
     """Give back the VM's pool space (its volumes are expunged) and, with it, the whole reservation."""
     row = conn.execute(sa.select(R).where(R.c.vm_id == vm_id)).first()
     if row is None:
@@ -279,7 +280,7 @@ def release_storage(conn: Connection, vm_id: int) -> sa.Row | None:
     return row
 
 
-def release_expired_holds(conn: Connection, now: datetime) -> list[sa.Row]:
+def release_expired_holds(conn: Connection, now: datetime) -> list[sa.Row[Any]]:
     """End the holds whose ``held_until`` has passed; the rows released."""
     rows = conn.execute(sa.select(R).where(R.c.state == HELD, R.c.held_until <= now)).all()
     for row in rows:
@@ -308,8 +309,9 @@ def check_totals(conn: Connection) -> list[str]:
         if have != want:
             problems.append(f"host {hc.host_id}: columns {have} but reservations {want}")
     pool_sums: dict[int, int] = {}
-    for row in conn.execute(sa.select(R.c.pool_id, R.c.disk_bytes).where(R.c.pool_id.is_not(None))):
-        pool_sums[row.pool_id] = pool_sums.get(row.pool_id, 0) + row.disk_bytes
+    held = sa.select(R.c.pool_id, R.c.disk_bytes).where(R.c.pool_id.is_not(None))
+    for pool_id, disk_bytes in conn.execute(held):
+        pool_sums[pool_id] = pool_sums.get(pool_id, 0) + disk_bytes
     for pool_id, size in conn.execute(sa.select(template_copies.c.pool_id, template_copies.c.size_bytes)):
         pool_sums[pool_id] = pool_sums.get(pool_id, 0) + size  # template copies take pool space too
     for pool_id, size in conn.execute(sa.select(volumes.c.pool_id, volumes.c.size_bytes).where(

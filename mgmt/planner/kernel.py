@@ -42,4 +42,4 @@ def _kernel(name: str) -> Kernel:
                                "`pip install -e .` (or set CUMULO_PLANNER=python)") from e
     else:
         raise ValueError(f"CUMULO_PLANNER must be python or native, not {name!r}")
-    return module  # type: ignore[return-value]
+    return module

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from ..db.database import inserted_id
 from ..db.schema import storage_pools, template_copies, volumes
 from ..planner import deltas
 
@@ -35,7 +37,7 @@ def allocate(
     volume_uuid: str = "",
 ) -> int:
     return int(
-        conn.execute(_INSERT, {
+        inserted_id(conn.execute(_INSERT, {
             "uuid": volume_uuid or str(uuid.uuid4()),
             "name": name,
             "vm_id": vm_id,
@@ -49,7 +51,7 @@ def allocate(
             "disk_offering_id": disk_offering_id,
             "account_id": account_id,
             "created": now,
-        }).inserted_primary_key[0]
+        }))
     )
 
 
@@ -65,7 +67,7 @@ _COPY = sa.select(template_copies.c.install_path).where(
     template_copies.c.state == "Ready")
 
 
-def of_vm(conn: Connection, vm_id: int) -> list[sa.Row]:
+def of_vm(conn: Connection, vm_id: int) -> list[sa.Row[Any]]:
     """The VM's volumes that still exist, root first, with their pools' uuid and path."""
     return list(
         conn.execute(
@@ -84,11 +86,11 @@ def of_vm(conn: Connection, vm_id: int) -> list[sa.Row]:
     )
 
 
-def set_state(conn: Connection, volume_id: int, state: str, **values: object) -> None:
+def set_state(conn: Connection, /, volume_id: int, state: str, **values: object) -> None:
     conn.execute(_SET_STATE, {"volume": volume_id, "state": state, **values})
 
 
-def set_states(conn: Connection, volume_ids: list[int], state: str, **values: object) -> None:
+def set_states(conn: Connection, /, volume_ids: list[int], state: str, **values: object) -> None:
     """``set_state`` for several volumes, in one statement."""
     conn.execute(_SET_STATES, {"volumes": volume_ids, "state": state, **values})
 

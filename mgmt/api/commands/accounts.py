@@ -4,19 +4,23 @@ getUserKeys. A user sees their own account and user; admins see everyone."""
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 import trio
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from ...db.database import inserted_id
 from ...db.schema import accounts, domains, users
 from ...errors import InvalidParameter, PermissionDenied
 from ..accounts import ROOT_ADMIN, USER
 from ..passwords import hash_password
 from ..registry import Param, command
 from .common import PAGING, date, fetch, find, keyword, listing, matching, new_uuid, now
+
+if TYPE_CHECKING:
+    from ..app import Context
 
 ACCOUNT_TYPES = {USER: "User", ROOT_ADMIN: "Admin"}
 
@@ -51,7 +55,7 @@ def _domains(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[list[
     *PAGING,
     response="domain",
 )
-async def list_domains(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def list_domains(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     items, total = await ctx.read(_domains, ctx.caller, args)
     return listing("domain", items, total)
 
@@ -153,7 +157,7 @@ def _accounts(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[list
     *PAGING,
     response="account",
 )
-async def list_accounts(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def list_accounts(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     items, total = await ctx.read(_accounts, ctx.caller, args)
     return listing("account", items, total)
 
@@ -176,7 +180,7 @@ def _create_account(
     stamp = now()
     try:
         with conn.begin_nested():
-            account_id = conn.execute(
+            account_id = inserted_id(conn.execute(
                 accounts.insert().values(
                     uuid=new_uuid(),
                     name=name,
@@ -185,7 +189,7 @@ def _create_account(
                     state="enabled",
                     created=stamp,
                 )
-            ).inserted_primary_key[0]
+            ))
             conn.execute(
                 users.insert().values(
                     uuid=new_uuid(),
@@ -224,7 +228,7 @@ def _create_account(
     event="ACCOUNT.CREATE",
     response="account",
 )
-async def create_account(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def create_account(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     if args.get("accounttype", USER) not in ACCOUNT_TYPES:
         raise InvalidParameter("accounttype must be 0 (user) or 1 (root admin)")
     if len(args["password"]) < 8:
@@ -270,7 +274,7 @@ def _users(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[list[di
     *PAGING,
     response="user",
 )
-async def list_users(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def list_users(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     items, total = await ctx.read(_users, ctx.caller, args)
     return listing("user", items, total)
 
@@ -298,7 +302,7 @@ def _new_keys(conn: Connection, caller: Any, ident: str) -> dict[str, str]:
     event="REGISTER.USER.KEY",
     response="userkeys",
 )
-async def register_user_keys(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def register_user_keys(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     keys = await ctx.run(_new_keys, ctx.caller, args["id"])
     ctx.api.callers.clear()  # the old keys stop working now, not when their cache entry ages
     await ctx.event(
@@ -321,5 +325,5 @@ def _keys(conn: Connection, caller: Any, ident: str) -> dict[str, str]:
     Param("id", "uuid", required=True, description="the user's id"),
     response="userkeys",
 )
-async def get_user_keys(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def get_user_keys(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     return {"userkeys": await ctx.read(_keys, ctx.caller, args["id"])}

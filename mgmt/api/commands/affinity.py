@@ -3,22 +3,26 @@ affinity on one): list, create, delete, and the group types."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from ...db.database import inserted_id
 from ...db.schema import accounts, affinity_group_vms, affinity_groups, domains, vms
 from ...errors import InvalidParameter, ResourceInUse
 from ..registry import Param, command
 from .common import OWNER, PAGING, fetch, find, keyword, listing, matching, new_uuid, now, owner_filter
 
+if TYPE_CHECKING:
+    from ..app import Context
+
 TYPES = ("host anti-affinity", "host affinity")
 
 
 @command("listAffinityGroupTypes", "Lists the affinity group types.", response="affinityGroupType")
-async def list_affinity_group_types(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def list_affinity_group_types(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     return listing("affinityGroupType", [{"type": t} for t in TYPES], len(TYPES))
 
 
@@ -91,7 +95,7 @@ def _list(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[list[dic
     *PAGING,
     response="affinitygroup",
 )
-async def list_affinity_groups(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def list_affinity_groups(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     items, total = await ctx.read(_list, ctx.caller, args)
     return listing("affinitygroup", items, total)
 
@@ -99,7 +103,7 @@ async def list_affinity_groups(ctx: Any, args: dict[str, Any]) -> dict[str, Any]
 def _create(conn: Connection, caller: Any, args: dict[str, Any]) -> dict[str, Any]:
     try:
         with conn.begin_nested():
-            group_id = conn.execute(
+            group_id = inserted_id(conn.execute(
                 affinity_groups.insert().values(
                     uuid=new_uuid(),
                     name=args["name"],
@@ -108,7 +112,7 @@ def _create(conn: Connection, caller: Any, args: dict[str, Any]) -> dict[str, An
                     account_id=caller.account_id,
                     created=now(),
                 )
-            ).inserted_primary_key[0]
+            ))
     except IntegrityError:
         raise InvalidParameter(f"an affinity group named {args['name']!r} exists already") from None
     return _views(conn, [conn.execute(_query().where(affinity_groups.c.id == group_id)).one()])[0]
@@ -124,7 +128,7 @@ def _create(conn: Connection, caller: Any, args: dict[str, Any]) -> dict[str, An
     event="AG.CREATE",
     response="affinitygroup",
 )
-async def create_affinity_group(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def create_affinity_group(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     if args["type"] not in TYPES:
         raise InvalidParameter(f"type must be one of: {', '.join(TYPES)}")
     group = await ctx.run(_create, ctx.caller, args)
@@ -142,6 +146,7 @@ async def create_affinity_group(ctx: Any, args: dict[str, Any]) -> dict[str, Any
 
 
 def _delete(conn: Connection, caller: Any, args: dict[str, Any]) -> Any:
+    row: sa.Row[Any] | None
     if "id" in args:
         row = find(conn, caller, affinity_groups, args["id"], "affinity group", owned=True)
     elif "name" in args:
@@ -176,7 +181,7 @@ def _delete(conn: Connection, caller: Any, args: dict[str, Any]) -> Any:
     is_async=True,
     event="AG.DELETE",
 )
-async def delete_affinity_group(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def delete_affinity_group(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     row = await ctx.run(_delete, ctx.caller, args)
 
     async def work() -> dict[str, Any]:

@@ -4,13 +4,16 @@ calls the first three for every listing."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..registry import Param, command
 from .common import OWNER, PAGING
 
+if TYPE_CHECKING:
+    from ..app import Context
 
-async def _empty(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+
+async def _empty(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 

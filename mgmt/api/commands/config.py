@@ -4,7 +4,7 @@ listCapacity."""
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -28,6 +28,9 @@ from ...settings import KIND_NAMES, SETTINGS
 from ..registry import Param, command
 from ..signing import parse_expires
 from .common import OWNER, PAGING, date, fetch, keyword, listing, matching, owner_filter, page
+
+if TYPE_CHECKING:
+    from ..app import Context
 
 
 def configuration_view(r: Any) -> dict[str, Any]:
@@ -58,7 +61,7 @@ def _list(conn: Connection, args: dict[str, Any]) -> tuple[list[dict[str, Any]],
     admin=True,
     response="configuration",
 )
-async def list_configurations(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def list_configurations(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     items, total = await ctx.read(_list, args)
     return listing("configuration", items, total)
 
@@ -79,7 +82,7 @@ def _update(conn: Connection, name: str, value: str | None) -> dict[str, Any]:
     event="CONFIGURATION.VALUE.EDIT",
     response="configuration",
 )
-async def update_configuration(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def update_configuration(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     setting = SETTINGS.get(args["name"])
     if setting is None:
         raise InvalidParameter(f"there is no setting named {args['name']!r} (see listConfigurations)")
@@ -163,7 +166,7 @@ def _events(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[list[d
     *PAGING,
     response="event",
 )
-async def list_events(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def list_events(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     items, total = await ctx.read(_events, ctx.caller, args)
     return listing("event", items, total)
 
@@ -257,7 +260,7 @@ def _capacity(conn: Connection, values: dict[str, Any], args: dict[str, Any]) ->
     admin=True,
     response="capacity",
 )
-async def list_capacity(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def list_capacity(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     items = await ctx.read(_capacity, ctx.services.values, args)
     offset, limit = page(args)
     return listing("capacity", items[offset : None if limit is None else offset + limit], len(items))

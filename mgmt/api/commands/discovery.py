@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..registry import COMMANDS, Param, command
 from .common import listing
+
+if TYPE_CHECKING:
+    from ..app import Context
 
 
 @command(
@@ -14,7 +17,7 @@ from .common import listing
     Param("name", description="one command, by name"),
     response="api",
 )
-async def list_apis(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def list_apis(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     found = [
         c
         for c in COMMANDS.values()
@@ -50,7 +53,7 @@ async def list_apis(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
 
 
 @command("listCapabilities", "Lists the cloud's capabilities.", response="capability")
-async def list_capabilities(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def list_capabilities(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     return {
         "capability": {
             "cloudstackversion": "4.19.0.0-cumulo",
@@ -69,7 +72,7 @@ async def list_capabilities(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _handled_by_the_endpoint(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def _handled_by_the_endpoint(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     raise AssertionError("login and logout are answered by Api._session_command")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import sqlalchemy as sa
@@ -15,6 +15,9 @@ from ...jobs.runner import PENDING
 from ..registry import Param, command
 from ..signing import parse_expires
 from .common import OWNER, PAGING, date, fetch, listing, owner_filter
+
+if TYPE_CHECKING:
+    from ..app import Context
 
 INSTANCES = {"VirtualMachine": vms, "Volume": volumes, "Host": hosts, "Network": networks}
 LONG_POLL = 0.2  # seconds a query about a running job waits for it to end
@@ -75,7 +78,7 @@ def _one(conn: Connection, caller: Any, job_uuid: str) -> dict[str, Any]:
     "The state of an async job and, once it ended, its result (jobstatus 0 pending, 1 succeeded, 2 failed).",
     Param("jobid", "uuid", required=True, description="the job's id"),
 )
-async def query_async_job_result(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def query_async_job_result(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     jobid = args["jobid"]
     running = ctx.api.pending_jobs.get(jobid)
     if running is not None and (ctx.caller.is_admin or running["_account"] == ctx.caller.account_id):
@@ -114,6 +117,6 @@ def _list(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[list[dic
     *PAGING,
     response="asyncjobs",
 )
-async def list_async_jobs(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def list_async_jobs(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     items, total = await ctx.read(_list, ctx.caller, args)
     return listing("asyncjobs", items, total)

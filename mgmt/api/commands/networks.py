@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ...db.database import inserted_id
 from ...db.schema import ip_ranges, networks, nics, zones
 from ...errors import InvalidParameter, ResourceInUse
 from ..registry import Param, command
 from .common import OWNER, PAGING, date, fetch, find, keyword, listing, matching, new_uuid, now
+
+if TYPE_CHECKING:
+    from ..app import Context
 
 _NETWORK_OFFERING = "a1a4b1a0-6d0e-4a9c-8a36-5b0c0f0e5a11"  # the one built-in offering: shared, no services
 
@@ -98,7 +102,7 @@ def _list(conn: Connection, args: dict[str, Any]) -> tuple[list[dict[str, Any]],
     *PAGING,
     response="network",
 )
-async def list_networks(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def list_networks(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     items, total = await ctx.read(_list, args)
     return listing("network", items, total)
 
@@ -131,7 +135,7 @@ def _create(conn: Connection, caller: Any, args: dict[str, Any]) -> dict[str, An
     vlan = args.get("vlan", "untagged")
     if vlan != "untagged" and not (vlan.isdigit() and 1 <= int(vlan) <= 4094):
         raise InvalidParameter("vlan must be untagged or 1 to 4094")
-    network_id = conn.execute(
+    network_id = inserted_id(conn.execute(
         networks.insert().values(
             uuid=new_uuid(),
             name=args["name"],
@@ -147,7 +151,7 @@ def _create(conn: Connection, caller: Any, args: dict[str, Any]) -> dict[str, An
             state="Setup",
             created=now(),
         )
-    ).inserted_primary_key[0]
+    ))
     conn.execute(ip_ranges.insert().values(network_id=network_id, start_ip=str(start), end_ip=str(end)))
     return _views(conn, [conn.execute(_query().where(networks.c.id == network_id)).one()])[0]
 
@@ -171,7 +175,7 @@ def _create(conn: Connection, caller: Any, args: dict[str, Any]) -> dict[str, An
     event="NETWORK.CREATE",
     response="network",
 )
-async def create_network(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def create_network(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     network = await ctx.run(_create, ctx.caller, args)
     await ctx.event(
         "NETWORK.CREATE",
@@ -202,7 +206,7 @@ def _delete(conn: Connection, network_id: int) -> None:
     is_async=True,
     event="NETWORK.DELETE",
 )
-async def delete_network(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def delete_network(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     row = await ctx.read(find, ctx.caller, networks, args["id"], "network")
 
     async def work() -> dict[str, Any]:

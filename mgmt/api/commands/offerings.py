@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ...db.database import inserted_id
 from ...db.schema import disk_offerings, service_offerings, vms
 from ...errors import InvalidParameter
 from ..registry import Param, command
 from .common import PAGING, date, fetch, find, keyword, listing, matching, new_uuid, now, success
+
+if TYPE_CHECKING:
+    from ..app import Context
 
 
 def service_offering_view(r: Any) -> dict[str, Any]:
@@ -52,7 +56,7 @@ def _list_service(conn: Connection, args: dict[str, Any]) -> tuple[list[dict[str
     *PAGING,
     response="serviceoffering",
 )
-async def list_service_offerings(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def list_service_offerings(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     if args.get("issystem"):
         return {}
     items, total = await ctx.read(_list_service, args)
@@ -63,7 +67,7 @@ def _create_service(conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
     for key, low in (("cpunumber", 1), ("cpuspeed", 1), ("memory", 32)):
         if not low <= args[key] <= 1_048_576:
             raise InvalidParameter(f"{key} must be between {low} and 1048576")
-    offering_id = conn.execute(
+    offering_id = inserted_id(conn.execute(
         service_offerings.insert().values(
             uuid=new_uuid(),
             name=args["name"],
@@ -75,7 +79,7 @@ def _create_service(conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
             ha_enabled=args.get("offerha", False),
             created=now(),
         )
-    ).inserted_primary_key[0]
+    ))
     return service_offering_view(
         conn.execute(sa.select(service_offerings).where(service_offerings.c.id == offering_id)).one()
     )
@@ -95,7 +99,7 @@ def _create_service(conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
     event="SERVICE.OFFERING.CREATE",
     response="serviceoffering",
 )
-async def create_service_offering(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def create_service_offering(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     offering = await ctx.run(_create_service, args)
     await ctx.event(
         "SERVICE.OFFERING.CREATE",
@@ -117,11 +121,11 @@ def _remove(conn: Connection, table: sa.Table, row_id: int) -> None:
     admin=True,
     event="SERVICE.OFFERING.DELETE",
 )
-async def delete_service_offering(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def delete_service_offering(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     return await _delete(ctx, service_offerings, args["id"], "service offering", "ServiceOffering")
 
 
-async def _delete(ctx: Any, table: sa.Table, ident: str, kind: str, resource_type: str) -> dict[str, Any]:
+async def _delete(ctx: Context, table: sa.Table, ident: str, kind: str, resource_type: str) -> dict[str, Any]:
     """Mark an offering removed (what was made from it keeps it) and record the event."""
     row = await ctx.read(find, ctx.caller, table, ident, kind)
     await ctx.run(_remove, table, row.id)
@@ -159,7 +163,7 @@ def _list_disk(conn: Connection, args: dict[str, Any]) -> tuple[list[dict[str, A
     *PAGING,
     response="diskoffering",
 )
-async def list_disk_offerings(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def list_disk_offerings(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     items, total = await ctx.read(_list_disk, args)
     return listing("diskoffering", items, total)
 
@@ -167,7 +171,7 @@ async def list_disk_offerings(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
 def _create_disk(conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
     if not 1 <= args.get("disksize", 0) <= 65536:
         raise InvalidParameter("disksize must be given, between 1 and 65536 GB")
-    offering_id = conn.execute(
+    offering_id = inserted_id(conn.execute(
         disk_offerings.insert().values(
             uuid=new_uuid(),
             name=args["name"],
@@ -176,7 +180,7 @@ def _create_disk(conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
             tags=",".join(t.strip() for t in args.get("tags", "").split(",") if t.strip()),
             created=now(),
         )
-    ).inserted_primary_key[0]
+    ))
     return disk_offering_view(
         conn.execute(sa.select(disk_offerings).where(disk_offerings.c.id == offering_id)).one()
     )
@@ -193,7 +197,7 @@ def _create_disk(conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
     event="DISK.OFFERING.CREATE",
     response="diskoffering",
 )
-async def create_disk_offering(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def create_disk_offering(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     offering = await ctx.run(_create_disk, args)
     await ctx.event(
         "DISK.OFFERING.CREATE",
@@ -211,5 +215,5 @@ async def create_disk_offering(ctx: Any, args: dict[str, Any]) -> dict[str, Any]
     admin=True,
     event="DISK.OFFERING.DELETE",
 )
-async def delete_disk_offering(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def delete_disk_offering(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     return await _delete(ctx, disk_offerings, args["id"], "disk offering", "DiskOffering")

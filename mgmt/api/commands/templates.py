@@ -5,16 +5,20 @@ from __future__ import annotations
 import os
 import urllib.parse
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ...db.database import inserted_id
 from ...db.schema import accounts, domains, templates, vms, zones
 from ...errors import InvalidParameter, PermissionDenied, ResourceInUse
 from ..registry import Param, command
 from .common import PAGING, date, fetch, find, keyword, listing, matching, new_uuid, now, page, success
+
+if TYPE_CHECKING:
+    from ..app import Context
 
 FILTERS = ("featured", "self", "selfexecutable", "sharedexecutable", "executable", "community", "all")
 FORMATS = ("QCOW2", "RAW", "VHD", "OVA", "ISO")
@@ -46,7 +50,7 @@ OS_BY_ID = {os_type_id(d): d for d, _ in OS_TYPES}
     *PAGING,
     response="ostype",
 )
-async def list_os_types(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def list_os_types(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     items = [
         {
             "id": os_type_id(d),
@@ -165,7 +169,7 @@ def _list(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[list[dic
     *PAGING,
     response="template",
 )
-async def list_templates(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def list_templates(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     if args["templatefilter"] not in FILTERS:
         raise InvalidParameter(f"templatefilter must be one of {', '.join(FILTERS)}")
     items, total = await ctx.read(_list, ctx.caller, args)
@@ -237,7 +241,7 @@ def _register(
         raise InvalidParameter(f"unable to find OS type {args['ostypeid']} (see listOsTypes)")
     if args.get("isfeatured") and not caller.is_admin:
         raise PermissionDenied("only admins may feature a template")
-    template_id = conn.execute(
+    template_id = inserted_id(conn.execute(
         templates.insert().values(
             uuid=new_uuid(),
             name=args["name"],
@@ -255,7 +259,7 @@ def _register(
             state="Ready",
             created=now(),
         )
-    ).inserted_primary_key[0]
+    ))
     rows = conn.execute(_query().where(templates.c.id == template_id).order_by(zones.c.id))
     return [template_view(r) for r in rows]
 
@@ -279,7 +283,7 @@ def _register(
     event="TEMPLATE.CREATE",
     response="template",
 )
-async def register_template(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def register_template(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     if args["format"].upper() not in FORMATS:
         raise InvalidParameter(f"format must be one of {', '.join(FORMATS)}")
     if args["hypervisor"] not in ("KVM", "Simulator"):
@@ -325,7 +329,7 @@ def _delete(conn: Connection, caller: Any, ident: str) -> str:
     Param("zoneid", "uuid", description="accepted for compatibility (deleted from every zone)"),
     event="TEMPLATE.DELETE",
 )
-async def delete_template(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def delete_template(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     name = await ctx.run(_delete, ctx.caller, args["id"])
     await ctx.event(
         "TEMPLATE.DELETE", f"deleted template {name}", resource_type="Template", resource_uuid=args["id"]

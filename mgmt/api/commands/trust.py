@@ -4,13 +4,14 @@ provisioned to connected hosts, and hosts deleted (their certificates revoked)."
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ...agents import registry
-from ...db.schema import hosts
-from ...errors import AgentUnavailable, CumuloError, InvalidParameter
+from ...errors import InvalidParameter
 from ..registry import Param, command
-from .common import find, success
+from .common import success
+
+if TYPE_CHECKING:
+    from ..app import Context
 
 
 @command(
@@ -19,7 +20,7 @@ from .common import find, success
     Param("provider", description="the CA provider (only root, the cloud's own)"),
     response="cacertificates",
 )
-async def list_ca_certificate(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def list_ca_certificate(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     if args.get("provider", "root") not in ("root", ""):
         raise InvalidParameter("provider must be root (the cloud's own CA)")
     return {"cacertificates": {"certificate": ctx.services.trust.ca.pem}}
@@ -35,7 +36,7 @@ async def list_ca_certificate(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
     event="CA.TOKEN.CREATE",
     response="agentregistrationtoken",
 )
-async def create_agent_registration_token(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def create_agent_registration_token(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     uses, validity = int(args.get("uses", 1)), int(args.get("validity", 86400))
     if not 1 <= uses <= 100_000:
         raise InvalidParameter("uses must be from 1 to 100000")
@@ -57,17 +58,14 @@ async def create_agent_registration_token(ctx: Any, args: dict[str, Any]) -> dic
     is_async=True,
     event="CA.CERTIFICATE.PROVISION",
 )
-async def provision_certificate(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def provision_certificate(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     if args.get("provider", "root") not in ("root", ""):
         raise InvalidParameter("provider must be root (the cloud's own CA)")
-    host = await ctx.read(find, ctx.caller, hosts, args["hostid"], "host")
+    host = await ctx.services.hosts.find(ctx.caller, args["hostid"])
     reconnect = bool(args.get("reconnect", False))
 
     async def work() -> dict[str, Any]:
-        try:
-            serial = await ctx.services.agents.provision_certificate(host.id, reconnect=reconnect)
-        except AgentUnavailable as e:
-            raise CumuloError(f"could not provision a certificate to host {host.name}: {e}") from None
+        serial = await ctx.services.hosts.provision_certificate(host, reconnect=reconnect)
         return success(f"certificate {serial} provisioned to host {host.name}")
 
     job = await ctx.submit(work, description=f"certificate for host {host.name}", instance_type="Host",
@@ -87,14 +85,11 @@ async def provision_certificate(ctx: Any, args: dict[str, Any]) -> dict[str, Any
     admin=True,
     event="HOST.DELETE",
 )
-async def delete_host(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def delete_host(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     if args.get("forcedestroylocalstorage"):
         raise InvalidParameter("forcedestroylocalstorage is not supported: expunge the volumes on the host's "
                                "local storage first")
-    host = await ctx.read(find, ctx.caller, hosts, args["id"], "host")
-    guid = await ctx.run(registry.remove_host, host.id, forced=bool(args.get("forced", False)))
-    revoked = await ctx.services.agents.revoke(guid)
-    await ctx.services.placement.load()
+    host, revoked = await ctx.services.hosts.remove(ctx.caller, args["id"], forced=bool(args.get("forced")))
     await ctx.event("HOST.DELETE", f"deleted host {host.name}; {len(revoked)} certificate(s) revoked",
                     resource_type="Host", resource_uuid=host.uuid)
     return success()

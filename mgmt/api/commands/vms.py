@@ -7,13 +7,11 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ...catalog import Snapshot
 from ...db.schema import (
     accounts,
     affinity_group_vms,
@@ -28,17 +26,18 @@ from ...db.schema import (
     zones,
 )
 from ...errors import InvalidParameter, PermissionDenied
-from ...orchestration import vms as vm_rows
-from ...orchestration.vm_state import State
-from ...orchestration.vms import DeploySpec
+from ...services.vms import VM_STATES, DeployRequest
 from ..registry import Param, command
-from .common import OWNER, PAGING, date, fetch, find, keyword, listing, matching, owner_filter, uuids
+from .common import OWNER, PAGING, date, fetch, keyword, listing, matching, owner_filter, uuids
+
+if TYPE_CHECKING:
+    from ..app import Context
 
 GIB = 2**30
 # RFC 1123 host names, as CloudStack checks them: letters, digits and hyphens, not starting with a digit
 # or a hyphen, at most 63 characters.
 _HOSTNAME = re.compile(r"^[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
-_API_STATES = {s.value for s in State} - {"Unknown"}
+_API_STATES = VM_STATES - {"Unknown"}
 
 
 def _query() -> sa.Select[Any]:
@@ -232,103 +231,12 @@ def _list(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[list[dic
     *PAGING,
     response="virtualmachine",
 )
-async def list_virtual_machines(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def list_virtual_machines(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     items, total = await ctx.read(_list, ctx.caller, args)
     return listing("virtualmachine", items, total)
 
 
 # --- deploy --------------------------------------------------------------------------------------------
-
-
-def _account_for(conn: Connection, caller: Any, args: dict[str, Any]) -> int:
-    if "account" not in args:
-        return int(caller.account_id)
-    if not caller.is_admin:
-        raise PermissionDenied("only admins may deploy for another account")
-    query = sa.select(accounts.c.id).where(accounts.c.name == args["account"], accounts.c.removed.is_(None))
-    if "domainid" in args:
-        query = query.join(domains, domains.c.id == accounts.c.domain_id).where(
-            domains.c.uuid == args["domainid"]
-        )
-    found = conn.scalar(query)
-    if found is None:
-        raise InvalidParameter(f"unable to find account {args['account']!r}")
-    return int(found)
-
-
-def _in_catalog(table: Any, ident: str, kind: str) -> Any:
-    """``find`` for a catalog table: the live row with uuid ``ident`` (not owned by accounts)."""
-    row = table.by_uuid.get(ident)
-    if row is None:
-        raise InvalidParameter(f"unable to find {kind} with id {ident}")
-    return row
-
-
-_DB_ARGS = ("account", "hostid", "affinitygroupids", "affinitygroupnames")  # what the catalog has not
-
-
-def _resolve(conn: Connection | None, caller: Any, args: dict[str, Any], catalog: Snapshot) -> DeploySpec:
-    """The deploy's ids, checked. Zones, offerings, templates and networks come from the catalog;
-    ``conn`` is needed (not None) only for what it has not (``_DB_ARGS``)."""
-    zone = _in_catalog(catalog.zones, args["zoneid"], "zone")
-    offering = _in_catalog(catalog.service_offerings, args["serviceofferingid"], "service offering")
-    template = _in_catalog(catalog.templates, args["templateid"], "template")
-    if not template.public and not caller.is_admin and (template.account_id or 1) != caller.account_id:
-        raise PermissionDenied(f"unable to find or access template {args['templateid']}")
-    account_id = _account_for(conn, caller, args) if conn is not None else int(caller.account_id)
-    ip = args.get("ipaddress", "")
-    network_ids = [_in_catalog(catalog.networks, n, "network").id for n in uuids(args, "networkids")]
-    for entry in args.get("iptonetworklist", []):
-        if "networkid" not in entry:
-            raise InvalidParameter("each iptonetworklist entry needs a networkid")
-        network = _in_catalog(catalog.networks, entry["networkid"], "network")
-        if network.id not in network_ids:
-            network_ids.append(network.id)
-        if entry.get("ip") and network.id == network_ids[0]:
-            ip = entry["ip"]
-    if not network_ids:  # CloudStack picks the zone's network when there is exactly one
-        found = catalog.zone_networks.get(zone.id, [])
-        if len(found) != 1:
-            raise InvalidParameter(f"zone {zone.name} has {len(found)} networks: give networkids")
-        network_ids = list(found)
-    if len(set(network_ids)) != len(network_ids):
-        raise InvalidParameter("networkids names a network twice")
-    host_id = 0
-    if "hostid" in args:
-        if not caller.is_admin:
-            raise PermissionDenied("only admins may choose the host")
-        host_id = find(conn, caller, hosts, args["hostid"], "host").id
-    disk_offering_id = 0
-    if "diskofferingid" in args:
-        disk_offering_id = _in_catalog(catalog.disk_offerings, args["diskofferingid"], "disk offering").id
-    group_ids = []
-    for ident in uuids(args, "affinitygroupids"):
-        group_ids.append(find(conn, caller, affinity_groups, ident, "affinity group", owned=True).id)
-    for name in args.get("affinitygroupnames", []):
-        found_id = conn.scalar(
-            sa.select(affinity_groups.c.id).where(
-                affinity_groups.c.name == name,
-                affinity_groups.c.account_id == account_id,
-                affinity_groups.c.removed.is_(None),
-            )
-        )
-        if found_id is None:
-            raise InvalidParameter(f"unable to find affinity group {name!r}")
-        group_ids.append(found_id)
-    return DeploySpec(
-        zone_id=zone.id,
-        service_offering_id=offering.id,
-        template_id=template.id,
-        network_ids=tuple(network_ids),
-        account_id=account_id,
-        name=args.get("name", ""),
-        display_name=args.get("displayname", ""),
-        host_id=host_id,
-        ip_address=ip,
-        root_disk_bytes=args.get("rootdisksize", 0) * GIB,
-        disk_offering_id=disk_offering_id,
-        affinity_group_ids=tuple(dict.fromkeys(group_ids)),
-    )
 
 
 def _check_deploy_args(args: dict[str, Any]) -> None:
@@ -381,55 +289,47 @@ def _check_deploy_args(args: dict[str, Any]) -> None:
     event="VM.CREATE",
     response="virtualmachine",
 )
-async def deploy_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def deploy_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     _check_deploy_args(args)
-    start = args.get("startvm", True)
-    orchestrator = ctx.services.orchestrator
-    spread = orchestrator.placement.settings.needs_account_counts
-    catalog = await ctx.services.catalog.current()
-    if spread or any(name in args for name in _DB_ARGS):
-        spec, planned = await ctx.read(_resolve_and_profile, ctx.caller, args, start, spread, catalog)
-    else:  # everything it names is in the catalog: no read at all
-        spec, planned = _resolve_and_profile(None, ctx.caller, args, start, False, catalog)
+    ip_to_network = []
+    for entry in args.get("iptonetworklist", []):
+        if "networkid" not in entry:
+            raise InvalidParameter("each iptonetworklist entry needs a networkid")
+        ip_to_network.append((entry["networkid"], entry.get("ip", "")))
+    request = DeployRequest(
+        zone_uuid=args["zoneid"],
+        service_offering_uuid=args["serviceofferingid"],
+        template_uuid=args["templateid"],
+        network_uuids=tuple(uuids(args, "networkids")),
+        ip_to_network=tuple(ip_to_network),
+        ip_address=args.get("ipaddress", ""),
+        start=args.get("startvm", True),
+        host_uuid=args.get("hostid", ""),
+        root_disk_gb=args.get("rootdisksize", 0),
+        disk_offering_uuid=args.get("diskofferingid", ""),
+        affinity_group_uuids=tuple(uuids(args, "affinitygroupids")),
+        affinity_group_names=tuple(args.get("affinitygroupnames", [])),
+        account_name=args.get("account", ""),
+        domain_uuid=args.get("domainid", ""),
+        name=args.get("name", ""),
+        display_name=args.get("displayname", ""),
+    )
     # Admit: the VM's rows (and, when a host was found, its reservation there) in the job's own
     # transaction; act and settle run as the job.
-    tentative = orchestrator.tentative(*planned) if planned is not None else None
-    vm_uuid = str(uuid.uuid4())
-    admitted: list[Any] = []
-
-    def admit(conn: Connection) -> int:
-        vm_id, admission = orchestrator.admit(conn, spec, vm_uuid, tentative, catalog)
-        admitted[:] = [vm_id, admission]
-        return vm_id
+    deployment = await ctx.services.vms.deploy(ctx.caller, request)
 
     async def work() -> dict[str, Any]:
-        vm_id, admission = admitted
-        if start:
-            await orchestrator.first_start(vm_id, host_id=spec.host_id, admission=admission)
+        vm_id = await deployment.run()
         return {"virtualmachine": await ctx.read(view_of, ctx.caller, vm_id)}
 
     job = await ctx.submit(
         work,
-        description=f"deployed VM {spec.name or vm_uuid}",
+        description=f"deployed VM {deployment.name}",
         instance_type="VirtualMachine",
-        instance_uuid=vm_uuid,
-        prepare=admit,
+        instance_uuid=deployment.vm_uuid,
+        prepare=deployment.admit,
     )
-    return {"id": vm_uuid, "jobid": job}
-
-
-def _resolve_and_profile(conn: Connection | None, caller: Any, args: dict[str, Any], start: bool,
-                         spread: bool, catalog: Snapshot) -> tuple[DeploySpec, Any]:
-    """The deploy's ids and, to start it, what the planner needs (at most one read; ``spread``: the
-    account's VMs per host too, for the weighers that use them)."""
-    spec = _resolve(conn, caller, args, catalog)
-    if not start:
-        return spec, None
-    planned = vm_rows.deploy_profile(conn, spec, catalog)
-    if planned is None:
-        return spec, None
-    spread_counts = vm_rows.account_hosts(conn, spec.account_id) if spread and conn is not None else None
-    return spec, (*planned, spread_counts)
+    return {"id": deployment.vm_uuid, "jobid": job}
 
 
 # --- one VM at a time ------------------------------------------------------------------------------------
@@ -438,11 +338,11 @@ def _resolve_and_profile(conn: Connection | None, caller: Any, args: dict[str, A
 CONSOLE_MAX_LINES = 1000
 
 
-async def _vm(ctx: Any, ident: str) -> Any:
-    return await ctx.read(find, ctx.caller, vms, ident, "virtual machine", owned=True)
+async def _vm(ctx: Context, ident: str) -> Any:
+    return await ctx.services.vms.find(ctx.caller, ident)
 
 
-async def _vm_job(ctx: Any, vm: Any, what: str, operation: Any, *, view: Any = view_of) -> dict[str, Any]:
+async def _vm_job(ctx: Context, vm: Any, what: str, operation: Any, *, view: Any = view_of) -> dict[str, Any]:
     """Run ``operation`` as the VM's job; its result is the VM as ``view`` shows it afterwards (None:
     ``{"success": true}``)."""
 
@@ -471,14 +371,12 @@ async def _vm_job(ctx: Any, vm: Any, what: str, operation: Any, *, view: Any = v
     event="VM.START",
     response="virtualmachine",
 )
-async def start_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def start_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     vm = await _vm(ctx, args["id"])
-    host_id = 0
-    if "hostid" in args:
-        if not ctx.caller.is_admin:
-            raise PermissionDenied("only admins may choose the host")
-        host_id = (await ctx.read(find, ctx.caller, hosts, args["hostid"], "host")).id
-    return await _vm_job(ctx, vm, "started", lambda: ctx.services.orchestrator.start(vm.id, host_id=host_id))
+    if "hostid" in args and not ctx.caller.is_admin:
+        raise PermissionDenied("only admins may choose the host")
+    host = args.get("hostid", "")
+    return await _vm_job(ctx, vm, "started", lambda: ctx.services.vms.start(ctx.caller, vm.id, host))
 
 
 @command(
@@ -490,10 +388,10 @@ async def start_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, Any
     event="VM.STOP",
     response="virtualmachine",
 )
-async def stop_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def stop_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     vm = await _vm(ctx, args["id"])
     forced = args.get("forced", False)
-    return await _vm_job(ctx, vm, "stopped", lambda: ctx.services.orchestrator.stop(vm.id, forced=forced))
+    return await _vm_job(ctx, vm, "stopped", lambda: ctx.services.vms.stop(vm.id, forced=forced))
 
 
 @command(
@@ -504,9 +402,9 @@ async def stop_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, Any]
     event="VM.REBOOT",
     response="virtualmachine",
 )
-async def reboot_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def reboot_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     vm = await _vm(ctx, args["id"])
-    return await _vm_job(ctx, vm, "rebooted", lambda: ctx.services.orchestrator.reboot(vm.id))
+    return await _vm_job(ctx, vm, "rebooted", lambda: ctx.services.vms.reboot(vm.id))
 
 
 @command(
@@ -517,21 +415,16 @@ async def reboot_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, An
     Param("lines", "integer", description=f"lines from the end (1 to {CONSOLE_MAX_LINES}, default 100)"),
     response="virtualmachineconsolelog",
 )
-async def get_console_log(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def get_console_log(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     lines = args.get("lines", 100)
     if not 1 <= lines <= CONSOLE_MAX_LINES:
         raise InvalidParameter(f"lines must be between 1 and {CONSOLE_MAX_LINES}")
     vm = await _vm(ctx, args["id"])
-    text, host_id = await ctx.services.orchestrator.console_log(vm.id, lines)
-    host_uuid = await ctx.read(_host_uuid, host_id) if host_id is not None else None
+    text, host_uuid = await ctx.services.vms.console_log(vm.id, lines)
     view = {"id": vm.uuid, "name": vm.display_name, "lines": text.count("\n"), "log": text}
     if ctx.caller.is_admin:  # as listVirtualMachines: only admins see hosts and instance names
         view.update(instancename=vm.instance_name, hostid=host_uuid)
     return {"virtualmachineconsolelog": view}
-
-
-def _host_uuid(conn: Connection, host_id: int) -> str | None:
-    return conn.scalar(sa.select(hosts.c.uuid).where(hosts.c.id == host_id))
 
 
 @command(
@@ -544,7 +437,7 @@ def _host_uuid(conn: Connection, host_id: int) -> str | None:
     event="VM.DESTROY",
     response="virtualmachine",
 )
-async def destroy_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def destroy_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     vm = await _vm(ctx, args["id"])
     expunge = args.get("expunge", False)
     if expunge and not ctx.caller.is_admin:
@@ -554,7 +447,7 @@ async def destroy_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, A
         ctx,
         vm,
         "destroyed",
-        lambda: ctx.services.orchestrator.destroy(vm.id, expunge=expunge),
+        lambda: ctx.services.vms.destroy(ctx.caller, vm.id, expunge=expunge),
         view=_view_even_removed,
     )
 
@@ -573,11 +466,9 @@ def _view_even_removed(conn: Connection, caller: Any, vm_id: int) -> dict[str, A
     event="VM.RESTORE",
     response="virtualmachine",
 )
-async def recover_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def recover_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     vm = await _vm(ctx, args["id"])
-    if ctx.services.jobs.busy("VirtualMachine", vm.id):
-        raise InvalidParameter(f"VM {vm.uuid} is busy with a job; try again when it ends")
-    await ctx.services.orchestrator.recover(vm.id)
+    await ctx.services.vms.recover(vm)
     await ctx.event(
         "VM.RESTORE",
         f"recovered VM {vm.name or vm.instance_name}",
@@ -595,9 +486,9 @@ async def recover_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, A
     is_async=True,
     event="VM.EXPUNGE",
 )
-async def expunge_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def expunge_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     vm = await _vm(ctx, args["id"])
-    return await _vm_job(ctx, vm, "expunged", lambda: ctx.services.orchestrator.expunge(vm.id), view=None)
+    return await _vm_job(ctx, vm, "expunged", lambda: ctx.services.vms.expunge(vm.id), view=None)
 
 
 @command(
@@ -611,16 +502,12 @@ async def expunge_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, A
     event="VM.MIGRATE",
     response="virtualmachine",
 )
-async def migrate_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def migrate_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     if "storageid" in args:
         raise InvalidParameter("storage migration is not supported: give hostid (or nothing) only")
     vm = await _vm(ctx, args["virtualmachineid"])
-    host_id = 0
-    if "hostid" in args:
-        host_id = (await ctx.read(find, ctx.caller, hosts, args["hostid"], "host")).id
-    return await _vm_job(
-        ctx, vm, "migrated", lambda: ctx.services.orchestrator.migrate(vm.id, host_id=host_id)
-    )
+    host = args.get("hostid", "")
+    return await _vm_job(ctx, vm, "migrated", lambda: ctx.services.vms.migrate(ctx.caller, vm.id, host))
 
 
 @command(
@@ -634,21 +521,15 @@ async def migrate_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, A
     event="VM.UPDATE",
     response="virtualmachine",
 )
-async def update_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def update_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     vm = await _vm(ctx, args["id"])
-    values: dict[str, Any] = {}
     if "name" in args:
         _check_deploy_args({"name": args["name"]})
-        if vm.state != State.STOPPED:
-            raise InvalidParameter(f"VM {vm.uuid} is {vm.state}; its name changes only when it is Stopped")
-        values["name"] = args["name"]
-    if "displayname" in args:
-        values["display_name"] = args["displayname"]
-    if "haenable" in args:
-        values["ha_enabled"] = args["haenable"]
     if "userdata" in args:
         _check_deploy_args({"userdata": args["userdata"]})
-    await ctx.run(vm_rows.update_details, vm.id, **values)
+    values = await ctx.services.vms.update(
+        vm, name=args.get("name"), display_name=args.get("displayname"), ha_enabled=args.get("haenable")
+    )
     await ctx.event(
         "VM.UPDATE",
         f"updated VM {vm.name or vm.instance_name}: {', '.join(values) or 'nothing'}",
@@ -666,14 +547,9 @@ async def update_virtual_machine(ctx: Any, args: dict[str, Any]) -> dict[str, An
     event="VM.UPGRADE",
     response="virtualmachine",
 )
-async def change_service(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def change_service(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     vm = await _vm(ctx, args["id"])
-    offering = await ctx.read(
-        find, ctx.caller, service_offerings, args["serviceofferingid"], "service offering"
-    )
-    if ctx.services.jobs.busy("VirtualMachine", vm.id):
-        raise InvalidParameter(f"VM {vm.uuid} is busy with a job; try again when it ends")
-    await ctx.run(vm_rows.change_offering, vm.id, offering.id)
+    offering = await ctx.services.vms.change_offering(ctx.caller, vm, args["serviceofferingid"])
     await ctx.event(
         "VM.UPGRADE",
         f"VM {vm.name or vm.instance_name} now has offering {offering.name}",

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ...db.database import inserted_id
 from ...db.schema import accounts, disk_offerings, domains, storage_pools, vms, volumes, zones
 from ...errors import InvalidParameter
 from ...orchestration import disks
@@ -26,6 +27,9 @@ from .common import (
     owner_filter,
     uuids,
 )
+
+if TYPE_CHECKING:
+    from ..app import Context
 
 GIB = 2**30
 
@@ -137,7 +141,7 @@ def _list(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[list[dic
     *PAGING,
     response="volume",
 )
-async def list_volumes(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def list_volumes(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     items, total = await ctx.read(_list, ctx.caller, args)
     return listing("volume", items, total)
 
@@ -153,7 +157,7 @@ def _create(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[int, s
     if not 1 <= size_gb <= 65536:
         raise InvalidParameter("size must be between 1 and 65536 (GB)")
     volume_uuid = new_uuid()
-    volume_id = conn.execute(
+    volume_id = inserted_id(conn.execute(
         volumes.insert().values(
             uuid=volume_uuid,
             name=args.get("name") or f"DATA-{volume_uuid[:8]}",
@@ -168,7 +172,7 @@ def _create(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[int, s
             account_id=caller.account_id,
             created=now(),
         )
-    ).inserted_primary_key[0]
+    ))
     return int(volume_id), volume_uuid
 
 
@@ -185,7 +189,7 @@ def _create(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[int, s
     event="VOLUME.CREATE",
     response="volume",
 )
-async def create_volume(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def create_volume(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     vm = None
     if "virtualmachineid" in args:
         vm = await ctx.read(find, ctx.caller, vms, args["virtualmachineid"], "virtual machine", owned=True)
@@ -206,7 +210,7 @@ async def create_volume(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
     return {"id": volume_uuid, "jobid": job}
 
 
-async def _volume(ctx: Any, ident: str) -> Any:
+async def _volume(ctx: Context, ident: str) -> Any:
     return await ctx.read(find, ctx.caller, volumes, ident, "volume", owned=True)
 
 
@@ -220,7 +224,7 @@ async def _volume(ctx: Any, ident: str) -> Any:
     event="VOLUME.ATTACH",
     response="volume",
 )
-async def attach_volume(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def attach_volume(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     volume = await _volume(ctx, args["id"])
     vm = await ctx.read(find, ctx.caller, vms, args["virtualmachineid"], "virtual machine", owned=True)
     if vm.account_id != volume.account_id:
@@ -248,7 +252,7 @@ async def attach_volume(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
     event="VOLUME.DETACH",
     response="volume",
 )
-async def detach_volume(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def detach_volume(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     volume = await _volume(ctx, args["id"])
 
     async def work() -> dict[str, Any]:
@@ -271,7 +275,7 @@ async def detach_volume(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
     Param("id", "uuid", required=True, description="the volume's id"),
     event="VOLUME.DELETE",
 )
-async def delete_volume(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+async def delete_volume(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     volume = await _volume(ctx, args["id"])
     if volume.type == "ROOT":
         raise InvalidParameter(f"volume {volume.name} is a root volume; it goes when its VM is expunged")

@@ -1,0 +1,49 @@
+"""The domain's services: what any front end (the CloudStack API today) calls.
+
+One service per area owns its workflows and queries; a front end parses, authorizes, calls one method
+and renders. ``Services`` is the running server's parts and the services built on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .hosts import Hosts
+from .infra import Infrastructure
+from .vms import VirtualMachines
+
+if TYPE_CHECKING:
+    from ..agents.manager import AgentManager
+    from ..api.app import Api
+    from ..catalog import Catalog
+    from ..db.database import Database
+    from ..jobs.runner import JobRunner
+    from ..orchestration.engine import Orchestrator
+    from ..planner.service import Placement
+    from ..security.trust import Trust
+
+
+@dataclass
+class Services:
+    """The running server's parts (for tests and the services) and the domain services on them."""
+
+    db: Database
+    msid: int
+    values: dict[str, Any]
+    agents: AgentManager
+    placement: Placement
+    jobs: JobRunner
+    orchestrator: Orchestrator
+    trust: Trust
+    catalog: Catalog
+    api_url: str = ""
+    api: Api | None = None
+    infra: Infrastructure = field(init=False)
+    hosts: Hosts = field(init=False)
+    vms: VirtualMachines = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.infra = Infrastructure(self.db, self.placement)
+        self.hosts = Hosts(self.db, self.placement, self.orchestrator, self.agents)
+        self.vms = VirtualMachines(self.db, self.orchestrator, self.catalog, self.jobs)

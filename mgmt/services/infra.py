@@ -1,0 +1,313 @@
+"""Infrastructure: zones, pods, clusters, primary storage pools and (for listing) hosts, each declared
+once as a ``Kind``: its table, the query that joins its parents' names, the filters a list takes, what
+must be gone before it can be deleted, and whether a change reaches placement. Lists, deletes and the
+placement reload are the same code for every kind; only what a create checks is each kind's own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..db.database import inserted_id
+from ..db.schema import clusters, host_capacity, hosts, networks, pods, storage_pools, volumes, zones
+from ..errors import InvalidParameter, ResourceInUse
+from .caller import Caller
+from .queries import fetch, find, keyword, matching, new_uuid, now
+
+if TYPE_CHECKING:
+    from ..db.database import Database
+    from ..planner.service import Placement
+
+Row = sa.Row[Any]
+Filters = Mapping[str, Any]  # a list's arguments: filter name -> value, keyword, page and pagesize
+HYPERVISORS = ("KVM", "Simulator")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One infrastructure resource, declared once."""
+
+    name: str  # as errors name it: "zone", "storage pool"
+    table: sa.Table
+    query: Callable[[], sa.Select[Any]]  # its rows with their parents' uuids and names
+    filters: Callable[[], dict[str, Any]]  # list filter name -> column
+    # what blocks a delete: (table, its column naming this one, the error ("{name}": this one's name))
+    children: tuple[tuple[sa.Table, str, str], ...] = ()
+    placement: bool = False  # creates and deletes change what the planner sees
+    removable: Callable[[Row], None] | None = None  # raises when this row may never be deleted here
+
+
+def _parents(table: sa.Table, *, pod: bool = False, cluster: bool = False,
+             outer: bool = False) -> sa.Select[Any]:
+    columns: list[Any] = [table, zones.c.uuid.label("zone_uuid"), zones.c.name.label("zone_name")]
+    if pod:
+        columns += [pods.c.uuid.label("pod_uuid"), pods.c.name.label("pod_name")]
+    if cluster:
+        columns += [clusters.c.uuid.label("cluster_uuid"), clusters.c.name.label("cluster_name")]
+    query = sa.select(*columns).join(zones, zones.c.id == table.c.zone_id)
+    join = query.outerjoin if outer else query.join
+    if pod:
+        query = join(pods, pods.c.id == table.c.pod_id)
+        join = query.outerjoin if outer else query.join
+    if cluster:
+        query = join(clusters, clusters.c.id == table.c.cluster_id)
+    return query
+
+
+def _host_query() -> sa.Select[Any]:
+    return (
+        sa.select(
+            hosts, host_capacity,
+            zones.c.uuid.label("zone_uuid"), zones.c.name.label("zone_name"),
+            pods.c.uuid.label("pod_uuid"), pods.c.name.label("pod_name"),
+            clusters.c.uuid.label("cluster_uuid"), clusters.c.name.label("cluster_name"),
+        )
+        .join(host_capacity, host_capacity.c.host_id == hosts.c.id)
+        .join(zones, zones.c.id == hosts.c.zone_id)
+        .join(pods, pods.c.id == hosts.c.pod_id)
+        .join(clusters, clusters.c.id == hosts.c.cluster_id)
+    )
+
+
+def _not_host_local(pool: Row) -> None:
+    if pool.scope == "HOST":
+        raise InvalidParameter(f"pool {pool.name} is a host's local storage; it goes with its host")
+
+
+ZONE = Kind(
+    "zone", zones, lambda: sa.select(zones),
+    lambda: {"id": zones.c.uuid, "name": zones.c.name},
+    children=((pods, "zone_id", "zone {name} still has pods; delete them first"),
+              (networks, "zone_id", "zone {name} still has networks; delete them first"),
+              (storage_pools, "zone_id", "zone {name} still has storage pools; delete them first")),
+    placement=True,
+)
+POD = Kind(
+    "pod", pods, lambda: _parents(pods),
+    lambda: {"id": pods.c.uuid, "name": pods.c.name, "zoneid": zones.c.uuid},
+    children=((clusters, "pod_id", "pod {name} still has clusters; delete them first"),
+              (hosts, "pod_id", "pod {name} still has hosts; delete them first")),
+)
+CLUSTER = Kind(
+    "cluster", clusters, lambda: _parents(clusters, pod=True),
+    lambda: {"id": clusters.c.uuid, "name": clusters.c.name, "zoneid": zones.c.uuid, "podid": pods.c.uuid,
+             "hypervisor": clusters.c.hypervisor_type},
+    children=((hosts, "cluster_id", "cluster {name} still has hosts; delete them first"),
+              (storage_pools, "cluster_id", "cluster {name} still has storage pools; delete them first")),
+    placement=True,
+)
+POOL = Kind(
+    "storage pool", storage_pools, lambda: _parents(storage_pools, pod=True, cluster=True, outer=True),
+    lambda: {"id": storage_pools.c.uuid, "name": storage_pools.c.name, "zoneid": zones.c.uuid,
+             "podid": pods.c.uuid, "clusterid": clusters.c.uuid, "scope": storage_pools.c.scope},
+    children=((volumes, "pool_id", "storage pool {name} still holds volumes"),),
+    placement=True,
+    removable=_not_host_local,
+)
+HOST = Kind(
+    "host", hosts, _host_query,
+    lambda: {"id": hosts.c.uuid, "name": hosts.c.name, "zoneid": zones.c.uuid, "podid": pods.c.uuid,
+             "clusterid": clusters.c.uuid, "state": hosts.c.status, "type": hosts.c.type,
+             "resourcestate": hosts.c.resource_state, "hypervisor": hosts.c.hypervisor_type},
+)
+
+
+# --- what each kind's create takes and checks ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ZoneSpec:
+    name: str
+    dns1: str | None = None
+    dns2: str | None = None
+    network_type: str = "Advanced"
+    allocation_state: str = "Enabled"
+
+
+@dataclass(frozen=True)
+class PodSpec:
+    zone_uuid: str
+    name: str
+    gateway: str | None = None
+    netmask: str | None = None
+    allocation_state: str = "Enabled"
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    zone_uuid: str
+    pod_uuid: str
+    name: str
+    hypervisor: str
+    allocation_state: str = "Enabled"
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    zone_uuid: str
+    name: str
+    url: str
+    capacity_bytes: int
+    scope: str = ""  # CLUSTER or ZONE; empty: CLUSTER when a cluster is named, else ZONE
+    cluster_uuid: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+def _allocation(state: str) -> str:
+    if state not in ("Enabled", "Disabled"):
+        raise InvalidParameter("allocationstate must be Enabled or Disabled")
+    return state
+
+
+def _address(value: str | None, name: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise InvalidParameter(f"parameter {name}: {value[:64]!r} is not an IP address") from None
+
+
+def _taken(conn: Connection, table: sa.Table, name: str, **scope: int) -> bool:
+    where = [table.c.name == name, table.c.removed.is_(None)]
+    where += [table.c[column] == value for column, value in scope.items()]
+    return conn.scalar(sa.select(table.c.id).where(*where)) is not None
+
+
+def _insert_zone(conn: Connection, caller: Caller, spec: ZoneSpec) -> int:
+    if spec.network_type not in ("Advanced", "Basic"):
+        raise InvalidParameter("networktype must be Advanced or Basic")
+    if _taken(conn, zones, spec.name):
+        raise InvalidParameter(f"a zone named {spec.name!r} exists already")
+    return inserted_id(conn.execute(zones.insert().values(
+        uuid=new_uuid(), name=spec.name, network_type=spec.network_type, dns1=spec.dns1, dns2=spec.dns2,
+        allocation_state=_allocation(spec.allocation_state), created=now(),
+    )))
+
+
+def _insert_pod(conn: Connection, caller: Caller, spec: PodSpec) -> int:
+    zone = find(conn, caller, zones, spec.zone_uuid, "zone")
+    if _taken(conn, pods, spec.name, zone_id=zone.id):
+        raise InvalidParameter(f"zone {zone.name} has a pod named {spec.name!r} already")
+    return inserted_id(conn.execute(pods.insert().values(
+        uuid=new_uuid(), zone_id=zone.id, name=spec.name, gateway=_address(spec.gateway, "gateway"),
+        netmask=_address(spec.netmask, "netmask"), allocation_state=spec.allocation_state, created=now(),
+    )))
+
+
+def _insert_cluster(conn: Connection, caller: Caller, spec: ClusterSpec) -> int:
+    if spec.hypervisor not in HYPERVISORS:
+        raise InvalidParameter(f"hypervisor must be one of {', '.join(HYPERVISORS)}")
+    zone = find(conn, caller, zones, spec.zone_uuid, "zone")
+    pod = find(conn, caller, pods, spec.pod_uuid, "pod")
+    if pod.zone_id != zone.id:
+        raise InvalidParameter(f"pod {pod.name} is not in zone {zone.name}")
+    if _taken(conn, clusters, spec.name, zone_id=zone.id):
+        raise InvalidParameter(f"zone {zone.name} has a cluster named {spec.name!r} already")
+    return inserted_id(conn.execute(clusters.insert().values(
+        uuid=new_uuid(), zone_id=zone.id, pod_id=pod.id, name=spec.name, hypervisor_type=spec.hypervisor,
+        allocation_state=spec.allocation_state, created=now(),
+    )))
+
+
+def pool_path(url: str) -> tuple[str, str]:
+    """(pool type, path) from ``nfs://server/export``, ``file:///dir`` or a plain ``/dir``."""
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme in ("", "file") and (parsed.path or "").startswith("/"):
+        return "Filesystem", parsed.path
+    if parsed.scheme == "nfs" and parsed.netloc and parsed.path.startswith("/"):
+        return "NetworkFilesystem", f"{parsed.netloc}:{parsed.path}"
+    raise InvalidParameter(f"url {url[:128]!r}: give nfs://server/export, file:///path or /path")
+
+
+def _insert_pool(conn: Connection, caller: Caller, spec: PoolSpec) -> int:
+    zone = find(conn, caller, zones, spec.zone_uuid, "zone")
+    scope = (spec.scope or ("CLUSTER" if spec.cluster_uuid else "ZONE")).upper()
+    if scope not in ("CLUSTER", "ZONE"):
+        raise InvalidParameter("scope must be CLUSTER or ZONE (host-local pools come from their agents)")
+    pod_id = cluster_id = None
+    if scope == "CLUSTER":
+        if not spec.cluster_uuid:
+            raise InvalidParameter("a CLUSTER-scoped pool needs clusterid")
+        cluster = find(conn, caller, clusters, spec.cluster_uuid, "cluster")
+        if cluster.zone_id != zone.id:
+            raise InvalidParameter(f"cluster {cluster.name} is not in zone {zone.name}")
+        pod_id, cluster_id = cluster.pod_id, cluster.id
+    pool_type, path = pool_path(spec.url)
+    if spec.capacity_bytes <= 0:
+        raise InvalidParameter("capacitybytes must be given, a positive number of bytes")
+    return inserted_id(conn.execute(storage_pools.insert().values(
+        uuid=new_uuid(), name=spec.name, zone_id=zone.id, pod_id=pod_id, cluster_id=cluster_id,
+        scope=scope, pool_type=pool_type, path=path, tags=",".join(spec.tags), status="Up",
+        capacity_bytes=spec.capacity_bytes, created=now(),
+    )))
+
+
+_CREATES: dict[type, tuple[Kind, Callable[[Connection, Caller, Any], int]]] = {
+    ZoneSpec: (ZONE, _insert_zone),
+    PodSpec: (POD, _insert_pod),
+    ClusterSpec: (CLUSTER, _insert_cluster),
+    PoolSpec: (POOL, _insert_pool),
+}
+
+
+def _list(conn: Connection, kind: Kind, args: Filters) -> tuple[list[Row], int]:
+    table = kind.table
+    where = [table.c.removed.is_(None), *keyword(table.c.name, args), *matching(args, kind.filters())]
+    return fetch(conn, kind.query().where(*where), table.c.id, args)
+
+
+def _create(conn: Connection, caller: Caller, spec: ZoneSpec | PodSpec | ClusterSpec | PoolSpec) -> Row:
+    kind, insert = _CREATES[type(spec)]
+    row_id = insert(conn, caller, spec)
+    return conn.execute(kind.query().where(kind.table.c.id == row_id)).one()
+
+
+def _delete(conn: Connection, caller: Caller, kind: Kind, ident: str) -> str:
+    row = find(conn, caller, kind.table, ident, kind.name)
+    if kind.removable is not None:
+        kind.removable(row)
+    for table, column, error in kind.children:
+        if conn.scalar(sa.select(table.c.id).where(table.c[column] == row.id, table.c.removed.is_(None))):
+            raise ResourceInUse(error.format(name=row.name))
+    conn.execute(kind.table.update().where(kind.table.c.id == row.id).values(removed=now()))
+    return str(row.name)
+
+
+def _one(conn: Connection, kind: Kind, ident: str) -> Row:
+    return conn.execute(kind.query().where(kind.table.c.uuid == ident)).one()
+
+
+class Infrastructure:
+    """Lists, creates and deletes the infrastructure kinds; a change that reaches placement reloads it."""
+
+    def __init__(self, db: Database, placement: Placement) -> None:
+        self.db, self.placement = db, placement
+
+    async def list(self, kind: Kind, args: Filters) -> tuple[list[Row], int]:
+        """One page of the kind's live rows matching ``args``, and the total over every page."""
+        return await self.db.read(_list, kind, args)
+
+    async def get(self, kind: Kind, ident: str) -> Row:
+        return await self.db.read(_one, kind, ident)
+
+    async def create(self, caller: Caller, spec: ZoneSpec | PodSpec | ClusterSpec | PoolSpec) -> Row:
+        """The new resource's row (as ``list`` shows it)."""
+        row = await self.db.run(_create, caller, spec)
+        if _CREATES[type(spec)][0].placement:
+            await self.placement.load()
+        return row
+
+    async def delete(self, caller: Caller, kind: Kind, ident: str) -> str:
+        """Remove a resource that nothing depends on any more; its name."""
+        name = await self.db.run(_delete, caller, kind, ident)
+        if kind.placement:
+            await self.placement.load()
+        return name

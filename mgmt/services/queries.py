@@ -1,0 +1,116 @@
+"""Queries the services share: paging, finding a resource the caller may see, the account filter of
+lists, equality and keyword filters, new ids and timestamps."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..db.schema import accounts, domains
+from ..errors import InvalidParameter, PermissionDenied
+from .caller import Caller
+
+MAX_PAGE = 500
+
+
+def page(args: Mapping[str, Any]) -> tuple[int, int | None]:
+    """(offset, limit) from page and pagesize, which come together (pagesize -1: everything)."""
+    if ("page" in args) != ("pagesize" in args):
+        raise InvalidParameter("page and pagesize must be given together")
+    if "page" not in args:
+        return 0, MAX_PAGE
+    number, size = args["page"], args["pagesize"]
+    if number < 1 or size == 0 or size < -1 or size > MAX_PAGE:
+        raise InvalidParameter(f"page must be at least 1 and pagesize -1 or 1 to {MAX_PAGE}")
+    return (0, None) if size == -1 else ((number - 1) * size, size)
+
+
+def fetch(
+    conn: Connection, query: sa.Select[Any], order: Any, args: Mapping[str, Any]
+) -> tuple[list[sa.Row[Any]], int]:
+    """One page of ``query``'s rows (by ``order``: a column or a tuple of them) and the total count
+    over every page."""
+    offset, limit = page(args)
+    total = conn.scalar(sa.select(sa.func.count()).select_from(query.order_by(None).subquery())) or 0
+    order = order if isinstance(order, tuple) else (order,)
+    rows = list(conn.execute(query.order_by(*order).offset(offset).limit(limit))) if total else []
+    return rows, total
+
+
+def uuids(args: dict[str, Any], name: str) -> list[str]:
+    """A list parameter whose items must be UUIDs (normalized)."""
+    out = []
+    for item in args.get(name, []):
+        try:
+            out.append(str(uuid.UUID(item)))
+        except ValueError:
+            raise InvalidParameter(f"parameter {name}: {item[:64]!r} is not a UUID") from None
+    return out
+
+
+def find(
+    conn: Connection,
+    caller: Caller,
+    table: sa.Table,
+    ident: str,
+    kind: str,
+    *,
+    owned: bool = False,
+    removed_ok: bool = False,
+) -> sa.Row[Any]:
+    """The row with uuid ``ident``. For owned resources (VMs, volumes...) another account's is, to a
+    user, exactly like a missing one: 531 with the same text, so ids do not leak."""
+    where = [table.c.uuid == ident]
+    if "removed" in table.c and not removed_ok:
+        where.append(table.c.removed.is_(None))
+    row = conn.execute(sa.select(table).where(*where)).first()
+    if owned and not caller.is_admin:
+        if row is None or row.account_id != caller.account_id:
+            raise PermissionDenied(f"unable to find or access {kind} {ident}")
+    elif row is None:
+        raise InvalidParameter(f"unable to find {kind} with id {ident}")
+    return row
+
+
+def owner_filter(conn: Connection, caller: Caller, args: dict[str, Any], column: Any) -> list[Any]:
+    """Which accounts' items a list shows. A user: their own. An admin: their own, unless ``listall``,
+    ``id``/``ids`` or ``account`` (+``domainid``) widens it (as CloudStack's admins see it)."""
+    if not caller.is_admin:
+        return [column == caller.account_id]
+    if "account" in args:
+        query = sa.select(accounts.c.id).where(
+            accounts.c.name == args["account"], accounts.c.removed.is_(None)
+        )
+        if "domainid" in args:
+            query = query.join(domains, domains.c.id == accounts.c.domain_id).where(
+                domains.c.uuid == args["domainid"]
+            )
+        found = list(conn.scalars(query))
+        if not found:
+            raise InvalidParameter(f"unable to find account {args['account']!r}")
+        return [column.in_(found)]
+    if args.get("listall") or "id" in args or "ids" in args:
+        return []
+    return [column == caller.account_id]
+
+
+def keyword(column: Any, args: Mapping[str, Any]) -> list[Any]:
+    return [column.contains(args["keyword"], autoescape=True)] if "keyword" in args else []
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_uuid() -> str:
+    return str(uuid.uuid4())
+
+
+def matching(args: Mapping[str, Any], columns: dict[str, Any]) -> list[Any]:
+    """Equality filters for the parameters given: ``{parameter name: column}``."""
+    return [column == args[key] for key, column in columns.items() if key in args]

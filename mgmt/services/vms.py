@@ -1,0 +1,284 @@
+"""Virtual machines as callers see them: deploy (resolve what the request names, plan, admit, then act
+and settle as a job), the lifecycle operations on one VM, and its details.
+
+A deploy resolves zones, offerings, templates and networks against the catalog (no read at all unless
+it names an account, a host or affinity groups, or a weigher needs the account's VMs), plans on the
+event loop, and hands the job two pieces: ``admit``, which writes the VM's rows and its reservation in
+the job's own insert transaction, and ``run``, the start that follows (docs/orchestration.md).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..catalog import Snapshot
+from ..db.schema import accounts, affinity_groups, domains, hosts, service_offerings, vms
+from ..errors import InvalidParameter, PermissionDenied
+from ..orchestration import vms as vm_rows
+from ..orchestration.vm_state import State
+from ..orchestration.vms import DeploySpec
+from .caller import Caller
+from .queries import find
+
+if TYPE_CHECKING:
+    from ..catalog import Catalog
+    from ..db.database import Database
+    from ..jobs.runner import JobRunner
+    from ..orchestration.engine import Orchestrator
+
+Row = sa.Row[Any]
+GIB = 2**30
+VM_STATES = frozenset(s.value for s in State)
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    """What deployVirtualMachine names, parsed but not resolved: uuids and names as given."""
+
+    zone_uuid: str
+    service_offering_uuid: str
+    template_uuid: str
+    network_uuids: tuple[str, ...] = ()
+    ip_to_network: tuple[tuple[str, str], ...] = ()  # (network uuid, address or "")
+    ip_address: str = ""
+    start: bool = True
+    host_uuid: str = ""  # admins only
+    root_disk_gb: int = 0
+    disk_offering_uuid: str = ""
+    affinity_group_uuids: tuple[str, ...] = ()
+    affinity_group_names: tuple[str, ...] = ()
+    account_name: str = ""  # deploy for this account (admins)
+    domain_uuid: str = ""
+    name: str = ""
+    display_name: str = ""
+
+    @property
+    def needs_database(self) -> bool:
+        """Whether it names something the catalog does not hold."""
+        return bool(self.account_name or self.host_uuid or self.affinity_group_uuids
+                    or self.affinity_group_names)
+
+
+@dataclass
+class Deployment:
+    """An admitted deploy's two halves, for the job that carries it."""
+
+    vm_uuid: str
+    name: str
+    admit: Callable[[Connection], int]  # in the job's insert transaction: the VM's rows; its id
+    run: Callable[[], Awaitable[int]]  # the job: start it (when asked); the VM's id
+
+
+def _account_for(conn: Connection, caller: Caller, request: DeployRequest) -> int:
+    if not request.account_name:
+        return int(caller.account_id)
+    if not caller.is_admin:
+        raise PermissionDenied("only admins may deploy for another account")
+    query = sa.select(accounts.c.id).where(accounts.c.name == request.account_name,
+                                           accounts.c.removed.is_(None))
+    if request.domain_uuid:
+        query = query.join(domains, domains.c.id == accounts.c.domain_id).where(
+            domains.c.uuid == request.domain_uuid
+        )
+    found = conn.scalar(query)
+    if found is None:
+        raise InvalidParameter(f"unable to find account {request.account_name!r}")
+    return int(found)
+
+
+def _in_catalog(table: Any, ident: str, kind: str) -> Any:
+    """``find`` for a catalog table: the live row with uuid ``ident`` (not owned by accounts)."""
+    row = table.by_uuid.get(ident)
+    if row is None:
+        raise InvalidParameter(f"unable to find {kind} with id {ident}")
+    return row
+
+
+def _resolve(conn: Connection | None, caller: Caller, request: DeployRequest,
+             catalog: Snapshot) -> DeploySpec:
+    """The deploy's ids, checked. Zones, offerings, templates and networks come from the catalog;
+    ``conn`` is needed (not None) only for what it has not (``DeployRequest.needs_database``)."""
+    zone = _in_catalog(catalog.zones, request.zone_uuid, "zone")
+    offering = _in_catalog(catalog.service_offerings, request.service_offering_uuid, "service offering")
+    template = _in_catalog(catalog.templates, request.template_uuid, "template")
+    if not template.public and not caller.is_admin and (template.account_id or 1) != caller.account_id:
+        raise PermissionDenied(f"unable to find or access template {request.template_uuid}")
+    account_id = _account_for(conn, caller, request) if conn is not None else int(caller.account_id)
+    ip = request.ip_address
+    network_ids = [_in_catalog(catalog.networks, n, "network").id for n in request.network_uuids]
+    for network_uuid, address in request.ip_to_network:
+        network = _in_catalog(catalog.networks, network_uuid, "network")
+        if network.id not in network_ids:
+            network_ids.append(network.id)
+        if address and network.id == network_ids[0]:
+            ip = address
+    if not network_ids:  # CloudStack picks the zone's network when there is exactly one
+        found = catalog.zone_networks.get(zone.id, [])
+        if len(found) != 1:
+            raise InvalidParameter(f"zone {zone.name} has {len(found)} networks: give networkids")
+        network_ids = list(found)
+    if len(set(network_ids)) != len(network_ids):
+        raise InvalidParameter("networkids names a network twice")
+    host_id = 0
+    if request.host_uuid:
+        if not caller.is_admin:
+            raise PermissionDenied("only admins may choose the host")
+        assert conn is not None
+        host_id = find(conn, caller, hosts, request.host_uuid, "host").id
+    disk_offering_id = 0
+    if request.disk_offering_uuid:
+        disk_offering_id = _in_catalog(catalog.disk_offerings, request.disk_offering_uuid, "disk offering").id
+    group_ids = []
+    for ident in request.affinity_group_uuids:
+        assert conn is not None
+        group_ids.append(find(conn, caller, affinity_groups, ident, "affinity group", owned=True).id)
+    for name in request.affinity_group_names:
+        assert conn is not None
+        found_id = conn.scalar(
+            sa.select(affinity_groups.c.id).where(
+                affinity_groups.c.name == name,
+                affinity_groups.c.account_id == account_id,
+                affinity_groups.c.removed.is_(None),
+            )
+        )
+        if found_id is None:
+            raise InvalidParameter(f"unable to find affinity group {name!r}")
+        group_ids.append(found_id)
+    return DeploySpec(
+        zone_id=zone.id,
+        service_offering_id=offering.id,
+        template_id=template.id,
+        network_ids=tuple(network_ids),
+        account_id=account_id,
+        name=request.name,
+        display_name=request.display_name,
+        host_id=host_id,
+        ip_address=ip,
+        root_disk_bytes=request.root_disk_gb * GIB,
+        disk_offering_id=disk_offering_id,
+        affinity_group_ids=tuple(dict.fromkeys(group_ids)),
+    )
+
+
+def _resolve_and_profile(conn: Connection | None, caller: Caller, request: DeployRequest, spread: bool,
+                         catalog: Snapshot) -> tuple[DeploySpec, Any]:
+    """The deploy's ids and, to start it, what the planner needs (at most one read; ``spread``: the
+    account's VMs per host too, for the weighers that use them)."""
+    spec = _resolve(conn, caller, request, catalog)
+    if not request.start:
+        return spec, None
+    planned = vm_rows.deploy_profile(conn, spec, catalog)
+    if planned is None:
+        return spec, None
+    spread_counts = vm_rows.account_hosts(conn, spec.account_id) if spread and conn is not None else None
+    return spec, (*planned, spread_counts)
+
+
+def _host_uuid(conn: Connection, host_id: int) -> str | None:
+    return conn.scalar(sa.select(hosts.c.uuid).where(hosts.c.id == host_id))
+
+
+class VirtualMachines:
+    def __init__(self, db: Database, orchestrator: Orchestrator, catalog: Catalog, jobs: JobRunner) -> None:
+        self.db, self.orchestrator, self.catalog, self.jobs = db, orchestrator, catalog, jobs
+
+    async def find(self, caller: Caller, ident: str) -> Row:
+        """The VM's row, when the caller may see it (another account's is like a missing one)."""
+        return await self.db.read(find, caller, vms, ident, "virtual machine", owned=True)
+
+    async def deploy(self, caller: Caller, request: DeployRequest) -> Deployment:
+        """Resolve and plan a deploy; its admission and run, for one job to carry."""
+        orchestrator = self.orchestrator
+        spread = orchestrator.placement.settings.needs_account_counts
+        catalog = await self.catalog.current()
+        if spread or request.needs_database:
+            spec, planned = await self.db.read(_resolve_and_profile, caller, request, spread, catalog)
+        else:  # everything it names is in the catalog: no read at all
+            spec, planned = _resolve_and_profile(None, caller, request, False, catalog)
+        tentative = orchestrator.tentative(*planned) if planned is not None else None
+        vm_uuid = str(uuid.uuid4())
+        admitted: list[Any] = []
+
+        def admit(conn: Connection) -> int:
+            vm_id, admission = orchestrator.admit(conn, spec, vm_uuid, tentative, catalog)
+            admitted[:] = [vm_id, admission]
+            return int(vm_id)
+
+        async def run() -> int:
+            vm_id, admission = admitted
+            if request.start:
+                await orchestrator.first_start(vm_id, host_id=spec.host_id, admission=admission)
+            return int(vm_id)
+
+        return Deployment(vm_uuid, spec.name or vm_uuid, admit, run)
+
+    async def _host_id(self, caller: Caller, host_uuid: str) -> int:
+        return int((await self.db.read(find, caller, hosts, host_uuid, "host")).id) if host_uuid else 0
+
+    async def start(self, caller: Caller, vm_id: int, host_uuid: str = "") -> None:
+        """Start it (on ``host_uuid`` when an admin names one)."""
+        if host_uuid and not caller.is_admin:
+            raise PermissionDenied("only admins may choose the host")
+        host_id = await self._host_id(caller, host_uuid)
+        await self.orchestrator.start(vm_id, host_id=host_id)
+
+    async def stop(self, vm_id: int, *, forced: bool = False) -> None:
+        await self.orchestrator.stop(vm_id, forced=forced)
+
+    async def reboot(self, vm_id: int) -> None:
+        await self.orchestrator.reboot(vm_id)
+
+    async def destroy(self, caller: Caller, vm_id: int, *, expunge: bool = False) -> None:
+        if expunge and not caller.is_admin:
+            raise PermissionDenied("only admins may expunge a VM at once")
+        await self.orchestrator.destroy(vm_id, expunge=expunge)
+
+    def _not_busy(self, vm: Row) -> None:
+        if self.jobs.busy("VirtualMachine", vm.id):
+            raise InvalidParameter(f"VM {vm.uuid} is busy with a job; try again when it ends")
+
+    async def recover(self, vm: Row) -> None:
+        self._not_busy(vm)
+        await self.orchestrator.recover(vm.id)
+
+    async def expunge(self, vm_id: int) -> None:
+        await self.orchestrator.expunge(vm_id)
+
+    async def migrate(self, caller: Caller, vm_id: int, host_uuid: str = "") -> None:
+        await self.orchestrator.migrate(vm_id, host_id=await self._host_id(caller, host_uuid))
+
+    async def console_log(self, vm_id: int, lines: int) -> tuple[str, str | None]:
+        """The last ``lines`` of its console and the uuid of the host they came from."""
+        text, host_id = await self.orchestrator.console_log(vm_id, lines)
+        host_uuid = await self.db.read(_host_uuid, host_id) if host_id is not None else None
+        return text, host_uuid
+
+    async def update(self, vm: Row, *, name: str | None = None, display_name: str | None = None,
+                     ha_enabled: bool | None = None) -> list[str]:
+        """Change its details; the names of those changed (as columns)."""
+        values: dict[str, Any] = {}
+        if name is not None:
+            if vm.state != State.STOPPED:
+                raise InvalidParameter(
+                    f"VM {vm.uuid} is {vm.state}; its name changes only when it is Stopped"
+                )
+            values["name"] = name
+        if display_name is not None:
+            values["display_name"] = display_name
+        if ha_enabled is not None:
+            values["ha_enabled"] = ha_enabled
+        await self.db.run(vm_rows.update_details, vm.id, **values)
+        return list(values)
+
+    async def change_offering(self, caller: Caller, vm: Row, offering_uuid: str) -> Row:
+        """Give a stopped VM another service offering; the offering's row."""
+        offering = await self.db.read(find, caller, service_offerings, offering_uuid, "service offering")
+        self._not_busy(vm)
+        await self.db.run(vm_rows.change_offering, vm.id, offering.id)
+        return offering
