@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import infra, offerings  # noqa: F401 - their kinds and creates are declared on import
+from .crud import Resources
 from .hosts import Hosts
-from .infra import Infrastructure
 from .vms import VirtualMachines
 
 if TYPE_CHECKING:
@@ -39,11 +40,11 @@ class Services:
     catalog: Catalog
     api_url: str = ""
     api: Api | None = None
-    infra: Infrastructure = field(init=False)
+    resources: Resources = field(init=False)
     hosts: Hosts = field(init=False)
     vms: VirtualMachines = field(init=False)
 
     def __post_init__(self) -> None:
-        self.infra = Infrastructure(self.db, self.placement)
+        self.resources = Resources(self.db, self.placement)
         self.hosts = Hosts(self.db, self.placement, self.orchestrator, self.agents)
         self.vms = VirtualMachines(self.db, self.orchestrator, self.catalog, self.jobs)

@@ -18,7 +18,8 @@ from ..db.schema import hosts, vms
 from ..errors import AgentUnavailable, CumuloError, InvalidParameter
 from ..planner import deltas
 from .caller import Caller
-from .infra import HOST, Row
+from .crud import Row
+from .infra import HOST
 from .queries import find
 
 if TYPE_CHECKING:

@@ -1,47 +1,24 @@
 """Infrastructure: zones, pods, clusters, primary storage pools and (for listing) hosts, each declared
-once as a ``Kind``: its table, the query that joins its parents' names, the filters a list takes, what
-must be gone before it can be deleted, and whether a change reaches placement. Lists, deletes and the
-placement reload are the same code for every kind; only what a create checks is each kind's own.
-"""
+once as a ``crud.Kind``; what a create takes (a spec) and checks is each kind's own."""
 
 from __future__ import annotations
 
 import ipaddress
 import urllib.parse
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..db.database import inserted_id
 from ..db.schema import clusters, host_capacity, hosts, networks, pods, storage_pools, volumes, zones
-from ..errors import InvalidParameter, ResourceInUse
+from ..errors import InvalidParameter
 from .caller import Caller
-from .queries import fetch, find, keyword, matching, new_uuid, now
+from .crud import Kind, Row, creates
+from .queries import find, new_uuid, now
 
-if TYPE_CHECKING:
-    from ..db.database import Database
-    from ..planner.service import Placement
-
-Row = sa.Row[Any]
-Filters = Mapping[str, Any]  # a list's arguments: filter name -> value, keyword, page and pagesize
 HYPERVISORS = ("KVM", "Simulator")
-
-
-@dataclass(frozen=True)
-class Kind:
-    """One infrastructure resource, declared once."""
-
-    name: str  # as errors name it: "zone", "storage pool"
-    table: sa.Table
-    query: Callable[[], sa.Select[Any]]  # its rows with their parents' uuids and names
-    filters: Callable[[], dict[str, Any]]  # list filter name -> column
-    # what blocks a delete: (table, its column naming this one, the error ("{name}": this one's name))
-    children: tuple[tuple[sa.Table, str, str], ...] = ()
-    placement: bool = False  # creates and deletes change what the planner sees
-    removable: Callable[[Row], None] | None = None  # raises when this row may never be deleted here
 
 
 def _parents(table: sa.Table, *, pod: bool = False, cluster: bool = False,
@@ -181,6 +158,7 @@ def _taken(conn: Connection, table: sa.Table, name: str, **scope: int) -> bool:
     return conn.scalar(sa.select(table.c.id).where(*where)) is not None
 
 
+@creates(ZoneSpec, ZONE)
 def _insert_zone(conn: Connection, caller: Caller, spec: ZoneSpec) -> int:
     if spec.network_type not in ("Advanced", "Basic"):
         raise InvalidParameter("networktype must be Advanced or Basic")
@@ -192,6 +170,7 @@ def _insert_zone(conn: Connection, caller: Caller, spec: ZoneSpec) -> int:
     )))
 
 
+@creates(PodSpec, POD)
 def _insert_pod(conn: Connection, caller: Caller, spec: PodSpec) -> int:
     zone = find(conn, caller, zones, spec.zone_uuid, "zone")
     if _taken(conn, pods, spec.name, zone_id=zone.id):
@@ -202,6 +181,7 @@ def _insert_pod(conn: Connection, caller: Caller, spec: PodSpec) -> int:
     )))
 
 
+@creates(ClusterSpec, CLUSTER)
 def _insert_cluster(conn: Connection, caller: Caller, spec: ClusterSpec) -> int:
     if spec.hypervisor not in HYPERVISORS:
         raise InvalidParameter(f"hypervisor must be one of {', '.join(HYPERVISORS)}")
@@ -227,6 +207,7 @@ def pool_path(url: str) -> tuple[str, str]:
     raise InvalidParameter(f"url {url[:128]!r}: give nfs://server/export, file:///path or /path")
 
 
+@creates(PoolSpec, POOL)
 def _insert_pool(conn: Connection, caller: Caller, spec: PoolSpec) -> int:
     zone = find(conn, caller, zones, spec.zone_uuid, "zone")
     scope = (spec.scope or ("CLUSTER" if spec.cluster_uuid else "ZONE")).upper()
@@ -248,66 +229,3 @@ def _insert_pool(conn: Connection, caller: Caller, spec: PoolSpec) -> int:
         scope=scope, pool_type=pool_type, path=path, tags=",".join(spec.tags), status="Up",
         capacity_bytes=spec.capacity_bytes, created=now(),
     )))
-
-
-_CREATES: dict[type, tuple[Kind, Callable[[Connection, Caller, Any], int]]] = {
-    ZoneSpec: (ZONE, _insert_zone),
-    PodSpec: (POD, _insert_pod),
-    ClusterSpec: (CLUSTER, _insert_cluster),
-    PoolSpec: (POOL, _insert_pool),
-}
-
-
-def _list(conn: Connection, kind: Kind, args: Filters) -> tuple[list[Row], int]:
-    table = kind.table
-    where = [table.c.removed.is_(None), *keyword(table.c.name, args), *matching(args, kind.filters())]
-    return fetch(conn, kind.query().where(*where), table.c.id, args)
-
-
-def _create(conn: Connection, caller: Caller, spec: ZoneSpec | PodSpec | ClusterSpec | PoolSpec) -> Row:
-    kind, insert = _CREATES[type(spec)]
-    row_id = insert(conn, caller, spec)
-    return conn.execute(kind.query().where(kind.table.c.id == row_id)).one()
-
-
-def _delete(conn: Connection, caller: Caller, kind: Kind, ident: str) -> str:
-    row = find(conn, caller, kind.table, ident, kind.name)
-    if kind.removable is not None:
-        kind.removable(row)
-    for table, column, error in kind.children:
-        if conn.scalar(sa.select(table.c.id).where(table.c[column] == row.id, table.c.removed.is_(None))):
-            raise ResourceInUse(error.format(name=row.name))
-    conn.execute(kind.table.update().where(kind.table.c.id == row.id).values(removed=now()))
-    return str(row.name)
-
-
-def _one(conn: Connection, kind: Kind, ident: str) -> Row:
-    return conn.execute(kind.query().where(kind.table.c.uuid == ident)).one()
-
-
-class Infrastructure:
-    """Lists, creates and deletes the infrastructure kinds; a change that reaches placement reloads it."""
-
-    def __init__(self, db: Database, placement: Placement) -> None:
-        self.db, self.placement = db, placement
-
-    async def list(self, kind: Kind, args: Filters) -> tuple[list[Row], int]:
-        """One page of the kind's live rows matching ``args``, and the total over every page."""
-        return await self.db.read(_list, kind, args)
-
-    async def get(self, kind: Kind, ident: str) -> Row:
-        return await self.db.read(_one, kind, ident)
-
-    async def create(self, caller: Caller, spec: ZoneSpec | PodSpec | ClusterSpec | PoolSpec) -> Row:
-        """The new resource's row (as ``list`` shows it)."""
-        row = await self.db.run(_create, caller, spec)
-        if _CREATES[type(spec)][0].placement:
-            await self.placement.load()
-        return row
-
-    async def delete(self, caller: Caller, kind: Kind, ident: str) -> str:
-        """Remove a resource that nothing depends on any more; its name."""
-        name = await self.db.run(_delete, caller, kind, ident)
-        if kind.placement:
-            await self.placement.load()
-        return name

@@ -3,9 +3,11 @@ queries handlers still make themselves."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ...services.crud import Kind, kind_of
 from ...services.queries import (
     MAX_PAGE,
     fetch,
@@ -20,9 +22,12 @@ from ...services.queries import (
 )
 from ..registry import Param
 
+if TYPE_CHECKING:
+    from ..app import Context
+
 __all__ = [
-    "MAX_PAGE", "OWNER", "PAGING", "date", "fetch", "find", "keyword", "listing", "matching", "new_uuid",
-    "now", "owner_filter", "page", "success", "uuids",
+    "MAX_PAGE", "OWNER", "PAGING", "created", "date", "deleter", "fetch", "find", "keyword", "lister",
+    "listing", "matching", "new_uuid", "now", "owner_filter", "page", "success", "tags", "uuids",
 ]
 
 
@@ -60,3 +65,41 @@ def success(text: str = "") -> dict[str, Any]:
     return body
 
 
+Handler = Callable[["Context", dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def lister(kind: Kind, key: str, view: Callable[[Any], dict[str, Any]], module: str) -> Handler:
+    """The handler of a declared kind's list command: its rows, filtered and paged, as ``view`` shows them.
+    ``module``: the command module it belongs to (its docs section)."""
+    async def handler(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+        rows, total = await ctx.services.resources.list(kind, args)
+        return listing(key, [view(r) for r in rows], total)
+
+    handler.__module__ = module
+    return handler
+
+
+def deleter(kind: Kind, event: str, resource_type: str, module: str) -> Handler:
+    """The handler of a declared kind's delete command (by ``id``), recording ``event``."""
+    async def handler(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+        name = await ctx.services.resources.delete(ctx.caller, kind, args["id"])
+        await ctx.event(event, f"deleted {kind.name} {name}", resource_type=resource_type,
+                        resource_uuid=args["id"])
+        return success()
+
+    handler.__module__ = module
+    return handler
+
+
+async def created(ctx: Context, spec: object, event: str, resource_type: str,
+                  view: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    """Create what ``spec`` declares, record the event; the new resource as ``view`` shows it."""
+    made = view(await ctx.services.resources.create(ctx.caller, spec))
+    await ctx.event(event, f"created {kind_of(spec).name} {made['name']}", resource_type=resource_type,
+                    resource_uuid=made["id"])
+    return made
+
+
+def tags(text: str) -> tuple[str, ...]:
+    """A comma-separated list of tags, trimmed, empty ones dropped."""
+    return tuple(t.strip() for t in text.split(",") if t.strip())

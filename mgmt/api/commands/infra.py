@@ -5,51 +5,16 @@ including host maintenance. What each command does is the infrastructure and hos
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ...errors import InvalidParameter
 from ...services import infra
-from ...services.infra import ClusterSpec, Kind, PodSpec, PoolSpec, ZoneSpec
+from ...services.infra import ClusterSpec, PodSpec, PoolSpec, ZoneSpec
 from ..registry import Param, command
-from .common import PAGING, date, listing, success
+from .common import PAGING, created, date, deleter, lister, listing, tags
 
 if TYPE_CHECKING:
     from ..app import Context
-
-Handler = Callable[["Context", dict[str, Any]], Awaitable[dict[str, Any]]]
-
-
-def _lister(kind: Kind, key: str, view: Callable[[Any], dict[str, Any]]) -> Handler:
-    async def handler(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-        rows, total = await ctx.services.infra.list(kind, args)
-        return listing(key, [view(r) for r in rows], total)
-
-    return handler
-
-
-def _deleter(kind: Kind, event: str, resource_type: str) -> Handler:
-    async def handler(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-        name = await ctx.services.infra.delete(ctx.caller, kind, args["id"])
-        await ctx.event(event, f"deleted {kind.name} {name}", resource_type=resource_type,
-                        resource_uuid=args["id"])
-        return success()
-
-    return handler
-
-
-async def _created(ctx: Context, spec: ZoneSpec | PodSpec | ClusterSpec | PoolSpec, event: str,
-                   resource_type: str, view: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
-    made = view(await ctx.services.infra.create(ctx.caller, spec))
-    kind = {"Zone": "zone", "Pod": "pod", "Cluster": "cluster", "StoragePool": "storage pool"}[resource_type]
-    await ctx.event(event, f"created {kind} {made['name']}", resource_type=resource_type,
-                    resource_uuid=made["id"])
-    return made
-
-
-def _tags(text: str) -> tuple[str, ...]:
-    return tuple(t.strip() for t in text.split(",") if t.strip())
-
 
 # --- zones -------------------------------------------------------------------------------------------
 
@@ -76,7 +41,7 @@ command(
     Param("available", "boolean", description="accepted for compatibility (every zone is available)"),
     *PAGING,
     response="zone",
-)(_lister(infra.ZONE, "zone", zone_view))
+)(lister(infra.ZONE, "zone", zone_view, __name__))
 
 
 @command(
@@ -96,7 +61,7 @@ command(
 async def create_zone(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     spec = ZoneSpec(args["name"], args.get("dns1"), args.get("dns2"), args.get("networktype", "Advanced"),
                     args.get("allocationstate", "Enabled"))
-    return {"zone": await _created(ctx, spec, "ZONE.CREATE", "Zone", zone_view)}
+    return {"zone": await created(ctx, spec, "ZONE.CREATE", "Zone", zone_view)}
 
 
 command(
@@ -105,7 +70,7 @@ command(
     Param("id", "uuid", required=True, description="the zone's id"),
     admin=True,
     event="ZONE.DELETE",
-)(_deleter(infra.ZONE, "ZONE.DELETE", "Zone"))
+)(deleter(infra.ZONE, "ZONE.DELETE", "Zone", __name__))
 
 
 # --- pods --------------------------------------------------------------------------------------------
@@ -132,7 +97,7 @@ command(
     *PAGING,
     admin=True,
     response="pod",
-)(_lister(infra.POD, "pod", pod_view))
+)(lister(infra.POD, "pod", pod_view, __name__))
 
 
 @command(
@@ -152,7 +117,7 @@ command(
 async def create_pod(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     spec = PodSpec(args["zoneid"], args["name"], args.get("gateway"), args.get("netmask"),
                    args.get("allocationstate", "Enabled"))
-    return {"pod": await _created(ctx, spec, "POD.CREATE", "Pod", pod_view)}
+    return {"pod": await created(ctx, spec, "POD.CREATE", "Pod", pod_view)}
 
 
 command(
@@ -161,7 +126,7 @@ command(
     Param("id", "uuid", required=True, description="the pod's id"),
     admin=True,
     event="POD.DELETE",
-)(_deleter(infra.POD, "POD.DELETE", "Pod"))
+)(deleter(infra.POD, "POD.DELETE", "Pod", __name__))
 
 
 # --- clusters ----------------------------------------------------------------------------------------
@@ -195,7 +160,7 @@ command(
     *PAGING,
     admin=True,
     response="cluster",
-)(_lister(infra.CLUSTER, "cluster", cluster_view))
+)(lister(infra.CLUSTER, "cluster", cluster_view, __name__))
 
 
 @command(
@@ -214,7 +179,7 @@ command(
 async def add_cluster(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     spec = ClusterSpec(args["zoneid"], args["podid"], args["clustername"], args["hypervisor"],
                        args.get("allocationstate", "Enabled"))
-    return listing("cluster", [await _created(ctx, spec, "CLUSTER.CREATE", "Cluster", cluster_view)], 1)
+    return listing("cluster", [await created(ctx, spec, "CLUSTER.CREATE", "Cluster", cluster_view)], 1)
 
 
 command(
@@ -223,7 +188,7 @@ command(
     Param("id", "uuid", required=True, description="the cluster's id"),
     admin=True,
     event="CLUSTER.DELETE",
-)(_deleter(infra.CLUSTER, "CLUSTER.DELETE", "Cluster"))
+)(deleter(infra.CLUSTER, "CLUSTER.DELETE", "Cluster", __name__))
 
 
 # --- storage pools -----------------------------------------------------------------------------------
@@ -263,7 +228,7 @@ command(
     *PAGING,
     admin=True,
     response="storagepool",
-)(_lister(infra.POOL, "storagepool", pool_view))
+)(lister(infra.POOL, "storagepool", pool_view, __name__))
 
 
 @command(
@@ -284,8 +249,8 @@ command(
 )
 async def create_storage_pool(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     spec = PoolSpec(args["zoneid"], args["name"], args["url"], args.get("capacitybytes", 0),
-                    args.get("scope", ""), args.get("clusterid"), _tags(args.get("tags", "")))
-    return {"storagepool": await _created(ctx, spec, "STORAGE.POOL.CREATE", "StoragePool", pool_view)}
+                    args.get("scope", ""), args.get("clusterid"), tags(args.get("tags", "")))
+    return {"storagepool": await created(ctx, spec, "STORAGE.POOL.CREATE", "StoragePool", pool_view)}
 
 
 command(
@@ -297,7 +262,7 @@ command(
     ),
     admin=True,
     event="STORAGE.POOL.DELETE",
-)(_deleter(infra.POOL, "STORAGE.POOL.DELETE", "StoragePool"))
+)(deleter(infra.POOL, "STORAGE.POOL.DELETE", "StoragePool", __name__))
 
 
 # --- hosts -------------------------------------------------------------------------------------------
@@ -357,7 +322,7 @@ command(
     *PAGING,
     admin=True,
     response="host",
-)(_lister(infra.HOST, "host", host_view))
+)(lister(infra.HOST, "host", host_view, __name__))
 
 
 @command(
@@ -376,7 +341,7 @@ async def update_host(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
         raise InvalidParameter("allocationstate must be Enable or Disable")
     host = await ctx.services.hosts.update(
         ctx.caller, args["id"], enabled=None if change is None else change == "Enable",
-        tags=list(_tags(args["hosttags"])) if "hosttags" in args else None,
+        tags=list(tags(args["hosttags"])) if "hosttags" in args else None,
     )
     await ctx.event("HOST.UPDATE", f"updated host {host.name}", resource_type="Host", resource_uuid=host.uuid)
     return {"host": host_view(await ctx.services.hosts.get(host.uuid))}
