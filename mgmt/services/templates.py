@@ -221,8 +221,8 @@ class Templates:
         url, size = _source(spec.url, local_files=caller.is_admin)
         details = boot_details(spec.details, spec.hypervisor)
         if details and not caller.is_admin:
-            raise InvalidParameter("kernel, initrd and bootargs details name files on the hosts: they are for "
-                                   "root admins")
+            raise InvalidParameter("kernel, initrd and bootargs details name files on the hosts: they are "
+                                   "for root admins")
         if not size:
             size = spec.size
             if size < 0:
