@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from . import infra, offerings  # noqa: F401 - their kinds and creates are declared on import
 from .crud import Resources
 from .hosts import Hosts
+from .networks import Networks
 from .templates import Templates
 from .vms import VirtualMachines
 
@@ -45,9 +46,11 @@ class Services:
     hosts: Hosts = field(init=False)
     vms: VirtualMachines = field(init=False)
     templates: Templates = field(init=False)
+    networks: Networks = field(init=False)
 
     def __post_init__(self) -> None:
         self.resources = Resources(self.db, self.placement)
         self.hosts = Hosts(self.db, self.placement, self.orchestrator, self.agents)
         self.templates = Templates(self.db)
+        self.networks = Networks(self.db)
         self.vms = VirtualMachines(self.db, self.orchestrator, self.catalog, self.jobs)
