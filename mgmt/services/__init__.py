@@ -15,6 +15,7 @@ from .hosts import Hosts
 from .networks import Networks
 from .templates import Templates
 from .vms import VirtualMachines
+from .volumes import Volumes
 
 if TYPE_CHECKING:
     from ..agents.manager import AgentManager
@@ -47,10 +48,12 @@ class Services:
     vms: VirtualMachines = field(init=False)
     templates: Templates = field(init=False)
     networks: Networks = field(init=False)
+    volumes: Volumes = field(init=False)
 
     def __post_init__(self) -> None:
         self.resources = Resources(self.db, self.placement)
         self.hosts = Hosts(self.db, self.placement, self.orchestrator, self.agents)
         self.templates = Templates(self.db)
         self.networks = Networks(self.db)
+        self.volumes = Volumes(self.db, self.orchestrator, self.jobs)
         self.vms = VirtualMachines(self.db, self.orchestrator, self.catalog, self.jobs)

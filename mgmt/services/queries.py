@@ -42,7 +42,7 @@ def fetch(
     return rows, total
 
 
-def uuids(args: dict[str, Any], name: str) -> list[str]:
+def uuids(args: Mapping[str, Any], name: str) -> list[str]:
     """A list parameter whose items must be UUIDs (normalized)."""
     out = []
     for item in args.get(name, []):
@@ -77,7 +77,7 @@ def find(
     return row
 
 
-def owner_filter(conn: Connection, caller: Caller, args: dict[str, Any], column: Any) -> list[Any]:
+def owner_filter(conn: Connection, caller: Caller, args: Mapping[str, Any], column: Any) -> list[Any]:
     """Which accounts' items a list shows. A user: their own. An admin: their own, unless ``listall``,
     ``id``/``ids`` or ``account`` (+``domainid``) widens it (as CloudStack's admins see it)."""
     if not caller.is_admin:

@@ -1,0 +1,161 @@
+"""Volumes as callers see them: which they have, a new data volume (made on primary storage once it
+is attached), attaching, detaching and deleting one (``mgmt/orchestration/disks.py`` counts the space
+on each path).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..db.database import inserted_id
+from ..db.schema import accounts, disk_offerings, domains, storage_pools, vms, volumes, zones
+from ..errors import InvalidParameter
+from ..orchestration import disks
+from .caller import Caller
+from .crud import Filters, Row
+from .queries import fetch, find, keyword, matching, new_uuid, now, owner_filter, uuids
+
+if TYPE_CHECKING:
+    from ..db.database import Database
+    from ..jobs.runner import JobRunner
+    from ..orchestration.engine import Orchestrator
+
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class VolumeSpec:
+    zone_uuid: str
+    name: str = ""  # default: DATA- and the start of its uuid
+    disk_offering_uuid: str = ""
+    size_gb: int | None = None  # instead of the offering's
+
+
+def _query() -> sa.Select[Any]:
+    zone_id = sa.func.coalesce(volumes.c.zone_id, vms.c.zone_id, storage_pools.c.zone_id)
+    return (
+        sa.select(
+            volumes,
+            vms.c.uuid.label("vm_uuid"),
+            vms.c.name.label("vm_name"),
+            vms.c.instance_name,
+            vms.c.display_name.label("vm_display_name"),
+            vms.c.state.label("vm_state"),
+            storage_pools.c.uuid.label("pool_uuid"),
+            storage_pools.c.name.label("pool_name"),
+            storage_pools.c.scope.label("pool_scope"),
+            zones.c.uuid.label("zone_uuid"),
+            zones.c.name.label("zone_name"),
+            disk_offerings.c.uuid.label("offering_uuid"),
+            disk_offerings.c.name.label("offering_name"),
+            accounts.c.name.label("account_name"),
+            domains.c.uuid.label("domain_uuid"),
+            domains.c.name.label("domain_name"),
+        )
+        .outerjoin(vms, vms.c.id == volumes.c.vm_id)
+        .outerjoin(storage_pools, storage_pools.c.id == volumes.c.pool_id)
+        .outerjoin(zones, zones.c.id == zone_id)
+        .outerjoin(disk_offerings, disk_offerings.c.id == volumes.c.disk_offering_id)
+        .join(accounts, accounts.c.id == volumes.c.account_id)
+        .join(domains, domains.c.id == accounts.c.domain_id)
+    )
+
+
+_ONE = _query().where(volumes.c.id == sa.bindparam("volume"))
+
+
+def _list(conn: Connection, caller: Caller, args: Filters) -> tuple[list[Row], int]:
+    where = [
+        volumes.c.removed.is_(None),
+        *owner_filter(conn, caller, args, volumes.c.account_id),
+        *keyword(volumes.c.name, args),
+    ]
+    ids = uuids(args, "ids") + ([args["id"]] if "id" in args else [])
+    if ids:
+        where.append(volumes.c.uuid.in_(ids))
+    where += matching(
+        args,
+        {
+            "name": volumes.c.name,
+            "type": volumes.c.type,
+            "virtualmachineid": vms.c.uuid,
+            "zoneid": zones.c.uuid,
+            "storageid": storage_pools.c.uuid,
+            "state": volumes.c.state,
+        },
+    )
+    return fetch(conn, _query().where(*where), volumes.c.id, args)
+
+
+def _create(conn: Connection, caller: Caller, spec: VolumeSpec) -> tuple[int, str]:
+    zone = find(conn, caller, zones, spec.zone_uuid, "zone")
+    offering = None
+    if spec.disk_offering_uuid:
+        offering = find(conn, caller, disk_offerings, spec.disk_offering_uuid, "disk offering")
+    if offering is None and spec.size_gb is None:
+        raise InvalidParameter("give diskofferingid or size (GB)")
+    size_gb = spec.size_gb if spec.size_gb is not None else offering.size_gb if offering is not None else 0
+    if not 1 <= size_gb <= 65536:
+        raise InvalidParameter("size must be between 1 and 65536 (GB)")
+    volume_uuid = new_uuid()
+    volume_id = inserted_id(conn.execute(
+        volumes.insert().values(
+            uuid=volume_uuid,
+            name=spec.name or f"DATA-{volume_uuid[:8]}",
+            vm_id=None,
+            zone_id=zone.id,
+            type="DATADISK",
+            state="Allocated",
+            update_count=0,
+            size_bytes=size_gb * GIB,
+            path="",
+            disk_offering_id=offering.id if offering is not None else None,
+            account_id=caller.account_id,
+            created=now(),
+        )
+    ))
+    return int(volume_id), volume_uuid
+
+
+class Volumes:
+    def __init__(self, db: Database, orchestrator: Orchestrator, jobs: JobRunner) -> None:
+        self.db, self.orchestrator, self.jobs = db, orchestrator, jobs
+
+    async def matching(self, caller: Caller, args: Filters) -> tuple[list[Row], int]:
+        """One page of the volumes ``args`` asks for that the caller may see, and the total."""
+        return await self.db.read(_list, caller, args)
+
+    async def get(self, volume_id: int) -> Row:
+        """The volume with its VM, pool, zone, offering and owner (as lists show it)."""
+        return await self.db.read(lambda conn: conn.execute(_ONE, {"volume": volume_id}).one())
+
+    async def find(self, caller: Caller, ident: str) -> Row:
+        """The volume's own row, when the caller may see it."""
+        return await self.db.read(find, caller, volumes, ident, "volume", owned=True)
+
+    async def create(self, caller: Caller, spec: VolumeSpec) -> tuple[int, str]:
+        """A new data volume (Allocated: nothing on storage yet); its id and uuid."""
+        return await self.db.run(_create, caller, spec)
+
+    def attachable(self, volume: Row, vm: Row) -> None:
+        """Raises unless the volume may be attached to the VM (same account)."""
+        if vm.account_id != volume.account_id:
+            raise InvalidParameter("the volume and the VM belong to different accounts")
+
+    async def attach(self, volume_id: int, vm_id: int) -> None:
+        await disks.attach(self.orchestrator, volume_id, vm_id)
+
+    async def detach(self, volume_id: int) -> None:
+        await disks.detach(self.orchestrator, volume_id)
+
+    async def delete(self, volume: Row) -> None:
+        """Delete a detached data volume and its data on primary storage."""
+        if volume.type == "ROOT":
+            raise InvalidParameter(f"volume {volume.name} is a root volume; it goes when its VM is expunged")
+        if self.jobs.busy("Volume", volume.id):
+            raise InvalidParameter(f"volume {volume.name} is busy with a job; try again when it ends")
+        await disks.delete(self.orchestrator, volume.id)
