@@ -18,13 +18,26 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..catalog import Snapshot
-from ..db.schema import accounts, affinity_groups, domains, hosts, service_offerings, vms
+from ..db.schema import (
+    accounts,
+    affinity_group_vms,
+    affinity_groups,
+    domains,
+    hosts,
+    networks,
+    nics,
+    service_offerings,
+    templates,
+    vms,
+    zones,
+)
 from ..errors import InvalidParameter, PermissionDenied
 from ..orchestration import vms as vm_rows
 from ..orchestration.vm_state import State
 from ..orchestration.vms import DeploySpec
 from .caller import Caller
-from .queries import find
+from .crud import Filters, Row
+from .queries import fetch, find, keyword, matching, owner_filter, uuids
 
 if TYPE_CHECKING:
     from ..catalog import Catalog
@@ -32,7 +45,7 @@ if TYPE_CHECKING:
     from ..jobs.runner import JobRunner
     from ..orchestration.engine import Orchestrator
 
-Row = sa.Row[Any]
+
 GIB = 2**30
 VM_STATES = frozenset(s.value for s in State)
 
@@ -184,9 +197,139 @@ def _host_uuid(conn: Connection, host_id: int) -> str | None:
     return conn.scalar(sa.select(hosts.c.uuid).where(hosts.c.id == host_id))
 
 
+# --- what lists show ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VmListing:
+    """A VM with its zone, host, template, offering and owner, its live NICs (with their networks) and
+    its affinity groups."""
+
+    row: Row
+    nics: list[Row]
+    groups: list[Row]
+
+
+def _query() -> sa.Select[Any]:
+    return (
+        sa.select(
+            vms,
+            zones.c.uuid.label("zone_uuid"),
+            zones.c.name.label("zone_name"),
+            hosts.c.uuid.label("host_uuid"),
+            hosts.c.name.label("host_name"),
+            hosts.c.hypervisor_type.label("host_hypervisor"),
+            templates.c.uuid.label("template_uuid"),
+            templates.c.name.label("template_name"),
+            templates.c.display_text.label("template_text"),
+            templates.c.hypervisor_type.label("template_hypervisor"),
+            service_offerings.c.uuid.label("offering_uuid"),
+            service_offerings.c.name.label("offering_name"),
+            service_offerings.c.cpus,
+            service_offerings.c.cpu_speed_mhz,
+            service_offerings.c.memory_mb,
+            accounts.c.name.label("account_name"),
+            domains.c.uuid.label("domain_uuid"),
+            domains.c.name.label("domain_name"),
+        )
+        .join(zones, zones.c.id == vms.c.zone_id)
+        .outerjoin(hosts, hosts.c.id == vms.c.host_id)
+        .join(templates, templates.c.id == vms.c.template_id)
+        .join(service_offerings, service_offerings.c.id == vms.c.service_offering_id)
+        .join(accounts, accounts.c.id == vms.c.account_id)
+        .join(domains, domains.c.id == accounts.c.domain_id)
+    )
+
+
+# Built once, values passed at execution: a VM's listing is read after every job.
+_ONE = _query().where(vms.c.id == sa.bindparam("vm"))
+_NICS = (
+    sa.select(nics, networks.c.uuid.label("network_uuid"), networks.c.name.label("network_name"),
+              networks.c.gateway, networks.c.netmask, networks.c.vlan)
+    .join(networks, networks.c.id == nics.c.network_id)
+    .where(nics.c.vm_id.in_(sa.bindparam("vms", expanding=True)), nics.c.state != "Released")
+    .order_by(nics.c.device_id)
+)
+_GROUPS = (
+    sa.select(affinity_group_vms.c.vm_id, affinity_groups)
+    .join(affinity_groups, affinity_groups.c.id == affinity_group_vms.c.group_id)
+    .where(affinity_group_vms.c.vm_id.in_(sa.bindparam("vms", expanding=True)))
+)
+
+
+def _listings(conn: Connection, rows: list[Row]) -> list[VmListing]:
+    ids = [r.id for r in rows]
+    nics_of: dict[int, list[Row]] = {i: [] for i in ids}
+    groups_of: dict[int, list[Row]] = {i: [] for i in ids}
+    if ids:
+        for n in conn.execute(_NICS, {"vms": ids}):
+            nics_of[n.vm_id].append(n)
+        for g in conn.execute(_GROUPS, {"vms": ids}):
+            groups_of[g.vm_id].append(g)
+    return [VmListing(r, nics_of[r.id], groups_of[r.id]) for r in rows]
+
+
+def _listing(conn: Connection, vm_id: int) -> VmListing:
+    return _listings(conn, [conn.execute(_ONE, {"vm": vm_id}).one()])[0]
+
+
+def _list(conn: Connection, caller: Caller, args: Filters) -> tuple[list[VmListing], int]:
+    where = [vms.c.removed.is_(None), *owner_filter(conn, caller, args, vms.c.account_id)]
+    if "keyword" in args:
+        where.append(
+            sa.or_(
+                *keyword(vms.c.display_name, args),
+                *keyword(vms.c.name, args),
+                *keyword(vms.c.instance_name, args),
+            )
+        )
+    if "name" in args:
+        where.append(sa.or_(vms.c.name == args["name"], vms.c.display_name == args["name"]))
+    ids = uuids(args, "ids") + ([args["id"]] if "id" in args else [])
+    if ids:
+        where.append(vms.c.uuid.in_(ids))
+    where += matching(
+        args,
+        {
+            "state": vms.c.state,
+            "zoneid": zones.c.uuid,
+            "templateid": templates.c.uuid,
+            "serviceofferingid": service_offerings.c.uuid,
+        },
+    )
+    if "hostid" in args:
+        if not caller.is_admin:
+            raise PermissionDenied("only admins may list VMs by host")
+        where.append(hosts.c.uuid == args["hostid"])
+    if "networkid" in args:
+        on_network = (
+            sa.select(nics.c.vm_id)
+            .join(networks, networks.c.id == nics.c.network_id)
+            .where(networks.c.uuid == args["networkid"], nics.c.state != "Released")
+        )
+        where.append(vms.c.id.in_(on_network))
+    if "affinitygroupid" in args:
+        member = (
+            sa.select(affinity_group_vms.c.vm_id)
+            .join(affinity_groups, affinity_groups.c.id == affinity_group_vms.c.group_id)
+            .where(affinity_groups.c.uuid == args["affinitygroupid"])
+        )
+        where.append(vms.c.id.in_(member))
+    rows, total = fetch(conn, _query().where(*where), vms.c.id, args)
+    return _listings(conn, rows), total
+
+
 class VirtualMachines:
     def __init__(self, db: Database, orchestrator: Orchestrator, catalog: Catalog, jobs: JobRunner) -> None:
         self.db, self.orchestrator, self.catalog, self.jobs = db, orchestrator, catalog, jobs
+
+    async def listing(self, vm_id: int) -> VmListing:
+        """The VM as lists show it (removed ones too: ``row.removed`` says so)."""
+        return await self.db.read(_listing, vm_id)
+
+    async def matching(self, caller: Caller, args: Filters) -> tuple[list[VmListing], int]:
+        """One page of the VMs ``args`` asks for that the caller may see, and the total."""
+        return await self.db.read(_list, caller, args)
 
     async def find(self, caller: Caller, ident: str) -> Row:
         """The VM's row, when the caller may see it (another account's is like a missing one)."""

@@ -9,26 +9,10 @@ import binascii
 import re
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-
-from ...db.schema import (
-    accounts,
-    affinity_group_vms,
-    affinity_groups,
-    domains,
-    hosts,
-    networks,
-    nics,
-    service_offerings,
-    templates,
-    vms,
-    zones,
-)
 from ...errors import InvalidParameter, PermissionDenied
-from ...services.vms import VM_STATES, DeployRequest
+from ...services.vms import VM_STATES, DeployRequest, VmListing
 from ..registry import Param, command
-from .common import OWNER, PAGING, date, fetch, keyword, listing, matching, owner_filter, uuids
+from .common import OWNER, PAGING, date, listing, uuids
 
 if TYPE_CHECKING:
     from ..app import Context
@@ -38,66 +22,6 @@ GIB = 2**30
 # or a hyphen, at most 63 characters.
 _HOSTNAME = re.compile(r"^[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _API_STATES = VM_STATES - {"Unknown"}
-
-
-def _query() -> sa.Select[Any]:
-    return (
-        sa.select(
-            vms,
-            zones.c.uuid.label("zone_uuid"),
-            zones.c.name.label("zone_name"),
-            hosts.c.uuid.label("host_uuid"),
-            hosts.c.name.label("host_name"),
-            hosts.c.hypervisor_type.label("host_hypervisor"),
-            templates.c.uuid.label("template_uuid"),
-            templates.c.name.label("template_name"),
-            templates.c.display_text.label("template_text"),
-            templates.c.hypervisor_type.label("template_hypervisor"),
-            service_offerings.c.uuid.label("offering_uuid"),
-            service_offerings.c.name.label("offering_name"),
-            service_offerings.c.cpus,
-            service_offerings.c.cpu_speed_mhz,
-            service_offerings.c.memory_mb,
-            accounts.c.name.label("account_name"),
-            domains.c.uuid.label("domain_uuid"),
-            domains.c.name.label("domain_name"),
-        )
-        .join(zones, zones.c.id == vms.c.zone_id)
-        .outerjoin(hosts, hosts.c.id == vms.c.host_id)
-        .join(templates, templates.c.id == vms.c.template_id)
-        .join(service_offerings, service_offerings.c.id == vms.c.service_offering_id)
-        .join(accounts, accounts.c.id == vms.c.account_id)
-        .join(domains, domains.c.id == accounts.c.domain_id)
-    )
-
-
-def _views(conn: Connection, caller: Any, rows: list[Any]) -> list[dict[str, Any]]:
-    ids = [r.id for r in rows]
-    by_vm: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
-    groups: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
-    if ids:
-        for n in conn.execute(_NICS, {"vms": ids}):
-            by_vm[n.vm_id].append(
-                {
-                    "id": n.uuid,
-                    "networkid": n.network_uuid,
-                    "networkname": n.network_name,
-                    "ipaddress": n.ip_address,
-                    "netmask": n.netmask,
-                    "gateway": n.gateway,
-                    "macaddress": n.mac_address,
-                    "isdefault": n.is_default,
-                    "traffictype": "Guest",
-                    "type": "Shared",
-                    "broadcasturi": f"vlan://{n.vlan}",
-                    "deviceid": str(n.device_id),
-                }
-            )
-        for g in conn.execute(_GROUPS, {"vms": ids}):
-            groups[g.vm_id].append(
-                {"id": g.uuid, "name": g.name, "type": g.type, "description": g.description}
-            )
-    return [vm_view(r, by_vm[r.id], groups[r.id], admin=caller.is_admin) for r in rows]
 
 
 def vm_view(
@@ -145,69 +69,42 @@ def vm_view(
 
 
 # Built once, values passed at execution (see api/events.py): a VM's view is read after every job.
-_ONE = _query().where(vms.c.id == sa.bindparam("vm"))
-_NICS = (
-    sa.select(nics, networks.c.uuid.label("network_uuid"), networks.c.name.label("network_name"),
-              networks.c.gateway, networks.c.netmask, networks.c.vlan)
-    .join(networks, networks.c.id == nics.c.network_id)
-    .where(nics.c.vm_id.in_(sa.bindparam("vms", expanding=True)), nics.c.state != "Released")
-    .order_by(nics.c.device_id)
-)
-_GROUPS = (
-    sa.select(affinity_group_vms.c.vm_id, affinity_groups)
-    .join(affinity_groups, affinity_groups.c.id == affinity_group_vms.c.group_id)
-    .where(affinity_group_vms.c.vm_id.in_(sa.bindparam("vms", expanding=True)))
-)
 
 
-def view_of(conn: Connection, caller: Any, vm_id: int) -> dict[str, Any]:
-    return _views(conn, caller, [conn.execute(_ONE, {"vm": vm_id}).one()])[0]
-
-
-def _list(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
-    where = [vms.c.removed.is_(None), *owner_filter(conn, caller, args, vms.c.account_id)]
-    if "keyword" in args:
-        where.append(
-            sa.or_(
-                *keyword(vms.c.display_name, args),
-                *keyword(vms.c.name, args),
-                *keyword(vms.c.instance_name, args),
-            )
-        )
-    if "name" in args:
-        where.append(sa.or_(vms.c.name == args["name"], vms.c.display_name == args["name"]))
-    ids = uuids(args, "ids") + ([args["id"]] if "id" in args else [])
-    if ids:
-        where.append(vms.c.uuid.in_(ids))
-    where += matching(
-        args,
+def _render(listing: VmListing, *, admin: bool) -> dict[str, Any]:
+    nic_views = [
         {
-            "state": vms.c.state,
-            "zoneid": zones.c.uuid,
-            "templateid": templates.c.uuid,
-            "serviceofferingid": service_offerings.c.uuid,
-        },
-    )
-    if "hostid" in args:
-        if not caller.is_admin:
-            raise PermissionDenied("only admins may list VMs by host")
-        where.append(hosts.c.uuid == args["hostid"])
-    if "networkid" in args:
-        on_network = (
-            sa.select(nics.c.vm_id)
-            .join(networks, networks.c.id == nics.c.network_id)
-            .where(networks.c.uuid == args["networkid"], nics.c.state != "Released")
-        )
-        where.append(vms.c.id.in_(on_network))
-    if "affinitygroupid" in args:
-        member = (
-            sa.select(affinity_group_vms.c.vm_id)
-            .join(affinity_groups, affinity_groups.c.id == affinity_group_vms.c.group_id)
-            .where(affinity_groups.c.uuid == args["affinitygroupid"])
-        )
-        where.append(vms.c.id.in_(member))
-    rows, total = fetch(conn, _query().where(*where), vms.c.id, args)
-    return _views(conn, caller, rows), total
+            "id": n.uuid,
+            "networkid": n.network_uuid,
+            "networkname": n.network_name,
+            "ipaddress": n.ip_address,
+            "netmask": n.netmask,
+            "gateway": n.gateway,
+            "macaddress": n.mac_address,
+            "isdefault": n.is_default,
+            "traffictype": "Guest",
+            "type": "Shared",
+            "broadcasturi": f"vlan://{n.vlan}",
+            "deviceid": str(n.device_id),
+        }
+        for n in listing.nics
+    ]
+    group_views = [{"id": g.uuid, "name": g.name, "type": g.type, "description": g.description}
+                   for g in listing.groups]
+    return vm_view(listing.row, nic_views, group_views, admin=admin)
+
+
+async def view_of(ctx: Context, vm_id: int) -> dict[str, Any]:
+    """The VM as listVirtualMachines shows it to the caller."""
+    return _render(await ctx.services.vms.listing(vm_id), admin=ctx.caller.is_admin)
+
+
+async def _view_even_removed(ctx: Context, vm_id: int) -> dict[str, Any]:
+    listing = await ctx.services.vms.listing(vm_id)
+    view = _render(listing, admin=ctx.caller.is_admin)
+    if listing.row.removed is not None:
+        view["state"] = "Expunging"  # its last state as clients see it: gone
+    return view
 
 
 @command(
@@ -232,8 +129,8 @@ def _list(conn: Connection, caller: Any, args: dict[str, Any]) -> tuple[list[dic
     response="virtualmachine",
 )
 async def list_virtual_machines(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    items, total = await ctx.read(_list, ctx.caller, args)
-    return listing("virtualmachine", items, total)
+    found, total = await ctx.services.vms.matching(ctx.caller, args)
+    return listing("virtualmachine", [_render(f, admin=ctx.caller.is_admin) for f in found], total)
 
 
 # --- deploy --------------------------------------------------------------------------------------------
@@ -320,7 +217,7 @@ async def deploy_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[str
 
     async def work() -> dict[str, Any]:
         vm_id = await deployment.run()
-        return {"virtualmachine": await ctx.read(view_of, ctx.caller, vm_id)}
+        return {"virtualmachine": await view_of(ctx, vm_id)}
 
     job = await ctx.submit(
         work,
@@ -350,7 +247,7 @@ async def _vm_job(ctx: Context, vm: Any, what: str, operation: Any, *, view: Any
         await operation()
         if view is None:
             return {"success": True}
-        return {"virtualmachine": await ctx.read(view, ctx.caller, vm.id)}
+        return {"virtualmachine": await view(ctx, vm.id)}
 
     job = await ctx.submit(
         work,
@@ -452,13 +349,6 @@ async def destroy_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[st
     )
 
 
-def _view_even_removed(conn: Connection, caller: Any, vm_id: int) -> dict[str, Any]:
-    view = view_of(conn, caller, vm_id)
-    if conn.scalar(sa.select(vms.c.removed).where(vms.c.id == vm_id)) is not None:
-        view["state"] = "Expunging"  # its last state as clients see it: gone
-    return view
-
-
 @command(
     "recoverVirtualMachine",
     "Recovers a destroyed VM (before it is expunged): it comes back Stopped.",
@@ -475,7 +365,7 @@ async def recover_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[st
         resource_type="VirtualMachine",
         resource_uuid=vm.uuid,
     )
-    return {"virtualmachine": await ctx.read(view_of, ctx.caller, vm.id)}
+    return {"virtualmachine": await view_of(ctx, vm.id)}
 
 
 @command(
@@ -536,7 +426,7 @@ async def update_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[str
         resource_type="VirtualMachine",
         resource_uuid=vm.uuid,
     )
-    return {"virtualmachine": await ctx.read(view_of, ctx.caller, vm.id)}
+    return {"virtualmachine": await view_of(ctx, vm.id)}
 
 
 @command(
@@ -556,4 +446,4 @@ async def change_service(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
         resource_type="VirtualMachine",
         resource_uuid=vm.uuid,
     )
-    return {"virtualmachine": await ctx.read(view_of, ctx.caller, vm.id)}
+    return {"virtualmachine": await view_of(ctx, vm.id)}
