@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import infra, offerings  # noqa: F401 - their kinds and creates are declared on import
+from .affinity import AffinityGroups
 from .crud import Resources
 from .hosts import Hosts
 from .networks import Networks
@@ -49,11 +50,13 @@ class Services:
     templates: Templates = field(init=False)
     networks: Networks = field(init=False)
     volumes: Volumes = field(init=False)
+    affinity: AffinityGroups = field(init=False)
 
     def __post_init__(self) -> None:
         self.resources = Resources(self.db, self.placement)
         self.hosts = Hosts(self.db, self.placement, self.orchestrator, self.agents)
         self.templates = Templates(self.db)
         self.networks = Networks(self.db)
+        self.affinity = AffinityGroups(self.db)
         self.volumes = Volumes(self.db, self.orchestrator, self.jobs)
         self.vms = VirtualMachines(self.db, self.orchestrator, self.catalog, self.jobs)
