@@ -28,7 +28,8 @@ from starlette.routing import Route
 from ..db.database import Database
 from ..errors import CumuloError, InvalidParameter
 from ..jobs.runner import SUCCEEDED, JobOwner
-from . import accounts, events
+from ..services import events
+from . import accounts
 from .accounts import Caller
 from .limits import LoginGuard, Throttle
 from .passwords import hash_password, verify_password

@@ -226,7 +226,7 @@ def _finish(conn: Connection, job_id: int, status: int, result: dict[str, Any],
         on_finish(conn, job_id, None if status == SUCCEEDED else error or "it did not finish")
 
 
-# Built once (see api/events.py): values are passed at execution.
+# Built once (see services/events.py): values are passed at execution.
 _INSERT = async_jobs.insert()
 _FINISH = async_jobs.update().where(async_jobs.c.id == sa.bindparam("job"))
 

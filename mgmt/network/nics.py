@@ -156,7 +156,7 @@ def _insert(conn: Connection, vm_id: int, network_id: int, device_id: int, candi
     return None
 
 
-# Statements built once, values passed at execution (see api/events.py).
+# Statements built once, values passed at execution (see services/events.py).
 _UPSERT = [insert(nics).on_conflict_do_nothing().returning(nics.c.id)  # [SQLite's, PostgreSQL's]
            for insert in (sqlite_insert, pg_insert)]
 _USED = sa.select(nics.c.ip_address).where(nics.c.network_id == sa.bindparam("network"),

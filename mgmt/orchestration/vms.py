@@ -340,7 +340,7 @@ def write_name(conn: Connection, vm: VmRecord) -> None:
     conn.execute(_NAME, {"vm": vm.id, "instance_name": vm.name, "display_name": vm.row.display_name})
 
 
-# Statements built once, values passed at execution (see api/events.py).
+# Statements built once, values passed at execution (see services/events.py).
 _INSERT = vms.insert()
 _NAME = vms.update().where(vms.c.id == sa.bindparam("vm"))
 _CURRENT = sa.select(vms.c.state, vms.c.update_count, vms.c.instance_name).where(

@@ -100,7 +100,7 @@ def reserve(conn: Connection, ask: Ask, limits: Limits, now: datetime, *, new: b
         conn.execute(R.update().where(R.c.vm_id == ask.vm_id).values(**row))
 
 
-# The hot statements, built once; values are passed at execution (see api/events.py).
+# The hot statements, built once; values are passed at execution (see services/events.py).
 _B = sa.bindparam
 _POOL_ADD = SP.update().where(
     SP.c.id == _B("pool"),

@@ -14,6 +14,7 @@ from .affinity import AffinityGroups
 from .crud import Resources
 from .hosts import Hosts
 from .networks import Networks
+from .settings import Settings
 from .templates import Templates
 from .vms import VirtualMachines
 from .volumes import Volumes
@@ -51,6 +52,7 @@ class Services:
     networks: Networks = field(init=False)
     volumes: Volumes = field(init=False)
     affinity: AffinityGroups = field(init=False)
+    settings: Settings = field(init=False)
 
     def __post_init__(self) -> None:
         self.resources = Resources(self.db, self.placement)
@@ -58,5 +60,6 @@ class Services:
         self.templates = Templates(self.db)
         self.networks = Networks(self.db)
         self.affinity = AffinityGroups(self.db)
+        self.settings = Settings(self.db)
         self.volumes = Volumes(self.db, self.orchestrator, self.jobs)
         self.vms = VirtualMachines(self.db, self.orchestrator, self.catalog, self.jobs)

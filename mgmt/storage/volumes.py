@@ -55,7 +55,7 @@ def allocate(
     )
 
 
-# Statements built once, values passed at execution (see api/events.py).
+# Statements built once, values passed at execution (see services/events.py).
 _INSERT = volumes.insert()
 _SET_STATE = volumes.update().where(volumes.c.id == sa.bindparam("volume")).values(
     update_count=volumes.c.update_count + 1)

@@ -68,7 +68,7 @@ def vm_view(
     return {k: v for k, v in view.items() if v is not None}
 
 
-# Built once, values passed at execution (see api/events.py): a VM's view is read after every job.
+# Built once, values passed at execution (see services/events.py): a VM's view is read after every job.
 
 
 def _render(listing: VmListing, *, admin: bool) -> dict[str, Any]:

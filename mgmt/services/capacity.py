@@ -1,0 +1,97 @@
+"""What each zone has and uses: memory and CPU (allocated over the overprovisioning factors), primary
+storage used and allocated, guest addresses and CPU cores, as CloudStack's capacity types."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..db.schema import host_capacity, hosts, ip_ranges, networks, nics, storage_pools, zones
+
+if TYPE_CHECKING:
+    from ..db.database import Database
+
+# CloudStack's capacity types
+MEMORY, CPU, STORAGE, STORAGE_ALLOCATED, GUEST_IPS, CPU_CORES = 0, 1, 2, 3, 8, 19
+
+
+@dataclass(frozen=True)
+class ZoneCapacity:
+    type: int  # one of the capacity types above
+    zone_uuid: str
+    zone_name: str
+    used: int
+    total: int
+
+    @property
+    def percent_used(self) -> float:
+        return 100.0 * self.used / self.total if self.total else 0.0
+
+
+def _zones(conn: Connection, cpu_factor: float, mem_factor: float, zone_uuid: str) -> list[ZoneCapacity]:
+    zone_where: list[sa.ColumnElement[bool]] = [zones.c.removed.is_(None)]
+    if zone_uuid:
+        zone_where.append(zones.c.uuid == zone_uuid)
+    out: list[ZoneCapacity] = []
+    for zone in conn.execute(sa.select(zones).where(*zone_where).order_by(zones.c.id)):
+        hc = conn.execute(
+            sa.select(
+                sa.func.coalesce(sa.func.sum(host_capacity.c.memory_total), 0),
+                sa.func.coalesce(
+                    sa.func.sum(host_capacity.c.memory_used + host_capacity.c.memory_reserved), 0
+                ),
+                sa.func.coalesce(sa.func.sum(host_capacity.c.cpu_mhz_total), 0),
+                sa.func.coalesce(
+                    sa.func.sum(host_capacity.c.cpu_mhz_used + host_capacity.c.cpu_mhz_reserved), 0
+                ),
+                sa.func.coalesce(sa.func.sum(host_capacity.c.cpu_cores), 0),
+                sa.func.coalesce(sa.func.sum(host_capacity.c.cores_used), 0),
+            )
+            .join(hosts, hosts.c.id == host_capacity.c.host_id)
+            .where(hosts.c.zone_id == zone.id, hosts.c.removed.is_(None))
+        ).one()
+        pools = conn.execute(
+            sa.select(
+                sa.func.coalesce(sa.func.sum(storage_pools.c.capacity_bytes), 0),
+                sa.func.coalesce(sa.func.sum(storage_pools.c.used_bytes), 0),
+                sa.func.coalesce(sa.func.sum(storage_pools.c.reserved_bytes), 0),
+            ).where(storage_pools.c.zone_id == zone.id, storage_pools.c.removed.is_(None))
+        ).one()
+        ip_total = 0
+        for start, end in conn.execute(
+            sa.select(ip_ranges.c.start_ip, ip_ranges.c.end_ip)
+            .join(networks, networks.c.id == ip_ranges.c.network_id)
+            .where(networks.c.zone_id == zone.id, networks.c.removed.is_(None))
+        ):
+            ip_total += int(ipaddress.ip_address(end)) - int(ipaddress.ip_address(start)) + 1
+        ips_used = (
+            conn.scalar(
+                sa.select(sa.func.count())
+                .select_from(nics)
+                .join(networks, networks.c.id == nics.c.network_id)
+                .where(networks.c.zone_id == zone.id, nics.c.ip_address.is_not(None))
+            )
+            or 0
+        )
+        figures = (
+            (MEMORY, int(hc[1]), int(hc[0] * mem_factor)),
+            (CPU, int(hc[3]), int(hc[2] * cpu_factor)),
+            (STORAGE, int(pools[1]), int(pools[0])),
+            (STORAGE_ALLOCATED, int(pools[1] + pools[2]), int(pools[0])),
+            (GUEST_IPS, int(ips_used), ip_total),
+            (CPU_CORES, int(hc[5]), int(hc[4])),
+        )
+        out += [ZoneCapacity(kind, zone.uuid, zone.name, used, total) for kind, used, total in figures]
+    return out
+
+
+async def of_zones(db: Database, values: Mapping[str, Any], zone_uuid: str = "") -> list[ZoneCapacity]:
+    """Every capacity type of every live zone (or of ``zone_uuid``'s), zone by zone."""
+    cpu_factor = float(values.get("cpu.overprovisioning.factor", 1.0))
+    mem_factor = float(values.get("mem.overprovisioning.factor", 1.0))
+    return await db.read(_zones, cpu_factor, mem_factor, zone_uuid)
