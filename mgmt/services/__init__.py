@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import infra, offerings  # noqa: F401 - their kinds and creates are declared on import
 from .affinity import AffinityGroups
+from .async_jobs import AsyncJobs
 from .crud import Resources
 from .hosts import Hosts
 from .networks import Networks
@@ -53,6 +54,7 @@ class Services:
     volumes: Volumes = field(init=False)
     affinity: AffinityGroups = field(init=False)
     settings: Settings = field(init=False)
+    async_jobs: AsyncJobs = field(init=False)
 
     def __post_init__(self) -> None:
         self.resources = Resources(self.db, self.placement)
@@ -61,5 +63,6 @@ class Services:
         self.networks = Networks(self.db)
         self.affinity = AffinityGroups(self.db)
         self.settings = Settings(self.db)
+        self.async_jobs = AsyncJobs(self.db, self.jobs)
         self.volumes = Volumes(self.db, self.orchestrator, self.jobs)
         self.vms = VirtualMachines(self.db, self.orchestrator, self.catalog, self.jobs)
