@@ -168,7 +168,8 @@ async def test_job_shapes_and_a_failed_job(api: ApiCloud) -> None:
     services = api.cloud.services
     assert started["jobid"] in services.api.ended_jobs  # type: ignore[union-attr]
     admin = types.SimpleNamespace(is_admin=True, account_id=1)
-    from_row = await services.db.read(jobs_api._one, admin, started["jobid"])
+    found = await services.async_jobs.find(admin, started["jobid"])
+    from_row = jobs_api.job_view(found.row, found.instance_uuid)
     assert list(job.items()) == list(from_row.items())
 
     # rebooting a stopped VM fails inside the job: status 2 with CloudStack's error fields
@@ -179,7 +180,8 @@ async def test_job_shapes_and_a_failed_job(api: ApiCloud) -> None:
     job = await api.call(lambda: cs.queryAsyncJobResult(jobid=rebooting["jobid"]))
     assert (job["jobstatus"], job["jobresultcode"]) == (2, 431)
     assert job["jobresult"]["errorcode"] == 431
-    from_row = await services.db.read(jobs_api._one, admin, rebooting["jobid"])
+    found = await services.async_jobs.find(admin, rebooting["jobid"])
+    from_row = jobs_api.job_view(found.row, found.instance_uuid)
     assert list(job.items()) == list(from_row.items())
 
     jobs = await api.call(lambda: cs.listAsyncJobs())
