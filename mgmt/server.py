@@ -20,7 +20,6 @@ import trio
 from . import bootstrap, settings
 from .agents import registry
 from .agents.manager import AgentManager
-from .api.accounts import ensure_admin
 from .api.app import Api, serve_api
 from .catalog import Catalog
 from .db.database import Database, sqlite_url
@@ -31,6 +30,7 @@ from .orchestration.engine import OrchestrationSettings, Orchestrator
 from .planner.service import Placement
 from .security.trust import Trust
 from .services import Services
+from .services.accounts import ensure_admin
 
 log = logging.getLogger("mgmt")
 
@@ -164,7 +164,7 @@ async def serve(config: ServerConfig, *, task_status: Any = trio.TASK_STATUS_IGN
             await nursery.start(runner.run)
             port = await nursery.start(manager.serve, config.agent_port, config.bind or None)
             await nursery.start(orchestrator.run_background)
-            services.api = Api(db, services)
+            services.api = Api(services)
             addresses = await nursery.start(functools.partial(
                 serve_api, services.api, config.bind or "0.0.0.0", config.api_port,
                 certfile=config.api_cert, keyfile=config.api_key))

@@ -13,28 +13,27 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
-from sqlalchemy.engine import Connection
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..db.database import Database
 from ..errors import CumuloError, InvalidParameter
-from ..jobs.runner import SUCCEEDED, JobOwner
-from ..services import events
-from . import accounts
-from .accounts import Caller
+from ..services.async_jobs import SUCCEEDED, Prepare
+from ..services.caller import Caller
+from ..services.passwords import hash_password, verify_password
 from .limits import LoginGuard, Throttle
-from .passwords import hash_password, verify_password
 from .registry import COMMANDS, Command, parse
 from .signing import expiry_problem, signature_matches
+
+if TYPE_CHECKING:
+    from ..services import Services
 
 log = logging.getLogger(__name__)
 JSON = "application/json; charset=UTF-8"
@@ -106,10 +105,10 @@ class Sessions:
 
 
 class Api:
-    """What handlers reach: the database and the running server's parts."""
+    """The CloudStack API front end: sessions, the callers of API keys, the jobs it answers from memory;
+    handlers reach the domain through ``services``."""
 
-    def __init__(self, db: Database, services: Any = None) -> None:
-        self.db = db
+    def __init__(self, services: Services) -> None:
         self.services = services
         self.sessions = Sessions()
         self.pending_jobs: dict[str, dict[str, Any]] = {}  # job uuid -> its pending view, while it runs
@@ -121,7 +120,7 @@ class Api:
         self.callers: dict[str, tuple[Caller, float]] = {}
         self.signature_forms: dict[str, int] = {}  # API key -> the signing form its client used last
         self.requests = 0  # requests answered (for benchmarks and metrics)
-        values = getattr(services, "values", None) or {}
+        values = services.values
         self.throttle = Throttle(bool(values.get("api.throttling.enabled", False)),
                                  float(values.get("api.throttling.interval", 1)),
                                  int(values.get("api.throttling.max", 25)))
@@ -225,7 +224,7 @@ class Api:
         now = trio.current_time()
         if known is not None and now - known[1] < CALLER_CACHE_SECONDS:
             return known[0]
-        caller = await self.db.read(accounts.caller_by_key, api_key)
+        caller = await self.services.accounts.caller_by_key(api_key)
         if caller is None:
             self.callers.pop(api_key, None)
             return None
@@ -253,7 +252,7 @@ class Api:
         if self.logins.locked(who, address, trio.current_time()):
             return error("login", 429, "too many failed logins for this user or from this address; try "
                                        "again in a few minutes", 4365)
-        found = await self.db.read(accounts.login_candidate, args["username"], domain)
+        found = await self.services.accounts.login_candidate(args["username"], domain)
         # PBKDF2 takes a while on purpose: in a worker thread, outside any transaction; an unknown user
         # is checked against a stand-in hash, so the time taken does not tell whether the user exists
         stored = found[1] if found is not None else _stand_in_hash()
@@ -285,8 +284,7 @@ class Api:
         )
         answer.set_cookie("JSESSIONID", jsessionid, path="/client", httponly=True, samesite="strict")
         answer.set_cookie("sessionkey", session.key, path="/client", samesite="strict")
-        await events.record(
-            self.db,
+        await self.services.events.record(
             caller,
             "USER.LOGIN",
             f"user {caller.username} logged in",
@@ -309,14 +307,7 @@ class Context:
 
     def __init__(self, api: Api, caller: Caller, cmd: Command) -> None:
         self.api, self.caller, self.cmd = api, caller, cmd
-        self.db, self.services = api.db, api.services
-
-    async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await self.db.run(fn, *args, **kwargs)
-
-    async def read(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """``run`` for work that only reads (lists, job results): no write lock taken."""
-        return await self.db.read(fn, *args, **kwargs)
+        self.services = api.services
 
     async def event(
         self,
@@ -328,8 +319,7 @@ class Context:
         resource_uuid: str | None = None,
         job_id: int | None = None,
     ) -> None:
-        await events.record(
-            self.db,
+        await self.services.events.record(
             self.caller,
             type_,
             description,
@@ -347,13 +337,11 @@ class Context:
         instance_type: str = "",
         instance_id: int = 0,
         instance_uuid: str = "",
-        prepare: Callable[[Connection], int] | None = None,
+        prepare: Prepare | None = None,
     ) -> str:
         """Run ``work`` as an async job recording the command's events; the job's uuid. ``prepare``
         makes the job's instance in the job's own transaction (see ``JobRunner.submit``)."""
-        jobs = self.services.jobs
-        cmd = self.cmd
-        caller, resource = self.caller, instance_uuid or None
+        cmd, caller = self.cmd, self.caller
 
         def finished(status: int | None, result: dict[str, Any], completed: datetime) -> None:
             # Its row says how it ended; so does this, for the polls to come (see Api.ended_jobs).
@@ -367,17 +355,6 @@ class Context:
                     "completed": completed.strftime("%Y-%m-%dT%H:%M:%S+0000"),
                 })
 
-        # The job's Scheduled event is written with its row, and its Completed (or Error) event with
-        # its end: no transactions of their own.
-        def scheduled(conn: Connection, job_id: int) -> None:
-            events.insert(conn, caller, cmd.event, description, "Scheduled", instance_type, resource, job_id)
-
-        def ended(conn: Connection, job_id: int, error: str | None) -> None:
-            text = description if error is None else f"{description} failed: {error}"
-            events.insert(conn, caller, cmd.event, text, "Completed" if error is None else "Error",
-                          instance_type, resource, job_id)
-
-        owner = JobOwner(account_id=self.caller.account_id, user_id=self.caller.user_id)
         job_uuid = str(uuid.uuid4())
         # While it runs, queryAsyncJobResult answers from here, not from the database (clients poll)
         self.api.pending_jobs[job_uuid] = {
@@ -394,17 +371,10 @@ class Context:
             "_account": self.caller.account_id,
         }
         try:
-            job_id = await jobs.submit(
-                cmd.name,
-                work,
-                owner=owner,
-                instance_type=instance_type,
-                instance_id=instance_id,
-                job_uuid=job_uuid,
-                on_insert=scheduled if cmd.event else None,
-                on_finish=ended if cmd.event else None,
-                prepare=prepare,
-                on_ended=finished,
+            job_id = await self.services.async_jobs.submit(
+                caller, cmd.name, work, event=cmd.event, description=description, job_uuid=job_uuid,
+                instance_type=instance_type, instance_id=instance_id, instance_uuid=instance_uuid,
+                prepare=prepare, on_ended=finished,
             )
             self.api.pending_jobs.get(job_uuid, {})["_job_id"] = job_id
         except BaseException:

@@ -10,9 +10,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import infra, offerings  # noqa: F401 - their kinds and creates are declared on import
+from .accounts import Accounts
 from .affinity import AffinityGroups
 from .async_jobs import AsyncJobs
+from .capacity import Capacity
 from .crud import Resources
+from .events import Events
 from .hosts import Hosts
 from .networks import Networks
 from .settings import Settings
@@ -55,6 +58,9 @@ class Services:
     affinity: AffinityGroups = field(init=False)
     settings: Settings = field(init=False)
     async_jobs: AsyncJobs = field(init=False)
+    accounts: Accounts = field(init=False)
+    events: Events = field(init=False)
+    capacity: Capacity = field(init=False)
 
     def __post_init__(self) -> None:
         self.resources = Resources(self.db, self.placement)
@@ -64,5 +70,8 @@ class Services:
         self.affinity = AffinityGroups(self.db)
         self.settings = Settings(self.db)
         self.async_jobs = AsyncJobs(self.db, self.jobs)
+        self.accounts = Accounts(self.db)
+        self.events = Events(self.db)
+        self.capacity = Capacity(self.db, self.values)
         self.volumes = Volumes(self.db, self.orchestrator, self.jobs)
         self.vms = VirtualMachines(self.db, self.orchestrator, self.catalog, self.jobs)

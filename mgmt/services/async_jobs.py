@@ -3,6 +3,7 @@ caller's jobs, newest first, each with the uuid of what it worked on."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,8 @@ from sqlalchemy.engine import Connection
 
 from ..db.schema import accounts, async_jobs, hosts, networks, users, vms, volumes
 from ..errors import PermissionDenied
+from ..jobs.runner import FAILED, PENDING, SUCCEEDED, JobOwner
+from . import events
 from .caller import Caller
 from .crud import Filters, Row
 from .queries import fetch, owner_filter
@@ -20,6 +23,11 @@ from .queries import fetch, owner_filter
 if TYPE_CHECKING:
     from ..db.database import Database
     from ..jobs.runner import JobRunner
+
+__all__ = ["FAILED", "PENDING", "SUCCEEDED", "AsyncJobs", "Job", "Prepare"]
+
+# Makes a job's instance in the transaction that records the job (a deploy's VM): its id.
+Prepare = Callable[[Connection], int]
 
 INSTANCES = {"VirtualMachine": vms, "Volume": volumes, "Host": hosts, "Network": networks}
 
@@ -80,6 +88,41 @@ class AsyncJobs:
                        since: datetime | None = None) -> tuple[list[Job], int]:
         """One page of the caller's jobs (created since ``since``), newest first, and the total."""
         return await self.db.read(_list, caller, args, since)
+
+    async def submit(
+        self,
+        caller: Caller,
+        command: str,
+        work: Callable[[], Awaitable[dict[str, Any]]],
+        *,
+        event: str = "",
+        description: str = "",
+        job_uuid: str = "",
+        instance_type: str = "",
+        instance_id: int = 0,
+        instance_uuid: str = "",
+        prepare: Prepare | None = None,
+        on_ended: Callable[[int | None, dict[str, Any], datetime], None] | None = None,
+    ) -> int:
+        """Run ``work`` as the caller's async job (see ``JobRunner.submit`` for ``prepare`` and
+        ``on_ended``); its id. With ``event``, the job's Scheduled event is written with its row and
+        its Completed (or Error) event with its end: no transactions of their own."""
+        resource = instance_uuid or None
+
+        def scheduled(conn: Connection, job_id: int) -> None:
+            events.insert(conn, caller, event, description, "Scheduled", instance_type, resource, job_id)
+
+        def ended(conn: Connection, job_id: int, error: str | None) -> None:
+            text = description if error is None else f"{description} failed: {error}"
+            events.insert(conn, caller, event, text, "Completed" if error is None else "Error",
+                          instance_type, resource, job_id)
+
+        return await self.runner.submit(
+            command, work, owner=JobOwner(account_id=caller.account_id, user_id=caller.user_id),
+            instance_type=instance_type, instance_id=instance_id, job_uuid=job_uuid,
+            on_insert=scheduled if event else None, on_finish=ended if event else None,
+            prepare=prepare, on_ended=on_ended,
+        )
 
     async def wait_briefly(self, job_id: int, seconds: float) -> None:
         """Return when the job (running here) ends, or after ``seconds``."""

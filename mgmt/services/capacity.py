@@ -90,8 +90,12 @@ def _zones(conn: Connection, cpu_factor: float, mem_factor: float, zone_uuid: st
     return out
 
 
-async def of_zones(db: Database, values: Mapping[str, Any], zone_uuid: str = "") -> list[ZoneCapacity]:
-    """Every capacity type of every live zone (or of ``zone_uuid``'s), zone by zone."""
-    cpu_factor = float(values.get("cpu.overprovisioning.factor", 1.0))
-    mem_factor = float(values.get("mem.overprovisioning.factor", 1.0))
-    return await db.read(_zones, cpu_factor, mem_factor, zone_uuid)
+class Capacity:
+    def __init__(self, db: Database, values: Mapping[str, Any]) -> None:
+        self.db = db
+        self.cpu_factor = float(values.get("cpu.overprovisioning.factor", 1.0))
+        self.mem_factor = float(values.get("mem.overprovisioning.factor", 1.0))
+
+    async def of_zones(self, zone_uuid: str = "") -> list[ZoneCapacity]:
+        """Every capacity type of every live zone (or of ``zone_uuid``'s), zone by zone."""
+        return await self.db.read(_zones, self.cpu_factor, self.mem_factor, zone_uuid)

@@ -91,8 +91,19 @@ def _list(conn: Connection, caller: Caller, args: Filters, since: datetime | Non
     return fetch(conn, query.where(*where), events.c.id.desc(), args)
 
 
-async def visible(db: Database, caller: Caller, args: Filters, *, since: datetime | None = None,
-                  until: datetime | None = None) -> tuple[list[Row], int]:
-    """One page of the events ``args`` asks for that the caller may see (newest first; created from
-    ``since`` to ``until``), and the total."""
-    return await db.read(_list, caller, args, since, until)
+class Events:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def record(self, caller: Caller, type_: str, description: str, *, state: str = "Completed",
+                     resource_type: str = "", resource_uuid: str | None = None,
+                     job_id: int | None = None) -> None:
+        """One event, in a transaction of its own."""
+        await record(self.db, caller, type_, description, state=state, resource_type=resource_type,
+                     resource_uuid=resource_uuid, job_id=job_id)
+
+    async def visible(self, caller: Caller, args: Filters, *, since: datetime | None = None,
+                      until: datetime | None = None) -> tuple[list[Row], int]:
+        """One page of the events ``args`` asks for that the caller may see (newest first; created
+        from ``since`` to ``until``), and the total."""
+        return await self.db.read(_list, caller, args, since, until)

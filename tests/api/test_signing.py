@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cs.client import CloudStack, transform
 
-from mgmt.api.passwords import hash_password, verify_password
 from mgmt.api.signing import (
     FORMS,
     canonical_form,
@@ -18,6 +17,7 @@ from mgmt.api.signing import (
     sign,
     signature_matches,
 )
+from mgmt.services.passwords import hash_password, verify_password
 
 KEY, SECRET = "apikey-1", "s3cr3t/+=="
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

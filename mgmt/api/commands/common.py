@@ -1,5 +1,5 @@
-"""What the command modules share: list shapes, paging parameters, dates; and, from the services, the
-queries handlers still make themselves."""
+"""What the command modules share: list shapes, paging parameters, dates, tags, and the handlers of
+declared kinds' lists and deletes."""
 
 from __future__ import annotations
 
@@ -8,27 +8,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ...services.crud import Kind, kind_of
-from ...services.queries import (
-    MAX_PAGE,
-    fetch,
-    find,
-    keyword,
-    matching,
-    new_uuid,
-    now,
-    owner_filter,
-    page,
-    uuids,
-)
+from ...services.queries import MAX_PAGE, page, uuids
 from ..registry import Param
 
 if TYPE_CHECKING:
     from ..app import Context
 
-__all__ = [
-    "MAX_PAGE", "OWNER", "PAGING", "created", "date", "deleter", "fetch", "find", "keyword", "lister",
-    "listing", "matching", "new_uuid", "now", "owner_filter", "page", "success", "tags", "uuids",
-]
+__all__ = ["OWNER", "PAGING", "created", "date", "deleter", "lister", "listing", "page", "success", "tags",
+           "uuids"]
 
 
 def listing(key: str, items: list[dict[str, Any]], total: int) -> dict[str, Any]:

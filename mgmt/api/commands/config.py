@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ...errors import InvalidParameter
-from ...services import capacity, events
 from ..registry import Param, command
 from ..signing import parse_expires
 from .common import OWNER, PAGING, date, listing, page
@@ -97,8 +96,8 @@ async def list_events(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
                 dates[key] = parse_expires(args[key])
             except ValueError:
                 raise InvalidParameter(f"{key} must be a date like 2026-01-01T00:00:00+0000") from None
-    rows, total = await events.visible(ctx.db, ctx.caller, args, since=dates.get("startdate"),
-                                       until=dates.get("enddate"))
+    rows, total = await ctx.services.events.visible(ctx.caller, args, since=dates.get("startdate"),
+                                                    until=dates.get("enddate"))
     return listing("event", [event_view(r) for r in rows], total)
 
 
@@ -115,7 +114,7 @@ async def list_events(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     response="capacity",
 )
 async def list_capacity(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    found = await capacity.of_zones(ctx.db, ctx.services.values, args.get("zoneid", ""))
+    found = await ctx.services.capacity.of_zones(args.get("zoneid", ""))
     items: list[dict[str, Any]] = [
         {
             "type": c.type,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ...errors import InvalidParameter
-from ...jobs.runner import PENDING
+from ...services.async_jobs import PENDING
 from ..registry import Param, command
 from ..signing import parse_expires
 from .common import OWNER, PAGING, date, listing
