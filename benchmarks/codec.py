@@ -101,7 +101,7 @@ def decode(codec: Codec, data: bytes) -> list[tuple[int, tuple[Any, ...]]]:
 
 
 def encode(codec: Codec, msgs: Sequence[Command]) -> bytes:
-    return codec.encode(frames_of(msgs), MAX_BODY)
+    return bytes(codec.encode(frames_of(msgs), MAX_BODY))
 
 
 def best_rate(fn: Callable[[], Any], items: int, repeat: int) -> tuple[float, Any]:
@@ -141,7 +141,7 @@ def run(frames: int, repeat: int) -> dict[str, Any]:
     sizes = {"ping": frames, "start": max(frames // 8, 100), "mix": frames}
     for kind, n in sizes.items():
         msgs = messages(kind, n)
-        data = codecs["python"].encode(frames_of(msgs), MAX_BODY)
+        data = bytes(codecs["python"].encode(frames_of(msgs), MAX_BODY))
         entry: dict[str, Any] = {"frames": n, "frame_bytes": round(len(data) / n)}
         timed_scan = TimedScan(data)
         for op in ("scan", "decode", "encode"):

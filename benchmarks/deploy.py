@@ -43,7 +43,8 @@ from mgmt.agents.host_status import Status
 from mgmt.db.schema import clusters, configuration, host_capacity, hosts, nics
 from mgmt.planner import capacity
 from mgmt.process import tune_gc
-from mgmt.server import ServerConfig, Services, prepare, serve
+from mgmt.server import ServerConfig, prepare, serve
+from mgmt.services import Services
 
 ZONE = """
 [[zone]]

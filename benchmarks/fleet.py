@@ -54,7 +54,8 @@ from mgmt import logs
 from mgmt.agents.host_status import Status
 from mgmt.db.database import Database, sqlite_url
 from mgmt.db.schema import configuration, hosts
-from mgmt.server import ServerConfig, Services, prepare, serve
+from mgmt.server import ServerConfig, prepare, serve
+from mgmt.services import Services
 from protocol.messages import CheckHealthCommand
 
 ZONE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "zone.toml"

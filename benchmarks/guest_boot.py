@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"real guests need {', '.join(missing)} (make test installs them)", file=sys.stderr)
         return 2
-    report = {
+    report: dict[str, Any] = {
         "kvm": measure("kvm", args.runs, args.timeout),
         "tcg": measure("qemu", args.runs, args.timeout),
         "target_kvm_marker_seconds": 3.0,

@@ -49,7 +49,10 @@ class Inventory:
 def build(n_hosts: int, seed: int = 7) -> Inventory:
     rng = random.Random(seed)
     ix, pools = CapacityIndex(), PoolIndex()
-    zones, pods, clusters, hosts = [1, 2], [], [], []
+    zones: list[int] = [1, 2]
+    pods: list[int] = []
+    clusters: list[int] = []
+    hosts: list[int] = []
     host_id = cluster_id = pod_id = pool_id = 0
     while len(hosts) < n_hosts:
         zone = zones[len(clusters) % len(zones)]

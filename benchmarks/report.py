@@ -100,18 +100,19 @@ def table(results: Path) -> list[str]:
         )
     boot = load(results, "guest-boot")
     if boot is not None:
-        for label, key, target in (("KVM", "kvm", 3.0), ("TCG", "tcg", None)):
+        targets: tuple[tuple[str, str, float | None], ...] = (("KVM", "kvm", 3.0), ("TCG", "tcg", None))
+        for label, key, goal in targets:
             run = boot[key]
             if run.get("runs"):
                 value = (
                     f"{run['marker_median']:.2f} (min {run['marker_min']:.2f}, max {run['marker_max']:.2f})"
                 )
-                met = "—" if target is None else ("yes" if run["marker_median"] <= target else "**no**")
+                met = "—" if goal is None else ("yes" if run["marker_median"] <= goal else "**no**")
             else:
-                value, met = f"no marker: {run.get('failed', '')}", "—" if target is None else "**no**"
+                value, met = f"no marker: {run.get('failed', '')}", "—" if goal is None else "**no**"
             lines.append(
                 f"| real guest, deploy call to console marker, {label} (s) | "
-                f"{'≤ 3' if target else '—'} | {value} | {met} | — |"
+                f"{'≤ 3' if goal else '—'} | {value} | {met} | — |"
             )
     else:
         missing.add("guest-boot")

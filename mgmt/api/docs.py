@@ -39,7 +39,7 @@ against it unchanged.
 - **Admin on first start.** The server creates the ROOT domain, the `admin` account (root admin) and
   user with API keys and a random password, and writes `{"url", "apikey", "secretkey", "username",
   "password"}` to `DATA_DIR/admin-credentials.json` (mode 0600); it logs where, never the secrets.
-  Passwords are stored as salted PBKDF2-SHA256 hashes (`mgmt/api/passwords.py`).
+  Passwords are stored as salted PBKDF2-SHA256 hashes (`mgmt/services/passwords.py`).
 - **Signed requests** (`mgmt/api/signing.py`): CloudStack's reference form (names in byte order, Java
   `URLEncoder` values, lowercased, HMAC-SHA1, Base64) and the client variants (names sorted
   lowercased; `~`, `[`, `]` left unescaped), all compared in constant time. `signatureVersion=3`

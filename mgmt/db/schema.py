@@ -325,7 +325,7 @@ users = Table(
     "users", metadata, _id(), _uuid(),
     Column("account_id", ForeignKey("accounts.id"), nullable=False),
     Column("username", String(255), nullable=False, unique=True),
-    Column("password", String(255), nullable=False, default=""),  # a PBKDF2 hash (mgmt/api/passwords.py)
+    Column("password", String(255), nullable=False, default=""),  # a PBKDF2 hash (mgmt/services/passwords.py)
     Column("email", String(255), nullable=False, server_default=""),
     Column("first_name", String(255), nullable=False, server_default=""),
     Column("last_name", String(255), nullable=False, server_default=""),
