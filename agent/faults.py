@@ -62,6 +62,8 @@ class FaultTable:
 
     rules: list[FaultRule] = field(default_factory=list)
     stop_pinging: bool = False
+    partitioned: bool = False  # cut off from the management server (its shared storage still reached)
+    stop_heartbeat: bool = False  # cut off from its shared storage (writes no heartbeat)
     power_off: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -75,6 +77,8 @@ class FaultTable:
         with self._lock:
             self.rules.clear()
             self.stop_pinging = False
+            self.partitioned = False
+            self.stop_heartbeat = False
             self.power_off.clear()
 
     def match(self, command: str) -> FaultRule | None:

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from protocol.messages import Answer, Command, PowerState, UnsupportedAnswer
+from protocol.messages import Answer, Command, HeartbeatPoolTO, PowerState, UnsupportedAnswer
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,23 @@ class ServerResource(ABC):
     def pinging(self) -> bool:
         """Whether the agent should ping now (a simulated crash says no)."""
         return True
+
+    def reachable(self) -> bool:
+        """Whether the management server can be reached now (a simulated partition says no)."""
+        return True
+
+    def heartbeat_dir(self, pool: HeartbeatPoolTO) -> str | None:
+        """The directory on this host where the shared pool ``pool`` is, for heartbeats; None: not
+        here (no heartbeat is written there, nor read)."""
+        return None
+
+    def storage_reachable(self) -> bool:
+        """Whether this host can write to its shared pools now (a simulated storage loss says no)."""
+        return True
+
+    async def stop_all_guests(self, why: str) -> int:
+        """Stop every guest at once (self-fencing); how many were stopped."""
+        return 0
 
     async def aclose(self) -> None:  # noqa: B027 - most resources hold nothing to release
         """Release backend resources (connections, threads)."""

@@ -40,9 +40,13 @@ from protocol.codec import Codec
 from protocol.frame import DEFAULT_MAX_FRAME_SIZE
 from protocol.messages import (
     Answer,
+    CheckOnHostAnswer,
+    CheckOnHostCommand,
     Command,
     EnrollAnswer,
     EnrollCommand,
+    FenceAnswer,
+    FenceCommand,
     MalformedCommand,
     PingAnswer,
     PingRoutingCommand,
@@ -59,6 +63,7 @@ from protocol.messages import (
     UnknownCommand,
 )
 
+from . import ha
 from .resource import DropConnection, Placement, ServerResource
 from .tls import Credentials, fingerprint_matches, insecure_context, verifying_context
 
@@ -116,6 +121,9 @@ class Agent:
                  rng: random.Random | None = None) -> None:
         self.settings = settings
         self.resource = resource
+        # this host's heartbeat on its shared pools, for the life of the agent (not of one connection)
+        self.heartbeat = ha.Heartbeat(settings.placement.guid, resource.stop_all_guests,
+                                      resource.storage_reachable)
         self.codec = codec
         self.rng = rng or random.Random()
         self.status = "disconnected"  # disconnected, connecting, connected, up
@@ -139,6 +147,12 @@ class Agent:
     # --- lifecycle -------------------------------------------------------------------------------
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.heartbeat.run)
+            await self._connect_loop(task_status)
+            nursery.cancel_scope.cancel()
+
+    async def _connect_loop(self, task_status: Any) -> None:
         task_status.started()
         attempt = 0
         for host, port in itertools.cycle(self.settings.mgmt):
@@ -147,6 +161,8 @@ class Agent:
             self.status = "connecting"
             reached_up = False
             try:
+                if not self.resource.reachable():
+                    raise OSError("the management server cannot be reached (partitioned)")
                 stream = await self._open(host, port)
             except (OSError, trio.TooSlowError, trio.BrokenResourceError, EnrollmentFailed) as e:
                 self.last_close_reason = f"cannot connect to {host}:{port}: {e or 'timed out'}"
@@ -418,6 +434,8 @@ class _Session:
         assert isinstance(command, Command)
         if isinstance(command, ReadyCommand):
             return self.on_ready(command)
+        if isinstance(command, CheckOnHostCommand | FenceCommand):
+            return await self.on_investigation(command)
         if isinstance(command, ProvisionCertificateCommand | SetupCertificateCommand):
             return self.on_certificate(command)
         if self.agent._draining:
@@ -432,8 +450,24 @@ class _Session:
                       command.reject_reason)
             self.rejected = command.reject_reason  # the connection closes once the answer is out
             return ReadyAnswer(result=False, details="rejected")
+        heartbeat = self.agent.heartbeat
+        dirs = [d for d in (self.agent.resource.heartbeat_dir(p) for p in command.heartbeat_pools) if d]
+        heartbeat.configure(dirs, command.heartbeat_interval, command.self_fence_after)
         self.ready.set()
         return ReadyAnswer()
+
+    async def on_investigation(self, command: CheckOnHostCommand | FenceCommand) -> Answer:
+        """A neighbour's question about another host, answered from the pools they share."""
+        dirs = self.agent.heartbeat.dirs
+        try:
+            if isinstance(command, FenceCommand):
+                fenced, why = await ha.fence(dirs, command.host_guid, command.window)
+                return FenceAnswer(fenced=fenced, details=why)
+            determined, alive, why = await ha.check_on_host(dirs, command.host_guid, command.window,
+                                                           command.disks)
+            return CheckOnHostAnswer(determined=determined, alive=alive, details=why)
+        except ha.HaError as e:
+            return Answer(result=False, details=str(e))
 
     def on_certificate(self, command: ProvisionCertificateCommand | SetupCertificateCommand) -> Answer:
         creds = self.agent.settings.credentials
@@ -514,6 +548,8 @@ class _Session:
         # and every ping would queue behind the rest of its burst.
         await trio.sleep(agent.rng.uniform(0, interval))  # spreading the pings is the point
         while True:
+            if not agent.resource.reachable():
+                raise SessionEnded("the management server cannot be reached (partitioned)")
             if agent.resource.pinging():
                 interval, misses = await self.ping_once(interval, misses)
             if agent.settings.credentials is not None and not self.renewing:
@@ -532,6 +568,7 @@ class _Session:
             if misses >= agent.settings.ping_retries:
                 raise SessionEnded(f"{misses} pings in a row went unanswered")
             return interval, misses
+        agent.heartbeat.contact()
         if agent.ping_rtts is not None:
             agent.ping_rtts.append((time.time(), trio.current_time() - sent))
         answer = response.answers[0]

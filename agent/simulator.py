@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import os
+import re
 from collections import deque
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -21,8 +23,6 @@ from protocol.messages import (
     AttachCommand,
     CheckHealthAnswer,
     CheckHealthCommand,
-    CheckOnHostAnswer,
-    CheckOnHostCommand,
     CheckVirtualMachineAnswer,
     CheckVirtualMachineCommand,
     CleanupVmCommand,
@@ -35,6 +35,7 @@ from protocol.messages import (
     GetVmConsoleLogCommand,
     GetVmStatsAnswer,
     GetVmStatsCommand,
+    HeartbeatPoolTO,
     MigrateAnswer,
     MigrateCommand,
     PowerState,
@@ -62,6 +63,7 @@ log = logging.getLogger(__name__)
 GIB = 1024**3
 TEMPLATE_SIZE = 2 * GIB  # what a simulated template download occupies on the pool
 CONSOLE_LINES = 100  # console lines a simulated host keeps per VM
+_UUID = re.compile(r"^[0-9a-fA-F-]{36}$")  # a pool uuid, as a directory name
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +111,13 @@ class SimulatorResource(ServerResource):
     shared: ClassVar[dict[str, int]] = {}
 
     def __init__(self, spec: HostSpec | None = None, faults: FaultTable | None = None,
-                 pool_path: str = "/var/lib/cumulo/sim-pool") -> None:
+                 pool_path: str = "/var/lib/cumulo/sim-pool", storage_root: str = "") -> None:
         self.host = SimHost(spec or HostSpec())
         self.faults = faults if faults is not None else FaultTable()
         self.pool_path = pool_path
+        # A real directory standing for the shared pools every simulated host mounts (one
+        # subdirectory per pool): heartbeats go there, so the investigators' code is the real one.
+        self.storage_root = storage_root
         self.guid = ""
 
     async def startup_commands(self, placement: Placement) -> list[Command]:
@@ -138,6 +143,25 @@ class SimulatorResource(ServerResource):
 
     def pinging(self) -> bool:
         return not self.faults.stop_pinging
+
+    def reachable(self) -> bool:
+        return not self.faults.partitioned
+
+    def heartbeat_dir(self, pool: HeartbeatPoolTO) -> str | None:
+        if not self.storage_root or not _UUID.match(pool.pool_uuid):
+            return None
+        path = os.path.join(self.storage_root, pool.pool_uuid)
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def storage_reachable(self) -> bool:
+        return not self.faults.stop_heartbeat
+
+    async def stop_all_guests(self, why: str) -> int:
+        stopped = [name for name, vm in self.host.vms.items() if vm.state is PowerState.ON]
+        for name in stopped:
+            self.host.vms[name].state = PowerState.OFF
+        return len(stopped)
 
     async def power_report(self) -> dict[str, PowerState]:
         for name in list(self.faults.power_off):  # powered off behind the server's back
@@ -276,13 +300,6 @@ class SimulatorResource(ServerResource):
     @handles(CheckHealthCommand)
     async def check_health(self, cmd: CheckHealthCommand) -> Answer:
         return CheckHealthAnswer()
-
-    @handles(CheckOnHostCommand)
-    async def check_on_host(self, cmd: CheckOnHostCommand) -> Answer:
-        other = SimulatorResource.registry.get(cmd.host_guid)
-        if other is None:
-            return CheckOnHostAnswer(determined=False, details="host unknown to this neighbour")
-        return CheckOnHostAnswer(determined=True, alive=not other.faults.stop_pinging)
 
     # --- storage ---------------------------------------------------------------------------------
 

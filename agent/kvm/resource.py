@@ -25,8 +25,6 @@ from protocol.messages import (
     AttachCommand,
     CheckHealthAnswer,
     CheckHealthCommand,
-    CheckOnHostAnswer,
-    CheckOnHostCommand,
     CheckVirtualMachineAnswer,
     CheckVirtualMachineCommand,
     CleanupVmCommand,
@@ -40,6 +38,7 @@ from protocol.messages import (
     GetVmConsoleLogCommand,
     GetVmStatsAnswer,
     GetVmStatsCommand,
+    HeartbeatPoolTO,
     MigrateAnswer,
     MigrateCommand,
     PowerState,
@@ -226,6 +225,28 @@ class LibvirtResource(ServerResource):
                 if not _vanished(e):  # gone since it was listed: not on this host any more
                     raise
         return report
+
+    # --- HA ---------------------------------------------------------------------------------------
+
+    def heartbeat_dir(self, pool: HeartbeatPoolTO) -> str | None:
+        """A shared pool is mounted at the same path on every host of the cluster: its own path for a
+        directory pool, ``/mnt/<pool uuid>`` for an NFS export (as CloudStack's KVM agent mounts it)."""
+        path = pool.path if pool.path.startswith("/") else f"/mnt/{pool.pool_uuid}"
+        return path if os.path.isdir(path) else None
+
+    async def stop_all_guests(self, why: str) -> int:
+        def destroy_all() -> int:
+            stopped = 0
+            for dom in self._connection().listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+                try:
+                    dom.destroy()
+                    stopped += 1
+                except libvirt.libvirtError as e:
+                    if not _vanished(e):
+                        log.error("self-fencing could not stop %s: %s", dom.name(), e)
+            return stopped
+
+        return await self._call(destroy_all)
 
     # --- VMs -------------------------------------------------------------------------------------
 
@@ -416,10 +437,6 @@ class LibvirtResource(ServerResource):
     async def check_health(self, cmd: CheckHealthCommand) -> Answer:
         alive = await self._call(lambda: bool(self._connection().isAlive()))
         return CheckHealthAnswer(result=alive, details="" if alive else "the libvirt connection is dead")
-
-    @handles(CheckOnHostCommand)
-    async def check_on_host(self, cmd: CheckOnHostCommand) -> Answer:
-        return CheckOnHostAnswer(determined=False, details="no investigator for other hosts yet")
 
     # --- console ---------------------------------------------------------------------------------
 

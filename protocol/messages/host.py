@@ -64,10 +64,23 @@ class StartupAnswer(Answer):
     ping_interval: float = 60.0  # seconds; fractions allowed (tests)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeartbeatPoolTO:
+    """A shared primary storage pool the host writes its heartbeat on (and reads its neighbours')."""
+
+    pool_uuid: str
+    path: str  # as the pool's row has it: a directory, or ``server:/export`` for NFS
+    type: str = "NetworkFilesystem"
+
+
 @command
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReadyCommand(Command):
-    """The server accepted the host; ``reject_reason`` set means it did not, and says why."""
+    """The server accepted the host; ``reject_reason`` set means it did not, and says why.
+
+    ``heartbeat_pools``: where the host writes a heartbeat every ``heartbeat_interval`` seconds (none:
+    it writes none); ``self_fence_after``: seconds without both the management server and a heartbeat
+    written after which the host stops its guests (0: never)."""
 
     control: ClassVar[bool] = True
     host_id: int
@@ -75,6 +88,9 @@ class ReadyCommand(Command):
     mgmt_servers: tuple[str, ...] = ()
     lb_algorithm: str = "roundrobin"
     reject_reason: str = ""
+    heartbeat_pools: tuple[HeartbeatPoolTO, ...] = ()
+    heartbeat_interval: float = 0.0
+    self_fence_after: float = 0.0
 
 
 @answer
@@ -116,10 +132,16 @@ class CheckHealthAnswer(Answer):
 @command
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CheckOnHostCommand(Command):
-    """Asked of a neighbour: is the host with this guid and address alive, as far as you can tell?"""
+    """Asked of a neighbour: is the host with this guid and address alive, as far as you can tell?
+
+    The neighbour watches the host's heartbeat on the pools they share for ``window`` seconds, and the
+    files in ``disks`` (the host's VMs' volumes on shared pools): alive when either moved, dead when the
+    heartbeat it found stood still and no disk was written, not determined when it found none."""
 
     host_guid: str
     private_ip: str = ""
+    window: float = 0.0
+    disks: tuple[str, ...] = ()
 
 
 @answer
@@ -127,6 +149,23 @@ class CheckOnHostCommand(Command):
 class CheckOnHostAnswer(Answer):
     determined: bool = False
     alive: bool = False
+
+
+@command
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FenceCommand(Command):
+    """Asked of a neighbour before the host's VMs start elsewhere: mark the host fenced on every pool
+    they share (a host that sees the mark stops its guests), then confirm that its heartbeat stands
+    still for ``window`` seconds."""
+
+    host_guid: str
+    window: float = 0.0
+
+
+@answer
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FenceAnswer(Answer):
+    fenced: bool = False
 
 
 @command

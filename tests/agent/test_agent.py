@@ -63,7 +63,7 @@ async def test_unknown_and_unhandled_commands_get_unsupported_answer(server: Fak
     link = server.link("sim-1")
     assert link is not None
     # a command type the agent does not know at all, written as raw JSON
-    body = b'[{"FenceCommand": {"wait": 0}}]'
+    body = b'[{"ReplugCommand": {"wait": 0}}]'
     seq = 99
     link.conn._outstanding[seq] = (CheckHealthCommand(),)  # the fake server expects one answer
     send, receive = trio.open_memory_channel(1)  # type: ignore[var-annotated]
@@ -73,7 +73,7 @@ async def test_unknown_and_unhandled_commands_get_unsupported_answer(server: Fak
     with trio.fail_after(5):
         response = await receive.receive()
     assert isinstance(response.answers[0], UnsupportedAnswer)
-    assert response.answers[0].details == "unsupported command: FenceCommand"
+    assert response.answers[0].details == "unsupported command: ReplugCommand"
     # a known type the agent has no handler for: pings go from agents to servers, not back
     (unhandled,) = (await server.send("sim-1", [PingRoutingCommand(host_id=1)])).answers
     assert unhandled == UnsupportedAnswer(details="unsupported command: PingRoutingCommand")

@@ -138,7 +138,7 @@ def test_flags_carry_stop_on_error_and_in_sequence(codec: Codec) -> None:
 def test_unknown_and_malformed_commands_do_not_break_the_connection(codec: Codec) -> None:
     p = Pair(codec)
     p.handshake()
-    body = b'[{"FenceCommand": {}}, {"StopCommand": {"vm_name": 5}}]'
+    body = b'[{"ReplugCommand": {}}, {"StopCommand": {"vm_name": 5}}]'
     p.agent.receive_data(raw(codec, body, flags=Flag.REQUEST | Flag.FROM_SERVER, seq=77))
     req = p.agent.next_event()
     assert isinstance(req, Request)

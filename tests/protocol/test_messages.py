@@ -82,10 +82,10 @@ def test_large_bodies_are_compressed_and_small_ones_not() -> None:
 
 
 def test_unknown_command_decodes_to_a_value_answered_as_unsupported() -> None:
-    (cmd,) = decode_commands(b'[{"FenceCommand": {"wait": 5}}]')
-    assert cmd == UnknownCommand("FenceCommand", {"wait": 5})
+    (cmd,) = decode_commands(b'[{"ReplugCommand": {"wait": 5}}]')
+    assert cmd == UnknownCommand("ReplugCommand", {"wait": 5})
     assert isinstance(cmd, UnknownCommand)
-    assert cmd.unsupported() == UnsupportedAnswer(details="unsupported command: FenceCommand")
+    assert cmd.unsupported() == UnsupportedAnswer(details="unsupported command: ReplugCommand")
     assert cmd.unsupported().result is False
 
 
@@ -119,8 +119,8 @@ def test_unknown_fields_are_ignored_for_forward_compatibility() -> None:
 
 def test_unknown_and_malformed_answers_keep_result_and_details() -> None:
     unknown, malformed = decode_answers(
-        b'[{"FenceAnswer": {"result": true, "details": "fenced"}}, {"StartAnswer": {"result": 1}}]')
-    assert unknown == UnknownAnswer("FenceAnswer", True, "fenced", {"result": True, "details": "fenced"})
+        b'[{"ReplugAnswer": {"result": true, "details": "replugged"}}, {"StartAnswer": {"result": 1}}]')
+    assert unknown == UnknownAnswer("ReplugAnswer", True, "replugged", {"result": True, "details": "replugged"})
     assert isinstance(malformed, UnknownAnswer)
     assert malformed.result is False
     assert "StartAnswer.result must be a boolean" in malformed.details
