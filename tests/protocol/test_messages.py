@@ -119,8 +119,8 @@ def test_unknown_fields_are_ignored_for_forward_compatibility() -> None:
 
 def test_unknown_and_malformed_answers_keep_result_and_details() -> None:
     unknown, malformed = decode_answers(
-        b'[{"ReplugAnswer": {"result": true, "details": "replugged"}}, {"StartAnswer": {"result": 1}}]')
-    assert unknown == UnknownAnswer("ReplugAnswer", True, "replugged", {"result": True, "details": "replugged"})
+        b'[{"ReplugAnswer": {"result": true, "details": "plugged"}}, {"StartAnswer": {"result": 1}}]')
+    assert unknown == UnknownAnswer("ReplugAnswer", True, "plugged", {"result": True, "details": "plugged"})
     assert isinstance(malformed, UnknownAnswer)
     assert malformed.result is False
     assert "StartAnswer.result must be a boolean" in malformed.details
