@@ -24,6 +24,8 @@ from .api.app import Api, serve_api
 from .catalog import Catalog
 from .db.database import Database, sqlite_url
 from .db.schema import management_servers
+from .ha import work as ha_work
+from .ha.manager import HaManager, HaSettings
 from .jobs import runner as jobs
 from .orchestration import reconcile
 from .orchestration.engine import OrchestrationSettings, Orchestrator
@@ -125,6 +127,9 @@ def _prepare(config: ServerConfig, data_dir: Path) -> tuple[Database, int, dict[
             log.warning("%d hosts were still held by this server from a run that did not stop cleanly; "
                         "now Disconnected until their agents reconnect", released)
         orphans = jobs.fail_orphans(conn, msid)
+        resumed = ha_work.release_after_restart(conn, msid)
+        if resumed:
+            log.warning("%d HA items this server was working when it stopped are pending again", resumed)
         deploys = {j.instance_id for j in orphans if j.command == "deployVirtualMachine" and j.instance_id}
         settled = reconcile.after_restart(conn, deploys)
         if orphans or any(settled.values()):
@@ -157,13 +162,16 @@ async def serve(config: ServerConfig, *, task_status: Any = trio.TASK_STATUS_IGN
     orchestrator = Orchestrator(db, manager, placement, OrchestrationSettings.from_values(values),
                                 busy=lambda: [i for kind, i in runner.holding if kind == "VirtualMachine"],
                                 catalog=catalog)
-    services = Services(db, msid, values, manager, placement, runner, orchestrator, trust, catalog)
+    manager.suspect_listeners.append(placement.host_suspect)
+    ha = HaManager(db, msid, manager, orchestrator, runner, HaSettings.from_values(values))
+    services = Services(db, msid, values, manager, placement, runner, orchestrator, trust, catalog, ha=ha)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(placement.run)
             await nursery.start(runner.run)
             port = await nursery.start(manager.serve, config.agent_port, config.bind or None)
             await nursery.start(orchestrator.run_background)
+            await nursery.start(ha.run)
             services.api = Api(services)
             addresses = await nursery.start(functools.partial(
                 serve_api, services.api, config.bind or "0.0.0.0", config.api_port,

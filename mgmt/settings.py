@@ -33,7 +33,8 @@ class Setting:
 
 
 SETTINGS: dict[str, Setting] = {s.name: s for s in [
-    Setting("ping.interval", "60", int, "Advanced", "Seconds between an agent's pings."),
+    Setting("ping.interval", "10", int, "Advanced",
+            "Seconds between an agent's pings; a host silent for 1.5 of them leaves placement."),
     Setting("ping.timeout", "2.5", float, "Advanced",
             "Multiple of ping.interval after which a silent host is investigated."),
     Setting("vm.allocation.algorithm", "random", str, "Advanced",
@@ -61,6 +62,18 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("capacity.skipcounting.hours", "3600", int, "Advanced",
             "Seconds a stopped VM keeps its reservation on its last host."),
     Setting("wait", "1800", int, "Advanced", "Default seconds to wait for an agent's answer."),
+    Setting("ha.heartbeat.interval", "2", float, "Advanced",
+            "Seconds between a host's heartbeat writes on its shared primary storage pools."),
+    Setting("ha.heartbeat.window", "6", float, "Advanced",
+            "Seconds a neighbour watches a host's heartbeat before calling it dead, a fence waits to "
+            "confirm, and a host cut off from both server and storage waits before stopping its guests."),
+    Setting("ha.investigate.interval", "10", float, "Advanced",
+            "Seconds between investigations of a host in Alert that has no connection."),
+    Setting("ha.restart.attempts", "5", int, "Advanced",
+            "Attempts at one HA item (fence, then restart or stop) before it fails with an alert."),
+    Setting("ha.restart.backoff", "5", float, "Advanced",
+            "Seconds before an HA item is tried again, doubled after each failed attempt."),
+    Setting("ha.workers", "8", int, "Advanced", "HA items worked at once."),
     Setting("api.throttling.enabled", "false", boolean, "Advanced",
             "Limit API calls per user (api.throttling.max per api.throttling.interval; 429 past it)."),
     Setting("api.throttling.interval", "1", int, "Advanced", "Seconds of the API throttling window."),

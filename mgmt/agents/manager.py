@@ -29,7 +29,7 @@ import contextlib
 import errno
 import logging
 import resource
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,7 @@ from protocol.messages import (
     Command,
     EnrollAnswer,
     EnrollCommand,
+    HeartbeatPoolTO,
     PingAnswer,
     PingRoutingCommand,
     PowerState,
@@ -178,6 +179,22 @@ class AgentLink:
         await (self.raw or self.stream).aclose()
 
 
+@dataclass
+class HaLink:
+    """What the agent manager needs from HA: where hosts write heartbeats and how long to watch them.
+    ``disks(host_id)``: the paths of the host's VMs' volumes on shared pools (more evidence of life)."""
+
+    heartbeat_pools: Callable[[int, int], tuple[HeartbeatPoolTO, ...]]  # (zone id, cluster id) -> pools
+    disks: Callable[[int], Awaitable[tuple[str, ...]]]
+    heartbeat_interval: float = 2.0
+    window: float = 6.0  # seconds a neighbour watches a heartbeat (and a fence waits)
+    investigate_interval: float = 10.0  # between investigations of a host in Alert
+
+    @property
+    def self_fence_after(self) -> float:
+        return self.window
+
+
 class AgentManager:
     def __init__(self, db: Database, msid: int, *, ping_interval: float = 60.0, ping_timeout: float = 2.5,
                  startup_timeout: float = 30.0, trust: Trust | None = None) -> None:
@@ -193,6 +210,15 @@ class AgentManager:
         self.links: dict[int, AgentLink] = {}
         self.newest: dict[str, AgentLink] = {}  # by guid, from the moment a startup arrives
         self.hosts: dict[int, tuple[str, int, str]] = {}  # host id -> guid, cluster id, private IP
+        self.zones: dict[int, int] = {}  # host id -> zone id
+        self.ha: HaLink | None = None  # None: no heartbeats; neighbours cannot tell a host dead
+        # Hosts silent for 1.5 ping intervals: out of placement, their commands fail at once, until
+        # they are heard from again (or investigated).
+        self.suspect: set[int] = set()
+        self.suspect_listeners: list[Callable[[int, bool], None]] = []
+        self._investigating: set[int] = set()
+        self._investigated: dict[int, float] = {}  # host id -> trio time of its last investigation
+        self._nursery: trio.Nursery | None = None
         self.reports: dict[int, dict[str, PowerState]] = {}  # each host's last power report
         self._pending_reports: dict[int, dict[str, PowerState]] = {}
         self._reports_queued = trio.Event()
@@ -229,6 +255,7 @@ class AgentManager:
         listeners = await trio.open_tcp_listeners(port, host=host)
         self.port = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             nursery.start_soon(supervised, "host registrations", self.registrations.run)
             nursery.start_soon(supervised, "host transitions", self.transitions.run)
             nursery.start_soon(supervised, "host monitor", self.monitor)
@@ -490,6 +517,7 @@ class AgentManager:
         link.host_id, link.cluster_id = reg.host_id, reg.cluster_id
         link.conn.agent_id = reg.host_id
         self.hosts[reg.host_id] = (startup.guid, reg.cluster_id, startup.private_ip)
+        self.zones[reg.host_id] = reg.zone_id
         old = self.links.get(reg.host_id)
         if old is not None and old is not link:  # the agent came back before we saw it leave
             await old.close()
@@ -587,8 +615,12 @@ class AgentManager:
 
     async def _ready(self, link: AgentLink, reg: registry.Registration) -> None:
         try:
-            answers = await self._request(link, [ReadyCommand(host_id=reg.host_id, zone_id=reg.zone_id)],
-                                          timeout=self.startup_timeout)
+            ha = self.ha
+            ready = ReadyCommand(host_id=reg.host_id, zone_id=reg.zone_id) if ha is None else ReadyCommand(
+                host_id=reg.host_id, zone_id=reg.zone_id,
+                heartbeat_pools=ha.heartbeat_pools(reg.zone_id, reg.cluster_id),
+                heartbeat_interval=ha.heartbeat_interval, self_fence_after=ha.self_fence_after)
+            answers = await self._request(link, [ready], timeout=self.startup_timeout)
         except AgentUnavailable as e:
             log.info("host gone before Ready: %s", e, extra={"host_id": reg.host_id})
             return
@@ -637,7 +669,8 @@ class AgentManager:
                         extra={"peer": link.peer, "host_id": host_id})
             return f"bad ping: {e}"
         self.last_seen[host_id] = trio.current_time()
-        back = self.status.get(host_id) in (Status.ALERT, Status.DISCONNECTED) and link.up
+        self._heard_from(host_id)
+        back = self.status.get(host_id) in (Status.ALERT, Status.DISCONNECTED, Status.DOWN) and link.up
         if back and await self.transitions.submit(Change(host_id, Event.PING, self.msid)) is not None:
             self._set_status(host_id, Status.UP)
             log.info("host back Up", extra={"host_id": host_id})
@@ -705,56 +738,130 @@ class AgentManager:
         new = await self.transitions.submit(Change(link.host_id, event))
         if new is not None:
             self._set_status(link.host_id, new)
+        if event is Event.AGENT_DISCONNECTED and self._nursery is not None:
+            self._nursery.start_soon(self._investigate, link.host_id)  # lost: is it dead?
 
     async def monitor(self) -> None:
-        """Investigate hosts silent for ping.interval * ping.timeout; Alert those that do not answer."""
+        """Every half ping interval: hosts silent for 1.5 intervals become suspects (out of placement,
+        their commands fail at once); silent for ``ping.timeout`` intervals, they are investigated; hosts
+        in Alert without a connection are investigated again every ``investigate_interval``."""
         while True:
             await trio.sleep(self.ping_interval / 2)  # the monitor's period
-            limit = trio.current_time() - self.ping_interval * self.ping_timeout
+            now = trio.current_time()
+            for host_id, seen in list(self.last_seen.items()):
+                if seen < now - 1.5 * self.ping_interval and self.status.get(host_id) is Status.UP:
+                    self._suspect(host_id)
+            limit = now - self.ping_interval * self.ping_timeout
             silent = [h for h, seen in self.last_seen.items()
                       if seen < limit and self.status.get(h) is Status.UP]
-            async with trio.open_nursery() as nursery:
-                for host_id in silent:
-                    nursery.start_soon(self._investigate, host_id)
+            again = self.ha.investigate_interval if self.ha is not None else 0.0
+            lost = [h for h, s in self.status.items()
+                    if s is Status.ALERT and again and h not in self.links
+                    and self._investigated.get(h, 0.0) < now - again]
+            for host_id in [*silent, *lost]:
+                if host_id not in self._investigating and self._nursery is not None:
+                    self._nursery.start_soon(self._investigate, host_id)
+
+    def _suspect(self, host_id: int) -> None:
+        """The host stopped answering: take it out of placement and fail what waits for it."""
+        if host_id in self.suspect:
+            return
+        self.suspect.add(host_id)
+        log.warning("host silent for %.0f s: out of placement, its commands fail", 1.5 * self.ping_interval,
+                    extra={"host_id": host_id})
+        link = self.links.get(host_id)
+        if link is not None:
+            waiters, link.waiters = link.waiters, {}
+            for seq, waiter in waiters.items():
+                link.conn.abandon(seq)
+                waiter.close()
+        for listener in self.suspect_listeners:
+            listener(host_id, True)
+
+    def _heard_from(self, host_id: int) -> None:
+        if host_id in self.suspect:
+            self.suspect.discard(host_id)
+            log.info("host heard from again", extra={"host_id": host_id})
+            for listener in self.suspect_listeners:
+                listener(host_id, False)
 
     async def _investigate(self, host_id: int) -> None:
+        if host_id in self._investigating:
+            return
+        self._investigating.add(host_id)
         try:
-            answers = await self.send(host_id, [CheckHealthCommand()], timeout=self.ping_interval)
-            if answers[0].result:
-                self.last_seen[host_id] = trio.current_time()  # alive, only its pings were lost
-                return
-        except (AgentUnavailable, OperationTimedOut):
-            pass
-        dead = await self._ask_neighbours(host_id)
-        event, status = (Event.HOST_DOWN, Status.DOWN) if dead else (Event.PING_TIMEOUT, Status.ALERT)
+            await self._investigation(host_id)
+        finally:
+            self._investigating.discard(host_id)
+            self._investigated[host_id] = trio.current_time()
+
+    async def _investigation(self, host_id: int) -> None:
+        began = trio.current_time()
+        link = self.links.get(host_id)
+        if link is not None and link.up:  # connected but silent: ask the host itself first
+            try:
+                answers = await self.send(host_id, [CheckHealthCommand()], timeout=self.ping_interval,
+                                          even_suspect=True)
+                if answers[0].result:
+                    self.last_seen[host_id] = trio.current_time()  # alive, only its pings were lost
+                    self._heard_from(host_id)
+                    return
+            except (AgentUnavailable, OperationTimedOut):
+                pass
+        verdict = await self._ask_neighbours(host_id)
+        if self.last_seen.get(host_id, 0.0) > began:
+            return  # heard from while the neighbours looked: whatever they saw is old news
+        event, status = (Event.HOST_DOWN, Status.DOWN) if verdict == "dead" else (Event.PING_TIMEOUT,
+                                                                                  Status.ALERT)
+        if self.status.get(host_id) is status:
+            return
         if await self.transitions.submit(Change(host_id, event)) is not None:
             self._set_status(host_id, status)
-            log.warning("host went silent; %s", "a neighbour found it dead" if dead else "nobody could tell",
-                        extra={"host_id": host_id, "status": status})
+            why = {"dead": "a neighbour found it dead",
+                   "alive": "alive on shared storage, but not reachable from here"}.get(verdict,
+                                                                                      "nobody could tell")
+            log.warning("host investigated: %s", why, extra={"host_id": host_id, "status": status})
 
-    async def _ask_neighbours(self, host_id: int, asked: int = 2) -> bool:
-        """Whether a neighbour in the host's cluster determined that it is dead (CheckOnHostCommand)."""
+    async def _ask_neighbours(self, host_id: int, asked: int = 2) -> str:
+        """"dead", "alive" or "" (nobody could tell), from neighbours in the host's cluster (then
+        zone) watching its heartbeat and disks on the pools they share (CheckOnHostCommand)."""
         guid, cluster_id, private_ip = self.hosts.get(host_id, ("", 0, ""))
-        neighbours = [h for h, link in self.links.items()
-                      if h != host_id and link.up and link.cluster_id == cluster_id][:asked]
+        neighbours = self.neighbours(host_id)[:asked]
+        ha = self.ha
+        window = ha.window if ha is not None else 0.0
+        disks = await ha.disks(host_id) if ha is not None else ()
         for neighbour in neighbours:
             try:
-                ask = CheckOnHostCommand(host_guid=guid, private_ip=private_ip)
-                answer = (await self.send(neighbour, [ask], timeout=self.ping_interval))[0]
+                ask = CheckOnHostCommand(host_guid=guid, private_ip=private_ip, window=window, disks=disks)
+                answer = (await self.send(neighbour, [ask], timeout=2 * window + self.ping_interval))[0]
             except (AgentUnavailable, OperationTimedOut):
                 continue
             if isinstance(answer, CheckOnHostAnswer) and answer.determined:
-                return not answer.alive
-        return False
+                return "alive" if answer.alive else "dead"
+        return ""
+
+    def neighbours(self, host_id: int) -> list[int]:
+        """Connected hosts that may share storage with the host: its cluster's first, then its zone's."""
+        _, cluster_id, _ = self.hosts.get(host_id, ("", 0, ""))
+        zone_id = self.zones.get(host_id, 0)
+        usable = [(h, link) for h, link in self.links.items()
+                  if h != host_id and link.up and h not in self.suspect]
+        same_cluster = [h for h, link in usable if link.cluster_id == cluster_id]
+        same_zone = [h for h, _ in usable if h not in same_cluster and self.zones.get(h) == zone_id]
+        return same_cluster + same_zone
 
     # --- commands --------------------------------------------------------------------------------
 
     async def send(self, host_id: int, commands: Sequence[Command], *, in_sequence: bool = False,
-                   stop_on_error: bool = False, timeout: float = 60.0) -> tuple[Any, ...]:
-        """Send commands to a host and return its answers; raises AgentUnavailable or OperationTimedOut."""
+                   stop_on_error: bool = False, timeout: float = 60.0,
+                   even_suspect: bool = False) -> tuple[Any, ...]:
+        """Send commands to a host and return its answers; raises AgentUnavailable or OperationTimedOut.
+        A suspect host (silent, see ``monitor``) is not sent anything unless ``even_suspect``."""
         link = self.links.get(host_id)
         if link is None or not link.up:
             raise AgentUnavailable(f"host {host_id} has no agent connected to this management server")
+        if host_id in self.suspect and not even_suspect:
+            raise AgentUnavailable(f"host {host_id} has not answered for {1.5 * self.ping_interval:g} s")
         return await self._request(link, commands, timeout=timeout, in_sequence=in_sequence,
                                    stop_on_error=stop_on_error)
 

@@ -107,6 +107,8 @@ hosts = Table(
     Column("mgmt_server_id", BigInteger),  # msid of the server its agent is connected to
     Column("last_ping", DateTime(timezone=True)),  # written at state changes only, not per ping
     Column("status_changed", DateTime(timezone=True)),
+    # when a neighbour confirmed it fenced (after it went Down; cleared when it comes back Up)
+    Column("fenced", DateTime(timezone=True)),
     *_times(),
 )
 
@@ -397,4 +399,37 @@ host_certificates = Table(
     Column("not_after", DateTime(timezone=True), nullable=False),
     Column("revoked", DateTime(timezone=True)),
     Index("ix_host_certificates_guid", "guid"),
+)
+
+# HA work: one item per VM of a host that went Down (restart it elsewhere, or mark it Stopped), or per HA
+# VM powered off behind the server's back; worked until done or out of attempts, across restarts.
+ha_work = Table(
+    "ha_work", metadata, _id(),
+    Column("vm_id", ForeignKey("vms.id"), nullable=False),
+    Column("host_id", Integer),  # the host it ran on, to fence first; NULL: no fencing needed
+    Column("kind", String(16), nullable=False),  # Restart or Stop
+    Column("reason", String(255), nullable=False),
+    Column("state", String(16), nullable=False),  # Pending, Running, Done, Failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt", DateTime(timezone=True), nullable=False),
+    Column("msid", BigInteger),  # the server working it now
+    Column("last_error", String(1024), nullable=False, default=""),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Column("updated", DateTime(timezone=True), nullable=False),
+    Index("ix_ha_work_state_next", "state", "next_attempt"),
+    Index("ix_ha_work_vm", "vm_id"),
+)
+
+# Alerts for operators (listAlerts): hosts down, HA that failed, capacity past its thresholds.
+alerts = Table(
+    "alerts", metadata, _id(), _uuid(),
+    Column("type", Integer, nullable=False),  # CloudStack's alert type numbers
+    Column("name", String(64), nullable=False),
+    Column("description", String(1024), nullable=False),
+    Column("zone_id", Integer),
+    Column("pod_id", Integer),
+    Column("cluster_id", Integer),
+    Column("archived", Boolean, nullable=False, default=False),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Index("ix_alerts_created", "created"),
 )

@@ -135,6 +135,8 @@ class Orchestrator:
         self.placement = placement
         self.settings = settings or OrchestrationSettings()
         self.busy = busy  # ids of the VMs a job holds: the power-report follower leaves them alone
+        # called with (VM id, whether it has HA) when a VM powered off behind the server's back
+        self.power_off_listeners: list[Callable[[int, bool], None]] = []
 
     # --- background work -------------------------------------------------------------------------------
 
@@ -162,10 +164,19 @@ class Orchestrator:
         changed = 0
         hold_until = now() + timedelta(seconds=self.settings.skip_counting)
         for vm_id in await self.db.read(reconcile.power_off_followers, self.agents.ping_interval, busy):
-            if await self.db.run(reconcile.follow_power_off, vm_id, hold_until):
+            ha_enabled = await self.db.run(reconcile.follow_power_off, vm_id, hold_until)
+            if ha_enabled is not None:
                 log.warning("VM powered off behind the server's back: now Stopped", extra={"vm_id": vm_id})
                 changed += 1
+                for listener in self.power_off_listeners:
+                    listener(vm_id, ha_enabled)
         reports = {h: dict(r) for h, r in self.agents.reports.items()}
+        for host_id, name in await self.db.read(reconcile.misplaced, reports):
+            log.error("VM %s runs on host %d but belongs on another: stopping this copy", name, host_id,
+                      extra={"host_id": host_id})
+            with contextlib.suppress(CumuloError):
+                await self._send(host_id, StopCommand(vm_name=name, forced=True), timeout=30)
+            changed += 1
         for vm_id, host_id, name in await self.db.read(reconcile.stray, reports, busy):
             try:
                 await self.db.run(reconcile.adopt, vm_id, host_id, self.placement.limits(host_id))

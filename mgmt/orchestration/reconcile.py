@@ -90,14 +90,31 @@ def power_off_followers(conn: Connection, ping_interval: float, busy: Collection
     ]
 
 
-def follow_power_off(conn: Connection, vm_id: int, hold_until: datetime) -> bool:
-    """The VM was powered off behind the server's back: Stopped, its compute held on its last host."""
-    row = conn.execute(sa.select(vms.c.state).where(vms.c.id == vm_id)).first()
+def follow_power_off(conn: Connection, vm_id: int, hold_until: datetime) -> bool | None:
+    """The VM was powered off behind the server's back: Stopped, its compute held on its last host.
+    Whether it has HA (to start again), or None when it was not Running (nothing done)."""
+    row = conn.execute(sa.select(vms.c.state, vms.c.ha_enabled).where(vms.c.id == vm_id)).first()
     if row is None or row.state != State.RUNNING:
-        return False
+        return None
     vm_rows.transition(conn, vm_id, Event.FOLLOW_AGENT_POWER_OFF_REPORT, host_id=None)
     capacity.hold(conn, vm_id, hold_until)
-    return True
+    return bool(row.ha_enabled)
+
+
+def misplaced(conn: Connection, reports: Mapping[int, Mapping[str, PowerState]]) -> list[tuple[int, str]]:
+    """(host id, name) of VMs a host reports running while they run, start or stop on another host
+    (a host that was fenced and came back, or a start that timed out there and went elsewhere): the
+    copy on the reporting host must go. Migrating VMs run on two hosts by design and are left out."""
+    running = [(host, name) for host, report in reports.items() for name, s in report.items()
+               if s is PowerState.ON]
+    if not running:
+        return []
+    names = list({name for _, name in running})
+    placed = {r.instance_name: r.host_id for i in range(0, len(names), 500) for r in conn.execute(
+        sa.select(vms.c.instance_name, vms.c.host_id).where(
+            vms.c.removed.is_(None), vms.c.instance_name.in_(names[i:i + 500]),
+            vms.c.state.in_([State.RUNNING, State.STARTING, State.STOPPING]), vms.c.host_id.is_not(None)))}
+    return [(host, name) for host, name in running if name in placed and placed[name] != host]
 
 
 def stray(

@@ -58,6 +58,7 @@ class Placement:
         self.planner = Planner(CapacityIndex(), PoolIndex(), self.settings, kernel=kernel, rng=rng)
         self._pending: set[int] = set()
         self._status: dict[int, Status] = {}  # the latest status the agent manager reported per host
+        self._suspect: set[int] = set()  # hosts gone silent: out of placement whatever their status
         self.reloads = 0  # batches of hosts read again from the database (tests wait on it)
         self.skipped: dict[int, str] = {}  # hosts the index cannot hold, with the reason
         self._dropped_warned: dict[int, set[str]] = {}  # tags left out of the index, said once
@@ -101,10 +102,10 @@ class Placement:
     def _overlay(self, host_ids: Collection[int]) -> None:
         """Status changes reported while the database was being read win over what it said then."""
         index = self.planner.index
-        for host_id in host_ids:
+        for host_id in {*host_ids, *self._suspect}:
             status = self._status.get(host_id)
             if status is not None and host_id in index.position:
-                index.set_flags(host_id, up=status is Status.UP)
+                index.set_flags(host_id, up=status is Status.UP and host_id not in self._suspect)
 
     def _load(self, conn: Any) -> tuple[CapacityIndex, PoolIndex]:
         index = CapacityIndex()
@@ -191,11 +192,17 @@ class Placement:
         """From the agent manager: a host's status was written."""
         self._status[host_id] = status
         if host_id in self.planner.index.position:
-            self.planner.index.set_flags(host_id, up=status is Status.UP)
+            self.planner.index.set_flags(host_id, up=status is Status.UP and host_id not in self._suspect)
             if status is not Status.CONNECTING:
                 return
         self._pending.add(host_id)  # new, or reconnected (its facts may have changed): read it
         self._wake.set()
+
+    def host_suspect(self, host_id: int, suspect: bool) -> None:
+        """From the agent manager: the host went silent (out of placement at once) or was heard again."""
+        (self._suspect.add if suspect else self._suspect.discard)(host_id)
+        if host_id in self.planner.index.position:
+            self.planner.index.set_flags(host_id, up=not suspect and self._status.get(host_id) is Status.UP)
 
     def apply(self, seq: int, deltas: Sequence[Delta]) -> None:
         """From the database, after a commit: the capacity changes that transaction made."""

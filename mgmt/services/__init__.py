@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from ..api.app import Api
     from ..catalog import Catalog
     from ..db.database import Database
+    from ..ha.manager import HaManager
     from ..jobs.runner import JobRunner
     from ..orchestration.engine import Orchestrator
     from ..planner.service import Placement
@@ -49,6 +50,7 @@ class Services:
     catalog: Catalog
     api_url: str = ""
     api: Api | None = None
+    ha: HaManager | None = None
     resources: Resources = field(init=False)
     hosts: Hosts = field(init=False)
     vms: VirtualMachines = field(init=False)

@@ -99,11 +99,14 @@ def credentials_from(data_dir: Path, guid: str) -> Credentials:
 
 
 def make_agent(nursery: trio.Nursery, port: int, guid: str, *, cluster: str = "pod1-cluster1",
-               faults: FaultTable | None = None, tls: Credentials | None = None) -> Agent:
+               faults: FaultTable | None = None, tls: Credentials | None = None,
+               storage: Path | None = None) -> Agent:
+    """A simulated host; with ``storage``, a directory standing for the shared pools it heartbeats on."""
     agent = Agent(AgentSettings(mgmt=[("127.0.0.1", port)], backoff_base=0.05, backoff_cap=0.3,
                                 placement=Placement(guid, f"host-{guid}", "zone1", cluster.split("-")[0],
                                                     cluster), credentials=tls or credentials(port, guid)),
-                  SimulatorResource(HostSpec(), faults or FaultTable(), f"/pool/{guid}"),
+                  SimulatorResource(HostSpec(), faults or FaultTable(), f"/pool/{guid}",
+                                    storage_root=str(storage) if storage else ""),
                   rng=random.Random(guid))
     nursery.start_soon(agent.run)
     return agent
@@ -331,18 +334,63 @@ async def test_power_reports_reach_the_vm_rows_in_batches_only_when_changed(nurs
     assert manager.power_writes == writes + 1
 
 
-async def test_a_silent_host_a_neighbour_finds_dead_goes_down(nursery: trio.Nursery, tmp_path: Path) -> None:
-    manager = await start_server(nursery, tmp_path, ping_interval="1", ping_timeout="1.5")
-    faults = FaultTable()
-    victim = make_agent(nursery, manager.port, "victim", faults=faults)
-    neighbour = make_agent(nursery, manager.port, "neighbour")  # same cluster, can see the victim
+HA_FAST = {"ping_interval": "1", "ping_timeout": "1.5", "ha.heartbeat.interval": "0.1",
+           "ha.heartbeat.window": "0.5", "ha.investigate.interval": "1"}
+
+
+async def test_a_silent_host_whose_heartbeat_stopped_goes_down(nursery: trio.Nursery, tmp_path: Path) -> None:
+    manager = await start_server(nursery, tmp_path, **HA_FAST)
+    faults, storage = FaultTable(), tmp_path / "shared"
+    victim = make_agent(nursery, manager.port, "victim", faults=faults, storage=storage)
+    neighbour = make_agent(nursery, manager.port, "neighbour", storage=storage)  # shares its pools
     await victim.up.wait()
     await neighbour.up.wait()
     await wait_status(manager, "neighbour", "Up")
-    faults.stop_pinging = True  # the simulated host crashed: no pings, and its neighbour sees it dead
+    assert victim.heartbeat.dirs and victim.heartbeat.dirs == neighbour.heartbeat.dirs
+    # the simulated host hung: no pings, no heartbeat; only storage can tell (no oracle)
+    faults.stop_pinging = faults.stop_heartbeat = True
     faults.add("CheckHealthCommand", "wait:60000")
     await wait_status(manager, "victim", "Down")
     assert (await wait_status(manager, "neighbour", "Up")).status == "Up"
+
+
+async def test_a_host_cut_off_from_the_server_but_writing_its_heartbeat_stays_alert(
+        nursery: trio.Nursery, tmp_path: Path) -> None:
+    manager = await start_server(nursery, tmp_path, **HA_FAST)
+    faults, storage = FaultTable(), tmp_path / "shared"
+    victim = make_agent(nursery, manager.port, "victim", faults=faults, storage=storage)
+    neighbour = make_agent(nursery, manager.port, "neighbour", storage=storage)
+    await victim.up.wait()
+    await neighbour.up.wait()
+    host_id = (await wait_status(manager, "victim", "Up")).id
+    faults.partitioned = True  # its link to the server goes; its storage stays
+    await wait_status(manager, "victim", "Alert")
+    with trio.fail_after(15):  # investigated again and again: always alive on storage
+        while manager._investigated.get(host_id, 0) == 0 or host_id in manager._investigating:
+            await trio.sleep(0.02)
+    first = manager._investigated[host_id]
+    with trio.fail_after(15):
+        while manager._investigated[host_id] == first:
+            await trio.sleep(0.02)
+    assert host_row(manager, "victim").status == "Alert"  # type: ignore[union-attr]
+
+
+async def test_without_shared_storage_nobody_can_tell_and_the_host_stays_alert(
+        nursery: trio.Nursery, tmp_path: Path) -> None:
+    manager = await start_server(nursery, tmp_path, **HA_FAST)
+    faults = FaultTable()
+    victim = make_agent(nursery, manager.port, "victim", faults=faults)  # no heartbeat anywhere
+    neighbour = make_agent(nursery, manager.port, "neighbour")
+    await victim.up.wait()
+    await neighbour.up.wait()
+    host_id = (await wait_status(manager, "victim", "Up")).id
+    faults.stop_pinging = True
+    faults.add("CheckHealthCommand", "wait:60000")
+    await wait_status(manager, "victim", "Alert")
+    with trio.fail_after(15):
+        while manager._investigated.get(host_id, 0) == 0 or host_id in manager._investigating:
+            await trio.sleep(0.02)
+    assert host_row(manager, "victim").status == "Alert"  # type: ignore[union-attr]
 
 
 async def test_a_libvirt_agent_comes_up_and_runs_a_vm_through_the_server(nursery: trio.Nursery,
