@@ -825,7 +825,7 @@ class AgentManager:
     async def _ask_neighbours(self, host_id: int, asked: int = 2) -> str:
         """"dead", "alive" or "" (nobody could tell), from neighbours in the host's cluster (then
         zone) watching its heartbeat and disks on the pools they share (CheckOnHostCommand)."""
-        guid, cluster_id, private_ip = self.hosts.get(host_id, ("", 0, ""))
+        guid, _, private_ip = self.hosts.get(host_id, ("", 0, ""))
         neighbours = self.neighbours(host_id)[:asked]
         ha = self.ha
         window = ha.window if ha is not None else 0.0
