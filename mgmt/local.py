@@ -110,7 +110,9 @@ async def run_local(config: ServerConfig, hosts: int, *, out: object = sys.stdou
                 mgmt=[("127.0.0.1", services.agents.port)], placement=where, drain_seconds=5,
                 credentials=credentials[where.guid],
             )
-            agent = Agent(settings, SimulatorResource(SIZES[i % len(SIZES)], pool_path=f"/sim/{i}"))
+            # the shared pools as one real directory every simulated host mounts: heartbeats go there
+            agent = Agent(settings, SimulatorResource(SIZES[i % len(SIZES)], pool_path=f"/sim/{i}",
+                                                      storage_root=str(Path(config.data_dir) / "shared")))
             agents.append(agent)
         agent_scope = trio.CancelScope()
 

@@ -186,6 +186,8 @@ class HaLink:
 
     heartbeat_pools: Callable[[int, int], tuple[HeartbeatPoolTO, ...]]  # (zone id, cluster id) -> pools
     disks: Callable[[int], Awaitable[tuple[str, ...]]]
+    # (guid, cluster id, zone id, private IP) of a host from the database (one never connected here)
+    facts: Callable[[int], Awaitable[tuple[str, int, int, str] | None]]
     heartbeat_interval: float = 2.0
     window: float = 6.0  # seconds a neighbour watches a heartbeat (and a fence waits)
     investigate_interval: float = 10.0  # between investigations of a host in Alert
@@ -825,9 +827,10 @@ class AgentManager:
     async def _ask_neighbours(self, host_id: int, asked: int = 2) -> str:
         """"dead", "alive" or "" (nobody could tell), from neighbours in the host's cluster (then
         zone) watching its heartbeat and disks on the pools they share (CheckOnHostCommand)."""
+        ha = self.ha
+        await self.learn(host_id)
         guid, _, private_ip = self.hosts.get(host_id, ("", 0, ""))
         neighbours = self.neighbours(host_id)[:asked]
-        ha = self.ha
         window = ha.window if ha is not None else 0.0
         disks = await ha.disks(host_id) if ha is not None else ()
         for neighbour in neighbours:
@@ -839,6 +842,15 @@ class AgentManager:
             if isinstance(answer, CheckOnHostAnswer) and answer.determined:
                 return "alive" if answer.alive else "dead"
         return ""
+
+    async def learn(self, host_id: int) -> None:
+        """Know the host's guid, cluster and zone even when it never connected to this server."""
+        if host_id not in self.hosts and self.ha is not None:
+            found = await self.ha.facts(host_id)
+            if found is not None:
+                guid, cluster_id, zone_id, private_ip = found
+                self.hosts.setdefault(host_id, (guid, cluster_id, private_ip))
+                self.zones.setdefault(host_id, zone_id)
 
     def neighbours(self, host_id: int) -> list[int]:
         """Connected hosts that may share storage with the host: its cluster's first, then its zone's."""

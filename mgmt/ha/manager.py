@@ -114,7 +114,7 @@ class HaManager:
         self._working: set[int] = set()
         self._powered_off: list[int] = []
         self.restarted = 0  # VMs HA started again (for tests and benchmarks)
-        agents.ha = HaLink(self.heartbeat_pools, self.disks, self.settings.heartbeat_interval,
+        agents.ha = HaLink(self.heartbeat_pools, self.disks, self.facts, self.settings.heartbeat_interval,
                            self.settings.window, self.settings.investigate_interval)
         agents.status_listeners.append(self.host_changed)
         orchestrator.power_off_listeners.append(self.vm_powered_off)
@@ -127,6 +127,9 @@ class HaManager:
 
     async def disks(self, host_id: int) -> tuple[str, ...]:
         return await self.db.read(_disks_of, host_id)
+
+    async def facts(self, host_id: int) -> tuple[str, int, int, str] | None:
+        return await self.db.read(work.host_facts, host_id)
 
     async def refresh_pools(self) -> None:
         self._pools = await self.db.read(_shared_pools)
@@ -154,20 +157,32 @@ class HaManager:
             task_status.started()
             while True:
                 self._wake = trio.Event()
-                if time.monotonic() - self._pools_read > 30:
-                    await self.refresh_pools()
-                await self._enqueue()
-                now = _now()
-                for item in await self.db.read(work.due, now, 100):
-                    if item.id in self._working:
-                        continue
-                    if await self.db.run(work.claim, item.id, self.msid, now):
-                        self._working.add(item.id)
-                        nursery.start_soon(self._work, item, limiter)
-                nxt = await self.db.read(work.next_due)
-                wait = 1.0 if nxt is None else min(1.0, max(0.05, (nxt - _now()).total_seconds()))
+                wait = 1.0
+                try:
+                    wait = await self._round(nursery, limiter)
+                except Exception:  # the database failed us: log it, the next round tries again
+                    log.exception("HA round failed; trying again")
                 with trio.move_on_after(wait):  # new work wakes it; due work is looked for at least once
                     await self._wake.wait()
+
+    async def _round(self, nursery: trio.Nursery, limiter: trio.CapacityLimiter) -> float:
+        """Enqueue what happened, start the items that are due; seconds until the next is due (<= 1)."""
+        if time.monotonic() - self._pools_read > 30:
+            await self.refresh_pools()
+        await self._enqueue()
+        now = _now()
+        for item in await self.db.read(work.due, now, 100):
+            if item.id in self._working:
+                continue
+            if await self.db.run(work.claim, item.id, self.msid, now):
+                self._working.add(item.id)
+                nursery.start_soon(self._work, item, limiter)
+        nxt = await self.db.read(work.next_due)
+        if nxt is None:
+            return 1.0
+        if nxt.tzinfo is None:  # SQLite keeps no offset: every stamp is written in UTC
+            nxt = nxt.replace(tzinfo=UTC)
+        return min(1.0, max(0.05, (nxt - _now()).total_seconds()))
 
     async def _enqueue(self) -> None:
         down, self._down = self._down, set()
@@ -238,7 +253,8 @@ class HaManager:
         return "started again"
 
     async def _fence(self, host_id: int) -> None:
-        guid = self.agents.hosts.get(host_id, ("", 0, ""))[0] or await self.db.read(work.host_guid, host_id)
+        await self.agents.learn(host_id)
+        guid = self.agents.hosts.get(host_id, ("", 0, ""))[0]
         window = self.settings.window
         why = "no neighbour connected to ask"
         for neighbour in self.agents.neighbours(host_id)[:3]:

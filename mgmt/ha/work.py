@@ -112,8 +112,11 @@ def host_state(conn: Connection, host_id: int) -> tuple[str, datetime | None] | 
     return None if row is None else (row.status, row.fenced)
 
 
-def host_guid(conn: Connection, host_id: int) -> str:
-    return str(conn.scalar(sa.select(hosts.c.guid).where(hosts.c.id == host_id)) or "")
+def host_facts(conn: Connection, /, host_id: int) -> tuple[str, int, int, str] | None:
+    """(guid, cluster id, zone id, private IP) of the host, or None when it is gone."""
+    row = conn.execute(sa.select(hosts.c.guid, hosts.c.cluster_id, hosts.c.zone_id, hosts.c.private_ip)
+                       .where(hosts.c.id == host_id)).first()
+    return None if row is None else (row.guid, row.cluster_id, row.zone_id, row.private_ip)
 
 
 def mark_fenced(conn: Connection, host_id: int, now: datetime) -> None:

@@ -8,9 +8,9 @@ start, under the same uuid); Stopping goes back to Running, holding its capacity
 says otherwise; Migrating is settled as failed (Running on the source, the destination's share released);
 Expunging stays for the expunge task.
 
-``power_off_followers`` lists Running VMs whose host has reported them off for 1.5 ping intervals
-(so a report taken before a start, read after it, says nothing), not held by a job: they become
-Stopped. ``stray`` lists Stopped VMs a host reports running: they are adopted there
+``power_off_followers`` lists Running VMs whose host, Up and reporting, has reported them off for 1.5
+ping intervals (so a report taken before a start, read after it, says nothing), not held by a job:
+they become Stopped (and HA VMs start again). ``stray`` lists Stopped VMs a host reports running: they are adopted there
 (CloudStack's FollowAgentPowerOnReport) when the host has room, else stopped on that host.
 """
 
@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 
 from protocol.messages import PowerState
 
-from ..db.schema import async_jobs, vms
+from ..db.schema import async_jobs, hosts, vms
 from ..network import nics
 from ..planner import capacity
 from . import vms as vm_rows
@@ -77,10 +77,13 @@ def power_off_followers(conn: Connection, ping_interval: float, busy: Collection
     """
     settled = now() - timedelta(seconds=1.5 * ping_interval)
     rows = conn.execute(
-        sa.select(vms.c.id, vms.c.power_state_updated).where(
+        sa.select(vms.c.id, vms.c.power_state_updated).join(hosts, hosts.c.id == vms.c.host_id).where(
             vms.c.removed.is_(None),
             vms.c.state == State.RUNNING,
             vms.c.power_state == str(PowerState.OFF),
+            # Only a host that still reports speaks: one in Alert or Down sends no report that would
+            # correct a stale Off (a report sampled before a start, written after it).
+            hosts.c.status == "Up",
         )
     ).all()
     return [

@@ -108,8 +108,17 @@ def make_agent(nursery: trio.Nursery, port: int, guid: str, *, cluster: str = "p
                   SimulatorResource(HostSpec(), faults or FaultTable(), f"/pool/{guid}",
                                     storage_root=str(storage) if storage else ""),
                   rng=random.Random(guid))
-    nursery.start_soon(agent.run)
+    scope = KILL[guid] = trio.CancelScope()
+
+    async def run() -> None:
+        with scope:  # cancelled: the host dies (its connection and its heartbeat end with it)
+            await agent.run()
+
+    nursery.start_soon(run)
     return agent
+
+
+KILL: dict[str, trio.CancelScope] = {}  # guid -> the scope that ends that simulated host
 
 
 def host_row(manager: AgentManager, guid: str) -> sa.Row | None:

@@ -57,6 +57,9 @@ class Cloud:
     medium: int
     template: int
     network: int
+    server_scope: trio.CancelScope | None = None
+    config: ServerConfig | None = None
+    server_gone: trio.Event | None = None
 
     @property
     def orch(self):  # type: ignore[no-untyped-def]
@@ -104,11 +107,22 @@ async def start_cloud(nursery: trio.Nursery, tmp_path: Path, db: str = "", **set
             for name, value in settings.items():
                 conn.execute(configuration.update().where(configuration.c.name == name).values(value=value))
         db.dispose()
-    services: Services = await nursery.start(serve, config)
+    server_scope, server_gone = trio.CancelScope(), trio.Event()
+
+    async def run_server(task_status: trio.TaskStatus[Services] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            with server_scope:  # cancelled: the server stops at once, as if killed (agents stay)
+                await serve(config, task_status=task_status)
+        finally:
+            server_gone.set()
+
+    services: Services = await nursery.start(run_server)
     TRUST[services.agents.port] = services.trust
     faults = {g: FaultTable() for g in GUIDS}
     agents = {
-        g: make_agent(nursery, services.agents.port, g, cluster=c, faults=faults[g]) for g, c in GUIDS.items()
+        g: make_agent(nursery, services.agents.port, g, cluster=c, faults=faults[g],
+                      storage=tmp_path / "shared")
+        for g, c in GUIDS.items()
     }
     with trio.fail_after(20):
         for agent in agents.values():
@@ -135,6 +149,9 @@ async def start_cloud(nursery: trio.Nursery, tmp_path: Path, db: str = "", **set
         offerings["medium"],
         ids["debian-12"],
         ids["guest1"],
+        server_scope,
+        config,
+        server_gone,
     )
 
 
