@@ -10,8 +10,10 @@ Expunging stays for the expunge task.
 
 ``power_off_followers`` lists Running VMs whose host, Up and reporting, has reported them off for 1.5
 ping intervals (so a report taken before a start, read after it, says nothing), not held by a job:
-they become Stopped (and HA VMs start again). ``stray`` lists Stopped VMs a host reports running: they are adopted there
-(CloudStack's FollowAgentPowerOnReport) when the host has room, else stopped on that host.
+they become Stopped (and HA VMs start again). ``stray`` lists Stopped VMs a host reports running:
+they are adopted there (CloudStack's FollowAgentPowerOnReport) when the host has room, else stopped
+on that host. ``misplaced`` lists VMs a host reports running that belong on another host: that copy
+is stopped.
 """
 
 from __future__ import annotations
