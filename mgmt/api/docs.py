@@ -18,7 +18,7 @@ AREAS = (
     ("affinity", "Affinity groups"),
     ("jobs", "Async jobs"),
     ("accounts", "Domains, accounts and users"),
-    ("config", "Settings, events and capacity"),
+    ("config", "Settings, events, alerts and capacity"),
     ("compat", "Empty answers for what Cumulo does not have"),
 )
 

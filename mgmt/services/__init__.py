@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from . import infra, offerings  # noqa: F401 - their kinds and creates are declared on import
 from .accounts import Accounts
 from .affinity import AffinityGroups
+from .alerts import Alerts
 from .async_jobs import AsyncJobs
 from .capacity import Capacity
 from .crud import Resources
@@ -62,6 +63,7 @@ class Services:
     async_jobs: AsyncJobs = field(init=False)
     accounts: Accounts = field(init=False)
     events: Events = field(init=False)
+    alerts: Alerts = field(init=False)
     capacity: Capacity = field(init=False)
 
     def __post_init__(self) -> None:
@@ -74,6 +76,7 @@ class Services:
         self.async_jobs = AsyncJobs(self.db, self.jobs)
         self.accounts = Accounts(self.db)
         self.events = Events(self.db)
+        self.alerts = Alerts(self.db)
         self.capacity = Capacity(self.db, self.values)
         self.volumes = Volumes(self.db, self.orchestrator, self.jobs)
         self.vms = VirtualMachines(self.db, self.orchestrator, self.catalog, self.jobs)

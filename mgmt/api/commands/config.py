@@ -1,5 +1,5 @@
-"""Settings, the audit trail and capacity: listConfigurations, updateConfiguration, listEvents,
-listCapacity."""
+"""Settings, the audit trail, alerts and capacity: listConfigurations, updateConfiguration, listEvents,
+listAlerts, archiveAlerts, deleteAlerts, listCapacity."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ...errors import InvalidParameter
 from ..registry import Param, command
 from ..signing import parse_expires
-from .common import OWNER, PAGING, date, listing, page
+from .common import OWNER, PAGING, date, listing, page, success, uuids
 
 if TYPE_CHECKING:
     from ..app import Context
@@ -131,3 +131,61 @@ async def list_capacity(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
         items.sort(key=lambda c: -float(c["percentused"]))
     offset, limit = page(args)
     return listing("capacity", items[offset : None if limit is None else offset + limit], len(items))
+
+
+# --- alerts --------------------------------------------------------------------------------------------
+
+
+def alert_view(r: Any) -> dict[str, Any]:
+    return {"id": r.uuid, "type": r.type, "name": r.name, "description": r.description,
+            "sent": date(r.created)}
+
+
+@command(
+    "listAlerts",
+    "Lists alerts not archived, newest first: hosts down (type 7), HA that failed (8), capacity past "
+    "its notification threshold (0 memory, 1 CPU, 2 storage, 3 storage allocated).",
+    Param("id", "uuid", description="the alert's id"),
+    Param("name", description="the alert type's name (ALERT.HOST...)"),
+    Param("type", description="the alert type number"),
+    *PAGING,
+    admin=True,
+    response="alert",
+)
+async def list_alerts(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    rows, total = await ctx.services.alerts.matching(args)
+    return listing("alert", [alert_view(r) for r in rows], total)
+
+
+def _alert_selection(args: dict[str, Any]) -> dict[str, Any]:
+    chosen: dict[str, Any] = {"ids": uuids(args, "ids"), "type_": args.get("type")}
+    for key, name in (("startdate", "since"), ("enddate", "until")):
+        if key in args:
+            try:
+                chosen[name] = parse_expires(args[key])
+            except ValueError:
+                raise InvalidParameter(f"{key} must be a date like 2026-01-01T00:00:00+0000") from None
+    return chosen
+
+
+_ALERT_SELECTION = (
+    Param("ids", "list", description="comma-separated alert ids"),
+    Param("type", description="every alert of this type number"),
+    Param("startdate", "date", description="alerts sent since (2026-01-01T00:00:00+0000)"),
+    Param("enddate", "date", description="alerts sent until"),
+)
+
+
+@command("archiveAlerts", "Archives alerts: kept, no longer listed.", *_ALERT_SELECTION, admin=True,
+         event="ALERT.ARCHIVE")
+async def archive_alerts(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    done = await ctx.services.alerts.archive(**_alert_selection(args))
+    await ctx.event("ALERT.ARCHIVE", f"archived {done} alert(s)")
+    return success(f"archived {done} alert(s)")
+
+
+@command("deleteAlerts", "Deletes alerts.", *_ALERT_SELECTION, admin=True, event="ALERT.DELETE")
+async def delete_alerts(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    done = await ctx.services.alerts.delete(**_alert_selection(args))
+    await ctx.event("ALERT.DELETE", f"deleted {done} alert(s)")
+    return success(f"deleted {done} alert(s)")
