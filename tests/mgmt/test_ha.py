@@ -14,6 +14,7 @@ import trio
 from agent import ha as agent_ha
 from mgmt.db.schema import alerts, ha_work, hosts
 from mgmt.ha import work
+from mgmt.planner.index import UP
 from mgmt.server import serve
 
 from .test_agent_manager import KILL
@@ -116,4 +117,29 @@ async def test_a_server_stopped_in_the_middle_of_ha_work_finishes_it_after_resta
     await _until(cloud, lambda: all(cloud.vm(v).state == "Running" and cloud.vm(v).host_id != dead
                                     for v in protected), timeout=60)
     assert {i.state for i in _items(cloud)} == {work.DONE}
+    cloud.exact()
+
+
+async def test_a_hung_host_leaves_placement_and_its_commands_fail_fast(nursery: trio.Nursery,
+                                                                       tmp_path: Path) -> None:
+    cloud = await start_cloud(nursery, tmp_path, **FAST)
+    hung = cloud.host_ids["a1"]
+    faults = cloud.faults["a1"]
+    # the agent hangs with its connection open: no pings, and every command waits (the default wait
+    # for an answer is 1800 s); its heartbeat goes on (the host is alive, its agent is not)
+    faults.stop_pinging = True
+    for command in ("StartCommand", "CreateCommand", "CheckHealthCommand", "StopCommand"):
+        faults.add(command, "wait:600000")
+    with trio.fail_after(60):  # far below the 1800 s a hung command used to wait
+        deployed = [await cloud.orch.deploy(cloud.spec()) for _ in range(6)]
+    assert all(cloud.vm(v).state == "Running" and cloud.vm(v).host_id != hung for v in deployed)
+    assert hung in cloud.services.agents.suspect
+    index = cloud.services.placement.planner.index
+    assert not index.flags[index.position[hung]] & UP  # out of placement
+    # investigated: alive on storage, unreachable from here: Alert, never Down, nothing to do for HA
+    await _until(cloud, lambda: cloud.services.agents.status.get(hung) == "Alert")
+    assert _items(cloud) == []
+    faults.clear()  # the agent wakes up: heard from again, back in placement
+    await _until(cloud, lambda: cloud.services.agents.status.get(hung) == "Up"
+                 and hung not in cloud.services.agents.suspect)
     cloud.exact()
