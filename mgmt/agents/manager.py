@@ -31,6 +31,7 @@ import logging
 import resource
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import trio
@@ -223,6 +224,7 @@ class AgentManager:
         self._nursery: trio.Nursery | None = None
         self.reports: dict[int, dict[str, PowerState]] = {}  # each host's last power report
         self._pending_reports: dict[int, dict[str, PowerState]] = {}
+        self._report_taken: dict[int, datetime] = {}  # when each host's last report arrived (UTC)
         self._reports_queued = trio.Event()
         self._report_failures: dict[int, int] = {}
         self.power_writes = 0  # transactions that applied power reports (for tests and metrics)
@@ -528,6 +530,7 @@ class AgentManager:
         # The startup carries the host's full power report: what runs there now, before any ping.
         self.reports[reg.host_id] = dict(startup.power_report)
         self._pending_reports[reg.host_id] = self.reports[reg.host_id]
+        self._report_taken[reg.host_id] = registry.now()
         self._reports_queued.set()
         nursery.start_soon(self._ready, link, reg)
         return ""
@@ -680,11 +683,12 @@ class AgentManager:
         if link.up and self.reports.get(host_id) != ping.power_report:
             self.reports[host_id] = dict(ping.power_report)
             self._pending_reports[host_id] = self.reports[host_id]
+            self._report_taken[host_id] = registry.now()
             self._reports_queued.set()
         return ""
 
     def _write_reports(self, conn: Any, batch: dict[int, dict[str, PowerState]]) -> None:
-        power.apply_reports(conn, batch)
+        power.apply_reports(conn, batch, {h: self._report_taken[h] for h in batch if h in self._report_taken})
         # Counted inside the transaction, so whoever sees the rows sees the count (tests rely on it).
         self.power_writes += 1
 

@@ -113,6 +113,7 @@ class HaManager:
         self._wake = trio.Event()
         self._working: set[int] = set()
         self._powered_off: list[int] = []
+        self._fencing: dict[int, trio.Lock] = {}  # one fence per host at a time, for all its items
         self.restarted = 0  # VMs HA started again (for tests and benchmarks)
         agents.ha = HaLink(self.heartbeat_pools, self.disks, self.facts, self.settings.heartbeat_interval,
                            self.settings.window, self.settings.investigate_interval)
@@ -234,11 +235,12 @@ class HaManager:
         if vm is None:
             return "the VM is gone"
         if item.host_id is not None:
-            host = await self.db.read(work.host_state, item.host_id)
-            if host is not None and host[1] is None:  # not fenced yet
-                if host[0] == Status.UP and vm[1] == item.host_id:
-                    return "its host came back before it was fenced: the VM was left where it runs"
-                await self._fence(item.host_id)
+            async with self._fencing.setdefault(item.host_id, trio.Lock()):
+                host = await self.db.read(work.host_state, item.host_id)
+                if host is not None and host[1] is None:  # not fenced yet (another item may have)
+                    if host[0] == Status.UP and vm[1] == item.host_id:
+                        return "its host came back before it was fenced: the VM was left where it runs"
+                    await self._fence(item.host_id)
         stopped = await self.db.run(work.stop_on_dead_host, item.vm_id, item.host_id)
         if item.kind == work.STOP:
             return "marked Stopped" if stopped else "it was not running there any more"
