@@ -768,6 +768,12 @@ class AgentManager:
                 if host_id not in self._investigating and self._nursery is not None:
                     self._nursery.start_soon(self._investigate, host_id)
 
+    def live_reports(self) -> dict[int, dict[str, PowerState]]:
+        """The last power report of each host connected and answering: a host that went silent or
+        lost its link speaks no more (its last report would say its VMs still run there)."""
+        return {h: dict(r) for h, r in self.reports.items()
+                if h not in self.suspect and (link := self.links.get(h)) is not None and link.up}
+
     def _suspect(self, host_id: int) -> None:
         """The host stopped answering: take it out of placement and fail what waits for it."""
         if host_id in self.suspect:

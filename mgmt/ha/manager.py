@@ -114,6 +114,7 @@ class HaManager:
         self._working: set[int] = set()
         self._powered_off: list[int] = []
         self._fencing: dict[int, trio.Lock] = {}  # one fence per host at a time, for all its items
+        self._fence_failed: dict[int, tuple[float, str]] = {}  # host -> (when, why) its last fence failed
         self.restarted = 0  # VMs HA started again (for tests and benchmarks)
         agents.ha = HaLink(self.heartbeat_pools, self.disks, self.facts, self.settings.heartbeat_interval,
                            self.settings.window, self.settings.investigate_interval)
@@ -196,29 +197,30 @@ class HaManager:
             await self.db.run(work.enqueue_vm, vm_id, "powered off behind the server's back", _now())
 
     async def _work(self, item: Any, limiter: trio.CapacityLimiter) -> None:
-        async with limiter:
-            try:
-                outcome = await self._do(item)
-                await self.db.run(work.finish, item.id, work.DONE, outcome, _now())
-                await self._event(item, f"HA {item.kind.lower()} of VM {item.vm_id}: {outcome}")
-            except (Retry, CumuloError) as e:
-                attempts = item.attempts + 1
-                if attempts >= self.settings.restart_attempts:
-                    await self.db.run(self._failed, item, attempts, str(e))
-                    await self._event(item, f"HA {item.kind.lower()} of VM {item.vm_id} failed after "
-                                      f"{attempts} attempts: {e}", state="Error")
-                else:
-                    delay = self.settings.restart_backoff * 2 ** (attempts - 1)
-                    await self.db.run(work.retry, item.id, attempts, delay, str(e), _now())
-                    log.warning("HA %s of VM %d: attempt %d failed (%s); again in %.0f s", item.kind,
-                                item.vm_id, attempts, e, delay, extra={"vm_id": item.vm_id})
-            except Exception as e:  # a bug: the item goes back for another try, the loop lives on
-                log.exception("HA work on VM %d failed unexpectedly", item.vm_id, extra={"vm_id": item.vm_id})
-                await self.db.run(work.retry, item.id, item.attempts + 1, self.settings.restart_backoff,
-                                  repr(e), _now())
-            finally:
-                self._working.discard(item.id)
-                self._wake.set()
+        # Fencing waits on the host (one fence for all its items, every Down host at once); only the
+        # stop and the start take one of the ha.workers places.
+        try:
+            outcome = await self._do(item, limiter)
+            await self.db.run(work.finish, item.id, work.DONE, outcome, _now())
+            await self._event(item, f"HA {item.kind.lower()} of VM {item.vm_id}: {outcome}")
+        except (Retry, CumuloError) as e:
+            attempts = item.attempts + 1
+            if attempts >= self.settings.restart_attempts:
+                await self.db.run(self._failed, item, attempts, str(e))
+                await self._event(item, f"HA {item.kind.lower()} of VM {item.vm_id} failed after "
+                                  f"{attempts} attempts: {e}", state="Error")
+            else:
+                delay = self.settings.restart_backoff * 2 ** (attempts - 1)
+                await self.db.run(work.retry, item.id, attempts, delay, str(e), _now())
+                log.warning("HA %s of VM %d: attempt %d failed (%s); again in %.0f s", item.kind,
+                            item.vm_id, attempts, e, delay, extra={"vm_id": item.vm_id})
+        except Exception as e:  # a bug: the item goes back for another try, the loop lives on
+            log.exception("HA work on VM %d failed unexpectedly", item.vm_id, extra={"vm_id": item.vm_id})
+            await self.db.run(work.retry, item.id, item.attempts + 1, self.settings.restart_backoff,
+                              repr(e), _now())
+        finally:
+            self._working.discard(item.id)
+            self._wake.set()
 
     def _failed(self, conn: Connection, item: Any, attempts: int, error: str) -> None:
         work.finish(conn, item.id, work.FAILED, error, _now(), attempts=attempts)
@@ -229,7 +231,7 @@ class HaManager:
         await events.record(self.db, SYSTEM, "HA.VM.RESTART" if item.kind == work.RESTART else "HA.VM.STOP",
                             text, state=state, resource_type="VirtualMachine")
 
-    async def _do(self, item: Any) -> str:
+    async def _do(self, item: Any, limiter: trio.CapacityLimiter) -> str:
         """Work one item; what was done. Raises Retry (or a CumuloError) to try again later."""
         vm = await self.db.read(work.vm_state, item.vm_id)
         if vm is None:
@@ -241,6 +243,10 @@ class HaManager:
                     if host[0] == Status.UP and vm[1] == item.host_id:
                         return "its host came back before it was fenced: the VM was left where it runs"
                     await self._fence(item.host_id)
+        async with limiter:
+            return await self._stop_and_start(item)
+
+    async def _stop_and_start(self, item: Any) -> str:
         stopped = await self.db.run(work.stop_on_dead_host, item.vm_id, item.host_id)
         if item.kind == work.STOP:
             return "marked Stopped" if stopped else "it was not running there any more"
@@ -255,6 +261,17 @@ class HaManager:
         return "started again"
 
     async def _fence(self, host_id: int) -> None:
+        failed = self._fence_failed.get(host_id)
+        if failed is not None and time.monotonic() - failed[0] < self.settings.restart_backoff:
+            raise Retry(failed[1])  # its other items do not each wait for a fence that just failed
+        try:
+            await self._fence_once(host_id)
+            self._fence_failed.pop(host_id, None)
+        except Retry as e:
+            self._fence_failed[host_id] = (time.monotonic(), str(e))
+            raise
+
+    async def _fence_once(self, host_id: int) -> None:
         await self.agents.learn(host_id)
         guid = self.agents.hosts.get(host_id, ("", 0, ""))[0]
         window = self.settings.window

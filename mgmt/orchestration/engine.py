@@ -170,7 +170,7 @@ class Orchestrator:
                 changed += 1
                 for listener in self.power_off_listeners:
                     listener(vm_id, ha_enabled)
-        reports = {h: dict(r) for h, r in self.agents.reports.items()}
+        reports = self.agents.live_reports()
         for host_id, name in await self.db.read(reconcile.misplaced, reports):
             log.error("VM %s runs on host %d but belongs on another: stopping this copy", name, host_id,
                       extra={"host_id": host_id})
