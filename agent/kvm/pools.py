@@ -62,6 +62,21 @@ def _qemu_img(*args: str) -> str:
     return done.stdout
 
 
+def disk_in_use(path: str) -> bool:
+    """Whether another process holds QEMU's write lock on the image: ``qemu-img info`` (without ``-U``)
+    is refused then. Checked before a start, so that no second QEMU is even spawned for a disk a
+    running guest (on this host, or on another over shared storage) still writes."""
+    if not path or not os.path.exists(path):
+        return False  # not a file here (the start itself will say what is wrong with it)
+    try:
+        _qemu_img("info", "--output=json", path)
+    except PoolError as e:
+        if "lock" in str(e):
+            return True
+        raise
+    return False
+
+
 def _copy_atomically(source: str, target: Path) -> None:
     """Copy ``source`` to ``target`` through a hidden partial file: a crash mid-copy never leaves half a
     template under its name (a later lookup would find it and build volumes on it)."""

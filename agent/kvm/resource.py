@@ -62,7 +62,7 @@ from ..resource import HostSetupError, Placement, ServerResource, handles
 from . import console as consoles
 from .domain_xml import disk_xml, domain_xml, with_console_log
 from .host import choose_domain_type, embedded_root, prepare_embedded, start_event_loop
-from .pools import DirectoryPool, LibvirtPool, Pool, PoolError
+from .pools import DirectoryPool, LibvirtPool, Pool, PoolError, disk_in_use
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -260,8 +260,12 @@ class LibvirtResource(ServerResource):
             return StartAnswer(vm_name=cmd.vm.name)  # already running: starting again is a no-op
         try:
             vm = self._with_disk_paths(cmd.vm)
+            busy = next((d.path for d in vm.disks if disk_in_use(d.path)), None)
         except PoolError as e:
             return StartAnswer(result=False, vm_name=cmd.vm.name, details=str(e))
+        if busy is not None:  # another QEMU (on another host too, over NFS) still writes it: no second
+            return StartAnswer(result=False, vm_name=cmd.vm.name,
+                               details=f"disk {busy} is in use by another process (QEMU's image lock)")
         console = self._console(cmd.vm.name)
         try:
             self._connection().createXML(domain_xml(vm, self.domain_type, console), 0)

@@ -620,11 +620,7 @@ class AgentManager:
 
     async def _ready(self, link: AgentLink, reg: registry.Registration) -> None:
         try:
-            ha = self.ha
-            ready = ReadyCommand(host_id=reg.host_id, zone_id=reg.zone_id) if ha is None else ReadyCommand(
-                host_id=reg.host_id, zone_id=reg.zone_id,
-                heartbeat_pools=ha.heartbeat_pools(reg.zone_id, reg.cluster_id),
-                heartbeat_interval=ha.heartbeat_interval, self_fence_after=ha.self_fence_after)
+            ready = self._ready_command(reg.host_id, reg.zone_id, reg.cluster_id)
             answers = await self._request(link, [ready], timeout=self.startup_timeout)
         except AgentUnavailable as e:
             log.info("host gone before Ready: %s", e, extra={"host_id": reg.host_id})
@@ -653,6 +649,22 @@ class AgentManager:
             return
         self._set_status(reg.host_id, status)
         log.info("host %s", status, extra={"host_id": reg.host_id, "guid": link.guid, "peer": link.peer})
+
+    def _ready_command(self, host_id: int, zone_id: int, cluster_id: int) -> ReadyCommand:
+        ha = self.ha
+        if ha is None:
+            return ReadyCommand(host_id=host_id, zone_id=zone_id)
+        return ReadyCommand(host_id=host_id, zone_id=zone_id,
+                            heartbeat_pools=ha.heartbeat_pools(zone_id, cluster_id),
+                            heartbeat_interval=ha.heartbeat_interval, self_fence_after=ha.self_fence_after)
+
+    async def refresh_heartbeats(self) -> None:
+        """The shared pools changed: tell every connected host where to write its heartbeat now (a
+        Ready again, which changes nothing else for a host that is Up)."""
+        for host_id, link in list(self.links.items()):
+            if link.up:
+                zone_id = self.zones.get(host_id, 0)
+                await self._send_and_forget(link, self._ready_command(host_id, zone_id, link.cluster_id))
 
     async def _send_and_forget(self, link: AgentLink, command: Command) -> None:
         async with link.send_lock:

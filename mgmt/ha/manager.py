@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from ..orchestration.engine import Orchestrator
 
 log = logging.getLogger(__name__)
+POOLS_REFRESH = 5.0  # seconds between reads of the shared pools (hosts heartbeat on them)
 SYSTEM = Caller(user_id=1, account_id=1, account_type=ROOT_ADMIN, secret_key="", username="system")
 
 
@@ -134,8 +135,12 @@ class HaManager:
         return await self.db.read(work.host_facts, host_id)
 
     async def refresh_pools(self) -> None:
-        self._pools = await self.db.read(_shared_pools)
-        self._pools_read = time.monotonic()
+        """Read the shared pools again; when they changed, connected hosts learn where to heartbeat."""
+        pools = await self.db.read(_shared_pools)
+        changed = pools != self._pools
+        self._pools, self._pools_read = pools, time.monotonic()
+        if changed:
+            await self.agents.refresh_heartbeats()
 
     # --- events -------------------------------------------------------------------------------------------
 
@@ -169,7 +174,7 @@ class HaManager:
 
     async def _round(self, nursery: trio.Nursery, limiter: trio.CapacityLimiter) -> float:
         """Enqueue what happened, start the items that are due; seconds until the next is due (<= 1)."""
-        if time.monotonic() - self._pools_read > 30:
+        if time.monotonic() - self._pools_read > POOLS_REFRESH:
             await self.refresh_pools()
         await self._enqueue()
         now = _now()

@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection
 
 from protocol.messages import PowerState
 
-from ..db.schema import async_jobs, hosts, vms
+from ..db.schema import async_jobs, ha_work, hosts, vms
 from ..network import nics
 from ..planner import capacity
 from . import vms as vm_rows
@@ -71,6 +71,9 @@ def after_restart(conn: Connection, deploys: Collection[int] = ()) -> dict[str, 
     return counts
 
 
+_HA_OPEN = sa.select(ha_work.c.vm_id).where(ha_work.c.state.in_(("Pending", "Running")))
+
+
 def power_off_followers(conn: Connection, ping_interval: float, busy: Collection[int]) -> list[int]:
     """Running VMs their host has reported off for 1.5 ping intervals, no job holding them.
 
@@ -86,6 +89,7 @@ def power_off_followers(conn: Connection, ping_interval: float, busy: Collection
             # Only a host that still reports speaks: one in Alert or Down sends no report that would
             # correct a stale Off (a report sampled before a start, written after it).
             hosts.c.status == "Up",
+            vms.c.id.not_in(_HA_OPEN),
         )
     ).all()
     return [
@@ -135,7 +139,8 @@ def stray(
     names = list(running)
     rows = [row for i in range(0, len(names), 500) for row in conn.execute(
         sa.select(vms.c.id, vms.c.instance_name, vms.c.last_host_id).where(
-            vms.c.removed.is_(None), vms.c.state == State.STOPPED, vms.c.instance_name.in_(names[i:i + 500])
+            vms.c.removed.is_(None), vms.c.state == State.STOPPED, vms.c.instance_name.in_(names[i:i + 500]),
+            vms.c.id.not_in(_HA_OPEN),  # HA handles it (its host was fenced): not adopted back there
         )
     )]
     return [(r.id, running[r.instance_name], r.instance_name) for r in rows

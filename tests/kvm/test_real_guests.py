@@ -3,9 +3,13 @@ guest printing its marker line on the serial console, through a whole VM life on
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cs import CloudStackApiException
@@ -92,9 +96,9 @@ def test_a_real_guest_boots_stops_starts_reboots_and_leaves_nothing_behind(kvm_c
     assert cloud.qemu_pids(host, vm["instancename"]) == []
     assert not (host.root / "run" / "qemu" / f"{vm['instancename']}.xml").exists()
     wait_for("the overlay and console log deleted", lambda: not overlay.exists() and not console.exists(), 30)
-    assert sorted(p.name for p in (cloud.work / "shared").iterdir()) == [
+    assert sorted(p.name for p in (cloud.work / "shared").iterdir() if p.name != ".cumulo-ha") == [
         f"template-{cloud.ids['template']}"
-    ]  # the template copy stays for the next VM
+    ]  # the template copy stays for the next VM (and the hosts' heartbeats)
 
 
 def test_a_real_guest_live_migrates_between_two_libvirtd_hosts(libvirtd_cloud: KvmCloud) -> None:
@@ -130,3 +134,85 @@ def test_a_real_guest_live_migrates_between_two_libvirtd_hosts(libvirtd_cloud: K
     wait_for(
         "the console log deleted", lambda: not (dest.console_dir / f"{vm['instancename']}.log").exists(), 30
     )
+
+
+class QemuWatch:
+    """Counts, every few milliseconds for the whole test, the QEMU processes running one VM on every
+    host: at no moment may there be two."""
+
+    def __init__(self, cloud: KvmCloud, vm_name: str) -> None:
+        self.cloud, self.vm_name, self.most, self.samples = cloud, vm_name, 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            running = sum(len(self.cloud.qemu_pids(h, self.vm_name)) for h in self.cloud.hosts)
+            self.most, self.samples = max(self.most, running), self.samples + 1
+            self._stop.wait(0.02)  # the sampling period of the watch itself
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.most
+
+
+def _ha_guest(cloud: KvmCloud, name: str) -> tuple[dict[str, Any], Any]:
+    beats = cloud.work / "shared" / ".cumulo-ha"
+    wait_for("both hosts' heartbeats on the shared pool",
+             lambda: beats.is_dir() and len([p for p in beats.iterdir() if not p.name.startswith(".")]) >= 2,
+             60, 0.2)
+    vm = cloud.deploy(name)
+    cloud.cs.updateVirtualMachine(id=vm["id"], haenable="true")
+    cloud.wait_for_marker(vm, boot=1)
+    return vm, next(h for h in cloud.hosts if h.name == vm["hostname"])
+
+
+def test_a_dead_host_s_ha_guest_boots_on_the_other_host(kvm_cloud: KvmCloud) -> None:
+    cloud = kvm_cloud
+    vm, first = _ha_guest(cloud, "survivor")
+    watch = QemuWatch(cloud, vm["instancename"])
+    (qemu,) = cloud.qemu_pids(first, vm["instancename"])
+    first.process.kill()  # kill -9 the agent...
+    os.kill(qemu, signal.SIGKILL)  # ...and its guest: the host is dead
+    first.process.wait()
+
+    def elsewhere() -> dict[str, Any] | None:
+        now = cloud.cs.listVirtualMachines(id=vm["id"])["virtualmachine"][0]
+        return now if now["state"] == "Running" and now["hostname"] != first.name else None
+
+    moved = wait_for("the HA guest Running on the other host", elsewhere, 180, 0.5)
+    cloud.wait_for_marker({**vm, **moved}, boot=2)  # the same root volume: its boot counter goes on
+    assert watch.stop() == 1 and watch.samples > 10
+    host = cloud.cs.listHosts(name=first.name)["host"][0]
+    assert host["state"] == "Down"
+    assert any(a["name"] == "ALERT.HOST" for a in cloud.cs.listAlerts().get("alert", []))
+
+
+def test_a_hung_agent_s_guest_never_runs_twice(kvm_cloud: KvmCloud) -> None:
+    cloud = kvm_cloud
+    vm, first = _ha_guest(cloud, "stubborn")
+    watch = QemuWatch(cloud, vm["instancename"])
+    first.process.send_signal(signal.SIGSTOP)  # the agent hangs; its QEMU runs on, holding the disk
+    try:
+        # Whatever the server concludes (the host Down and fenced, or alive because the guest writes its
+        # disk), a second QEMU must never run the guest: QEMU's image lock refuses the disk, and the
+        # restart is retried later, never forced.
+        def acted() -> bool:
+            log = (cloud.work / "mgmt.log").read_text(errors="replace")
+            return "HA Restart of VM" in log or "alive on shared storage" in log
+
+        wait_for("the server to act on the hung host", acted, 240, 0.5)
+        assert len(cloud.qemu_pids(first, vm["instancename"])) == 1
+    finally:
+        first.process.send_signal(signal.SIGCONT)
+    # The agent wakes: a fenced host stops its guest; the HA restart then gets the disk. Either way
+    # the guest ends up running exactly once.
+    def running_once() -> bool:
+        now = cloud.cs.listVirtualMachines(id=vm["id"])["virtualmachine"][0]
+        return now["state"] == "Running" and sum(
+            len(cloud.qemu_pids(h, vm["instancename"])) for h in cloud.hosts) == 1
+
+    wait_for("the guest running exactly once", running_once, 240, 0.5)
+    assert watch.stop() == 1 and watch.samples > 10
