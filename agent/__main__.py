@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--private-ip")
     run.add_argument("--state-dir", help="where the agent keeps its guid (default ./agent-state)")
     run.add_argument("--faults", help="simulator fault rules (TOML)")
+    run.add_argument("--sim-storage", help="simulator: a directory standing for the shared pools, where "
+                     "the host writes its heartbeat (shared by the simulated hosts; default: none)")
     run.add_argument("--token", help="registration token for this host's first certificate (from the "
                                      "operator: python -m mgmt agent-token, or createAgentRegistrationToken)")
     run.add_argument("--no-tls", dest="tls", action="store_const", const=False,
@@ -67,7 +69,7 @@ def make_resource(config: AgentConfig, faults: FaultTable) -> ServerResource:
     if config.resource == "simulator":
         from .simulator import SimulatorResource
 
-        return SimulatorResource(faults=faults)
+        return SimulatorResource(faults=faults, storage_root=config.sim_storage)
     raise ValueError(f"unknown resource {config.resource!r} (libvirt or simulator)")
 
 

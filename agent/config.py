@@ -38,6 +38,7 @@ class AgentConfig:
     private_ip: str = "127.0.0.1"
     state_dir: str = "./agent-state"
     faults: str = ""
+    sim_storage: str = ""  # simulator: the directory standing for the shared pools (heartbeats go there)
     ping_retries: int = 5
     drain_seconds: float = 30.0
     log_level: str = "INFO"

@@ -58,6 +58,7 @@ class FleetPlan:
     tls_dir: str = ""  # TLS: host i's credentials in TLS_DIR/<guid>; empty: plain TCP
     token: str = ""  # registration token for hosts without credentials there yet
     sources: int = 0  # host i connects from 127.0.<k // 250>.<k % 250 + 1>, k = i % sources (0: any)
+    sim_storage: str = ""  # the directory standing for the shared pools (heartbeats); empty: none
 
 
 def placement(plan: FleetPlan, i: int) -> Placement:
@@ -88,7 +89,8 @@ async def run_share(plan: FleetPlan, indexes: range, report: Pipe | None) -> Non
         settings = AgentSettings(mgmt=servers, placement=where, ping_retries=plan.ping_retries,
                                  drain_seconds=5, credentials=credentials, token=plan.token,
                                  local_address=source)
-        agent = Agent(settings, SimulatorResource(SIZES[i % len(SIZES)], faults, f"/sim/{i}"))
+        agent = Agent(settings, SimulatorResource(SIZES[i % len(SIZES)], faults, f"/sim/{i}",
+                                                  storage_root=plan.sim_storage))
         if plan.stats:
             agent.ping_rtts = []
         agents.append(agent)
@@ -215,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--until-up", action="store_true", help="exit 0 once every agent is Up")
     parser.add_argument("--stats", default="", help="JSON file written at exit: ping round trips, Up counts")
     parser.add_argument("--tls-dir", default="", help="TLS: each host's credentials in DIR/<guid>")
+    parser.add_argument("--sim-storage", default="",
+                        help="a directory standing for the shared pools: hosts heartbeat there (HA)")
     parser.add_argument("--token", default="", help="registration token for hosts without credentials yet")
     parser.add_argument("--sources", type=int, default=0,
                         help="spread the hosts over this many loopback source addresses, as real hosts "
@@ -230,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))
     plan = FleetPlan(args.mgmt, args.hosts, args.processes, args.zone, args.pods, args.clusters_per_pod,
                      args.faults, args.ramp, stats=args.stats, tls_dir=args.tls_dir, token=args.token,
-                     sources=args.sources)
+                     sources=args.sources, sim_storage=args.sim_storage)
     return run_fleet(plan, until_up=args.until_up)
 
 

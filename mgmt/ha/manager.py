@@ -42,8 +42,9 @@ from ..errors import AgentUnavailable, CumuloError, OperationTimedOut
 from ..jobs.runner import SUCCEEDED, JobOwner
 from ..services import events
 from ..services.caller import ROOT_ADMIN, Caller
+from ..services.capacity import zone_figures
 from . import work
-from .alerts import USERVM, raise_alert
+from .alerts import CPU, MEMORY, NAMES, STORAGE_ALLOCATED, USERVM, raise_alert
 
 if TYPE_CHECKING:
     from ..agents.manager import AgentManager
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 POOLS_REFRESH = 5.0  # seconds between reads of the shared pools (hosts heartbeat on them)
+CAPACITY_CHECK = 60.0  # seconds between checks of the zones' capacity against the alert thresholds
 SYSTEM = Caller(user_id=1, account_id=1, account_type=ROOT_ADMIN, secret_key="", username="system")
 
 
@@ -64,6 +66,10 @@ class HaSettings:
     restart_attempts: int = 5  # ha.restart.attempts
     restart_backoff: float = 5.0  # ha.restart.backoff: seconds before the first retry, doubled each time
     workers: int = 8  # ha.workers: items worked at once
+    # capacity type -> the allocated fraction of a zone past which an alert is raised
+    thresholds: tuple[tuple[int, float], ...] = ((MEMORY, 0.75), (CPU, 0.75), (STORAGE_ALLOCATED, 0.75))
+    cpu_factor: float = 1.0
+    mem_factor: float = 1.0
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> HaSettings:
@@ -74,6 +80,14 @@ class HaSettings:
             restart_attempts=int(values.get("ha.restart.attempts", 5)),
             restart_backoff=float(values.get("ha.restart.backoff", 5.0)),
             workers=int(values.get("ha.workers", 8)),
+            thresholds=(
+                (MEMORY, float(values.get("cluster.memory.allocated.capacity.notificationthreshold", 0.75))),
+                (CPU, float(values.get("cluster.cpu.allocated.capacity.notificationthreshold", 0.75))),
+                (STORAGE_ALLOCATED,
+                 float(values.get("pool.storage.allocated.capacity.notificationthreshold", 0.75))),
+            ),
+            cpu_factor=float(values.get("cpu.overprovisioning.factor", 1.0)),
+            mem_factor=float(values.get("mem.overprovisioning.factor", 1.0)),
         )
 
 
@@ -83,6 +97,10 @@ class Retry(Exception):
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _capacity_alert(conn: Connection, kind: int, text: str) -> None:
+    raise_alert(conn, kind, text, now=_now())
 
 
 def _shared_pools(conn: Connection) -> list[tuple[int, int | None, HeartbeatPoolTO]]:
@@ -116,6 +134,8 @@ class HaManager:
         self._powered_off: list[int] = []
         self._fencing: dict[int, trio.Lock] = {}  # one fence per host at a time, for all its items
         self._fence_failed: dict[int, tuple[float, str]] = {}  # host -> (when, why) its last fence failed
+        self._past: set[tuple[str, int]] = set()  # (zone uuid, capacity type) alerted and still past
+        self._capacity_checked = 0.0
         self.restarted = 0  # VMs HA started again (for tests and benchmarks)
         agents.ha = HaLink(self.heartbeat_pools, self.disks, self.facts, self.settings.heartbeat_interval,
                            self.settings.window, self.settings.investigate_interval)
@@ -176,6 +196,8 @@ class HaManager:
         """Enqueue what happened, start the items that are due; seconds until the next is due (<= 1)."""
         if time.monotonic() - self._pools_read > POOLS_REFRESH:
             await self.refresh_pools()
+        if time.monotonic() - self._capacity_checked > CAPACITY_CHECK:
+            await self.check_capacity()
         await self._enqueue()
         now = _now()
         for item in await self.db.read(work.due, now, 100):
@@ -190,6 +212,28 @@ class HaManager:
         if nxt.tzinfo is None:  # SQLite keeps no offset: every stamp is written in UTC
             nxt = nxt.replace(tzinfo=UTC)
         return min(1.0, max(0.05, (nxt - _now()).total_seconds()))
+
+    async def check_capacity(self) -> int:
+        """Raise an alert for each zone's capacity that went past its notification threshold (once,
+        until it falls below again); how many were raised."""
+        self._capacity_checked = time.monotonic()
+        s = self.settings
+        figures = await self.db.read(zone_figures, s.cpu_factor, s.mem_factor, "")
+        limits = dict(s.thresholds)
+        raised = 0
+        for f in figures:
+            if f.type not in limits or not f.total:
+                continue
+            key = (f.zone_uuid, f.type)
+            if f.used / f.total < limits[f.type]:
+                self._past.discard(key)
+            elif key not in self._past:
+                self._past.add(key)
+                raised += 1
+                text = (f"{NAMES[f.type]} of zone {f.zone_name}: {f.percent_used:.1f}% allocated, past the "
+                        f"{100 * limits[f.type]:.0f}% threshold")
+                await self.db.run(_capacity_alert, f.type, text)
+        return raised
 
     async def _enqueue(self) -> None:
         down, self._down = self._down, set()

@@ -33,7 +33,9 @@ class ZoneCapacity:
         return 100.0 * self.used / self.total if self.total else 0.0
 
 
-def _zones(conn: Connection, cpu_factor: float, mem_factor: float, zone_uuid: str) -> list[ZoneCapacity]:
+def zone_figures(conn: Connection, cpu_factor: float, mem_factor: float,
+                 zone_uuid: str) -> list[ZoneCapacity]:
+    """Each live zone's figures (or ``zone_uuid``'s), every capacity type, zone by zone."""
     zone_where: list[sa.ColumnElement[bool]] = [zones.c.removed.is_(None)]
     if zone_uuid:
         zone_where.append(zones.c.uuid == zone_uuid)
@@ -98,4 +100,4 @@ class Capacity:
 
     async def of_zones(self, zone_uuid: str = "") -> list[ZoneCapacity]:
         """Every capacity type of every live zone (or of ``zone_uuid``'s), zone by zone."""
-        return await self.db.read(_zones, self.cpu_factor, self.mem_factor, zone_uuid)
+        return await self.db.read(zone_figures, self.cpu_factor, self.mem_factor, zone_uuid)

@@ -146,3 +146,17 @@ async def test_a_hung_host_leaves_placement_and_its_commands_fail_fast(nursery: 
     await _until(cloud, lambda: cloud.services.agents.status.get(hung) == "Up"
                  and hung not in cloud.services.agents.suspect)
     cloud.exact()
+
+
+async def test_capacity_past_its_threshold_raises_one_alert(nursery: trio.Nursery, tmp_path: Path) -> None:
+    cloud = await start_cloud(nursery, tmp_path, **FAST,
+                              **{"cluster.memory.allocated.capacity.notificationthreshold": "0.0001"})
+    ha = cloud.services.ha
+    assert ha is not None
+    assert await ha.check_capacity() == 0  # nothing allocated yet
+    await cloud.orch.deploy(cloud.spec())
+    assert await ha.check_capacity() == 1
+    assert await ha.check_capacity() == 0  # still past it: not raised again
+    with cloud.services.db.engine.connect() as conn:
+        (alert,) = conn.execute(sa.select(alerts).where(alerts.c.type == 0)).all()
+    assert alert.name == "ALERT.MEMORY" and "zone1" in alert.description and "threshold" in alert.description
