@@ -58,7 +58,7 @@ typecheck: $(STAMP)
 run: $(STAMP)
 	$(PY) -m mgmt local
 
-# Micro benchmarks, the planner, the fleet (TLS, and plain TCP) and deploy (SQLite, and PostgreSQL) load
+# Micro benchmarks, the planner, the fleet (TLS, and plain TCP), deploy (SQLite, and PostgreSQL) and HA load
 # benchmarks (each again with the pure-Python codec or planner as a baseline), then
 # benchmarks/results/REPORT.md with plots. About 30 minutes.
 bench: $(STAMP)
@@ -74,6 +74,7 @@ bench: $(STAMP)
 		--json benchmarks/results/deploy-postgresql.json
 	CUMULO_PLANNER=python $(PY) -m benchmarks.deploy --hosts 1000 --vms 2000 --concurrency 64 \
 		--json benchmarks/results/deploy-python-planner.json
+	$(PY) -m benchmarks.ha --hosts 100 --vms 1000 --kill 10 --json benchmarks/results/ha.json
 	$(PY) -m benchmarks.guest_boot --json benchmarks/results/guest-boot.json
 	$(PY) -m benchmarks.report
 
