@@ -92,6 +92,18 @@ def table(results: Path) -> list[str]:
             f"| planner decision p99 (µs) | ≤ 200 | {native['p99_us']:,.0f} | "
             f"{'yes' if native['p99_us'] <= 200 else '**no**'} | {planner['python']['p99_us']:,.0f} |"
         )
+    ha = load(results, "ha")
+    if ha is not None:
+        recover = ha.get("recover_s")
+        met = "yes" if recover is not None and recover <= 30 and not ha["lost"] and not ha["duplicates"] \
+            and not ha["false_downs"] else "**no**"
+        lines.append(
+            f"| HA: {ha['kill']} of {ha['hosts']} hosts killed, last VM back (s) | ≤ 30, 0 lost, 0 twice, "
+            f"0 false Down | {recover} ({ha['lost']} lost, {ha['duplicates']} twice, "
+            f"{ha['false_downs']} false Down) | {met} | — |"
+        )
+    else:
+        missing.add("ha")
     codec = load(results, "codec")
     if codec is not None:
         scan = codec["ping"]["scan"]
