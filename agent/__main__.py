@@ -98,7 +98,8 @@ async def serve(config: AgentConfig) -> int:
         return 2
     settings = AgentSettings(mgmt=parse_servers(config.mgmt), placement=placement,
                              ping_retries=config.ping_retries, drain_seconds=config.drain_seconds,
-                             credentials=credentials, token=config.token)
+                             credentials=credentials, token=config.token,
+                             heartbeat_state=str(Path(config.state_dir) / "heartbeat.json"))
     faults = FaultTable.load(config.faults) if config.faults else FaultTable()
     resource = make_resource(config, faults)
     try:

@@ -20,9 +20,11 @@ the agent.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -164,23 +166,53 @@ class Heartbeat:
     """This host's heartbeat writer and self-fencing, for the life of the agent process."""
 
     def __init__(self, guid: str, stop_guests: Callable[[str], Awaitable[int]],
-                 storage_reachable: Callable[[], bool] = lambda: True) -> None:
+                 storage_reachable: Callable[[], bool] = lambda: True, *, state_file: str = "") -> None:
         self.guid = _checked(guid)
         self.stop_guests = stop_guests  # stops every guest, giving the reason; how many it stopped
         self.storage_reachable = storage_reachable
+        self.state_file = state_file
         self.dirs: list[str] = []
         self.interval = 0.0
         self.self_fence_after = 0.0
-        self.counter = 0
+        # starts where no earlier run of this agent can be (microseconds of the wall clock): a restarted
+        # agent's first beats never repeat the value a neighbour saw before the restart
+        self.counter = time.time_ns() // 1000
         self.last_written = self.last_contact = 0.0  # trio clock; set when configured
         self.fenced = False  # stopped its guests; writes no heartbeat until readmitted
         self.readmitted = False
         self._changed = trio.Event()
+        self._restore()
 
+    def _restore(self) -> None:
+        """What the last Ready said, kept by a previous run of the agent: heartbeats go on at once."""
+        if not self.state_file:
+            return
+        try:
+            kept = json.loads(Path(self.state_file).read_text())
+            dirs = [str(d) for d in kept["dirs"]]
+            self.dirs, self.interval = dirs, float(kept["interval"])
+            self.self_fence_after = float(kept["self_fence_after"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # none yet (or unreadable): the first Ready says
+        self.readmitted = True  # not fenced as far as it knows; a fence mark says otherwise
+
+    def _keep(self) -> None:
+        if not self.state_file:
+            return
+        try:
+            path = Path(self.state_file)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(json.dumps({"dirs": self.dirs, "interval": self.interval,
+                                       "self_fence_after": self.self_fence_after}))
+            os.replace(tmp, path)
+        except OSError as e:
+            log.warning("heartbeat settings not kept in %s: %s", self.state_file, e)
     def configure(self, dirs: Sequence[str], interval: float, self_fence_after: float) -> None:
         """The pools and timings the management server gave with Ready (which readmits a fenced host)."""
         self.dirs, self.interval, self.self_fence_after = list(dirs), interval, self_fence_after
         self.readmitted = True
+        self._keep()
         if not self.last_written:
             self.last_written = trio.current_time()
         self.contact()
@@ -230,6 +262,8 @@ class Heartbeat:
             await self._fence_self(f"no heartbeat written and no management server for {stale:.0f} s")
 
     async def run(self) -> None:
+        if self.dirs and not self.last_written:
+            self.last_written = self.last_contact = trio.current_time()
         while True:
             if not self.dirs or self.interval <= 0:
                 self._changed = trio.Event()

@@ -90,6 +90,9 @@ class AgentSettings:
     command_concurrency: int = 64  # commands executing at once on one connection
     credentials: Credentials | None = None  # TLS with this host's certificate; None: plain TCP
     token: str = ""  # registration token, to enroll when there is no certificate yet
+    # where the heartbeat's pools and timings are kept, so that a restarted agent writes its heartbeat
+    # at once, before it reaches the server (an agent restart must not look like a dead host)
+    heartbeat_state: str = ""
 
 
 class EnrollmentFailed(Exception):
@@ -123,7 +126,7 @@ class Agent:
         self.resource = resource
         # this host's heartbeat on its shared pools, for the life of the agent (not of one connection)
         self.heartbeat = ha.Heartbeat(settings.placement.guid, resource.stop_all_guests,
-                                      resource.storage_reachable)
+                                      resource.storage_reachable, state_file=settings.heartbeat_state)
         self.codec = codec
         self.rng = rng or random.Random()
         self.status = "disconnected"  # disconnected, connecting, connected, up

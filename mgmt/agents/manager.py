@@ -786,6 +786,14 @@ class AgentManager:
         return {h: dict(r) for h, r in self.reports.items()
                 if h not in self.suspect and (link := self.links.get(h)) is not None and link.up}
 
+    def investigate_soon(self, host_id: int) -> None:
+        """Investigate a host this server has no connection to (one a previous run left Disconnected
+        or in Alert), unless it is being investigated or was lately."""
+        again = self.ha.investigate_interval if self.ha is not None else 0.0
+        if (self._nursery is not None and host_id not in self._investigating and host_id not in self.links
+                and self._investigated.get(host_id, 0.0) < trio.current_time() - again):
+            self._nursery.start_soon(self._investigate, host_id)
+
     def _suspect(self, host_id: int) -> None:
         """The host stopped answering: take it out of placement and fail what waits for it."""
         if host_id in self.suspect:

@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -136,6 +136,7 @@ class HaManager:
         self._fence_failed: dict[int, tuple[float, str]] = {}  # host -> (when, why) its last fence failed
         self._past: set[tuple[str, int]] = set()  # (zone uuid, capacity type) alerted and still past
         self._capacity_checked = 0.0
+        self._lost_checked = time.monotonic()  # the first look waits a while: agents reconnect first
         self.restarted = 0  # VMs HA started again (for tests and benchmarks)
         agents.ha = HaLink(self.heartbeat_pools, self.disks, self.facts, self.settings.heartbeat_interval,
                            self.settings.window, self.settings.investigate_interval)
@@ -198,6 +199,11 @@ class HaManager:
             await self.refresh_pools()
         if time.monotonic() - self._capacity_checked > CAPACITY_CHECK:
             await self.check_capacity()
+        if time.monotonic() - self._lost_checked > self.settings.investigate_interval:
+            self._lost_checked = time.monotonic()
+            grace = self.agents.ping_interval * self.agents.ping_timeout
+            for host_id in await self.db.read(work.unreachable_hosts, _now() - timedelta(seconds=grace)):
+                self.agents.investigate_soon(host_id)
         await self._enqueue()
         now = _now()
         for item in await self.db.read(work.due, now, 100):

@@ -112,6 +112,14 @@ def host_state(conn: Connection, host_id: int) -> tuple[str, datetime | None] | 
     return None if row is None else (row.status, row.fenced)
 
 
+def unreachable_hosts(conn: Connection, /, before: datetime) -> list[int]:
+    """Hosts in Alert or Disconnected since before ``before`` (a previous run of a server left them so,
+    or they never came back): investigated, so that a host that died meanwhile goes Down."""
+    return list(conn.scalars(sa.select(hosts.c.id).where(
+        hosts.c.removed.is_(None), hosts.c.status.in_(("Alert", "Disconnected")),
+        hosts.c.status_changed < before)))
+
+
 def host_facts(conn: Connection, /, host_id: int) -> tuple[str, int, int, str] | None:
     """(guid, cluster id, zone id, private IP) of the host, or None when it is gone."""
     row = conn.execute(sa.select(hosts.c.guid, hosts.c.cluster_id, hosts.c.zone_id, hosts.c.private_ip)

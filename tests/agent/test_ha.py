@@ -23,7 +23,7 @@ async def test_a_host_writing_its_heartbeat_is_alive_and_a_still_one_dead(tmp_pa
     host = ha.Heartbeat("host-a", lambda why: _none())
     host.configure(dirs, interval=1.0, self_fence_after=0)
     await host.beat_once()
-    assert {ha.read_beat(d, "host-a") for d in dirs} == {1}
+    assert {ha.read_beat(d, "host-a") for d in dirs} == {host.counter}
 
     async def beats_meanwhile(window: float) -> None:
         await host.beat_once()
@@ -71,15 +71,16 @@ async def test_fencing_marks_the_host_which_stops_its_guests_until_readmitted(tm
     fenced, why = await ha.fence(dirs, "host-c", 2.0, watch=_wait_nothing)
     assert fenced and "stood still" in why and ha.is_fenced(dirs[0], "host-c")
 
+    last = ha.read_beat(dirs[0], "host-c")
     await host.beat_once()  # the host sees the mark: stops its guests, writes no heartbeat
     assert len(stopped) == 1 and "fenced" in stopped[0]
-    assert ha.read_beat(dirs[0], "host-c") == 1
+    assert ha.read_beat(dirs[0], "host-c") == last
     await host.beat_once()
-    assert len(stopped) == 1 and ha.read_beat(dirs[0], "host-c") == 1
+    assert len(stopped) == 1 and ha.read_beat(dirs[0], "host-c") == last
 
     host.configure(dirs, interval=1.0, self_fence_after=0)  # Ready again: admitted back
     await host.beat_once()
-    assert not ha.is_fenced(dirs[0], "host-c") and ha.read_beat(dirs[0], "host-c") == 2
+    assert not ha.is_fenced(dirs[0], "host-c") and ha.read_beat(dirs[0], "host-c") != last
 
 
 async def test_a_host_still_writing_is_not_confirmed_fenced(tmp_path: Path) -> None:
@@ -132,3 +133,18 @@ async def _none() -> int:
 
 async def _wait_nothing(window: float) -> None:
     return None
+
+
+async def test_a_restarted_agent_heartbeats_at_once_with_what_the_last_ready_said(tmp_path: Path) -> None:
+    dirs = _pools(tmp_path)
+    state = tmp_path / "state" / "heartbeat.json"
+    first = ha.Heartbeat("host-f", lambda why: _none(), state_file=str(state))
+    first.configure(dirs, interval=1.0, self_fence_after=5.0)
+    await first.beat_once()
+    before = ha.read_beat(dirs[0], "host-f")
+    again = ha.Heartbeat("host-f", lambda why: _none(), state_file=str(state))  # the agent restarted
+    assert (again.dirs, again.interval, again.self_fence_after) == (dirs, 1.0, 5.0)
+    await again.beat_once()  # before any Ready: the counter moves, so neighbours see it alive
+    assert ha.read_beat(dirs[0], "host-f") == again.counter != before
+    state.write_text("{not json")
+    assert ha.Heartbeat("host-f", lambda why: _none(), state_file=str(state)).dirs == []

@@ -160,3 +160,21 @@ async def test_capacity_past_its_threshold_raises_one_alert(nursery: trio.Nurser
     with cloud.services.db.engine.connect() as conn:
         (alert,) = conn.execute(sa.select(alerts).where(alerts.c.type == 0)).all()
     assert alert.name == "ALERT.MEMORY" and "zone1" in alert.description and "threshold" in alert.description
+
+
+async def test_a_host_that_died_while_the_server_was_down_is_found_and_its_vms_restarted(
+        nursery: trio.Nursery, tmp_path: Path) -> None:
+    cloud = await start_cloud(nursery, tmp_path, **FAST)
+    protected = await _deploy(cloud, 2, ha=True, host="b1")
+    dead = cloud.host_ids["b1"]
+    assert cloud.server_scope is not None and cloud.config is not None and cloud.server_gone is not None
+    cloud.server_scope.cancel()
+    await cloud.server_gone.wait()
+    KILL["b1"].cancel()  # dies while no server watches
+    config = dataclasses.replace(cloud.config, agent_port=cloud.services.agents.port)
+    cloud.services = await nursery.start(serve, config)  # b1 is left Disconnected by the restart
+    await _until(cloud, lambda: all(cloud.vm(v).state == "Running" and cloud.vm(v).host_id != dead
+                                    for v in protected), timeout=60)
+    with cloud.services.db.engine.connect() as conn:
+        assert conn.scalar(sa.select(hosts.c.status).where(hosts.c.id == dead)) == "Down"
+    cloud.exact()
