@@ -247,6 +247,8 @@ class HaManager:
             restarts, stops = await self.db.run(work.enqueue_host, host_id, _now())
             log.warning("host down: %d HA VM(s) to restart, %d other(s) to stop", restarts, stops,
                         extra={"host_id": host_id})
+            await events.record(self.db, SYSTEM, "HA.HOST.DOWN", f"host {host_id} is down: {restarts} HA "
+                                f"VM(s) to restart, {stops} other VM(s) to stop", resource_type="Host")
         powered_off, self._powered_off = self._powered_off, []
         for vm_id in powered_off:
             await self.db.run(work.enqueue_vm, vm_id, "powered off behind the server's back", _now())
@@ -284,7 +286,8 @@ class HaManager:
 
     async def _event(self, item: Any, text: str, *, state: str = "Completed") -> None:
         await events.record(self.db, SYSTEM, "HA.VM.RESTART" if item.kind == work.RESTART else "HA.VM.STOP",
-                            text, state=state, resource_type="VirtualMachine")
+                            text, state=state, resource_type="VirtualMachine",
+                            resource_uuid=await self.db.read(work.vm_uuid, item.vm_id))
 
     async def _do(self, item: Any, limiter: trio.CapacityLimiter) -> str:
         """Work one item; what was done. Raises Retry (or a CumuloError) to try again later."""
@@ -341,6 +344,9 @@ class HaManager:
             if isinstance(answer, FenceAnswer) and answer.fenced:
                 await self.db.run(work.mark_fenced, host_id, _now())
                 log.warning("host fenced: %s", answer.details, extra={"host_id": host_id})
+                await events.record(self.db, SYSTEM, "HA.HOST.FENCE",
+                                    f"host {host_id} fenced by host {neighbour}: {answer.details}",
+                                    resource_type="Host")
                 return
             why = answer.details or "the neighbour could not fence it"
         raise Retry(f"host {host_id} could not be fenced: {why}")

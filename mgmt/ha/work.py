@@ -153,6 +153,11 @@ def stop_on_dead_host(conn: Connection, vm_id: int, host_id: int | None) -> bool
     return True
 
 
+def vm_uuid(conn: Connection, /, vm_id: int) -> str | None:
+    found: str | None = conn.scalar(sa.select(vms.c.uuid).where(vms.c.id == vm_id))
+    return found
+
+
 def vm_state(conn: Connection, /, vm_id: int) -> tuple[str, int | None, bool] | None:
     """(state, host, HA enabled) of the live VM, or None when it was expunged."""
     row = conn.execute(sa.select(vms.c.state, vms.c.host_id, vms.c.ha_enabled)

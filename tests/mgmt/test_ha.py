@@ -13,7 +13,7 @@ import sqlalchemy as sa
 import trio
 
 from agent import ha as agent_ha
-from mgmt.db.schema import alerts, ha_work, hosts
+from mgmt.db.schema import alerts, events, ha_work, hosts
 from mgmt.errors import InsufficientCapacity
 from mgmt.ha import work
 from mgmt.planner.index import UP
@@ -57,7 +57,10 @@ async def test_a_dead_host_s_ha_vms_run_elsewhere_and_the_others_stop(nursery: t
         host = conn.execute(sa.select(hosts).where(hosts.c.id == dead)).one()
         assert host.status == "Down" and host.fenced is not None
         raised = list(conn.execute(sa.select(alerts.c.type, alerts.c.description)))
+        steps = [t for (t,) in conn.execute(sa.select(events.c.type).where(events.c.type.like("HA.%")))]
     assert any(t == 7 and "is down" in d for t, d in raised)
+    assert steps.count("HA.HOST.DOWN") == 1 and steps.count("HA.HOST.FENCE") == 1
+    assert steps.count("HA.VM.RESTART") == 3 and steps.count("HA.VM.STOP") == 2
     assert {(i.kind, i.state) for i in _items(cloud)} == {(work.RESTART, work.DONE), (work.STOP, work.DONE)}
     # the fence mark is on the shared pool, for the dead host to find should it come back
     assert agent_ha.is_fenced(cloud.agents["a2"].heartbeat.dirs[0], "a1")
