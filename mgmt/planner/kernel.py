@@ -34,6 +34,8 @@ def _kernel(name: str) -> Kernel:
     module: ModuleType
     if name == "python":
         from . import _pykernel as module
+    elif name == "python_fused":  # the fused pure-Python baseline (benchmarks; same answers)
+        from . import _fusedkernel as module
     elif name == "native":
         try:
             from native import _plannerkernel as module  # type: ignore[attr-defined, no-redef]
@@ -41,5 +43,5 @@ def _kernel(name: str) -> Kernel:
             raise RuntimeError("the native planner kernel is not built; reinstall with "
                                "`pip install -e .` (or set CUMULO_PLANNER=python)") from e
     else:
-        raise ValueError(f"CUMULO_PLANNER must be python or native, not {name!r}")
+        raise ValueError(f"CUMULO_PLANNER must be python, python_fused or native, not {name!r}")
     return module

@@ -115,7 +115,7 @@ def build(hosts: list[tuple], factors: dict[int, tuple[float, float]]) -> Capaci
 def test_both_kernels_decide_identically(inventory: tuple[int, int], r: dict, factors: dict) -> None:  # type: ignore[type-arg]
     hosts = random_hosts(*inventory)
     results = []
-    for name in ("python", "native"):
+    for name in ("python", "python_fused", "native"):
         ix = build(hosts, factors)
         planner = Planner(
             ix,
@@ -160,4 +160,4 @@ def test_both_kernels_decide_identically(inventory: tuple[int, int], r: dict, fa
         scores = [planner._scores[i] for i in range(ix.n) if reasons[i] == 0]
         results.append((best, reasons, scores, list(counts)))
     target(float(len(results[0][2])))  # steer towards many candidates: more scores to compare
-    assert results[0] == results[1]
+    assert results[0] == results[1] == results[2]
