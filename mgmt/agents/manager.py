@@ -220,6 +220,7 @@ class AgentManager:
         self.suspect: set[int] = set()
         self.suspect_listeners: list[Callable[[int, bool], None]] = []
         self._investigating: set[int] = set()
+        self._coming_back: set[int] = set()  # hosts whose move back to Up is being written
         self._investigated: dict[int, float] = {}  # host id -> trio time of its last investigation
         self._nursery: trio.Nursery | None = None
         self.reports: dict[int, dict[str, PowerState]] = {}  # each host's last power report
@@ -687,17 +688,29 @@ class AgentManager:
             return f"bad ping: {e}"
         self.last_seen[host_id] = trio.current_time()
         self._heard_from(host_id)
-        back = self.status.get(host_id) in (Status.ALERT, Status.DISCONNECTED, Status.DOWN) and link.up
-        if back and await self.transitions.submit(Change(host_id, Event.PING, self.msid)) is not None:
-            self._set_status(host_id, Status.UP)
-            log.info("host back Up", extra={"host_id": host_id})
         await self._respond(link, request, [PingAnswer(send_startup=not link.up)])
+        back = self.status.get(host_id) in (Status.ALERT, Status.DISCONNECTED, Status.DOWN) and link.up
+        if back and host_id not in self._coming_back:
+            # written by a task of its own: the reader never waits on the database to answer
+            self._coming_back.add(host_id)
+            if self._nursery is not None:
+                self._nursery.start_soon(self._back_up, host_id)
+            else:
+                await self._back_up(host_id)
         if link.up and self.reports.get(host_id) != ping.power_report:
             self.reports[host_id] = dict(ping.power_report)
             self._pending_reports[host_id] = self.reports[host_id]
             self._report_taken[host_id] = registry.now()
             self._reports_queued.set()
         return ""
+
+    async def _back_up(self, host_id: int) -> None:
+        try:
+            if await self.transitions.submit(Change(host_id, Event.PING, self.msid)) is not None:
+                self._set_status(host_id, Status.UP)
+                log.info("host back Up", extra={"host_id": host_id})
+        finally:
+            self._coming_back.discard(host_id)
 
     def _write_reports(self, conn: Any, batch: dict[int, dict[str, PowerState]]) -> None:
         power.apply_reports(conn, batch, {h: self._report_taken[h] for h in batch if h in self._report_taken})
