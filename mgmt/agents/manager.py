@@ -180,6 +180,9 @@ class AgentLink:
         await (self.raw or self.stream).aclose()
 
 
+INVESTIGATIONS = 64  # hosts investigated at once
+
+
 @dataclass
 class HaLink:
     """What the agent manager needs from HA: where hosts write heartbeats and how long to watch them.
@@ -222,6 +225,9 @@ class AgentManager:
         self._investigating: set[int] = set()
         self._coming_back: set[int] = set()  # hosts whose move back to Up is being written
         self._investigated: dict[int, float] = {}  # host id -> trio time of its last investigation
+        # investigations at once: a mass disconnect (the server's network blinked) must not send
+        # thousands of neighbours watching heartbeats at the same moment
+        self._investigations = trio.CapacityLimiter(INVESTIGATIONS)
         self._nursery: trio.Nursery | None = None
         self.reports: dict[int, dict[str, PowerState]] = {}  # each host's last power report
         self._pending_reports: dict[int, dict[str, PowerState]] = {}
@@ -835,7 +841,8 @@ class AgentManager:
             return
         self._investigating.add(host_id)
         try:
-            await self._investigation(host_id)
+            async with self._investigations:
+                await self._investigation(host_id)
         finally:
             self._investigating.discard(host_id)
             self._investigated[host_id] = trio.current_time()

@@ -258,14 +258,13 @@ class HaManager:
         # stop and the start take one of the ha.workers places.
         try:
             outcome = await self._do(item, limiter)
-            await self.db.run(work.finish, item.id, work.DONE, outcome, _now())
-            await self._event(item, f"HA {item.kind.lower()} of VM {item.vm_id}: {outcome}")
+            await self.db.run(self._ended, item, work.DONE, outcome, item.attempts,
+                              f"HA {item.kind.lower()} of VM {item.vm_id}: {outcome}")
         except (Retry, CumuloError) as e:
             attempts = item.attempts + 1
             if attempts >= self.settings.restart_attempts:
-                await self.db.run(self._failed, item, attempts, str(e))
-                await self._event(item, f"HA {item.kind.lower()} of VM {item.vm_id} failed after "
-                                  f"{attempts} attempts: {e}", state="Error")
+                text = f"HA {item.kind.lower()} of VM {item.vm_id} failed after {attempts} attempts: {e}"
+                await self.db.run(self._ended, item, work.FAILED, str(e), attempts, text)
             else:
                 delay = self.settings.restart_backoff * 2 ** (attempts - 1)
                 await self.db.run(work.retry, item.id, attempts, delay, str(e), _now())
@@ -279,15 +278,16 @@ class HaManager:
             self._working.discard(item.id)
             self._wake.set()
 
-    def _failed(self, conn: Connection, item: Any, attempts: int, error: str) -> None:
-        work.finish(conn, item.id, work.FAILED, error, _now(), attempts=attempts)
-        raise_alert(conn, USERVM, f"HA could not {item.kind.lower()} VM {item.vm_id} after {attempts} "
-                    f"attempts: {error}", now=_now())
-
-    async def _event(self, item: Any, text: str, *, state: str = "Completed") -> None:
-        await events.record(self.db, SYSTEM, "HA.VM.RESTART" if item.kind == work.RESTART else "HA.VM.STOP",
-                            text, state=state, resource_type="VirtualMachine",
-                            resource_uuid=await self.db.read(work.vm_uuid, item.vm_id))
+    def _ended(self, conn: Connection, item: Any, state: str, outcome: str, attempts: int, text: str) -> None:
+        """The item's end, its event and (when it failed) its alert: one transaction."""
+        work.finish(conn, item.id, state, outcome if state == work.FAILED else "", _now(), attempts=attempts)
+        failed = state == work.FAILED
+        events.insert(conn, SYSTEM, "HA.VM.RESTART" if item.kind == work.RESTART else "HA.VM.STOP", text,
+                      "Error" if failed else "Completed", "VirtualMachine", work.vm_uuid(conn, item.vm_id),
+                      None)
+        if failed:
+            raise_alert(conn, USERVM, f"HA could not {item.kind.lower()} VM {item.vm_id} after {attempts} "
+                        f"attempts: {outcome}", now=_now())
 
     async def _do(self, item: Any, limiter: trio.CapacityLimiter) -> str:
         """Work one item; what was done. Raises Retry (or a CumuloError) to try again later."""

@@ -52,7 +52,8 @@ async def test_a_dead_host_s_ha_vms_run_elsewhere_and_the_others_stop(nursery: t
     KILL["a1"].cancel()  # the host dies: no connection, no heartbeat
     await _until(cloud, lambda: all(cloud.vm(v).state == "Running" and cloud.vm(v).host_id != dead
                                     for v in protected)
-                 and all(cloud.vm(v).state == "Stopped" for v in plain))
+                 and all(cloud.vm(v).state == "Stopped" for v in plain)
+                 and all(i.state == work.DONE for i in _items(cloud)))  # each item's end (and its event)
     with cloud.services.db.engine.connect() as conn:
         host = conn.execute(sa.select(hosts).where(hosts.c.id == dead)).one()
         assert host.status == "Down" and host.fenced is not None
@@ -180,4 +181,23 @@ async def test_a_host_that_died_while_the_server_was_down_is_found_and_its_vms_r
                                     for v in protected), timeout=60)
     with cloud.services.db.engine.connect() as conn:
         assert conn.scalar(sa.select(hosts.c.status).where(hosts.c.id == dead)) == "Down"
+    cloud.exact()
+
+
+async def test_ha_that_cannot_restart_a_vm_gives_up_with_an_alert(nursery: trio.Nursery,
+                                                                  tmp_path: Path) -> None:
+    cloud = await start_cloud(nursery, tmp_path, **FAST, **{"ha.restart.attempts": "2"})
+    (vm_id,) = await _deploy(cloud, 1, ha=True, host="a1")
+    for guid in ("a2", "b1", "b2"):  # no other host will start it
+        cloud.faults[guid].add("StartCommand", "fail", details="no room for it today")
+    KILL["a1"].cancel()
+    await _until(cloud, lambda: [i.state for i in _items(cloud)] == [work.FAILED])
+    (item,) = _items(cloud)
+    assert item.attempts == 2 and "no room for it today" in item.last_error
+    assert cloud.vm(vm_id).state == "Stopped"  # marked Stopped, never started twice, left for a person
+    with cloud.services.db.engine.connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(alerts).where(alerts.c.type == 8)) == 1
+        errors = conn.scalar(sa.select(sa.func.count()).select_from(events)
+                             .where(events.c.type == "HA.VM.RESTART", events.c.state == "Error"))
+    assert errors == 1
     cloud.exact()
