@@ -715,6 +715,10 @@ class AgentManager:
             if await self.transitions.submit(Change(host_id, Event.PING, self.msid)) is not None:
                 self._set_status(host_id, Status.UP)
                 log.info("host back Up", extra={"host_id": host_id})
+                link = self.links.get(host_id)
+                if link is not None and link.up:  # admitted again: a host that fenced itself meanwhile
+                    zone_id = self.zones.get(host_id, 0)  # heartbeats again (and clears its mark)
+                    await self._send_and_forget(link, self._ready_command(host_id, zone_id, link.cluster_id))
         finally:
             self._coming_back.discard(host_id)
 
