@@ -269,5 +269,8 @@ class Heartbeat:
                 self._changed = trio.Event()
                 await self._changed.wait()
                 continue
-            await self.beat_once()
+            try:
+                await self.beat_once()
+            except Exception:  # (stopping guests failed, say): the agent lives on, the next beat retries
+                log.exception("heartbeat of %s failed", self.guid)
             await trio.sleep(self.interval)  # the heartbeat period

@@ -719,6 +719,8 @@ class AgentManager:
                 if link is not None and link.up:  # admitted again: a host that fenced itself meanwhile
                     zone_id = self.zones.get(host_id, 0)  # heartbeats again (and clears its mark)
                     await self._send_and_forget(link, self._ready_command(host_id, zone_id, link.cluster_id))
+        except Exception:  # a task of the manager's nursery: its failure must not end the server
+            log.exception("host not moved back Up; its next ping tries again", extra={"host_id": host_id})
         finally:
             self._coming_back.discard(host_id)
 
@@ -847,6 +849,9 @@ class AgentManager:
         try:
             async with self._investigations:
                 await self._investigation(host_id)
+        except Exception:  # a task of the manager's nursery: its failure must not end the server
+            log.exception("investigation failed; the host is looked at again later",
+                          extra={"host_id": host_id})
         finally:
             self._investigating.discard(host_id)
             self._investigated[host_id] = trio.current_time()

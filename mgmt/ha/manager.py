@@ -254,6 +254,13 @@ class HaManager:
             await self.db.run(work.enqueue_vm, vm_id, "powered off behind the server's back", _now())
 
     async def _work(self, item: Any, limiter: trio.CapacityLimiter) -> None:
+        try:
+            await self._work_once(item, limiter)
+        except Exception:  # writing the outcome failed (the database): the item is worked again after
+            # the next restart (it stays Running); the HA loop, and the server, go on
+            log.exception("HA item %d: its outcome was not written", item.id, extra={"vm_id": item.vm_id})
+
+    async def _work_once(self, item: Any, limiter: trio.CapacityLimiter) -> None:
         # Fencing waits on the host (one fence for all its items, every Down host at once); only the
         # stop and the start take one of the ha.workers places.
         try:

@@ -201,3 +201,23 @@ async def test_ha_that_cannot_restart_a_vm_gives_up_with_an_alert(nursery: trio.
                              .where(events.c.type == "HA.VM.RESTART", events.c.state == "Error"))
     assert errors == 1
     cloud.exact()
+
+
+async def test_an_investigation_that_fails_does_not_end_the_server(nursery: trio.Nursery,
+                                                                    tmp_path: Path) -> None:
+    cloud = await start_cloud(nursery, tmp_path, **FAST)
+    manager = cloud.services.agents
+    assert manager.ha is not None
+    failures = []
+
+    async def broken(host_id: int) -> tuple[str, ...]:
+        failures.append(host_id)
+        raise RuntimeError("the database went away")
+
+    manager.ha.disks = broken  # what a neighbour is asked needs a read; the read fails
+    dead = cloud.host_ids["b2"]
+    KILL["b2"].cancel()
+    await _until(cloud, lambda: failures.count(dead) >= 2)  # investigated again later: still serving
+    assert manager.status.get(dead) == "Alert"
+    vm_id = await cloud.orch.deploy(cloud.spec())  # the server goes on
+    assert cloud.vm(vm_id).state == "Running"
