@@ -21,23 +21,15 @@ import random
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import trio
 
-from protocol import (
-    NEED_DATA,
-    Connection,
-    ConnectionClosed,
-    LocalProtocolError,
-    ProtocolError,
-    Request,
-    Response,
-    Role,
-)
+from protocol import NEED_DATA, Connection, ProtocolError, Request, Response, Role
 from protocol.codec import Codec
 from protocol.frame import DEFAULT_MAX_FRAME_SIZE
+from protocol.link import Link, LinkClosed
 from protocol.messages import (
     Answer,
     CheckOnHostAnswer,
@@ -101,12 +93,6 @@ class EnrollmentFailed(Exception):
 
 class SessionEnded(Exception):
     """This connection is over; the reason is the message."""
-
-
-@dataclass
-class _Waiter:
-    event: trio.Event = field(default_factory=trio.Event)
-    response: Response | None = None
 
 
 def vm_key(command: object) -> str | None:
@@ -268,10 +254,7 @@ class Agent:
         session = _Session(self, stream)
         self.status = "connected"
         try:
-            async with trio.open_nursery() as nursery:
-                session.nursery = nursery
-                nursery.start_soon(session.read_loop)
-                nursery.start_soon(session.main)
+            await session.link.run(session.main)
         finally:
             self.up = trio.Event()
             if session.reached_up:
@@ -296,97 +279,55 @@ class Agent:
 
 
 class _Session:
-    """The state of one connection."""
+    """The state of one connection, on the shared trio adapter (``protocol.link``)."""
 
     def __init__(self, agent: Agent, stream: trio.abc.Stream) -> None:
         self.agent = agent
-        self.stream = stream
-        self.conn = Connection(Role.AGENT, max_frame_size=agent.settings.max_frame_size, codec=agent.codec)
-        self.send_lock = trio.StrictFIFOLock()
-        self.waiters: dict[int, _Waiter] = {}
+        conn = Connection(Role.AGENT, max_frame_size=agent.settings.max_frame_size, codec=agent.codec)
+        self.link = Link(stream, conn, self._on_request)
         self.queues: dict[str, deque[Request]] = {}
         self.limiter = trio.CapacityLimiter(agent.settings.command_concurrency)
         self.ready = trio.Event()
         self.rejected = ""
         self.reached_up = False
-        self.close_reason = ""
         self.reconnect = False  # a new certificate was installed: reconnect with it once answered
         self.renewing = False
-        self.nursery: trio.Nursery
+
+    @property
+    def close_reason(self) -> str:
+        reason = self.link.reason
+        if reason.startswith("protocol violation: "):
+            return reason.replace("protocol violation: ", "protocol violation by the server: ", 1)
+        if reason == "the peer closed the connection":
+            return "the server closed the connection"
+        return reason
+
+    @property
+    def nursery(self) -> trio.Nursery:
+        assert self.link.nursery is not None
+        return self.link.nursery
 
     def end(self, reason: str) -> None:
         """Close this connection for ``reason`` (the first reason given wins)."""
-        if not self.close_reason:
-            self.close_reason = reason
-        self.nursery.cancel_scope.cancel()
+        self.link.end(reason)
 
-    # --- sending ---------------------------------------------------------------------------------
-
-    async def write(self, data: bytes | bytearray) -> None:
-        try:
-            await self.stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
-            self.conn.send_failed()
-            self.end(f"write failed: {e}")
-            await trio.lowlevel.checkpoint()  # let the cancellation land
+    # --- sending and receiving ----------------------------------------------------------------------
 
     async def request(self, commands: Sequence[Command], timeout: float) -> Response | None:
         """Send a request and wait for its response; None when none came within ``timeout``."""
-        waiter = _Waiter()
-        async with self.send_lock:
-            try:
-                seq, data = self.conn.send_request(commands)
-            except LocalProtocolError as e:  # the connection closed (or failed) under us
-                self.end(f"cannot send: {e}")
-                await trio.lowlevel.checkpoint()  # let the cancellation land
-                return None
-            self.waiters[seq] = waiter
-            await self.write(data)
-        with trio.move_on_after(timeout):
-            await waiter.event.wait()
-        if waiter.response is None:
-            self.waiters.pop(seq, None)
-            self.conn.abandon(seq)
-        return waiter.response
+        try:
+            return await self.link.request(commands, timeout=timeout)
+        except LinkClosed as e:
+            self.end(f"cannot send: {e}")
+            await trio.lowlevel.checkpoint()  # let the cancellation land
+            return None
 
-    async def respond(self, request: Request, answers: Sequence[Answer]) -> None:
-        async with self.send_lock:
-            try:
-                data = self.conn.send_response(request, answers)
-            except LocalProtocolError as e:  # the connection closed (or failed) while it ran
-                self.end(f"cannot send: {e}")
-                await trio.lowlevel.checkpoint()  # let the cancellation land
-                return
-            await self.write(data)
+    def respond(self, request: Request, answers: Sequence[Answer]) -> None:
+        if not self.link.respond(request, answers):
+            self.end("cannot send: the connection closed while the request ran")
 
-    # --- receiving -------------------------------------------------------------------------------
-
-    async def read_loop(self) -> None:
-        conn = self.conn
-        while True:
-            try:
-                data = await self.stream.receive_some(65536)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
-                return self.end(f"read failed: {e}")
-            conn.receive_data(data)
-            while True:
-                try:
-                    event = conn.next_event()
-                except ProtocolError as e:
-                    log.warning("agent %s: protocol violation by the server: %s",
-                                self.agent.settings.placement.name, e)
-                    return self.end(f"protocol violation by the server: {e}")
-                if event is NEED_DATA:
-                    break
-                if isinstance(event, ConnectionClosed):
-                    return self.end("the server closed the connection")
-                if isinstance(event, Response):
-                    waiter = self.waiters.pop(event.seq, None)
-                    if waiter is not None:
-                        waiter.response = event
-                        waiter.event.set()
-                elif isinstance(event, Request):
-                    self.dispatch(event)
+    def _on_request(self, link: Link, request: Request) -> None:
+        self.dispatch(request)
 
     def dispatch(self, request: Request) -> None:
         """Run a request now, or after the earlier ones with the same ordering key."""
@@ -419,7 +360,7 @@ class _Session:
                 answer = await self.execute(command)
                 failed = failed or not answer.result
                 answers.append(answer)
-            await self.respond(request, answers)
+            self.respond(request, answers)
             if self.rejected:
                 self.end(f"rejected by the server: {self.rejected}")
             if self.reconnect:
@@ -524,7 +465,7 @@ class _Session:
         first = response.answers[0]
         if not isinstance(first, StartupAnswer) or not first.result:
             raise SessionEnded(f"startup refused: {first.details or type(first).__name__}")
-        agent.host_id = self.conn.agent_id = first.host_id
+        agent.host_id = self.link.conn.agent_id = first.host_id
         return float(first.ping_interval)
 
     async def main(self) -> None:

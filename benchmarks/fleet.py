@@ -12,6 +12,8 @@ Measured, in order:
 - ``rss_per_agent_kb``: the server's resident memory once all are Up, less before any connected, per agent;
 - ``ping_p50_ms`` / ``ping_p99_ms``: ping round trips as the agents time them, over ``--ping-seconds``
   of steady state once all are Up;
+- ``server_cpu_us_per_ping``: the server process's CPU time over that window per ping it answered
+  (everything the server does at steady state, which is mostly pings);
 - ``fanout_s``: wall time to send CheckHealthCommand to every host at once and collect every answer;
 - ``restart_all_up_s``: the server stopped cleanly (SIGTERM) and started again on the same database:
   from the moment it listens again until every host is Up again (agents reconnect with their backoff);
@@ -189,25 +191,20 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
 
             await trio.sleep(interval)  # every agent has pinged once since the storm
             ping_from = time.time()
+            pings_before, cpu_before = services.agents.pings, time.process_time()
             await trio.sleep(args.ping_seconds)
             ping_to = time.time()
+            # this process is the server; the benchmark itself only sleeps meanwhile
+            served = services.agents.pings - pings_before
+            result["server_pings"] = served
+            cpu_us = (time.process_time() - cpu_before) * 1e6
+            result["server_cpu_us_per_ping"] = round(cpu_us / max(1, served), 2)
 
             host_ids = [h for h, s in services.agents.status.items() if s is Status.UP]
-            failures = 0
-
-            async def check(host_id: int) -> None:
-                nonlocal failures
-                try:
-                    answer = (await services.agents.send(host_id, [CheckHealthCommand()], timeout=60))[0]
-                    failures += not answer.result
-                except Exception:
-                    failures += 1
-
             started = time.perf_counter()
-            async with trio.open_nursery() as fan:
-                for host_id in host_ids:
-                    fan.start_soon(check, host_id)
+            answers = await services.agents.fan_out(host_ids, [CheckHealthCommand()], timeout=60)
             result["fanout_s"] = round(time.perf_counter() - started, 3)
+            failures = sum(1 for a in answers.values() if isinstance(a, Exception) or not a[0].result)
             result["fanout_failures"] = failures
             print(
                 f"fan-out: CheckHealth to {len(host_ids)} hosts answered in {result['fanout_s']} s",

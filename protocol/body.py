@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -32,6 +32,22 @@ def encode_body(items: Sequence[Command | Answer], compress_threshold: int = COM
     if len(data) >= compress_threshold:
         return zlib.compress(data, 1), True
     return data, False
+
+
+class Prepared(NamedTuple):
+    """Messages serialized once to be sent many times: a fan-out's command to every host, the answer
+    to every steady-state ping. Connections take it wherever they take a sequence of messages."""
+
+    items: tuple[Command, ...] | tuple[Answer, ...]
+    body: bytes
+    compressed: bool
+
+
+def prepare(items: Sequence[Command] | Sequence[Answer],
+            compress_threshold: int = COMPRESS_THRESHOLD) -> Prepared:
+    """``items`` serialized once, for ``Connection.prepare_request`` or ``prepare_response``."""
+    body, compressed = encode_body(items, compress_threshold)
+    return Prepared(tuple(items), body, compressed)  # type: ignore[arg-type]
 
 
 def inflate(data: bytes | memoryview, limit: int) -> bytes:

@@ -15,10 +15,11 @@ import secrets
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from . import _state
 from ._state import Event, State
-from .body import AnswerItem, CommandItem, decode_answers, decode_commands, encode_body, inflate
+from .body import AnswerItem, CommandItem, Prepared, decode_answers, decode_commands, encode_body, inflate
 from .codec import Codec, get_codec
 from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from .frame import (
@@ -49,6 +50,9 @@ _FROM_SERVER = int(Flag.FROM_SERVER)
 _CONTROL = int(Flag.CONTROL)
 _COMPRESSED = int(Flag.COMPRESSED)
 _ABANDONED_KEPT = 4096  # late answers to this many abandoned requests are dropped quietly
+# A control request's body up to this size is remembered with what it decoded to: the next identical
+# body (a steady-state ping, whose power report did not change) is not parsed again.
+_MEMO_MAX = COMPRESS_THRESHOLD
 
 
 class Role(enum.Enum):
@@ -108,6 +112,28 @@ def _is_startup(commands: Sequence[object]) -> bool:
 class Connection:
     """One end of an agent connection; ``role`` says which."""
 
+    __slots__ = (
+        "_abandoned",
+        "_buf",
+        "_eof",
+        "_frames",
+        "_memo_body",
+        "_memo_commands",
+        "_need",
+        "_next_seq",
+        "_outstanding",
+        "_pending_error",
+        "_sent_flag",
+        "_startup_seq",
+        "_state",
+        "agent_id",
+        "codec",
+        "compress_threshold",
+        "max_body",
+        "mgmt_id",
+        "role",
+    )
+
     def __init__(
         self,
         role: Role,
@@ -129,13 +155,17 @@ class Connection:
             initial_seq = secrets.randbits(63) if role is Role.SERVER else 0
         self._next_seq = initial_seq & _SEQ_MASK
         self._state = State.CONNECTED
-        self._buf = bytearray()
+        # Received bytes not yet part of a whole frame: the last receive itself when it left nothing
+        # before it (the usual case: no copy), a bytearray while a frame's bytes accumulate.
+        self._buf: bytes | bytearray = b""
         self._need = 0  # size the buffer must reach before a scan can find a new frame
         self._frames: deque[tuple[int, int, int, int, int, bytes]] = deque()
         self._pending_error: RemoteProtocolError | None = None
         self._eof = False
         self._outstanding: dict[int, tuple[Command, ...]] = {}
-        self._abandoned: OrderedDict[int, None] = OrderedDict()
+        self._abandoned: OrderedDict[int, None] | None = None  # made on the first abandon
+        self._memo_body = b""
+        self._memo_commands: tuple[CommandItem, ...] = ()
         self._startup_seq: int | None = None
         self._sent_flag = _FROM_SERVER if role is Role.SERVER else 0
 
@@ -174,7 +204,12 @@ class Connection:
         if data:
             if self._eof:
                 raise RuntimeError("received data after end of stream")
-            self._buf += data
+            if not self._buf:
+                self._buf = data if type(data) is bytes else bytes(data)
+            elif type(self._buf) is bytearray:
+                self._buf += data
+            else:
+                self._buf = bytearray(self._buf) + data
         else:
             self._eof = True
 
@@ -216,22 +251,34 @@ class Connection:
         if not buf or len(buf) < self._need:
             return
         result = self.codec.scan(buf, self.max_body)
+        if result.nframes and type(buf) is not bytes:
+            buf = bytes(buf)  # slices of bytes are bytes: one copy per body below, not two
+        body_of = cast(bytes, buf)
         records = result.records
         frames = self._frames
         for i in range(0, result.nframes * RECORD_WORDS, RECORD_WORDS):
             _v, flags, seq, mgmt_id, agent_id, via, off, length = records[i : i + RECORD_WORDS]
-            frames.append((flags, seq, mgmt_id, agent_id, via, bytes(buf[off : off + length])))
+            frames.append((flags, seq, mgmt_id, agent_id, via, body_of[off : off + length]))
+        consumed = result.consumed
         if result.error:
-            self._pending_error = frame_error(result.error, buf, result.consumed, self.max_body)
-        del buf[: result.consumed]
+            self._pending_error = frame_error(result.error, buf, consumed, self.max_body)
+        if consumed == len(buf):
+            self._buf = b""
+        elif consumed or type(buf) is bytes:
+            self._buf = bytearray(memoryview(buf)[consumed:])  # an unfinished frame: it grows
         self._need = result.next_size
 
     def _frame_event(self, flags: int, seq: int, mgmt_id: int, agent_id: int, via: int,
                      body: bytes) -> Request | Response | None:
-        if flags & _COMPRESSED:
-            body = inflate(body, self.max_body)
         if flags & _REQUEST:
-            commands = decode_commands(body)
+            if flags & _COMPRESSED:
+                commands = decode_commands(inflate(body, self.max_body))
+            elif body == self._memo_body:
+                commands = self._memo_commands
+            else:
+                commands = decode_commands(body)
+                if flags & _CONTROL and len(body) <= _MEMO_MAX:
+                    self._memo_body, self._memo_commands = body, commands
             if _is_startup(commands):
                 if self.role is not Role.SERVER:
                     raise RemoteProtocolError("the server sent a startup command; only agents start up")
@@ -240,10 +287,12 @@ class Connection:
             else:
                 self._move(Event.REQUEST, RemoteProtocolError, f"a {_names(commands)} request")
             return Request(seq, flags, commands, mgmt_id, agent_id, via)
+        if flags & _COMPRESSED:
+            body = inflate(body, self.max_body)
         answers = decode_answers(body)
         asked = self._outstanding.pop(seq, None)
         if asked is None:
-            if seq in self._abandoned:
+            if self._abandoned is not None and seq in self._abandoned:
                 del self._abandoned[seq]
                 return None
             raise RemoteProtocolError(f"response to no request: seq {seq} is not outstanding")
@@ -266,10 +315,13 @@ class Connection:
 
     # --- sending --------------------------------------------------------------------------------
 
-    def prepare_request(self, commands: Sequence[Command], *, stop_on_error: bool = False,
+    def prepare_request(self, commands: Sequence[Command] | Prepared, *, stop_on_error: bool = False,
                         in_sequence: bool = False) -> tuple[int, FrameSpec]:
         """Register a request and return its sequence number and unencoded frame."""
         self._check_can_send()
+        prepared: Prepared | None = None
+        if isinstance(commands, Prepared):
+            prepared, commands = commands, cast(tuple[Command, ...], commands.items)
         if not commands:
             raise LocalProtocolError("a request carries at least one command")
         commands = tuple(commands)
@@ -291,11 +343,14 @@ class Connection:
         if all(type(c).control for c in commands):
             flags |= _CONTROL
         self._outstanding[seq] = commands
-        return seq, self._frame(flags, seq, commands)
+        return seq, self._frame(flags, seq, commands, prepared)
 
-    def prepare_response(self, request: Request, answers: Sequence[Answer]) -> FrameSpec:
+    def prepare_response(self, request: Request, answers: Sequence[Answer] | Prepared) -> FrameSpec:
         """The unencoded response frame to ``request``: one answer per command, in order."""
         self._check_can_send()
+        prepared: Prepared | None = None
+        if isinstance(answers, Prepared):
+            prepared, answers = answers, cast(tuple[Answer, ...], answers.items)
         if len(answers) != len(request.commands):
             raise LocalProtocolError(
                 f"{len(answers)} answers for a request of {len(request.commands)} commands"
@@ -305,18 +360,18 @@ class Connection:
         else:
             self._move(Event.RESPONSE, LocalProtocolError, "a response")
         flags = self._sent_flag | (request.flags & _CONTROL)
-        return self._frame(flags, request.seq, answers)
+        return self._frame(flags, request.seq, answers, prepared)
 
     def encode(self, frames: Sequence[FrameSpec]) -> Buffer:
         """Frames from ``prepare_*`` as one buffer to write."""
         return self.codec.encode(frames, self.max_body)
 
-    def send_request(self, commands: Sequence[Command], *, stop_on_error: bool = False,
+    def send_request(self, commands: Sequence[Command] | Prepared, *, stop_on_error: bool = False,
                      in_sequence: bool = False) -> tuple[int, Buffer]:
         seq, frame = self.prepare_request(commands, stop_on_error=stop_on_error, in_sequence=in_sequence)
         return seq, self.encode([frame])
 
-    def send_response(self, request: Request, answers: Sequence[Answer]) -> Buffer:
+    def send_response(self, request: Request, answers: Sequence[Answer] | Prepared) -> Buffer:
         return self.encode([self.prepare_response(request, answers)])
 
     def abandon(self, seq: int) -> None:
@@ -326,6 +381,8 @@ class Connection:
         reconnect, as CloudStack's agents do when no StartupAnswer comes.
         """
         if self._outstanding.pop(seq, None) is not None:
+            if self._abandoned is None:
+                self._abandoned = OrderedDict()
             self._abandoned[seq] = None
             if len(self._abandoned) > _ABANDONED_KEPT:
                 self._abandoned.popitem(last=False)
@@ -334,8 +391,12 @@ class Connection:
         if self._state in (State.ERROR, State.CLOSED):
             raise LocalProtocolError(f"cannot send in state {self._state.value!r}")
 
-    def _frame(self, flags: int, seq: int, items: Sequence[Command | Answer]) -> FrameSpec:
-        body, compressed = encode_body(items, self.compress_threshold)
+    def _frame(self, flags: int, seq: int, items: Sequence[Command | Answer],
+               prepared: Prepared | None = None) -> FrameSpec:
+        if prepared is not None:
+            body, compressed = prepared.body, prepared.compressed
+        else:
+            body, compressed = encode_body(items, self.compress_threshold)
         if compressed:
             flags |= _COMPRESSED
         if len(body) > self.max_body:

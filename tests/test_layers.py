@@ -3,7 +3,7 @@
 - ``mgmt/api/`` (the CloudStack front end) reaches the domain through ``mgmt/services/`` only: no
   tables, no planner, no orchestration, no agent manager, no job runner.
 - ``protocol/`` is sans-IO and process-agnostic (no trio, no sockets, no process tuning), and neither
-  ``mgmt`` nor ``agent`` is imported by it.
+  ``mgmt`` nor ``agent`` is imported by it; its one trio adapter, ``protocol/link.py``, may use trio.
 - ``agent/`` never imports ``mgmt`` (an agent runs on a host without the management server).
 """
 
@@ -35,9 +35,12 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-def _offences(folder: str, forbidden: tuple[str, ...], allowed: tuple[str, ...] = ()) -> list[str]:
+def _offences(folder: str, forbidden: tuple[str, ...], allowed: tuple[str, ...] = (),
+              skip: tuple[str, ...] = ()) -> list[str]:
     out = []
     for path in sorted((ROOT / folder).rglob("*.py")):
+        if str(path.relative_to(ROOT)) in skip:
+            continue
         for module in sorted(_imports(path)):
             if module.startswith(allowed):
                 continue
@@ -59,7 +62,9 @@ def test_the_api_reaches_the_domain_through_the_services_only(inner: str) -> Non
 
 
 def test_protocol_is_sans_io_and_imports_neither_end() -> None:
-    assert _offences("protocol", ("trio", "socket", "ssl", "gc", "mgmt", "agent", "libvirt")) == []
+    assert _offences("protocol", ("trio", "socket", "ssl", "gc", "mgmt", "agent", "libvirt"),
+                     skip=("protocol/link.py",)) == []
+    assert _offences("protocol", ("socket", "ssl", "gc", "mgmt", "agent", "libvirt")) == []
 
 
 def test_agents_do_not_import_the_management_server() -> None:

@@ -29,24 +29,18 @@ import contextlib
 import errno
 import logging
 import resource
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import trio
 
-from protocol import (
-    NEED_DATA,
-    Connection,
-    ConnectionClosed,
-    LocalProtocolError,
-    ProtocolError,
-    Request,
-    Response,
-    Role,
-)
+from protocol import Connection, Request, Role
+from protocol.body import Prepared, prepare
 from protocol.frame import DEFAULT_MAX_FRAME_SIZE, max_body_size
+from protocol.link import Link, LinkClosed, Waiter
 from protocol.messages import (
     Answer,
     CheckHealthCommand,
@@ -152,35 +146,76 @@ class _Prefixed(trio.abc.Stream):
         await self.stream.aclose()
 
 
-@dataclass
-class AgentLink:
-    """The server's side of one agent connection."""
+class AgentLink(Link):
+    """The server's side of one agent connection: the shared trio adapter and what the server knows of
+    the host at its end. Slotted: a server holds tens of thousands."""
 
-    stream: trio.abc.Stream
-    conn: Connection
-    peer: str
-    host_id: int = 0
-    guid: str = ""
-    cluster_id: int = 0
-    up: bool = False
-    source: str = ""
-    pending: bool = True  # not past its handshake yet
-    raw: trio.SocketStream | None = None  # the TCP connection under ``stream`` (TLS or not)
-    cert_guid: str | None = None  # the guid its certificate names; None: no TLS (permissive mode)
-    enroll_only: bool = False  # TLS without a client certificate: it may only enroll
-    accepted: float = 0.0  # trio time of accept
-    frame_began: float | None = None  # when the bytes of an unfinished frame began to arrive
-    read_scope: trio.CancelScope | None = None  # the reader's wait, whose deadline follows the link
-    send_lock: trio.StrictFIFOLock = field(default_factory=trio.StrictFIFOLock)
-    waiters: dict[int, trio.MemorySendChannel[Response]] = field(default_factory=dict)
+    __slots__ = ("accepted", "cert_guid", "cluster_id", "enroll_only", "guid", "host_id", "last_ping", "peer",
+                 "pending", "raw", "source", "up")
 
-    async def close(self) -> None:
-        """End the connection from another task: the socket itself closes (the reader sees it at once;
-        a TLS goodbye would have to wait for the reader's lock on the stream)."""
-        await (self.raw or self.stream).aclose()
+    def __init__(self, stream: trio.SocketStream, conn: Connection, peer: str,
+                 on_request: Callable[[Link, Request], None], *, source: str) -> None:
+        super().__init__(stream, conn, on_request)
+        self.peer = peer
+        self.host_id = 0
+        self.guid = ""
+        self.cluster_id = 0
+        self.up = False
+        self.source = source
+        self.pending = True  # not past its handshake yet
+        self.raw = stream  # the TCP connection under ``stream`` (TLS or not)
+        self.cert_guid: str | None = None  # the guid its certificate names; None: no TLS (permissive)
+        self.enroll_only = False  # TLS without a client certificate: it may only enroll
+        self.accepted = 0.0  # trio time of accept
+        # the last ping checked and taken in: the same ping again (the connection decodes an identical
+        # body to the same object) is known good and changes nothing
+        self.last_ping: PingRoutingCommand | None = None
+
+    def close(self, reason: str = "closed by the server") -> None:
+        """End the connection from another task (its reader stops at once)."""
+        self.end(reason)
+
+
+class _HostWaiter(Waiter):
+    __slots__ = ("host_id",)
+
+    def __init__(self, host_id: int, on_done: Callable[[Waiter], None]) -> None:
+        super().__init__(on_done)
+        self.host_id = host_id
+
+
+class _Gather:
+    """The answers of a fan-out as they come in; ``all_in`` is set with the last."""
+
+    __slots__ = ("all_in", "left", "name", "results", "timed_out", "timeout")
+
+    def __init__(self, name: str, timeout: float) -> None:
+        self.name, self.timeout = name, timeout
+        self.results: dict[int, tuple[Any, ...] | Exception] = {}
+        self.left = 0
+        self.timed_out = False
+        self.all_in = trio.Event()
+
+    def finished(self, waiter: Waiter) -> None:
+        assert isinstance(waiter, _HostWaiter)
+        host_id, response = waiter.host_id, waiter.response
+        if response is not None:
+            self.results[host_id] = response.answers
+        elif self.timed_out:
+            self.results[host_id] = OperationTimedOut(f"host {host_id} did not answer {self.name} "
+                                                      f"within {self.timeout:g} s")
+        else:
+            self.results[host_id] = AgentUnavailable(f"host {host_id}: the connection closed before it "
+                                                     f"answered {self.name}")
+        self.left -= 1
+        if not self.left:
+            self.all_in.set()
 
 
 INVESTIGATIONS = 64  # hosts investigated at once
+_GONE = (Status.ALERT, Status.DISCONNECTED, Status.DOWN)  # statuses a ping from the host ends
+_PING_OK = prepare([PingAnswer()])  # the answer to nearly every ping, serialized once
+_PING_STARTUP = prepare([PingAnswer(send_startup=True)])
 
 
 @dataclass
@@ -235,6 +270,7 @@ class AgentManager:
         self._reports_queued = trio.Event()
         self._report_failures: dict[int, int] = {}
         self.power_writes = 0  # transactions that applied power reports (for tests and metrics)
+        self.pings = 0  # pings answered (for metrics and the fleet benchmark)
         self.last_seen: dict[int, float] = {}
         self.status: dict[int, Status] = {}  # what this server last wrote for its hosts
         self.port = 0
@@ -285,7 +321,12 @@ class AgentManager:
                 self._refusals.note(f"accept failed: {errno.errorcode.get(e.errno or 0, e.errno)}")
                 await trio.sleep(0.1)  # no descriptor to take it with: wait for one to be freed
                 continue
-            source = str(stream.socket.getpeername()[0])
+            try:
+                source = str(stream.socket.getpeername()[0])
+            except OSError as e:  # reset before we got to it: nothing to serve
+                self._refusals.note(f"the peer was gone when accepted: {e.strerror or e}")
+                stream.socket.close()
+                continue
             why = self._over_limit(source)
             if why:
                 self._refusals.note(why)
@@ -315,8 +356,7 @@ class AgentManager:
             else:
                 self._pending_by_source.pop(link.source, None)
             link.conn.max_body = max_body_size(DEFAULT_MAX_FRAME_SIZE)
-            if link.read_scope is not None:  # the reader waits under the handshake's deadline: move it
-                link.read_scope.deadline = self._read_deadline(link)
+            link.rearm()  # the reader waits under the handshake's deadline: move it
 
     async def _handle(self, stream: trio.SocketStream, source: str = "") -> None:
         try:
@@ -326,26 +366,29 @@ class AgentManager:
         peer = f"{address}:{port}"
         link = AgentLink(stream, Connection(Role.SERVER, mgmt_id=self.msid,
                                             max_frame_size=self.limits.handshake_frame), peer,
-                         source=source or str(address), raw=stream)
+                         self._on_request, source=source or str(address))
+        link.read_deadline = partial(self._read_deadline, link)
+        link.frame_timeout = self.limits.frame_timeout
+        link.timed_out = partial(self._timed_out, link)
         reason = "closed"
-        accepted = trio.current_time()
+        link.accepted = trio.current_time()
         try:
             refused: str | None = None
-            with trio.move_on_at(accepted + self.limits.handshake_timeout):
+            with trio.move_on_at(link.accepted + self.limits.handshake_timeout):
                 refused = await self._secure(link, stream)
             reason = "no TLS handshake within the handshake deadline" if refused is None else refused
             if refused == "":
-                reason = ""  # set by the reader; still empty when the read was cancelled
-                async with trio.open_nursery() as nursery:
-                    reason = await self._read(link, nursery, accepted)
-                    nursery.cancel_scope.cancel()
+                reason = await link.run()
+                if reason.startswith("protocol violation: "):
+                    log.warning("%s, closing the connection", reason,
+                                extra={"peer": link.peer, "host_id": link.host_id})
             elif link.pending:  # one line per connection would flood the log in a storm or an attack:
                 log.debug("agent connection closed before its handshake: %s", reason, extra={"peer": peer})
         except Exception as e:  # one connection's failure must never take the server down
             reason = f"internal error: {e!r}"
             log.exception("connection handler failed", extra={"peer": peer, "host_id": link.host_id})
         finally:
-            if not reason:
+            if not reason or reason == "the connection's task was cancelled":
                 reason = "the server is stopping" if self.stopping else "the connection's task was cancelled"
             with trio.CancelScope(shield=True):
                 self.connections -= 1
@@ -398,70 +441,39 @@ class AgentManager:
 
     def _read_deadline(self, link: AgentLink) -> float:
         """Until when the reader waits for bytes: the handshake's deadline, then three ping timeouts of
-        silence; sooner when a frame has begun and must end."""
+        silence (the link itself shortens it while a frame that has begun must end)."""
         limits = self.limits
         if link.pending:
-            deadline = link.accepted + limits.handshake_timeout
-        else:
-            idle = limits.idle_timeout or 3 * self.ping_interval * self.ping_timeout
-            deadline = trio.current_time() + idle
-        if link.frame_began is not None:
-            deadline = min(deadline, link.frame_began + limits.frame_timeout)
-        return deadline
+            return link.accepted + limits.handshake_timeout
+        return trio.current_time() + (limits.idle_timeout or 3 * self.ping_interval * self.ping_timeout)
 
-    async def _read(self, link: AgentLink, nursery: trio.Nursery, accepted: float) -> str:
-        link.accepted = accepted
-        while True:
-            data: bytes | bytearray | None = None
-            with trio.move_on_at(self._read_deadline(link)) as link.read_scope:
-                try:
-                    data = await link.stream.receive_some(65536)
-                except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
-                    return f"read failed: {e}"
-            link.read_scope = None
-            if data is None:
-                return self._timed_out(link, link.frame_began)
-            link.conn.receive_data(data)
-            events = 0
-            while True:
-                try:
-                    event = link.conn.next_event()
-                except ProtocolError as e:
-                    log.warning("protocol violation, closing the connection: %s", e,
-                                extra={"peer": link.peer, "host_id": link.host_id})
-                    return f"protocol violation: {e}"
-                if event is NEED_DATA:
-                    break
-                events += 1
-                if isinstance(event, ConnectionClosed):
-                    return "the agent closed the connection"
-                if isinstance(event, Response):
-                    waiter = link.waiters.pop(event.seq, None)
-                    if waiter is not None:
-                        waiter.send_nowait(event)
-                elif isinstance(event, Request):
-                    first = event.commands[0]
-                    if link.enroll_only or isinstance(first, EnrollCommand):
-                        return await self._enroll(link, event)
-                    if isinstance(first, StartupRoutingCommand):
-                        # Handled in line: nothing else may reach the host before it is registered.
-                        refused = await self._startup(link, event, nursery)
-                        if refused:
-                            return refused
-                    elif isinstance(first, PingRoutingCommand):
-                        bad = await self._ping(link, event, first)
-                        if bad:
-                            return bad
-                    elif isinstance(first, RenewCertificateCommand) and len(event.commands) == 1:
-                        nursery.start_soon(self._renew, link, event, first)
-                    else:
-                        await self._respond(link, event, [UnsupportedAnswer(
-                            details=f"the management server does not take {type(first).__name__}")]
-                            * len(event.commands))
-            if not link.conn.buffered:
-                link.frame_began = None
-            elif events or link.frame_began is None:
-                link.frame_began = trio.current_time()
+    def _on_request(self, link: Link, request: Request) -> None:
+        """A request from the agent, in the reader: answered at once or handed to a task of the link's
+        (anything that writes to the database); the reader never waits."""
+        assert isinstance(link, AgentLink) and link.nursery is not None
+        first = request.commands[0]
+        if type(first) is PingRoutingCommand:
+            bad = self._ping(link, request, first)
+            if bad:
+                link.end(bad)
+        elif link.enroll_only or isinstance(first, EnrollCommand):
+            link.nursery.start_soon(self._ending, link, self._enroll(link, request))
+        elif isinstance(first, StartupRoutingCommand):
+            # the agent may send nothing else before the answer (the connection's state machine)
+            link.nursery.start_soon(self._ending, link, self._startup(link, request))
+        elif isinstance(first, RenewCertificateCommand) and len(request.commands) == 1:
+            link.nursery.start_soon(self._renew, link, request, first)
+        else:
+            name = type(first).__name__
+            unsupported = UnsupportedAnswer(details=f"the management server does not take {name}")
+            link.respond(request, [unsupported] * len(request.commands))
+
+    @staticmethod
+    async def _ending(link: AgentLink, outcome: Awaitable[str]) -> None:
+        """Run a handler that says why the connection must close ("": it goes on)."""
+        reason = await outcome
+        if reason:
+            link.end(reason)
 
     def _timed_out(self, link: AgentLink, frame_began: float | None) -> str:
         if link.pending:
@@ -473,25 +485,20 @@ class AgentManager:
         log.warning("closing the connection: %s", why, extra={"peer": link.peer, "host_id": link.host_id})
         return why
 
-    async def _respond(self, link: AgentLink, request: Request, answers: Sequence[Answer]) -> None:
-        async with link.send_lock:
-            try:
-                await link.stream.send_all(link.conn.send_response(request, answers))
-            except LocalProtocolError:
-                pass  # the connection is already closed or failed; the reader ends it
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                link.conn.send_failed()
+    @staticmethod
+    def _respond(link: AgentLink, request: Request, answers: Sequence[Answer] | Prepared) -> None:
+        link.respond(request, answers)  # queued; a link that can no longer send is ended by its reader
 
     # --- handshake -------------------------------------------------------------------------------
 
     async def _refuse_startup(self, link: AgentLink, request: Request, reason: str) -> str:
         log.warning("startup refused, closing the connection: %s", reason,
                     extra={"peer": link.peer, "host_id": link.host_id})
-        await self._respond(link, request, [StartupAnswer(result=False, details=reason)]
+        self._respond(link, request, [StartupAnswer(result=False, details=reason)]
                             + [Answer(result=False, details=reason)] * (len(request.commands) - 1))
         return f"startup refused: {reason}"
 
-    async def _startup(self, link: AgentLink, request: Request, nursery: trio.Nursery) -> str:
+    async def _startup(self, link: AgentLink, request: Request) -> str:
         """Register the host; "" when it was accepted, else why the connection closes."""
         startup = request.commands[0]
         assert isinstance(startup, StartupRoutingCommand)
@@ -513,17 +520,21 @@ class AgentManager:
         link.guid = startup.guid
         self.newest[startup.guid] = link  # from now on an older connection of this host changes nothing
         storage = storages[0] if storages else None
-        reg = await self.registrations.submit(registry.Startup(startup, storage, self.msid))
+        # Shielded: a registration written must be known here even when the agent hangs up meanwhile
+        # (its connection then ends it as any host's: the row is not left Connecting).
+        with trio.move_on_after(self.startup_timeout) as registering:
+            registering.shield = True
+            reg = await self.registrations.submit(registry.Startup(startup, storage, self.msid))
+        if registering.cancelled_caught:
+            return "the registration was not written in time"
         rest = [Answer()] * (len(request.commands) - 1)
-        await self._respond(link, request, [StartupAnswer(host_id=reg.host_id,
+        self._respond(link, request, [StartupAnswer(host_id=reg.host_id,
                                                           ping_interval=self.ping_interval), *rest])
         if reg.reject_reason:
             log.error("host rejected: %s", reg.reject_reason, extra={"peer": link.peer, "guid": startup.guid})
-            await self._send_and_forget(link, ReadyCommand(host_id=0, reject_reason=reg.reject_reason))
             # Let the agent read the reason and answer (or hang up) before we close: up to 5 s.
-            with trio.move_on_after(5), contextlib.suppress(trio.BrokenResourceError,
-                                                            trio.ClosedResourceError):
-                await link.stream.receive_some(65536)
+            with contextlib.suppress(LinkClosed):
+                await link.request([ReadyCommand(host_id=0, reject_reason=reg.reject_reason)], timeout=5)
             return f"startup rejected: {reg.reject_reason}"
         link.host_id, link.cluster_id = reg.host_id, reg.cluster_id
         link.conn.agent_id = reg.host_id
@@ -531,7 +542,7 @@ class AgentManager:
         self.zones[reg.host_id] = reg.zone_id
         old = self.links.get(reg.host_id)
         if old is not None and old is not link:  # the agent came back before we saw it leave
-            await old.close()
+            old.close("the host connected again")
         self.links[reg.host_id] = link
         self._set_status(reg.host_id, Status.CONNECTING)
         # The startup carries the host's full power report: what runs there now, before any ping.
@@ -539,7 +550,8 @@ class AgentManager:
         self._pending_reports[reg.host_id] = self.reports[reg.host_id]
         self._report_taken[reg.host_id] = registry.now()
         self._reports_queued.set()
-        nursery.start_soon(self._ready, link, reg)
+        assert link.nursery is not None
+        link.nursery.start_soon(self._ready, link, reg)
         return ""
 
     # --- certificates --------------------------------------------------------------------------------
@@ -551,11 +563,11 @@ class AgentManager:
         if not isinstance(enroll, EnrollCommand) or len(request.commands) != 1 or trust is None:
             return "a connection without a certificate may only enroll"
         if link.cert_guid is None and not link.enroll_only:  # plain TCP (permissive mode)
-            await self._respond(link, request, [EnrollAnswer(result=False, details="enrollment needs TLS")])
+            self._respond(link, request, [EnrollAnswer(result=False, details="enrollment needs TLS")])
             return "enrollment refused: not over TLS (the token would travel in clear)"
 
         async def answer(result: EnrollAnswer) -> None:
-            await self._respond(link, request, [result])
+            self._respond(link, request, [result])
 
         if not enroll.token:  # first step: the agent fetches the CA to check it against its token
             await answer(EnrollAnswer(result=False, details="a registration token is needed",
@@ -578,17 +590,17 @@ class AgentManager:
     async def _renew(self, link: AgentLink, request: Request, renew: RenewCertificateCommand) -> None:
         trust = self.trust
         if trust is None or not link.cert_guid or not link.up:
-            await self._respond(link, request, [RenewCertificateAnswer(
+            self._respond(link, request, [RenewCertificateAnswer(
                 result=False, details="renewal needs a connection made with a certificate")])
             return
         try:
             issued = await trust.renew(link.cert_guid, renew.csr)
         except EnrollmentRefused as e:
-            await self._respond(link, request, [RenewCertificateAnswer(result=False, details=str(e))])
+            self._respond(link, request, [RenewCertificateAnswer(result=False, details=str(e))])
             return
         log.info("certificate renewed: %s until %s", issued.serial, issued.not_after,
                  extra={"host_id": link.host_id, "guid": link.cert_guid})
-        await self._respond(link, request, [RenewCertificateAnswer(certificate=issued.pem,
+        self._respond(link, request, [RenewCertificateAnswer(certificate=issued.pem,
                                                                    ca_certificate=trust.ca.pem)])
 
     async def provision_certificate(self, host_id: int, *, reconnect: bool = False) -> str:
@@ -621,8 +633,7 @@ class AgentManager:
         serials = await self.trust.revoke_host(guid) if self.trust is not None else []
         link = self.newest.get(guid)
         if link is not None:
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                await link.close()
+            link.close("its certificate was revoked")
         return serials
 
     async def _ready(self, link: AgentLink, reg: registry.Registration) -> None:
@@ -635,12 +646,12 @@ class AgentManager:
         except OperationTimedOut:
             log.warning("no ReadyAnswer in %g s, closing", self.startup_timeout,
                         extra={"host_id": reg.host_id})
-            await link.close()
+            link.close("no ReadyAnswer")
             return
         if not answers[0].result:
             log.warning("Ready refused by the agent: %s", answers[0].details,
                         extra={"host_id": reg.host_id})
-            await link.close()
+            link.close("Ready refused by the agent")
             return
         # Usable from the ReadyAnswer on; marked before the row says Up, so that a host the database
         # shows Up can always be sent commands.
@@ -671,43 +682,46 @@ class AgentManager:
         for host_id, link in list(self.links.items()):
             if link.up:
                 zone_id = self.zones.get(host_id, 0)
-                await self._send_and_forget(link, self._ready_command(host_id, zone_id, link.cluster_id))
+                self._send_and_forget(link, self._ready_command(host_id, zone_id, link.cluster_id))
 
-    async def _send_and_forget(self, link: AgentLink, command: Command) -> None:
-        async with link.send_lock:
-            with contextlib.suppress(LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
-                _seq, data = link.conn.send_request([command])
-                await link.stream.send_all(data)
+    @staticmethod
+    def _send_and_forget(link: AgentLink, command: Command) -> None:
+        with contextlib.suppress(LinkClosed):
+            link.start_request([command])
 
     # --- liveness --------------------------------------------------------------------------------
 
-    async def _ping(self, link: AgentLink, request: Request, ping: PingRoutingCommand) -> str:
-        """Note the host alive and its power report; "" or why the connection closes."""
+    def _ping(self, link: AgentLink, request: Request, ping: PingRoutingCommand) -> str:
+        """Note the host alive and its power report, and answer; "" or why the connection closes. Never
+        waits: the database learns of a host coming back from a task of its own."""
         host_id = link.host_id
-        try:
-            if not host_id:
-                raise validate.InvalidAgentMessage("a ping before the startup")
-            validate.ping(ping, host_id)
-        except validate.InvalidAgentMessage as e:
-            log.warning("bad ping, closing the connection: %s", e,
-                        extra={"peer": link.peer, "host_id": host_id})
-            return f"bad ping: {e}"
+        if ping is not link.last_ping:  # the same ping as the last one is known good and changes nothing
+            try:
+                if not host_id:
+                    raise validate.InvalidAgentMessage("a ping before the startup")
+                validate.ping(ping, host_id)
+            except validate.InvalidAgentMessage as e:
+                log.warning("bad ping, closing the connection: %s", e,
+                            extra={"peer": link.peer, "host_id": host_id})
+                return f"bad ping: {e}"
+            if link.up:
+                if self.reports.get(host_id) != ping.power_report:
+                    self.reports[host_id] = dict(ping.power_report)
+                    self._pending_reports[host_id] = self.reports[host_id]
+                    self._report_taken[host_id] = registry.now()
+                    self._reports_queued.set()
+                link.last_ping = ping
         self.last_seen[host_id] = trio.current_time()
-        self._heard_from(host_id)
-        await self._respond(link, request, [PingAnswer(send_startup=not link.up)])
-        back = self.status.get(host_id) in (Status.ALERT, Status.DISCONNECTED, Status.DOWN) and link.up
-        if back and host_id not in self._coming_back:
-            # written by a task of its own: the reader never waits on the database to answer
+        if host_id in self.suspect:
+            self._heard_from(host_id)
+        link.respond(request, _PING_OK if link.up else _PING_STARTUP)
+        self.pings += 1
+        if link.up and self.status.get(host_id) in _GONE and host_id not in self._coming_back:
             self._coming_back.add(host_id)
             if self._nursery is not None:
                 self._nursery.start_soon(self._back_up, host_id)
-            else:
-                await self._back_up(host_id)
-        if link.up and self.reports.get(host_id) != ping.power_report:
-            self.reports[host_id] = dict(ping.power_report)
-            self._pending_reports[host_id] = self.reports[host_id]
-            self._report_taken[host_id] = registry.now()
-            self._reports_queued.set()
+            elif link.nursery is not None:
+                link.nursery.start_soon(self._back_up, host_id)
         return ""
 
     async def _back_up(self, host_id: int) -> None:
@@ -718,7 +732,7 @@ class AgentManager:
                 link = self.links.get(host_id)
                 if link is not None and link.up:  # admitted again: a host that fenced itself meanwhile
                     zone_id = self.zones.get(host_id, 0)  # heartbeats again (and clears its mark)
-                    await self._send_and_forget(link, self._ready_command(host_id, zone_id, link.cluster_id))
+                    self._send_and_forget(link, self._ready_command(host_id, zone_id, link.cluster_id))
         except Exception:  # a task of the manager's nursery: its failure must not end the server
             log.exception("host not moved back Up; its next ping tries again", extra={"host_id": host_id})
         finally:
@@ -766,9 +780,6 @@ class AgentManager:
         # A host's connection ending is news; one that never registered (a flood, a scanner) is not.
         log.log(logging.INFO if link.host_id else logging.DEBUG, "agent disconnected: %s", reason,
                 extra={"peer": link.peer, "host_id": link.host_id})
-        waiters, link.waiters = link.waiters, {}
-        for waiter in waiters.values():  # requests in flight on this connection get no answer now
-            waiter.close()
         if self.newest.get(link.guid) is link:
             del self.newest[link.guid]
         elif link.guid:
@@ -828,10 +839,7 @@ class AgentManager:
                     extra={"host_id": host_id})
         link = self.links.get(host_id)
         if link is not None:
-            waiters, link.waiters = link.waiters, {}
-            for seq, waiter in waiters.items():
-                link.conn.abandon(seq)
-                waiter.close()
+            link.abandon_all()
         for listener in self.suspect_listeners:
             listener(host_id, True)
 
@@ -936,28 +944,44 @@ class AgentManager:
         return await self._request(link, commands, timeout=timeout, in_sequence=in_sequence,
                                    stop_on_error=stop_on_error)
 
+    async def fan_out(self, host_ids: Iterable[int], commands: Sequence[Command], *,
+                      timeout: float = 60.0) -> dict[int, tuple[Any, ...] | Exception]:
+        """Send the same commands to many hosts at once and collect every answer: serialized once, one
+        queued frame per host, one wait for them all (no task per host). Each host's answers, or the
+        AgentUnavailable or OperationTimedOut that stands for them."""
+        gather = _Gather(type(commands[0]).__name__, timeout)
+        prepared = prepare(commands)
+        sent: list[tuple[AgentLink, int]] = []
+        for host_id in host_ids:
+            link = self.links.get(host_id)
+            if link is None or not link.up or host_id in self.suspect:
+                gather.results[host_id] = AgentUnavailable(f"host {host_id} is not connected and answering")
+                continue
+            gather.left += 1
+            try:
+                seq, _waiter = link.start_request(prepared, waiter=_HostWaiter(host_id, gather.finished))
+            except LinkClosed as e:
+                gather.left -= 1
+                gather.results[host_id] = AgentUnavailable(f"host {host_id}: {e}")
+                continue
+            sent.append((link, seq))
+        if gather.left:
+            with trio.move_on_after(timeout):
+                await gather.all_in.wait()
+        gather.timed_out = True
+        for link, seq in sent:  # what did not come in time is abandoned (its waiter records the timeout)
+            link.abandon(seq)
+        return gather.results
+
     async def _request(self, link: AgentLink, commands: Sequence[Command], *, timeout: float,
                        in_sequence: bool = False, stop_on_error: bool = False) -> tuple[Any, ...]:
-        send, receive = trio.open_memory_channel[Response](1)
-        async with link.send_lock:
-            try:
-                seq, data = link.conn.send_request(commands, in_sequence=in_sequence,
-                                                   stop_on_error=stop_on_error)
-            except LocalProtocolError as e:  # the connection closed or failed under us
-                raise AgentUnavailable(f"host {link.host_id}: {e}") from None
-            link.waiters[seq] = send
-            try:
-                await link.stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
-                link.waiters.pop(seq, None)
-                raise AgentUnavailable(f"host {link.host_id}: the connection broke: {e}") from None
-        with trio.move_on_after(timeout):
-            try:
-                return (await receive.receive()).answers
-            except trio.EndOfChannel:  # the connection ended first (see _disconnected)
-                raise AgentUnavailable(f"host {link.host_id}: the connection closed before it answered "
-                                       f"{type(commands[0]).__name__}") from None
-        link.waiters.pop(seq, None)
-        link.conn.abandon(seq)
-        raise OperationTimedOut(f"host {link.host_id} did not answer {type(commands[0]).__name__} "
-                                f"within {timeout:g} s")
+        try:
+            response = await link.request(commands, timeout=timeout, in_sequence=in_sequence,
+                                          stop_on_error=stop_on_error)
+        except LinkClosed as e:  # the connection ended first (or could not send)
+            raise AgentUnavailable(f"host {link.host_id}: the connection closed before it answered "
+                                   f"{type(commands[0]).__name__}: {e}") from None
+        if response is None:
+            raise OperationTimedOut(f"host {link.host_id} did not answer {type(commands[0]).__name__} "
+                                    f"within {timeout:g} s")
+        return response.answers

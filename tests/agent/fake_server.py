@@ -7,24 +7,14 @@ reports), and lets a test send commands to a host and await the answers. Every c
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
-from protocol import (
-    NEED_DATA,
-    Connection,
-    ConnectionClosed,
-    LocalProtocolError,
-    ProtocolError,
-    Request,
-    Response,
-    Role,
-)
+from protocol import Connection, Request, Response, Role
+from protocol.link import Link, Waiter
 from protocol.messages import (
     Answer,
     Command,
@@ -38,22 +28,18 @@ from protocol.messages import (
 )
 
 
-@dataclass
-class HostLink:
-    """The server's side of one agent connection."""
+class HostLink(Link):
+    """The server's side of one agent connection (the shared trio adapter, and what the tests look at)."""
 
-    stream: trio.SocketStream
-    conn: Connection
-    guid: str = ""
-    host_id: int = 0
-    ready: bool = False
-    closed: bool = False
-    startups: list[tuple[Command, ...]] = field(default_factory=list)
-    pings: list[dict[str, PowerState]] = field(default_factory=list)
-    requests: list[Request] = field(default_factory=list)
-    waiters: dict[int, trio.MemorySendChannel[Response]] = field(default_factory=dict)
-    send_lock: trio.StrictFIFOLock = field(default_factory=trio.StrictFIFOLock)
-
+    def __init__(self, stream: trio.SocketStream, server: FakeServer) -> None:
+        super().__init__(stream, Connection(Role.SERVER, initial_seq=1000), server._on_request)
+        self.guid = ""
+        self.host_id = 0
+        self.ready = False
+        self.closed = False
+        self.startups: list[tuple[Command, ...]] = []
+        self.pings: list[dict[str, PowerState]] = []
+        self.requests: list[Request] = []
 
 class FakeServer:
     def __init__(self, *, ping_interval: float = 0.05, host: str = "127.0.0.1") -> None:
@@ -85,6 +71,7 @@ class FakeServer:
         if self._scope is not None:
             self._scope.cancel()
         for link in self.links:
+            link.end("the server stopped")
             await link.stream.aclose()
         self._changed.set()
 
@@ -114,71 +101,56 @@ class FakeServer:
                    stop_on_error: bool = False, timeout: float = 10.0) -> Response:
         link = self.link(guid)
         assert link is not None, f"host {guid} is not connected"
-        send, receive = trio.open_memory_channel[Response](1)
-        async with link.send_lock:
-            seq, data = link.conn.send_request(commands, in_sequence=in_sequence, stop_on_error=stop_on_error)
-            link.waiters[seq] = send
-            await link.stream.send_all(data)
-        with trio.fail_after(timeout):
-            return await receive.receive()
+        response = await link.request(commands, in_sequence=in_sequence, stop_on_error=stop_on_error,
+                                      timeout=timeout)
+        if response is None:
+            raise trio.TooSlowError(f"host {guid} did not answer within {timeout:g} s")
+        return response
+
+    def expect(self, guid: str, seq: int, asked: tuple[Command, ...]) -> Waiter:
+        """Wait for the response to a request written by hand (``send_raw``) as if ``asked`` were sent."""
+        link = self.link(guid)
+        assert link is not None
+        link.conn._outstanding[seq] = asked
+        waiter = link._waiters[seq] = Waiter()
+        return waiter
 
     async def send_raw(self, guid: str, data: bytes) -> None:
         link = self.link(guid)
         assert link is not None
-        async with link.send_lock:
-            await link.stream.send_all(data)
+        link.send_frames(data)
 
     # --- one agent connection --------------------------------------------------------------------
 
     async def _handle(self, stream: trio.SocketStream) -> None:
-        link = HostLink(stream, Connection(Role.SERVER, initial_seq=1000))
+        link = HostLink(stream, self)
         self.links.append(link)
         self.changed()
         try:
-            async with trio.open_nursery() as nursery:
-                while True:
-                    try:
-                        data = await stream.receive_some(65536)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
-                        return
-                    link.conn.receive_data(data)
-                    while True:
-                        try:
-                            event = link.conn.next_event()
-                        except ProtocolError as e:
-                            self.violations.append(str(e))
-                            return
-                        if event is NEED_DATA or isinstance(event, ConnectionClosed):
-                            break
-                        if isinstance(event, Response):
-                            waiter = link.waiters.pop(event.seq, None)
-                            if waiter is not None:
-                                waiter.send_nowait(event)
-                        elif isinstance(event, Request):
-                            link.requests.append(event)
-                            nursery.start_soon(self._on_request, link, event)
-                    if isinstance(event, ConnectionClosed):
-                        return
+            reason = await link.run()
+            if reason.startswith("protocol violation: "):
+                self.violations.append(reason.removeprefix("protocol violation: "))
         finally:
             link.closed = True
             self.changed()
             with trio.CancelScope(shield=True):
                 await stream.aclose()
 
-    async def _on_request(self, link: HostLink, request: Request) -> None:
+    def _on_request(self, link: Link, request: Request) -> None:
+        assert isinstance(link, HostLink) and link.nursery is not None
+        link.requests.append(request)
         first = request.commands[0]
         if isinstance(first, StartupRoutingCommand | StartupStorageCommand):
-            await self._on_startup(link, request)
+            link.nursery.start_soon(self._on_startup, link, request)
         elif isinstance(first, PingRoutingCommand):
             if not self.answer_pings:
                 return
             link.pings.append(dict(first.power_report))
             send_startup = link.guid in self.ask_startup
             self.ask_startup.discard(link.guid)
-            await self._respond(link, request, [PingAnswer(send_startup=send_startup)])
+            link.respond(request, [PingAnswer(send_startup=send_startup)])
         else:
-            failures = [Answer(result=False, details="not handled")] * len(request.commands)
-            await self._respond(link, request, failures)
+            link.respond(request, [Answer(result=False, details="not handled")] * len(request.commands))
         self.changed()
 
     async def _on_startup(self, link: HostLink, request: Request) -> None:
@@ -188,18 +160,14 @@ class FakeServer:
         link.startups.append(request.commands)
         if self.refuse_startup:
             answers: list[Answer] = [StartupAnswer(result=False, details=self.refuse_startup)]
-            await self._respond(link, request, answers + [Answer()] * (len(request.commands) - 1))
+            link.respond(request, answers + [Answer()] * (len(request.commands) - 1))
+            self.changed()
             return
         host_id = self.host_ids.setdefault(first.guid, next(self._ids))
         link.host_id = link.conn.agent_id = host_id
         answers = [StartupAnswer(host_id=host_id, ping_interval=self.ping_interval)]
-        await self._respond(link, request, answers + [Answer()] * (len(request.commands) - 1))
+        link.respond(request, answers + [Answer()] * (len(request.commands) - 1))
+        self.changed()
         ready = await self.send(link.guid, [ReadyCommand(host_id=host_id, reject_reason=self.reject_reason)])
         link.ready = bool(ready.answers[0].result)
         self.changed()
-
-    async def _respond(self, link: HostLink, request: Request, answers: Sequence[Answer]) -> None:
-        async with link.send_lock:
-            # the connection may have closed (or failed) while the request was handled: the reader ends it
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, LocalProtocolError):
-                await link.stream.send_all(link.conn.send_response(request, answers))

@@ -10,6 +10,7 @@ from agent.faults import FaultTable
 from agent.simulator import HostSpec, SimulatorResource
 from protocol import Flag
 from protocol.frame import HEADER, VERSION
+from protocol.link import LinkClosed, Waiter
 from protocol.messages import (
     Answer,
     CheckHealthAnswer,
@@ -65,13 +66,12 @@ async def test_unknown_and_unhandled_commands_get_unsupported_answer(server: Fak
     # a command type the agent does not know at all, written as raw JSON
     body = b'[{"ReplugCommand": {"wait": 0}}]'
     seq = 99
-    link.conn._outstanding[seq] = (CheckHealthCommand(),)  # the fake server expects one answer
-    send, receive = trio.open_memory_channel(1)  # type: ignore[var-annotated]
-    link.waiters[seq] = send
+    waiter = server.expect("sim-1", seq, (CheckHealthCommand(),))  # the fake server expects one answer
     frame = HEADER.pack(VERSION, 0, Flag.REQUEST | Flag.FROM_SERVER, seq, len(body), 0, 1, 0) + body
     await server.send_raw("sim-1", frame)
     with trio.fail_after(5):
-        response = await receive.receive()
+        response = await waiter.wait()
+    assert response is not None
     assert isinstance(response.answers[0], UnsupportedAnswer)
     assert response.answers[0].details == "unsupported command: ReplugCommand"
     # a known type the agent has no handler for: pings go from agents to servers, not back
@@ -99,18 +99,21 @@ async def test_in_sequence_requests_run_in_order_and_others_concurrently(server:
     slow = faults.add("CheckHealthCommand", "wait:1500", count=2)
     agent = make_agent("sim-1", faults=faults)
     await agent.up.wait()
-    done: list[str] = []
+    link = server.link("sim-1")
+    assert link is not None
+    done: list[str] = []  # in the order the answers arrived (answers that share a read wake in any order)
 
-    async def send(label: str, in_sequence: bool) -> None:
+    def send(label: str, in_sequence: bool) -> Waiter:
         command = CheckHealthCommand() if label.startswith("slow") else StopCommand(vm_name=label)
-        await server.send("sim-1", [command], in_sequence=in_sequence)
-        done.append(label)
+        return link.start_request([command], in_sequence=in_sequence,
+                                  waiter=Waiter(lambda _w: done.append(label)))[1]
 
-    async with trio.open_nursery() as n:
-        n.start_soon(send, "slow-seq", True)
-        await server.wait_for(lambda: slow.matched >= 1)  # the slow command is running on the agent
-        n.start_soon(send, "after-seq", True)
-        n.start_soon(send, "free", False)
+    waiters = [send("slow-seq", True)]
+    await server.wait_for(lambda: slow.matched >= 1)  # the slow command is running on the agent
+    waiters += [send("after-seq", True), send("free", False)]
+    with trio.fail_after(30):
+        for waiter in waiters:
+            assert (await waiter.wait()) is not None
     # the in-sequence request queued behind the slow one; the free one did not wait
     assert done.index("free") < done.index("slow-seq") < done.index("after-seq")
 
@@ -166,8 +169,8 @@ async def test_drop_fault_closes_the_connection_and_the_agent_comes_back(server:
     agent = make_agent("sim-1", faults=faults)
     await agent.up.wait()
     first = server.link("sim-1")
-    with pytest.raises(trio.TooSlowError):
-        await server.send("sim-1", [StopCommand(vm_name="v")], timeout=1)
+    with pytest.raises(LinkClosed, match="the peer closed the connection"):
+        await server.send("sim-1", [StopCommand(vm_name="v")], timeout=30)
     await server.wait_for(lambda: first.closed)  # type: ignore[union-attr]
     links = await server.wait_for(lambda: server.ready_links("sim-1"))
     assert links[0] is not first and links[0].host_id == first.host_id  # type: ignore[union-attr]
@@ -337,13 +340,16 @@ async def test_sending_on_a_connection_that_just_closed_ends_that_session_only()
     for attempt in ("request", "respond"):
         ours, _theirs = trio.testing.memory_stream_pair()
         session = _Session(agent, ours)  # type: ignore[arg-type]
-        session.conn.receive_data(b"")  # the server closed its side
-        session.conn.next_event()
-        async with trio.open_nursery() as nursery:
-            session.nursery = nursery
+        session.link.conn.receive_data(b"")  # the server closed its side
+        session.link.conn.next_event()
+
+        async def act(attempt: str = attempt, session: _Session = session) -> None:
             if attempt == "request":
-                nursery.start_soon(session.request, [PingRoutingCommand(host_id=1)], 5.0)
+                await session.request([PingRoutingCommand(host_id=1)], 5.0)
             else:  # an answer to a request read before the close
                 request = Request(seq=7, flags=0, commands=(PingRoutingCommand(host_id=1),))
-                nursery.start_soon(session.respond, request, [Answer()])
+                session.respond(request, [Answer()])
+
+        with trio.fail_after(10):
+            await session.link.run(act)
         assert session.close_reason.startswith("cannot send"), attempt

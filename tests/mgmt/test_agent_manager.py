@@ -16,6 +16,7 @@ import sqlalchemy as sa
 import trio
 
 from agent.faults import FaultTable
+from agent.ha import read_beat
 from agent.kvm import LibvirtResource
 from agent.resource import Placement
 from agent.shell import Agent, AgentSettings
@@ -356,6 +357,9 @@ async def test_a_silent_host_whose_heartbeat_stopped_goes_down(nursery: trio.Nur
     await neighbour.up.wait()
     await wait_status(manager, "neighbour", "Up")
     assert victim.heartbeat.dirs and victim.heartbeat.dirs == neighbour.heartbeat.dirs
+    with trio.fail_after(15):  # a heartbeat never written says nothing: it must have beaten once
+        while read_beat(victim.heartbeat.dirs[0], "victim") is None:
+            await trio.sleep(0.02)  # polling a file: there is no event to wait on
     # the simulated host hung: no pings, no heartbeat; only storage can tell (no oracle)
     faults.stop_pinging = faults.stop_heartbeat = True
     faults.add("CheckHealthCommand", "wait:60000")
@@ -435,3 +439,31 @@ async def test_a_request_in_flight_fails_at_once_when_the_connection_drops(nurse
     row = await wait_status(manager, "dropper", "Up")
     with trio.fail_after(10), pytest.raises(AgentUnavailable, match="closed before it answered StopCommand"):
         await manager.send(row.id, [StopCommand(vm_name="x")], timeout=3600)
+
+
+async def test_a_fan_out_collects_every_answer_or_says_why_not(nursery: trio.Nursery, tmp_path: Path) -> None:
+    """One command to many hosts: each host's answers, a failure for a host that is not connected, a
+    timeout for one that does not answer in time (its late answer is dropped quietly)."""
+    slow = FaultTable()
+    slow.add("CheckHealthCommand", "wait:3600000", count=1)
+    manager = await start_server(nursery, tmp_path)
+    agents = {guid: make_agent(nursery, manager.port, guid, faults=slow if guid == "slow" else None)
+              for guid in ("a", "b", "c", "slow")}
+    for agent in agents.values():
+        await agent.up.wait()
+    ids = {guid: (await wait_status(manager, guid, "Up")).id for guid in agents}
+    everyone = [*ids.values(), 9999]
+    results = await manager.fan_out(everyone, [CheckHealthCommand()], timeout=5)
+    assert set(results) == set(everyone)
+    for guid in ("a", "b", "c"):
+        answers = results[ids[guid]]
+        assert isinstance(answers, tuple) and answers[0].result, guid
+    assert isinstance(results[ids["slow"]], OperationTimedOut)
+    assert isinstance(results[9999], AgentUnavailable)
+    # the slow host is still there and answers the next one
+    again = await manager.fan_out([ids["slow"]], [CheckHealthCommand()], timeout=30)
+    answers = again[ids["slow"]]
+    assert isinstance(answers, tuple) and answers[0].result
+    KILL["c"].cancel()
+    gone = await manager.fan_out([ids["c"]], [CheckHealthCommand()], timeout=30)
+    assert isinstance(gone[ids["c"]], AgentUnavailable)

@@ -288,3 +288,26 @@ async def test_a_quiet_host_is_not_cut_off_by_the_handshake_deadline(nursery: tr
     await agent.send(PingRoutingCommand(host_id=host_id))
     answer = await agent.event()
     assert isinstance(answer, Response) and answer.answers[0].result
+
+
+async def test_connections_reset_before_they_are_accepted_do_not_end_the_server(nursery: trio.Nursery,
+                                                                                tmp_path: Path) -> None:
+    """A peer that connects and resets at once (RST, not FIN) may be gone when the server accepts it:
+    asking for its address then fails. That must refuse that connection only, never end the server
+    (a 10,000-host reconnect storm hit it)."""
+    import socket
+    import struct
+
+    manager = await start_server(nursery, tmp_path)
+    resets = 0
+    while manager.refused < 1 and resets < 2000:  # until the server has met one (it usually takes one)
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.connect(("127.0.0.1", manager.port))
+        resets += 1
+        if resets % 50 == 0:
+            await trio.lowlevel.checkpoint()
+    steady = make_agent(nursery, manager.port, "steady")
+    await steady.up.wait()
+    row = await wait_status(manager, "steady", "Up")
+    assert (await manager.send(row.id, [CheckHealthCommand()]))[0].result

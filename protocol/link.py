@@ -1,0 +1,305 @@
+"""The trio side of one connection: the single adapter between a stream and the sans-IO ``Connection``.
+
+The management server, the agent and the tests' small server all drive their connections through
+``Link``; only what they do with a request differs (``on_request``). A link has
+
+- a **reader** (``run``): receives bytes, feeds the connection, hands each request to ``on_request``
+  (a plain function, called in the reader: it answers at once with ``respond`` or starts a task in
+  ``nursery``; it never makes the reader wait) and each response to the request that waits for it;
+- **queued writes**: ``respond`` and ``start_request`` only encode a frame and queue it; the frames
+  queued while the reader handled one receive go out in one write, by the reader itself, and frames
+  queued by other tasks go out through the link's writer task. Only the link's own tasks write to the
+  stream, so a caller's cancellation can never cut a frame in half;
+- **request/answer matching**: a request's waiter is woken by its response, or with nothing when the
+  link ends; a caller that stops waiting abandons the request, and its late answer is dropped quietly;
+- **deadlines**: ``read_deadline`` bounds each wait for bytes (a handshake, silence) and a frame that has
+  begun must end within ``frame_timeout``.
+
+``run`` returns why the link ended (the first reason given wins); cancelling ``run`` closes it too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import trio
+
+from .body import Prepared
+from .connection import NEED_DATA, Connection, Request, Response
+from .errors import LocalProtocolError, ProtocolError
+from .frame import Buffer
+from .messages import Answer, Command
+
+RECEIVE_SIZE = 65536
+LAST_WORDS = 2.0  # seconds a link that is ending may take to write what it queued (a refusal's reason)
+
+
+class LinkClosed(Exception):
+    """The link ended (or could not send) before the answer came; the message says why."""
+
+
+class Waiter:
+    """One request's wait for its response: ``response`` is None when the link ended first.
+    ``on_done`` (if set) is called once, when it is decided either way."""
+
+    __slots__ = ("_event", "done", "on_done", "response")
+
+    def __init__(self, on_done: Callable[[Waiter], None] | None = None) -> None:
+        self.response: Response | None = None
+        self.done = False
+        self.on_done = on_done
+        self._event: trio.Event | None = None
+
+    def finish(self, response: Response | None) -> None:
+        if self.done:
+            return
+        self.response, self.done = response, True
+        if self._event is not None:
+            self._event.set()
+        if self.on_done is not None:
+            self.on_done(self)
+
+    async def wait(self) -> Response | None:
+        if not self.done:
+            if self._event is None:
+                self._event = trio.Event()
+            await self._event.wait()
+        return self.response
+
+
+def _no_deadline() -> float:
+    return math.inf
+
+
+class Link:
+    """One connection driven by trio. Subclasses add what their side knows about the peer."""
+
+    __slots__ = (
+        "__weakref__",
+        "_closing",
+        "_out",
+        "_read_scope",
+        "_torn",
+        "_waiters",
+        "_writer_parked",
+        "_writing",
+        "conn",
+        "frame_began",
+        "frame_timeout",
+        "nursery",
+        "on_request",
+        "read_deadline",
+        "reason",
+        "stream",
+        "timed_out",
+    )
+
+    def __init__(self, stream: trio.abc.Stream, conn: Connection,
+                 on_request: Callable[[Link, Request], None], *,
+                 read_deadline: Callable[[], float] = _no_deadline, frame_timeout: float = math.inf,
+                 timed_out: Callable[[float | None], str] | None = None) -> None:
+        self.stream = stream
+        self.conn = conn
+        self.on_request = on_request
+        self.read_deadline = read_deadline  # until when the reader waits for bytes (trio time)
+        self.frame_timeout = frame_timeout  # a frame that has begun must end within this
+        self.timed_out = timed_out  # the reason to give when a wait for bytes ends (None: "timed out")
+        self.reason = ""  # why the link ended; "" while it lives
+        self.frame_began: float | None = None  # when the bytes of an unfinished frame began to arrive
+        self.nursery: trio.Nursery | None = None  # for tasks that live as long as the link
+        self._waiters: dict[int, Waiter] = {}
+        self._out: list[Buffer] = []  # encoded frames waiting to be written, in order
+        self._writing = False
+        self._writer_parked = trio.lowlevel.ParkingLot()
+        self._read_scope: trio.CancelScope | None = None
+        self._torn = False  # a write was cut short: nothing more may be written
+        self._closing = False  # the reader ended: the writer writes what is queued and stops
+
+    # --- life --------------------------------------------------------------------------------------
+
+    async def run(self, *tasks: Callable[[], Awaitable[Any]]) -> str:
+        """Serve the link until it ends, with ``tasks`` beside the reader (ended with it); the reason.
+
+        What was queued before the end still goes out (a refused startup's reason, an enrollment's
+        answer), for up to LAST_WORDS seconds, unless a write was cut short."""
+        try:
+            async with trio.open_nursery() as outer:
+                outer.start_soon(self._writer)
+                try:
+                    async with trio.open_nursery() as nursery:
+                        self.nursery = nursery
+                        for task in tasks:
+                            nursery.start_soon(task)
+                        self.end(await self._reader())
+                finally:
+                    self._closing = True
+                    self._writer_parked.unpark_all()
+                    outer.cancel_scope.deadline = min(outer.cancel_scope.deadline,
+                                                      trio.current_time() + LAST_WORDS)
+        finally:
+            if not self.reason:
+                self.reason = "the connection's task was cancelled"
+            self._fail_waiters()
+        return self.reason
+
+    def end(self, reason: str) -> None:
+        """End the link for ``reason`` (the first reason given wins); its tasks are cancelled."""
+        if not self.reason:
+            self.reason = reason
+        if self.nursery is not None:
+            self.nursery.cancel_scope.cancel()
+        self._fail_waiters()
+
+    @property
+    def ended(self) -> bool:
+        return bool(self.reason)
+
+    def rearm(self) -> None:
+        """The read deadline changed (the handshake ended): apply it to the wait in progress."""
+        if self._read_scope is not None:
+            self._read_scope.deadline = self._deadline()
+
+    # --- reading -----------------------------------------------------------------------------------
+
+    def _deadline(self) -> float:
+        deadline = self.read_deadline()
+        if self.frame_began is not None:
+            deadline = min(deadline, self.frame_began + self.frame_timeout)
+        return deadline
+
+    async def _reader(self) -> str:
+        conn, receive = self.conn, self.stream.receive_some
+        while True:
+            data: bytes | bytearray | None = None
+            with trio.move_on_at(self._deadline()) as self._read_scope:
+                try:
+                    data = await receive(RECEIVE_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
+                    return f"read failed: {e}"
+            self._read_scope = None
+            if data is None:
+                return self.timed_out(self.frame_began) if self.timed_out is not None else "timed out"
+            conn.receive_data(data)
+            events = 0
+            while True:
+                try:
+                    event = conn.next_event()
+                except ProtocolError as e:
+                    return f"protocol violation: {e}"
+                if event is NEED_DATA:
+                    break
+                events += 1
+                if type(event) is Response:
+                    waiter = self._waiters.pop(event.seq, None)
+                    if waiter is not None:
+                        waiter.finish(event)
+                elif type(event) is Request:
+                    self.on_request(self, event)
+                    if self.reason:
+                        return self.reason
+                else:  # ConnectionClosed
+                    return "the peer closed the connection"
+            if self._out:
+                await self._flush()  # the answers to what this receive brought, in one write
+            if not conn.buffered:
+                self.frame_began = None
+            elif events or self.frame_began is None:
+                self.frame_began = trio.current_time()
+
+    # --- writing -----------------------------------------------------------------------------------
+
+    def send_frames(self, data: Buffer) -> None:
+        """Queue encoded frames; they are written soon, in order, by the link's own tasks."""
+        self._out.append(data)
+        if not self._writing:
+            self._writer_parked.unpark_all()
+
+    async def _writer(self) -> None:
+        while not self._torn:
+            if self._out and not self._writing:
+                await self._flush()
+            elif self._closing and not self._writing:
+                return  # the last words are out
+            else:  # nothing to write, or the reader is writing it (and takes whatever comes meanwhile)
+                await self._writer_parked.park()
+
+    async def _flush(self) -> None:
+        if self._writing:
+            return  # whoever writes now takes these frames too
+        self._writing = True
+        try:
+            while self._out:
+                out, self._out = self._out, []
+                try:
+                    await self.stream.send_all(out[0] if len(out) == 1 else b"".join(out))
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
+                    self._torn = True
+                    self.conn.send_failed()
+                    self.end(f"write failed: {e}")
+                    return
+                except BaseException:  # cancelled mid-write: part of a frame may be out
+                    self._torn = True
+                    raise
+        finally:
+            self._writing = False
+
+    def respond(self, request: Request, answers: Sequence[Answer] | Prepared) -> bool:
+        """Answer ``request`` (queued, never waits); False when the link can no longer send."""
+        try:
+            self.send_frames(self.conn.send_response(request, answers))
+        except LocalProtocolError:
+            return False  # the connection closed or failed while the request ran: the reader ends it
+        return True
+
+    # --- requests ----------------------------------------------------------------------------------
+
+    def start_request(self, commands: Sequence[Command] | Prepared, *, stop_on_error: bool = False,
+                      in_sequence: bool = False, waiter: Waiter | None = None) -> tuple[int, Waiter]:
+        """Send a request (queued, never waits); its sequence number and the waiter its response wakes.
+        Raises LinkClosed when the link can no longer send."""
+        if self.reason:
+            raise LinkClosed(self.reason)
+        try:
+            seq, data = self.conn.send_request(commands, stop_on_error=stop_on_error, in_sequence=in_sequence)
+        except LocalProtocolError as e:
+            raise LinkClosed(str(e)) from None
+        waiter = waiter if waiter is not None else Waiter()
+        self._waiters[seq] = waiter
+        self.send_frames(data)
+        return seq, waiter
+
+    async def request(self, commands: Sequence[Command] | Prepared, *, timeout: float,
+                      stop_on_error: bool = False, in_sequence: bool = False) -> Response | None:
+        """Send a request and wait for its response: None when none came within ``timeout`` (the request
+        is abandoned); raises LinkClosed when the link ended first."""
+        seq, waiter = self.start_request(commands, stop_on_error=stop_on_error, in_sequence=in_sequence)
+        with trio.move_on_after(timeout):
+            response = await waiter.wait()
+            if response is None:
+                raise LinkClosed(self.reason or "the connection closed")
+            return response
+        self.abandon(seq)
+        return None
+
+    def abandon(self, seq: int) -> None:
+        """Stop waiting for ``seq``'s response (its waiter gets nothing; a late answer is dropped)."""
+        waiter = self._waiters.pop(seq, None)
+        self.conn.abandon(seq)
+        if waiter is not None:
+            waiter.finish(None)
+
+    def abandon_all(self) -> None:
+        for seq in list(self._waiters):
+            self.abandon(seq)
+
+    @property
+    def waiting(self) -> int:
+        """Requests sent and not yet answered."""
+        return len(self._waiters)
+
+    def _fail_waiters(self) -> None:
+        waiters, self._waiters = self._waiters, {}
+        for waiter in waiters.values():
+            waiter.finish(None)
