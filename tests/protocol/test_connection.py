@@ -320,3 +320,61 @@ def test_oversized_outgoing_body_is_refused(codec: Codec) -> None:
 def test_max_frame_size_is_validated() -> None:
     with pytest.raises(ValueError, match="max frame size"):
         Connection(Role.AGENT, max_frame_size=10)
+
+
+def test_an_identical_control_body_decodes_to_the_same_commands_without_parsing(codec: Codec) -> None:
+    pair = Pair(codec)
+    pair.handshake()
+    first = pair.to_server(pair.agent.send_request([ping(1)])[1])
+    again = pair.to_server(pair.agent.send_request([ping(1)])[1])
+    assert isinstance(first, Request) and isinstance(again, Request)
+    assert again.commands is first.commands and again.seq == first.seq + 1
+    changed = pair.to_server(pair.agent.send_request([ping(2)])[1])
+    assert isinstance(changed, Request) and changed.commands != first.commands
+    assert changed.commands[0] == ping(2)
+    # a request that is not a control request is never remembered
+    _seq, stop = pair.server.send_request([StopCommand(vm_name="v")])
+    one = pair.to_agent(stop)
+    _seq, stop = pair.server.send_request([StopCommand(vm_name="v")])
+    two = pair.to_agent(stop)
+    assert isinstance(one, Request) and isinstance(two, Request)
+    assert one.commands == two.commands and one.commands is not two.commands
+
+
+def test_the_same_bytes_flagged_compressed_are_not_taken_from_the_memo(codec: Codec) -> None:
+    """The memo is keyed by the body as sent; the same bytes with COMPRESSED must be inflated (and here
+    fail: they are not zlib data), never answered from the memo."""
+    pair = Pair(codec)
+    pair.handshake()
+    _seq, data = pair.agent.send_request([ping(1)])
+    assert isinstance(pair.to_server(data), Request)
+    flags, seq = HEADER.unpack_from(data)[2:4]
+    body = data[HEADER.size:]
+    forged = HEADER.pack(VERSION, 0, flags | Flag.COMPRESSED, seq + 1, len(body), 0, 0, 0) + body
+    pair.agent.send_request([ping(1)])  # the agent's next sequence number, so only the flag is wrong
+    with pytest.raises(RemoteProtocolError, match="not valid zlib"):
+        pair.to_server(forged)
+
+
+def test_prepared_bodies_encode_as_the_messages_do(codec: Codec) -> None:
+    from protocol.body import prepare
+
+    for role_pair in range(2):
+        one, two = Pair(codec), Pair(codec)
+        one.handshake()
+        two.handshake()
+        if role_pair == 0:
+            a = one.server.send_request([StopCommand(vm_name="v")])[1]
+            b = two.server.send_request(prepare([StopCommand(vm_name="v")]))[1]
+            assert bytes(a) == bytes(b)
+            request = one.to_agent(a)
+            assert isinstance(request, Request)
+            answered = two.to_agent(b)
+            assert isinstance(answered, Request) and answered.commands == request.commands
+        else:
+            _seq, data = one.agent.send_request([ping(1)])
+            request = one.to_server(data)
+            two.to_server(two.agent.send_request([ping(1)])[1])
+            assert isinstance(request, Request)
+            assert bytes(one.server.send_response(request, [PingAnswer()])) == bytes(
+                two.server.send_response(request, prepare([PingAnswer()])))

@@ -1,0 +1,174 @@
+"""The trio link over in-memory streams: matching, abandon, end, last words, and whole frames only."""
+
+from __future__ import annotations
+
+import trio
+import trio.testing
+
+from protocol import Connection, Request
+from protocol.codec import Codec
+from protocol.link import Link, LinkClosed
+from protocol.messages import Answer, CheckHealthAnswer, CheckHealthCommand, StopCommand
+
+from .test_connection import STARTUP, STORAGE
+
+
+def _up(codec: Codec) -> tuple[Connection, Connection]:
+    """An agent and a server connection past their handshake (the state every other request needs)."""
+    from protocol.messages import ReadyAnswer, ReadyCommand, StartupAnswer
+
+    from .test_connection import Pair
+
+    pair = Pair(codec)
+    _, data = pair.agent.send_request([STARTUP, STORAGE])
+    request = pair.to_server(data)
+    assert isinstance(request, Request)
+    pair.to_agent(pair.server.send_response(request, [StartupAnswer(host_id=9), Answer()]))
+    _, data = pair.server.send_request([ReadyCommand(host_id=9)])
+    ready = pair.to_agent(data)
+    assert isinstance(ready, Request)
+    pair.to_server(pair.agent.send_response(ready, [ReadyAnswer()]))
+    return pair.agent, pair.server
+
+
+def _answer_health(link: Link, request: Request) -> None:
+    link.respond(request, [CheckHealthAnswer()] * len(request.commands))
+
+
+def _never_answer(link: Link, request: Request) -> None:
+    pass
+
+
+async def test_a_request_gets_its_answer(codec: Codec) -> None:
+    agent_conn, server_conn = _up(codec)
+    ours, theirs = trio.testing.memory_stream_pair()
+    server = Link(ours, server_conn, _never_answer)
+    agent = Link(theirs, agent_conn, _answer_health)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.run)
+        nursery.start_soon(agent.run)
+        for _ in range(3):
+            response = await server.request([CheckHealthCommand(), CheckHealthCommand()], timeout=30)
+            assert response is not None and response.answers == (CheckHealthAnswer(), CheckHealthAnswer())
+        assert server.waiting == 0
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_unanswered_request_is_abandoned_and_its_late_answer_dropped(codec: Codec) -> None:
+    agent_conn, server_conn = _up(codec)
+    ours, theirs = trio.testing.memory_stream_pair()
+    held: list[Request] = []
+    arrived = trio.Event()
+
+    def hold(_link: Link, request: Request) -> None:
+        held.append(request)
+        arrived.set()
+
+    server = Link(ours, server_conn, _never_answer)
+    agent = Link(theirs, agent_conn, hold)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.run)
+        nursery.start_soon(agent.run)
+        assert await server.request([StopCommand(vm_name="v")], timeout=0) is None
+        assert server.waiting == 0
+        with trio.fail_after(30):
+            await arrived.wait()  # the request is on its way through the memory stream
+        agent.respond(held[0], [Answer()])  # late: dropped quietly, the link goes on
+        held.clear()
+        arrived = trio.Event()
+        seq, waiter = server.start_request([StopCommand(vm_name="w")])
+        with trio.fail_after(30):
+            await arrived.wait()
+        agent.respond(held[0], [Answer(details="done")])
+        answered = await waiter.wait()
+        assert answered is not None and answered.seq == seq and answered.answers[0].details == "done"
+        assert not server.ended and not agent.ended
+        nursery.cancel_scope.cancel()
+
+
+async def test_requests_waiting_when_the_link_ends_get_link_closed(codec: Codec) -> None:
+    agent_conn, server_conn = _up(codec)
+    ours, theirs = trio.testing.memory_stream_pair()
+    server = Link(ours, server_conn, _never_answer)
+    agent = Link(theirs, agent_conn, _never_answer)
+    failures: list[str] = []
+
+    async def ask() -> None:
+        try:
+            await server.request([StopCommand(vm_name="v")], timeout=60)
+        except LinkClosed as e:
+            failures.append(str(e))
+
+    async def agent_side() -> None:
+        await agent.run()
+        await theirs.aclose()  # as every owner of a link does once it ended
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.run)
+        nursery.start_soon(agent_side)
+        nursery.start_soon(ask)
+        with trio.fail_after(30):
+            while not server.waiting:
+                await trio.sleep(0)
+        agent.end("the agent went away")
+        with trio.fail_after(30):
+            while not failures:
+                await trio.sleep(0)
+    assert failures == ["the peer closed the connection"]
+    try:
+        server.start_request([StopCommand(vm_name="v")])
+    except LinkClosed as e:
+        assert str(e) == "the peer closed the connection"
+    else:
+        raise AssertionError("a link that ended took a request")
+
+
+async def test_an_answer_queued_before_the_end_still_goes_out(codec: Codec) -> None:
+    """A handler answers and ends the link at once (a refused startup): the answer is the last word."""
+    agent_conn, server_conn = _up(codec)
+    ours, theirs = trio.testing.memory_stream_pair()
+
+    def refuse(link: Link, request: Request) -> None:
+        link.respond(request, [Answer(result=False, details="refused")])
+        link.end("refused")
+
+    server = Link(ours, server_conn, refuse)
+    agent = Link(theirs, agent_conn, _never_answer)
+
+    async def server_side() -> None:
+        await server.run()
+        await ours.aclose()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server_side)
+        nursery.start_soon(agent.run)
+        response = await agent.request([CheckHealthCommand()], timeout=60)
+        assert response is not None and response.answers[0].details == "refused"
+    assert server.reason == "refused"
+    assert agent.reason == "the peer closed the connection"
+
+
+async def test_a_cancelled_caller_never_cuts_a_frame(codec: Codec) -> None:
+    """Callers only queue frames; the link writes them whole, so cancelling callers mid-flight leaves the
+    peer reading only whole frames (a torn one would be a protocol violation there)."""
+    agent_conn, server_conn = _up(codec)
+    ours, theirs = trio.testing.lockstep_stream_pair()  # every write waits for the reader: slow peer
+    seen: list[int] = []
+    server = Link(ours, server_conn, _never_answer)
+    agent = Link(theirs, agent_conn, lambda _link, request: seen.append(request.seq))
+
+    async def impatient(i: int) -> None:
+        with trio.move_on_after(0):
+            await server.request([StopCommand(vm_name=f"v{i}" * 500)], timeout=60)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.run)
+        nursery.start_soon(agent.run)
+        async with trio.open_nursery() as callers:
+            for i in range(50):
+                callers.start_soon(impatient, i)
+        with trio.fail_after(30):
+            while len(seen) < 50:
+                await trio.sleep(0)
+        assert not agent.ended, agent.reason
+        nursery.cancel_scope.cancel()
