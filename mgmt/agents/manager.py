@@ -249,6 +249,8 @@ class AgentManager:
         self.ping_timeout = ping_timeout  # a multiple of the interval, as CloudStack's ping.timeout
         self.startup_timeout = startup_timeout
         self.links: dict[int, AgentLink] = {}
+        self._by_cluster: dict[int, set[int]] = {}  # cluster id -> hosts with a link here
+        self._by_zone: dict[int, set[int]] = {}  # zone id -> hosts with a link here
         self.newest: dict[str, AgentLink] = {}  # by guid, from the moment a startup arrives
         self.hosts: dict[int, tuple[str, int, str]] = {}  # host id -> guid, cluster id, private IP
         self.zones: dict[int, int] = {}  # host id -> zone id
@@ -544,6 +546,8 @@ class AgentManager:
         if old is not None and old is not link:  # the agent came back before we saw it leave
             old.close("the host connected again")
         self.links[reg.host_id] = link
+        self._by_cluster.setdefault(reg.cluster_id, set()).add(reg.host_id)
+        self._by_zone.setdefault(reg.zone_id, set()).add(reg.host_id)
         self._set_status(reg.host_id, Status.CONNECTING)
         # The startup carries the host's full power report: what runs there now, before any ping.
         self.reports[reg.host_id] = dict(startup.power_report)
@@ -787,6 +791,8 @@ class AgentManager:
         if not link.host_id or self.links.get(link.host_id) is not link:
             return  # never registered
         del self.links[link.host_id]
+        self._by_cluster.get(link.cluster_id, set()).discard(link.host_id)
+        self._by_zone.get(self.zones.get(link.host_id, 0), set()).discard(link.host_id)
         # Our own shutdown leaves hosts Disconnected (they reconnect to a server); a lost agent is Alert.
         event = Event.MANAGEMENT_SERVER_DOWN if self.stopping else Event.AGENT_DISCONNECTED
         new = await self.transitions.submit(Change(link.host_id, event))
@@ -897,7 +903,7 @@ class AgentManager:
         ha = self.ha
         await self.learn(host_id)
         guid, _, private_ip = self.hosts.get(host_id, ("", 0, ""))
-        neighbours = self.neighbours(host_id)[:asked]
+        neighbours = self.neighbours(host_id, asked)
         window = ha.window if ha is not None else 0.0
         disks = await ha.disks(host_id) if ha is not None else ()
         for neighbour in neighbours:
@@ -919,15 +925,21 @@ class AgentManager:
                 self.hosts.setdefault(host_id, (guid, cluster_id, private_ip))
                 self.zones.setdefault(host_id, zone_id)
 
-    def neighbours(self, host_id: int) -> list[int]:
-        """Connected hosts that may share storage with the host: its cluster's first, then its zone's."""
+    def neighbours(self, host_id: int, limit: int = 2) -> list[int]:
+        """Up to ``limit`` connected hosts that may share storage with the host: its cluster's first,
+        then its zone's. Looked up by cluster and zone, never over every connection: a mass disconnect
+        investigates thousands of hosts at once."""
         _, cluster_id, _ = self.hosts.get(host_id, ("", 0, ""))
+        found: list[int] = []
         zone_id = self.zones.get(host_id, 0)
-        usable = [(h, link) for h, link in self.links.items()
-                  if h != host_id and link.up and h not in self.suspect]
-        same_cluster = [h for h, link in usable if link.cluster_id == cluster_id]
-        same_zone = [h for h, _ in usable if h not in same_cluster and self.zones.get(h) == zone_id]
-        return same_cluster + same_zone
+        for candidates in (self._by_cluster.get(cluster_id, ()), self._by_zone.get(zone_id, ())):
+            for h in candidates:
+                link = self.links.get(h)
+                if h != host_id and h not in found and link is not None and link.up and h not in self.suspect:
+                    found.append(h)
+                    if len(found) >= limit:
+                        return found
+        return found
 
     # --- commands --------------------------------------------------------------------------------
 

@@ -136,7 +136,10 @@ class HaManager:
         self._fence_failed: dict[int, tuple[float, str]] = {}  # host -> (when, why) its last fence failed
         self._past: set[tuple[str, int]] = set()  # (zone uuid, capacity type) alerted and still past
         self._capacity_checked = 0.0
-        self._lost_checked = time.monotonic()  # the first look waits a while: agents reconnect first
+        # Hosts a previous run left Disconnected are first looked at after three ping timeouts: agents
+        # reconnect with backoff, and a storm of thousands takes a while (none of them must go Alert).
+        self._lost_checked = time.monotonic() + max(
+            0.0, 3 * agents.ping_interval * agents.ping_timeout - self.settings.investigate_interval)
         self.restarted = 0  # VMs HA started again (for tests and benchmarks)
         agents.ha = HaLink(self.heartbeat_pools, self.disks, self.facts, self.settings.heartbeat_interval,
                            self.settings.window, self.settings.investigate_interval)
@@ -341,7 +344,7 @@ class HaManager:
         guid = self.agents.hosts.get(host_id, ("", 0, ""))[0]
         window = self.settings.window
         why = "no neighbour connected to ask"
-        for neighbour in self.agents.neighbours(host_id)[:3]:
+        for neighbour in self.agents.neighbours(host_id, 3):
             try:
                 answer = (await self.agents.send(neighbour, [FenceCommand(host_guid=guid, window=window)],
                                                  timeout=2 * window + 30))[0]
