@@ -78,12 +78,13 @@ class Link:
 
     __slots__ = (
         "__weakref__",
-        "_closing",
+        "_batching",
         "_out",
         "_read_scope",
         "_torn",
         "_waiters",
-        "_writer_parked",
+        "_writer",
+        "_writer_started",
         "_writing",
         "conn",
         "frame_began",
@@ -112,10 +113,11 @@ class Link:
         self._waiters: dict[int, Waiter] = {}
         self._out: list[Buffer] = []  # encoded frames waiting to be written, in order
         self._writing = False
-        self._writer_parked = trio.lowlevel.ParkingLot()
+        self._writer: trio.Nursery | None = None  # where a writer task starts (outlives the reader)
+        self._writer_started = False
+        self._batching = False  # the reader is handling a receive's events (it writes their answers)
         self._read_scope: trio.CancelScope | None = None
         self._torn = False  # a write was cut short: nothing more may be written
-        self._closing = False  # the reader ended: the writer writes what is queued and stops
 
     # --- life --------------------------------------------------------------------------------------
 
@@ -126,7 +128,8 @@ class Link:
         answer), for up to LAST_WORDS seconds, unless a write was cut short."""
         try:
             async with trio.open_nursery() as outer:
-                outer.start_soon(self._writer)
+                self._writer = outer
+                self._start_writer()  # anything queued before the link ran
                 try:
                     async with trio.open_nursery() as nursery:
                         self.nursery = nursery
@@ -134,8 +137,7 @@ class Link:
                             nursery.start_soon(task)
                         self.end(await self._reader())
                 finally:
-                    self._closing = True
-                    self._writer_parked.unpark_all()
+                    self._start_writer()  # the last words (a writer that runs already takes them)
                     outer.cancel_scope.deadline = min(outer.cancel_scope.deadline,
                                                       trio.current_time() + LAST_WORDS)
         finally:
@@ -183,24 +185,28 @@ class Link:
                 return self.timed_out(self.frame_began) if self.timed_out is not None else "timed out"
             conn.receive_data(data)
             events = 0
-            while True:
-                try:
-                    event = conn.next_event()
-                except ProtocolError as e:
-                    return f"protocol violation: {e}"
-                if event is NEED_DATA:
-                    break
-                events += 1
-                if type(event) is Response:
-                    waiter = self._waiters.pop(event.seq, None)
-                    if waiter is not None:
-                        waiter.finish(event)
-                elif type(event) is Request:
-                    self.on_request(self, event)
-                    if self.reason:
-                        return self.reason
-                else:  # ConnectionClosed
-                    return "the peer closed the connection"
+            self._batching = True  # what this receive's handlers queue, the reader writes below
+            try:
+                while True:
+                    try:
+                        event = conn.next_event()
+                    except ProtocolError as e:
+                        return f"protocol violation: {e}"
+                    if event is NEED_DATA:
+                        break
+                    events += 1
+                    if type(event) is Response:
+                        waiter = self._waiters.pop(event.seq, None)
+                        if waiter is not None:
+                            waiter.finish(event)
+                    elif type(event) is Request:
+                        self.on_request(self, event)
+                        if self.reason:
+                            return self.reason
+                    else:  # ConnectionClosed
+                        return "the peer closed the connection"
+            finally:
+                self._batching = False
             if self._out:
                 await self._flush()  # the answers to what this receive brought, in one write
             if not conn.buffered:
@@ -213,17 +219,21 @@ class Link:
     def send_frames(self, data: Buffer) -> None:
         """Queue encoded frames; they are written soon, in order, by the link's own tasks."""
         self._out.append(data)
-        if not self._writing:
-            self._writer_parked.unpark_all()
+        self._start_writer()
 
-    async def _writer(self) -> None:
-        while not self._torn:
-            if self._out and not self._writing:
-                await self._flush()
-            elif self._closing and not self._writing:
-                return  # the last words are out
-            else:  # nothing to write, or the reader is writing it (and takes whatever comes meanwhile)
-                await self._writer_parked.park()
+    def _start_writer(self) -> None:
+        """A writer task for what is queued, unless someone writes already (and so takes it too). It
+        ends once the queue is empty: an idle link has no task but its reader."""
+        if (self._out and not self._writing and not self._writer_started and not self._batching
+                and not self._torn and self._writer is not None):
+            self._writer_started = True
+            self._writer.start_soon(self._write_queued)
+
+    async def _write_queued(self) -> None:
+        try:
+            await self._flush()
+        finally:
+            self._writer_started = False
 
     async def _flush(self) -> None:
         if self._writing:
