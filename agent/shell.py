@@ -489,16 +489,22 @@ class _Session:
         misses = 0
         # The first ping comes at a random point of the first interval: hosts made Ready together (a
         # reconnect storm readies hundreds in one batch) would otherwise ping in lockstep for ever,
-        # and every ping would queue behind the rest of its burst.
-        await trio.sleep(agent.rng.uniform(0, interval))  # spreading the pings is the point
+        # and every ping would queue behind the rest of its burst. Then pings keep that phase (a fixed
+        # rate, not a pause after each round trip): a stall that delays many agents at once (a busy
+        # process, a slow answer) must not bunch their pings together for good.
+        due = trio.current_time() + agent.rng.uniform(0, interval)
         while True:
+            await trio.sleep_until(due)  # the ping schedule itself
             if not agent.resource.reachable():
                 raise SessionEnded("the management server cannot be reached (partitioned)")
             if agent.resource.pinging():
                 interval, misses = await self.ping_once(interval, misses)
             if agent.settings.credentials is not None and not self.renewing:
                 self.nursery.start_soon(self.renew_if_due)
-            await trio.sleep(interval)  # the ping period
+            due += interval
+            now = trio.current_time()
+            if due <= now:  # behind by a whole interval or more: skip the missed turns, keep the phase
+                due += math.ceil((now - due) / interval) * interval if interval > 0 else now - due
 
     async def ping_once(self, interval: float, misses: int) -> tuple[float, int]:
         """One ping; the interval to go on with (a new startup may change it) and the misses so far."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import secrets
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -159,7 +159,9 @@ class Connection:
         # before it (the usual case: no copy), a bytearray while a frame's bytes accumulate.
         self._buf: bytes | bytearray = b""
         self._need = 0  # size the buffer must reach before a scan can find a new frame
-        self._frames: deque[tuple[int, int, int, int, int, bytes]] = deque()
+        # whole frames scanned and not yet turned into events, last first (popped from the end); a
+        # list made by each scan that finds some (a deque per connection would cost 600 bytes idle)
+        self._frames: list[tuple[int, int, int, int, int, bytes]] = []
         self._pending_error: RemoteProtocolError | None = None
         self._eof = False
         self._outstanding: dict[int, tuple[Command, ...]] = {}
@@ -230,7 +232,7 @@ class Connection:
                     raise self._pending_error
                 self._scan()
             if self._frames:
-                event = self._frame_event(*self._frames.popleft())
+                event = self._frame_event(*self._frames.pop())
                 if event is not None:
                     return event
                 continue
@@ -255,10 +257,13 @@ class Connection:
             buf = bytes(buf)  # slices of bytes are bytes: one copy per body below, not two
         body_of = cast(bytes, buf)
         records = result.records
-        frames = self._frames
-        for i in range(0, result.nframes * RECORD_WORDS, RECORD_WORDS):
-            _v, flags, seq, mgmt_id, agent_id, via, off, length = records[i : i + RECORD_WORDS]
-            frames.append((flags, seq, mgmt_id, agent_id, via, body_of[off : off + length]))
+        if result.nframes:
+            frames = []
+            for i in range(0, result.nframes * RECORD_WORDS, RECORD_WORDS):
+                _v, flags, seq, mgmt_id, agent_id, via, off, length = records[i : i + RECORD_WORDS]
+                frames.append((flags, seq, mgmt_id, agent_id, via, body_of[off : off + length]))
+            frames.reverse()
+            self._frames = frames
         consumed = result.consumed
         if result.error:
             self._pending_error = frame_error(result.error, buf, consumed, self.max_body)

@@ -34,6 +34,7 @@ from .messages import Answer, Command
 
 RECEIVE_SIZE = 65536
 LAST_WORDS = 2.0  # seconds a link that is ending may take to write what it queued (a refusal's reason)
+WRITE_TIMEOUT = 60.0  # seconds one write may take before the peer counts as not reading
 
 
 class LinkClosed(Exception):
@@ -69,10 +70,6 @@ class Waiter:
         return self.response
 
 
-def _no_deadline() -> float:
-    return math.inf
-
-
 class Link:
     """One connection driven by trio. Subclasses add what their side knows about the peer."""
 
@@ -83,41 +80,38 @@ class Link:
         "_read_scope",
         "_torn",
         "_waiters",
-        "_writer",
+        "_write_scope",
         "_writer_started",
         "_writing",
         "conn",
+        "first",
         "frame_began",
         "frame_timeout",
         "nursery",
         "on_request",
-        "read_deadline",
         "reason",
         "stream",
-        "timed_out",
     )
 
     def __init__(self, stream: trio.abc.Stream, conn: Connection,
-                 on_request: Callable[[Link, Request], None], *,
-                 read_deadline: Callable[[], float] = _no_deadline, frame_timeout: float = math.inf,
-                 timed_out: Callable[[float | None], str] | None = None) -> None:
+                 on_request: Callable[[Link, Request], None], *, frame_timeout: float = math.inf,
+                 first: bytes = b"") -> None:
         self.stream = stream
         self.conn = conn
         self.on_request = on_request
-        self.read_deadline = read_deadline  # until when the reader waits for bytes (trio time)
         self.frame_timeout = frame_timeout  # a frame that has begun must end within this
-        self.timed_out = timed_out  # the reason to give when a wait for bytes ends (None: "timed out")
+        self.first = first  # bytes already read from the stream (to tell TLS from plain): read first
         self.reason = ""  # why the link ended; "" while it lives
         self.frame_began: float | None = None  # when the bytes of an unfinished frame began to arrive
         self.nursery: trio.Nursery | None = None  # for tasks that live as long as the link
         self._waiters: dict[int, Waiter] = {}
         self._out: list[Buffer] = []  # encoded frames waiting to be written, in order
         self._writing = False
-        self._writer: trio.Nursery | None = None  # where a writer task starts (outlives the reader)
         self._writer_started = False
         self._batching = False  # the reader is handling a receive's events (it writes their answers)
         self._read_scope: trio.CancelScope | None = None
         self._torn = False  # a write was cut short: nothing more may be written
+        self._write_scope: trio.CancelScope | None = None  # the write in progress
 
     # --- life --------------------------------------------------------------------------------------
 
@@ -127,19 +121,13 @@ class Link:
         What was queued before the end still goes out (a refused startup's reason, an enrollment's
         answer), for up to LAST_WORDS seconds, unless a write was cut short."""
         try:
-            async with trio.open_nursery() as outer:
-                self._writer = outer
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
                 self._start_writer()  # anything queued before the link ran
-                try:
-                    async with trio.open_nursery() as nursery:
-                        self.nursery = nursery
-                        for task in tasks:
-                            nursery.start_soon(task)
-                        self.end(await self._reader())
-                finally:
-                    self._start_writer()  # the last words (a writer that runs already takes them)
-                    outer.cancel_scope.deadline = min(outer.cancel_scope.deadline,
-                                                      trio.current_time() + LAST_WORDS)
+                for task in tasks:
+                    nursery.start_soon(task)
+                self.end(await self._reader())
+            await self._flush()  # the last words (each write is shielded, with a short deadline now)
         finally:
             if not self.reason:
                 self.reason = "the connection's task was cancelled"
@@ -150,6 +138,8 @@ class Link:
         """End the link for ``reason`` (the first reason given wins); its tasks are cancelled."""
         if not self.reason:
             self.reason = reason
+        if self._write_scope is not None:
+            self._write_scope.deadline = min(self._write_scope.deadline, trio.current_time() + LAST_WORDS)
         if self.nursery is not None:
             self.nursery.cancel_scope.cancel()
         self._fail_waiters()
@@ -157,6 +147,14 @@ class Link:
     @property
     def ended(self) -> bool:
         return bool(self.reason)
+
+    def read_deadline(self) -> float:
+        """Until when the reader waits for bytes (trio time); subclasses bound it (a handshake)."""
+        return math.inf
+
+    def timed_out(self, frame_began: float | None) -> str:
+        """The reason the link ends when a wait for bytes passed its deadline."""
+        return "a frame not finished in time" if frame_began is not None else "silent for too long"
 
     def rearm(self) -> None:
         """The read deadline changed (the handshake ended): apply it to the wait in progress."""
@@ -175,14 +173,17 @@ class Link:
         conn, receive = self.conn, self.stream.receive_some
         while True:
             data: bytes | bytearray | None = None
-            with trio.move_on_at(self._deadline()) as self._read_scope:
-                try:
-                    data = await receive(RECEIVE_SIZE)
-                except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
-                    return f"read failed: {e}"
-            self._read_scope = None
+            if self.first:
+                data, self.first = self.first, b""
+            else:
+                with trio.move_on_at(self._deadline()) as self._read_scope:
+                    try:
+                        data = await receive(RECEIVE_SIZE)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
+                        return f"read failed: {e}"
+                self._read_scope = None
             if data is None:
-                return self.timed_out(self.frame_began) if self.timed_out is not None else "timed out"
+                return self.timed_out(self.frame_began)
             conn.receive_data(data)
             events = 0
             self._batching = True  # what this receive's handlers queue, the reader writes below
@@ -225,9 +226,9 @@ class Link:
         """A writer task for what is queued, unless someone writes already (and so takes it too). It
         ends once the queue is empty: an idle link has no task but its reader."""
         if (self._out and not self._writing and not self._writer_started and not self._batching
-                and not self._torn and self._writer is not None):
+                and not self._torn and self.nursery is not None and not self.reason):
             self._writer_started = True
-            self._writer.start_soon(self._write_queued)
+            self.nursery.start_soon(self._write_queued)
 
     async def _write_queued(self) -> None:
         try:
@@ -240,18 +241,27 @@ class Link:
             return  # whoever writes now takes these frames too
         self._writing = True
         try:
-            while self._out:
+            while self._out and not self._torn:
                 out, self._out = self._out, []
-                try:
-                    await self.stream.send_all(out[0] if len(out) == 1 else b"".join(out))
-                except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
+                # A write is never cancelled from outside (half a frame would corrupt the stream): it is
+                # shielded and bounded by its own deadline, shortened to LAST_WORDS when the link ends.
+                with trio.CancelScope(shield=True) as scope:
+                    scope.deadline = trio.current_time() + (LAST_WORDS if self.reason else WRITE_TIMEOUT)
+                    self._write_scope = scope
+                    try:
+                        await self.stream.send_all(out[0] if len(out) == 1 else b"".join(out))
+                    except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
+                        self._torn = True
+                        self.conn.send_failed()
+                        self.end(f"write failed: {e}")
+                        return
+                    finally:
+                        self._write_scope = None
+                if scope.cancelled_caught:  # the peer does not read: part of a frame may be out
                     self._torn = True
                     self.conn.send_failed()
-                    self.end(f"write failed: {e}")
+                    self.end("a write did not finish in time (the peer does not read)")
                     return
-                except BaseException:  # cancelled mid-write: part of a frame may be out
-                    self._torn = True
-                    raise
         finally:
             self._writing = False
 

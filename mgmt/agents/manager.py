@@ -32,7 +32,6 @@ import resource
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 import trio
@@ -150,12 +149,13 @@ class AgentLink(Link):
     """The server's side of one agent connection: the shared trio adapter and what the server knows of
     the host at its end. Slotted: a server holds tens of thousands."""
 
-    __slots__ = ("accepted", "cert_guid", "cluster_id", "enroll_only", "guid", "host_id", "last_ping", "peer",
-                 "pending", "raw", "source", "up")
+    __slots__ = ("accepted", "cert_guid", "cluster_id", "enroll_only", "guid", "host_id", "last_ping",
+                 "manager", "peer", "pending", "raw", "source", "up")
 
-    def __init__(self, stream: trio.SocketStream, conn: Connection, peer: str,
-                 on_request: Callable[[Link, Request], None], *, source: str) -> None:
-        super().__init__(stream, conn, on_request)
+    def __init__(self, stream: trio.SocketStream, conn: Connection, peer: str, manager: AgentManager, *,
+                 source: str) -> None:
+        super().__init__(stream, conn, manager._on_request, frame_timeout=manager.limits.frame_timeout)
+        self.manager = manager
         self.peer = peer
         self.host_id = 0
         self.guid = ""
@@ -174,6 +174,12 @@ class AgentLink(Link):
     def close(self, reason: str = "closed by the server") -> None:
         """End the connection from another task (its reader stops at once)."""
         self.end(reason)
+
+    def read_deadline(self) -> float:
+        return self.manager._read_deadline(self)
+
+    def timed_out(self, frame_began: float | None) -> str:
+        return self.manager._timed_out(self, frame_began)
 
 
 class _HostWaiter(Waiter):
@@ -367,11 +373,8 @@ class AgentManager:
             address, port = source, 0
         peer = f"{address}:{port}"
         link = AgentLink(stream, Connection(Role.SERVER, mgmt_id=self.msid,
-                                            max_frame_size=self.limits.handshake_frame), peer,
-                         self._on_request, source=source or str(address))
-        link.read_deadline = partial(self._read_deadline, link)
-        link.frame_timeout = self.limits.frame_timeout
-        link.timed_out = partial(self._timed_out, link)
+                                            max_frame_size=self.limits.handshake_frame), peer, self,
+                         source=source or str(address))
         reason = "closed"
         link.accepted = trio.current_time()
         try:
@@ -438,7 +441,7 @@ class AgentManager:
         if trust is not None:
             log.warning("agent admitted without TLS (ca.plugin.root.auth.strictness is false)",
                         extra={"peer": link.peer})
-        link.stream = prefixed
+        link.first = first  # the link reads these first, then the socket itself (no wrapper per read)
         return ""
 
     def _read_deadline(self, link: AgentLink) -> float:
