@@ -187,11 +187,14 @@ class Connection:
         """How many of our requests still await their response."""
         return len(self._outstanding)
 
-    def _move(self, event: Event, error: type[ProtocolError], what: str) -> None:
+    def _move(self, event: Event, error: type[ProtocolError], what: str,
+              commands: Sequence[CommandItem] = ()) -> None:
         new = _state.next_state(self._state, event)
         if new is None:
             state = self._state
             self._state = State.ERROR
+            if commands:  # the message names them only when it is needed (not per request)
+                what = what.format(_names(commands))
             raise error(f"{what} is not allowed in state {state.value!r}")
         self._state = new
 
@@ -290,7 +293,7 @@ class Connection:
                 self._move(Event.STARTUP, RemoteProtocolError, "a startup request")
                 self._startup_seq = seq
             else:
-                self._move(Event.REQUEST, RemoteProtocolError, f"a {_names(commands)} request")
+                self._move(Event.REQUEST, RemoteProtocolError, "a {} request", commands)
             return Request(seq, flags, commands, mgmt_id, agent_id, via)
         if flags & _COMPRESSED:
             body = inflate(body, self.max_body)
@@ -335,7 +338,7 @@ class Connection:
                 raise LocalProtocolError("only an agent sends startup commands")
             self._move(Event.STARTUP, LocalProtocolError, "a startup request")
         else:
-            self._move(Event.REQUEST, LocalProtocolError, f"a {_names(commands)} request")
+            self._move(Event.REQUEST, LocalProtocolError, "a {} request", commands)
         seq = self._next_seq
         self._next_seq = (seq + 1) & _SEQ_MASK
         if _is_startup(commands):
