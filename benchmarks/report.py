@@ -31,6 +31,11 @@ TARGETS: list[Target] = [
     ("fleet-tcp", "ping_p99_ms", "ping round trip p99 over plain TCP (ms)", lambda v: v <= 5, "≤ 5"),
     ("fleet-tcp", "cold_server_cpu_ms_per_agent", "server CPU per agent in the cold storm, TCP (ms)",
      lambda v: True, "—"),
+    ("fleet-tcp", "server_cpu_us_per_ping", "server CPU per ping at steady state, TCP (µs)",
+     lambda v: v <= 25, "≤ 25"),
+    ("fleet-tcp", "fanout_s", "CheckHealth to all 10,000 over TCP, answered (s)", lambda v: v <= 1, "≤ 1"),
+    ("fleet", "server_cpu_us_per_ping", "server CPU per ping at steady state, TLS (µs)", lambda v: v <= 25,
+     "≤ 25"),
     ("fleet", "false_alerts", "hosts that went Alert", lambda v: v == 0, "0"),
     ("fleet", "ping_p50_ms", "ping round trip p50 at 1,000/s (ms)", lambda v: True, "—"),
     ("fleet", "ping_p99_ms", "ping round trip p99 at 1,000/s (ms)", lambda v: v <= 5, "≤ 5"),
@@ -47,7 +52,8 @@ TARGETS: list[Target] = [
     ("deploy-postgresql", "overcommits", "hosts over their capacity, PostgreSQL", lambda v: v == 0, "0"),
     ("deploy-postgresql", "duplicate_ips", "addresses given twice, PostgreSQL", lambda v: v == 0, "0"),
 ]
-BASELINES = {"fleet": "fleet-python-codec", "fleet-tcp": "", "deploy": "deploy-python-planner",
+BASELINES = {"fleet": "fleet-python-codec", "fleet-tcp": "fleet-tcp-python-codec",
+             "deploy": "deploy-python-planner",
              "deploy-postgresql": ""}
 
 
