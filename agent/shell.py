@@ -260,8 +260,9 @@ class Agent:
             if session.reached_up:
                 self.sessions += 1
             self.last_close_reason = session.close_reason
-            log.info("agent %s: connection to %s closed: %s", self.settings.placement.name, where,
-                     session.close_reason)
+            violated = session.close_reason.startswith("protocol violation")
+            log.log(logging.WARNING if violated else logging.INFO, "agent %s: connection to %s closed: %s",
+                    self.settings.placement.name, where, session.close_reason)
             with trio.move_on_after(1) as cleanup:
                 cleanup.shield = True
                 await stream.aclose()

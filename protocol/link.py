@@ -8,12 +8,13 @@ The management server, the agent and the tests' small server all drive their con
   ``nursery``; it never makes the reader wait) and each response to the request that waits for it;
 - **queued writes**: ``respond`` and ``start_request`` only encode a frame and queue it; the frames
   queued while the reader handled one receive go out in one write, by the reader itself, and frames
-  queued by other tasks go out through the link's writer task. Only the link's own tasks write to the
-  stream, so a caller's cancellation can never cut a frame in half;
+  queued by other tasks go out through a writer task started for them (it ends with the queue). Only
+  the link's own tasks write, each write shielded from cancellation with a deadline of its own, so
+  nothing can cut a frame in half; a peer that does not read ends its own link;
 - **request/answer matching**: a request's waiter is woken by its response, or with nothing when the
   link ends; a caller that stops waiting abandons the request, and its late answer is dropped quietly;
-- **deadlines**: ``read_deadline`` bounds each wait for bytes (a handshake, silence) and a frame that has
-  begun must end within ``frame_timeout``.
+- **deadlines**: ``read_deadline()`` (a method subclasses override) bounds each wait for bytes (a
+  handshake, silence) and a frame that has begun must end within ``frame_timeout``.
 
 ``run`` returns why the link ended (the first reason given wins); cancelling ``run`` closes it too.
 """
