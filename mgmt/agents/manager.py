@@ -500,7 +500,7 @@ class AgentManager:
         log.warning("startup refused, closing the connection: %s", reason,
                     extra={"peer": link.peer, "host_id": link.host_id})
         self._respond(link, request, [StartupAnswer(result=False, details=reason)]
-                            + [Answer(result=False, details=reason)] * (len(request.commands) - 1))
+                      + [Answer(result=False, details=reason)] * (len(request.commands) - 1))
         return f"startup refused: {reason}"
 
     async def _startup(self, link: AgentLink, request: Request) -> str:
@@ -533,8 +533,8 @@ class AgentManager:
         if registering.cancelled_caught:
             return "the registration was not written in time"
         rest = [Answer()] * (len(request.commands) - 1)
-        self._respond(link, request, [StartupAnswer(host_id=reg.host_id,
-                                                          ping_interval=self.ping_interval), *rest])
+        self._respond(link, request, [StartupAnswer(host_id=reg.host_id, ping_interval=self.ping_interval),
+                                      *rest])
         if reg.reject_reason:
             log.error("host rejected: %s", reg.reject_reason, extra={"peer": link.peer, "guid": startup.guid})
             # Let the agent read the reason and answer (or hang up) before we close: up to 5 s.
@@ -607,8 +607,8 @@ class AgentManager:
             return
         log.info("certificate renewed: %s until %s", issued.serial, issued.not_after,
                  extra={"host_id": link.host_id, "guid": link.cert_guid})
-        self._respond(link, request, [RenewCertificateAnswer(certificate=issued.pem,
-                                                                   ca_certificate=trust.ca.pem)])
+        renewed = RenewCertificateAnswer(certificate=issued.pem, ca_certificate=trust.ca.pem)
+        self._respond(link, request, [renewed])
 
     async def provision_certificate(self, host_id: int, *, reconnect: bool = False) -> str:
         """A new key and certificate for a connected host (the provisionCertificate API): the agent makes
@@ -933,15 +933,19 @@ class AgentManager:
         then its zone's. Looked up by cluster and zone, never over every connection: a mass disconnect
         investigates thousands of hosts at once."""
         _, cluster_id, _ = self.hosts.get(host_id, ("", 0, ""))
-        found: list[int] = []
         zone_id = self.zones.get(host_id, 0)
-        for candidates in (self._by_cluster.get(cluster_id, ()), self._by_zone.get(zone_id, ())):
+        found: list[int] = []
+        passes = ((self._by_cluster.get(cluster_id, set()), True), (self._by_zone.get(zone_id, set()), False))
+        for candidates, same_cluster in passes:
             for h in candidates:
                 link = self.links.get(h)
-                if h != host_id and h not in found and link is not None and link.up and h not in self.suspect:
-                    found.append(h)
-                    if len(found) >= limit:
-                        return found
+                # (a host that registered again elsewhere may still be listed where it was)
+                if (link is None or not link.up or h == host_id or h in found or h in self.suspect
+                        or self.zones.get(h) != zone_id or (same_cluster and link.cluster_id != cluster_id)):
+                    continue
+                found.append(h)
+                if len(found) >= limit:
+                    return found
         return found
 
     # --- commands --------------------------------------------------------------------------------
