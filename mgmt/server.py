@@ -187,7 +187,7 @@ async def serve(config: ServerConfig, *, task_status: Any = trio.TASK_STATUS_IGN
             async def on_signal() -> None:
                 async for signum in signals:
                     log.info("%s received: closing agent connections", signal.Signals(signum).name)
-                    manager.stopping = True
+                    manager.stop()
                     nursery.cancel_scope.cancel()
                     return
 

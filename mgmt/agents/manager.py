@@ -283,6 +283,7 @@ class AgentManager:
         self.status: dict[int, Status] = {}  # what this server last wrote for its hosts
         self.port = 0
         self.stopping = False  # set on shutdown: closing links is then the server's doing
+        self._live: set[AgentLink] = set()  # every connection being served, registered or not
         # Called with (host id, status) after each status this server writes (the planner listens).
         self.status_listeners: list[Callable[[int, Status], None]] = []
         self.limits = AgentLimits()
@@ -299,6 +300,13 @@ class AgentManager:
                 log.exception("a host status listener failed", extra={"host_id": host_id})
 
     # --- serving ---------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Shutdown: every connection ends now, its pending writes cut short after a few seconds (a
+        peer that does not read cannot hold the server up); their hosts become Disconnected."""
+        self.stopping = True
+        for link in list(self._live):
+            link.end("the server is stopping")
 
     @property
     def refused(self) -> int:
@@ -377,6 +385,7 @@ class AgentManager:
                          source=source or str(address))
         reason = "closed"
         link.accepted = trio.current_time()
+        self._live.add(link)
         try:
             refused: str | None = None
             with trio.move_on_at(link.accepted + self.limits.handshake_timeout):
@@ -395,6 +404,7 @@ class AgentManager:
         finally:
             if not reason or reason == "the connection's task was cancelled":
                 reason = "the server is stopping" if self.stopping else "the connection's task was cancelled"
+            self._live.discard(link)
             with trio.CancelScope(shield=True):
                 self.connections -= 1
                 self._handshake_done(link)

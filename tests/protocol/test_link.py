@@ -172,3 +172,23 @@ async def test_a_cancelled_caller_never_cuts_a_frame(codec: Codec) -> None:
                 await trio.sleep(0)
         assert not agent.ended, agent.reason
         nursery.cancel_scope.cancel()
+
+
+async def test_a_peer_that_does_not_read_cannot_hold_an_ending_link(
+        codec: Codec, autojump_clock: trio.testing.MockClock) -> None:
+    """A write is shielded from cancellation (half a frame would corrupt the stream), but once the link
+    ends it gets LAST_WORDS seconds, not the minute a live link's write may take."""
+    from protocol.link import LAST_WORDS
+
+    _agent_conn, server_conn = _up(codec)
+    ours, _theirs = trio.testing.lockstep_stream_pair()  # nobody ever reads the other end
+    server = Link(ours, server_conn, _never_answer)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.run)
+        server.start_request([StopCommand(vm_name="v")])
+        await trio.sleep(10)  # the writer is stuck in its write (virtual time)
+        assert not server.ended
+        began = trio.current_time()
+        server.end("the server is stopping")
+    assert trio.current_time() - began <= LAST_WORDS
+    assert server.reason == "the server is stopping"
