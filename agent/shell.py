@@ -14,6 +14,7 @@ two thirds of its validity have passed, and installs one the server provisions.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -26,7 +27,7 @@ from typing import Any
 
 import trio
 
-from protocol import NEED_DATA, Connection, ProtocolError, Request, Response, Role
+from protocol import Connection, Request, Response, Role
 from protocol.codec import Codec
 from protocol.frame import DEFAULT_MAX_FRAME_SIZE
 from protocol.link import Link, LinkClosed
@@ -93,6 +94,11 @@ class EnrollmentFailed(Exception):
 
 class SessionEnded(Exception):
     """This connection is over; the reason is the message."""
+
+
+def _refuse_requests(link: Link, request: Request) -> None:
+    """A connection that only asks (enrollment): the server has nothing to ask of it."""
+    link.end(f"the server sent a {type(request.commands[0]).__name__} request while enrolling")
 
 
 def vm_key(command: object) -> str | None:
@@ -219,21 +225,23 @@ class Agent:
     async def _exchange(self, host: str, port: int, context: Any, command: Command) -> object:
         """One request on a connection of its own, then close it; the first answer."""
         tls = trio.SSLStream(await self._tcp(host, port), context)
+        link = Link(tls, Connection(Role.AGENT, codec=self.codec), _refuse_requests)
+        answers: list[object] = []
+
+        async def ask() -> None:
+            with contextlib.suppress(LinkClosed):
+                response = await link.request([command], timeout=math.inf)
+                if response is not None:
+                    answers.append(response.answers[0])
+            link.end("answered")
+
         try:
-            conn = Connection(Role.AGENT, codec=self.codec)
-            _seq, data = conn.send_request([command])
-            await tls.send_all(data)
-            while True:
-                event = conn.next_event()
-                if isinstance(event, Response):
-                    return event.answers[0]
-                if event is not NEED_DATA:
-                    raise EnrollmentFailed(f"the server closed the connection ({type(event).__name__})")
-                conn.receive_data(await tls.receive_some(65536))
-        except ProtocolError as e:
-            raise EnrollmentFailed(f"protocol error while enrolling: {e}") from None
+            reason = await link.run(ask)
         finally:
             await trio.aclose_forcefully(tls)
+        if not answers:
+            raise EnrollmentFailed(f"no answer from the server: {reason}")
+        return answers[0]
 
     def backoff(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2**attempt)], so agents do not return in lockstep."""
