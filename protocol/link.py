@@ -22,6 +22,7 @@ The management server, the agent and the tests' small server all drive their con
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -79,6 +80,7 @@ class Link:
         "_batching",
         "_out",
         "_read_scope",
+        "_socket",
         "_torn",
         "_waiters",
         "_write_scope",
@@ -113,6 +115,9 @@ class Link:
         self._read_scope: trio.CancelScope | None = None
         self._torn = False  # a write was cut short: nothing more may be written
         self._write_scope: trio.CancelScope | None = None  # the write in progress
+        # A plain socket takes writes at once, without a task or a wait, while its buffer has room; set
+        # when the link runs (before, the owner may still wrap the stream, in TLS)
+        self._socket: trio.socket.SocketType | None = None
 
     # --- life --------------------------------------------------------------------------------------
 
@@ -121,6 +126,8 @@ class Link:
 
         What was queued before the end still goes out (a refused startup's reason, an enrollment's
         answer), for up to LAST_WORDS seconds, unless a write was cut short."""
+        if isinstance(self.stream, trio.SocketStream):
+            self._socket = self.stream.socket
         try:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
@@ -171,18 +178,27 @@ class Link:
         return deadline
 
     async def _reader(self) -> str:
-        conn, receive = self.conn, self.stream.receive_some
+        conn, receive, sock = self.conn, self.stream.receive_some, self._socket
         while True:
             data: bytes | bytearray | None = None
+            spurious = False
             if self.first:
                 data, self.first = self.first, b""
             else:
                 with trio.move_on_at(self._deadline()) as self._read_scope:
                     try:
-                        data = await receive(RECEIVE_SIZE)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
+                        if sock is None:
+                            data = await receive(RECEIVE_SIZE)
+                        else:  # a plain socket: wait until it is readable, then one read that cannot block
+                            await trio.lowlevel.wait_readable(sock)
+                            data = os.read(sock.fileno(), RECEIVE_SIZE)
+                    except BlockingIOError:
+                        spurious = True  # woken with nothing to read after all: wait again
+                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
                         return f"read failed: {e}"
                 self._read_scope = None
+            if spurious:
+                continue
             if data is None:
                 return self.timed_out(self.frame_began)
             conn.receive_data(data)
@@ -219,9 +235,40 @@ class Link:
     # --- writing -----------------------------------------------------------------------------------
 
     def send_frames(self, data: Buffer) -> None:
-        """Queue encoded frames; they are written soon, in order, by the link's own tasks."""
+        """Queue encoded frames; they are written soon, in order, by the link's own tasks (on a plain
+        socket with room in its buffer, at once)."""
         self._out.append(data)
+        if not self._batching and not self._writing and not self._writer_started and self._write_now():
+            return
         self._start_writer()
+
+    def _write_now(self) -> bool:
+        """Write what is queued straight to a plain socket, without waiting: True when all of it went
+        (or the link ended trying); False leaves the rest queued, in order, for a task that can wait.
+        Only while the link lives (its socket is open) and no other write is under way."""
+        sock = self._socket
+        if sock is None or self._torn or self.reason:
+            return False
+        fd = sock.fileno()
+        if fd < 0:
+            return False
+        out = self._out
+        data = out[0] if len(out) == 1 else b"".join(out)
+        try:
+            written = os.write(fd, data)
+        except BlockingIOError:
+            written = 0
+        except OSError as e:
+            self._out = []
+            self._torn = True
+            self.conn.send_failed()
+            self.end(f"write failed: {e}")
+            return True
+        if written == len(data):
+            self._out = []
+            return True
+        self._out = [data[written:]]
+        return False
 
     def _start_writer(self) -> None:
         """A writer task for what is queued, unless someone writes already (and so takes it too). It
@@ -240,6 +287,8 @@ class Link:
     async def _flush(self) -> None:
         if self._writing:
             return  # whoever writes now takes these frames too
+        if self._write_now():
+            return
         self._writing = True
         try:
             while self._out and not self._torn:

@@ -192,3 +192,52 @@ async def test_a_peer_that_does_not_read_cannot_hold_an_ending_link(
         server.end("the server is stopping")
     assert trio.current_time() - began <= LAST_WORDS
     assert server.reason == "the server is stopping"
+
+
+def _socket_streams() -> tuple[trio.SocketStream, trio.SocketStream]:
+    """Two ends of a real socket pair (the links' plain-socket path: writes and reads without waiting)."""
+    a, b = trio.socket.socketpair()
+    return trio.SocketStream(a), trio.SocketStream(b)
+
+
+async def test_over_a_real_socket_a_burst_beyond_its_buffer_arrives_whole_and_in_order(codec: Codec) -> None:
+    """Frames go straight to the socket while its buffer has room; what does not fit stays queued, in
+    order, for the writer task, so a peer that starts reading late gets every frame whole and in order."""
+    agent_conn, server_conn = _up(codec)
+    ours, theirs = _socket_streams()
+    seen: list[str] = []
+    server = Link(ours, server_conn, _never_answer)
+
+    def record(link: Link, request: Request) -> None:
+        command = request.commands[0]
+        assert isinstance(command, StopCommand)
+        seen.append(command.vm_name)
+        link.respond(request, [Answer(details=command.vm_name)])
+
+    agent = Link(theirs, agent_conn, record)
+    names = [f"{i:04d}" + "x" * 2000 for i in range(400)]  # 800 KB: far beyond a socket buffer
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.run)
+        await trio.testing.wait_all_tasks_blocked()
+        waiters = [server.start_request([StopCommand(vm_name=name)])[1] for name in names]
+        assert server._out, "the socket took everything: the test does not reach the queued path"
+        nursery.start_soon(agent.run)  # the peer reads only now
+        with trio.fail_after(60):
+            responses = [await w.wait() for w in waiters]
+        assert seen == names
+        assert [r.answers[0].details for r in responses if r is not None] == names
+        assert not agent.ended and not server.ended, (agent.reason, server.reason)
+        nursery.cancel_scope.cancel()
+
+
+async def test_over_a_real_socket_a_write_to_a_closed_peer_ends_only_that_link(codec: Codec) -> None:
+    _agent_conn, server_conn = _up(codec)
+    ours, theirs = _socket_streams()
+    server = Link(ours, server_conn, _never_answer)
+    await theirs.aclose()
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.run)
+            _seq, waiter = server.start_request([StopCommand(vm_name="v")])
+            assert await waiter.wait() is None
+    assert server.reason == "the peer closed the connection" or server.reason.startswith("write failed")
