@@ -55,6 +55,8 @@ from protocol.messages import (
     VmStats,
 )
 
+from . import configdrive
+from .configdrive import ConfigDriveError
 from .faults import FaultError, FaultTable
 from .resource import DropConnection, Placement, ServerResource, error_answer, handles
 
@@ -204,8 +206,16 @@ class SimulatorResource(ServerResource):
         missing = [d.path for d in vm.disks if d.path not in self._volumes(d.pool_path)]
         if missing:
             return StartAnswer(result=False, vm_name=vm.name, details=f"disk not found: {missing[0]}")
+        drive = ""
+        if vm.config_drive is not None:  # what a real guest prints once it applied its config drive
+            try:
+                drive = configdrive.summary(vm.config_drive)
+            except ConfigDriveError as e:
+                return StartAnswer(result=False, vm_name=vm.name, details=str(e))
         self.host.vms[vm.name] = sim = SimVm(vm, boots=existing.boots + 1 if existing else 1)
         self.host.console(vm.name, f"simulated guest {vm.name}: booted (boot {sim.boots})")
+        if drive:
+            self.host.console(vm.name, drive)
         return StartAnswer(vm_name=vm.name)
 
     @handles(StopCommand)

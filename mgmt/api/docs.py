@@ -14,6 +14,7 @@ AREAS = (
     ("templates", "Templates and OS types"),
     ("networks", "Networks"),
     ("vms", "Virtual machines"),
+    ("guest_data", "SSH key pairs and user data (the config drive)"),
     ("volumes", "Volumes"),
     ("affinity", "Affinity groups"),
     ("jobs", "Async jobs"),

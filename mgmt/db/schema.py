@@ -234,8 +234,38 @@ vms = Table(
     Column("template_id", ForeignKey("templates.id"), nullable=False),
     Column("account_id", Integer, nullable=False),
     Column("ha_enabled", Boolean, nullable=False, default=False),
+    # What the guest learns from its config drive: user data (Base64, as given; NULL: none), the
+    # registered user data it came from, and the public keys of its key pairs (copied at deploy or
+    # reset, as CloudStack does: deleting a key pair later does not change a VM)
+    Column("user_data", Text),
+    Column("user_data_id", ForeignKey("user_data.id")),
+    Column("keypairs", String(1024), nullable=False, default=""),  # the key pairs' names, comma-separated
+    Column("ssh_public_keys", Text, nullable=False, default=""),  # one per line
     *_times(),
     Index("ix_vms_host_state", "host_id", "state"),
+)
+
+# SSH key pairs an account registered (or had made: the private key is shown once and not kept)
+ssh_keypairs = Table(
+    "ssh_keypairs", metadata, _id(), _uuid(),
+    Column("name", String(255), nullable=False),
+    Column("account_id", ForeignKey("accounts.id"), nullable=False),
+    Column("public_key", Text, nullable=False),
+    Column("fingerprint", String(64), nullable=False),  # MD5 of the key blob, colon-separated hex
+    Column("created", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("account_id", "name"),
+    UniqueConstraint("account_id", "fingerprint", name="uq_ssh_keypairs_account_id_fingerprint"),
+)
+
+# User data registered by name (CloudStack 4.18's registerUserData), for deploys to name by id
+user_data = Table(
+    "user_data", metadata, _id(), _uuid(),
+    Column("name", String(255), nullable=False),
+    Column("account_id", ForeignKey("accounts.id"), nullable=False),
+    Column("user_data", Text, nullable=False),  # Base64, as registered
+    Column("params", String(4096), nullable=False, default=""),  # declared variables, comma-separated
+    Column("created", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("account_id", "name"),
 )
 
 nics = Table(

@@ -14,6 +14,7 @@ import orjson
 
 from protocol.messages import DiskTO, NicTO, VirtualMachineTO
 
+from . import configdrive
 from .vms import VmRecord
 
 
@@ -56,6 +57,7 @@ def _common(vm: VmRecord) -> dict[str, Any]:
         "os_type": vm.template.os_type,
         "disks": disks,
         "nics": nic_tos,
+        "config_drive": configdrive.build(vm),
     }
 
 

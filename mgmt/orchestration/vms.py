@@ -56,6 +56,10 @@ class DeploySpec:
     disk_offering_id: int = 0  # an extra data disk
     affinity_group_ids: tuple[int, ...] = ()
     ha_enabled: bool | None = None  # None: the offering's
+    keypairs: str = ""  # the key pairs' names, comma-separated
+    ssh_public_keys: str = ""  # their public keys, one per line
+    user_data: str | None = None  # Base64
+    user_data_id: int | None = None  # the registered user data it came from
 
 
 @dataclass
@@ -69,6 +73,7 @@ class VmRecord:
     nics: list[Any] = field(default_factory=list)
     anti_affinity_groups: tuple[int, ...] = ()
     affinity_groups: tuple[int, ...] = ()
+    zone_name: str = ""
 
     @property
     def id(self) -> int:
@@ -102,7 +107,7 @@ def allocate_record(conn: Connection, spec: DeploySpec, *, vm_uuid: str = "",
         template = catalog.templates.by_id.get(spec.template_id)
     else:
         zone = conn.execute(
-            sa.select(zones.c.id).where(zones.c.id == spec.zone_id, zones.c.removed.is_(None))
+            sa.select(zones.c.id, zones.c.name).where(zones.c.id == spec.zone_id, zones.c.removed.is_(None))
         ).first()
         offering = conn.execute(
             sa.select(service_offerings).where(
@@ -154,6 +159,10 @@ def allocate_record(conn: Connection, spec: DeploySpec, *, vm_uuid: str = "",
             "template_id": template.id,
             "account_id": spec.account_id,
             "ha_enabled": offering.ha_enabled if spec.ha_enabled is None else spec.ha_enabled,
+            "keypairs": spec.keypairs,
+            "ssh_public_keys": spec.ssh_public_keys,
+            "user_data": spec.user_data,
+            "user_data_id": spec.user_data_id,
             "created": stamp,
             "state_changed": stamp,
         }))
@@ -167,7 +176,8 @@ def allocate_record(conn: Connection, spec: DeploySpec, *, vm_uuid: str = "",
         name=spec.name or None, state=State.STOPPED, update_count=0, power_state="PowerOff",
         zone_id=spec.zone_id, service_offering_id=offering.id, template_id=template.id,
         account_id=spec.account_id, host_id=None, last_host_id=None, created=stamp, state_changed=stamp,
-        removed=None,
+        removed=None, keypairs=spec.keypairs, ssh_public_keys=spec.ssh_public_keys, user_data=spec.user_data,
+        user_data_id=spec.user_data_id,
     )
     made_nics, made_volumes = [], []
     for device, network in enumerate(network_rows):
@@ -225,7 +235,7 @@ def allocate_record(conn: Connection, spec: DeploySpec, *, vm_uuid: str = "",
         if group is None or group.account_id != spec.account_id:
             raise InvalidParameter(f"affinity group {group_id} does not exist")
         conn.execute(affinity_group_vms.insert().values(group_id=group_id, vm_id=vm_id))
-    return VmRecord(row, offering, template, made_volumes, made_nics)
+    return VmRecord(row, offering, template, made_volumes, made_nics, zone_name=zone.name)
 
 
 def deploy_profile(conn: Connection | None, spec: DeploySpec, catalog: Snapshot | None = None,
@@ -306,6 +316,7 @@ def load(conn: Connection, vm_id: int) -> VmRecord:
         nics.of_vm(conn, vm_id),
         tuple(g.id for g in groups if g.type == "host anti-affinity"),
         tuple(g.id for g in groups if g.type == "host affinity"),
+        conn.scalar(sa.select(zones.c.name).where(zones.c.id == row.zone_id)) or "",
     )
 
 

@@ -17,6 +17,7 @@ from .async_jobs import AsyncJobs
 from .capacity import Capacity
 from .crud import Resources
 from .events import Events
+from .guest_data import SshKeyPairs, UserData
 from .hosts import Hosts
 from .networks import Networks
 from .settings import Settings
@@ -65,6 +66,8 @@ class Services:
     events: Events = field(init=False)
     alerts: Alerts = field(init=False)
     capacity: Capacity = field(init=False)
+    keypairs: SshKeyPairs = field(init=False)
+    user_data: UserData = field(init=False)
 
     def __post_init__(self) -> None:
         self.resources = Resources(self.db, self.placement)
@@ -78,5 +81,7 @@ class Services:
         self.events = Events(self.db)
         self.alerts = Alerts(self.db)
         self.capacity = Capacity(self.db, self.values)
+        self.keypairs = SshKeyPairs(self.db)
+        self.user_data = UserData(self.db)
         self.volumes = Volumes(self.db, self.orchestrator, self.jobs)
         self.vms = VirtualMachines(self.db, self.orchestrator, self.catalog, self.jobs)

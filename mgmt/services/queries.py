@@ -99,6 +99,22 @@ def owner_filter(conn: Connection, caller: Caller, args: Mapping[str, Any], colu
     return [column == caller.account_id]
 
 
+def acting_for(conn: Connection, caller: Caller, account_name: str = "", domain_uuid: str = "") -> int:
+    """The account a call acts for: the caller's, or (admins only) the one named by ``account`` and
+    ``domainid``."""
+    if not account_name:
+        return int(caller.account_id)
+    if not caller.is_admin:
+        raise PermissionDenied("only admins may act for another account")
+    query = sa.select(accounts.c.id).where(accounts.c.name == account_name, accounts.c.removed.is_(None))
+    if domain_uuid:
+        query = query.join(domains, domains.c.id == accounts.c.domain_id).where(domains.c.uuid == domain_uuid)
+    found = conn.scalar(query)
+    if found is None:
+        raise InvalidParameter(f"unable to find account {account_name!r}")
+    return int(found)
+
+
 def keyword(column: Any, args: Mapping[str, Any]) -> list[Any]:
     return [column.contains(args["keyword"], autoescape=True)] if "keyword" in args else []
 

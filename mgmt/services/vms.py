@@ -28,6 +28,7 @@ from ..db.schema import (
     nics,
     service_offerings,
     templates,
+    user_data,
     vms,
     zones,
 )
@@ -35,9 +36,10 @@ from ..errors import InvalidParameter, PermissionDenied
 from ..orchestration import vms as vm_rows
 from ..orchestration.vm_state import State
 from ..orchestration.vms import DeploySpec
+from . import guest_data
 from .caller import Caller
 from .crud import Filters, Row
-from .queries import fetch, find, keyword, matching, owner_filter, uuids
+from .queries import acting_for, fetch, find, keyword, matching, owner_filter, uuids
 
 if TYPE_CHECKING:
     from ..catalog import Catalog
@@ -70,12 +72,15 @@ class DeployRequest:
     domain_uuid: str = ""
     name: str = ""
     display_name: str = ""
+    keypairs: tuple[str, ...] = ()  # SSH key pairs' names, in the VM's account
+    user_data: str | None = None  # Base64, checked
+    user_data_uuid: str = ""  # registered user data
 
     @property
     def needs_database(self) -> bool:
         """Whether it names something the catalog does not hold."""
         return bool(self.account_name or self.host_uuid or self.affinity_group_uuids
-                    or self.affinity_group_names)
+                    or self.affinity_group_names or self.keypairs or self.user_data_uuid)
 
 
 @dataclass
@@ -86,23 +91,6 @@ class Deployment:
     name: str
     admit: Callable[[Connection], int]  # in the job's insert transaction: the VM's rows; its id
     run: Callable[[], Awaitable[int]]  # the job: start it (when asked); the VM's id
-
-
-def _account_for(conn: Connection, caller: Caller, request: DeployRequest) -> int:
-    if not request.account_name:
-        return int(caller.account_id)
-    if not caller.is_admin:
-        raise PermissionDenied("only admins may deploy for another account")
-    query = sa.select(accounts.c.id).where(accounts.c.name == request.account_name,
-                                           accounts.c.removed.is_(None))
-    if request.domain_uuid:
-        query = query.join(domains, domains.c.id == accounts.c.domain_id).where(
-            domains.c.uuid == request.domain_uuid
-        )
-    found = conn.scalar(query)
-    if found is None:
-        raise InvalidParameter(f"unable to find account {request.account_name!r}")
-    return int(found)
 
 
 def _in_catalog(table: Any, ident: str, kind: str) -> Any:
@@ -122,7 +110,8 @@ def _resolve(conn: Connection | None, caller: Caller, request: DeployRequest,
     template = _in_catalog(catalog.templates, request.template_uuid, "template")
     if not template.public and not caller.is_admin and (template.account_id or 1) != caller.account_id:
         raise PermissionDenied(f"unable to find or access template {request.template_uuid}")
-    account_id = _account_for(conn, caller, request) if conn is not None else int(caller.account_id)
+    account_id = (acting_for(conn, caller, request.account_name, request.domain_uuid) if conn is not None
+                  else int(caller.account_id))
     ip = request.ip_address
     network_ids = [_in_catalog(catalog.networks, n, "network").id for n in request.network_uuids]
     for network_uuid, address in request.ip_to_network:
@@ -163,7 +152,22 @@ def _resolve(conn: Connection | None, caller: Caller, request: DeployRequest,
         if found_id is None:
             raise InvalidParameter(f"unable to find affinity group {name!r}")
         group_ids.append(found_id)
+    keypair_names, public_keys = "", ""
+    if request.keypairs:
+        assert conn is not None
+        keypair_names, public_keys = guest_data.keys_for(conn, account_id, list(request.keypairs))
+    text, user_data_id = request.user_data, None
+    if request.user_data_uuid:
+        if text is not None:
+            raise InvalidParameter("give userdata or userdataid, not both")
+        assert conn is not None
+        registered = guest_data.owned_user_data(conn, caller, request.user_data_uuid, account_id)
+        text, user_data_id = registered.user_data, registered.id
     return DeploySpec(
+        keypairs=keypair_names,
+        ssh_public_keys=public_keys,
+        user_data=text,
+        user_data_id=user_data_id,
         zone_id=zone.id,
         service_offering_id=offering.id,
         template_id=template.id,
@@ -213,7 +217,9 @@ class VmListing:
 def _query() -> sa.Select[Any]:
     return (
         sa.select(
-            vms,
+            *[c for c in vms.c if c.name != "user_data"],  # (read by getVirtualMachineUserData alone)
+            user_data.c.uuid.label("user_data_uuid"),
+            user_data.c.name.label("user_data_name"),
             zones.c.uuid.label("zone_uuid"),
             zones.c.name.label("zone_name"),
             hosts.c.uuid.label("host_uuid"),
@@ -238,6 +244,7 @@ def _query() -> sa.Select[Any]:
         .join(service_offerings, service_offerings.c.id == vms.c.service_offering_id)
         .join(accounts, accounts.c.id == vms.c.account_id)
         .join(domains, domains.c.id == accounts.c.domain_id)
+        .outerjoin(user_data, user_data.c.id == vms.c.user_data_id)
     )
 
 
@@ -317,6 +324,25 @@ def _list(conn: Connection, caller: Caller, args: Filters) -> tuple[list[VmListi
         where.append(vms.c.id.in_(member))
     rows, total = fetch(conn, _query().where(*where), vms.c.id, args)
     return _listings(conn, rows), total
+
+
+def _user_data_of(conn: Connection, vm_id: int) -> str | None:
+    return conn.scalar(sa.select(vms.c.user_data).where(vms.c.id == vm_id))
+
+
+def _reset_keys(conn: Connection, vm_id: int, account_id: int, names: list[str]) -> None:
+    names_kept, keys = guest_data.keys_for(conn, account_id, names)
+    row = conn.execute(sa.select(vms.c.state, vms.c.instance_name).where(vms.c.id == vm_id)).one()
+    if row.state != State.STOPPED:
+        raise InvalidParameter(
+            f"VM {row.instance_name} is {row.state}; its SSH keys are reset only when it is Stopped"
+        )
+    changed = conn.execute(
+        vms.update().where(vms.c.id == vm_id, vms.c.state == State.STOPPED)
+        .values(keypairs=names_kept, ssh_public_keys=keys)
+    ).rowcount
+    if changed != 1:
+        raise InvalidParameter(f"VM {row.instance_name} changed while this request ran; try again")
 
 
 class VirtualMachines:
@@ -402,10 +428,19 @@ class VirtualMachines:
         host_uuid = await self.db.read(_host_uuid, host_id) if host_id is not None else None
         return text, host_uuid
 
-    async def update(self, vm: Row, *, name: str | None = None, display_name: str | None = None,
-                     ha_enabled: bool | None = None) -> list[str]:
-        """Change its details; the names of those changed (as columns)."""
+    async def update(self, caller: Caller, vm: Row, *, name: str | None = None,
+                     display_name: str | None = None, ha_enabled: bool | None = None,
+                     user_data: str | None = None, user_data_uuid: str = "") -> list[str]:
+        """Change its details; the names of those changed (as columns). New user data reaches the guest
+        when it next starts (its config drive is made then)."""
         values: dict[str, Any] = {}
+        if user_data is not None and user_data_uuid:
+            raise InvalidParameter("give userdata or userdataid, not both")
+        if user_data is not None:
+            values.update(user_data=guest_data.check_user_data(user_data), user_data_id=None)
+        if user_data_uuid:
+            registered = await self.db.read(guest_data.owned_user_data, caller, user_data_uuid, vm.account_id)
+            values.update(user_data=registered.user_data, user_data_id=registered.id)
         if name is not None:
             if vm.state != State.STOPPED:
                 raise InvalidParameter(
@@ -418,6 +453,15 @@ class VirtualMachines:
             values["ha_enabled"] = ha_enabled
         await self.db.run(vm_rows.update_details, vm.id, **values)
         return list(values)
+
+    async def user_data(self, vm: Row) -> str | None:
+        """Its user data (Base64), None when it has none."""
+        return await self.db.read(_user_data_of, vm.id)
+
+    async def reset_keys(self, vm: Row, names: list[str]) -> None:
+        """Give a stopped VM these key pairs' public keys (its guest gets them when it next starts); run
+        as the VM's job."""
+        await self.db.run(_reset_keys, vm.id, vm.account_id, names)
 
     async def change_offering(self, caller: Caller, vm: Row, offering_uuid: str) -> Row:
         """Give a stopped VM another service offering; the offering's row."""

@@ -39,6 +39,16 @@ class NicTO:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigDriveTO:
+    """The files of a VM's config drive (OpenStack's layout, as CloudStack's ConfigDrive provider writes
+    it): the agent makes an ISO 9660 image labelled ``label`` holding them and attaches it as a CD-ROM.
+    ``files`` maps a path inside the image (``openstack/latest/meta_data.json``) to its bytes, Base64."""
+
+    label: str = "config-2"
+    files: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class VirtualMachineTO:
     """Everything a hypervisor needs to start a VM."""
 
@@ -56,6 +66,7 @@ class VirtualMachineTO:
     disks: tuple[DiskTO, ...] = ()
     nics: tuple[NicTO, ...] = ()
     details: dict[str, str] = field(default_factory=dict)
+    config_drive: ConfigDriveTO | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

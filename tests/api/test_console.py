@@ -41,7 +41,12 @@ async def test_console_log_of_a_vm_through_its_life(api: ApiCloud) -> None:
         return dict(answer["virtualmachineconsolelog"])
 
     log = await console()
-    assert log["log"] == f"simulated guest {vm['instancename']}: booted (boot 1)\n" and log["lines"] == 1
+    assert log["log"].splitlines() == [
+        f"simulated guest {vm['instancename']}: booted (boot 1)",
+        f"cumulo-config-drive: hostname={vm['name']} address={vm['nic'][0]['ipaddress']} "
+        "userdata-sha256=none",
+    ]
+    assert log["lines"] == 2
     assert (log["id"], log["hostid"], log["instancename"]) == (vm["id"], vm["hostid"], vm["instancename"])
     await api.call(lambda: cs.rebootVirtualMachine(id=vm["id"], fetch_result=True))
     await api.call(lambda: cs.stopVirtualMachine(id=vm["id"], fetch_result=True))

@@ -6,6 +6,7 @@ from . import (  # noqa: F401 - each module registers its commands
     compat,
     config,
     discovery,
+    guest_data,
     infra,
     jobs,
     networks,

@@ -1,6 +1,6 @@
 """The empty answers clients need for what Cumulo does not have: public IPs and forwarding rules (shared
-networks have no virtual router), security groups, SSH key pairs. libcloud's list_nodes, for one,
-calls the first three for every listing."""
+networks have no virtual router) and security groups. libcloud's list_nodes, for one, calls the first
+three for every listing."""
 
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ for _name, _key, _what in (
     ("listPortForwardingRules", "portforwardingrule", "port forwarding rules (none: no virtual routers)"),
     ("listIpForwardingRules", "ipforwardingrule", "static NAT rules (none: no virtual routers)"),
     ("listSecurityGroups", "securitygroup", "security groups (none: not supported)"),
-    ("listSSHKeyPairs", "sshkeypair", "SSH key pairs (none: registering them is not supported yet)"),
 ):
     command(
         _name,

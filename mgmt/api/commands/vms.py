@@ -4,12 +4,11 @@ orchestration engine; their results are the VM as listVirtualMachines shows it."
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from typing import TYPE_CHECKING, Any
 
 from ...errors import InvalidParameter, PermissionDenied
+from ...services.guest_data import check_user_data
 from ...services.vms import VM_STATES, DeployRequest, VmListing
 from ..registry import Param, command
 from .common import OWNER, PAGING, date, listing, uuids
@@ -62,6 +61,9 @@ def vm_view(
         "affinitygroup": group_views,
         "tags": [],
         "details": {},
+        "keypairs": r.keypairs or None,
+        "userdataid": r.user_data_uuid,
+        "userdataname": r.user_data_name,
     }
     if admin:  # CloudStack shows where a VM runs to admins only
         view.update(hostid=r.host_uuid, hostname=r.host_name, instancename=r.instance_name)
@@ -145,14 +147,7 @@ def _check_deploy_args(args: dict[str, Any]) -> None:
     if "rootdisksize" in args and not 1 <= args["rootdisksize"] <= 65536:
         raise InvalidParameter("rootdisksize must be between 1 and 65536 (GB)")
     if "userdata" in args:
-        try:
-            decoded = base64.b64decode(args["userdata"], validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidParameter("userdata must be Base64") from None
-        if len(decoded) > 32768:
-            raise InvalidParameter("userdata may be at most 32 KB once decoded")
-    if "keypair" in args:
-        raise InvalidParameter(f"unable to find SSH key pair {args['keypair']!r} (listSSHKeyPairs)")
+        check_user_data(args["userdata"])
 
 
 @command(
@@ -172,12 +167,12 @@ def _check_deploy_args(args: dict[str, Any]) -> None:
     Param("diskofferingid", "uuid", description="a data disk of this offering"),
     Param("affinitygroupids", "list", description="comma-separated affinity group ids"),
     Param("affinitygroupnames", "list", description="comma-separated affinity group names"),
-    Param(
-        "userdata",
-        description="Base64 user data (accepted and checked; not yet served to the guest)",
-        length=43690,
-    ),
-    Param("keypair", description="an SSH key pair's name (none are registered here)"),
+    Param("userdata", description="user data for the guest's config drive, Base64 (at most 32 KB decoded)",
+          length=43692),
+    Param("userdataid", "uuid", description="registered user data instead (registerUserData)"),
+    Param("userdatadetails", "map", description="accepted for compatibility (no variables are filled in)"),
+    Param("keypair", description="an SSH key pair's name: its public key goes to the guest"),
+    Param("keypairs", "list", description="comma-separated SSH key pair names"),
     Param("details", "map", description="accepted for compatibility"),
     Param("hypervisor", description="accepted for compatibility (the template decides)"),
     Param("account", description="deploy for this account (admins, with domainid)"),
@@ -210,6 +205,9 @@ async def deploy_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[str
         domain_uuid=args.get("domainid", ""),
         name=args.get("name", ""),
         display_name=args.get("displayname", ""),
+        keypairs=tuple([*args.get("keypairs", []), *([args["keypair"]] if "keypair" in args else [])]),
+        user_data=args.get("userdata"),
+        user_data_uuid=args.get("userdataid", ""),
     )
     # Admit: the VM's rows (and, when a host was found, its reservation there) in the job's own
     # transaction; act and settle run as the job.
@@ -402,12 +400,14 @@ async def migrate_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[st
 
 @command(
     "updateVirtualMachine",
-    "Changes a VM's name, display name or HA flag.",
+    "Changes a VM's name, display name, HA flag or user data.",
     Param("id", "uuid", required=True, description="the VM's id"),
     Param("name", description="the new host name (the VM must be Stopped)"),
     Param("displayname", description="the new display name"),
     Param("haenable", "boolean", description="whether HA restarts it when its host fails"),
-    Param("userdata", description="accepted and checked (Base64); not yet served to the guest", length=43690),
+    Param("userdata", description="new user data, Base64 (the guest gets it when it next starts)",
+          length=43692),
+    Param("userdataid", "uuid", description="registered user data instead (registerUserData)"),
     event="VM.UPDATE",
     response="virtualmachine",
 )
@@ -415,10 +415,10 @@ async def update_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[str
     vm = await _vm(ctx, args["id"])
     if "name" in args:
         _check_deploy_args({"name": args["name"]})
-    if "userdata" in args:
-        _check_deploy_args({"userdata": args["userdata"]})
     values = await ctx.services.vms.update(
-        vm, name=args.get("name"), display_name=args.get("displayname"), ha_enabled=args.get("haenable")
+        ctx.caller, vm, name=args.get("name"), display_name=args.get("displayname"),
+        ha_enabled=args.get("haenable"), user_data=args.get("userdata"),
+        user_data_uuid=args.get("userdataid", ""),
     )
     await ctx.event(
         "VM.UPDATE",
