@@ -67,6 +67,13 @@ def summary(drive: ConfigDriveTO) -> str:
             f"userdata-sha256={digest}")
 
 
+def image_path(directory: str, vm_name: str) -> str:
+    """Where a VM's config drive image lives in ``directory``."""
+    if not vm_name or "/" in vm_name or vm_name.startswith(".") or "\0" in vm_name:
+        raise ConfigDriveError(f"not a VM name for a config drive: {vm_name[:100]!r}")
+    return os.path.join(directory, f"{vm_name}.iso")
+
+
 def write_iso(drive: ConfigDriveTO, path: Path) -> None:
     """Write the drive's image to ``path`` (atomically: a half-written image is never attached)."""
     files = decoded_files(drive)

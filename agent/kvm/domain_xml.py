@@ -2,7 +2,9 @@
 
 Built with ElementTree so names and paths are escaped. The serial console goes to a file when a
 console log is given (QEMU appends to it across starts), else to a pty. A directly booted kernel gets
-``cumulo.name=<VM name>`` added to its command line, so the guest knows who it is.
+``cumulo.name=<VM name>`` added to its command line, so the guest knows who it is. A config drive is a
+read-only CD-ROM on the IDE bus (``hdd``, where CloudStack's KVM agent puts it): guests find it by its
+label, ``config-2``.
 """
 
 from __future__ import annotations
@@ -39,8 +41,21 @@ def disk_xml(disk: DiskTO) -> str:
     return ET.tostring(_disk(disk), encoding="unicode")
 
 
-def domain_xml(vm: VirtualMachineTO, domain_type: str, console_log: str = "") -> str:
-    """The libvirt domain definition of ``vm`` (``domain_type``: kvm, qemu or test)."""
+CONFIG_DRIVE_TARGET = "hdd"
+
+
+def _config_drive(path: str) -> ET.Element:
+    d = ET.Element("disk", type="file", device="cdrom")
+    _sub(d, "driver", name="qemu", type="raw")
+    _sub(d, "source", file=path)
+    _sub(d, "target", dev=CONFIG_DRIVE_TARGET, bus="ide")
+    _sub(d, "readonly")
+    return d
+
+
+def domain_xml(vm: VirtualMachineTO, domain_type: str, console_log: str = "", config_drive: str = "") -> str:
+    """The libvirt domain definition of ``vm`` (``domain_type``: kvm, qemu or test); ``config_drive``: the
+    path of its config drive image, when it has one."""
     domain = ET.Element("domain", type=domain_type)
     _sub(domain, "name", vm.name)
     _sub(domain, "uuid", vm.uuid)
@@ -63,6 +78,8 @@ def domain_xml(vm: VirtualMachineTO, domain_type: str, console_log: str = "") ->
     devices = _sub(domain, "devices")
     for disk in sorted(vm.disks, key=lambda d: d.device_id):
         devices.append(_disk(disk))
+    if config_drive:
+        devices.append(_config_drive(config_drive))
     for nic in sorted(vm.nics, key=lambda n: n.device_id):
         iface = _sub(devices, "interface", type="bridge" if nic.bridge else "user")
         _sub(iface, "mac", address=nic.mac)
@@ -80,12 +97,18 @@ def domain_xml(vm: VirtualMachineTO, domain_type: str, console_log: str = "") ->
     return ET.tostring(domain, encoding="unicode")
 
 
-def with_console_log(xml: str, console_log: str) -> str:
-    """A domain's XML with its serial console going to ``console_log`` (for the migrated domain, whose
-    console goes on in the destination host's console directory)."""
+def for_destination(xml: str, console_log: str = "", config_drive: str = "") -> str:
+    """A domain's XML with its serial console going to ``console_log`` and its config drive read from
+    ``config_drive`` (for the migrated domain: both are files of the destination host); "" keeps one."""
     domain = ET.fromstring(xml)
-    for device in domain.findall("devices/serial") + domain.findall("devices/console"):
-        source = device.find("source")
-        if device.get("type") == "file" and source is not None:
-            source.set("path", console_log)
+    if console_log:
+        for device in domain.findall("devices/serial") + domain.findall("devices/console"):
+            source = device.find("source")
+            if device.get("type") == "file" and source is not None:
+                source.set("path", console_log)
+    if config_drive:
+        for device in domain.findall("devices/disk[@device='cdrom']"):
+            target, source = device.find("target"), device.find("source")
+            if target is not None and target.get("dev") == CONFIG_DRIVE_TARGET and source is not None:
+                source.set("file", config_drive)
     return ET.tostring(domain, encoding="unicode")

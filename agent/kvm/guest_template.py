@@ -4,12 +4,18 @@
 
 - ``vmlinuz``: the kernel of ``linux-image-cloud-amd64`` (the versioned package it depends on),
 - ``initrd.img``: a gzipped newc cpio with ``busybox-static``, the few kernel modules the guest needs
-  (virtio disk, ACPI power button, input events) and an ``/init`` script,
+  (virtio disk and network, the IDE CD-ROM and ISO 9660 of the config drive, ACPI power button, input
+  events) and an ``/init`` script,
 - ``template.qcow2``: a 32 MiB ext4 root disk with ``/etc/cumulo-template`` (the root volume's template),
 - ``template.json``: what was built, from which package versions, and the boot arguments to register.
 
 The init script mounts the root disk, counts boots in ``/var/boot-count`` on it (so a root volume is
-seen to keep its data across a stop and start), prints the marker line
+seen to keep its data across a stop and start), applies its config drive (host name, the default NIC's
+static address and route, user data that is a shell script runs in the background) and prints
+
+    cumulo-config-drive: hostname=<name> address=<IPv4> userdata-sha256=<hex, or none>
+
+then the marker line
 
     CUMULO-GUEST-READY name=<cumulo.name from the kernel command line> boot=<n> template=<name>
 
@@ -37,7 +43,7 @@ BOOT_ARGS = "console=ttyS0 quiet panic=-1"
 TEMPLATE_NAME = "cumulo-tiny"
 DISK_MIB = 32
 # Bump when what is built changes, so a cached template is rebuilt.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 # In load order (each after the modules it depends on); all are modules in Debian's cloud kernel.
 MODULES = (
     "drivers/virtio/virtio_ring.ko",
@@ -46,10 +52,21 @@ MODULES = (
     "drivers/virtio/virtio_pci_legacy_dev.ko",
     "drivers/virtio/virtio_pci.ko",
     "drivers/block/virtio_blk.ko",
+    "net/core/failover.ko",
+    "drivers/net/net_failover.ko",
+    "drivers/net/virtio_net.ko",
+    "drivers/scsi/scsi_common.ko",
+    "drivers/scsi/scsi_mod.ko",
+    "drivers/ata/libata.ko",
+    "drivers/ata/ata_piix.ko",
+    "drivers/cdrom/cdrom.ko",
+    "drivers/scsi/sr_mod.ko",
+    "fs/isofs/isofs.ko",
     "drivers/acpi/button.ko",
     "drivers/input/evdev.ko",
 )
-BUSYBOX_LINKS = ("sh", "mount", "umount", "insmod", "cat", "sleep", "sync", "poweroff", "dd", "mkdir")
+BUSYBOX_LINKS = ("sh", "mount", "umount", "insmod", "cat", "sleep", "sync", "poweroff", "dd", "mkdir",
+                 "hostname", "sed", "head", "cut", "sha256sum", "ifconfig", "route", "ip", "ping")
 
 INIT = r"""#!/bin/sh
 mount -t proc proc /proc
@@ -69,6 +86,42 @@ if [ -b /dev/vda ] && mount -t ext4 /dev/vda /mnt; then
     boot=$(( $(cat /mnt/var/boot-count 2>/dev/null || echo 0) + 1 ))
     echo "$boot" > /mnt/var/boot-count
     sync
+fi
+# The config drive (the CD-ROM labelled config-2): host name, the default NIC's address, user data. What
+# is applied is printed in one line (agent.configdrive.summary writes the same line from the same files).
+drive=
+i=0
+while [ -z "$drive" ] && [ $i -lt 50 ]; do
+    for dev in /dev/sr0 /dev/sr1; do [ -b "$dev" ] && drive=$dev && break; done
+    [ -n "$drive" ] || { sleep 0.1; i=$((i + 1)); }
+done
+if [ -n "$drive" ] && mkdir -p /cfg && mount -t iso9660 -o ro "$drive" /cfg; then
+    meta=/cfg/cloudstack/metadata
+    [ -f $meta/local-hostname.txt ] && hostname "$(cat $meta/local-hostname.txt)"
+    nd=/cfg/openstack/latest/network_data.json
+    value() { sed -n "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p" "$nd" 2>/dev/null | head -n 1; }
+    mac=$(value ethernet_mac_address)
+    addr=$(value ip_address)
+    mask=$(value netmask)
+    gw=$(value gateway)
+    nic=
+    i=0
+    while [ -n "$mac" ] && [ -z "$nic" ] && [ $i -lt 50 ]; do
+        for n in /sys/class/net/*; do [ "$(cat $n/address 2>/dev/null)" = "$mac" ] && nic=${n##*/}; done
+        [ -n "$nic" ] || { sleep 0.1; i=$((i + 1)); }
+    done
+    ifconfig lo 127.0.0.1 up
+    if [ -n "$nic" ] && [ -n "$addr" ]; then
+        ifconfig "$nic" "$addr" netmask "${mask:-255.255.255.0}" up
+        [ -n "$gw" ] && route add default gw "$gw"
+    fi
+    ud=/cfg/openstack/latest/user_data
+    digest=none
+    [ -f "$ud" ] && digest=$(sha256sum "$ud" | cut -d " " -f 1)
+    echo "cumulo-config-drive: hostname=$(hostname) address=$addr userdata-sha256=$digest"
+    if [ -f "$ud" ] && [ "$(head -c 2 "$ud")" = "#!" ]; then
+        (sh "$ud" 2>&1) &  # a script that runs long does not hold the boot up
+    fi
 fi
 # The power button: every input device is opened here, before the marker is printed, so that a press
 # that comes right after the marker waits in the device's queue (a daemon started after the marker could
@@ -168,7 +221,7 @@ def _cpio_newc(root: Path) -> bytes:
 
 def _initramfs(busybox_root: Path, modules_root: Path, into: Path) -> bytes:
     root = into / "initramfs"
-    for d in ("bin", "dev", "proc", "sys", "mnt", "lib/modules", "etc/acpi/PWRF"):
+    for d in ("bin", "dev", "proc", "sys", "mnt", "cfg", "lib/modules", "etc/acpi/PWRF"):
         (root / d).mkdir(parents=True, exist_ok=True)
     shutil.copy2(busybox_root / "bin/busybox", root / "bin/busybox")
     for link in BUSYBOX_LINKS:

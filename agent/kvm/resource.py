@@ -58,9 +58,11 @@ from protocol.messages import (
     VmStats,
 )
 
+from .. import configdrive
+from ..configdrive import ConfigDriveError
 from ..resource import HostSetupError, Placement, ServerResource, handles
 from . import console as consoles
-from .domain_xml import disk_xml, domain_xml, with_console_log
+from .domain_xml import disk_xml, domain_xml, for_destination
 from .host import choose_domain_type, embedded_root, prepare_embedded, start_event_loop
 from .pools import DirectoryPool, LibvirtPool, Pool, PoolError, disk_in_use
 
@@ -187,6 +189,18 @@ class LibvirtResource(ServerResource):
     def _console(self, name: str) -> str:
         return consoles.console_path(self.console_dir, name)
 
+    def _config_drive_path(self, name: str) -> str:
+        return configdrive.image_path(os.path.join(self.state_dir, "configdrive"), name)
+
+    def _write_config_drive(self, vm: VirtualMachineTO) -> str:
+        """Write the VM's config drive image on this host; its path ("" when it has none). Raises
+        ConfigDriveError or OSError."""
+        if vm.config_drive is None:
+            return ""
+        path = self._config_drive_path(vm.name)
+        configdrive.write_iso(vm.config_drive, Path(path))
+        return path
+
     # --- startup and reports ---------------------------------------------------------------------
 
     async def startup_commands(self, placement: Placement) -> list[Command]:
@@ -268,7 +282,11 @@ class LibvirtResource(ServerResource):
                                details=f"disk {busy} is in use by another process (QEMU's image lock)")
         console = self._console(cmd.vm.name)
         try:
-            self._connection().createXML(domain_xml(vm, self.domain_type, console), 0)
+            drive = self._write_config_drive(vm)
+        except (ConfigDriveError, OSError) as e:
+            return StartAnswer(result=False, vm_name=cmd.vm.name, details=f"config drive not written: {e}")
+        try:
+            self._connection().createXML(domain_xml(vm, self.domain_type, console, drive), 0)
         except libvirt.libvirtError as e:
             return StartAnswer(result=False, vm_name=cmd.vm.name, details=f"libvirt refused to start it: {e}")
         return StartAnswer(vm_name=cmd.vm.name)
@@ -352,8 +370,12 @@ class LibvirtResource(ServerResource):
         missing = [f for f in files if not await trio.Path(f).exists()]
         if missing and self.domain_type != "test":
             return PrepareForMigrationAnswer(result=False, details=f"not on this host: {missing[0]}")
+        try:  # the VM reads its config drive from this host once it runs here
+            drive = await self._call(self._write_config_drive, cmd.vm)
+        except (ConfigDriveError, OSError) as e:
+            return PrepareForMigrationAnswer(result=False, details=f"config drive not written: {e}")
         return PrepareForMigrationAnswer(dest_uri=self.migration_uri or f"qemu+tcp://{self._address}/system",
-                                         console_log=self._console(cmd.vm.name))
+                                         console_log=self._console(cmd.vm.name), config_drive=drive)
 
     @handles(MigrateCommand)
     async def migrate(self, cmd: MigrateCommand) -> Answer:
@@ -376,9 +398,10 @@ class LibvirtResource(ServerResource):
         params: dict[str, Any] = {}
         if cmd.dest_ip:  # QEMU's own migration stream goes to the destination's address
             params[libvirt.VIR_MIGRATE_PARAM_URI] = f"tcp://{cmd.dest_ip}"
-        if cmd.dest_console_log:  # the console log goes on in the destination's console directory
+        if cmd.dest_console_log or cmd.dest_config_drive:  # files of the destination host
             xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE)
-            params[libvirt.VIR_MIGRATE_PARAM_DEST_XML] = with_console_log(xml, cmd.dest_console_log)
+            params[libvirt.VIR_MIGRATE_PARAM_DEST_XML] = for_destination(xml, cmd.dest_console_log,
+                                                                          cmd.dest_config_drive)
         try:
             dom.migrateToURI3(dest_uri, params, flags)
         except libvirt.libvirtError as e:
@@ -454,6 +477,7 @@ class LibvirtResource(ServerResource):
         """An expunged VM: no domain of it may stay, and its console log goes."""
         await self._call(self._destroy, cmd.vm_name)
         await trio.Path(self._console(cmd.vm_name)).unlink(missing_ok=True)
+        await trio.Path(self._config_drive_path(cmd.vm_name)).unlink(missing_ok=True)
         return Answer()
 
     # --- storage ---------------------------------------------------------------------------------

@@ -87,8 +87,9 @@ Error, with who asked and which resource.
 
 ## Known differences from CloudStack
 
-- `userdata` is checked (Base64, 32 KB) but not yet served to guests; `keypair` names nothing (no
-  key pairs can be registered yet); `details` is accepted and ignored.
+- User data and SSH keys reach the guest on a config drive (OpenStack layout, label `config-2`), made
+  at every start; `userdatadetails` is accepted but no variables are filled in, and `details` is
+  accepted and ignored. A stopped VM's new user data or keys apply at its next start.
 - `updateConfiguration` stores the value; the server reads settings at start-up, so a change applies
   at the next restart (`isdynamic` is false for every setting).
 - Volumes are never moved between pools: a detached volume can be attached again only to a VM whose

@@ -695,6 +695,7 @@ class Orchestrator:
                         dest_guid=guid,
                         dest_uri=getattr(prepared, "dest_uri", ""),
                         dest_console_log=getattr(prepared, "console_log", ""),
+                        dest_config_drive=getattr(prepared, "config_drive", ""),
                     ),
                 )
                 if not moved.result:

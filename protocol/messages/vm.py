@@ -136,6 +136,7 @@ class PrepareForMigrationAnswer(Answer):
 
     dest_uri: str = ""
     console_log: str = ""
+    config_drive: str = ""  # the VM's config drive image on the destination (written there), if it has one
 
 
 @command
@@ -148,6 +149,7 @@ class MigrateCommand(Command):
     dest_uri: str = ""
     dest_guid: str = ""
     dest_console_log: str = ""  # the console log's path on the destination (PrepareForMigrationAnswer)
+    dest_config_drive: str = ""  # the config drive image's path there (PrepareForMigrationAnswer)
     live: bool = True
 
 

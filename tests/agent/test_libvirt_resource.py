@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 import xml.etree.ElementTree as ET
@@ -100,6 +101,30 @@ async def test_vm_lifecycle_start_report_reboot_stop(resource: LibvirtResource) 
     assert (await resource.execute(StopCommand(vm_name=name))).result  # stopping a stopped VM succeeds
     reboot = await resource.execute(RebootCommand(vm_name=name))
     assert (reboot.result, reboot.details) == (False, f"VM {name} is not running on this host")
+
+
+async def test_a_config_drive_is_written_attached_and_removed_with_the_vm(tmp_path: Path) -> None:
+    import base64
+
+    from protocol.messages import CleanupVmCommand, ConfigDriveTO
+
+    res = LibvirtResource("test:///default", pool="default-pool", state_dir=str(tmp_path))
+    try:
+        name = unique("i")
+        drive = ConfigDriveTO(files={"openstack/latest/user_data": base64.b64encode(b"hi").decode()})
+        started = await res.execute(StartCommand(vm=dataclasses.replace(vm(name), config_drive=drive)))
+        assert started.result, started.details
+        image = tmp_path / "configdrive" / f"{name}.iso"
+        assert image.is_file()
+        cdrom = ET.fromstring(res._domain(name).XMLDesc(0)).find("devices/disk[@device='cdrom']/source")
+        assert cdrom is not None and cdrom.get("file") == str(image)
+        bad = ConfigDriveTO(files={"../../etc/x": base64.b64encode(b"x").decode()})
+        refused = await res.execute(StartCommand(vm=dataclasses.replace(vm(unique("i")), config_drive=bad)))
+        assert not refused.result and "config drive not written" in refused.details
+        assert (await res.execute(CleanupVmCommand(vm_name=name))).result
+        assert not image.exists()
+    finally:
+        await res.aclose()
 
 
 async def test_forced_stop_powers_off_at_once(resource: LibvirtResource) -> None:

@@ -273,7 +273,7 @@ class KvmCloud:
 
     # --- what a test looks at ------------------------------------------------------------------
 
-    def deploy(self, name: str) -> dict[str, Any]:
+    def deploy(self, name: str, **args: Any) -> dict[str, Any]:
         ids = self.ids
         return dict(
             self.cs.deployVirtualMachine(
@@ -283,6 +283,7 @@ class KvmCloud:
                 networkids=ids["network"],
                 name=name,
                 fetch_result=True,
+                **args,
             )["virtualmachine"]
         )
 

@@ -3,6 +3,8 @@ guest printing its marker line on the serial console, through a whole VM life on
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import shutil
 import signal
@@ -12,8 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from cs import CloudStackApiException
 
+from agent.configdrive import SUMMARY
 from agent.kvm.guest_template import MARKER
 from agent.kvm.resource import EMBEDDED_MIGRATION
 
@@ -99,6 +104,33 @@ def test_a_real_guest_boots_stops_starts_reboots_and_leaves_nothing_behind(kvm_c
     assert sorted(p.name for p in (cloud.work / "shared").iterdir() if p.name != ".cumulo-ha") == [
         f"template-{cloud.ids['template']}"
     ]  # the template copy stays for the next VM (and the hosts' heartbeats)
+
+
+def test_a_real_guest_applies_its_config_drive(kvm_cloud: KvmCloud) -> None:
+    """Host name, address and user data from the config drive: the guest names itself, configures its NIC,
+    prints what it applied (the line the agent's summary computes from the same drive) and runs its user
+    data, a shell script."""
+    cloud, cs = kvm_cloud, kvm_cloud.cs
+    public = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    cs.registerSSHKeyPair(name="ops", publickey=public)
+    script = b"#!/bin/sh\necho user-data-ran-$((6 * 7))\nip -4 -o addr show\n"
+    vm = cloud.deploy("drive-1", keypair="ops", userdata=base64.b64encode(script).decode())
+    assert vm["state"] == "Running" and vm["keypairs"] == "ops", cloud.logs()
+    cloud.wait_for_marker(vm, boot=1)
+    address = vm["nic"][0]["ipaddress"]
+    lines = cloud.console(vm["id"]).splitlines()
+    assert (f"{SUMMARY} hostname=drive-1 address={address} "
+            f"userdata-sha256={hashlib.sha256(script).hexdigest()}") in lines
+    prefix = sum(bin(int(part)).count("1") for part in vm["nic"][0]["netmask"].split("."))
+    wait_for("the user data's output", lambda: "user-data-ran-42" in cloud.console(vm["id"]), 60, 0.05)
+    wait_for("the address on the guest's NIC",
+             lambda: f"inet {address}/{prefix}" in cloud.console(vm["id"]), 60, 0.05)
+    host = next(h for h in cloud.hosts if h.name == vm["hostname"])
+    image = host.root / "state" / "configdrive" / f"{vm['instancename']}.iso"
+    assert image.is_file()
+    cs.destroyVirtualMachine(id=vm["id"], expunge="true", fetch_result=True)
+    wait_for("the config drive image deleted", lambda: not image.exists(), 30)
 
 
 def test_a_real_guest_live_migrates_between_two_libvirtd_hosts(libvirtd_cloud: KvmCloud) -> None:
