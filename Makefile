@@ -10,9 +10,9 @@ STAMP := $(VENV)/.cumulo-installed
 # and pkg-config for libvirt-python (the KVM agent; its test driver runs the unit tests); libvirt's QEMU
 # driver, QEMU and qemu-img for the real-guest tests (libvirt embedded in the agent, no daemon); e2fsprogs
 # to make the guest template's disk; PostgreSQL's server for the tests and benchmarks that run on it (each
-# starts a private cluster of its own).
+# starts a private cluster of its own); iproute2 and ping for the guest-network plumbing tests (namespaces).
 APT_PACKAGES := gcc make pkg-config libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 \
-	qemu-utils e2fsprogs postgresql
+	qemu-utils e2fsprogs postgresql iproute2 iputils-ping
 GUEST_TEMPLATE := .cache/guest-template
 NATIVE_SOURCES := $(wildcard native/*.c native/*.h native/*.pyx native/_*_build.py) setup.py pyproject.toml
 
