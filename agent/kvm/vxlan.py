@@ -20,6 +20,7 @@ import json
 import re
 import subprocess
 from dataclasses import dataclass
+from typing import Any
 
 VNI_MAX = (1 << 24) - 1
 PORT = 4789
@@ -57,7 +58,7 @@ def _run(netns: str, *args: str, tool: str = "ip") -> str:
     return done.stdout
 
 
-def _links(netns: str) -> dict[str, dict[str, object]]:
+def _links(netns: str) -> dict[str, dict[str, Any]]:
     return {link["ifname"]: link for link in json.loads(_run(netns, "-j", "-d", "link", "show") or "[]")}
 
 
@@ -82,9 +83,11 @@ def implement(vni: int, *, underlay: str, local_ip: str, peers: tuple[str, ...] 
             args += ["group", multicast_group(vni)]
         _run(netns, *args)
     else:
-        found = links[net.vxlan].get("linkinfo", {})
-        data = found.get("info_data", {}) if isinstance(found, dict) else {}
-        if found.get("info_kind") != "vxlan" or data.get("id") != vni:  # type: ignore[union-attr]
+        found = links[net.vxlan].get("linkinfo")
+        info: dict[str, Any] = found if isinstance(found, dict) else {}
+        data = info.get("info_data")
+        data = data if isinstance(data, dict) else {}
+        if info.get("info_kind") != "vxlan" or data.get("id") != vni:
             raise PlumbingError(f"{net.vxlan} exists but is not the VXLAN device of VNI {vni}")
     for peer in peers:  # unicast flooding: one all-zero forwarding entry per peer host
         if peer not in _flood_entries(netns, net.vxlan):
