@@ -109,3 +109,6 @@ def test_bad_input_is_refused_before_anything_is_made(hosts: tuple[str, str]) ->
         with pytest.raises(vxlan.PlumbingError):
             vxlan.implement(5, underlay=underlay, local_ip="127.0.0.1", netns=a)
     assert "vxlan5" not in sh("ip", "-n", a, "link", "show").stdout
+    assert sh("ip", "-n", a, "link", "add", "vxlan9", "type", "bridge").returncode == 0  # a stranger's device
+    with pytest.raises(vxlan.PlumbingError, match="not the VXLAN device of VNI 9"):
+        vxlan.implement(9, underlay="lo", local_ip="127.0.0.1", netns=a)
