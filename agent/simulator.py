@@ -104,6 +104,16 @@ class SimHost:
     def pool_used(self) -> int:
         return sum(self.volumes.values())
 
+    def networks(self) -> dict[int, list[str]]:
+        """The isolated networks this host has built (a bridge and a VXLAN device each, on a real host):
+        VXLAN id -> the VMs on it. A network is built with its first VM here and torn down with its last."""
+        built: dict[int, list[str]] = {}
+        for name, vm in sorted(self.vms.items()):
+            for nic in vm.to.nics:
+                if nic.broadcast_uri.startswith("vxlan://"):
+                    built.setdefault(int(nic.broadcast_uri.removeprefix("vxlan://")), []).append(name)
+        return built
+
 
 class SimulatorResource(ServerResource):
     hypervisor_type = "Simulator"

@@ -53,7 +53,7 @@ class Snapshot:
     templates: Table
     networks: Table
     ranges: Mapping[int, list[tuple[int, int]]] = field(default_factory=dict)  # network id -> ranges
-    zone_networks: Mapping[int, list[int]] = field(default_factory=dict)  # zone id -> network ids
+    zone_networks: Mapping[int, list[int]] = field(default_factory=dict)  # zone id -> shared network ids
 
 
 def _load(conn: Connection) -> Snapshot:
@@ -69,7 +69,8 @@ def _load(conn: Connection) -> Snapshot:
             (int(ipaddress.ip_address(start)), int(ipaddress.ip_address(end))))
     zone_networks: dict[int, list[int]] = {}
     for row in tables["networks"].by_id.values():
-        zone_networks.setdefault(row.zone_id, []).append(row.id)
+        if row.account_id is None:  # an account's isolated network is never a zone's default
+            zone_networks.setdefault(row.zone_id, []).append(row.id)
     return Snapshot(**tables, ranges=ranges, zone_networks=zone_networks)
 
 

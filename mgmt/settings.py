@@ -59,6 +59,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("start.retry", "10", int, "Advanced", "Attempts to start a VM on another host after a failure."),
     Setting("expunge.delay", "86400", int, "Advanced", "Seconds a destroyed VM waits before it is expunged."),
     Setting("expunge.interval", "86400", int, "Advanced", "Seconds between runs of the expunge task."),
+    Setting("network.gc.interval", "600", int, "Advanced",
+            "Seconds between shutdowns of isolated networks no running VM uses (their VXLAN ids go back)."),
     Setting("capacity.skipcounting.hours", "3600", int, "Advanced",
             "Seconds a stopped VM keeps its reservation on its last host."),
     Setting("wait", "1800", int, "Advanced", "Default seconds to wait for an agent's answer."),

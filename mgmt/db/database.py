@@ -130,10 +130,28 @@ class Database:
         return config
 
     def migrate(self) -> str:
-        """Bring the schema to the newest revision (blocking; call at start-up); returns it."""
-        with self.engine.begin() as conn:
-            command.upgrade(self.alembic_config(conn), "head")
-            return self.revision(conn) or ""
+        """Bring the schema to the newest revision (blocking; call at start-up); returns it.
+
+        On SQLite a migration that changes a table's constraints rebuilds the table (batch mode: copy,
+        drop, rename), which foreign keys from other tables' rows would refuse; they are switched off
+        for the migration (only possible outside a transaction) and checked whole before it commits."""
+        sqlite = self.engine.dialect.name == "sqlite"
+        with self.engine.connect() as conn:
+            raw = conn.connection.dbapi_connection  # (its PRAGMAs run outside the transaction begun below)
+            assert raw is not None
+            if sqlite:
+                raw.execute("PRAGMA foreign_keys=OFF")
+            try:
+                with conn.begin():
+                    command.upgrade(self.alembic_config(conn), "head")
+                    if sqlite:
+                        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                        if broken:
+                            raise RuntimeError(f"the migration left rows without their parents: {broken[:5]}")
+                    return self.revision(conn) or ""
+            finally:
+                if sqlite:
+                    raw.execute("PRAGMA foreign_keys=ON")
 
     def revision(self, conn: Connection) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()

@@ -61,6 +61,10 @@ zones = Table(
     Column("network_type", String(32), nullable=False, default="Advanced"),
     Column("dns1", String(64)), Column("dns2", String(64)),
     Column("allocation_state", String(32), nullable=False, default="Enabled"),
+    # VXLAN ids isolated networks of the zone take while implemented (CloudStack's physical network
+    # "vnet" range), inclusive
+    Column("vni_start", Integer, nullable=False, default=5000, server_default="5000"),
+    Column("vni_end", Integer, nullable=False, default=5999, server_default="5999"),
     *_times(),
 )
 
@@ -194,6 +198,18 @@ disk_offerings = Table(
     *_times(),
 )
 
+# What kinds of guest network can be made: Shared (an admin's, every account deploys on it, on the
+# host's bridge or VLAN) or Isolated (an account's own, a VXLAN segment of its own while implemented)
+network_offerings = Table(
+    "network_offerings", metadata, _id(), _uuid(),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("display_text", String(4096), nullable=False, default=""),
+    Column("guest_type", String(32), nullable=False),  # Shared, Isolated
+    Column("isolation", String(16), nullable=False, default=""),  # "", vxlan
+    Column("state", String(16), nullable=False, default="Enabled"),
+    *_times(),
+)
+
 networks = Table(
     "networks", metadata, _id(), _uuid(),
     Column("name", String(255), nullable=False),
@@ -205,9 +221,16 @@ networks = Table(
     Column("dns1", String(64)), Column("dns2", String(64)),
     Column("vlan", String(64), nullable=False, default="untagged"),
     Column("bridge", String(64), nullable=False, default=""),
+    # Shared: Setup. Isolated: Allocated, Implemented (a VM of it runs: it holds a VNI), Shutdown
     Column("state", String(32), nullable=False, default="Setup"),
+    Column("network_offering_id", ForeignKey("network_offerings.id")),  # NULL: the shared offering
+    Column("account_id", ForeignKey("accounts.id")),  # an isolated network's owner
+    Column("vni", Integer),  # the VXLAN id while implemented
+    # +1 whenever a VM starts on it: a shutdown that read an older count (it saw no VM) changes nothing
+    Column("update_count", BigInteger, nullable=False, default=0, server_default="0"),
     *_times(),
     UniqueConstraint("zone_id", "name"),
+    UniqueConstraint("zone_id", "vni", name="uq_networks_zone_id_vni"),
 )
 
 ip_ranges = Table(

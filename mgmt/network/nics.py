@@ -184,6 +184,7 @@ def of_vm(conn: Connection, vm_id: int) -> list[sa.Row[Any]]:
                 networks.c.dns2,
                 networks.c.vlan,
                 networks.c.bridge,
+                networks.c.vni,
                 networks.c.name.label("network_name"),
             )
             .join(networks, networks.c.id == nics.c.network_id)

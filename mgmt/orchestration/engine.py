@@ -46,7 +46,7 @@ from ..catalog import Catalog, Snapshot
 from ..db.database import Database
 from ..db.schema import hosts, storage_pools, vms
 from ..errors import AgentUnavailable, CumuloError, InsufficientCapacity, InvalidParameter, OperationTimedOut
-from ..network import nics
+from ..network import lifecycle, nics
 from ..planner import capacity
 from ..planner.capacity import Ask, ReservationLost
 from ..planner.model import Avoid, DeploymentPlan, Destination, NoDestination, VmProfile
@@ -81,6 +81,7 @@ class OrchestrationSettings:
     skip_counting: float = 3600.0  # capacity.skipcounting.hours (seconds, as CloudStack reads it)
     expunge_delay: float = 86400.0  # expunge.delay
     expunge_interval: float = 86400.0  # expunge.interval
+    network_gc_interval: float = 600.0  # network.gc.interval
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> OrchestrationSettings:
@@ -90,6 +91,7 @@ class OrchestrationSettings:
             skip_counting=float(values.get("capacity.skipcounting.hours", 3600)),
             expunge_delay=float(values.get("expunge.delay", 86400)),
             expunge_interval=float(values.get("expunge.interval", 86400)),
+            network_gc_interval=float(values.get("network.gc.interval", 600)),
         )
 
 
@@ -148,7 +150,15 @@ class Orchestrator:
             )
             nursery.start_soon(self._every, 60.0, self.release_expired_holds)
             nursery.start_soon(self._every, self.settings.expunge_interval, self.expunge_due)
+            nursery.start_soon(self._every, self.settings.network_gc_interval, self.shutdown_idle_networks)
             task_status.started()
+
+    async def shutdown_idle_networks(self) -> int:
+        """Shut down the isolated networks no running VM uses; how many."""
+        done = await self.db.run(lifecycle.shutdown_idle)
+        for row in done:
+            log.info("network %s shut down: VXLAN id %d released", row.uuid, row.vni)
+        return len(done)
 
     async def _every(self, period: float, work: Callable[[], Awaitable[object]]) -> None:
         while True:
@@ -264,6 +274,9 @@ class Orchestrator:
                                           known=(State.STOPPED, 0, vm.name), instance_name=vm.name,
                                           display_name=vm.row.display_name)
         vm.row.update_count = 1
+        vnis = lifecycle.implement(conn, [n.network_id for n in vm.nics])
+        for nic in vm.nics:
+            nic.vni = vnis.get(nic.network_id)
         pool = _pool(conn, dest.pool_id)
         fresh = [v.id for v in vm.volumes]
         volumes.set_states(conn, fresh, volumes.CREATING, pool_id=pool.id)
@@ -289,6 +302,8 @@ class Orchestrator:
         if admission is None:
             await self.db.run(vm_rows.transition, vm_id, Event.START_REQUESTED)
         try:
+            if admission is None:  # (admit implemented them already)
+                await self.db.run(lifecycle.implement_for_vm, vm_id)
             await self._start_attempts(vm_id, host_id, admission)
         except BaseException:
             with trio.CancelScope(shield=True):

@@ -41,7 +41,7 @@ def _common(vm: VmRecord) -> dict[str, Any]:
             netmask=n.netmask,
             gateway=n.gateway,
             dns=tuple(d for d in (n.dns1, n.dns2) if d),
-            broadcast_uri=f"vlan://{n.vlan}",
+            broadcast_uri=f"vxlan://{n.vni}" if n.vni is not None else f"vlan://{n.vlan}",
             bridge=n.bridge,
             is_default=n.is_default,
         )

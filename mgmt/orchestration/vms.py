@@ -195,7 +195,7 @@ def allocate_record(conn: Connection, spec: DeploySpec, *, vm_uuid: str = "",
             id=nic.nic_id, uuid=nic.uuid, vm_id=vm_id, network_id=network.id, device_id=device,
             ip_address=nic.ip, mac_address=nic.mac, is_default=nic.is_default, state="Allocated",
             gateway=network.gateway, netmask=network.netmask, dns1=network.dns1, dns2=network.dns2,
-            vlan=network.vlan, bridge=network.bridge, network_name=network.name,
+            vlan=network.vlan, bridge=network.bridge, network_name=network.name, vni=None,
         ))
 
     def volume(name: str, kind: str, size: int, **values: Any) -> None:

@@ -1,6 +1,8 @@
-"""Shared guest networks with their IP ranges: which exist, creating one (its addresses checked: the
-range inside the network, the gateway outside the range, a VLAN id or untagged), deleting one no NIC
-uses any more.
+"""Guest networks with their IP ranges: which exist, creating one (its addresses checked: the range
+inside the network, the gateway outside the range, a VLAN id or untagged), deleting one no NIC uses any
+more. Shared networks are an admin's and every account deploys on them; isolated networks (the isolated
+network offering) are an account's own, seen and used by it alone, a VXLAN segment while implemented
+(``mgmt/network/lifecycle.py``).
 """
 
 from __future__ import annotations
@@ -13,11 +15,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..db.database import inserted_id
-from ..db.schema import ip_ranges, networks, nics, zones
-from ..errors import InvalidParameter, ResourceInUse
+from ..db.schema import accounts, domains, ip_ranges, network_offerings, networks, nics, vms, zones
+from ..errors import InvalidParameter, PermissionDenied, ResourceInUse
+from ..network import lifecycle
 from .caller import Caller
 from .crud import Filters, Row
-from .queries import fetch, find, keyword, matching, new_uuid, now
+from .queries import acting_for, fetch, find, keyword, matching, new_uuid, now, owner_filter
+
+SHARED_OFFERING = "DefaultSharedNetworkOffering"
+ISOLATED_DEFAULTS = ("10.1.1.1", "255.255.255.0")  # CloudStack's guest CIDR for isolated networks
 
 if TYPE_CHECKING:
     from ..db.database import Database
@@ -37,17 +43,30 @@ class NetworkSpec:
     name: str
     gateway: str
     netmask: str
-    start_ip: str
-    end_ip: str = ""  # default: start_ip
+    start_ip: str = ""  # shared: required; isolated: default the first address after the gateway
+    end_ip: str = ""  # default: start_ip (isolated: the last address of the network)
     vlan: str = "untagged"
     dns1: str | None = None
     dns2: str | None = None
     bridge: str = ""
+    offering_uuid: str = ""  # default: the shared offering
+    account: str = ""  # an isolated network's owner, when an admin makes it for another account
+    domain_uuid: str = ""
 
 
 def _query() -> sa.Select[Any]:
-    return sa.select(networks, zones.c.uuid.label("zone_uuid"), zones.c.name.label("zone_name")).join(
-        zones, zones.c.id == networks.c.zone_id
+    shared = sa.select(network_offerings.c.id).where(network_offerings.c.name == SHARED_OFFERING)
+    return (
+        sa.select(networks, zones.c.uuid.label("zone_uuid"), zones.c.name.label("zone_name"),
+                  network_offerings.c.uuid.label("offering_uuid"),
+                  network_offerings.c.name.label("offering_name"),
+                  accounts.c.name.label("account_name"), domains.c.uuid.label("domain_uuid"),
+                  domains.c.name.label("domain_name"))
+        .join(zones, zones.c.id == networks.c.zone_id)
+        .join(network_offerings, network_offerings.c.id == sa.func.coalesce(networks.c.network_offering_id,
+                                                                           shared.scalar_subquery()))
+        .outerjoin(accounts, accounts.c.id == networks.c.account_id)
+        .outerjoin(domains, domains.c.id == accounts.c.domain_id)
     )
 
 
@@ -62,8 +81,10 @@ def _with_ranges(conn: Connection, rows: list[Row]) -> list[Network]:
     return [Network(r, ranges.get(r.id, [])) for r in rows]
 
 
-def _list(conn: Connection, args: Filters) -> tuple[list[Network], int]:
-    where = [networks.c.removed.is_(None), *keyword(networks.c.name, args)]
+def _list(conn: Connection, caller: Caller, args: Filters) -> tuple[list[Network], int]:
+    mine = owner_filter(conn, caller, args, networks.c.account_id)
+    where = [networks.c.removed.is_(None), *keyword(networks.c.name, args),
+             sa.or_(networks.c.account_id.is_(None), *mine) if mine else sa.true()]
     where += matching(args, {"id": networks.c.uuid, "name": networks.c.name, "zoneid": zones.c.uuid,
                              "type": networks.c.guest_type})
     if args.get("traffictype", "Guest") != "Guest":
@@ -79,14 +100,44 @@ def _ip(value: str, name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
         raise InvalidParameter(f"parameter {name}: {value[:64]!r} is not an IP address") from None
 
 
+def _offering(conn: Connection, ident: str) -> Row:
+    query = sa.select(network_offerings).where(network_offerings.c.removed.is_(None))
+    row = conn.execute(query.where(network_offerings.c.uuid == ident) if ident
+                       else query.where(network_offerings.c.name == SHARED_OFFERING)).first()
+    if row is None or row.state != "Enabled":
+        raise InvalidParameter(f"unable to find network offering with id {ident}")
+    return row
+
+
 def _create(conn: Connection, caller: Caller, spec: NetworkSpec) -> Network:
     zone = find(conn, caller, zones, spec.zone_uuid, "zone")
-    gateway, start = _ip(spec.gateway, "gateway"), _ip(spec.start_ip, "startip")
-    end = _ip(spec.end_ip, "endip") if spec.end_ip else start
+    offering = _offering(conn, spec.offering_uuid)
+    isolated = offering.guest_type == "Isolated"
+    account_id = None
+    if isolated:
+        if spec.vlan != "untagged" or spec.bridge:
+            raise InvalidParameter("an isolated network gets its own VXLAN segment: give no vlan or bridge")
+        account_id = acting_for(conn, caller, spec.account, spec.domain_uuid)
+    elif not caller.is_admin:
+        raise PermissionDenied("only admins may create shared networks")
+    elif not spec.start_ip:
+        raise InvalidParameter("a shared network needs startip (its IP range)")
+    gateway = _ip(spec.gateway or (ISOLATED_DEFAULTS[0] if isolated else ""), "gateway")
+    netmask = spec.netmask or (ISOLATED_DEFAULTS[1] if isolated else "")
     try:
-        cidr = ipaddress.ip_network(f"{gateway}/{spec.netmask}", strict=False)
+        cidr = ipaddress.ip_network(f"{gateway}/{netmask}", strict=False)
     except ValueError:
-        raise InvalidParameter(f"netmask {spec.netmask[:64]!r} is not a netmask") from None
+        raise InvalidParameter(f"netmask {netmask[:64]!r} is not a netmask") from None
+    if spec.start_ip:
+        start = _ip(spec.start_ip, "startip")
+    else:  # the whole network but the gateway (isolated networks only)
+        start = gateway + 1 if int(gateway) == int(cidr.network_address) + 1 else cidr.network_address + 1
+    if spec.end_ip:
+        end = _ip(spec.end_ip, "endip")
+    else:
+        end = cidr.broadcast_address - 1 if isolated and not spec.start_ip else start
+        if isolated and not spec.start_ip and int(gateway) == int(end):
+            end = end - 1
     if start not in cidr or end not in cidr or int(start) > int(end):
         raise InvalidParameter(f"startip and endip must lie inside {cidr}, startip first")
     if int(start) <= int(gateway) <= int(end):
@@ -99,9 +150,10 @@ def _create(conn: Connection, caller: Caller, spec: NetworkSpec) -> Network:
     if vlan != "untagged" and not (vlan.isdigit() and 1 <= int(vlan) <= 4094):
         raise InvalidParameter("vlan must be untagged or 1 to 4094")
     network_id = inserted_id(conn.execute(networks.insert().values(
-        uuid=new_uuid(), name=spec.name, zone_id=zone.id, guest_type="Shared", cidr=str(cidr),
+        uuid=new_uuid(), name=spec.name, zone_id=zone.id, guest_type=offering.guest_type, cidr=str(cidr),
         gateway=str(gateway), netmask=str(cidr.netmask), dns1=spec.dns1, dns2=spec.dns2, vlan=vlan,
-        bridge=spec.bridge, state="Setup", created=now(),
+        bridge=spec.bridge, state="Allocated" if isolated else "Setup", network_offering_id=offering.id,
+        account_id=account_id, created=now(),
     )))
     conn.execute(ip_ranges.insert().values(network_id=network_id, start_ip=str(start), end_ip=str(end)))
     return _with_ranges(conn, [conn.execute(_query().where(networks.c.id == network_id)).one()])[0]
@@ -114,22 +166,55 @@ def _delete(conn: Connection, network_id: int) -> None:
     )
     if live:
         raise ResourceInUse(f"the network still has {live} NIC(s) of VMs; expunge or move them first")
-    conn.execute(networks.update().where(networks.c.id == network_id).values(removed=now(), state="Destroy"))
+    conn.execute(networks.update().where(networks.c.id == network_id)
+                 .values(removed=now(), state="Destroy", vni=None))
+
+
+def _offerings(conn: Connection, args: Filters) -> tuple[list[Row], int]:
+    where = [network_offerings.c.removed.is_(None), *keyword(network_offerings.c.name, args)]
+    where += matching(args, {"id": network_offerings.c.uuid, "name": network_offerings.c.name,
+                             "guestiptype": network_offerings.c.guest_type,
+                             "state": network_offerings.c.state})
+    return fetch(conn, sa.select(network_offerings).where(*where), network_offerings.c.id, args)
+
+
+def _restart(conn: Connection, network_id: int) -> Network:
+    running = conn.scalar(
+        sa.select(sa.func.count()).select_from(nics).join(vms, vms.c.id == nics.c.vm_id)
+        .where(nics.c.network_id == network_id, nics.c.state != "Released", vms.c.removed.is_(None),
+               vms.c.state.in_(lifecycle.ACTIVE_VM_STATES))
+    )
+    if running:
+        lifecycle.implement(conn, [network_id])
+    return _with_ranges(conn, [conn.execute(_query().where(networks.c.id == network_id)).one()])[0]
 
 
 class Networks:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def matching(self, args: Filters) -> tuple[list[Network], int]:
-        """One page of the networks ``args`` asks for, and the total over every page."""
-        return await self.db.read(_list, args)
+    async def matching(self, caller: Caller, args: Filters) -> tuple[list[Network], int]:
+        """One page of the networks ``args`` asks for that the caller sees (shared ones, and its own
+        isolated ones), and the total over every page."""
+        return await self.db.read(_list, caller, args)
+
+    async def offerings(self, args: Filters) -> tuple[list[Row], int]:
+        return await self.db.read(_offerings, args)
 
     async def create(self, caller: Caller, spec: NetworkSpec) -> Network:
         return await self.db.run(_create, caller, spec)
 
     async def find(self, caller: Caller, ident: str) -> Row:
-        return await self.db.read(find, caller, networks, ident, "network")
+        """A network the caller may change: an admin any, an account its own isolated ones."""
+        row = await self.db.read(find, caller, networks, ident, "network")
+        if not caller.is_admin and row.account_id != caller.account_id:
+            raise PermissionDenied(f"unable to find or access network {ident}")
+        return row
+
+    async def restart(self, network_id: int) -> Network:
+        """Implement it again when a VM of it runs (an isolated network shut down by mistake gets a
+        VXLAN id back); its row."""
+        return await self.db.run(_restart, network_id)
 
     async def delete(self, network_id: int) -> None:
         """Delete a network no NIC uses (marked removed)."""

@@ -101,6 +101,15 @@ def _in_catalog(table: Any, ident: str, kind: str) -> Any:
     return row
 
 
+def _usable_network(catalog: Snapshot, ident: str, account_id: int) -> Any:
+    """A network the VM's account may have a NIC on: a shared one or its own isolated one (another
+    account's is, to it, like a missing one)."""
+    network = catalog.networks.by_uuid.get(ident)
+    if network is None or (network.account_id is not None and network.account_id != account_id):
+        raise InvalidParameter(f"unable to find network with id {ident}")
+    return network
+
+
 def _resolve(conn: Connection | None, caller: Caller, request: DeployRequest,
              catalog: Snapshot) -> DeploySpec:
     """The deploy's ids, checked. Zones, offerings, templates and networks come from the catalog;
@@ -113,9 +122,9 @@ def _resolve(conn: Connection | None, caller: Caller, request: DeployRequest,
     account_id = (acting_for(conn, caller, request.account_name, request.domain_uuid) if conn is not None
                   else int(caller.account_id))
     ip = request.ip_address
-    network_ids = [_in_catalog(catalog.networks, n, "network").id for n in request.network_uuids]
+    network_ids = [_usable_network(catalog, n, account_id).id for n in request.network_uuids]
     for network_uuid, address in request.ip_to_network:
-        network = _in_catalog(catalog.networks, network_uuid, "network")
+        network = _usable_network(catalog, network_uuid, account_id)
         if network.id not in network_ids:
             network_ids.append(network.id)
         if address and network.id == network_ids[0]:
