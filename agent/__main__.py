@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--console-dir", help="where guests' console logs go (default STATE_DIR/console)")
     run.add_argument("--migration-uri",
                      help="libvirt URI other hosts migrate VMs to here (default qemu+tcp://PRIVATE_IP/system)")
+    run.add_argument("--guest-underlay", help="the device isolated (VXLAN) guest networks ride on; its "
+                                              "address is --private-ip (default: none, no isolated networks)")
     run.add_argument("--guid", help="this host's id (default: made once, kept in the state directory)")
     run.add_argument("--name", help="this host's name (default: the hostname)")
     run.add_argument("--zone")
@@ -65,7 +67,7 @@ def make_resource(config: AgentConfig, faults: FaultTable) -> ServerResource:
         return LibvirtResource(config.libvirt_uri, pool=config.pool, pool_path=config.pool_path,
                                domain_type=config.domain_type, console_dir=config.console_dir,
                                state_dir=config.state_dir, probe_kernel=config.probe_kernel,
-                               migration_uri=config.migration_uri)
+                               migration_uri=config.migration_uri, guest_underlay=config.guest_underlay)
     if config.resource == "simulator":
         from .simulator import SimulatorResource
 

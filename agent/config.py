@@ -29,6 +29,7 @@ class AgentConfig:
     probe_kernel: str = ""  # the kernel that KVM is tried with (default: the newest /boot/vmlinuz-*)
     console_dir: str = ""  # guests' console logs (default: STATE_DIR/console)
     migration_uri: str = ""  # how other hosts' libvirtd reach this one (default qemu+tcp://PRIVATE_IP/system)
+    guest_underlay: str = ""  # the device isolated networks ride on (VXLAN; PRIVATE_IP is its address)
     guid: str = ""
     name: str = ""
     zone: str = "zone1"

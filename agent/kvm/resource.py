@@ -62,6 +62,7 @@ from .. import configdrive
 from ..configdrive import ConfigDriveError
 from ..resource import HostSetupError, Placement, ServerResource, handles
 from . import console as consoles
+from . import vxlan
 from .domain_xml import disk_xml, domain_xml, for_destination
 from .host import choose_domain_type, embedded_root, prepare_embedded, start_event_loop
 from .pools import DirectoryPool, LibvirtPool, Pool, PoolError, disk_in_use
@@ -99,7 +100,7 @@ class LibvirtResource(ServerResource):
 
     def __init__(self, uri: str = "qemu:///system", *, pool: str = "cumulo-primary", pool_path: str = "",
                  domain_type: str = "", console_dir: str = "", state_dir: str = "", probe_kernel: str = "",
-                 migration_uri: str = "", threads: int = 8) -> None:
+                 migration_uri: str = "", guest_underlay: str = "", threads: int = 8) -> None:
         if libvirt is None:
             raise RuntimeError("the libvirt resource needs libvirt-python (pip install libvirt-python)")
         if domain_type not in ("", "kvm", "qemu", "test"):
@@ -112,6 +113,8 @@ class LibvirtResource(ServerResource):
         self.console_dir = console_dir or os.path.join(self.state_dir, "console")
         self.probe_kernel = probe_kernel
         self.migration_uri = migration_uri
+        self.guest_underlay = guest_underlay  # the device isolated networks' VXLAN traffic rides on
+        self._vm_networks: dict[str, set[int]] = {}  # VM name -> the VXLAN ids of its NICs here
         self._address = "127.0.0.1"  # this host's address, from the placement at startup
         self._limiter = trio.CapacityLimiter(threads)
         self._conn: Any = None
@@ -282,6 +285,10 @@ class LibvirtResource(ServerResource):
                                details=f"disk {busy} is in use by another process (QEMU's image lock)")
         console = self._console(cmd.vm.name)
         try:
+            vm = self._with_guest_networks(vm)
+        except vxlan.PlumbingError as e:
+            return StartAnswer(result=False, vm_name=cmd.vm.name, details=f"guest network not built: {e}")
+        try:
             drive = self._write_config_drive(vm)
         except (ConfigDriveError, OSError) as e:
             return StartAnswer(result=False, vm_name=cmd.vm.name, details=f"config drive not written: {e}")
@@ -290,6 +297,35 @@ class LibvirtResource(ServerResource):
         except libvirt.libvirtError as e:
             return StartAnswer(result=False, vm_name=cmd.vm.name, details=f"libvirt refused to start it: {e}")
         return StartAnswer(vm_name=cmd.vm.name)
+
+    def _with_guest_networks(self, vm: VirtualMachineTO) -> VirtualMachineTO:
+        """Build the bridge and VXLAN device of each isolated network the VM has a NIC on (``vxlan://``)
+        and put the NIC on that bridge."""
+        nics, vnis = [], set()
+        for nic in vm.nics:
+            if nic.broadcast_uri.startswith("vxlan://"):
+                if not self.guest_underlay:
+                    raise vxlan.PlumbingError("this host has no guest underlay device for VXLAN networks "
+                                              "(agent --guest-underlay)")
+                try:
+                    vni = int(nic.broadcast_uri.removeprefix("vxlan://"))
+                except ValueError:
+                    raise vxlan.PlumbingError(f"bad broadcast URI {nic.broadcast_uri[:40]!r}") from None
+                net = vxlan.implement(vni, underlay=self.guest_underlay, local_ip=self._address)
+                nic = dataclasses.replace(nic, bridge=net.bridge)
+                vnis.add(vni)
+            nics.append(nic)
+        if vnis:
+            self._vm_networks.setdefault(vm.name, set()).update(vnis)
+        return dataclasses.replace(vm, nics=tuple(nics)) if vnis else vm
+
+    def _leave_guest_networks(self, name: str) -> None:
+        """The VM is gone from this host: remove its networks' devices where it was the last guest."""
+        for vni in sorted(self._vm_networks.pop(name, ())):
+            try:
+                vxlan.shutdown(vni)
+            except vxlan.PlumbingError as e:
+                log.warning("guest network %d not removed: %s", vni, e)
 
     def _with_disk_paths(self, vm: VirtualMachineTO) -> VirtualMachineTO:
         """A disk given without a path (created in the same request, its path not known to the server
@@ -349,6 +385,7 @@ class LibvirtResource(ServerResource):
         except libvirt.libvirtError as e:
             if not _vanished(e):  # a transient guest that finished shutting down is stopped
                 raise
+        self._leave_guest_networks(name)
         return StopAnswer()
 
     @handles(RebootCommand)

@@ -127,6 +127,14 @@ async def test_a_config_drive_is_written_attached_and_removed_with_the_vm(tmp_pa
         await res.aclose()
 
 
+async def test_a_vm_on_an_isolated_network_needs_a_guest_underlay(resource: LibvirtResource) -> None:
+    name = unique("i")
+    nic = NicTO(uuid="n1", mac="02:00:00:00:00:02", broadcast_uri="vxlan://5000")
+    refused = await resource.execute(StartCommand(vm=dataclasses.replace(vm(name), nics=(nic,))))
+    assert not refused.result and "no guest underlay" in refused.details
+    assert name not in await resource.power_report()
+
+
 async def test_forced_stop_powers_off_at_once(resource: LibvirtResource) -> None:
     name = unique("i")
     await resource.execute(StartCommand(vm=vm(name)))
