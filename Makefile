@@ -71,6 +71,7 @@ bench: $(STAMP)
 	CUMULO_CODEC=python $(PY) -m benchmarks.fleet --agents 10000 --json benchmarks/results/fleet-python-codec.json
 	CUMULO_CODEC=python $(PY) -m benchmarks.fleet --agents 10000 --transport tcp \
 		--json benchmarks/results/fleet-tcp-python-codec.json
+	$(PY) -m benchmarks.trio_floor --connections 10000 --json benchmarks/results/trio-floor.json
 	$(PY) -m benchmarks.deploy --hosts 1000 --vms 2000 --concurrency 64 --json benchmarks/results/deploy.json
 	$(PY) -m benchmarks.deploy --hosts 1000 --vms 2000 --concurrency 64 --db postgresql \
 		--json benchmarks/results/deploy-postgresql.json
