@@ -10,9 +10,9 @@ STAMP := $(VENV)/.cumulo-installed
 # and pkg-config for libvirt-python (the KVM agent; its test driver runs the unit tests); libvirt's QEMU
 # driver, QEMU and qemu-img for the real-guest tests (libvirt embedded in the agent, no daemon); e2fsprogs
 # to make the guest template's disk; PostgreSQL's server for the tests and benchmarks that run on it (each
-# starts a private cluster of its own); iproute2 and ping for the guest-network plumbing tests (namespaces).
+# starts a private cluster of its own); iproute2, ping and nftables for guest networks and security groups.
 APT_PACKAGES := gcc make pkg-config libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 \
-	qemu-utils e2fsprogs postgresql iproute2 iputils-ping
+	qemu-utils e2fsprogs postgresql iproute2 iputils-ping nftables
 GUEST_TEMPLATE := .cache/guest-template
 NATIVE_SOURCES := $(wildcard native/*.c native/*.h native/*.pyx native/_*_build.py) setup.py pyproject.toml
 
@@ -79,6 +79,7 @@ bench: $(STAMP)
 		--json benchmarks/results/deploy-python-planner.json
 	$(PY) -m benchmarks.ha --hosts 100 --vms 1000 --kill 10 --json benchmarks/results/ha.json
 	$(PY) -m benchmarks.guest_boot --json benchmarks/results/guest-boot.json
+	$(PY) -m benchmarks.secgroups --rules 1000 --vms 100 --json benchmarks/results/secgroups.json
 	$(PY) -m benchmarks.report
 
 # Coverage-guided fuzzing of the C frame decoder with libFuzzer (clang and its runtimes, installed when missing).

@@ -45,6 +45,7 @@ from protocol.messages import (
     PrimaryStorageDownloadCommand,
     RebootAnswer,
     RebootCommand,
+    SecurityGroupRulesCommand,
     StartAnswer,
     StartCommand,
     StartupRoutingCommand,
@@ -227,6 +228,19 @@ class SimulatorResource(ServerResource):
         if drive:
             self.host.console(vm.name, drive)
         return StartAnswer(vm_name=vm.name)
+
+    @handles(SecurityGroupRulesCommand)
+    async def security_rules(self, cmd: SecurityGroupRulesCommand) -> Answer:
+        """New security rules for a running VM's NICs (matched by MAC): what a real host turns into
+        nftables rules on the VM's bridge ports, kept here on the VM's transfer object."""
+        sim = self.host.vms.get(cmd.vm_name)
+        if sim is None:
+            return Answer(result=False, details=f"VM {cmd.vm_name} is not running on this host")
+        by_mac = {n.mac: n for n in cmd.nics}
+        sim.to = dataclasses.replace(sim.to, nics=tuple(
+            dataclasses.replace(n, security=by_mac[n.mac].security) if n.mac in by_mac else n
+            for n in sim.to.nics))
+        return Answer()
 
     @handles(StopCommand)
     async def stop(self, cmd: StopCommand) -> Answer:

@@ -120,11 +120,14 @@ def clients(
                 return
             started = time.perf_counter()
             try:
+                extra = ({"networkids": ids["network"], "securitygroupnames": "bench"} if "network" in ids
+                         else {})
                 job = cs.deployVirtualMachine(
                     zoneid=ids["zone"],
                     serviceofferingid=ids["offering"],
                     templateid=ids["template"],
                     name=f"vm-{n}",
+                    **extra,
                 )
                 delay = 0.01
                 while True:
@@ -242,7 +245,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     await trio.sleep(0.1)  # waiting for the fleet to come Up
             await trio.sleep(1)
             creds = json.loads((data / "admin-credentials.json").read_text())
-            ids = await trio.to_thread.run_sync(_ids, services.api_url, creds)
+            ids = await trio.to_thread.run_sync(_ids, services.api_url, creds, args.security_groups)
             ctx = mp.get_context("spawn")
             parent, child = ctx.Pipe(duplex=False)
             proc = ctx.Process(
@@ -318,15 +321,27 @@ def _write_profile(yappi: Any, path: str) -> None:
     stats.save(path + ".pstat", type="pstat")
 
 
-def _ids(url: str, creds: dict[str, str]) -> dict[str, str]:
+def _ids(url: str, creds: dict[str, str], security_groups: bool = False) -> dict[str, str]:
     from cs import CloudStack
 
     cs = CloudStack(endpoint=url, key=creds["apikey"], secret=creds["secretkey"])
-    return {
+    ids = {
         "zone": cs.listZones()["zone"][0]["id"],
         "offering": cs.listServiceOfferings(name="small")["serviceoffering"][0]["id"],
         "template": cs.listTemplates(templatefilter="all", name="tiny")["template"][0]["id"],
     }
+    if security_groups:  # the VMs on a network with security groups, in a group with rules
+        offering = cs.listNetworkOfferings(
+            name="DefaultSharedNetworkOfferingWithSGService")["networkoffering"][0]
+        ids["network"] = cs.createNetwork(
+            zoneid=ids["zone"], name="sg-bench", networkofferingid=offering["id"], gateway="10.200.0.1",
+            netmask="255.255.0.0", startip="10.200.0.10", endip="10.200.255.250")["network"]["id"]
+        group = cs.createSecurityGroup(name="bench")["securitygroup"]
+        cs.authorizeSecurityGroupIngress(securitygroupid=group["id"], protocol="tcp", startport=22,
+                                         endport=22, cidrlist="0.0.0.0/0", fetch_result=True)
+        cs.authorizeSecurityGroupIngress(securitygroupid=group["id"], protocol="icmp",
+                                         cidrlist="10.200.0.0/16", fetch_result=True)
+    return ids
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -336,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--fleet-processes", type=int, default=1)
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--security-groups", action="store_true",
+                        help="deploy on a network with security groups, in a group with two rules")
     parser.add_argument("--profile", help="profile the server (yappi, CPU time, every thread) into this file")
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite",
                         help="the embedded SQLite, or a private PostgreSQL (fsync on) started for the run")

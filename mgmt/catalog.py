@@ -22,11 +22,19 @@ import trio
 from sqlalchemy.engine import Connection
 
 from .db.database import DELTAS, Database
-from .db.schema import disk_offerings, ip_ranges, networks, service_offerings, templates, zones
+from .db.schema import (
+    disk_offerings,
+    ip_ranges,
+    network_offerings,
+    networks,
+    service_offerings,
+    templates,
+    zones,
+)
 
 log = logging.getLogger(__name__)
 
-TABLES = (zones, service_offerings, disk_offerings, templates, networks, ip_ranges)
+TABLES = (zones, service_offerings, disk_offerings, templates, networks, ip_ranges, network_offerings)
 _NAMES = frozenset(t.name for t in TABLES)
 
 
@@ -52,13 +60,14 @@ class Snapshot:
     disk_offerings: Table
     templates: Table
     networks: Table
+    network_offerings: Table
     ranges: Mapping[int, list[tuple[int, int]]] = field(default_factory=dict)  # network id -> ranges
     zone_networks: Mapping[int, list[int]] = field(default_factory=dict)  # zone id -> shared network ids
 
 
 def _load(conn: Connection) -> Snapshot:
     tables = {}
-    for table in (zones, service_offerings, disk_offerings, templates, networks):
+    for table in (zones, service_offerings, disk_offerings, templates, networks, network_offerings):
         rows = conn.execute(sa.select(table).where(table.c.removed.is_(None))).all()
         tables[table.name] = Table({r.uuid: r for r in rows}, {r.id: r for r in rows})
     ranges: dict[int, list[tuple[int, int]]] = {}

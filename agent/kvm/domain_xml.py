@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from protocol.messages import DiskTO, VirtualMachineTO
+from protocol.messages import DiskTO, NicTO, VirtualMachineTO
 
 _DISK_BUS = "virtio"
 
@@ -42,6 +42,11 @@ def disk_xml(disk: DiskTO) -> str:
 
 
 CONFIG_DRIVE_TARGET = "hdd"
+
+
+def port_name(nic: NicTO) -> str:
+    """The name of a NIC's tap on its bridge: fixed by its uuid, so its host's rules can name it."""
+    return "cu" + "".join(c for c in nic.uuid.lower() if c in "0123456789abcdef")[:12]
 
 
 def _config_drive(path: str) -> ET.Element:
@@ -85,6 +90,8 @@ def domain_xml(vm: VirtualMachineTO, domain_type: str, console_log: str = "", co
         _sub(iface, "mac", address=nic.mac)
         if nic.bridge:
             _sub(iface, "source", bridge=nic.bridge)
+            if nic.security is not None:  # its security rules name its bridge port
+                _sub(iface, "target", dev=port_name(nic))
         _sub(iface, "model", type="virtio")
     for tag in ("serial", "console"):
         device = _sub(devices, tag, type="file" if console_log else "pty")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,6 +42,7 @@ from protocol.messages import (
     HeartbeatPoolTO,
     MigrateAnswer,
     MigrateCommand,
+    NicTO,
     PowerState,
     PrepareForMigrationAnswer,
     PrepareForMigrationCommand,
@@ -48,6 +50,7 @@ from protocol.messages import (
     PrimaryStorageDownloadCommand,
     RebootAnswer,
     RebootCommand,
+    SecurityGroupRulesCommand,
     StartAnswer,
     StartCommand,
     StartupRoutingCommand,
@@ -62,8 +65,8 @@ from .. import configdrive
 from ..configdrive import ConfigDriveError
 from ..resource import HostSetupError, Placement, ServerResource, handles
 from . import console as consoles
-from . import vxlan
-from .domain_xml import disk_xml, domain_xml, for_destination
+from . import secgroups, vxlan
+from .domain_xml import disk_xml, domain_xml, for_destination, port_name
 from .host import choose_domain_type, embedded_root, prepare_embedded, start_event_loop
 from .pools import DirectoryPool, LibvirtPool, Pool, PoolError, disk_in_use
 
@@ -100,7 +103,8 @@ class LibvirtResource(ServerResource):
 
     def __init__(self, uri: str = "qemu:///system", *, pool: str = "cumulo-primary", pool_path: str = "",
                  domain_type: str = "", console_dir: str = "", state_dir: str = "", probe_kernel: str = "",
-                 migration_uri: str = "", guest_underlay: str = "", threads: int = 8) -> None:
+                 migration_uri: str = "", guest_underlay: str = "", netns: str = "",
+                 threads: int = 8) -> None:
         if libvirt is None:
             raise RuntimeError("the libvirt resource needs libvirt-python (pip install libvirt-python)")
         if domain_type not in ("", "kvm", "qemu", "test"):
@@ -115,6 +119,8 @@ class LibvirtResource(ServerResource):
         self.migration_uri = migration_uri
         self.guest_underlay = guest_underlay  # the device isolated networks' VXLAN traffic rides on
         self._vm_networks: dict[str, set[int]] = {}  # VM name -> the VXLAN ids of its NICs here
+        self._vm_firewall: dict[str, list[tuple[str, str]]] = {}  # VM name -> its filtered (port, address)s
+        self.netns = netns  # where bridges and firewall rules are made ("": here; tests give a namespace)
         self._address = "127.0.0.1"  # this host's address, from the placement at startup
         self._limiter = trio.CapacityLimiter(threads)
         self._conn: Any = None
@@ -288,6 +294,10 @@ class LibvirtResource(ServerResource):
             vm = self._with_guest_networks(vm)
         except vxlan.PlumbingError as e:
             return StartAnswer(result=False, vm_name=cmd.vm.name, details=f"guest network not built: {e}")
+        try:  # the rules before the guest runs (they name its port and address, not the tap itself)
+            self._apply_security(vm.name, vm.nics)
+        except secgroups.FirewallError as e:  # fail closed: never an unfiltered guest that should be filtered
+            return StartAnswer(result=False, vm_name=cmd.vm.name, details=f"security rules not applied: {e}")
         try:
             drive = self._write_config_drive(vm)
         except (ConfigDriveError, OSError) as e:
@@ -311,7 +321,8 @@ class LibvirtResource(ServerResource):
                     vni = int(nic.broadcast_uri.removeprefix("vxlan://"))
                 except ValueError:
                     raise vxlan.PlumbingError(f"bad broadcast URI {nic.broadcast_uri[:40]!r}") from None
-                net = vxlan.implement(vni, underlay=self.guest_underlay, local_ip=self._address)
+                net = vxlan.implement(vni, underlay=self.guest_underlay, local_ip=self._address,
+                                      netns=self.netns)
                 nic = dataclasses.replace(nic, bridge=net.bridge)
                 vnis.add(vni)
             nics.append(nic)
@@ -319,11 +330,55 @@ class LibvirtResource(ServerResource):
             self._vm_networks.setdefault(vm.name, set()).update(vnis)
         return dataclasses.replace(vm, nics=tuple(nics)) if vnis else vm
 
+    def _apply_security(self, name: str, nics: tuple[NicTO, ...]) -> int:
+        """Give the VM's filtered NICs their rules (replacing older ones); how many NICs."""
+        filtered = []
+        for nic in nics:
+            if nic.security is None:
+                continue
+            if not nic.bridge or not nic.ip:
+                raise secgroups.FirewallError(f"NIC {nic.mac} has security rules but no bridge or address")
+            port = port_name(nic)
+            secgroups.apply(port, nic.mac, nic.ip, nic.security, netns=self.netns)
+            filtered.append((port, nic.ip))
+        if filtered:
+            self._vm_firewall[name] = filtered
+        return len(filtered)
+
+    @handles(SecurityGroupRulesCommand)
+    async def security_rules(self, cmd: SecurityGroupRulesCommand) -> Answer:
+        def apply() -> Answer:
+            dom = self._domain(cmd.vm_name)
+            if dom is None or not dom.isActive():
+                return Answer(result=False, details=f"VM {cmd.vm_name} is not running on this host")
+            bridges = {n.mac: n.bridge for n in self._running_nics(dom)}
+            nics = tuple(dataclasses.replace(n, bridge=n.bridge or bridges.get(n.mac, "")) for n in cmd.nics)
+            try:
+                self._apply_security(cmd.vm_name, nics)
+            except secgroups.FirewallError as e:
+                return Answer(result=False, details=f"security rules not applied: {e}")
+            return Answer()
+        return await self._call(apply)
+
+    def _running_nics(self, dom: Any) -> list[NicTO]:
+        """A running domain's bridged NICs (MAC, bridge) as its XML says."""
+        found = []
+        for iface in ET.fromstring(dom.XMLDesc(0)).findall("devices/interface"):
+            mac, source = iface.find("mac"), iface.find("source")
+            if mac is not None and source is not None and source.get("bridge"):
+                found.append(NicTO(uuid="", mac=mac.get("address", ""), bridge=source.get("bridge", "")))
+        return found
+
     def _leave_guest_networks(self, name: str) -> None:
         """The VM is gone from this host: remove its networks' devices where it was the last guest."""
+        for port, address in self._vm_firewall.pop(name, ()):
+            try:
+                secgroups.remove(port, address, netns=self.netns)
+            except secgroups.FirewallError as e:
+                log.warning("security rules of %s not removed: %s", name, e)
         for vni in sorted(self._vm_networks.pop(name, ())):
             try:
-                vxlan.shutdown(vni)
+                vxlan.shutdown(vni, netns=self.netns)
             except vxlan.PlumbingError as e:
                 log.warning("guest network %d not removed: %s", vni, e)
 

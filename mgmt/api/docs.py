@@ -17,6 +17,7 @@ AREAS = (
     ("guest_data", "SSH key pairs and user data (the config drive)"),
     ("volumes", "Volumes"),
     ("affinity", "Affinity groups"),
+    ("security_groups", "Security groups"),
     ("jobs", "Async jobs"),
     ("accounts", "Domains, accounts and users"),
     ("config", "Settings, events, alerts and capacity"),
@@ -87,6 +88,9 @@ Error, with who asked and which resource.
 
 ## Known differences from CloudStack
 
+- Security groups are enforced by the hosts with nftables (stateful rules per VM address, MAC and
+  address anti-spoofing per bridge port); a host that cannot apply a VM's rules refuses to start it.
+  Rules naming another group use its members' addresses at the time; IPv6 rules are not supported.
 - User data and SSH keys reach the guest on a config drive (OpenStack layout, label `config-2`), made
   at every start; `userdatadetails` is accepted but no variables are filled in, and `details` is
   accepted and ignored. A stopped VM's new user data or keys apply at its next start.

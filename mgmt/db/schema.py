@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData(naming_convention={
@@ -206,6 +207,7 @@ network_offerings = Table(
     Column("display_text", String(4096), nullable=False, default=""),
     Column("guest_type", String(32), nullable=False),  # Shared, Isolated
     Column("isolation", String(16), nullable=False, default=""),  # "", vxlan
+    Column("security_groups", Boolean, nullable=False, default=False, server_default=false()),
     Column("state", String(16), nullable=False, default="Enabled"),
     *_times(),
 )
@@ -266,6 +268,38 @@ vms = Table(
     Column("ssh_public_keys", Text, nullable=False, default=""),  # one per line
     *_times(),
     Index("ix_vms_host_state", "host_id", "state"),
+)
+
+# Security groups: an account's named sets of rules. A VM on a network whose offering has security groups
+# is in at least one (its account's "default" when the deploy names none); a rule lets traffic in
+# (ingress) or out (egress) by protocol, ports or ICMP type and code, from or to a CIDR or the members of
+# another group. Hosts turn them into nftables rules on the VM's bridge port.
+security_groups = Table(
+    "security_groups", metadata, _id(), _uuid(),
+    Column("name", String(255), nullable=False),
+    Column("description", String(4096), nullable=False, default=""),
+    Column("account_id", ForeignKey("accounts.id"), nullable=False),
+    Column("created", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("account_id", "name"),
+)
+
+security_group_rules = Table(
+    "security_group_rules", metadata, _id(), _uuid(),
+    Column("group_id", ForeignKey("security_groups.id"), nullable=False),
+    Column("direction", String(8), nullable=False),  # ingress, egress
+    Column("protocol", String(8), nullable=False),  # tcp, udp, icmp, all
+    Column("start_port", Integer), Column("end_port", Integer),
+    Column("icmp_type", Integer), Column("icmp_code", Integer),
+    Column("cidr", String(64)),  # one of cidr and source_group_id
+    Column("source_group_id", ForeignKey("security_groups.id")),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Index("ix_security_group_rules_group", "group_id"),
+)
+
+security_group_vms = Table(
+    "security_group_vms", metadata,
+    Column("group_id", ForeignKey("security_groups.id"), primary_key=True),
+    Column("vm_id", ForeignKey("vms.id"), primary_key=True),
 )
 
 # SSH key pairs an account registered (or had made: the private key is shown once and not kept)

@@ -37,6 +37,7 @@ from protocol.messages import (
     PrimaryStorageDownloadAnswer,
     PrimaryStorageDownloadCommand,
     RebootCommand,
+    SecurityGroupRulesCommand,
     StartCommand,
     StopCommand,
 )
@@ -46,7 +47,7 @@ from ..catalog import Catalog, Snapshot
 from ..db.database import Database
 from ..db.schema import hosts, storage_pools, vms
 from ..errors import AgentUnavailable, CumuloError, InsufficientCapacity, InvalidParameter, OperationTimedOut
-from ..network import lifecycle, nics
+from ..network import lifecycle, nics, security
 from ..planner import capacity
 from ..planner.capacity import Ask, ReservationLost
 from ..planner.model import Avoid, DeploymentPlan, Destination, NoDestination, VmProfile
@@ -152,6 +153,30 @@ class Orchestrator:
             nursery.start_soon(self._every, self.settings.expunge_interval, self.expunge_due)
             nursery.start_soon(self._every, self.settings.network_gc_interval, self.shutdown_idle_networks)
             task_status.started()
+
+    async def apply_security_group(self, group_id: int) -> int:
+        """Send the new rules of every running VM a change to the group touches to its host (its members,
+        and the members of the groups whose rules name it); how many hosts took them. A host that is
+        unreachable now gets them with the VM's next start."""
+        applied = 0
+        for vm_id in await self.db.read(security.affected_vms, group_id):
+            vm = await self.db.read(vm_rows.load, vm_id)
+            host_id = vm.row.host_id
+            if vm.row.state != State.RUNNING or host_id is None:
+                continue
+            try:
+                command = SecurityGroupRulesCommand(vm_name=vm.name, nics=guru.nics(vm))
+                answer = await self._send(host_id, command, timeout=60)
+            except CumuloError as e:
+                log.warning("security rules of VM %s not applied on host %d: %s", vm.name, host_id, e,
+                            extra={"vm_id": vm_id, "host_id": host_id})
+                continue
+            if answer.result:
+                applied += 1
+            else:
+                log.warning("host %d refused the security rules of VM %s: %s", host_id, vm.name,
+                            answer.details, extra={"vm_id": vm_id, "host_id": host_id})
+        return applied
 
     async def shutdown_idle_networks(self) -> int:
         """Shut down the isolated networks no running VM uses; how many."""
@@ -310,6 +335,10 @@ class Orchestrator:
                 await self.db.run(_fail_start, vm_id)
             raise
         log.info("VM running", extra={"vm_id": vm_id})
+        if admission is None or admission.vm.security is not None:
+            # Its address now counts in the rules that name its groups: their VMs' hosts get them again.
+            for group_id in await self.db.read(security.groups_named_by_rules, vm_id):
+                await self.apply_security_group(group_id)
 
     async def _start_attempts(self, vm_id: int, host_id: int, admission: Admission | None = None) -> None:
         avoid = Avoid()

@@ -44,6 +44,7 @@ def _common(vm: VmRecord) -> dict[str, Any]:
             broadcast_uri=f"vxlan://{n.vni}" if n.vni is not None else f"vlan://{n.vlan}",
             bridge=n.bridge,
             is_default=n.is_default,
+            security=vm.security,
         )
         for n in vm.nics
     )
@@ -77,6 +78,11 @@ def simulator(vm: VmRecord) -> VirtualMachineTO:
 
 
 GURUS: dict[str, Callable[[VmRecord], VirtualMachineTO]] = {"KVM": kvm, "Simulator": simulator}
+
+
+def nics(vm: VmRecord) -> tuple[NicTO, ...]:
+    """The VM's NICs as its host sees them (with their security rules)."""
+    return tuple(_common(vm)["nics"])
 
 
 def build(hypervisor_type: str, vm: VmRecord) -> VirtualMachineTO:

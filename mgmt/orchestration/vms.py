@@ -12,6 +12,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from protocol.messages import SecurityTO
+
 from ..catalog import Snapshot
 from ..db.database import inserted_id
 from ..db.schema import (
@@ -20,13 +22,14 @@ from ..db.schema import (
     capacity_reservations,
     disk_offerings,
     networks,
+    security_group_vms,
     service_offerings,
     templates,
     vms,
     zones,
 )
 from ..errors import InvalidParameter
-from ..network import nics
+from ..network import nics, security
 from ..planner import capacity
 from ..planner.model import DeploymentPlan, VmProfile
 from ..storage import volumes
@@ -60,6 +63,8 @@ class DeploySpec:
     ssh_public_keys: str = ""  # their public keys, one per line
     user_data: str | None = None  # Base64
     user_data_id: int | None = None  # the registered user data it came from
+    security_group_ids: tuple[int, ...] = ()
+    default_security_group: bool = False  # on a network with security groups and none named: the default
 
 
 @dataclass
@@ -74,6 +79,7 @@ class VmRecord:
     anti_affinity_groups: tuple[int, ...] = ()
     affinity_groups: tuple[int, ...] = ()
     zone_name: str = ""
+    security: SecurityTO | None = None  # what its NICs let through (None: not filtered)
 
     @property
     def id(self) -> int:
@@ -235,7 +241,13 @@ def allocate_record(conn: Connection, spec: DeploySpec, *, vm_uuid: str = "",
         if group is None or group.account_id != spec.account_id:
             raise InvalidParameter(f"affinity group {group_id} does not exist")
         conn.execute(affinity_group_vms.insert().values(group_id=group_id, vm_id=vm_id))
-    return VmRecord(row, offering, template, made_volumes, made_nics, zone_name=zone.name)
+    group_ids = list(spec.security_group_ids)
+    if spec.default_security_group:
+        group_ids.append(security.default_group(conn, spec.account_id))
+    for group_id in dict.fromkeys(group_ids):
+        conn.execute(security_group_vms.insert().values(group_id=group_id, vm_id=vm_id))
+    return VmRecord(row, offering, template, made_volumes, made_nics, zone_name=zone.name,
+                    security=security.security_to(conn, vm_id) if group_ids else None)
 
 
 def deploy_profile(conn: Connection | None, spec: DeploySpec, catalog: Snapshot | None = None,
@@ -317,6 +329,7 @@ def load(conn: Connection, vm_id: int) -> VmRecord:
         tuple(g.id for g in groups if g.type == "host anti-affinity"),
         tuple(g.id for g in groups if g.type == "host affinity"),
         conn.scalar(sa.select(zones.c.name).where(zones.c.id == row.zone_id)) or "",
+        security.security_to(conn, vm_id),
     )
 
 

@@ -20,6 +20,7 @@ from .events import Events
 from .guest_data import SshKeyPairs, UserData
 from .hosts import Hosts
 from .networks import Networks
+from .security_groups import SecurityGroups
 from .settings import Settings
 from .templates import Templates
 from .vms import VirtualMachines
@@ -68,6 +69,7 @@ class Services:
     capacity: Capacity = field(init=False)
     keypairs: SshKeyPairs = field(init=False)
     user_data: UserData = field(init=False)
+    security_groups: SecurityGroups = field(init=False)
 
     def __post_init__(self) -> None:
         self.resources = Resources(self.db, self.placement)
@@ -83,5 +85,6 @@ class Services:
         self.capacity = Capacity(self.db, self.values)
         self.keypairs = SshKeyPairs(self.db)
         self.user_data = UserData(self.db)
+        self.security_groups = SecurityGroups(self.db)
         self.volumes = Volumes(self.db, self.orchestrator, self.jobs)
         self.vms = VirtualMachines(self.db, self.orchestrator, self.catalog, self.jobs)

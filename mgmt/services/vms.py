@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -26,6 +26,8 @@ from ..db.schema import (
     hosts,
     networks,
     nics,
+    security_group_vms,
+    security_groups,
     service_offerings,
     templates,
     user_data,
@@ -75,12 +77,15 @@ class DeployRequest:
     keypairs: tuple[str, ...] = ()  # SSH key pairs' names, in the VM's account
     user_data: str | None = None  # Base64, checked
     user_data_uuid: str = ""  # registered user data
+    security_group_uuids: tuple[str, ...] = ()
+    security_group_names: tuple[str, ...] = ()
 
     @property
     def needs_database(self) -> bool:
         """Whether it names something the catalog does not hold."""
         return bool(self.account_name or self.host_uuid or self.affinity_group_uuids
-                    or self.affinity_group_names or self.keypairs or self.user_data_uuid)
+                    or self.affinity_group_names or self.keypairs or self.user_data_uuid
+                    or self.security_group_uuids or self.security_group_names)
 
 
 @dataclass
@@ -172,7 +177,33 @@ def _resolve(conn: Connection | None, caller: Caller, request: DeployRequest,
         assert conn is not None
         registered = guest_data.owned_user_data(conn, caller, request.user_data_uuid, account_id)
         text, user_data_id = registered.user_data, registered.id
+    offerings = [catalog.network_offerings.by_id.get(catalog.networks.by_id[n].network_offering_id)
+                 for n in network_ids]
+    filtered = any(o is not None and o.security_groups for o in offerings)  # a network with security groups
+    security_group_ids: list[int] = []
+    wants_default = False
+    if request.security_group_uuids or request.security_group_names:
+        if not filtered:
+            raise InvalidParameter("security groups apply only to VMs on a network with security groups "
+                                   "(DefaultSharedNetworkOfferingWithSGService)")
+        assert conn is not None
+        for ident in request.security_group_uuids:
+            group = find(conn, caller, security_groups, ident, "security group", owned=True)
+            if group.account_id != account_id:
+                raise InvalidParameter(f"security group {ident} belongs to another account")
+            security_group_ids.append(group.id)
+        for name in request.security_group_names:
+            if name == "default":  # made, if need be, with the VM (this is a read)
+                wants_default = True
+                continue
+            named = conn.scalar(sa.select(security_groups.c.id).where(
+                security_groups.c.account_id == account_id, security_groups.c.name == name))
+            if named is None:
+                raise InvalidParameter(f"unable to find security group {name!r}")
+            security_group_ids.append(int(named))
     return DeploySpec(
+        security_group_ids=tuple(dict.fromkeys(security_group_ids)),
+        default_security_group=wants_default or (filtered and not security_group_ids),
         keypairs=keypair_names,
         ssh_public_keys=public_keys,
         user_data=text,
@@ -221,6 +252,7 @@ class VmListing:
     row: Row
     nics: list[Row]
     groups: list[Row]
+    security_groups: list[Row] = field(default_factory=list)
 
 
 def _query() -> sa.Select[Any]:
@@ -273,16 +305,27 @@ _GROUPS = (
 )
 
 
+_SECURITY_GROUPS = (
+    sa.select(security_group_vms.c.vm_id, security_groups)
+    .join(security_groups, security_groups.c.id == security_group_vms.c.group_id)
+    .where(security_group_vms.c.vm_id.in_(sa.bindparam("vms", expanding=True)))
+    .order_by(security_groups.c.id)
+)
+
+
 def _listings(conn: Connection, rows: list[Row]) -> list[VmListing]:
     ids = [r.id for r in rows]
     nics_of: dict[int, list[Row]] = {i: [] for i in ids}
     groups_of: dict[int, list[Row]] = {i: [] for i in ids}
+    security_of: dict[int, list[Row]] = {i: [] for i in ids}
     if ids:
         for n in conn.execute(_NICS, {"vms": ids}):
             nics_of[n.vm_id].append(n)
         for g in conn.execute(_GROUPS, {"vms": ids}):
             groups_of[g.vm_id].append(g)
-    return [VmListing(r, nics_of[r.id], groups_of[r.id]) for r in rows]
+        for g in conn.execute(_SECURITY_GROUPS, {"vms": ids}):
+            security_of[g.vm_id].append(g)
+    return [VmListing(r, nics_of[r.id], groups_of[r.id], security_of[r.id]) for r in rows]
 
 
 def _listing(conn: Connection, vm_id: int) -> VmListing:

@@ -23,6 +23,30 @@ class DiskTO:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SecurityRuleTO:
+    """Traffic one rule lets through: a protocol (tcp, udp, icmp, all), a port range or an ICMP type and
+    code (-1: any), and the addresses it comes from (ingress) or goes to (egress), as CIDRs."""
+
+    protocol: str
+    start_port: int = 0
+    end_port: int = 0
+    icmp_type: int = -1
+    icmp_code: int = -1
+    cidrs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SecurityTO:
+    """What a NIC's security groups let through, resolved for its host. Nothing gets in but what an
+    ingress rule allows; everything gets out unless there are egress rules (``egress_filtered``), then
+    only what they allow. A NIC sends only from its own MAC and address (anti-spoofing)."""
+
+    ingress: tuple[SecurityRuleTO, ...] = ()
+    egress: tuple[SecurityRuleTO, ...] = ()
+    egress_filtered: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NicTO:
     """A network interface with its address, as the hypervisor and the guest see it."""
 
@@ -36,6 +60,7 @@ class NicTO:
     broadcast_uri: str = ""  # vlan://100, untagged...
     bridge: str = ""
     is_default: bool = True
+    security: SecurityTO | None = None  # None: not filtered (a network without security groups)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -205,3 +230,13 @@ class CleanupVmCommand(Command):
     """Sent to a VM's last host when it is expunged: forget its domain and console log."""
 
     vm_name: str
+
+
+@command
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SecurityGroupRulesCommand(Command):
+    """A running VM's security rules changed (a rule of its groups, or the members of a group they
+    name): apply ``nics``' rules (matched by MAC) on the host."""
+
+    vm_name: str
+    nics: tuple[NicTO, ...]

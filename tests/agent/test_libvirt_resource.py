@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 import random
+import shutil
+import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -133,6 +136,47 @@ async def test_a_vm_on_an_isolated_network_needs_a_guest_underlay(resource: Libv
     refused = await resource.execute(StartCommand(vm=dataclasses.replace(vm(name), nics=(nic,))))
     assert not refused.result and "no guest underlay" in refused.details
     assert name not in await resource.power_report()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("nft") is None, reason="needs root and nftables")
+async def test_security_rules_are_applied_before_the_guest_runs_and_go_with_it() -> None:
+    """The rules in nftables (in a namespace made here, standing for the host's), before the domain
+    starts; a change replaces them; a stop removes them; a NIC the rules cannot name is refused."""
+    from protocol.messages import SecurityGroupRulesCommand, SecurityRuleTO, SecurityTO
+
+    ns = f"cumulo-fw-{random.randrange(1 << 30)}"
+    assert subprocess.run(["ip", "netns", "add", ns], check=False).returncode == 0
+    res = LibvirtResource("test:///default", pool="default-pool", netns=ns)
+    try:
+        def ruleset() -> str:
+            return subprocess.run(["ip", "netns", "exec", ns, "nft", "list", "ruleset"], capture_output=True,
+                                  text=True, check=True).stdout
+
+        name = unique("i")
+        icmp = SecurityTO(ingress=(SecurityRuleTO(protocol="icmp", cidrs=("10.9.0.0/24",)),))
+        nic = NicTO(uuid="5f2c8a10-0000-4000-8000-000000000001", mac="02:00:00:00:00:04", ip="10.9.0.5",
+                    bridge="br0", security=icmp)
+        started = await res.execute(StartCommand(vm=dataclasses.replace(vm(name), nics=(nic,))))
+        assert started.result, started.details
+        text = ruleset()
+        assert "chain to-10_9_0_5" in text and "10.9.0.0/24" in text and "cu5f2c8a100000" in text
+        iface = ET.fromstring(res._domain(name).XMLDesc(0)).find("devices/interface/target")
+        assert iface is not None and iface.get("dev") == "cu5f2c8a100000"
+        ssh = SecurityTO(ingress=(SecurityRuleTO(protocol="tcp", start_port=22, end_port=22,
+                                                 cidrs=("192.0.2.0/24",)),))
+        changed = await res.execute(SecurityGroupRulesCommand(
+            vm_name=name, nics=(dataclasses.replace(nic, bridge="", security=ssh),)))
+        assert changed.result, changed.details
+        text = ruleset()
+        assert "192.0.2.0/24" in text and "10.9.0.0/24" not in text  # replaced, not added
+        assert (await res.execute(StopCommand(vm_name=name, forced=True))).result
+        assert "to-10_9_0_5" not in ruleset()
+        bare = dataclasses.replace(nic, ip="")
+        refused = await res.execute(StartCommand(vm=dataclasses.replace(vm(unique("i")), nics=(bare,))))
+        assert not refused.result and "no bridge or address" in refused.details
+    finally:
+        await res.aclose()
+        subprocess.run(["ip", "netns", "del", ns], check=False)
 
 
 async def test_forced_stop_powers_off_at_once(resource: LibvirtResource) -> None:

@@ -11,6 +11,7 @@ from . import (  # noqa: F401 - each module registers its commands
     jobs,
     networks,
     offerings,
+    security_groups,
     templates,
     trust,
     vms,

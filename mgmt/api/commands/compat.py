@@ -1,6 +1,5 @@
-"""The empty answers clients need for what Cumulo does not have: public IPs and forwarding rules (shared
-networks have no virtual router) and security groups. libcloud's list_nodes, for one, calls the first
-three for every listing."""
+"""The empty answers clients need for what Cumulo does not have: public IPs and forwarding rules (no
+virtual routers). libcloud's list_nodes, for one, calls them for every listing."""
 
 from __future__ import annotations
 
@@ -21,7 +20,6 @@ for _name, _key, _what in (
     ("listPublicIpAddresses", "publicipaddress", "public IP addresses (none: shared networks only)"),
     ("listPortForwardingRules", "portforwardingrule", "port forwarding rules (none: no virtual routers)"),
     ("listIpForwardingRules", "ipforwardingrule", "static NAT rules (none: no virtual routers)"),
-    ("listSecurityGroups", "securitygroup", "security groups (none: not supported)"),
 ):
     command(
         _name,

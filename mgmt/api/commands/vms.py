@@ -93,7 +93,10 @@ def _render(listing: VmListing, *, admin: bool) -> dict[str, Any]:
     ]
     group_views = [{"id": g.uuid, "name": g.name, "type": g.type, "description": g.description}
                    for g in listing.groups]
-    return vm_view(listing.row, nic_views, group_views, admin=admin)
+    view = vm_view(listing.row, nic_views, group_views, admin=admin)
+    view["securitygroup"] = [{"id": g.uuid, "name": g.name, "description": g.description}
+                             for g in listing.security_groups]
+    return view
 
 
 async def view_of(ctx: Context, vm_id: int) -> dict[str, Any]:
@@ -173,6 +176,10 @@ def _check_deploy_args(args: dict[str, Any]) -> None:
     Param("userdatadetails", "map", description="accepted for compatibility (no variables are filled in)"),
     Param("keypair", description="an SSH key pair's name: its public key goes to the guest"),
     Param("keypairs", "list", description="comma-separated SSH key pair names"),
+    Param("securitygroupids", "list",
+          description="comma-separated security group ids (networks with security groups; default: the "
+                      "account's default group)"),
+    Param("securitygroupnames", "list", description="comma-separated security group names"),
     Param("details", "map", description="accepted for compatibility"),
     Param("hypervisor", description="accepted for compatibility (the template decides)"),
     Param("account", description="deploy for this account (admins, with domainid)"),
@@ -208,6 +215,8 @@ async def deploy_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[str
         keypairs=tuple([*args.get("keypairs", []), *([args["keypair"]] if "keypair" in args else [])]),
         user_data=args.get("userdata"),
         user_data_uuid=args.get("userdataid", ""),
+        security_group_uuids=tuple(uuids(args, "securitygroupids")),
+        security_group_names=tuple(args.get("securitygroupnames", [])),
     )
     # Admit: the VM's rows (and, when a host was found, its reservation there) in the job's own
     # transaction; act and settle run as the job.
