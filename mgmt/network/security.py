@@ -54,19 +54,23 @@ def groups_of_vm(conn: Connection, vm_id: int) -> list[int]:
     ))
 
 
-def groups_named_by_rules(conn: Connection, vm_id: int) -> list[int]:
-    """The VM's groups that some rule names as its source (their members' addresses are in rules)."""
-    return list(conn.scalars(
-        sa.select(security_group_vms.c.group_id).where(
-            security_group_vms.c.vm_id == vm_id,
-            security_group_vms.c.group_id.in_(sa.select(security_group_rules.c.source_group_id)),
-        )
-    ))
+def groups_named_by_rules(conn: Connection, vm_id: int, group_ids: list[int] | None = None) -> list[int]:
+    """The VM's groups (``group_ids`` when the caller knows them) that some rule names as its source:
+    their members' addresses are in rules."""
+    if group_ids is None:
+        group_ids = groups_of_vm(conn, vm_id)
+    if not group_ids:
+        return []
+    return sorted(set(conn.scalars(
+        sa.select(security_group_rules.c.source_group_id).where(
+            security_group_rules.c.source_group_id.in_(group_ids))
+    )))
 
 
-def security_to(conn: Connection, vm_id: int) -> SecurityTO | None:
-    """What the VM's NICs let through; None when the VM is in no group (its traffic is not filtered)."""
-    group_ids = groups_of_vm(conn, vm_id)
+def security_to(conn: Connection, vm_id: int, group_ids: list[int] | None = None) -> SecurityTO | None:
+    """What the VM's NICs let through; None when the VM is in no group (its traffic is not filtered).
+    ``group_ids``: its groups, when the caller knows them."""
+    group_ids = groups_of_vm(conn, vm_id) if group_ids is None else group_ids
     if not group_ids:
         return None
     rules = list(conn.execute(sa.select(security_group_rules)

@@ -335,10 +335,12 @@ class Orchestrator:
                 await self.db.run(_fail_start, vm_id)
             raise
         log.info("VM running", extra={"vm_id": vm_id})
-        if admission is None or admission.vm.security is not None:
-            # Its address now counts in the rules that name its groups: their VMs' hosts get them again.
-            for group_id in await self.db.read(security.groups_named_by_rules, vm_id):
-                await self.apply_security_group(group_id)
+        # Its address now counts in the rules that name its groups: their VMs' hosts get them again.
+        named = admission.vm.named_groups if admission is not None else None
+        if named is None:
+            named = tuple(await self.db.read(security.groups_named_by_rules, vm_id))
+        for group_id in named:
+            await self.apply_security_group(group_id)
 
     async def _start_attempts(self, vm_id: int, host_id: int, admission: Admission | None = None) -> None:
         avoid = Avoid()

@@ -80,6 +80,7 @@ class VmRecord:
     affinity_groups: tuple[int, ...] = ()
     zone_name: str = ""
     security: SecurityTO | None = None  # what its NICs let through (None: not filtered)
+    named_groups: tuple[int, ...] | None = None  # its groups that rules name (None: not known)
 
     @property
     def id(self) -> int:
@@ -244,10 +245,13 @@ def allocate_record(conn: Connection, spec: DeploySpec, *, vm_uuid: str = "",
     group_ids = list(spec.security_group_ids)
     if spec.default_security_group:
         group_ids.append(security.default_group(conn, spec.account_id))
-    for group_id in dict.fromkeys(group_ids):
-        conn.execute(security_group_vms.insert().values(group_id=group_id, vm_id=vm_id))
+    if group_ids:
+        conn.execute(security_group_vms.insert(),
+                     [{"group_id": g, "vm_id": vm_id} for g in dict.fromkeys(group_ids)])
+    group_ids = list(dict.fromkeys(group_ids))
     return VmRecord(row, offering, template, made_volumes, made_nics, zone_name=zone.name,
-                    security=security.security_to(conn, vm_id) if group_ids else None)
+                    security=security.security_to(conn, vm_id, group_ids) if group_ids else None,
+                    named_groups=tuple(security.groups_named_by_rules(conn, vm_id, group_ids)))
 
 
 def deploy_profile(conn: Connection | None, spec: DeploySpec, catalog: Snapshot | None = None,
