@@ -27,6 +27,7 @@ from .db.schema import (
     ip_ranges,
     network_offerings,
     networks,
+    security_groups,
     service_offerings,
     templates,
     zones,
@@ -34,7 +35,8 @@ from .db.schema import (
 
 log = logging.getLogger(__name__)
 
-TABLES = (zones, service_offerings, disk_offerings, templates, networks, ip_ranges, network_offerings)
+TABLES = (zones, service_offerings, disk_offerings, templates, networks, ip_ranges, network_offerings,
+          security_groups)
 _NAMES = frozenset(t.name for t in TABLES)
 
 
@@ -63,6 +65,9 @@ class Snapshot:
     network_offerings: Table
     ranges: Mapping[int, list[tuple[int, int]]] = field(default_factory=dict)  # network id -> ranges
     zone_networks: Mapping[int, list[int]] = field(default_factory=dict)  # zone id -> shared network ids
+    # security groups (id, uuid, name, account_id): by uuid and id, and by (account id, name)
+    security_groups: Table = field(default_factory=lambda: Table({}, {}))
+    group_names: Mapping[tuple[int, str], int] = field(default_factory=dict)
 
 
 def _load(conn: Connection) -> Snapshot:
@@ -80,7 +85,11 @@ def _load(conn: Connection) -> Snapshot:
     for row in tables["networks"].by_id.values():
         if row.account_id is None:  # an account's isolated network is never a zone's default
             zone_networks.setdefault(row.zone_id, []).append(row.id)
-    return Snapshot(**tables, ranges=ranges, zone_networks=zone_networks)
+    groups = conn.execute(sa.select(security_groups.c.id, security_groups.c.uuid, security_groups.c.name,
+                                    security_groups.c.account_id)).all()
+    return Snapshot(**tables, ranges=ranges, zone_networks=zone_networks,
+                    security_groups=Table({g.uuid: g for g in groups}, {g.id: g for g in groups}),
+                    group_names={(g.account_id, g.name): g.id for g in groups})
 
 
 class Catalog:

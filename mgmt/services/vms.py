@@ -84,8 +84,7 @@ class DeployRequest:
     def needs_database(self) -> bool:
         """Whether it names something the catalog does not hold."""
         return bool(self.account_name or self.host_uuid or self.affinity_group_uuids
-                    or self.affinity_group_names or self.keypairs or self.user_data_uuid
-                    or self.security_group_uuids or self.security_group_names)
+                    or self.affinity_group_names or self.keypairs or self.user_data_uuid)
 
 
 @dataclass
@@ -186,21 +185,19 @@ def _resolve(conn: Connection | None, caller: Caller, request: DeployRequest,
         if not filtered:
             raise InvalidParameter("security groups apply only to VMs on a network with security groups "
                                    "(DefaultSharedNetworkOfferingWithSGService)")
-        assert conn is not None
-        for ident in request.security_group_uuids:
-            group = find(conn, caller, security_groups, ident, "security group", owned=True)
-            if group.account_id != account_id:
-                raise InvalidParameter(f"security group {ident} belongs to another account")
+        for ident in request.security_group_uuids:  # the catalog holds the groups: no read
+            group = catalog.security_groups.by_uuid.get(ident)
+            if group is None or group.account_id != account_id:
+                raise InvalidParameter(f"unable to find security group with id {ident}")
             security_group_ids.append(group.id)
         for name in request.security_group_names:
-            if name == "default":  # made, if need be, with the VM (this is a read)
+            if name == "default":  # made, if need be, with the VM
                 wants_default = True
                 continue
-            named = conn.scalar(sa.select(security_groups.c.id).where(
-                security_groups.c.account_id == account_id, security_groups.c.name == name))
+            named = catalog.group_names.get((account_id, name))
             if named is None:
                 raise InvalidParameter(f"unable to find security group {name!r}")
-            security_group_ids.append(int(named))
+            security_group_ids.append(named)
     return DeploySpec(
         security_group_ids=tuple(dict.fromkeys(security_group_ids)),
         default_security_group=wants_default or (filtered and not security_group_ids),
