@@ -25,9 +25,9 @@ async def test_isolated_networks_live_and_die_with_their_vms(any_api: ApiCloud) 
     api = any_api
     admin = api.client()
     offerings = (await api.call(lambda: admin.listNetworkOfferings()))["networkoffering"]
-    by_type = {o["guestiptype"]: o for o in offerings}
-    assert set(by_type) == {"Shared", "Isolated"}
-    isolated = by_type["Isolated"]
+    by_name = {o["name"]: o for o in offerings}
+    assert {o["guestiptype"] for o in offerings} == {"Shared", "Isolated"}
+    isolated = by_name["DefaultIsolatedNetworkOffering"]
     zone = first(await api.call(lambda: admin.listZones()), "zone")
     offering = first(await api.call(lambda: admin.listServiceOfferings(name="small")), "serviceoffering")
     template = first(await api.call(lambda: admin.listTemplates(templatefilter="executable")), "template")

@@ -54,6 +54,12 @@ def missing_tools() -> list[str]:
     return missing
 
 
+def _ip(*args: str) -> None:
+    done = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {done.stderr.strip()}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -91,6 +97,8 @@ class KvmCloud:
     template: Path
     domain_types: tuple[str, ...] = ("", "qemu")  # "": the agent decides (tries KVM once)
     daemons: bool = False  # each host its own libvirtd instead of an embedded root
+    namespaces: bool = False  # each host in a network namespace of its own, joined by a veth underlay
+    netns: list[str] = field(default_factory=list)
     mgmt: subprocess.Popen[bytes] | None = None
     hosts: list[Host] = field(default_factory=list)
     cs: Any = None
@@ -98,8 +106,37 @@ class KvmCloud:
 
     # --- bring up and tear down ----------------------------------------------------------------
 
+    def _make_namespaces(self) -> str:
+        """A network namespace per host, the hosts joined by a veth pair (their underlay, 192.168.77.N/24,
+        for VXLAN), each host reaching the management server over a veth pair of its own to this
+        namespace (10.99.N.2 to 10.99.0.1, which the server binds to). All made here, removed by close."""
+        tag = uuid.uuid4().hex[:5]
+        n = len(self.domain_types)
+        self.netns = [f"cu{tag}h{i + 1}" for i in range(n)]
+        for ns in self.netns:
+            _ip("netns", "add", ns)
+            _ip("-n", ns, "link", "set", "lo", "up")
+        if n >= 2:
+            _ip("link", "add", "ul0", "netns", self.netns[0], "type", "veth", "peer", "name", "ul0", "netns",
+                self.netns[1])
+            for i in range(2):
+                _ip("-n", self.netns[i], "addr", "add", f"192.168.77.{i + 1}/24", "dev", "ul0")
+                _ip("-n", self.netns[i], "link", "set", "dev", "ul0", "up")
+        for i, ns in enumerate(self.netns):
+            outside = f"cu{tag}m{i + 1}"
+            _ip("link", "add", outside, "type", "veth", "peer", "name", "mg0", "netns", ns)
+            if i == 0:
+                _ip("addr", "add", "10.99.0.1/32", "dev", outside)
+            _ip("link", "set", "dev", outside, "up")
+            _ip("route", "add", f"10.99.{i + 1}.2/32", "dev", outside)
+            _ip("-n", ns, "addr", "add", f"10.99.{i + 1}.2/32", "dev", "mg0")
+            _ip("-n", ns, "link", "set", "dev", "mg0", "up")
+            _ip("-n", ns, "route", "add", "10.99.0.1/32", "dev", "mg0")
+        return "10.99.0.1"
+
     def start(self) -> KvmCloud:
         api_port, agent_port = free_port(), free_port()
+        bind = self._make_namespaces() if self.namespaces else "127.0.0.1"
         data = self.work / "mgmt"
         data.mkdir(parents=True)
         args = [
@@ -114,7 +151,7 @@ class KvmCloud:
             "--agent-port",
             str(agent_port),
             "--bind",
-            "127.0.0.1",
+            bind,
         ]
         with open(self.work / "mgmt.log", "wb") as log:
             self.mgmt = subprocess.Popen(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
@@ -131,7 +168,7 @@ class KvmCloud:
         )
         self._set_up_zone()
         for i, domain_type in enumerate(self.domain_types):
-            self.hosts.append(self._start_agent(f"h{i + 1}", agent_port, domain_type))
+            self.hosts.append(self._start_agent(f"h{i + 1}", agent_port, domain_type, bind, i))
         wait_for("every KVM host Up", lambda: self._hosts_up() == len(self.hosts), 90, 0.2)
         return self
 
@@ -202,14 +239,15 @@ class KvmCloud:
             "template": template["id"],
         }
 
-    def _start_agent(self, name: str, agent_port: int, domain_type: str) -> Host:
+    def _start_agent(self, name: str, agent_port: int, domain_type: str, server: str = "127.0.0.1",
+                     index: int = 0) -> Host:
         root = self.work / name
         daemon = None
         uri = f"qemu:///embed?root={root}"
         if self.daemons:
             daemon, uri = start_libvirtd(root, self.work / f"{name}-libvirtd.log")
         # fmt: off
-        args = [sys.executable, "-m", "agent", "run", "--mgmt", f"127.0.0.1:{agent_port}",
+        args = [sys.executable, "-m", "agent", "run", "--mgmt", f"{server}:{agent_port}",
                 "--resource", "libvirt", "--libvirt-uri", uri, "--pool", f"{name}-local",
                 "--pool-path", str(root / "local"), "--name", name, "--zone", "zone1", "--pod", "pod1",
                 "--cluster", "kvm1", "--state-dir", str(root / "state"),
@@ -219,6 +257,9 @@ class KvmCloud:
             args += ["--domain-type", domain_type]
         if daemon is not None:
             args += ["--migration-uri", uri]  # the other host's libvirtd reaches this one by its socket
+        if self.netns:  # the agent, its QEMU, bridges and taps in the host's namespace
+            args = ["ip", "netns", "exec", self.netns[index], *args, "--guest-underlay", "ul0",
+                    "--private-ip", f"192.168.77.{index + 1}"]
         log = self.work / f"{name}.log"
         with open(log, "wb") as out:
             process = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
@@ -270,6 +311,8 @@ class KvmCloud:
                 self.mgmt.wait(30)
             except subprocess.TimeoutExpired:
                 self.mgmt.kill()
+        for ns in self.netns:  # its veths go with it (and their ends here)
+            subprocess.run(["ip", "netns", "del", ns], check=False)
 
     # --- what a test looks at ------------------------------------------------------------------
 
@@ -280,10 +323,9 @@ class KvmCloud:
                 zoneid=ids["zone"],
                 serviceofferingid=ids["offering"],
                 templateid=ids["template"],
-                networkids=ids["network"],
                 name=name,
                 fetch_result=True,
-                **args,
+                **{"networkids": ids["network"], **args},
             )["virtualmachine"]
         )
 

@@ -133,6 +133,63 @@ def test_a_real_guest_applies_its_config_drive(kvm_cloud: KvmCloud) -> None:
     wait_for("the config drive image deleted", lambda: not image.exists(), 30)
 
 
+@pytest.fixture
+def namespaced_cloud(template: Path, request: pytest.FixtureRequest) -> Iterator[KvmCloud]:
+    if shutil.which("nft") is None or shutil.which("ip") is None:
+        pytest.skip("needs iproute2 and nftables")
+    yield from running(
+        KvmCloud(short_workdir(), template, domain_types=("qemu", "qemu"), namespaces=True), request
+    )
+
+
+def test_guests_on_an_isolated_network_across_two_hosts_with_security_groups(
+        namespaced_cloud: KvmCloud) -> None:
+    """Two hosts, each in its own network namespace, joined by a veth pair that carries VXLAN. Guests A
+    (host 1) and B (host 2) on one isolated network, C (host 1) on another with the same subnet. A and C
+    ping B's address from their user data every second; B's security group has no ICMP ingress, so A's
+    pings fail until the rule is authorized, then succeed; C's never do (another VXLAN segment)."""
+    cloud, cs = namespaced_cloud, namespaced_cloud.cs
+    offering = cs.listNetworkOfferings(
+        name="DefaultIsolatedNetworkOfferingWithSGService")["networkoffering"][0]
+    zone = cloud.ids["zone"]
+    net = cs.createNetwork(zoneid=zone, name="iso-1", networkofferingid=offering["id"])["network"]
+    other = cs.createNetwork(zoneid=zone, name="iso-2", networkofferingid=offering["id"])["network"]
+    group = cs.createSecurityGroup(name="b-servers")["securitygroup"]
+    hosts = {h["name"]: h["id"] for h in cs.listHosts(type="Routing")["host"]}
+
+    b = cloud.deploy("guest-b", networkids=net["id"], securitygroupnames="b-servers", hostid=hosts["h2"])
+    b_ip = b["nic"][0]["ipaddress"]
+    pinger = (f"#!/bin/sh\nwhile :; do if ping -c 1 -W 1 {b_ip} >/dev/null 2>&1; then echo PING-OK; "
+              "else echo PING-FAIL; fi; sleep 1; done\n").encode()
+    user_data = base64.b64encode(pinger).decode()
+    a = cloud.deploy("guest-a", networkids=net["id"], hostid=hosts["h1"], userdata=user_data)
+    c_ip = next(f"10.1.1.{n}" for n in range(200, 250) if f"10.1.1.{n}" != b_ip)
+    c = cloud.deploy("guest-c", networkids=other["id"], hostid=hosts["h1"], userdata=user_data,
+                     ipaddress=c_ip)
+    for vm in (a, b, c):
+        assert vm["state"] == "Running", cloud.logs()
+        cloud.wait_for_marker(vm, boot=1)
+        digest = hashlib.sha256(pinger).hexdigest() if vm is not b else "none"
+        assert (f"{SUMMARY} hostname={vm['name']} address={vm['nic'][0]['ipaddress']} "
+                f"userdata-sha256={digest}") in cloud.console(vm["id"]).splitlines()
+    listed = {n["id"]: n for n in cs.listNetworks(listall=True)["network"]}
+    assert listed[net["id"]]["broadcasturi"] != listed[other["id"]]["broadcasturi"]  # two VXLAN ids
+
+    def pings(vm: dict[str, Any], outcome: str) -> int:
+        return cloud.console(vm["id"], lines=1000).count(outcome)
+
+    wait_for("A's pings to fail (B lets no ICMP in)", lambda: pings(a, "PING-FAIL") >= 2, 60, 0.2)
+    assert pings(a, "PING-OK") == 0
+    cs.authorizeSecurityGroupIngress(securitygroupid=group["id"], protocol="icmp", icmptype=-1, icmpcode=-1,
+                                     cidrlist="10.1.1.0/24", fetch_result=True)
+    wait_for("A's pings to reach B", lambda: pings(a, "PING-OK") >= 2, 60, 0.2)
+    c_failed = pings(c, "PING-FAIL")
+    wait_for("C to keep pinging", lambda: pings(c, "PING-FAIL") >= c_failed + 3, 60, 0.2)
+    assert pings(c, "PING-OK") == 0  # the same subnet on another segment: B is not there
+    for vm in (a, b, c):
+        cs.destroyVirtualMachine(id=vm["id"], expunge="true", fetch_result=True)
+
+
 def test_a_real_guest_live_migrates_between_two_libvirtd_hosts(libvirtd_cloud: KvmCloud) -> None:
     cloud = libvirtd_cloud
     cs = cloud.cs
