@@ -330,6 +330,9 @@ class LibvirtResource(ServerResource):
             self._vm_networks.setdefault(vm.name, set()).update(vnis)
         return dataclasses.replace(vm, nics=tuple(nics)) if vnis else vm
 
+    def _prepare_guest_side(self, vm: VirtualMachineTO) -> None:
+        self._apply_security(vm.name, self._with_guest_networks(vm).nics)
+
     def _apply_security(self, name: str, nics: tuple[NicTO, ...]) -> int:
         """Give the VM's filtered NICs their rules (replacing older ones); how many NICs."""
         filtered = []
@@ -466,6 +469,12 @@ class LibvirtResource(ServerResource):
             drive = await self._call(self._write_config_drive, cmd.vm)
         except (ConfigDriveError, OSError) as e:
             return PrepareForMigrationAnswer(result=False, details=f"config drive not written: {e}")
+        try:  # its isolated networks' bridges, and its security rules, before it arrives
+            await self._call(self._prepare_guest_side, cmd.vm)
+        except vxlan.PlumbingError as e:
+            return PrepareForMigrationAnswer(result=False, details=f"guest network not built: {e}")
+        except secgroups.FirewallError as e:
+            return PrepareForMigrationAnswer(result=False, details=f"security rules not applied: {e}")
         return PrepareForMigrationAnswer(dest_uri=self.migration_uri or f"qemu+tcp://{self._address}/system",
                                          console_log=self._console(cmd.vm.name), config_drive=drive)
 
@@ -498,6 +507,7 @@ class LibvirtResource(ServerResource):
             dom.migrateToURI3(dest_uri, params, flags)
         except libvirt.libvirtError as e:
             return MigrateAnswer(result=False, details=f"libvirt could not migrate {cmd.vm_name}: {e}")
+        self._leave_guest_networks(cmd.vm_name)  # it runs on the destination now
         return MigrateAnswer()
 
     @handles(CheckVirtualMachineCommand)

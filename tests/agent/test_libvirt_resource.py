@@ -174,6 +174,23 @@ async def test_security_rules_are_applied_before_the_guest_runs_and_go_with_it()
         bare = dataclasses.replace(nic, ip="")
         refused = await res.execute(StartCommand(vm=dataclasses.replace(vm(unique("i")), nics=(bare,))))
         assert not refused.result and "no bridge or address" in refused.details
+
+        # a migration's destination builds the VM's isolated network and applies its rules before it comes
+        subprocess.run(["ip", "-n", ns, "link", "add", "ul0", "type", "veth", "peer", "name", "ul1"],
+                       check=True)
+        subprocess.run(["ip", "-n", ns, "addr", "add", "192.168.77.1/24", "dev", "ul0"], check=True)
+        subprocess.run(["ip", "-n", ns, "link", "set", "dev", "ul0", "up"], check=True)
+        res.guest_underlay, res._address = "ul0", "192.168.77.1"
+        arriving = NicTO(uuid="5f2c8a10-0000-4000-8000-000000000002", mac="02:00:00:00:00:05",
+                         ip="10.9.0.6", broadcast_uri="vxlan://6000", security=icmp)
+        from protocol.messages import PrepareForMigrationCommand
+
+        prepared = await res.execute(PrepareForMigrationCommand(
+            vm=dataclasses.replace(vm(unique("i")), nics=(arriving,))))
+        assert prepared.result, prepared.details
+        links = subprocess.run(["ip", "-n", ns, "link", "show"], capture_output=True, text=True).stdout
+        assert "brvx-6000" in links and "vxlan6000" in links
+        assert "chain to-10_9_0_6" in ruleset()
     finally:
         await res.aclose()
         subprocess.run(["ip", "netns", "del", ns], check=False)
