@@ -667,6 +667,10 @@ class Orchestrator:
         await self._cleanup_on_host(vm)
         await self.db.run(_expunged, vm_id)
         log.info("VM expunged", extra={"vm_id": vm_id})
+        # Its address is no longer a member's in the rules that name its groups (it may go to another VM):
+        # their VMs' hosts get the rules without it.
+        for group_id in await self.db.read(security.groups_named_by_rules, vm_id):
+            await self.apply_security_group(group_id)
 
     async def _cleanup_on_host(self, vm: VmRecord) -> None:
         """Ask the VM's last host to forget it (a leftover domain, its console log); best effort: a host

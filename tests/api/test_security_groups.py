@@ -105,6 +105,15 @@ async def test_security_groups_and_what_hosts_enforce(any_api: ApiCloud) -> None
         )
     assert enforced(api, lone) == SecurityTO()  # not a member: untouched
 
+    # a member expunged: its address leaves the rules of the others (it may go to another VM next)
+    third = await placed((await api.call(deploy(securitygroupnames="web")))["virtualmachine"]["id"])
+    third_cidr = f"{third['nic'][0]['ipaddress']}/32"
+    security = enforced(api, first_web)
+    assert security is not None and third_cidr in security.ingress[0].cidrs
+    await api.call(lambda: admin.destroyVirtualMachine(id=third["id"], expunge=True, fetch_result=True))
+    security = enforced(api, first_web)
+    assert security is not None and security.ingress[0].cidrs == both
+
     listed_web = first(await api.call(lambda: bob.listSecurityGroups(securitygroupname="web")),
                        "securitygroup")
     assert listed_web["virtualmachinecount"] == 2 and len(listed_web["ingressrule"]) == 1
