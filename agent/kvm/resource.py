@@ -290,22 +290,27 @@ class LibvirtResource(ServerResource):
             return StartAnswer(result=False, vm_name=cmd.vm.name,
                                details=f"disk {busy} is in use by another process (QEMU's image lock)")
         console = self._console(cmd.vm.name)
+
+        def failed(details: str) -> Answer:
+            self._leave_guest_networks(cmd.vm.name)  # what this start built for it goes again
+            return StartAnswer(result=False, vm_name=cmd.vm.name, details=details)
+
         try:
             vm = self._with_guest_networks(vm)
         except vxlan.PlumbingError as e:
-            return StartAnswer(result=False, vm_name=cmd.vm.name, details=f"guest network not built: {e}")
+            return failed(f"guest network not built: {e}")
         try:  # the rules before the guest runs (they name its port and address, not the tap itself)
             self._apply_security(vm.name, vm.nics)
         except secgroups.FirewallError as e:  # fail closed: never an unfiltered guest that should be filtered
-            return StartAnswer(result=False, vm_name=cmd.vm.name, details=f"security rules not applied: {e}")
+            return failed(f"security rules not applied: {e}")
         try:
             drive = self._write_config_drive(vm)
         except (ConfigDriveError, OSError) as e:
-            return StartAnswer(result=False, vm_name=cmd.vm.name, details=f"config drive not written: {e}")
+            return failed(f"config drive not written: {e}")
         try:
             self._connection().createXML(domain_xml(vm, self.domain_type, console, drive), 0)
         except libvirt.libvirtError as e:
-            return StartAnswer(result=False, vm_name=cmd.vm.name, details=f"libvirt refused to start it: {e}")
+            return failed(f"libvirt refused to start it: {e}")
         return StartAnswer(vm_name=cmd.vm.name)
 
     def _with_guest_networks(self, vm: VirtualMachineTO) -> VirtualMachineTO:
@@ -323,11 +328,11 @@ class LibvirtResource(ServerResource):
                     raise vxlan.PlumbingError(f"bad broadcast URI {nic.broadcast_uri[:40]!r}") from None
                 net = vxlan.implement(vni, underlay=self.guest_underlay, local_ip=self._address,
                                       netns=self.netns)
+                # recorded at once, so that a failure later in the start removes what was built
+                self._vm_networks.setdefault(vm.name, set()).add(vni)
                 nic = dataclasses.replace(nic, bridge=net.bridge)
                 vnis.add(vni)
             nics.append(nic)
-        if vnis:
-            self._vm_networks.setdefault(vm.name, set()).update(vnis)
         return dataclasses.replace(vm, nics=tuple(nics)) if vnis else vm
 
     def _prepare_guest_side(self, vm: VirtualMachineTO) -> None:

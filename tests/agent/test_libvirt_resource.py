@@ -191,6 +191,14 @@ async def test_security_rules_are_applied_before_the_guest_runs_and_go_with_it()
         links = subprocess.run(["ip", "-n", ns, "link", "show"], capture_output=True, text=True).stdout
         assert "brvx-6000" in links and "vxlan6000" in links
         assert "chain to-10_9_0_6" in ruleset()
+
+        # a start that fails after its network was built takes the network away again
+        unnamed = dataclasses.replace(arriving, uuid="5f2c8a10-0000-4000-8000-000000000003",
+                                      mac="02:00:00:00:00:06", ip="", broadcast_uri="vxlan://6001")
+        refused = await res.execute(StartCommand(vm=dataclasses.replace(vm(unique("i")), nics=(unnamed,))))
+        assert not refused.result and "no bridge or address" in refused.details
+        links = subprocess.run(["ip", "-n", ns, "link", "show"], capture_output=True, text=True).stdout
+        assert "brvx-6001" not in links and "vxlan6001" not in links
     finally:
         await res.aclose()
         subprocess.run(["ip", "netns", "del", ns], check=False)
