@@ -13,13 +13,14 @@ import binascii
 import hashlib
 import io
 import os
-import tempfile
 from pathlib import Path, PurePosixPath
 
 import orjson
 import pycdlib
 
 from protocol.messages import ConfigDriveTO
+
+from .files import write_atomically
 
 MAX_FILES = 64
 MAX_DEPTH = 6  # ISO 9660 allows eight levels; the OpenStack layout needs three
@@ -98,16 +99,10 @@ def write_iso(drive: ConfigDriveTO, path: Path) -> None:
         content = files[name]
         iso.add_fp(io.BytesIO(content), len(content), f"{made[name.parent]}/F{count}.;1",
                    rr_name=name.name, joliet_path="/" + str(name))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    image = io.BytesIO()
     try:
-        with os.fdopen(fd, "wb") as out:
-            iso.write_fp(out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+        iso.write_fp(image)
     finally:
         iso.close()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, image.getvalue())

@@ -15,9 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import os
 import ssl
-import tempfile
 from pathlib import Path
 
 from cryptography import x509
@@ -25,21 +23,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from .files import write_atomically
+
 KEY, CERT, CA = "key.pem", "cert.pem", "ca.pem"
 
 
 def _write(path: Path, data: str, mode: int) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, data.encode(), mode)
 
 
 def fingerprint_matches(token: str, ca_pem: str) -> bool:

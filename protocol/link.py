@@ -247,6 +247,8 @@ class Link:
         (or the link ended trying); False leaves the rest queued, in order, for a task that can wait.
         Only while the link lives (its socket is open) and no other write is under way."""
         sock = self._socket
+        if not self._out:
+            return True
         if sock is None or self._torn or self.reason:
             return False
         fd = sock.fileno()

@@ -66,7 +66,12 @@ def _names(address: str) -> str:
 
 def _match(rule: SecurityRuleTO, direction: str) -> str:
     """The nft expression of one rule (without its verdict)."""
-    cidrs = ", ".join(str(ipaddress.IPv4Network(c, strict=False)) for c in rule.cidrs)
+    try:
+        cidrs = ", ".join(str(ipaddress.IPv4Network(c, strict=False)) for c in rule.cidrs)
+    except ValueError:
+        raise FirewallError(f"not IPv4 CIDRs: {rule.cidrs[:4]!r}") from None
+    if not cidrs:
+        raise FirewallError("a rule without addresses")
     where = f"ip {'saddr' if direction == 'ingress' else 'daddr'} {{ {cidrs} }}"
     if rule.protocol in ("tcp", "udp"):
         ports = (str(rule.start_port) if rule.start_port == rule.end_port

@@ -42,7 +42,8 @@ def hosts() -> Iterator[tuple[str, str]]:
 
 
 def ping(ns: str, address: str) -> bool:
-    return sh("ip", "netns", "exec", ns, "ping", "-c", "1", "-W", "3", address).returncode == 0
+    """Whether any of three echo requests is answered (one lost to a slow first ARP is not a verdict)."""
+    return sh("ip", "netns", "exec", ns, "ping", "-c", "3", "-i", "0.2", "-W", "3", address).returncode == 0
 
 
 def guest(host: str, bridge: str, name: str, address: str, made: list[str]) -> str:
