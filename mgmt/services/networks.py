@@ -130,18 +130,17 @@ def _create(conn: Connection, caller: Caller, spec: NetworkSpec) -> Network:
         raise InvalidParameter(f"netmask {netmask[:64]!r} is not a netmask") from None
     if spec.start_ip:
         start = _ip(spec.start_ip, "startip")
-    else:  # the whole network but the gateway (isolated networks only)
-        start = gateway + 1 if int(gateway) == int(cidr.network_address) + 1 else cidr.network_address + 1
-    if spec.end_ip:
-        end = _ip(spec.end_ip, "endip")
-    else:
-        end = cidr.broadcast_address - 1 if isolated and not spec.start_ip else start
-        if isolated and not spec.start_ip and int(gateway) == int(end):
-            end = end - 1
-    if start not in cidr or end not in cidr or int(start) > int(end):
-        raise InvalidParameter(f"startip and endip must lie inside {cidr}, startip first")
-    if int(start) <= int(gateway) <= int(end):
-        raise InvalidParameter("the gateway must not lie inside the IP range")
+        end = _ip(spec.end_ip, "endip") if spec.end_ip else start
+        if start not in cidr or end not in cidr or int(start) > int(end):
+            raise InvalidParameter(f"startip and endip must lie inside {cidr}, startip first")
+        if int(start) <= int(gateway) <= int(end):
+            raise InvalidParameter("the gateway must not lie inside the IP range")
+        ranges = [(start, end)]
+    else:  # an isolated network's every host address but the gateway's: a range each side of it
+        first, last = cidr.network_address + 1, cidr.broadcast_address - 1
+        if gateway not in cidr or int(first) > int(last):
+            raise InvalidParameter(f"the gateway must lie inside {cidr}, which must have room for hosts")
+        ranges = [(a, b) for a, b in ((first, gateway - 1), (gateway + 1, last)) if int(a) <= int(b)]
     if conn.scalar(sa.select(networks.c.id).where(
         networks.c.zone_id == zone.id, networks.c.name == spec.name, networks.c.removed.is_(None)
     )):
@@ -155,7 +154,8 @@ def _create(conn: Connection, caller: Caller, spec: NetworkSpec) -> Network:
         bridge=spec.bridge, state="Allocated" if isolated else "Setup", network_offering_id=offering.id,
         account_id=account_id, created=now(),
     )))
-    conn.execute(ip_ranges.insert().values(network_id=network_id, start_ip=str(start), end_ip=str(end)))
+    conn.execute(ip_ranges.insert(),
+                 [{"network_id": network_id, "start_ip": str(a), "end_ip": str(b)} for a, b in ranges])
     return _with_ranges(conn, [conn.execute(_query().where(networks.c.id == network_id)).one()])[0]
 
 

@@ -44,6 +44,11 @@ async def test_isolated_networks_live_and_die_with_their_vms(any_api: ApiCloud) 
     assert (net["account"], net["broadcastdomaintype"], net["startip"], net["endip"]) == (
         "bob", "Vxlan", "10.1.1.2", "10.1.1.254")
     assert "broadcasturi" not in net  # no VXLAN id until a VM of it starts
+    mid = (await api.call(lambda: bob.createNetwork(zoneid=zone["id"], name="mid-gw", gateway="10.5.0.100",
+                                                    netmask="255.255.255.0",
+                                                    networkofferingid=isolated["id"])))["network"]
+    assert (mid["startip"], mid["endip"]) == ("10.5.0.1", "10.5.0.254")  # every host but the gateway
+    await api.call(lambda: bob.deleteNetwork(id=mid["id"], fetch_result=True))
 
     # bob sees it beside the shared ones; carol does not, and cannot deploy on it
     assert (await api.call(lambda: bob.listNetworks()))["count"] == shared_count + 1
