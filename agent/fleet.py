@@ -59,6 +59,7 @@ class FleetPlan:
     token: str = ""  # registration token for hosts without credentials there yet
     sources: int = 0  # host i connects from 127.0.<k // 250>.<k % 250 + 1>, k = i % sources (0: any)
     sim_storage: str = ""  # the directory standing for the shared pools (heartbeats); empty: none
+    spread: bool = False  # host i starts at server i mod n of the list (else all at the first)
 
 
 def placement(plan: FleetPlan, i: int) -> Placement:
@@ -86,7 +87,8 @@ async def run_share(plan: FleetPlan, indexes: range, report: Pipe | None) -> Non
         where = placement(plan, i)
         credentials = Credentials(Path(plan.tls_dir) / where.guid) if plan.tls_dir else None
         source = f"127.0.{i % plan.sources // 250}.{i % plan.sources % 250 + 1}" if plan.sources else None
-        settings = AgentSettings(mgmt=servers, placement=where, ping_retries=plan.ping_retries,
+        mine = servers[i % len(servers):] + servers[:i % len(servers)] if plan.spread else servers
+        settings = AgentSettings(mgmt=mine, placement=where, ping_retries=plan.ping_retries,
                                  drain_seconds=5, credentials=credentials, token=plan.token,
                                  local_address=source)
         agent = Agent(settings, SimulatorResource(SIZES[i % len(SIZES)], faults, f"/sim/{i}",
@@ -207,6 +209,8 @@ def run_fleet(plan: FleetPlan, *, out: object = sys.stdout, until_up: bool = Fal
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agent.fleet", description=__doc__.split("\n\n")[0])
     parser.add_argument("--mgmt", required=True, help="HOST:PORT[,HOST:PORT...]")
+    parser.add_argument("--spread", action="store_true",
+                        help="with several servers, host i starts at the (i mod n)th (else all at the first)")
     parser.add_argument("--hosts", type=int, required=True)
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--faults", default="", help="fault rules (TOML) for every host")
@@ -234,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))
     plan = FleetPlan(args.mgmt, args.hosts, args.processes, args.zone, args.pods, args.clusters_per_pod,
                      args.faults, args.ramp, stats=args.stats, tls_dir=args.tls_dir, token=args.token,
-                     sources=args.sources, sim_storage=args.sim_storage)
+                     sources=args.sources, sim_storage=args.sim_storage, spread=args.spread)
     return run_fleet(plan, until_up=args.until_up)
 
 

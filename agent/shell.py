@@ -15,7 +15,6 @@ two thirds of its validity have passed, and installs one the server provisions.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import math
 import random
@@ -51,12 +50,14 @@ from protocol.messages import (
     RenewCertificateAnswer,
     RenewCertificateCommand,
     SetupCertificateCommand,
+    SetupMSListCommand,
     StartCommand,
     StartupAnswer,
     UnknownCommand,
 )
 
 from . import ha
+from .config import parse_servers
 from .resource import DropConnection, Placement, ServerResource
 from .tls import Credentials, fingerprint_matches, insecure_context, verifying_context
 
@@ -133,6 +134,12 @@ class Agent:
         self._in_flight = 0
         self._idle = trio.Event()
         self._idle.set()
+        # The management servers to try in turn: the configured ones, then the list the server side
+        # gives (``set_servers``); the next one to try; the one of the current connection.
+        self.servers: list[tuple[str, int]] = list(settings.mgmt)
+        self._next = 0
+        self._current: tuple[str, int] | None = None
+        self._move = False
 
     @property
     def in_flight(self) -> int:
@@ -147,10 +154,34 @@ class Agent:
             await self._connect_loop(task_status)
             nursery.cancel_scope.cancel()
 
+    def set_servers(self, servers: Sequence[str], *, move: bool = False) -> None:
+        """The management servers the server side says to use, in this host's order (Ready, or a
+        SetupMSListCommand). The next connection goes to the one after the current one in the new list
+        (the one the host now belongs on first, when ``move``). Bad entries are ignored."""
+        parsed: list[tuple[str, int]] = []
+        for entry in servers[:64]:
+            try:
+                parsed.extend(parse_servers(entry))
+            except ValueError:
+                log.warning("agent %s: ignoring management server %.80r from the server",
+                            self.settings.placement.name, entry)
+        if not parsed:
+            return
+        self.servers = parsed
+        if move:
+            self._next = 0
+        else:
+            here = self._current
+            self._next = (parsed.index(here) + 1) % len(parsed) if here in parsed else 0
+        self._move = move
+
     async def _connect_loop(self, task_status: Any) -> None:
         task_status.started()
         attempt = 0
-        for host, port in itertools.cycle(self.settings.mgmt):
+        while True:
+            host, port = self.servers[self._next % len(self.servers)]
+            self._next = (self._next + 1) % len(self.servers)
+            self._current = (host, port)
             if self._draining:
                 return
             self.status = "connecting"
@@ -173,6 +204,9 @@ class Agent:
                 attempt = 0
             if self._draining:
                 return
+            if self._move:  # the server moved this host: straight to the next server, no backoff
+                self._move = False
+                continue
             await trio.sleep(self.backoff(attempt))  # the backoff itself, not a synchronization
             attempt += 1
 
@@ -300,6 +334,8 @@ class _Session:
         self.rejected = ""
         self.reached_up = False
         self.reconnect = False  # a new certificate was installed: reconnect with it once answered
+        self.moving = False  # the server asked this host to connect to another server
+        self.leaving = False  # and it is finishing what it runs before it goes
         self.renewing = False
 
     @property
@@ -351,6 +387,13 @@ class _Session:
             self.queues[key] = deque([request])
             self.nursery.start_soon(self.drain_queue, key)
 
+    async def leave_when_idle(self) -> None:
+        """Moving to another server: the commands still running finish and are answered here first
+        (at most ``drain_seconds``), then the connection ends."""
+        with trio.move_on_after(self.agent.settings.drain_seconds):
+            await self.agent._idle.wait()
+        self.end("moving to another management server, as the server asked")
+
     async def drain_queue(self, key: str) -> None:
         queue = self.queues[key]
         while queue:
@@ -374,6 +417,9 @@ class _Session:
                 self.end(f"rejected by the server: {self.rejected}")
             if self.reconnect:
                 self.end("reconnecting with the new certificate")
+            if self.moving and not self.leaving:
+                self.leaving = True
+                self.nursery.start_soon(self.leave_when_idle)
         except DropConnection as e:
             self.end(f"fault injected: drop on {e}")
         finally:
@@ -387,6 +433,11 @@ class _Session:
         assert isinstance(command, Command)
         if isinstance(command, ReadyCommand):
             return self.on_ready(command)
+        if isinstance(command, SetupMSListCommand):
+            self.agent.set_servers(command.mgmt_servers, move=command.reconnect)
+            if command.reconnect:
+                self.moving = True  # the connection ends once the answer is out
+            return Answer()
         if isinstance(command, CheckOnHostCommand | FenceCommand):
             return await self.on_investigation(command)
         if isinstance(command, ProvisionCertificateCommand | SetupCertificateCommand):
@@ -406,6 +457,8 @@ class _Session:
         heartbeat = self.agent.heartbeat
         dirs = [d for d in (self.agent.resource.heartbeat_dir(p) for p in command.heartbeat_pools) if d]
         heartbeat.configure(dirs, command.heartbeat_interval, command.self_fence_after)
+        if command.mgmt_servers:
+            self.agent.set_servers(command.mgmt_servers)
         self.ready.set()
         return ReadyAnswer()
 

@@ -31,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--zone-config", help="zone description file (TOML) applied at start")
     run.add_argument("--api-cert", help="PEM certificate for HTTPS on the API port (with --api-key)")
     run.add_argument("--api-key", help="PEM private key of --api-cert")
+    run.add_argument("--peer-port", type=int,
+                     help="port other management servers forward host commands to (default 9090; opened "
+                          "only on PostgreSQL, where several servers may share the database)")
+    run.add_argument("--advertise", help="address peers and agents reach this server at (default: the bind "
+                                         "address when it names one, else the host name)")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub.add_parser("local", help="run the server with a simulated zone in this process (make run); "
                                  "environment: API_PORT, AGENT_PORT, DATA_DIR, HOSTS, BIND")

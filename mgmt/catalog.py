@@ -22,6 +22,7 @@ import trio
 from sqlalchemy.engine import Connection
 
 from .db.database import DELTAS, Database
+from .db.journal import journaled
 from .db.schema import (
     disk_offerings,
     ip_ranges,
@@ -40,6 +41,7 @@ TABLES = (zones, service_offerings, disk_offerings, templates, networks, ip_rang
 _NAMES = frozenset(t.name for t in TABLES)
 
 
+@journaled
 @dataclass(frozen=True, slots=True)
 class CatalogChanged:
     """A transaction wrote to a catalog table (a delta, as ``planner.deltas``)."""
@@ -101,6 +103,7 @@ class Catalog:
         self.loads = 0
         sa.event.listen(db.engine, "before_execute", self._note_writes)
         db.commit_listeners.append(self.changed)
+        db.remote_listeners.append(self.changed)  # a peer's change (several servers)
 
     def _note_writes(self, conn: Connection, clause: Any, *_args: Any) -> None:
         """(Engine event, on the thread that executes) a statement that writes to a catalog table."""
@@ -121,8 +124,16 @@ class Catalog:
             self._generation += 1
             self._snapshot = None
 
-    async def current(self) -> Snapshot:
-        """The catalog as committed now (loaded again after a change)."""
+    @property
+    def shared(self) -> bool:
+        """Other servers may change it (several servers share the database)."""
+        return self.db.journal_msid is not None
+
+    async def current(self, *, fresh: bool = False) -> Snapshot:
+        """The catalog as committed now (loaded again after a change); ``fresh``: read it again now."""
+        if fresh:
+            self._generation += 1
+            self._snapshot = None
         while True:
             snapshot = self._snapshot
             if snapshot is not None:

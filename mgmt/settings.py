@@ -37,6 +37,17 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
             "Seconds between an agent's pings; a host silent for 1.5 of them leaves placement."),
     Setting("ping.timeout", "2.5", float, "Advanced",
             "Multiple of ping.interval after which a silent host is investigated."),
+    Setting("cluster.heartbeat.interval", "1500", int, "Management Server",
+            "Milliseconds between a management server's heartbeats in the database."),
+    Setting("cluster.heartbeat.threshold", "15000", int, "Management Server",
+            "Milliseconds without a heartbeat after which the other management servers declare a server "
+            "down, settle its jobs and take its hosts over."),
+    Setting("indirect.agent.lb.algorithm", "roundrobin", str, "Advanced",
+            "How agents are spread over the management servers: static (the same order for every host), "
+            "roundrobin (each host starts at a different server) or shuffle (a random order per host)."),
+    Setting("cluster.agent.rebalance.rate", "20", int, "Management Server",
+            "Agents per second a management server asks to move to a server that joined (0: none move); "
+            "gentle, so that a server joining causes no reconnect storm."),
     Setting("vm.allocation.algorithm", "random", str, "Advanced",
             "How hosts are chosen: random, firstfit, userdispersing, firstfitleastconsumed, "
             "userconcentratedpod_random, userconcentratedpod_firstfit."),

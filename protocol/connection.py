@@ -144,7 +144,10 @@ class Connection:
         compress_threshold: int = COMPRESS_THRESHOLD,
         mgmt_id: int = 0,
         agent_id: int = 0,
+        established: bool = False,
     ) -> None:
+        """``established``: the connection starts Up, without a startup handshake (a link between two
+        management servers, whose TLS handshake already proved who each end is)."""
         self.role = role
         self.codec = codec if codec is not None else get_codec()
         self.max_body = max_body_size(max_frame_size)
@@ -154,7 +157,7 @@ class Connection:
         if initial_seq is None:
             initial_seq = secrets.randbits(63) if role is Role.SERVER else 0
         self._next_seq = initial_seq & _SEQ_MASK
-        self._state = State.CONNECTED
+        self._state = State.UP if established else State.CONNECTED
         # Received bytes not yet part of a whole frame: the last receive itself when it left nothing
         # before it (the usual case: no copy), a bytearray while a frame's bytes accumulate.
         self._buf: bytes | bytearray = b""

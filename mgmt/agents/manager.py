@@ -58,6 +58,7 @@ from protocol.messages import (
     RenewCertificateAnswer,
     RenewCertificateCommand,
     SetupCertificateCommand,
+    SetupMSListCommand,
     StartupAnswer,
     StartupRoutingCommand,
     StartupStorageCommand,
@@ -150,7 +151,7 @@ class AgentLink(Link):
     the host at its end. Slotted: a server holds tens of thousands."""
 
     __slots__ = ("accepted", "cert_guid", "cluster_id", "enroll_only", "guid", "host_id", "last_ping",
-                 "manager", "peer", "pending", "raw", "source", "up")
+                 "manager", "moving", "peer", "pending", "raw", "source", "up")
 
     def __init__(self, stream: trio.SocketStream, conn: Connection, peer: str, manager: AgentManager, *,
                  source: str) -> None:
@@ -167,6 +168,7 @@ class AgentLink(Link):
         self.cert_guid: str | None = None  # the guid its certificate names; None: no TLS (permissive)
         self.enroll_only = False  # TLS without a client certificate: it may only enroll
         self.accepted = 0.0  # trio time of accept
+        self.moving = False  # told to connect to another management server (rebalancing)
         # the last ping checked and taken in: the same ping again (the connection decodes an identical
         # body to the same object) is known good and changes nothing
         self.last_ping: PingRoutingCommand | None = None
@@ -287,6 +289,11 @@ class AgentManager:
         # Called with (host id, status) after each status this server writes (the planner listens).
         self.status_listeners: list[Callable[[int, Status], None]] = []
         self.limits = AgentLimits()
+        # Several servers: how a command reaches a host whose agent another server holds
+        # (``cluster.forward.PeerLinks.send``), and the list of servers each host is given in its Ready
+        # (``cluster.balance``): (entries ``host:port``, the algorithm's name). None: one server.
+        self.forwarder: Callable[..., Awaitable[tuple[Any, ...]]] | None = None
+        self.server_list: Callable[[int], tuple[tuple[str, ...], str]] | None = None
         self.connections = 0  # open agent connections
         self._pending_by_source: dict[str, int] = {}
         self._refusals = _Refusals()
@@ -687,11 +694,46 @@ class AgentManager:
 
     def _ready_command(self, host_id: int, zone_id: int, cluster_id: int) -> ReadyCommand:
         ha = self.ha
+        servers, algorithm = self.server_list(host_id) if self.server_list is not None else ((), "roundrobin")
         if ha is None:
-            return ReadyCommand(host_id=host_id, zone_id=zone_id)
-        return ReadyCommand(host_id=host_id, zone_id=zone_id,
+            return ReadyCommand(host_id=host_id, zone_id=zone_id, mgmt_servers=servers,
+                                lb_algorithm=algorithm)
+        return ReadyCommand(host_id=host_id, zone_id=zone_id, mgmt_servers=servers, lb_algorithm=algorithm,
                             heartbeat_pools=ha.heartbeat_pools(zone_id, cluster_id),
                             heartbeat_interval=ha.heartbeat_interval, self_fence_after=ha.self_fence_after)
+
+    def tell_servers(self, host_ids: Iterable[int] | None = None) -> None:
+        """Send each connected host (or those of ``host_ids``) its current list of management servers."""
+        if self.server_list is None:
+            return
+        for host_id in list(self.links) if host_ids is None else host_ids:
+            link = self.links.get(host_id)
+            if link is not None and link.up:
+                servers, algorithm = self.server_list(host_id)
+                self._send_and_forget(link, SetupMSListCommand(mgmt_servers=servers, lb_algorithm=algorithm))
+
+    def move(self, host_id: int) -> bool:
+        """Ask a connected host to leave for the first server of its list (rebalancing): it answers,
+        closes this connection and connects there; this server then marks it Disconnected, not lost.
+        False when it is not connected here."""
+        link = self.links.get(host_id)
+        if link is None or not link.up or link.moving or link.waiting or self.server_list is None:
+            return False  # (a host running commands for this server is left until it is idle)
+        servers, algorithm = self.server_list(host_id)
+        link.moving = True
+        try:
+            _seq, waiter = link.start_request([SetupMSListCommand(
+                mgmt_servers=servers, lb_algorithm=algorithm, reconnect=True)])
+        except LinkClosed:
+            return False
+        waiter.on_done = lambda w: self._moved(link, w)
+        return True
+
+    @staticmethod
+    def _moved(link: AgentLink, waiter: Waiter) -> None:
+        answer = waiter.response.answers[0] if waiter.response is not None else None
+        if answer is None or not getattr(answer, "result", False):
+            link.moving = False  # it stays (an older agent, or it could not): nothing changes
 
     async def refresh_heartbeats(self) -> None:
         """The shared pools changed: tell every connected host where to write its heartbeat now (a
@@ -808,10 +850,14 @@ class AgentManager:
         self._by_zone.get(self.zones.get(link.host_id, 0), set()).discard(link.host_id)
         # Our own shutdown leaves hosts Disconnected (they reconnect to a server); a lost agent is Alert.
         event = Event.MANAGEMENT_SERVER_DOWN if self.stopping else Event.AGENT_DISCONNECTED
-        new = await self.transitions.submit(Change(link.host_id, event))
+        if link.moving:  # it left for another server on this server's word: not lost
+            event = Event.MANAGEMENT_SERVER_DOWN
+        new = await self.transitions.submit(Change(link.host_id, event, holder=self.msid))
         if new is not None:
             self._set_status(link.host_id, new)
-        if event is Event.AGENT_DISCONNECTED and self._nursery is not None:
+        else:
+            self.status.pop(link.host_id, None)  # another server holds it now (or it moved on)
+        if event is Event.AGENT_DISCONNECTED and new is not None and self._nursery is not None:
             self._nursery.start_soon(self._investigate, link.host_id)  # lost: is it dead?
 
     async def monitor(self) -> None:
@@ -903,7 +949,7 @@ class AgentManager:
                                                                                   Status.ALERT)
         if self.status.get(host_id) is status:
             return
-        if await self.transitions.submit(Change(host_id, event)) is not None:
+        if await self.transitions.submit(Change(host_id, event, holder=self.msid)) is not None:
             self._set_status(host_id, status)
             why = {"dead": "a neighbour found it dead",
                    "alive": "alive on shared storage, but not reachable from here"}.get(verdict,
@@ -962,10 +1008,15 @@ class AgentManager:
 
     async def send(self, host_id: int, commands: Sequence[Command], *, in_sequence: bool = False,
                    stop_on_error: bool = False, timeout: float = 60.0,
-                   even_suspect: bool = False) -> tuple[Any, ...]:
+                   even_suspect: bool = False, local_only: bool = False) -> tuple[Any, ...]:
         """Send commands to a host and return its answers; raises AgentUnavailable or OperationTimedOut.
-        A suspect host (silent, see ``monitor``) is not sent anything unless ``even_suspect``."""
+        A suspect host (silent, see ``monitor``) is not sent anything unless ``even_suspect``. A host
+        whose agent is connected to another management server is reached through it (``forwarder``),
+        unless ``local_only``."""
         link = self.links.get(host_id)
+        if (link is None or not link.up) and self.forwarder is not None and not local_only:
+            return await self.forwarder(host_id, commands, timeout=timeout, in_sequence=in_sequence,
+                                        stop_on_error=stop_on_error)
         if link is None or not link.up:
             raise AgentUnavailable(f"host {host_id} has no agent connected to this management server")
         if host_id in self.suspect and not even_suspect:

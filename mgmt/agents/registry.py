@@ -19,6 +19,8 @@ from sqlalchemy.engine import Connection
 
 from protocol.messages import StartupRoutingCommand, StartupStorageCommand
 
+from ..db.database import DELTAS
+from ..db.journal import journaled
 from ..db.schema import clusters, host_capacity, hosts, pods, storage_pools, vms, volumes, zones
 from ..errors import InvalidParameter, ResourceInUse
 from .host_status import Event, Status, next_status
@@ -41,11 +43,29 @@ class Startup(NamedTuple):
 
 
 class Change(NamedTuple):
-    """One status transition to apply: ``event`` on ``host_id``, taking ownership when msid is given."""
+    """One status transition to apply: ``event`` on ``host_id``, taking ownership when msid is given.
+    ``holder``: apply it only while that server holds the host (several servers: a host whose agent
+    moved to another server is no longer this one's to mark lost)."""
 
     host_id: int
     event: Event
     msid: int | None = None
+    holder: int | None = None
+
+
+@journaled
+@dataclass(frozen=True, slots=True)
+class HostStatusChanged:
+    """A host's status was written (a delta, as ``planner.deltas``): peers' planners learn of it."""
+
+    host_id: int
+    status: str
+
+
+def _record(conn: Connection, delta: HostStatusChanged) -> None:
+    pending = conn.info.get(DELTAS)
+    if pending is not None:
+        pending.append(delta)
 
 
 def now() -> datetime:
@@ -89,14 +109,29 @@ def register_many(conn: Connection, startups: Sequence[Startup]) -> list[Registr
             again.append(i)
         else:
             first[s.routing.guid] = i
-    _register_distinct(conn, startups, list(first.values()), results)
+    _register_again_if_lost(conn, startups, list(first.values()), results)
     for i in again:
-        _register_distinct(conn, startups, [i], results)
+        _register_again_if_lost(conn, startups, [i], results)
     return [r for r in results if r is not None]
 
 
+def _register_again_if_lost(conn: Connection, startups: Sequence[Startup], indexes: list[int],
+                            results: list[Registration | None]) -> None:
+    """A host whose row another writer moved between the read and the update (another server marking
+    its old connection gone, as it moved here) is registered again on the row as it is now, up to three
+    times before the startup is refused."""
+    for _attempt in range(3):
+        indexes = _register_distinct(conn, startups, indexes, results)
+        if not indexes:
+            return
+    for i in indexes:
+        results[i] = Registration(reject_reason="the host row changed under this registration; reconnect")
+
+
 def _register_distinct(conn: Connection, startups: Sequence[Startup], indexes: list[int],
-                       results: list[Registration | None]) -> None:
+                       results: list[Registration | None]) -> list[int]:
+    """Register the startups of ``indexes`` (distinct guids); those whose row changed under the update
+    (to try again)."""
     zone_ids, pod_ids, cluster_ids = _placements(conn)
     placed: list[tuple[int, int, int, int]] = []  # index, zone, pod, cluster
     for i in indexes:
@@ -113,7 +148,7 @@ def _register_distinct(conn: Connection, startups: Sequence[Startup], indexes: l
         else:
             placed.append((i, zone_id, pod_id, cluster[0]))
     if not placed:
-        return
+        return []
     guids = [startups[i].routing.guid for i, *_ in placed]
     existing = {r.guid: r for r in conn.execute(
         sa.select(hosts.c.id, hosts.c.guid, hosts.c.status, hosts.c.update_count)
@@ -122,6 +157,7 @@ def _register_distinct(conn: Connection, startups: Sequence[Startup], indexes: l
     stamp = now()
     new_rows: list[dict[str, Any]] = []
     moved: list[dict[str, Any]] = []
+    retry: list[int] = []
     host_ids: dict[int, int] = {}  # startup index -> host id
     for i, zone_id, pod_id, cluster_id in placed:
         s, msid = startups[i].routing, startups[i].msid
@@ -165,8 +201,7 @@ def _register_distinct(conn: Connection, startups: Sequence[Startup], indexes: l
             lost = _lost(conn, moved)
             for i in [i for i, host_id in host_ids.items() if host_id in lost]:
                 del host_ids[i]
-                results[i] = Registration(reject_reason="the host row changed under this registration; "
-                                                        "reconnect")
+                retry.append(i)
     _capacity(conn, startups, host_ids)
     pools = [(host_ids[i], zone_id, pod_id, cluster_id, startups[i].storage)
              for i, zone_id, pod_id, cluster_id in placed if i in host_ids and startups[i].storage]
@@ -174,6 +209,8 @@ def _register_distinct(conn: Connection, startups: Sequence[Startup], indexes: l
     for i, zone_id, _pod_id, cluster_id in placed:
         if i in host_ids:
             results[i] = Registration(host_id=host_ids[i], zone_id=zone_id, cluster_id=cluster_id)
+            _record(conn, HostStatusChanged(host_ids[i], Status.CONNECTING.value))
+    return retry
 
 
 def _own_pools_only(conn: Connection, startups: Sequence[Startup], placed: list[tuple[int, int, int, int]],
@@ -263,15 +300,20 @@ def transition(conn: Connection, host_id: int, event: Event, *, msid: int | None
 def transition_many(conn: Connection, changes: Sequence[Change]) -> list[Status | None]:
     """Apply each change in order; for each, the new status or None (does not apply, or lost a race)."""
     results: list[Status | None] = [None] * len(changes)
-    rows = {r.id: (Status(r.status), r.update_count) for r in conn.execute(
-        sa.select(hosts.c.id, hosts.c.status, hosts.c.update_count)
-        .where(hosts.c.id.in_({c.host_id for c in changes})))}
+    held: dict[int, int | None] = {}
+    rows: dict[int, tuple[Status, int]] = {}
+    for r in conn.execute(sa.select(hosts.c.id, hosts.c.status, hosts.c.update_count, hosts.c.mgmt_server_id)
+                          .where(hosts.c.id.in_({c.host_id for c in changes}))):
+        rows[r.id] = (Status(r.status), r.update_count)
+        held[r.id] = r.mgmt_server_id
     before = dict(rows)
     stamp = now()
     final: dict[int, dict[str, Any]] = {}  # host id -> its last change's values (several fold into one)
     for i, change in enumerate(changes):
         if change.host_id not in rows:
             continue
+        if change.holder is not None and held[change.host_id] != change.holder:
+            continue  # another server holds it now
         status, count = rows[change.host_id]
         new = next_status(status, change.event)
         if new is None:
@@ -284,6 +326,7 @@ def transition_many(conn: Connection, changes: Sequence[Change]) -> list[Status 
             values["b_ping"] = stamp
         if change.msid is not None:
             values["b_msid"] = change.msid
+            held[change.host_id] = change.msid
     if not final:
         return results
     moved = [{**v, "b_old_status": before[h][0], "b_old_count": before[h][1]} for h, v in final.items()]
@@ -297,15 +340,21 @@ def transition_many(conn: Connection, changes: Sequence[Change]) -> list[Status 
     if not _all_applied(conn, conn.execute(update, moved).rowcount, moved):
         lost = _lost(conn, moved)
         results = [None if c.host_id in lost else r for c, r in zip(changes, results, strict=True)]
+    for host_id in {c.host_id for c, r in zip(changes, results, strict=True) if r is not None}:
+        _record(conn, HostStatusChanged(host_id, Status(final[host_id]["b_status"]).value))
     return results
 
 
-def release_hosts(conn: Connection, msid: int) -> int:
-    """Hosts this server still holds as connected (it crashed, or was killed) become Disconnected, as
-    after a clean stop: their agents will reconnect. Run at start-up; returns how many moved."""
+def release_hosts(conn: Connection, msid: int, *, to: int | None = None) -> int:
+    """Hosts server ``msid`` still holds as connected (it crashed, or was killed) become Disconnected, as
+    after a clean stop: their agents will reconnect. Run at start-up, or by the peer that takes a dead
+    server over (``to``: it then holds them, to look after those whose agents do not come back);
+    returns how many moved."""
     held = list(conn.scalars(sa.select(hosts.c.id).where(
         hosts.c.mgmt_server_id == msid, hosts.c.status.in_([Status.CONNECTING, Status.UP, Status.ALERT]))))
-    moved = transition_many(conn, [Change(h, Event.MANAGEMENT_SERVER_DOWN) for h in held])
+    moved = transition_many(conn, [Change(h, Event.MANAGEMENT_SERVER_DOWN, to, holder=msid) for h in held])
+    if to is not None:  # the Disconnected and Down ones it held too
+        conn.execute(hosts.update().where(hosts.c.mgmt_server_id == msid).values(mgmt_server_id=to))
     return sum(1 for status in moved if status is not None)
 
 

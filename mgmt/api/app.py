@@ -11,7 +11,6 @@ import urllib.parse
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..errors import CumuloError, InvalidParameter
+from ..services.accounts import KeysChanged
 from ..services.async_jobs import SUCCEEDED, Prepare
 from ..services.caller import Caller
 from ..services.passwords import hash_password, verify_password
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 JSON = "application/json; charset=UTF-8"
-SESSION_TIMEOUT = 1800.0  # seconds of inactivity after which a login session ends
 MAX_BODY = 1 << 20  # the largest POST body taken (userdata, the biggest parameter, is 43,690 characters)
 # A body past MAX_BODY is read and dropped up to DRAIN_BODY (so that an ordinary client, which sends its
 # whole body before it reads, gets the refusal instead of a broken pipe); past that the answer comes at
@@ -60,57 +59,13 @@ def error(command: str, code: int, text: str, cs_code: int = 4250) -> Response:
     return answer
 
 
-@dataclass
-class Session:
-    caller: Caller
-    key: str  # the sessionkey the client sends with each call (cookie and parameter)
-    last_used: float
-
-
-class Sessions:
-    """Login sessions in this server's memory (a restart ends them, as CloudStack's do): JSESSIONID ->
-    session, ended by ``logout`` or after ``SESSION_TIMEOUT`` seconds unused."""
-
-    def __init__(self, timeout: float = SESSION_TIMEOUT) -> None:
-        self.timeout = timeout
-        self.by_id: dict[str, Session] = {}
-
-    def open(self, caller: Caller) -> tuple[str, Session]:
-        self._expire()
-        jsessionid, session = (
-            secrets.token_hex(16).upper(),
-            Session(caller, secrets.token_urlsafe(20), trio.current_time()),
-        )
-        self.by_id[jsessionid] = session
-        return jsessionid, session
-
-    def find(self, jsessionid: str, key: str) -> Session | None:
-        session = self.by_id.get(jsessionid)
-        now = trio.current_time()
-        if session is None or now - session.last_used > self.timeout:
-            self.by_id.pop(jsessionid, None)
-            return None
-        if not key or not secrets.compare_digest(key.encode(), session.key.encode()):
-            return None
-        session.last_used = now
-        return session
-
-    def close(self, jsessionid: str) -> None:
-        self.by_id.pop(jsessionid, None)
-
-    def _expire(self) -> None:
-        now = trio.current_time()
-        for sid in [s for s, v in self.by_id.items() if now - v.last_used > self.timeout]:
-            del self.by_id[sid]
-
-
 class Api:
     """The CloudStack API front end: sessions, the callers of API keys, the jobs it answers from memory;
     handlers reach the domain through ``services``."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
-        self.sessions = Sessions()
+        self.sessions = services.sessions  # in the database: every management server knows them
         self.pending_jobs: dict[str, dict[str, Any]] = {}  # job uuid -> its pending view, while it runs
         # job uuid -> its final view, for the jobs this server ended lately (the last ENDED_KEPT): the
         # poll that finds a job done is answered without reading its row
@@ -125,6 +80,12 @@ class Api:
                                  float(values.get("api.throttling.interval", 1)),
                                  int(values.get("api.throttling.max", 25)))
         self.logins = LoginGuard(int(values.get("incorrect.login.attempts.allowed", 5)))
+        services.db.remote_listeners.append(self._peer_changed)
+
+    def _peer_changed(self, _jid: int, deltas: list[Any]) -> None:
+        """Another management server changed API keys: the callers kept here are read again."""
+        if any(isinstance(d, KeysChanged) for d in deltas):
+            self.callers.clear()
 
     def job_ended(self, job_uuid: str, view: dict[str, Any]) -> None:
         """Keep the final view of a job that ended here (the oldest one goes beyond ENDED_KEPT)."""
@@ -202,8 +163,7 @@ class Api:
         if not api_key:
             jsessionid = request.cookies.get("JSESSIONID", "")
             key = lowered.get("sessionkey", "")
-            session = self.sessions.find(jsessionid, key) if jsessionid else None
-            return session.caller if session else None
+            return await self.sessions.find(jsessionid, key)
         caller = await self._caller(api_key)
         if caller is None:
             return None
@@ -235,7 +195,7 @@ class Api:
 
     async def _session_command(self, cmd: Command, request: Request, params: dict[str, str]) -> Response:
         if cmd.name == "logout":
-            self.sessions.close(request.cookies.get("JSESSIONID", ""))
+            await self.sessions.close(request.cookies.get("JSESSIONID", ""))
             answer = reply("logout", {"description": "success"})
             answer.delete_cookie("JSESSIONID", path="/client")
             answer.delete_cookie("sessionkey", path="/client")
@@ -265,7 +225,7 @@ class Api:
                 "login", 531, "failed to authenticate user: check the user name, password and domain", 4365
             )
         self.logins.succeeded(who)
-        jsessionid, session = self.sessions.open(caller)
+        session = await self.sessions.open(caller)
         answer = reply(
             "login",
             {
@@ -282,7 +242,7 @@ class Api:
                 "registered": "false",
             },
         )
-        answer.set_cookie("JSESSIONID", jsessionid, path="/client", httponly=True, samesite="strict")
+        answer.set_cookie("JSESSIONID", session.jsessionid, path="/client", httponly=True, samesite="strict")
         answer.set_cookie("sessionkey", session.key, path="/client", samesite="strict")
         await self.services.events.record(
             caller,

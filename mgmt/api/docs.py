@@ -49,8 +49,9 @@ against it unchanged.
 - **Sessions.** `login` (HTTP POST only: a password does not belong in a URL) answers a `sessionkey`
   and sets the cookies `JSESSIONID` (Path=/client, HttpOnly) and `sessionkey`. Later calls send the
   `JSESSIONID` cookie *and* the `sessionkey` parameter (the parameter guards against cross-site
-  requests); they are not signed. Sessions live in the server's memory: `logout`, 1,800 s unused, or
-  a restart ends them. Bad credentials: 531.
+  requests); they are not signed. Sessions are kept in the database (hashed), so every management
+  server knows them and a restart ends none: `logout` or 1,800 s unused ends one, as does disabling
+  its user. Bad credentials: 531.
 
 ## Roles
 

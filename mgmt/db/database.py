@@ -78,6 +78,11 @@ class Database:
         self._seq = 0
         self._seq_lock = threading.Lock()
         self.commit_listeners: list[Callable[[int, list[Any]], None]] = []
+        # Several servers (``cluster``): this server's id, under which its transactions' deltas go to the
+        # change journal; None: one server, no journal. Listeners of the deltas peers committed get
+        # (journal row id, deltas), on the event loop.
+        self.journal_msid: int | None = None
+        self.remote_listeners: list[Callable[[int, list[Any]], None]] = []
         self.writer = Writer(self)  # the only path that writes (see db.writer)
 
     @property
@@ -103,7 +108,9 @@ class Database:
         number is approximate, and the database's conditional reservations stay the arbiter."""
 
         def work() -> tuple[int, T]:
-            with self.engine.begin() as conn:
+            with self.engine.connect() as conn, conn.begin():
+                if self.engine.dialect.name == "postgresql":  # one snapshot for every statement of fn
+                    conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 with self._seq_lock:
                     seq = self._seq
                 return seq, fn(conn, *args, **kwargs)
@@ -155,6 +162,15 @@ class Database:
 
     def revision(self, conn: Connection) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
+
+    def knows(self, revision: str) -> bool:
+        """Whether ``revision`` is one of this code's migrations."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        try:
+            return ScriptDirectory.from_config(config).get_revision(revision) is not None
+        except Exception:  # alembic's "no such revision" (its exception types vary between releases)
+            return False
 
     def head(self) -> str:
         with self.engine.connect() as conn:

@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -54,6 +55,39 @@ management_servers = Table(
     Column("state", String(32), nullable=False),  # Up, Down
     Column("last_heartbeat", DateTime(timezone=True), nullable=False),
     Column("started", DateTime(timezone=True), nullable=False),
+    Column("peer_port", Integer, nullable=False, server_default="0"),  # 0: takes no forwarded commands
+    Column("version", String(64), nullable=False, server_default=""),  # the software's
+    Column("schema_revision", String(32), nullable=False, server_default=""),  # the newest it knows
+    Column("down_since", DateTime(timezone=True)),
+    Column("taken_over_by", BigInteger),  # the peer that settled its jobs and hosts after it died
+)
+
+# Login sessions, shared by every management server (a client may move to another one): only hashes of
+# the JSESSIONID and the session key are kept.
+login_sessions = Table(
+    "login_sessions", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("key_hash", String(64), nullable=False),
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Column("last_used", DateTime(timezone=True), nullable=False, index=True),
+)
+
+# What each server's committed transactions changed that other servers keep in memory (capacity,
+# the catalog, API keys, revoked certificates): written in the same transaction, read by the peers.
+cluster_journal = Table(
+    "cluster_journal", metadata, _id(),
+    Column("msid", BigInteger, nullable=False),
+    Column("created", DateTime(timezone=True), nullable=False, index=True),
+    Column("body", LargeBinary, nullable=False),
+)
+
+# The cloud's CA, so that every management server issues and checks the same certificates.
+certificate_authority = Table(
+    "certificate_authority", metadata, _id(),
+    Column("cert_pem", Text, nullable=False),
+    Column("key_pem", Text, nullable=False),
+    Column("created", DateTime(timezone=True), nullable=False),
 )
 
 zones = Table(

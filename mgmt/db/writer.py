@@ -27,9 +27,12 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import trio
+
+from . import journal
 
 if TYPE_CHECKING:
     from .database import Database
@@ -174,6 +177,10 @@ class Writer:
             finally:
                 conn.info.pop(DELTAS, None)
         deltas = [d for item in batch if item.error is None for d in item.deltas]
+        if deltas and self.db.journal_msid is not None:  # several servers: the peers learn of them
+            body = journal.encode(deltas)
+            if body is not None:
+                journal.append(conn, self.db.journal_msid, body, datetime.now(UTC))
         seq = self.db._next_seq() if deltas else 0
         conn.commit()
         self.batches += 1

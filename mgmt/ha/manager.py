@@ -205,7 +205,8 @@ class HaManager:
         if time.monotonic() - self._lost_checked > self.settings.investigate_interval:
             self._lost_checked = time.monotonic()
             grace = self.agents.ping_interval * self.agents.ping_timeout
-            for host_id in await self.db.read(work.unreachable_hosts, _now() - timedelta(seconds=grace)):
+            before = _now() - timedelta(seconds=grace)
+            for host_id in await self.db.read(work.unreachable_hosts, before, self.msid):
                 self.agents.investigate_soon(host_id)
         await self._enqueue()
         now = _now()

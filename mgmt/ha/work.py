@@ -112,12 +112,16 @@ def host_state(conn: Connection, host_id: int) -> tuple[str, datetime | None] | 
     return None if row is None else (row.status, row.fenced)
 
 
-def unreachable_hosts(conn: Connection, /, before: datetime) -> list[int]:
+def unreachable_hosts(conn: Connection, /, before: datetime, msid: int | None = None) -> list[int]:
     """Hosts in Alert or Disconnected since before ``before`` (a previous run of a server left them so,
-    or they never came back): investigated, so that a host that died meanwhile goes Down."""
+    or they never came back): investigated, so that a host that died meanwhile goes Down. With
+    ``msid``, those that server holds (several servers: each looks after its own and those of the
+    dead servers it took over)."""
     return list(conn.scalars(sa.select(hosts.c.id).where(
         hosts.c.removed.is_(None), hosts.c.status.in_(("Alert", "Disconnected")),
-        hosts.c.status_changed < before)))
+        hosts.c.status_changed < before,
+        sa.or_(hosts.c.mgmt_server_id == msid, hosts.c.mgmt_server_id.is_(None)) if msid is not None
+        else sa.true())))
 
 
 def host_facts(conn: Connection, /, host_id: int) -> tuple[str, int, int, str] | None:

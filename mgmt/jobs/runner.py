@@ -235,13 +235,15 @@ def get(conn: Connection, job_id: int) -> sa.Row[Any]:
     return conn.execute(sa.select(async_jobs).where(async_jobs.c.id == job_id)).one()
 
 
-def fail_orphans(conn: Connection, msid: int) -> list[sa.Row[Any]]:
-    """End the jobs this server left pending when it died; the rows (with their instances)."""
+def fail_orphans(conn: Connection, msid: int, *, unowned: bool = True) -> list[sa.Row[Any]]:
+    """End the jobs server ``msid`` left pending when it died (and, with ``unowned``, those of no
+    server); the rows (with their instances)."""
+    owner = async_jobs.c.mgmt_server_id == msid
     rows = list(
         conn.execute(
             sa.select(async_jobs).where(
                 async_jobs.c.status == PENDING,
-                sa.or_(async_jobs.c.mgmt_server_id == msid, async_jobs.c.mgmt_server_id.is_(None)),
+                sa.or_(owner, async_jobs.c.mgmt_server_id.is_(None)) if unowned else owner,
             )
         )
     )

@@ -347,6 +347,7 @@ class Orchestrator:
         last = "no attempt was made"
         failed = ""  # the last attempt's own failure
         attempts = races = 0
+        refreshed = False
         while attempts < max(1, self.settings.start_retry):
             if admission is not None:  # the first attempt: admit reserved it already
                 vm, dest, fresh = admission.vm, admission.dest, admission.fresh
@@ -370,6 +371,9 @@ class Orchestrator:
                 dest = self.placement.plan(profile, plan, avoid, spread)
             except NoDestination as e:
                 last = str(e)
+                if not refreshed and await self.placement.refresh():
+                    refreshed = True  # several servers: the index was behind; plan again on a fresh one
+                    continue
                 break
             ask = Ask(
                 vm_id,

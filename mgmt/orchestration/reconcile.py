@@ -35,9 +35,11 @@ from .vm_state import Event, State
 from .vms import now
 
 
-def after_restart(conn: Connection, deploys: Collection[int] = ()) -> dict[str, int]:
+def after_restart(conn: Connection, deploys: Collection[int] = (), *,
+                  only: Collection[int] | None = None) -> dict[str, int]:
     """Settle the VMs a stopped server left in the middle of an operation; counts by what was done.
-    ``deploys``: the VMs whose deploy job the stop interrupted."""
+    ``deploys``: the VMs whose deploy job the stop interrupted. ``only``: settle those VMs alone (other
+    servers run, and the VMs they are moving are theirs); None: every VM left so."""
     pending = sa.select(async_jobs.c.instance_id).where(
         async_jobs.c.status == 0, async_jobs.c.instance_type == "VirtualMachine"
     )
@@ -46,6 +48,7 @@ def after_restart(conn: Connection, deploys: Collection[int] = ()) -> dict[str, 
             vms.c.removed.is_(None),
             vms.c.state.in_([State.STARTING, State.STOPPING, State.MIGRATING]),
             vms.c.id.not_in(pending),
+            vms.c.id.in_(list(only)) if only is not None else sa.true(),
         )
     ).all()
     counts = {"starting": 0, "stopping": 0, "migrating": 0, "deploys": 0}

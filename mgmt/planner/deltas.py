@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Connection
 
 from ..db.database import DELTAS as KEY
+from ..db.journal import journaled
 
 
+@journaled
 @dataclass(frozen=True, slots=True)
 class HostAllocated:
     """CPU MHz and memory bytes added to (negative: removed from) a host's used + reserved."""
@@ -26,6 +28,7 @@ class HostAllocated:
     memory: int
 
 
+@journaled
 @dataclass(frozen=True, slots=True)
 class HostEnabled:
     """A host's allocation state changed: it takes new VMs (Enabled) or not."""
@@ -34,12 +37,14 @@ class HostEnabled:
     enabled: bool
 
 
+@journaled
 @dataclass(frozen=True, slots=True)
 class PoolAllocated:
     pool_id: int
     nbytes: int
 
 
+@journaled
 @dataclass(frozen=True, slots=True)
 class TemplateCopied:
     """A template's copy on a pool became Ready; it takes ``nbytes`` there."""
@@ -49,10 +54,17 @@ class TemplateCopied:
     nbytes: int
 
 
+@journaled
+@dataclass(frozen=True, slots=True)
+class InventoryChanged:
+    """Hosts, clusters or pools were added, removed or retagged: an index is read again (several
+    servers: a peer's change reaches the others' indexes this way)."""
+
+
 Delta = HostAllocated | HostEnabled | PoolAllocated | TemplateCopied
 
 
-def record(conn: Connection, delta: Delta) -> None:
+def record(conn: Connection, delta: Delta | InventoryChanged) -> None:
     """Note a capacity change made in this transaction (ignored outside ``Database.run``)."""
     pending = conn.info.get(KEY)
     if pending is not None:

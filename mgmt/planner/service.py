@@ -23,11 +23,13 @@ from typing import Any
 import trio
 
 from ..agents.host_status import Status
+from ..agents.registry import HostStatusChanged
+from ..db import journal
 from ..db.database import Database
 from ..tasks import supervised
 from . import loader
 from .capacity import Limits
-from .deltas import Delta, HostAllocated, HostEnabled, PoolAllocated, TemplateCopied
+from .deltas import Delta, HostAllocated, HostEnabled, InventoryChanged, PoolAllocated, TemplateCopied, record
 from .index import CapacityIndex
 from .kernel import Kernel
 from .model import Avoid, DeploymentPlan, Destination, Explanation, VmProfile
@@ -70,7 +72,18 @@ class Placement:
         self._host_read: dict[int, int] = {}
         self._journal: list[tuple[int, Sequence[Delta]]] = []  # applied while a read was in flight
         self._reading = 0
+        # Several servers: the peers' deltas, by change-journal row. A read says the newest row it saw
+        # (its mark); a peer's delta at or below the mark of the read that filled a host is in it already.
+        self._mark = 0
+        self._pools_mark = 0
+        self._host_mark: dict[int, int] = {}
+        self._remote_journal: list[tuple[int, Sequence[Delta]]] = []  # peers' deltas during a read
+        self.remote_applied = 0  # peers' deltas applied (for tests and metrics)
+        self._refreshing: trio.Event | None = None
+        self._nursery: trio.Nursery | None = None
+        self._refreshed = -float("inf")
         db.commit_listeners.append(self.apply)
+        db.remote_listeners.append(self.apply_remote)
 
     # --- reading the database ---------------------------------------------------------------------
 
@@ -78,11 +91,16 @@ class Placement:
         """Read every host and pool again and swap the new indexes in."""
         self._reading += 1
         try:
-            seq, (index, pools) = await self.db.snapshot(self._load)
+            seq, (index, pools, mark) = await self.db.snapshot(self._load)
         finally:
             self._reading -= 1
         self.planner.index, self.planner.pools = index, pools
         self._loaded = self._pools_loaded = seq
+        self._mark = self._pools_mark = mark
+        self._host_mark = {}
+        for jid, deltas in self._remote_journal:
+            if jid > mark:
+                self._apply_remote(jid, deltas)
         # Hosts read on their own after this snapshot went into the index just replaced: read again.
         newer = [h for h, s in self._host_read.items() if s > seq]
         self._host_read = {}
@@ -98,6 +116,10 @@ class Placement:
     def _end_read(self) -> None:
         if not self._reading:
             self._journal.clear()
+            self._remote_journal.clear()
+
+    def _mark_of(self, conn: Any) -> int:
+        return journal.mark(conn) if self.db.journal_msid is not None else 0
 
     def _overlay(self, host_ids: Collection[int]) -> None:
         """Status changes reported while the database was being read win over what it said then."""
@@ -107,10 +129,17 @@ class Placement:
             if status is not None and host_id in index.position:
                 index.set_flags(host_id, up=status is Status.UP and host_id not in self._suspect)
 
-    def _load(self, conn: Any) -> tuple[CapacityIndex, PoolIndex]:
+    def _load(self, conn: Any) -> tuple[CapacityIndex, PoolIndex, int]:
+        mark = self._mark_of(conn)
         index = CapacityIndex()
         self._index_hosts(index, loader.host_facts(conn, self.cpu_factor, self.mem_factor))
-        return index, loader.load_pools(conn)
+        return index, loader.load_pools(conn), mark
+
+    def _read_hosts(self, conn: Any, ids: list[int]) -> tuple[int, list[Any]]:
+        return self._mark_of(conn), loader.host_facts(conn, self.cpu_factor, self.mem_factor, ids)
+
+    def _read_pools(self, conn: Any) -> tuple[int, PoolIndex]:
+        return self._mark_of(conn), loader.load_pools(conn)
 
     def _index_hosts(self, index: CapacityIndex, facts: Sequence[Any]) -> None:
         """Add each host to the index; one the index cannot hold is skipped with its reason logged."""
@@ -135,6 +164,7 @@ class Placement:
         await self.load()
         task_status.started()
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             nursery.start_soon(supervised, "placement resync", self._resync)
             nursery.start_soon(supervised, "placement host reads", self._read_reported_hosts)
 
@@ -145,7 +175,7 @@ class Placement:
             ids, self._pending = sorted(self._pending), set()
             self._reading += 1
             try:
-                seq, facts = await self.db.snapshot(loader.host_facts, self.cpu_factor, self.mem_factor, ids)
+                seq, (mark, facts) = await self.db.snapshot(self._read_hosts, ids)
             except BaseException:
                 self._pending.update(ids)  # read them next time
                 raise
@@ -156,9 +186,13 @@ class Placement:
             read = {host.host_id for host, _, _ in facts}
             for host_id in read:
                 self._host_read[host_id] = max(seq, self._host_read.get(host_id, 0))
+                self._host_mark[host_id] = max(mark, self._host_mark.get(host_id, 0))
             for later, deltas in self._journal:
                 if later > seq:
                     self._apply(later, [d for d in deltas if getattr(d, "host_id", None) in read])
+            for jid, deltas in self._remote_journal:
+                if jid > mark:
+                    self._apply_remote(jid, [d for d in deltas if getattr(d, "host_id", None) in read])
             self._end_read()
             self._overlay(ids)
             self.reloads += 1
@@ -168,15 +202,54 @@ class Placement:
     async def _load_pools(self) -> None:
         self._reading += 1
         try:
-            seq, pools = await self.db.snapshot(loader.load_pools)
+            seq, (mark, pools) = await self.db.snapshot(self._read_pools)
         finally:
             self._reading -= 1
         self.planner.pools = pools
         self._pools_loaded = seq
+        self._pools_mark = mark
         for later, deltas in self._journal:
             if later > seq:
                 self._apply(later, [d for d in deltas if isinstance(d, PoolAllocated | TemplateCopied)])
+        for jid, deltas in self._remote_journal:
+            if jid > mark:
+                self._apply_remote(jid, [d for d in deltas if isinstance(d, PoolAllocated | TemplateCopied)])
         self._end_read()
+
+    async def inventory_changed(self) -> None:
+        """This server changed the inventory (hosts, clusters, pools, tags): read the index again, and
+        have the peers do so."""
+        await self.load()
+        if self.db.journal_msid is not None:
+            await self.db.run(record, InventoryChanged())
+
+    async def refresh(self) -> bool:
+        """Several servers: the index is a hint, and one that found no host may only be behind a peer's
+        news (a host that came Up there a moment ago). Read the database again, at most once a second
+        however many plans ask (they wait for the same read); False when it is not worth it (one server:
+        the index is exact) or was read within the second."""
+        if self.db.journal_msid is None:
+            return False
+        if self._refreshing is not None:
+            await self._refreshing.wait()
+            return True
+        if trio.current_time() - self._refreshed < 1.0:
+            return False
+        self._refreshing = trio.Event()
+        try:
+            await self.load()
+        finally:
+            self._refreshed = trio.current_time()
+            self._refreshing.set()
+            self._refreshing = None
+        return True
+
+    async def _reload_for_peer(self) -> None:
+        try:
+            await self.load()
+        except Exception:
+            log.exception("placement index reload (a peer changed the inventory) failed; the resync "
+                          "reads it again")
 
     async def _resync(self) -> None:
         while True:
@@ -210,17 +283,43 @@ class Placement:
         if self._reading:
             self._journal.append((seq, deltas))
 
-    def _apply(self, seq: int, deltas: Sequence[Delta]) -> None:
+    def apply_remote(self, jid: int, deltas: Sequence[Any]) -> None:
+        """From the change journal: the capacity changes a peer's transaction (journal row ``jid``) made,
+        and the statuses its agent manager wrote."""
+        if any(isinstance(d, InventoryChanged) for d in deltas) and self._nursery is not None:
+            self._nursery.start_soon(self._reload_for_peer)
+        for d in deltas:
+            if isinstance(d, HostStatusChanged):
+                try:
+                    status = Status(d.status)
+                except ValueError:
+                    continue
+                self.host_changed(d.host_id, status)
+        mine = [d for d in deltas
+                if isinstance(d, HostAllocated | HostEnabled | PoolAllocated | TemplateCopied)]
+        if mine:
+            self._apply_remote(jid, mine)
+            if self._reading:
+                self._remote_journal.append((jid, mine))
+
+    def _apply_remote(self, jid: int, deltas: Sequence[Delta]) -> None:
+        fresh = [d for d in deltas
+                 if jid > (max(self._mark, self._host_mark.get(d.host_id, 0))
+                           if isinstance(d, HostAllocated | HostEnabled) else self._pools_mark)]
+        self.remote_applied += len(fresh)
+        self._apply(0, fresh, remote=True)
+
+    def _apply(self, seq: int, deltas: Sequence[Delta], *, remote: bool = False) -> None:
         index, pools = self.planner.index, self.planner.pools
         for d in deltas:
             if isinstance(d, HostAllocated | HostEnabled):
-                if seq <= max(self._loaded, self._host_read.get(d.host_id, 0)):
+                if not remote and seq <= max(self._loaded, self._host_read.get(d.host_id, 0)):
                     continue  # the index was read after this commit: it has it already
                 if isinstance(d, HostAllocated):
                     index.allocate(d.host_id, d.cpu_mhz, d.memory)
                 else:
                     index.set_flags(d.host_id, enabled=d.enabled)
-            elif seq <= self._pools_loaded:
+            elif not remote and seq <= self._pools_loaded:
                 continue
             elif isinstance(d, PoolAllocated):
                 pools.allocate(d.pool_id, d.nbytes)

@@ -35,6 +35,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 CA_VALIDITY = dt.timedelta(days=3650)
 SERVER_VALIDITY = dt.timedelta(days=365)
+PEER_UNIT = "management-server"  # the organizational unit of peer certificates
 MAX_CSR = 16 * 1024  # bytes of PEM: a P-256 or RSA-4096 CSR is far smaller
 
 
@@ -85,6 +86,24 @@ class CertificateAuthority:
         self.cert = cert
         self.pem = cert.public_bytes(serialization.Encoding.PEM).decode()
         self.fingerprint = fingerprint(cert)
+
+    @classmethod
+    def from_pem(cls, key_pem: str, cert_pem: str) -> CertificateAuthority:
+        key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise CertificateError("the CA key is not an EC private key")
+        return cls(key, x509.load_pem_x509_certificate(cert_pem.encode()))
+
+    @property
+    def key_pem(self) -> str:
+        return self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()).decode()
+
+    def save(self, directory: Path) -> None:
+        """Write this CA into ``directory`` (key first, as ``load_or_create`` expects)."""
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _write_private(directory / "ca-key.pem", self.key_pem.encode())
+        _write_private(directory / "ca-cert.pem", self.pem.encode(), 0o644)
 
     # --- on disk ---------------------------------------------------------------------------------
 
@@ -175,6 +194,58 @@ class CertificateAuthority:
         cert = builder.sign(self.key, hashes.SHA256())
         return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                  serialization.NoEncryption()).decode(), _issued(cert)
+
+    def issue_peer(self, msid: int, names: list[str], addresses: list[str]) -> tuple[str, Issued]:
+        """A key and a certificate for this management server's peer port, good for both ends of a
+        peer link (serverAuth and clientAuth). Its subject carries the ``PEER_UNIT`` organizational
+        unit, which no host certificate has (``sign_host`` makes their subject itself)."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        alt: list[x509.GeneralName] = [x509.DNSName(n) for n in dict.fromkeys(names) if n]
+        for address in dict.fromkeys(addresses):
+            try:
+                alt.append(x509.IPAddress(ipaddress.ip_address(address)))
+            except ValueError:
+                continue
+        subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Cumulo"),
+                             x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, PEER_UNIT),
+                             x509.NameAttribute(NameOID.COMMON_NAME, str(msid))])
+        builder = (self._builder(subject, key.public_key(), SERVER_VALIDITY)
+                   .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                                         ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False))
+        if alt:
+            builder = builder.add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        cert = builder.sign(self.key, hashes.SHA256())
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption()).decode(), _issued(cert)
+
+    def peer_msid(self, der: bytes) -> int:
+        """The management server id a verified peer certificate names; CertificateError when it is not a
+        peer certificate of this CA (a host's, say)."""
+        cert = self.issued_by_me(der)
+        units = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        if [u.value for u in units] != [PEER_UNIT] or len(names) != 1 or not str(names[0].value).isdigit():
+            raise CertificateError("not a management server's certificate")
+        return int(str(names[0].value))
+
+    def peer_contexts(self, key_pem: str, cert_pem: str, directory: Path) -> tuple[ssl.SSLContext,
+                                                                                    ssl.SSLContext]:
+        """TLS 1.3 contexts for the peer port, (server side, client side): each end shows its peer
+        certificate and requires the other's, from this CA. Host names are not checked: the caller reads
+        the server id from the certificate (``peer_msid``) and compares it with the one it dialled."""
+        key_path, cert_path = directory / "peer-port-key.pem", directory / "peer-port-cert.pem"
+        _write_private(key_path, key_pem.encode())
+        _write_private(cert_path, (cert_pem + self.pem).encode(), 0o644)
+        contexts = []
+        for purpose in (ssl.PROTOCOL_TLS_SERVER, ssl.PROTOCOL_TLS_CLIENT):
+            context = ssl.SSLContext(purpose)
+            context.minimum_version = ssl.TLSVersion.TLSv1_3
+            context.load_cert_chain(cert_path, key_path)
+            context.load_verify_locations(cadata=self.pem)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_REQUIRED
+            contexts.append(context)
+        return contexts[0], contexts[1]
 
     def issue_host(self, guid: str, validity: dt.timedelta) -> tuple[str, Issued]:
         """Key and certificate made here for a host (simulated hosts in this process; tests)."""

@@ -24,8 +24,9 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..db.database import Database
-from ..db.schema import agent_tokens, host_certificates, hosts
+from ..db.database import DELTAS, Database
+from ..db.journal import journaled
+from ..db.schema import agent_tokens, certificate_authority, host_certificates, hosts
 from .ca import CertificateAuthority, CertificateError, Issued, guid_of
 
 TOKEN_VALIDITY = dt.timedelta(hours=24)
@@ -92,12 +93,53 @@ def revoke(conn: Connection, guid: str) -> list[str]:
     if serials:
         conn.execute(host_certificates.update().where(host_certificates.c.serial.in_(serials))
                      .values(revoked=_now()))
+        pending = conn.info.get(DELTAS)
+        if pending is not None:
+            pending.append(CertificatesRevoked(guid, tuple(serials)))
     return serials
 
 
 def revoked_serials(conn: Connection) -> set[str]:
     return set(conn.scalars(sa.select(host_certificates.c.serial).where(
         host_certificates.c.revoked.is_not(None), host_certificates.c.not_after > _now())))
+
+
+def shared_ca(db: Database, directory: Path) -> CertificateAuthority:
+    """The cloud's CA: the one in the database; on the first start of the first server, the one in
+    ``directory`` (made there if need be), which then goes into the database. A data directory holding
+    another CA than the database's is refused: its hosts' certificates would not be this cloud's."""
+    with db.engine.begin() as conn:
+        row = conn.execute(sa.select(certificate_authority).where(certificate_authority.c.id == 1)).first()
+    if row is None:
+        ca = CertificateAuthority.load_or_create(directory)
+        try:
+            with db.engine.begin() as conn:
+                conn.execute(certificate_authority.insert().values(id=1, cert_pem=ca.pem, key_pem=ca.key_pem,
+                                                                   created=_now()))
+            return ca
+        except sa.exc.IntegrityError:  # another server published its own first: take that one
+            with db.engine.begin() as conn:
+                row = conn.execute(sa.select(certificate_authority)
+                                   .where(certificate_authority.c.id == 1)).one()
+    shared = CertificateAuthority.from_pem(row.key_pem, row.cert_pem)
+    if (directory / "ca-cert.pem").exists() and (directory / "ca-key.pem").exists():
+        local = CertificateAuthority.load_or_create(directory)
+        if local.fingerprint != shared.fingerprint:
+            raise CertificateError(f"{directory} holds CA {local.fingerprint[:16]}..., but this cloud's "
+                                   f"database holds CA {shared.fingerprint[:16]}...; move the directory "
+                                   f"away to use the database's")
+        return local
+    shared.save(directory)
+    return shared
+
+
+@journaled
+@dataclass(frozen=True, slots=True)
+class CertificatesRevoked:
+    """A host's certificates were revoked (a delta, as ``planner.deltas``): every server refuses them."""
+
+    guid: str
+    serials: tuple[str, ...]
 
 
 class EnrollmentRefused(Exception):
@@ -115,22 +157,37 @@ class Trust:
         self.strict = strict
         self.validity = dt.timedelta(days=validity_days)
         self.revoked: set[str] = set()
+        self.peer_server: ssl.SSLContext | None = None  # the peer port's TLS contexts (several servers)
+        self.peer_client: ssl.SSLContext | None = None
 
     @classmethod
     def prepare(cls, db: Database, data_dir: Path, *, strict: bool, validity_days: int,
-                bind: str = "") -> Trust:
-        """Blocking set-up at start: the CA (made on first start), this server's certificate for the
-        agent port (made anew each start), the revoked serials."""
+                bind: str = "", msid: int = 0, advertise: str = "") -> Trust:
+        """Blocking set-up at start: the cloud's CA (made on the first start of the first server, and
+        kept in the database for the others), this server's certificates for the agent port and the peer
+        port (made anew each start), the revoked serials."""
         directory = data_dir / "ca"
-        ca = CertificateAuthority.load_or_create(directory)
+        ca = shared_ca(db, directory)
         names = [socket.gethostname(), "localhost"]
-        addresses = ["127.0.0.1", "::1"] + ([bind] if bind and bind not in ("0.0.0.0", "::") else [])
+        addresses = ["127.0.0.1", "::1"] + [a for a in (bind, advertise) if a and a not in ("0.0.0.0", "::")]
         key_pem, issued = ca.issue_server(names, addresses)
         trust = cls(db, ca, ca.server_context(key_pem, issued.pem, directory), strict=strict,
                     validity_days=validity_days)
+        peer_key, peer_cert = ca.issue_peer(msid, names, addresses)
+        trust.peer_server, trust.peer_client = ca.peer_contexts(peer_key, peer_cert.pem, directory)
         with db.engine.connect() as conn:
             trust.revoked = revoked_serials(conn)
         return trust
+
+    def serials_revoked(self, _jid: int, deltas: list[object]) -> list[str]:
+        """From the change journal: certificates a peer revoked; their serials (the caller closes the
+        hosts' links)."""
+        guids = []
+        for d in deltas:
+            if isinstance(d, CertificatesRevoked):
+                self.revoked.update(d.serials)
+                guids.append(d.guid)
+        return guids
 
     # --- the handshake's look at a peer certificate ---------------------------------------------
 

@@ -21,15 +21,21 @@ from .guest_data import SshKeyPairs, UserData
 from .hosts import Hosts
 from .networks import Networks
 from .security_groups import SecurityGroups
+from .sessions import Sessions
 from .settings import Settings
 from .templates import Templates
 from .vms import VirtualMachines
 from .volumes import Volumes
 
+SESSION_TIMEOUT = 1800.0  # seconds of inactivity after which a login session ends
+
 if TYPE_CHECKING:
     from ..agents.manager import AgentManager
     from ..api.app import Api
     from ..catalog import Catalog
+    from ..cluster.balance import Balancer
+    from ..cluster.forward import PeerLinks, PeerPort
+    from ..cluster.peers import Peers
     from ..db.database import Database
     from ..ha.manager import HaManager
     from ..jobs.runner import JobRunner
@@ -54,6 +60,10 @@ class Services:
     api_url: str = ""
     api: Api | None = None
     ha: HaManager | None = None
+    peers: Peers | None = None  # several servers (PostgreSQL): the live management servers,
+    peer_links: PeerLinks | None = None  # forwarding to them, what they forward here,
+    peer_port: PeerPort | None = None
+    balancer: Balancer | None = None  # and where agents go
     resources: Resources = field(init=False)
     hosts: Hosts = field(init=False)
     vms: VirtualMachines = field(init=False)
@@ -70,6 +80,7 @@ class Services:
     keypairs: SshKeyPairs = field(init=False)
     user_data: UserData = field(init=False)
     security_groups: SecurityGroups = field(init=False)
+    sessions: Sessions = field(init=False)
 
     def __post_init__(self) -> None:
         self.resources = Resources(self.db, self.placement)
@@ -86,5 +97,6 @@ class Services:
         self.keypairs = SshKeyPairs(self.db)
         self.user_data = UserData(self.db)
         self.security_groups = SecurityGroups(self.db)
+        self.sessions = Sessions(self.db, SESSION_TIMEOUT)
         self.volumes = Volumes(self.db, self.orchestrator, self.jobs)
         self.vms = VirtualMachines(self.db, self.orchestrator, self.catalog, self.jobs)

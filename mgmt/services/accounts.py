@@ -17,7 +17,8 @@ import trio
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from ..db.database import inserted_id
+from ..db.database import DELTAS, inserted_id
+from ..db.journal import journaled
 from ..db.schema import accounts, domains, users
 from ..errors import InvalidParameter, PermissionDenied
 from .caller import ROOT_ADMIN, USER, Caller
@@ -81,6 +82,14 @@ def ensure_admin(conn: Connection, credentials: Path, api_url: str) -> bool:
         )
     os.replace(tmp, credentials)
     return True
+
+
+@journaled
+@dataclass(frozen=True, slots=True)
+class KeysChanged:
+    """A user's API keys changed (a delta, as ``planner.deltas``): servers forget the callers they keep."""
+
+    user_id: int
 
 
 def _caller_query() -> sa.Select[Any]:
@@ -303,6 +312,9 @@ def _new_keys(conn: Connection, caller: Caller, ident: str) -> dict[str, str]:
     row = _user_for(conn, caller, ident)
     api_key, secret_key = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     conn.execute(users.update().where(users.c.id == row.id).values(api_key=api_key, secret_key=secret_key))
+    pending = conn.info.get(DELTAS)
+    if pending is not None:  # every server's cache of API keys forgets the old ones
+        pending.append(KeysChanged(row.id))
     return {"apikey": api_key, "secretkey": secret_key}
 
 

@@ -81,8 +81,8 @@ def zone_figures(conn: Connection, cpu_factor: float, mem_factor: float,
             or 0
         )
         figures = (
-            (MEMORY, int(hc[1]), int(hc[0] * mem_factor)),
-            (CPU, int(hc[3]), int(hc[2] * cpu_factor)),
+            (MEMORY, int(hc[1]), int(float(hc[0]) * mem_factor)),  # (PostgreSQL's sums are Decimal)
+            (CPU, int(hc[3]), int(float(hc[2]) * cpu_factor)),
             (STORAGE, int(pools[1]), int(pools[0])),
             (STORAGE_ALLOCATED, int(pools[1] + pools[2]), int(pools[0])),
             (GUEST_IPS, int(ips_used), ip_total),

@@ -108,7 +108,7 @@ class Resources:
         """The new resource's row (as ``list`` shows it); ``spec``'s type says which kind it makes."""
         row = await self.db.run(_create, caller, spec)
         if _CREATES[type(spec)][0].placement:
-            await self.placement.load()
+            await self.placement.inventory_changed()
         return row
 
     async def delete(self, caller: Caller, kind: Kind, ident: str) -> str:
@@ -116,5 +116,5 @@ class Resources:
         keeps it); its name."""
         name = await self.db.run(_delete, caller, kind, ident)
         if kind.placement:
-            await self.placement.load()
+            await self.placement.inventory_changed()
         return name

@@ -78,7 +78,7 @@ class Hosts:
                               "Enabled" if enabled else "Disabled")
         if tags is not None:
             await self.db.run(_set_tags, host.id, ",".join(t.strip() for t in tags if t.strip()))
-            await self.placement.load()
+            await self.placement.inventory_changed()
         return host
 
     async def provision_certificate(self, host: Row, *, reconnect: bool) -> str:
@@ -94,7 +94,7 @@ class Hosts:
         host = await self.find(caller, ident)
         guid = await self.db.run(registry.remove_host, host.id, forced=forced)
         revoked = await self.agents.revoke(guid)
-        await self.placement.load()
+        await self.placement.inventory_changed()
         return host, revoked
 
     async def prepare_maintenance(self, caller: Caller,

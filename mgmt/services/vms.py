@@ -97,11 +97,15 @@ class Deployment:
     run: Callable[[], Awaitable[int]]  # the job: start it (when asked); the VM's id
 
 
+class NotInCatalog(InvalidParameter):
+    """An id the catalog does not hold."""
+
+
 def _in_catalog(table: Any, ident: str, kind: str) -> Any:
     """``find`` for a catalog table: the live row with uuid ``ident`` (not owned by accounts)."""
     row = table.by_uuid.get(ident)
     if row is None:
-        raise InvalidParameter(f"unable to find {kind} with id {ident}")
+        raise NotInCatalog(f"unable to find {kind} with id {ident}")
     return row
 
 
@@ -110,7 +114,7 @@ def _usable_network(catalog: Snapshot, ident: str, account_id: int) -> Any:
     account's is, to it, like a missing one)."""
     network = catalog.networks.by_uuid.get(ident)
     if network is None or (network.account_id is not None and network.account_id != account_id):
-        raise InvalidParameter(f"unable to find network with id {ident}")
+        raise NotInCatalog(f"unable to find network with id {ident}")
     return network
 
 
@@ -415,10 +419,19 @@ class VirtualMachines:
         orchestrator = self.orchestrator
         spread = orchestrator.placement.settings.needs_account_counts
         catalog = await self.catalog.current()
-        if spread or request.needs_database:
-            spec, planned = await self.db.read(_resolve_and_profile, caller, request, spread, catalog)
-        else:  # everything it names is in the catalog: no read at all
-            spec, planned = _resolve_and_profile(None, caller, request, False, catalog)
+        for fresh in (False, True):
+            try:
+                if spread or request.needs_database:
+                    spec, planned = await self.db.read(_resolve_and_profile, caller, request, spread, catalog)
+                else:  # everything it names is in the catalog: no read at all
+                    spec, planned = _resolve_and_profile(None, caller, request, False, catalog)
+                break
+            except NotInCatalog:
+                # Several servers: what a peer made a moment ago reaches this catalog through the change
+                # journal, within a fraction of a second; an id it does not know is looked for afresh.
+                if fresh or not self.catalog.shared:
+                    raise
+                catalog = await self.catalog.current(fresh=True)
         tentative = orchestrator.tentative(*planned) if planned is not None else None
         vm_uuid = str(uuid.uuid4())
         admitted: list[Any] = []

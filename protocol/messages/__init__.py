@@ -13,6 +13,7 @@ from .base import (
     decode_command,
     decode_struct,
 )
+from .cluster import ForwardAnswer, ForwardCommand, SetupMSListCommand
 from .host import (
     CheckHealthAnswer,
     CheckHealthCommand,
@@ -97,6 +98,8 @@ __all__ = [
     "EnrollCommand",
     "FenceAnswer",
     "FenceCommand",
+    "ForwardAnswer",
+    "ForwardCommand",
     "GetVmConsoleLogAnswer",
     "GetVmConsoleLogCommand",
     "GetVmStatsAnswer",
@@ -125,6 +128,7 @@ __all__ = [
     "SecurityRuleTO",
     "SecurityTO",
     "SetupCertificateCommand",
+    "SetupMSListCommand",
     "StartAnswer",
     "StartCommand",
     "StartupAnswer",

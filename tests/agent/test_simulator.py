@@ -109,7 +109,8 @@ def test_every_command_has_a_handler() -> None:
 
     # The handshake and certificates are the shell's business (or go to the server), not the resource's.
     shell = ("Startup", "Ping", "Ready", "Enroll", "RenewCertificate", "ProvisionCertificate",
-             "SetupCertificate", "CheckOnHost", "Fence")
+             "SetupCertificate", "CheckOnHost", "Fence", "SetupMSList",
+             "Forward")  # (server to server, over a peer link)
     agent_side = {name for name in COMMANDS if not name.startswith(shell)}
     assert {c.__name__ for c in SimulatorResource.supported_commands()} == agent_side
     from agent.kvm import LibvirtResource

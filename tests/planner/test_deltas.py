@@ -22,6 +22,8 @@ class ControlledDb:
 
     def __init__(self) -> None:
         self.commit_listeners: list[Any] = []
+        self.remote_listeners: list[Any] = []
+        self.journal_msid: int | None = None
         self.release = trio.Event()
         self.seq = 0
 
@@ -46,7 +48,7 @@ async def test_deltas_around_a_reload_count_once(nursery: trio.Nursery) -> None:
     db = ControlledDb()
     placement = Placement(db, {})  # type: ignore[arg-type]
     snapshots = iter([index_with(0), index_with(7)])
-    placement._load = lambda conn: (next(snapshots), PoolIndex())  # type: ignore[method-assign]
+    placement._load = lambda conn: (next(snapshots), PoolIndex(), 0)  # type: ignore[method-assign]
     db.release.set()
     await placement.load()  # at commit 0: nothing allocated
     assert alloc(placement) == 0
@@ -70,7 +72,7 @@ async def test_deltas_around_a_reload_count_once(nursery: trio.Nursery) -> None:
 async def test_status_reported_during_a_reload_wins(nursery: trio.Nursery) -> None:
     db = ControlledDb()
     placement = Placement(db, {})  # type: ignore[arg-type]
-    placement._load = lambda conn: (index_with(0), PoolIndex())  # type: ignore[method-assign]
+    placement._load = lambda conn: (index_with(0), PoolIndex(), 0)  # type: ignore[method-assign]
     nursery.start_soon(placement.load)
     await trio.testing.wait_all_tasks_blocked()
     placement.host_changed(1, Status.ALERT)  # the agent manager's word, while the database is read
@@ -78,3 +80,34 @@ async def test_status_reported_during_a_reload_wins(nursery: trio.Nursery) -> No
     await trio.testing.wait_all_tasks_blocked()
     index = placement.planner.index
     assert not index.flags[index.position[1]] & 1  # not Up, whatever the snapshot said
+
+
+async def test_a_peers_deltas_count_once_around_a_reload(nursery: trio.Nursery) -> None:
+    """Several servers: a peer's deltas (by change-journal row) are laid over the index unless the read
+    that filled it saw their row (its mark), during a reload too."""
+    db = ControlledDb()
+    placement = Placement(db, {})  # type: ignore[arg-type]
+    snapshots = iter([(index_with(10), 5), (index_with(30), 8)])
+
+    def load(_conn: Any) -> tuple[CapacityIndex, PoolIndex, int]:
+        index, mark = next(snapshots)
+        return index, PoolIndex(), mark
+
+    placement._load = load  # type: ignore[method-assign]
+    db.release.set()
+    await placement.load()  # saw journal rows up to 5
+    assert alloc(placement) == 10
+    for listener in db.remote_listeners:
+        listener(4, [HostAllocated(1, 1000, 0)])  # row 4: in the snapshot already
+    assert alloc(placement) == 10
+    placement.apply_remote(6, [HostAllocated(1, 20, 0)])  # row 6: new
+    assert alloc(placement) == 30
+    nursery.start_soon(placement.load)  # a reload that will have seen rows up to 8
+    await trio.testing.wait_all_tasks_blocked()
+    placement.apply_remote(7, [HostAllocated(1, 100, 0)])  # in that reload's snapshot
+    placement.apply_remote(9, [HostAllocated(1, 5, 0)])  # after it: laid over the new index again
+    assert alloc(placement) == 135
+    db.release.set()
+    await trio.testing.wait_all_tasks_blocked()
+    assert alloc(placement) == 30 + 5  # as read (rows up to 8, so 6 and 7 are in it), and row 9 again
+    assert placement.remote_applied == 4
