@@ -58,9 +58,9 @@ typecheck: $(STAMP)
 run: $(STAMP)
 	$(PY) -m mgmt local
 
-# Micro benchmarks, the planner, the fleet (TLS, and plain TCP), deploy (SQLite, and PostgreSQL) and HA load
-# benchmarks (each again with the pure-Python codec or planner as a baseline), then
-# benchmarks/results/REPORT.md with plots. About 30 minutes.
+# Micro benchmarks, the planner, the fleet (TLS, and plain TCP), deploy (SQLite, and PostgreSQL), HA and
+# several-server load benchmarks (each again with the pure-Python codec or planner as a baseline), then
+# benchmarks/results/REPORT.md with plots. About 35 minutes.
 bench: $(STAMP)
 	@mkdir -p benchmarks/results
 	$(PY) -m benchmarks.codec --json benchmarks/results/codec.json
@@ -80,6 +80,8 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.ha --hosts 100 --vms 1000 --kill 10 --json benchmarks/results/ha.json
 	$(PY) -m benchmarks.guest_boot --json benchmarks/results/guest-boot.json
 	$(PY) -m benchmarks.secgroups --rules 1000 --vms 100 --json benchmarks/results/secgroups.json
+	$(PY) -m benchmarks.cluster --servers 3 --agents 3000 --json benchmarks/results/cluster.json
+	$(PY) -m benchmarks.cluster --servers 1 --agents 3000 --json benchmarks/results/cluster-single.json
 	$(PY) -m benchmarks.report
 
 # Coverage-guided fuzzing of the C frame decoder with libFuzzer (clang and its runtimes, installed when missing).

@@ -2,7 +2,8 @@
 
     python -m benchmarks.report [--results benchmarks/results]
 
-Every figure is set against its target (issue 8's load targets, issue 5's planner targets), with the
+Every figure is set against its target (issue 8's load targets, issue 5's planner targets, issue 21's
+several-server targets), with the
 pure-Python baselines (``CUMULO_CODEC=python`` for the fleet, ``CUMULO_PLANNER=python`` for deploys)
 beside them. Plots (PNG, matplotlib): hosts Up over time in both storms, and the deploy latency
 distribution. A missing result file leaves its rows out and says so.
@@ -51,10 +52,17 @@ TARGETS: list[Target] = [
     ("deploy-postgresql", "p99_ms", "deploy latency p99 on PostgreSQL (ms)", lambda v: v <= 250, "≤ 250"),
     ("deploy-postgresql", "overcommits", "hosts over their capacity, PostgreSQL", lambda v: v == 0, "0"),
     ("deploy-postgresql", "duplicate_ips", "addresses given twice, PostgreSQL", lambda v: v == 0, "0"),
+    ("cluster", "takeover_s", "3 servers: one killed, its agents Up elsewhere (s)", lambda v: v <= 30,
+     "≤ 30"),
+    ("cluster", "forward_rtt_p99_ms", "3 servers: API call forwarded to the host's server, p99 (ms)",
+     lambda v: v <= 20, "≤ 20"),
+    ("cluster", "jobs_lost", "3 servers: accepted jobs left pending after a kill", lambda v: v == 0, "0"),
+    ("cluster", "deploys_per_s", "3 servers: deploys/s across their APIs, 3,000 hosts", lambda v: True, "—"),
+    ("cluster-single", "deploys_per_s", "1 server, the same on PostgreSQL: deploys/s", lambda v: True, "—"),
 ]
 BASELINES = {"fleet": "fleet-python-codec", "fleet-tcp": "fleet-tcp-python-codec",
              "deploy": "deploy-python-planner",
-             "deploy-postgresql": ""}
+             "deploy-postgresql": "", "cluster": "", "cluster-single": ""}
 
 
 def load(results: Path, name: str) -> dict[str, Any] | None:

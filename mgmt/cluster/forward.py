@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import ssl
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -27,7 +28,7 @@ import trio
 
 from protocol import Connection, Request, Role
 from protocol.link import Link, LinkClosed
-from protocol.messages import Answer, Command, ForwardAnswer, ForwardCommand, UnknownCommand
+from protocol.messages import Answer, Command, ForwardAnswer, ForwardCommand
 
 from ..agents.host_status import Status
 from ..agents.manager import AgentManager
@@ -120,22 +121,23 @@ class PeerPort:
         log.info("peer link from management server %d closed: %s", msid, reason)
 
     def _on_request(self, link: Link, request: Request) -> None:
-        first = request.commands[0] if request.commands else None
-        if not isinstance(first, ForwardCommand) or any(isinstance(c, UnknownCommand | ForwardCommand)
-                                                         for c in request.commands[1:]):
-            what = type(first).__name__ if first is not None else "an empty request"
-            if isinstance(first, ForwardCommand):
-                what = "a forward of a command this server does not know"
-            link.respond(request, _placeholders(request.commands[1:], "unavailable", f"refused: {what}"))
-            if not isinstance(first, ForwardCommand):
-                link.end(f"a peer sent {what}; only ForwardCommand goes over a peer link")
+        first, rest = request.commands[0], request.commands[1:]
+        if not isinstance(first, ForwardCommand):
+            link.respond(request, _placeholders(rest, "unavailable", "refused: not a forward"))
+            link.end(f"a peer sent {type(first).__name__}; only ForwardCommand goes over a peer link")
+            return
+        commands = [c for c in rest if isinstance(c, Command) and not isinstance(c, ForwardCommand)]
+        if not commands or len(commands) != len(rest):  # unknown to this server, malformed, or nested
+            link.respond(request, _placeholders(rest, "unavailable", "refused: a command this server cannot "
+                                                                     "forward to a host"))
             return
         if link.nursery is not None:
-            link.nursery.start_soon(self._forward, link, request, first)
+            link.nursery.start_soon(self._forward, link, request, first, commands)
 
-    async def _forward(self, link: Link, request: Request, forward: ForwardCommand) -> None:
-        commands: list[Command] = [c for c in request.commands[1:] if isinstance(c, Command)]
-        timeout = min(max(float(forward.timeout), 0.001), 24 * 3600.0)
+    async def _forward(self, link: Link, request: Request, forward: ForwardCommand,
+                       commands: list[Command]) -> None:
+        timeout = float(forward.timeout)
+        timeout = min(max(timeout, 0.001), 24 * 3600.0) if math.isfinite(timeout) else 60.0
         try:
             answers = await self.manager.send(forward.host_id, commands, timeout=timeout,
                                               in_sequence=forward.in_sequence,

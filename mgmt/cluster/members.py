@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..agents import registry
-from ..db.schema import async_jobs, ha_work, management_servers
+from ..db.schema import ha_work, management_servers
 from ..ha import work as ha
 from ..jobs import runner as jobs
 from ..orchestration import reconcile
@@ -135,8 +135,3 @@ def settle(conn: Connection, msid: int, *, alone: bool, to: int | None = None) -
         scope |= ha_vms
     settled = reconcile.after_restart(conn, deploys, only=scope)
     return {"hosts": released, "jobs": len(orphans), "ha_items": resumed, **settled}
-
-
-def pending_jobs(conn: Connection, msid: int) -> int:
-    return int(conn.scalar(sa.select(sa.func.count()).select_from(async_jobs).where(
-        async_jobs.c.status == jobs.PENDING, async_jobs.c.mgmt_server_id == msid)) or 0)

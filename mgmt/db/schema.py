@@ -473,6 +473,7 @@ async_jobs = Table(
     Column("created", DateTime(timezone=True), nullable=False),
     Column("completed", DateTime(timezone=True)),
     Index("ix_async_jobs_status", "status"),
+    Index("ix_async_jobs_instance", "instance_type", "instance_id", "status"),
 )
 
 # The audit trail: who did what to which resource, and how it ended.

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 PENDING, SUCCEEDED, FAILED = 0, 1, 2
 MAX_QUEUED = 100  # jobs waiting for one instance at most
+SYNC_POLL = 0.1  # seconds between looks at another server's earlier job on the same instance
 
 
 class ResourceBusy(CumuloError):
@@ -130,6 +131,11 @@ class JobRunner:
         try:
             if turn is not None:
                 await turn.wait()  # the jobs before it on this instance have ended
+            if key[1] and self.db.journal_msid is not None:
+                # Several servers: jobs another server took earlier on this instance go first too (that
+                # server ends them, or its taker fails them when it dies).
+                while await self.db.read(_earlier_elsewhere, job_id, key, self.msid):
+                    await trio.sleep(SYNC_POLL)  # polling the database: the other server's job is there
             async with self.limiter:
                 value = await work()
             status, result = SUCCEEDED, value if isinstance(value, dict) else {"result": value}
@@ -178,6 +184,14 @@ class JobRunner:
         if event is not None:
             await event.wait()
         return await self.db.run(get, job_id)
+
+
+def _earlier_elsewhere(conn: Connection, job_id: int, key: tuple[str, int], msid: int) -> bool:
+    """Whether another server holds a pending job on the instance submitted before ``job_id``."""
+    return conn.scalar(sa.select(async_jobs.c.id).where(
+        async_jobs.c.instance_type == key[0], async_jobs.c.instance_id == key[1],
+        async_jobs.c.status == PENDING, async_jobs.c.id < job_id,
+        async_jobs.c.mgmt_server_id != msid).limit(1)) is not None
 
 
 def _insert(

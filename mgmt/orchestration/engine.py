@@ -198,7 +198,8 @@ class Orchestrator:
         busy = set(self.busy())
         changed = 0
         hold_until = now() + timedelta(seconds=self.settings.skip_counting)
-        for vm_id in await self.db.read(reconcile.power_off_followers, self.agents.ping_interval, busy):
+        for vm_id in await self.db.read(reconcile.power_off_followers, self.agents.ping_interval, busy,
+                                        self.agents.msid):
             ha_enabled = await self.db.run(reconcile.follow_power_off, vm_id, hold_until)
             if ha_enabled is not None:
                 log.warning("VM powered off behind the server's back: now Stopped", extra={"vm_id": vm_id})

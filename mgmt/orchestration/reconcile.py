@@ -75,10 +75,16 @@ def after_restart(conn: Connection, deploys: Collection[int] = (), *,
 
 
 _HA_OPEN = sa.select(ha_work.c.vm_id).where(ha_work.c.state.in_(("Pending", "Running")))
+# VMs a pending job of any management server is working on (``busy`` lists this server's, without a read)
+_JOB_OPEN = sa.select(async_jobs.c.instance_id).where(async_jobs.c.status == 0,
+                                                      async_jobs.c.instance_type == "VirtualMachine",
+                                                      async_jobs.c.instance_id.is_not(None))
 
 
-def power_off_followers(conn: Connection, ping_interval: float, busy: Collection[int]) -> list[int]:
-    """Running VMs their host has reported off for 1.5 ping intervals, no job holding them.
+def power_off_followers(conn: Connection, ping_interval: float, busy: Collection[int],
+                        holder: int | None = None) -> list[int]:
+    """Running VMs their host has reported off for 1.5 ping intervals, no job holding them; with
+    ``holder``, on the hosts that server holds (several servers: each follows its own hosts' reports).
 
     A start writes PowerOn; a report sampled before the start but read after it can write PowerOff,
     and the next report (one interval later) puts PowerOn back. Off for longer than that is real.
@@ -93,6 +99,8 @@ def power_off_followers(conn: Connection, ping_interval: float, busy: Collection
             # correct a stale Off (a report sampled before a start, written after it).
             hosts.c.status == "Up",
             vms.c.id.not_in(_HA_OPEN),
+            vms.c.id.not_in(_JOB_OPEN),
+            hosts.c.mgmt_server_id == holder if holder is not None else sa.true(),
         )
     ).all()
     return [
@@ -144,6 +152,7 @@ def stray(
         sa.select(vms.c.id, vms.c.instance_name, vms.c.last_host_id).where(
             vms.c.removed.is_(None), vms.c.state == State.STOPPED, vms.c.instance_name.in_(names[i:i + 500]),
             vms.c.id.not_in(_HA_OPEN),  # HA handles it (its host was fenced): not adopted back there
+            vms.c.id.not_in(_JOB_OPEN),
         )
     )]
     return [(r.id, running[r.instance_name], r.instance_name) for r in rows

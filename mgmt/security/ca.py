@@ -179,12 +179,7 @@ class CertificateAuthority:
     def issue_server(self, names: list[str], addresses: list[str]) -> tuple[str, Issued]:
         """A key (PEM) and a serverAuth certificate for the agent port of this management server."""
         key = ec.generate_private_key(ec.SECP256R1())
-        alt: list[x509.GeneralName] = [x509.DNSName(n) for n in dict.fromkeys(names) if n]
-        for address in dict.fromkeys(addresses):
-            try:
-                alt.append(x509.IPAddress(ipaddress.ip_address(address)))
-            except ValueError:
-                continue
+        alt = _alt_names(names, addresses)
         subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Cumulo"),
                              x509.NameAttribute(NameOID.COMMON_NAME, names[0] if names else "cumulo-mgmt")])
         builder = (self._builder(subject, key.public_key(), SERVER_VALIDITY)
@@ -200,12 +195,7 @@ class CertificateAuthority:
         peer link (serverAuth and clientAuth). Its subject carries the ``PEER_UNIT`` organizational
         unit, which no host certificate has (``sign_host`` makes their subject itself)."""
         key = ec.generate_private_key(ec.SECP256R1())
-        alt: list[x509.GeneralName] = [x509.DNSName(n) for n in dict.fromkeys(names) if n]
-        for address in dict.fromkeys(addresses):
-            try:
-                alt.append(x509.IPAddress(ipaddress.ip_address(address)))
-            except ValueError:
-                continue
+        alt = _alt_names(names, addresses)
         subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Cumulo"),
                              x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, PEER_UNIT),
                              x509.NameAttribute(NameOID.COMMON_NAME, str(msid))])
@@ -282,6 +272,17 @@ class CertificateAuthority:
         context.load_verify_locations(cadata=self.pem)
         context.verify_mode = ssl.CERT_OPTIONAL
         return context
+
+
+def _alt_names(names: list[str], addresses: list[str]) -> list[x509.GeneralName]:
+    """Subject alternative names: the DNS names, and the addresses that are IP addresses."""
+    alt: list[x509.GeneralName] = [x509.DNSName(n) for n in dict.fromkeys(names) if n]
+    for address in dict.fromkeys(addresses):
+        try:
+            alt.append(x509.IPAddress(ipaddress.ip_address(address)))
+        except ValueError:
+            continue
+    return alt
 
 
 def _strong_rsa(key: object) -> bool:

@@ -19,6 +19,7 @@ from .crud import Resources
 from .events import Events
 from .guest_data import SshKeyPairs, UserData
 from .hosts import Hosts
+from .management_servers import ManagementServers
 from .networks import Networks
 from .security_groups import SecurityGroups
 from .sessions import Sessions
@@ -81,6 +82,7 @@ class Services:
     user_data: UserData = field(init=False)
     security_groups: SecurityGroups = field(init=False)
     sessions: Sessions = field(init=False)
+    management_servers: ManagementServers = field(init=False)
 
     def __post_init__(self) -> None:
         self.resources = Resources(self.db, self.placement)
@@ -98,5 +100,7 @@ class Services:
         self.user_data = UserData(self.db)
         self.security_groups = SecurityGroups(self.db)
         self.sessions = Sessions(self.db, SESSION_TIMEOUT)
+        self.management_servers = ManagementServers(
+            self.db, int(str(self.values.get("cluster.heartbeat.threshold", 15000))) / 1000)
         self.volumes = Volumes(self.db, self.orchestrator, self.jobs)
         self.vms = VirtualMachines(self.db, self.orchestrator, self.catalog, self.jobs)

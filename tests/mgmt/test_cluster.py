@@ -190,6 +190,23 @@ async def _three_servers(nursery: trio.Nursery, url: str, db: Database, a: Servi
     assert a.peer_links.forwards + b.peer_links.forwards > 0  # A and B sent commands to peers' hosts
     assert a.peer_port.forwarded + b.peer_port.forwarded > 0  # and ran commands for them
 
+    # Jobs on one VM through two servers run one after the other (the sync queue spans the servers): a
+    # start sent to B while A's stop runs waits for it, then starts the VM again.
+    cs_a, cs_b = client(a.api_url, creds), client(b.api_url, creds)
+    stop = await trio.to_thread.run_sync(lambda: cs_a.stopVirtualMachine(id=vm_ids[1]))
+    start = await trio.to_thread.run_sync(lambda: cs_b.startVirtualMachine(id=vm_ids[1]))
+
+    def ended(job: str) -> bool:
+        with db.engine.connect() as conn:
+            return conn.scalar(sa.select(async_jobs.c.status).where(async_jobs.c.uuid == job)) != 0
+
+    await wait_until("both jobs", lambda: ended(stop["jobid"]) and ended(start["jobid"]))
+    with db.engine.connect() as conn:
+        rows = {r.uuid: r for r in conn.execute(sa.select(async_jobs).where(
+            async_jobs.c.uuid.in_([stop["jobid"], start["jobid"]])))}
+    assert rows[stop["jobid"]].status == rows[start["jobid"]].status == 1, rows
+    assert rows[stop["jobid"]].completed <= rows[start["jobid"]].completed
+
     # A login session made on C is good on A, and stays good after C dies.
     password = creds["password"]
     login = await trio.to_thread.run_sync(lambda: requests.post(
@@ -213,7 +230,6 @@ async def _three_servers(nursery: trio.Nursery, url: str, db: Database, a: Servi
     pending = await trio.to_thread.run_sync(lambda: cs_c.deployVirtualMachine(
         zoneid=zone, serviceofferingid=offering, templateid=template))
     stuck = pending["id"]
-    cs_b = client(b.api_url, creds)
     stopping = await trio.to_thread.run_sync(lambda: cs_b.stopVirtualMachine(id=vm_ids[0]))
 
     def state_of(vm_uuid: str) -> str | None:
@@ -254,6 +270,9 @@ async def _three_servers(nursery: trio.Nursery, url: str, db: Database, a: Servi
         assert capacity.check_totals(conn) == []
     answer = await trio.to_thread.run_sync(with_session, b.api_url)
     assert answer.status_code == 200, answer.text  # the session outlived the server it was made on
+    listed = await trio.to_thread.run_sync(lambda: client(b.api_url, creds).listManagementServers())
+    states = {s["serviceip"] + str(i): s["state"] for i, s in enumerate(listed["managementserver"])}
+    assert sorted(states.values()) == ["Down", "Up", "Up"], listed
 
     # C comes back: the hosts that put it first move to it, at the rebalance rate; nobody else moves.
     assert a.balancer is not None and b.balancer is not None

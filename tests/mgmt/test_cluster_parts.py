@@ -29,7 +29,7 @@ from mgmt.security.ca import CertificateAuthority, CertificateError
 from mgmt.server import ServerConfig, StartupError, prepare_server
 from protocol import Connection, Role
 from protocol.link import Link
-from protocol.messages import Answer, CheckHealthCommand, ReadyCommand
+from protocol.messages import Answer, CheckHealthCommand, ForwardAnswer, ForwardCommand, ReadyCommand
 
 # --- the change journal --------------------------------------------------------------------------------
 
@@ -263,6 +263,21 @@ async def test_the_peer_port_admits_peers_only(nursery: trio.Nursery, tmp_path: 
             while not link.ended:
                 await trio.sleep(0.01)  # the server ends the link: there is no event to wait on here
     assert len(port.links) == 0
+    # A forward of nothing, or of a forward, is refused; the link stays and serves the next request.
+    tls = trio.SSLStream(await trio.open_tcp_stream("127.0.0.1", port.port), client)
+    await tls.do_handshake()
+    link = Link(tls, Connection(Role.SERVER, established=True), lambda *_: None)
+    async with trio.open_nursery() as inner:
+        inner.start_soon(link.run)
+        for request in ([ForwardCommand(host_id=7, timeout=1)],
+                        [ForwardCommand(host_id=7, timeout=1), ForwardCommand(host_id=7, timeout=1)]):
+            response = await link.request(request, timeout=10)
+            assert response is not None and isinstance(response.answers[0], ForwardAnswer)
+            assert not response.answers[0].result and "refused" in response.answers[0].details
+        response = await link.request([ForwardCommand(host_id=7, timeout=5), CheckHealthCommand()],
+                                      timeout=10)
+        assert response is not None and response.answers[0].result and not link.ended
+        link.end("done")
     # the port still serves the next peer
     (tmp_path / "links-2").mkdir()
     links = _links(ca, tmp_path, 1, port.port)

@@ -189,3 +189,35 @@ async def delete_alerts(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     done = await ctx.services.alerts.delete(**_alert_selection(args))
     await ctx.event("ALERT.DELETE", f"deleted {done} alert(s)")
     return success(f"deleted {done} alert(s)")
+
+
+@command(
+    "listManagementServers",
+    "Lists the management servers sharing this cloud's database: Up while their heartbeat is fresh "
+    "(cluster.heartbeat.threshold), Down once stopped or silent.",
+    Param("id", "uuid", description="one server"),
+    Param("name", description="servers of this (host) name"),
+    Param("keyword", description="servers whose name or address contains it"),
+    *PAGING,
+    admin=True,
+    response="managementserver",
+)
+async def list_management_servers(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    found = await ctx.services.management_servers.list()
+    keyword = args.get("keyword", "").lower()
+    items = [
+        {
+            "id": s.uuid,
+            "name": s.name,
+            "state": s.state,
+            "version": s.version,
+            "serviceip": s.address,
+            "lastserverstart": date(s.started),
+            **({"lastserverstop": date(s.stopped)} if s.stopped is not None else {}),
+        }
+        for s in found
+        if args.get("id", s.uuid) == s.uuid and args.get("name", s.name) == s.name
+        and (not keyword or keyword in s.name.lower() or keyword in s.address.lower())
+    ]
+    offset, limit = page(args)
+    return listing("managementserver", items[offset : None if limit is None else offset + limit], len(items))

@@ -1,5 +1,5 @@
 """several management servers: peers' ports and versions, shared login sessions, the change journal,
-the cloud's CA in the database
+the cloud's CA in the database, jobs found by their instance (the sync queue across servers)
 
 Revision ID: 0013
 Revises: 0012
@@ -45,6 +45,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_cluster_journal")),
     )
     op.create_index(op.f("ix_cluster_journal_created"), "cluster_journal", ["created"])
+    op.create_index("ix_async_jobs_instance", "async_jobs", ["instance_type", "instance_id", "status"])
     op.create_table(
         "certificate_authority",
         sa.Column("id", sa.Integer(), nullable=False),  # always 1: the cloud has one CA
@@ -57,6 +58,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("certificate_authority")
+    op.drop_index("ix_async_jobs_instance", table_name="async_jobs")
     op.drop_index(op.f("ix_cluster_journal_created"), table_name="cluster_journal")
     op.drop_table("cluster_journal")
     op.drop_index(op.f("ix_login_sessions_last_used"), table_name="login_sessions")
