@@ -47,6 +47,7 @@ from benchmarks.postgres import private_postgres
 from mgmt.db.database import Database
 from mgmt.db.schema import async_jobs, configuration, hosts, management_servers, vms
 from mgmt.security.ca import CertificateAuthority
+from mgmt.server import ServerConfig, prepare
 
 SETTINGS = {"ping.interval": "30", "cluster.agent.rebalance.rate": "100"}
 
@@ -199,6 +200,28 @@ def collect(procs: list[Any], pipes: list[Any]) -> dict[str, Any]:
             "accepted": [j for r in results for j in r[3]], "unseen": [j for r in results for j in r[4]]}
 
 
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far by this machine's processes, by kind: the management servers, the
+    fleet, PostgreSQL, and everything else (the client processes among it), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    kinds: dict[str, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        used = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        kind = ("servers" if "-m mgmt serve" in cmdline else "fleet" if "agent.fleet" in cmdline
+                else "postgresql" if cmdline.startswith("postgres") else "other")
+        kinds[kind] = kinds.get(kind, 0.0) + used
+    return kinds
+
+
 def holders(url: str) -> dict[int, int]:
     db = Database(url)
     with db.engine.connect() as conn:
@@ -260,13 +283,15 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"servers": args.servers, "agents": args.agents, "vms": args.vms,
                               "concurrency": args.concurrency, "settings": SETTINGS}
     with private_postgres(fsync=True) as url:
-        servers = [Server(i, url, root, zone if i == 0 else None) for i in range(args.servers)]
-        servers[0].start()
-        servers[0].wait_started()
-        db = Database(url)
+        servers = [Server(i, url, root, None) for i in range(args.servers)]
+        # The schema, the zone and the settings first, as an operator would set them before the servers run.
+        db, _msid, _values = prepare(ServerConfig(data_dir=str(servers[0].data), db=url,
+                                                  zone_config=str(zone)))
         with db.engine.begin() as conn:
             for name, value in SETTINGS.items():
                 conn.execute(configuration.update().where(configuration.c.name == name).values(value=value))
+        servers[0].start()
+        servers[0].wait_started()  # (it makes the admin, whose keys land in its data directory)
         for s in servers[1:]:
             s.start()
         for s in servers[1:]:
@@ -293,9 +318,13 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             result["hosts_per_server"] = sorted(shares.values())
             creds = json.loads((servers[0].data / "admin-credentials.json").read_text())
             ids = _ids(servers[0].api, creds)
+            before = cpu_seconds()
             procs, pipes = run_deploys(servers, creds, ids, args.vms, args.concurrency)
             deployed = collect(procs, pipes)
+            after = cpu_seconds()  # (the client processes have ended: their CPU is not counted)
             result.update({k: v for k, v in deployed.items() if k not in ("accepted", "unseen")})
+            result["deploy_cpu_s"] = {k: round(after.get(k, 0) - before.get(k, 0), 1)
+                                      for k in ("servers", "postgresql", "fleet")}
             if args.servers > 1:
                 result.update(forward_rtts(url, servers, creds, args.forward_calls))
                 result.update(takeover(url, servers, creds, ids, args))

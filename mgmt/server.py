@@ -305,7 +305,7 @@ async def _serve(config: ServerConfig, p: Prepared, task_status: Any) -> int:
         peers = Peers(db, msid, values, p.version)
         try:
             balancer = Balancer(manager, msid, str(values["indirect.agent.lb.algorithm"]),
-                                float(values["cluster.agent.rebalance.rate"]), recent=3 * peers.interval)
+                                float(values["cluster.agent.rebalance.rate"]))
         except ValueError as e:
             raise StartupError(str(e)) from None
         assert trust.peer_server is not None and trust.peer_client is not None
@@ -314,6 +314,7 @@ async def _serve(config: ServerConfig, p: Prepared, task_status: Any) -> int:
         links = PeerLinks(db, msid, trust.ca, trust.peer_client, lambda: watching.live)
         manager.forwarder = links.send
         peers.listeners.append(balancer.changed)
+        peers.beat_listeners.append(balancer.beat)
         peers.gone_listeners.append(links.peer_gone)
         db.remote_listeners.append(links.journal)
 

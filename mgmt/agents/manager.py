@@ -682,9 +682,14 @@ class AgentManager:
         link.up = True
         self._handshake_done(link)
         self.last_seen[reg.host_id] = trio.current_time()
-        status = await self.transitions.submit(Change(reg.host_id, Event.READY, self.msid))
-        if status is None:  # moved meanwhile (say, to Alert by an older connection): it answered, so Up
-            status = await self.transitions.submit(Change(reg.host_id, Event.PING, self.msid))
+        try:
+            status = await self.transitions.submit(Change(reg.host_id, Event.READY, self.msid))
+            if status is None:  # moved meanwhile (say, to Alert by an older connection): it answered, so Up
+                status = await self.transitions.submit(Change(reg.host_id, Event.PING, self.msid))
+        except Exception:  # the database failed us: this connection ends, the agent comes back
+            log.exception("host not moved Up; closing its connection", extra={"host_id": reg.host_id})
+            link.close("the server could not record the host Up")
+            return
         if status is None:
             log.warning("could not move the host to Up; its row changed under us",
                         extra={"host_id": reg.host_id})
@@ -852,7 +857,11 @@ class AgentManager:
         event = Event.MANAGEMENT_SERVER_DOWN if self.stopping else Event.AGENT_DISCONNECTED
         if link.moving:  # it left for another server on this server's word: not lost
             event = Event.MANAGEMENT_SERVER_DOWN
-        new = await self.transitions.submit(Change(link.host_id, event, holder=self.msid))
+        try:
+            new = await self.transitions.submit(Change(link.host_id, event, holder=self.msid))
+        except Exception:  # the database failed us; the monitor looks at the silent host again later
+            log.exception("the host's disconnection was not recorded", extra={"host_id": link.host_id})
+            return
         if new is not None:
             self._set_status(link.host_id, new)
         else:

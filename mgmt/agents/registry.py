@@ -189,6 +189,7 @@ def _register_distinct(conn: Connection, startups: Sequence[Startup], indexes: l
             if startups[i].routing.guid in by_guid:
                 host_ids[i] = by_guid[startups[i].routing.guid]
     if moved:
+        moved.sort(key=lambda m: m["b_id"])  # rows locked in id order (see transition_many)
         facts_cols = [k[2:] for k in moved[0] if k[2:] not in ("id", "old_status", "old_count", "status",
                                                                 "count", "stamp")]
         update = (hosts.update()
@@ -329,7 +330,10 @@ def transition_many(conn: Connection, changes: Sequence[Change]) -> list[Status 
             held[change.host_id] = change.msid
     if not final:
         return results
-    moved = [{**v, "b_old_status": before[h][0], "b_old_count": before[h][1]} for h, v in final.items()]
+    # In id order: two servers updating overlapping sets of hosts lock their rows in the same order
+    # (any other order can deadlock on PostgreSQL).
+    moved = [{**v, "b_old_status": before[h][0], "b_old_count": before[h][1]}
+             for h, v in sorted(final.items())]
     update = (hosts.update()
               .where(hosts.c.id == sa.bindparam("b_id"), hosts.c.status == sa.bindparam("b_old_status"),
                      hosts.c.update_count == sa.bindparam("b_old_count"))
@@ -351,7 +355,8 @@ def release_hosts(conn: Connection, msid: int, *, to: int | None = None) -> int:
     server over (``to``: it then holds them, to look after those whose agents do not come back);
     returns how many moved."""
     held = list(conn.scalars(sa.select(hosts.c.id).where(
-        hosts.c.mgmt_server_id == msid, hosts.c.status.in_([Status.CONNECTING, Status.UP, Status.ALERT]))))
+        hosts.c.mgmt_server_id == msid, hosts.c.status.in_([Status.CONNECTING, Status.UP, Status.ALERT]))
+        .order_by(hosts.c.id)))
     moved = transition_many(conn, [Change(h, Event.MANAGEMENT_SERVER_DOWN, to, holder=msid) for h in held])
     if to is not None:  # the Disconnected and Down ones it held too
         conn.execute(hosts.update().where(hosts.c.mgmt_server_id == msid).values(mgmt_server_id=to))

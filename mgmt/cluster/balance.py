@@ -10,13 +10,16 @@ joined (``indirect.agent.lb.algorithm``, CloudStack's indirect agent load balanc
 The agent goes down its list when a connection ends. A server that joins (or comes back) gets its hosts
 gently: every server moves those of its hosts that put another live server first (with rendezvous
 hashing, only those that put the newcomer first), ``cluster.agent.rebalance.rate`` per second, by
-``SetupMSListCommand(reconnect=True)``; with ``shuffle`` nobody is moved.
+``SetupMSListCommand(reconnect=True)``, once that server has written a heartbeat since the host
+connected here (a host that came because its server died is never sent back to it); with ``shuffle``
+nobody is moved.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import random
 from collections.abc import Collection
 
@@ -57,8 +60,7 @@ class Balancer:
     hosts connected here that belong first on another live server there (a server joined or came back,
     or an agent's own configuration sent it here), ``rate`` per second."""
 
-    def __init__(self, manager: AgentManager, msid: int, algorithm: str, rate: float, *,
-                 recent: float = 5.0) -> None:
+    def __init__(self, manager: AgentManager, msid: int, algorithm: str, rate: float) -> None:
         if algorithm not in ALGORITHMS:
             raise ValueError(f"indirect.agent.lb.algorithm is one of {', '.join(ALGORITHMS)}, "
                              f"not {algorithm!r}")
@@ -70,10 +72,11 @@ class Balancer:
         self._preferred: dict[int, int] = {}  # host id -> its first server, for the current live set
         self._wake = trio.Event()
         self.moved = 0  # hosts asked to move (for tests and metrics)
-        # A host is moved only to a server whose heartbeat is this recent (a dying server is still live
-        # for the threshold: its hosts must not be sent back to it), and not again for MOVE_BACKOFF
-        # seconds (if it is back, its server did not take it: no bouncing).
-        self.recent = recent
+        # A host is moved only to a server that has written a heartbeat since the host connected here:
+        # a host that came because its server died (which stays live for the heartbeat threshold) is
+        # never sent back to it. And not again for MOVE_BACKOFF seconds (if it is back, its server did
+        # not take it: no bouncing).
+        self._beat: dict[int, float] = {}  # server -> its last heartbeat, on this process's trio clock
         self._sent: dict[int, float] = {}
         manager.server_list = self.server_list
         manager.status_listeners.append(self.host_changed)
@@ -96,15 +99,21 @@ class Balancer:
         self.manager.tell_servers()
         self._wake.set()
 
+    def beat(self, live: dict[int, Member], read_at: float) -> None:
+        """From ``Peers``, every round: the live servers as read at ``read_at`` (trio time), with the
+        age of each one's heartbeat then."""
+        for msid, member in live.items():
+            self._beat[msid] = read_at - member.age
+
     def host_changed(self, _host_id: int, status: Status) -> None:
         if status is Status.UP:
             self._wake.set()
 
-    def _target(self, host_id: int) -> int | None:
-        """Where the host belongs when it is not here and may be moved there now; else None."""
+    def _target(self, host_id: int, since: float) -> int | None:
+        """Where the host (connected here at ``since``) belongs when that is elsewhere and it may be
+        moved there now; else None."""
         target = self.preferred(host_id)
-        member = self.live.get(target)
-        if target == self.msid or member is None or member.age > self.recent:
+        if target == self.msid or target not in self.live or self._beat.get(target, -math.inf) <= since:
             return None
         if trio.current_time() - self._sent.get(host_id, -MOVE_BACKOFF) < MOVE_BACKOFF:
             return None
@@ -114,8 +123,8 @@ class Balancer:
         if len(self.live) < 2 or self.msid not in self.live or self.algorithm == "shuffle":
             return []
         links = self.manager.links
-        return [h for h in list(links)
-                if links[h].up and not links[h].moving and self._target(h) is not None]
+        return [h for h, link in list(links.items())
+                if link.up and not link.moving and self._target(h, link.accepted) is not None]
 
     async def run(self) -> None:
         """Move the hosts that belong on another live server, ``rate`` per second."""
@@ -130,7 +139,9 @@ class Balancer:
                 log.info("moving %d hosts to the management servers they belong on, %g per second",
                          len(misplaced), self.rate)
             for host_id in misplaced:
-                if self._target(host_id) is not None and self.manager.move(host_id):
+                link = self.manager.links.get(host_id)
+                if (link is not None and self._target(host_id, link.accepted) is not None
+                        and self.manager.move(host_id)):
                     self._sent[host_id] = trio.current_time()
                     self.moved += 1
                     await trio.sleep(1 / self.rate)  # the pace itself, not a synchronization

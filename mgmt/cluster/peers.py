@@ -43,6 +43,8 @@ class Peers:
         self.live: dict[int, Member] = {}  # servers up, this one included
         self.listeners: list[Callable[[dict[int, Member]], None]] = []  # the live set changed
         self.gone_listeners: list[Callable[[int], None]] = []  # a peer left the live set
+        # every round: the live servers (with their heartbeats' ages) and the trio time of the read
+        self.beat_listeners: list[Callable[[dict[int, Member], float], None]] = []
         self.fenced = ""  # why this server must stop ("" while it may run)
         self.fence = trio.Event()
         self.ready = trio.Event()  # set by the server once its ports are open
@@ -76,6 +78,7 @@ class Peers:
             self.fence.set()
             return
         rows = await self.db.read(members.members, self.threshold)
+        read_at = trio.current_time()  # (the ages are as of the read: the declarations below take time)
         live = {m.msid: m for m in rows if m.fresh}
         for m in rows:
             if m.msid != self.msid and m.state == "Up" and not m.fresh:
@@ -88,6 +91,8 @@ class Peers:
                 self._warned_versions.add((m.msid, m.version))
                 log.warning("management server %d runs version %s beside this one's %s: upgrade them all",
                             m.msid, m.version or "(unknown)", self.version)
+        for beat_listener in self.beat_listeners:
+            beat_listener(live, read_at)
         if _shape(live) != _shape(self.live):
             gone = set(self.live) - set(live)
             self.live = live

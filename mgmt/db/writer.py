@@ -12,7 +12,9 @@ caller alone. The batch runs optimistically, without savepoints; when an item ra
 is rolled back, that item gets its exception, and the rest run again, each in a savepoint of its own
 this time, so that one failing item never fails the others nor loses their writes. Items must
 therefore be plain database work (no side effects outside the connection), as ``Database.run``'s
-always were. A failed COMMIT (disk full, I/O error) fails every item of the batch with its error.
+always were. A failed COMMIT (disk full, I/O error) fails every item of the batch with its error. A
+batch that lost a deadlock or a serialization conflict (another server's transaction on PostgreSQL) runs
+again whole, up to ``TRANSIENT_RETRIES`` times: that failure says nothing about its items.
 
 The capacity deltas items record (``planner.deltas``) are numbered with the commit sequence under the
 write lock before the COMMIT, and handed to the commit listeners on the event loop after it, in commit
@@ -24,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +42,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 DELTAS = "cumulo.deltas"  # where a transaction's deltas collect, in conn.info (planner.deltas.record)
+
+
+TRANSIENT_RETRIES = 5
+_TRANSIENT_STATES = {"40P01", "40001"}  # PostgreSQL: deadlock detected, serialization failure
+
+
+def transient(error: BaseException | None) -> bool:
+    """Whether a failed statement is worth running again as it was (its transaction lost a deadlock or
+    a serialization conflict with another server's)."""
+    orig = getattr(error, "orig", None)
+    return getattr(orig, "sqlstate", None) in _TRANSIENT_STATES
 
 
 @dataclass(slots=True, eq=False)
@@ -66,6 +80,7 @@ class Writer:
         self.batches = 0  # transactions committed (for tests and metrics)
         self.items = 0
         self.retried = 0  # batches run a second time, item by item, because one item failed
+        self.transient_retries = 0  # batches run again whole after a deadlock or serialization failure
         self._committed: tuple[int, list[Any]] = (0, [])  # the last batch's commit number and deltas
 
     async def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -138,6 +153,14 @@ class Writer:
         self._committed = (0, [])
         try:
             failed = self._attempt(conn, batch, savepoints=False)
+            tries = 0
+            while failed is not None and tries < TRANSIENT_RETRIES and transient(failed.error):
+                # A deadlock or serialization failure (several servers on PostgreSQL) says nothing about
+                # the item: the whole batch runs again, after a short pause.
+                tries += 1
+                self.transient_retries += 1
+                time.sleep(0.005 * tries)  # (the writer's own thread)
+                failed = self._attempt(conn, batch, savepoints=False)
             if failed is not None:
                 self.retried += 1
                 self._attempt(conn, [item for item in batch if item is not failed], savepoints=True)

@@ -10,6 +10,7 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -191,6 +192,30 @@ async def test_silent_host_is_investigated_then_alerted(nursery: trio.Nursery, t
     await wait_status(manager, "g3", "Alert")
     with pytest.raises((AgentUnavailable, OperationTimedOut)):
         await manager.send(row.id, [CheckHealthCommand()], timeout=0.5)
+
+
+async def test_a_database_failing_under_host_writes_ends_connections_not_the_server(
+        nursery: trio.Nursery, tmp_path: Path) -> None:
+    """Host status writes that fail (a deadlock with another server, a database gone for a moment) end
+    the connection they were for, never the server: the agents come back once writes work again."""
+    manager = await start_server(nursery, tmp_path)
+    failing = {"on": True}
+
+    def fail_host_updates(conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
+        if failing["on"] and statement.lstrip().upper().startswith("UPDATE HOSTS"):
+            raise sa.exc.OperationalError(statement[:40], {}, RuntimeError("injected: the disk is gone"))
+
+    sa.event.listen(manager.db.engine, "before_cursor_execute", fail_host_updates)
+    agent = make_agent(nursery, manager.port, "g9")  # registered (a new row), then Ready: Up fails
+    with trio.fail_after(30):
+        while agent.sessions < 1 and "could not record" not in agent.last_close_reason:
+            await trio.sleep(0.02)  # polling the agent: its connection ends without an event to wait on
+    g10 = make_agent(nursery, manager.port, "g10")
+    KILL["g9"].cancel()  # a host gone while writes fail: its disconnection cannot be written either
+    failing["on"] = False
+    await g10.up.wait()
+    row = await wait_status(manager, "g10", "Up")
+    assert (await manager.send(row.id, [CheckHealthCommand()]))[0].result  # the server lives on
 
 
 async def test_garbage_on_the_agent_port_disturbs_no_one(nursery: trio.Nursery, tmp_path: Path) -> None:

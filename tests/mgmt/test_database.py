@@ -220,3 +220,51 @@ def test_an_upgrade_keeps_every_row_other_rows_point_at(database: Database) -> N
     with database.engine.connect() as conn:
         for name, count in counts.items():
             assert conn.scalar(sa.text(f"SELECT count(*) FROM {name}")) == count, name
+
+
+def test_a_deadlock_with_another_server_runs_the_batch_again(postgres_url: str) -> None:
+    """Two transactions that lock two rows in opposite orders: PostgreSQL ends one with a deadlock (here
+    the writer's, which looks for deadlocks first). The writer runs a batch that lost so again, whole,
+    instead of failing its callers."""
+    from mgmt.db.writer import transient
+
+    db = Database(postgres_url)
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS lockpair")
+        conn.exec_driver_sql("CREATE TABLE lockpair (id int primary key, v int)")
+        conn.exec_driver_sql("INSERT INTO lockpair VALUES (1, 0), (2, 0)")
+    mine_locked, other_locked = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def other() -> None:  # another server: row 2, then row 1
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("SET LOCAL deadlock_timeout = '30s'")
+            conn.exec_driver_sql("UPDATE lockpair SET v = v + 1 WHERE id = 2")
+            other_locked.set()
+            mine_locked.wait(10)
+            conn.exec_driver_sql("UPDATE lockpair SET v = v + 1 WHERE id = 1")
+
+    def item(conn: sa.Connection) -> int:  # this server: row 1, then row 2
+        conn.exec_driver_sql("SET LOCAL deadlock_timeout = '100ms'")
+        conn.exec_driver_sql("UPDATE lockpair SET v = v + 10 WHERE id = 1")
+        if not mine_locked.is_set():  # the first time: make the cycle
+            other_locked.wait(10)
+            mine_locked.set()
+        try:
+            conn.exec_driver_sql("UPDATE lockpair SET v = v + 10 WHERE id = 2")
+        except sa.exc.OperationalError as e:
+            errors.append(e)
+            raise
+        return 1
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    assert trio.run(db.run, item) == 1
+    thread.join()
+    with db.engine.begin() as conn:
+        values = dict(conn.exec_driver_sql("SELECT id, v FROM lockpair").all())
+        conn.exec_driver_sql("DROP TABLE lockpair")
+    assert len(errors) == 1 and transient(errors[0])  # it lost once ...
+    assert db.writer.transient_retries == 1
+    assert values == {1: 11, 2: 11}  # ... and both transactions' writes are there, each once
+    db.dispose()
