@@ -284,3 +284,32 @@ async def test_the_peer_port_admits_peers_only(nursery: trio.Nursery, tmp_path: 
     await nursery.start(links.run)
     answers = await links.send(7, [CheckHealthCommand()], timeout=5)
     assert answers[0].details == "ran CheckHealthCommand"
+
+
+async def test_a_server_declared_down_by_a_peer_stops(tmp_path: Path, postgres_url: str) -> None:
+    """Its work was settled by another (say its database link was cut for longer than the threshold):
+    it must not go on as if it still held it."""
+    from mgmt.db.schema import configuration
+    from mgmt.server import serve
+
+    _fresh(postgres_url)
+    config = ServerConfig(data_dir=str(tmp_path), db=postgres_url, agent_port=0, api_port=0, peer_port=0,
+                          bind="127.0.0.1")
+    p = prepare_server(config)
+    with p.db.engine.begin() as conn:
+        conn.execute(configuration.update().where(configuration.c.name == "cluster.heartbeat.interval")
+                     .values(value="100"))
+    p.db.dispose()
+    ended: list[int] = []
+
+    async def run(task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        ended.append(await serve(config, task_status=task_status))
+
+    async with trio.open_nursery() as nursery:
+        services = await nursery.start(run)
+        db = Database(postgres_url)
+        with db.engine.begin() as conn:
+            conn.execute(management_servers.update().where(management_servers.c.msid == services.msid)
+                         .values(state="Down", taken_over_by=12345))
+        db.dispose()
+    assert ended == [1]  # it stopped by itself, with exit code 1
