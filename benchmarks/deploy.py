@@ -202,7 +202,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     zone_file.write_text(ZONE)
     config = ServerConfig(
         data_dir=str(data), agent_port=free_port(), api_port=0, bind="127.0.0.1", zone_config=str(zone_file),
-        db=args.db_url,
+        db=args.db_url, peer_port=0,
     )
     db, _msid, _values = prepare(config)
     with db.engine.begin() as conn:

@@ -272,9 +272,19 @@ async def serve(config: ServerConfig, *, task_status: Any = trio.TASK_STATUS_IGN
     p = await trio.to_thread.run_sync(prepare_server, config)
     try:
         return await _serve(config, p, task_status)
+    except* StartupError as group:  # (raised inside the server's nursery: one line, not a traceback)
+        raise group.exceptions[0] from None
     finally:
         if p.lock is not None:
             p.lock.release()
+
+
+async def _listen(nursery: trio.Nursery, what: str, port: int, serve_fn: Any, *args: Any) -> Any:
+    """Start a listener; a port that cannot be had is a StartupError naming it."""
+    try:
+        return await nursery.start(serve_fn, port, *args)
+    except OSError as e:
+        raise StartupError(f"the {what} port {port}: {e.strerror or e}") from None
 
 
 async def _serve(config: ServerConfig, p: Prepared, task_status: Any) -> int:
@@ -344,10 +354,11 @@ async def _serve(config: ServerConfig, p: Prepared, task_status: Any) -> int:
                 await nursery.start(peers.run)
             await nursery.start(placement.run)
             await nursery.start(runner.run)
-            port = await nursery.start(manager.serve, config.agent_port, config.bind or None)
+            port = await _listen(nursery, "agent", config.agent_port, manager.serve, config.bind or None)
             peer_port = 0
             if port_for_peers is not None and links is not None and balancer is not None:
-                peer_port = await nursery.start(port_for_peers.serve, config.peer_port, config.bind or None)
+                peer_port = await _listen(nursery, "peer", config.peer_port, port_for_peers.serve,
+                                          config.bind or None)
                 await nursery.start(links.run)
                 nursery.start_soon(supervised, "agent rebalancing", balancer.run)
             await db.run(members.started, msid, port, peer_port)

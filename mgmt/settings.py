@@ -32,11 +32,37 @@ class Setting:
     description: str
 
 
+# CloudStack's default resource limits of an account (a domain's are twice these): name, default, what.
+_LIMITS = (("user.vms", 20, "VMs"), ("public.ips", 20, "public IPs"), ("volumes", 20, "volumes"),
+           ("snapshots", 20, "snapshots"), ("templates", 20, "templates"), ("projects", 20, "projects"),
+           ("networks", 20, "networks"), ("vpcs", 20, "VPCs"), ("cpus", 40, "vCPUs"),
+           ("memory", 40960, "MiB of memory"), ("primary.storage", 200, "GiB of primary storage"),
+           ("secondary.storage", 400, "GiB of secondary storage"))
+
 SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("ping.interval", "10", int, "Advanced",
             "Seconds between an agent's pings; a host silent for 1.5 of them leaves placement."),
     Setting("ping.timeout", "2.5", float, "Advanced",
             "Multiple of ping.interval after which a silent host is investigated."),
+    *[Setting(f"max.{owner}.{name}", str(default * factor), int, f"{owner.title()} Defaults",
+              f"The default maximum number of {what} {article} may have (-1: no limit; updateResourceLimit "
+              f"sets one account's or domain's own).")
+      for owner, factor, article in (("account", 1, "an account"), ("domain", 2, "a domain"))
+      for name, default, what in _LIMITS],
+    Setting("password.policy.minimum.length", "0", int, "Advanced",
+            "Minimum length of a user's password (0: any length)."),
+    Setting("password.policy.minimum.special.characters", "0", int, "Advanced",
+            "Minimum number of characters that are neither letters nor digits in a user's password."),
+    Setting("password.policy.minimum.uppercase.letters", "0", int, "Advanced",
+            "Minimum number of uppercase letters [A-Z] in a user's password."),
+    Setting("password.policy.minimum.lowercase.letters", "0", int, "Advanced",
+            "Minimum number of lowercase letters [a-z] in a user's password."),
+    Setting("password.policy.minimum.digits", "0", int, "Advanced",
+            "Minimum number of digits [0-9] in a user's password."),
+    Setting("password.policy.allowPasswordToContainUsername", "true", boolean, "Advanced",
+            "Whether a user's password may contain their user name."),
+    Setting("password.policy.regex", ".+", str, "Advanced",
+            "A regular expression a user's password must match."),
     Setting("cluster.heartbeat.interval", "1500", int, "Management Server",
             "Milliseconds between a management server's heartbeats in the database."),
     Setting("cluster.heartbeat.threshold", "15000", int, "Management Server",

@@ -130,7 +130,7 @@ class Api:
         caller = await self._authenticate(request, params)
         if caller is None:
             return error(name or "error", 401, "unable to verify user credentials and/or request signature")
-        if cmd is None or (cmd.admin and not caller.is_admin):
+        if cmd is None or not cmd.allowed(caller):
             return error(
                 "error", 401, f"the command {name!r} is unknown or not available to this account", 4365
             )

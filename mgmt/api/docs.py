@@ -8,6 +8,7 @@ from .registry import COMMANDS, Command
 
 AREAS = (
     ("discovery", "Discovery and sessions"),
+    ("tenancy", "Tenancy: domains, accounts and users through their life, roles, resource limits"),
     ("infra", "Infrastructure"),
     ("trust", "Certificates and host trust"),
     ("offerings", "Offerings"),
@@ -117,7 +118,8 @@ Error, with who asked and which resource.
 
 
 def _command(cmd: Command) -> str:
-    flags = [f for f, on in (("async", cmd.is_async), ("admin", cmd.admin)) if on]
+    flags = [f for f, on in (("async", cmd.is_async), ("admin", cmd.admin and not cmd.domain_admin),
+                             ("root or domain admin", cmd.admin and cmd.domain_admin)) if on]
     head = f"### {cmd.name}" + (f" ({', '.join(flags)})" if flags else "")
     lines = [head, "", cmd.description]
     if cmd.response:

@@ -41,6 +41,13 @@ class Command:
     event: str = ""  # the audit event type a call records (e.g. VM.CREATE); empty: none (reads)
     response: str = ""  # the item key of what it answers (for listApis and the docs)
     since: str = "4.0"
+    domain_admin: bool = False  # (with admin) domain admins may call it too, within their subtree
+
+    def allowed(self, caller: Any) -> bool:
+        """Whether the caller's role may call it (the handler then checks what it touches)."""
+        if not self.admin:
+            return True
+        return bool(caller.is_admin or (self.domain_admin and caller.is_domain_admin))
 
     @property
     def area(self) -> str:
@@ -59,13 +66,15 @@ def command(
     is_async: bool = False,
     event: str = "",
     response: str = "",
+    domain_admin: bool = False,
 ) -> Callable[[Callable[..., Awaitable[dict[str, Any]]]], Any]:
     for p in params:
         assert p.type in TYPES, f"{name}: parameter {p.name} has unknown type {p.type}"
 
     def register(handler: Callable[..., Awaitable[dict[str, Any]]]) -> Any:
         assert name.lower() not in COMMANDS, f"{name} declared twice"
-        COMMANDS[name.lower()] = Command(name, description, handler, params, admin, is_async, event, response)
+        COMMANDS[name.lower()] = Command(name, description, handler, params, admin, is_async, event, response,
+                                         domain_admin=domain_admin)
         return handler
 
     return register

@@ -62,6 +62,17 @@ management_servers = Table(
     Column("taken_over_by", BigInteger),  # the peer that settled its jobs and hosts after it died
 )
 
+# Resource limits of accounts and domains that differ from the defaults (settings max.account.* and
+# max.domain.*); counts are read from the resources themselves (mgmt/limits.py).
+resource_limits = Table(
+    "resource_limits", metadata, _id(),
+    Column("owner_type", String(16), nullable=False),  # account, domain
+    Column("owner_id", Integer, nullable=False),
+    Column("type", Integer, nullable=False),  # CloudStack's resource type number
+    Column("max", BigInteger, nullable=False),  # -1: no limit
+    UniqueConstraint("owner_type", "owner_id", "type"),
+)
+
 # Login sessions, shared by every management server (a client may move to another one): only hashes of
 # the JSESSIONID and the session key are kept.
 login_sessions = Table(

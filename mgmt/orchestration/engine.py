@@ -42,6 +42,7 @@ from protocol.messages import (
     StopCommand,
 )
 
+from .. import limits
 from ..agents.manager import AgentManager
 from ..catalog import Catalog, Snapshot
 from ..db.database import Database
@@ -59,6 +60,7 @@ from .vm_state import Event, State
 from .vms import DeploySpec, VmRecord, now
 
 log = logging.getLogger(__name__)
+DEPLOY_LIMITS = (limits.T.INSTANCE, limits.T.CPU, limits.T.MEMORY, limits.T.VOLUME, limits.T.PRIMARY_STORAGE)
 
 
 class OperationFailed(CumuloError):
@@ -284,6 +286,7 @@ class Orchestrator:
         ``catalog``: the catalog the request was checked against)."""
         vm = vm_rows.allocate_record(conn, spec, vm_uuid=vm_uuid, catalog=catalog, name_later=True)
         vm_id = vm.id
+        limits.verify(conn, spec.account_id, DEPLOY_LIMITS)  # (written: a refusal rolls the VM back)
         if tentative is None:
             vm_rows.write_name(conn, vm)
             return vm_id, None

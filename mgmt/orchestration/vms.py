@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 
 from protocol.messages import SecurityTO
 
+from .. import limits
 from ..catalog import Snapshot
 from ..db.database import inserted_id
 from ..db.schema import (
@@ -420,6 +421,7 @@ def change_offering(conn: Connection, vm_id: int, offering_id: int) -> Any:
     ).rowcount
     if changed != 1:
         raise InvalidParameter(f"VM {row.instance_name} changed while this request ran; try again")
+    limits.verify(conn, row.account_id, (limits.T.CPU, limits.T.MEMORY))  # (a refusal rolls it back)
     return released
 
 

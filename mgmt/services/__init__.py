@@ -25,6 +25,7 @@ from .security_groups import SecurityGroups
 from .sessions import Sessions
 from .settings import Settings
 from .templates import Templates
+from .tenancy import Tenancy
 from .vms import VirtualMachines
 from .volumes import Volumes
 
@@ -83,6 +84,7 @@ class Services:
     security_groups: SecurityGroups = field(init=False)
     sessions: Sessions = field(init=False)
     management_servers: ManagementServers = field(init=False)
+    tenancy: Tenancy = field(init=False)
 
     def __post_init__(self) -> None:
         self.resources = Resources(self.db, self.placement)
@@ -92,7 +94,7 @@ class Services:
         self.affinity = AffinityGroups(self.db)
         self.settings = Settings(self.db)
         self.async_jobs = AsyncJobs(self.db, self.jobs)
-        self.accounts = Accounts(self.db)
+        self.accounts = Accounts(self.db, self.values)
         self.events = Events(self.db)
         self.alerts = Alerts(self.db)
         self.capacity = Capacity(self.db, self.values)
@@ -104,3 +106,4 @@ class Services:
             self.db, int(str(self.values.get("cluster.heartbeat.threshold", 15000))) / 1000)
         self.volumes = Volumes(self.db, self.orchestrator, self.jobs)
         self.vms = VirtualMachines(self.db, self.orchestrator, self.catalog, self.jobs)
+        self.tenancy = Tenancy(self.db, self.values, self.vms, self.volumes, self.networks)

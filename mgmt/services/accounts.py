@@ -21,10 +21,12 @@ from ..db.database import DELTAS, inserted_id
 from ..db.journal import journaled
 from ..db.schema import accounts, domains, users
 from ..errors import InvalidParameter, PermissionDenied
-from .caller import ROOT_ADMIN, USER, Caller
+from . import domains as domain_rows
+from .caller import DOMAIN_ADMIN, ROOT_ADMIN, USER, Caller
 from .crud import Filters, Row
-from .passwords import hash_password
-from .queries import fetch, find, keyword, matching, new_uuid, now
+from .domains import DomainView
+from .passwords import check_password, hash_password
+from .queries import accounts_under, domain_in_reach, fetch, keyword, matching, new_uuid, now, owns
 
 if TYPE_CHECKING:
     from ..db.database import Database
@@ -133,6 +135,7 @@ def _caller(row: Any) -> Caller:
         row.domain_id,
         row.domain_uuid,
         row.domain_name,
+        row.domain_path,
     )
 
 
@@ -178,14 +181,6 @@ class AccountSpec:
     domain_uuid: str = ""  # default: the caller's domain
 
 
-def _domains(conn: Connection, caller: Caller, args: Filters) -> tuple[list[Row], int]:
-    where = [domains.c.removed.is_(None), *keyword(domains.c.name, args)]
-    if not caller.is_admin:
-        where.append(domains.c.id == caller.domain_id)
-    where += matching(args, {"id": domains.c.uuid, "name": domains.c.name})
-    return fetch(conn, sa.select(domains).where(*where), domains.c.id, args)
-
-
 def _account_query() -> sa.Select[Any]:
     return sa.select(
         accounts,
@@ -195,17 +190,30 @@ def _account_query() -> sa.Select[Any]:
     ).join(domains, domains.c.id == accounts.c.domain_id)
 
 
+def _reach(conn: Connection, caller: Caller, args: Filters, account_column: Any) -> list[Any]:
+    """Which accounts a list of accounts or users covers: a user, its own; a domain admin, its subtree
+    (narrowed to ``domainid``, and with ``isrecursive`` that domain's subtree); the root admin, all."""
+    if not caller.manages_accounts:
+        return [account_column == caller.account_id]
+    if "domainid" in args:
+        domain = domain_in_reach(conn, caller, args["domainid"])
+        if args.get("isrecursive") or args.get("listall"):
+            return [account_column.in_(accounts_under(domain.path))]
+        return [account_column.in_(sa.select(accounts.c.id).where(accounts.c.domain_id == domain.id))]
+    return [] if caller.is_admin else [account_column.in_(accounts_under(caller.domain_path))]
+
+
 def _accounts(conn: Connection, caller: Caller, args: Filters) -> tuple[list[Account], int]:
-    where = [accounts.c.removed.is_(None), *keyword(accounts.c.name, args)]
-    if not caller.is_admin:
-        where.append(accounts.c.id == caller.account_id)
+    where = [accounts.c.removed.is_(None), *keyword(accounts.c.name, args),
+             *_reach(conn, caller, args, accounts.c.id)]
+    if caller.is_domain_admin:
+        where.append(accounts.c.type != ROOT_ADMIN)
     where += matching(
         args,
         {
             "id": accounts.c.uuid,
             "name": accounts.c.name,
             "accounttype": accounts.c.type,
-            "domainid": domains.c.uuid,
             "state": accounts.c.state,
         },
     )
@@ -222,7 +230,12 @@ def _accounts(conn: Connection, caller: Caller, args: Filters) -> tuple[list[Acc
 def _create_account(conn: Connection, caller: Caller, spec: AccountSpec, password_hash: str) -> Account:
     domain_id = caller.domain_id
     if spec.domain_uuid:
-        domain_id = find(conn, caller, domains, spec.domain_uuid, "domain").id
+        domain_id = domain_in_reach(conn, caller, spec.domain_uuid).id
+    if spec.account_type == ROOT_ADMIN and not caller.is_admin:
+        raise PermissionDenied("only the root admin makes root admin accounts")
+    if spec.account_type == ROOT_ADMIN and domain_id != conn.scalar(
+            sa.select(domains.c.id).where(domains.c.path == "/")):
+        raise InvalidParameter("a root admin account belongs to the ROOT domain")
     name = spec.account_name or spec.username
     if conn.scalar(sa.select(users.c.id).where(users.c.username == spec.username)):
         raise InvalidParameter(f"a user named {spec.username!r} exists already")
@@ -283,16 +296,19 @@ def _user_query() -> sa.Select[Any]:
 
 
 def _users(conn: Connection, caller: Caller, args: Filters) -> tuple[list[Row], int]:
-    where = [users.c.removed.is_(None), *keyword(users.c.username, args)]
-    if not caller.is_admin:
-        where.append(users.c.account_id == caller.account_id)
+    where = [users.c.removed.is_(None), *keyword(users.c.username, args),
+             *_reach(conn, caller, args, users.c.account_id)]
+    if not caller.manages_accounts:
+        where.append(users.c.id == caller.user_id)
+    if caller.is_domain_admin:
+        where.append(accounts.c.type != ROOT_ADMIN)
     where += matching(
         args,
         {
             "id": users.c.uuid,
             "username": users.c.username,
             "account": accounts.c.name,
-            "domainid": domains.c.uuid,
+            "accounttype": accounts.c.type,
             "state": users.c.state,
         },
     )
@@ -300,8 +316,13 @@ def _users(conn: Connection, caller: Caller, args: Filters) -> tuple[list[Row], 
 
 
 def _user_for(conn: Connection, caller: Caller, ident: str) -> Row:
-    row = conn.execute(sa.select(users).where(users.c.uuid == ident, users.c.removed.is_(None))).first()
-    if row is None or (not caller.is_admin and row.id != caller.user_id):
+    row = conn.execute(sa.select(users, accounts.c.type.label("account_type"))
+                       .join(accounts, accounts.c.id == users.c.account_id)
+                       .where(users.c.uuid == ident, users.c.removed.is_(None))).first()
+    mine = row is not None and row.id == caller.user_id
+    managed = caller.is_domain_admin and row is not None and row.account_type != ROOT_ADMIN \
+        and owns(conn, caller, row.account_id)
+    if row is None or not (mine or caller.is_admin or managed):
         if caller.is_admin:
             raise InvalidParameter(f"unable to find user with id {ident}")
         raise PermissionDenied(f"unable to find or access user {ident}")
@@ -324,8 +345,9 @@ def _keys(conn: Connection, caller: Caller, ident: str) -> dict[str, str]:
 
 
 class Accounts:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, values: dict[str, Any] | None = None) -> None:
         self.db = db
+        self.values = values or {}
 
     async def caller_by_key(self, api_key: str) -> Caller | None:
         return await self.db.read(caller_by_key, api_key)
@@ -333,8 +355,8 @@ class Accounts:
     async def login_candidate(self, username: str, domain: str) -> tuple[Caller, str] | None:
         return await self.db.read(login_candidate, username, domain)
 
-    async def domains(self, caller: Caller, args: Filters) -> tuple[list[Row], int]:
-        return await self.db.read(_domains, caller, args)
+    async def domains(self, caller: Caller, args: Filters) -> tuple[list[DomainView], int]:
+        return await self.db.read(domain_rows.listing, caller, args)
 
     async def accounts(self, caller: Caller, args: Filters) -> tuple[list[Account], int]:
         return await self.db.read(_accounts, caller, args)
@@ -344,10 +366,9 @@ class Accounts:
 
     async def create_account(self, caller: Caller, spec: AccountSpec) -> Account:
         """An account and its first user (the password hashed off the event loop)."""
-        if spec.account_type not in (USER, ROOT_ADMIN):
-            raise InvalidParameter("accounttype must be 0 (user) or 1 (root admin)")
-        if len(spec.password) < 8:
-            raise InvalidParameter("password must be at least 8 characters long")
+        if spec.account_type not in (USER, ROOT_ADMIN, DOMAIN_ADMIN):
+            raise InvalidParameter("accounttype must be 0 (user), 1 (root admin) or 2 (domain admin)")
+        check_password(self.values, spec.password, spec.username)
         password_hash = await trio.to_thread.run_sync(hash_password, spec.password)
         return await self.db.run(_create_account, caller, spec, password_hash)
 

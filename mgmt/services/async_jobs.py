@@ -18,7 +18,7 @@ from ..jobs.runner import FAILED, PENDING, SUCCEEDED, JobOwner
 from . import events
 from .caller import Caller
 from .crud import Filters, Row
-from .queries import fetch, owner_filter
+from .queries import fetch, owner_filter, owns
 
 if TYPE_CHECKING:
     from ..db.database import Database
@@ -63,7 +63,7 @@ def _with_instances(conn: Connection, rows: list[Row]) -> list[Job]:
 
 def _one(conn: Connection, caller: Caller, job_uuid: str) -> Job:
     row = conn.execute(_query().where(async_jobs.c.uuid == job_uuid)).first()
-    if row is None or (not caller.is_admin and row.account_id != caller.account_id):
+    if row is None or not owns(conn, caller, row.account_id):
         raise PermissionDenied(f"unable to find or access job {job_uuid}")
     return _with_instances(conn, [row])[0]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ROOT_ADMIN, USER = 1, 0  # CloudStack's account types
+USER, ROOT_ADMIN, DOMAIN_ADMIN = 0, 1, 2  # CloudStack's account types
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,27 @@ class Caller:
     domain_id: int = 0
     domain_uuid: str = ""
     domain_name: str = ""
+    domain_path: str = "/"  # "/" for ROOT, "/sales/eu/" below it
 
     @property
     def is_admin(self) -> bool:
+        """The root admin: the whole cloud."""
         return self.account_type == ROOT_ADMIN
+
+    @property
+    def is_domain_admin(self) -> bool:
+        """An admin of their domain and every domain below it."""
+        return self.account_type == DOMAIN_ADMIN
+
+    @property
+    def manages_accounts(self) -> bool:
+        """Whether the caller administers accounts (a root or domain admin)."""
+        return self.account_type in (ROOT_ADMIN, DOMAIN_ADMIN)
+
+    def sees_domain(self, path: str) -> bool:
+        """Whether a domain (by path) is in this caller's reach: an admin's subtree, a user's own."""
+        if self.is_admin:
+            return True
+        if self.is_domain_admin:
+            return path.startswith(self.domain_path)
+        return path == self.domain_path

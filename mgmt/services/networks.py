@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from .. import limits
 from ..db.database import inserted_id
 from ..db.schema import accounts, domains, ip_ranges, network_offerings, networks, nics, vms, zones
 from ..errors import InvalidParameter, PermissionDenied, ResourceInUse
@@ -156,6 +157,8 @@ def _create(conn: Connection, caller: Caller, spec: NetworkSpec) -> Network:
     )))
     conn.execute(ip_ranges.insert(),
                  [{"network_id": network_id, "start_ip": str(a), "end_ip": str(b)} for a, b in ranges])
+    if account_id is not None:
+        limits.verify(conn, account_id, (limits.T.NETWORK,))
     return _with_ranges(conn, [conn.execute(_query().where(networks.c.id == network_id)).one()])[0]
 
 

@@ -70,46 +70,83 @@ def find(
         where.append(table.c.removed.is_(None))
     row = conn.execute(sa.select(table).where(*where)).first()
     if owned and not caller.is_admin:
-        if row is None or row.account_id != caller.account_id:
+        if row is None or not owns(conn, caller, row.account_id):
             raise PermissionDenied(f"unable to find or access {kind} {ident}")
     elif row is None:
         raise InvalidParameter(f"unable to find {kind} with id {ident}")
     return row
 
 
+def subtree(path: str) -> sa.Select[Any]:
+    """The ids of the domains at and below ``path``."""
+    return sa.select(domains.c.id).where(domains.c.path.startswith(path, autoescape=True))
+
+
+def accounts_under(path: str) -> sa.Select[Any]:
+    """The ids of the accounts in the domains at and below ``path``."""
+    return sa.select(accounts.c.id).where(accounts.c.domain_id.in_(subtree(path)))
+
+
+def owns(conn: Connection, caller: Caller, account_id: int) -> bool:
+    """Whether the caller may act on what ``account_id`` owns: its own; a domain admin, anything of an
+    account in its subtree; the root admin, everything."""
+    if caller.is_admin or account_id == caller.account_id:
+        return True
+    if not caller.is_domain_admin:
+        return False
+    path = conn.scalar(sa.select(domains.c.path).join(accounts, accounts.c.domain_id == domains.c.id)
+                       .where(accounts.c.id == account_id))
+    return path is not None and caller.sees_domain(path)
+
+
+def domain_in_reach(conn: Connection, caller: Caller, domain_uuid: str) -> sa.Row[Any]:
+    """The live domain of that uuid when the caller may see it; 531 with the text a missing one gets."""
+    row = conn.execute(sa.select(domains).where(domains.c.uuid == domain_uuid,
+                                                domains.c.removed.is_(None))).first()
+    if row is None or not caller.sees_domain(row.path):
+        if caller.is_admin:
+            raise InvalidParameter(f"unable to find domain with id {domain_uuid}")
+        raise PermissionDenied(f"unable to find or access domain {domain_uuid}")
+    return row
+
+
 def owner_filter(conn: Connection, caller: Caller, args: Mapping[str, Any], column: Any) -> list[Any]:
-    """Which accounts' items a list shows. A user: their own. An admin: their own, unless ``listall``,
-    ``id``/``ids`` or ``account`` (+``domainid``) widens it (as CloudStack's admins see it)."""
-    if not caller.is_admin:
+    """Which accounts' items a list shows, as CloudStack decides it. A user: their own account's. An
+    admin (root, or a domain's): their own, unless ``account`` (with ``domainid``, default the
+    caller's domain) names one, ``domainid`` names a domain (with ``isrecursive``, and its subdomains),
+    or ``listall`` (or ``id``/``ids``) asks for everything they may see: the root admin, the cloud; a
+    domain admin, the accounts of its subtree."""
+    if not caller.manages_accounts:
         return [column == caller.account_id]
+    domain = domain_in_reach(conn, caller, args["domainid"]) if "domainid" in args else None
     if "account" in args:
         query = sa.select(accounts.c.id).where(
-            accounts.c.name == args["account"], accounts.c.removed.is_(None)
-        )
-        if "domainid" in args:
-            query = query.join(domains, domains.c.id == accounts.c.domain_id).where(
-                domains.c.uuid == args["domainid"]
-            )
+            accounts.c.name == args["account"], accounts.c.removed.is_(None),
+            accounts.c.domain_id == (domain.id if domain is not None else caller.domain_id))
         found = list(conn.scalars(query))
         if not found:
             raise InvalidParameter(f"unable to find account {args['account']!r}")
         return [column.in_(found)]
+    if domain is not None:
+        if args.get("isrecursive") or args.get("listall"):
+            return [column.in_(accounts_under(domain.path))]
+        return [column.in_(sa.select(accounts.c.id).where(accounts.c.domain_id == domain.id))]
     if args.get("listall") or "id" in args or "ids" in args:
-        return []
+        return [] if caller.is_admin else [column.in_(accounts_under(caller.domain_path))]
     return [column == caller.account_id]
 
 
 def acting_for(conn: Connection, caller: Caller, account_name: str = "", domain_uuid: str = "") -> int:
     """The account a call acts for: the caller's, or (admins only) the one named by ``account`` and
-    ``domainid``."""
+    ``domainid`` (default: the caller's domain), in the caller's reach."""
     if not account_name:
         return int(caller.account_id)
-    if not caller.is_admin:
+    if not caller.manages_accounts:
         raise PermissionDenied("only admins may act for another account")
-    query = sa.select(accounts.c.id).where(accounts.c.name == account_name, accounts.c.removed.is_(None))
-    if domain_uuid:
-        query = query.join(domains, domains.c.id == accounts.c.domain_id).where(domains.c.uuid == domain_uuid)
-    found = conn.scalar(query)
+    domain_id = domain_in_reach(conn, caller, domain_uuid).id if domain_uuid else caller.domain_id
+    found = conn.scalar(sa.select(accounts.c.id).where(accounts.c.name == account_name,
+                                                       accounts.c.removed.is_(None),
+                                                       accounts.c.domain_id == domain_id))
     if found is None:
         raise InvalidParameter(f"unable to find account {account_name!r}")
     return int(found)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from .. import limits
 from ..db.database import inserted_id
 from ..db.schema import accounts, disk_offerings, domains, storage_pools, vms, volumes, zones
 from ..errors import InvalidParameter
@@ -118,6 +119,7 @@ def _create(conn: Connection, caller: Caller, spec: VolumeSpec) -> tuple[int, st
             created=now(),
         )
     ))
+    limits.verify(conn, caller.account_id, (limits.T.VOLUME, limits.T.PRIMARY_STORAGE))
     return int(volume_id), volume_uuid
 
 
@@ -132,6 +134,11 @@ class Volumes:
     async def get(self, volume_id: int) -> Row:
         """The volume with its VM, pool, zone, offering and owner (as lists show it)."""
         return await self.db.read(lambda conn: conn.execute(_ONE, {"volume": volume_id}).one())
+
+    async def get_row(self, volume_id: int) -> Row:
+        """The volume's own row."""
+        return await self.db.read(
+            lambda conn: conn.execute(sa.select(volumes).where(volumes.c.id == volume_id)).one())
 
     async def find(self, caller: Caller, ident: str) -> Row:
         """The volume's own row, when the caller may see it."""

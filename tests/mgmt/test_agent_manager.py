@@ -48,6 +48,7 @@ def tls_dir() -> str:
 async def start_server(nursery: trio.Nursery, data_dir: Path, port: int = 0, db: str = "",
                        **settings_values: str) -> AgentManager:
     config = ServerConfig(data_dir=str(data_dir), db=db, agent_port=port, api_port=0, bind="127.0.0.1",
+                          peer_port=0,
                           zone_config=str(ZONE))
     if settings_values:  # as an admin would: in the configuration table, before the server starts
         db, _msid, _values = prepare(config)

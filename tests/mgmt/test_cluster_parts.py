@@ -313,3 +313,19 @@ async def test_a_server_declared_down_by_a_peer_stops(tmp_path: Path, postgres_u
                          .values(state="Down", taken_over_by=12345))
         db.dispose()
     assert ended == [1]  # it stopped by itself, with exit code 1
+
+
+async def test_a_peer_port_in_use_stops_start_up_with_one_line(tmp_path: Path, postgres_url: str) -> None:
+    import socket
+
+    from mgmt.server import serve
+
+    _fresh(postgres_url)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = ServerConfig(data_dir=str(tmp_path), db=postgres_url, agent_port=0, api_port=0,
+                              peer_port=port, bind="127.0.0.1")
+        with pytest.raises(StartupError, match=f"the peer port {port}: "):
+            await serve(config)

@@ -96,7 +96,8 @@ class Cloud:
 
 async def start_cloud(nursery: trio.Nursery, tmp_path: Path, db: str = "", **settings: str) -> Cloud:
     config = ServerConfig(
-        api_port=0, data_dir=str(tmp_path), db=db, agent_port=0, bind="127.0.0.1", zone_config=str(ZONE)
+        api_port=0, data_dir=str(tmp_path), db=db, agent_port=0, bind="127.0.0.1", zone_config=str(ZONE),
+        peer_port=0,
     )
     if settings:
         from mgmt.db.schema import configuration

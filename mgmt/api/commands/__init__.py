@@ -13,6 +13,7 @@ from . import (  # noqa: F401 - each module registers its commands
     offerings,
     security_groups,
     templates,
+    tenancy,
     trust,
     vms,
     volumes,

@@ -5,41 +5,51 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ...errors import InvalidParameter
 from ...services.accounts import Account, AccountSpec
-from ...services.caller import ROOT_ADMIN, USER
+from ...services.caller import DOMAIN_ADMIN, ROOT_ADMIN, USER
+from ...services.domains import DomainView, cs_path, level
+from ...services.tenancy import TYPE_OF_ROLE
 from ..registry import Param, command
 from .common import PAGING, date, listing
 
 if TYPE_CHECKING:
     from ..app import Context
 
-ACCOUNT_TYPES = {USER: "User", ROOT_ADMIN: "Admin"}
+ACCOUNT_TYPES = {USER: "User", ROOT_ADMIN: "Admin", DOMAIN_ADMIN: "DomainAdmin"}
 
 
-def domain_view(r: Any) -> dict[str, Any]:
-    return {
+def domain_view(d: DomainView) -> dict[str, Any]:
+    r = d.row
+    view = {
         "id": r.uuid,
         "name": r.name,
-        "path": "ROOT" + r.path.rstrip("/") if r.path != "/" else "ROOT",
-        "level": r.path.count("/") - 1,
-        "haschild": False,
+        "path": cs_path(r.path),
+        "level": level(r.path),
+        "haschild": d.has_child,
         "state": "Active",
+        "created": date(r.created),
     }
+    if d.parent_uuid is not None:
+        view.update(parentdomainid=d.parent_uuid, parentdomainname=d.parent_name)
+    return view
 
 
 @command(
     "listDomains",
-    "Lists domains (a user: their own).",
+    "Lists domains: the caller's, or with listall every domain in its reach (a domain admin: its subtree).",
     Param("id", "uuid", description="the domain's id"),
     Param("name", description="the domain's name"),
-    Param("listall", "boolean", description="accepted for compatibility"),
-    Param("details", description="accepted for compatibility"),
+    Param("level", "integer", description="domains this deep (ROOT is 0)"),
+    Param("listall", "boolean", description="every domain in the caller's reach"),
+    Param("details", "list", description="accepted for compatibility (resource limits: listResourceLimits)"),
+    Param("keyword", description="names containing it"),
     *PAGING,
     response="domain",
 )
 async def list_domains(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    rows, total = await ctx.services.accounts.domains(ctx.caller, args)
-    return listing("domain", [domain_view(r) for r in rows], total)
+    found, total = await ctx.services.accounts.domains(ctx.caller, args)
+    return listing("domain", [domain_view(d) for d in found], total)
 
 
 def account_view(r: Any, user_views: list[dict[str, Any]]) -> dict[str, Any]:
@@ -50,7 +60,7 @@ def account_view(r: Any, user_views: list[dict[str, Any]]) -> dict[str, Any]:
         "roletype": ACCOUNT_TYPES.get(r.type, "User"),
         "domainid": r.domain_uuid,
         "domain": r.domain_name,
-        "domainpath": "ROOT" + r.domain_path.rstrip("/") if r.domain_path != "/" else "ROOT",
+        "domainpath": cs_path(r.domain_path),
         "state": r.state,
         "isdefault": r.name == "admin" and r.type == ROOT_ADMIN,
         "created": date(r.created),
@@ -87,11 +97,12 @@ def user_view(r: Any) -> dict[str, Any]:
     "Lists accounts with their users (a user: their own account).",
     Param("id", "uuid", description="the account's id"),
     Param("name", description="the account's name"),
-    Param("accounttype", "integer", description="0 user, 1 root admin"),
-    Param("domainid", "uuid", description="the domain's id"),
-    Param("state", description="enabled or disabled"),
-    Param("listall", "boolean", description="accepted for compatibility"),
-    Param("isrecursive", "boolean", description="accepted for compatibility"),
+    Param("accounttype", "integer", description="0 user, 1 root admin, 2 domain admin"),
+    Param("domainid", "uuid", description="the accounts of this domain"),
+    Param("isrecursive", "boolean", description="with domainid: its subdomains' accounts too"),
+    Param("state", description="enabled, disabled or locked"),
+    Param("listall", "boolean", description="every account in the caller's reach (the default for admins)"),
+    Param("keyword", description="names containing it"),
     *PAGING,
     response="account",
 )
@@ -108,18 +119,26 @@ async def list_accounts(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     Param("email", required=True, description="the user's e-mail address"),
     Param("firstname", required=True, description="the user's first name"),
     Param("lastname", required=True, description="the user's last name"),
-    Param("accounttype", "integer", description="0 user (default), 1 root admin"),
+    Param("accounttype", "integer", description="0 user (default), 1 root admin, 2 domain admin"),
     Param("account", description="the account's name (default: the user name)"),
-    Param("domainid", "uuid", description="the account's domain (default: ROOT)"),
-    Param("roleid", "uuid", description="accepted for compatibility (accounttype decides)"),
+    Param("domainid", "uuid", description="the account's domain (default: the caller's)"),
+    Param("roleid", "uuid", description="one of listRoles' roles (instead of accounttype)"),
+    Param("timezone", description="accepted for compatibility"),
+    Param("networkdomain", description="accepted for compatibility"),
     admin=True,
+    domain_admin=True,
     event="ACCOUNT.CREATE",
     response="account",
 )
 async def create_account(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    account_type = args.get("accounttype", USER)
+    if "roleid" in args:
+        role_type = TYPE_OF_ROLE.get(args["roleid"], -1)
+        if role_type is None or role_type < 0 or ("accounttype" in args and account_type != role_type):
+            raise InvalidParameter("roleid names no role an account can have here, or not accounttype's")
+        account_type = role_type
     spec = AccountSpec(args["username"], args["password"], args["email"], args["firstname"],
-                       args["lastname"], args.get("account", ""), args.get("accounttype", USER),
-                       args.get("domainid", ""))
+                       args["lastname"], args.get("account", ""), account_type, args.get("domainid", ""))
     account = _account(await ctx.services.accounts.create_account(ctx.caller, spec))
     await ctx.event(
         "ACCOUNT.CREATE",
@@ -136,9 +155,12 @@ async def create_account(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     Param("id", "uuid", description="the user's id"),
     Param("username", description="the user's login name"),
     Param("account", description="the account's name"),
-    Param("domainid", "uuid", description="the domain's id"),
-    Param("state", description="enabled or disabled"),
-    Param("listall", "boolean", description="accepted for compatibility"),
+    Param("accounttype", "integer", description="0 user, 1 root admin, 2 domain admin"),
+    Param("domainid", "uuid", description="the users of this domain's accounts"),
+    Param("isrecursive", "boolean", description="with domainid: its subdomains' users too"),
+    Param("state", description="enabled, disabled or locked"),
+    Param("listall", "boolean", description="every user in the caller's reach (the default for admins)"),
+    Param("keyword", description="names containing it"),
     *PAGING,
     response="user",
 )
@@ -173,4 +195,6 @@ async def register_user_keys(ctx: Context, args: dict[str, Any]) -> dict[str, An
     response="userkeys",
 )
 async def get_user_keys(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    return {"userkeys": await ctx.services.accounts.keys(ctx.caller, args["id"])}
+    keys = await ctx.services.accounts.keys(ctx.caller, args["id"])
+    # A user without keys: CloudStack answers an empty object (its null fields are left out).
+    return {"userkeys": {k: v for k, v in keys.items() if v}}

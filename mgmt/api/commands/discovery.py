@@ -21,7 +21,7 @@ async def list_apis(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     found = [
         c
         for c in COMMANDS.values()
-        if (ctx.caller.is_admin or not c.admin)
+        if c.allowed(ctx.caller)
         and ("name" not in args or c.name.lower() == args["name"].lower())
     ]
     items = [
