@@ -164,3 +164,20 @@ KIND_NAMES: dict[object, str] = {int: "an integer", float: "a number", boolean: 
 
 class SettingError(ValueError):
     """A value in the configuration table that its setting cannot take."""
+
+
+def prefixed(conn: Connection, prefix: str) -> dict[str, object]:
+    """The current values of the settings whose names start with ``prefix`` (read now: an admin's
+    change applies at once)."""
+    rows = conn.execute(sa.select(configuration.c.name, configuration.c.value, configuration.c.default_value)
+                        .where(configuration.c.name.startswith(prefix, autoescape=True)))
+    parsed: dict[str, object] = {}
+    for name, value, default in rows:
+        s = SETTINGS.get(name)
+        if s is None:
+            continue
+        try:
+            parsed[name] = s.kind(value if value is not None else default)
+        except ValueError:
+            parsed[name] = s.kind(s.default)
+    return parsed

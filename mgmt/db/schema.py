@@ -313,6 +313,7 @@ vms = Table(
     Column("ssh_public_keys", Text, nullable=False, default=""),  # one per line
     *_times(),
     Index("ix_vms_host_state", "host_id", "state"),
+    Index("ix_vms_account", "account_id"),
 )
 
 # Security groups: an account's named sets of rules. A VM on a network whose offering has security groups

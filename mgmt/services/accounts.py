@@ -17,6 +17,7 @@ import trio
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from .. import settings
 from ..db.database import DELTAS, inserted_id
 from ..db.journal import journaled
 from ..db.schema import accounts, domains, users
@@ -368,7 +369,8 @@ class Accounts:
         """An account and its first user (the password hashed off the event loop)."""
         if spec.account_type not in (USER, ROOT_ADMIN, DOMAIN_ADMIN):
             raise InvalidParameter("accounttype must be 0 (user), 1 (root admin) or 2 (domain admin)")
-        check_password(self.values, spec.password, spec.username)
+        policy = await self.db.read(settings.prefixed, "password.policy.")
+        check_password(policy, spec.password, spec.username)
         password_hash = await trio.to_thread.run_sync(hash_password, spec.password)
         return await self.db.run(_create_account, caller, spec, password_hash)
 

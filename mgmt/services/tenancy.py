@@ -19,7 +19,7 @@ import trio
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from .. import limits
+from .. import limits, settings
 from ..db.database import DELTAS, Database, inserted_id
 from ..db.schema import accounts, domains, networks, users, vms, volumes
 from ..errors import CumuloError, InvalidParameter, PermissionDenied
@@ -295,7 +295,7 @@ class Tenancy:
         self.vms, self.volumes, self.networks = vms, volumes, networks
 
     async def hashed(self, password: str, username: str) -> str:
-        check_password(self.values, password, username)
+        check_password(await self.db.read(settings.prefixed, "password.policy."), password, username)
         return await trio.to_thread.run_sync(hash_password, password)
 
     async def change_password(self, caller: Caller, ident: str, password: str, current: str | None) -> str:

@@ -18,7 +18,7 @@ from ..errors import InvalidParameter
 from ..orchestration import disks
 from .caller import Caller
 from .crud import Filters, Row
-from .queries import fetch, find, keyword, matching, new_uuid, now, owner_filter, uuids
+from .queries import acting_for, fetch, find, keyword, matching, new_uuid, now, owner_filter, uuids
 
 if TYPE_CHECKING:
     from ..db.database import Database
@@ -34,6 +34,8 @@ class VolumeSpec:
     name: str = ""  # default: DATA- and the start of its uuid
     disk_offering_uuid: str = ""
     size_gb: int | None = None  # instead of the offering's
+    account_name: str = ""  # (admins, with domain_uuid) create it for this account
+    domain_uuid: str = ""
 
 
 def _query() -> sa.Select[Any]:
@@ -102,6 +104,7 @@ def _create(conn: Connection, caller: Caller, spec: VolumeSpec) -> tuple[int, st
     size_gb = spec.size_gb if spec.size_gb is not None else offering.size_gb if offering is not None else 0
     if not 1 <= size_gb <= 65536:
         raise InvalidParameter("size must be between 1 and 65536 (GB)")
+    owner = acting_for(conn, caller, spec.account_name, spec.domain_uuid)
     volume_uuid = new_uuid()
     volume_id = inserted_id(conn.execute(
         volumes.insert().values(
@@ -115,11 +118,11 @@ def _create(conn: Connection, caller: Caller, spec: VolumeSpec) -> tuple[int, st
             size_bytes=size_gb * GIB,
             path="",
             disk_offering_id=offering.id if offering is not None else None,
-            account_id=caller.account_id,
+            account_id=owner,
             created=now(),
         )
     ))
-    limits.verify(conn, caller.account_id, (limits.T.VOLUME, limits.T.PRIMARY_STORAGE))
+    limits.verify(conn, owner, (limits.T.VOLUME, limits.T.PRIMARY_STORAGE))
     return int(volume_id), volume_uuid
 
 

@@ -77,6 +77,8 @@ async def list_volumes(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     Param("diskofferingid", "uuid", description="the disk offering (its size)"),
     Param("size", "long", description="size in GB (instead of an offering's)"),
     Param("virtualmachineid", "uuid", description="attach it to this VM as well"),
+    Param("account", description="create it for this account (admins, with domainid)"),
+    Param("domainid", "uuid", description="that account's domain (default: the caller's)"),
     is_async=True,
     event="VOLUME.CREATE",
     response="volume",
@@ -85,7 +87,8 @@ async def create_volume(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     vm = None
     if "virtualmachineid" in args:
         vm = await ctx.services.vms.find(ctx.caller, args["virtualmachineid"])
-    spec = VolumeSpec(args["zoneid"], args.get("name", ""), args.get("diskofferingid", ""), args.get("size"))
+    spec = VolumeSpec(args["zoneid"], args.get("name", ""), args.get("diskofferingid", ""), args.get("size"),
+                      args.get("account", ""), args.get("domainid", ""))
     volume_id, volume_uuid = await ctx.services.volumes.create(ctx.caller, spec)
 
     async def work() -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""tenancy: resource limits of accounts and domains
+"""tenancy: resource limits of accounts and domains; VMs found by their account
 
 Revision ID: 0014
 Revises: 0013
@@ -30,5 +30,9 @@ def upgrade() -> None:
     )
 
 
+    op.create_index("ix_vms_account", "vms", ["account_id"])
+
+
 def downgrade() -> None:
+    op.drop_index("ix_vms_account", table_name="vms")
     op.drop_table("resource_limits")
