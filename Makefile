@@ -82,6 +82,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.secgroups --rules 1000 --vms 100 --json benchmarks/results/secgroups.json
 	$(PY) -m benchmarks.cluster --servers 3 --agents 3000 --json benchmarks/results/cluster.json
 	$(PY) -m benchmarks.cluster --servers 1 --agents 3000 --json benchmarks/results/cluster-single.json
+	$(PY) -m benchmarks.tenancy --domains 100 --vms 10000 --json benchmarks/results/tenancy.json
 	$(PY) -m benchmarks.report
 
 # Coverage-guided fuzzing of the C frame decoder with libFuzzer (clang and its runtimes, installed when missing).

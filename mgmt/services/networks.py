@@ -21,7 +21,7 @@ from ..errors import InvalidParameter, PermissionDenied, ResourceInUse
 from ..network import lifecycle
 from .caller import Caller
 from .crud import Filters, Row
-from .queries import acting_for, fetch, find, keyword, matching, new_uuid, now, owner_filter
+from .queries import acting_for, fetch, find, keyword, matching, new_uuid, now, owner_filter, owns
 
 SHARED_OFFERING = "DefaultSharedNetworkOffering"
 ISOLATED_DEFAULTS = ("10.1.1.1", "255.255.255.0")  # CloudStack's guest CIDR for isolated networks
@@ -209,10 +209,13 @@ class Networks:
 
     async def find(self, caller: Caller, ident: str) -> Row:
         """A network the caller may change: an admin any, an account its own isolated ones."""
-        row = await self.db.read(find, caller, networks, ident, "network")
-        if not caller.is_admin and row.account_id != caller.account_id:
-            raise PermissionDenied(f"unable to find or access network {ident}")
-        return row
+        def work(conn: Connection) -> Row:
+            row = find(conn, caller, networks, ident, "network")
+            if not caller.is_admin and (row.account_id is None or not owns(conn, caller, row.account_id)):
+                raise PermissionDenied(f"unable to find or access network {ident}")
+            return row
+
+        return await self.db.read(work)
 
     async def restart(self, network_id: int) -> Network:
         """Implement it again when a VM of it runs (an isolated network shut down by mistake gets a

@@ -32,7 +32,7 @@ from ..errors import InvalidParameter, ResourceInUse
 from ..network import security
 from .caller import Caller
 from .crud import Filters, Row
-from .queries import acting_for, fetch, find, keyword, matching, new_uuid, now, owner_filter
+from .queries import acting_for, fetch, find, keyword, matching, new_uuid, now, owner_filter, owns
 
 if TYPE_CHECKING:
     from ..db.database import Database
@@ -229,7 +229,7 @@ def _revoke(conn: Connection, caller: Caller, rule_uuid: str, direction: str) ->
         sa.select(security_group_rules).where(security_group_rules.c.uuid == rule_uuid)).first()
     group = conn.execute(sa.select(security_groups).where(security_groups.c.id == rule.group_id)).first() \
         if rule is not None else None
-    if rule is None or group is None or (not caller.is_admin and group.account_id != caller.account_id):
+    if rule is None or group is None or not owns(conn, caller, group.account_id):
         raise InvalidParameter(f"unable to find security group rule {rule_uuid}")
     if rule.direction != direction:
         raise InvalidParameter(f"rule {rule_uuid} is an {rule.direction} rule")

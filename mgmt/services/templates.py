@@ -20,7 +20,7 @@ from ..db.schema import accounts, domains, templates, vms, zones
 from ..errors import InvalidParameter, PermissionDenied, ResourceInUse
 from .caller import Caller
 from .crud import Filters, Row
-from .queries import fetch, find, keyword, matching, new_uuid, now
+from .queries import fetch, find, keyword, matching, new_uuid, now, owns
 
 if TYPE_CHECKING:
     from ..db.database import Database
@@ -194,7 +194,7 @@ def _register(conn: Connection, caller: Caller, spec: TemplateSpec, url: str, si
 
 def _delete(conn: Connection, caller: Caller, ident: str) -> str:
     row = find(conn, caller, templates, ident, "template")
-    if not caller.is_admin and row.account_id != caller.account_id:
+    if not caller.is_admin and (row.account_id is None or not owns(conn, caller, row.account_id)):
         raise PermissionDenied(f"unable to find or access template {ident}")
     if conn.scalar(sa.select(vms.c.id).where(vms.c.template_id == row.id, vms.c.removed.is_(None)).limit(1)):
         raise ResourceInUse(f"template {row.name} is used by VMs; expunge them first")

@@ -56,15 +56,19 @@ async def test_a_domain_admin_manages_its_subtree_and_nothing_else(api: ApiCloud
     eu = await domain(api, "eu", sales["id"])
     paris = await domain(api, "paris", eu["id"])
     ops = await domain(api, "ops")
+    us = await domain(api, "us", sales["id"])  # eu's sibling
     assert (paris["path"], paris["level"], paris["parentdomainname"]) == ("ROOT/sales/eu/paris", 3, "eu")
     _euadmin, euadmin = await account(api, "euadmin", eu["id"], account_type=2)
     _paris1, paris1_cs = await account(api, "paris1", paris["id"])
     _ops1, ops1_cs = await account(api, "ops1", ops["id"])
+    _us1, us1_cs = await account(api, "us1", us["id"])
     where = await ids(api, paris1_cs)
     mine = (await api.call(lambda: paris1_cs.deployVirtualMachine(**where, fetch_result=True)))[
         "virtualmachine"]
     theirs = (await api.call(lambda: ops1_cs.deployVirtualMachine(**where, fetch_result=True)))[
         "virtualmachine"]
+    sibling_job = await api.call(lambda: us1_cs.deployVirtualMachine(**where))
+    sibling = (await api.call(lambda: us1_cs._jobresult(sibling_job["jobid"])))["virtualmachine"]
 
     # What the domain admin sees: its subtree, with listall; its own account's alone without.
     seen = (await api.call(lambda: euadmin.listVirtualMachines(listall=True)))["virtualmachine"]
@@ -80,6 +84,12 @@ async def test_a_domain_admin_manages_its_subtree_and_nothing_else(api: ApiCloud
     assert {v["account"] for v in volumes} == {"paris1"}
     events = (await api.call(lambda: euadmin.listEvents(listall=True)))["event"]
     assert {e["account"] for e in events} <= {"euadmin", "paris1"} and events
+    jobs = (await api.call(lambda: euadmin.listAsyncJobs(listall=True)))["asyncjobs"]
+    assert {j["accountid"] for j in jobs} == {_paris1["id"]}
+    assert (await refused(api, lambda: euadmin.queryAsyncJobResult(jobid=sibling_job["jobid"])))[
+        "errorcode"] == 531
+    assert (await refused(api, lambda: euadmin.rebootVirtualMachine(id=sibling["id"])))["errorcode"] == 531
+    assert (await refused(api, lambda: euadmin.listVolumes(domainid=us["id"])))["errorcode"] == 531
 
     # What it may not see or touch: 531 with the text a missing one gets.
     missing = "9b1c6a52-0f4e-4c1a-9a11-2f0e3b0d1e11"
@@ -242,3 +252,24 @@ async def test_a_domain_limit_caps_its_accounts_together(api: ApiCloud) -> None:
     limits = {r["resourcetypename"]: r["max"] for r in
               (await api.call(lambda: admin.listResourceLimits(domainid=team["id"])))["resourcelimit"]}
     assert limits["user_vm"] == 3 and limits["cpu"] == 80  # its own, and the max.domain.* default
+
+
+async def test_a_domain_deleted_with_cleanup_takes_its_accounts_and_subdomains(api: ApiCloud) -> None:
+    admin = api.client()
+    temp = await domain(api, "temp")
+    inner = await domain(api, "inner", temp["id"])
+    _t1, t1_cs = await account(api, "temp1", inner["id"])
+    where = await ids(api, t1_cs)
+    vm = (await api.call(lambda: t1_cs.deployVirtualMachine(**where, fetch_result=True)))["virtualmachine"]
+    error = await refused(api, lambda: admin.deleteDomain(id=temp["id"], fetch_result=True))
+    assert "cleanup=true" in error["errortext"]
+    await api.call(lambda: admin.deleteDomain(id=temp["id"], cleanup=True, fetch_result=True))
+    names = {d["name"] for d in (await api.call(lambda: admin.listDomains(listall=True)))["domain"]}
+    assert not names & {"temp", "inner"}
+    assert await api.call(lambda: admin.listAccounts(name="temp1", listall=True)) == {}
+    with api.cloud.services.db.engine.connect() as conn:
+        state = conn.execute(sa.select(vms.c.state, vms.c.removed).where(vms.c.uuid == vm["id"])).one()
+        assert state.removed is not None or state.state == "Expunging"
+        assert capacity.check_totals(conn) == []
+    again = await domain(api, "temp")  # the name is free again
+    assert again["path"] == "ROOT/temp"
