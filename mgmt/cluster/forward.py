@@ -9,8 +9,9 @@ a ``ForwardAnswer`` followed by the host's answers. Nothing else is accepted on 
 request ends that link, and only that link.
 
 ``PeerLinks`` is the sending side: one link per peer, opened on first use and kept; the holder of a host
-is read from the database (``hosts.mgmt_server_id``) and remembered until a forward says the host is not
-there, a peer's status write for the host arrives through the change journal, or the peer leaves. A peer
+is read from the database (``hosts.mgmt_server_id``) and remembered for a second at most, less when a
+forward says the host is not there, a peer's status write for the host arrives through the change journal,
+or the peer leaves. A peer
 that dies or is declared down ends its link, which fails the requests in flight on it at once.
 """
 
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 HANDSHAKE_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
 SLACK = 2.0  # seconds a forwarding server waits beyond the host's deadline (the peer's own hop)
+OWNER_TTL = 1.0  # seconds a host's holder is trusted without reading it again (the journal also says)
 MAX_PEER_LINKS = 256  # peer connections served at once (a cloud has a handful of servers)
 
 
@@ -164,7 +166,8 @@ class PeerLinks:
         self.members = members  # the live servers (from ``Peers``)
         self.links: dict[int, Link] = {}
         self._opening: dict[int, trio.Event] = {}
-        self.owners: dict[int, int] = {}  # host id -> the server last found holding it
+        # host id -> (the server last found holding it, when): kept OWNER_TTL seconds at most
+        self.owners: dict[int, tuple[int, float]] = {}
         self.nursery: trio.Nursery | None = None
         self.forwards = 0  # requests sent to peers (for tests and metrics)
 
@@ -181,7 +184,7 @@ class PeerLinks:
         link = self.links.pop(msid, None)
         if link is not None:
             link.end(f"management server {msid} is down")
-        for host_id in [h for h, m in self.owners.items() if m == msid]:
+        for host_id in [h for h, (m, _t) in self.owners.items() if m == msid]:
             del self.owners[host_id]
 
     def journal(self, _jid: int, deltas: list[Any]) -> None:
@@ -202,12 +205,17 @@ class PeerLinks:
         server holds it, its server is not reachable, or went away with the request in flight) or
         OperationTimedOut."""
         for attempt in range(2):
-            owner = self.owners.get(host_id)
-            if owner is None:
-                owner = await self.db.read(holder, host_id)
-                if owner is None:
+            cached = self.owners.get(host_id)
+            now = trio.current_time()
+            if cached is not None and now - cached[1] < OWNER_TTL:
+                owner = cached[0]
+            else:
+                found = await self.db.read(holder, host_id)
+                if found is None:
+                    self.owners.pop(host_id, None)
                     raise AgentUnavailable(f"host {host_id} is not connected to any management server")
-                self.owners[host_id] = owner
+                owner = found
+                self.owners[host_id] = (owner, now)
             if owner == self.msid:
                 self.owners.pop(host_id, None)
                 raise AgentUnavailable(f"host {host_id} has no agent connected to this management server")

@@ -299,8 +299,6 @@ def _user_query() -> sa.Select[Any]:
 def _users(conn: Connection, caller: Caller, args: Filters) -> tuple[list[Row], int]:
     where = [users.c.removed.is_(None), *keyword(users.c.username, args),
              *_reach(conn, caller, args, users.c.account_id)]
-    if not caller.manages_accounts:
-        where.append(users.c.id == caller.user_id)
     if caller.is_domain_admin:
         where.append(accounts.c.type != ROOT_ADMIN)
     where += matching(

@@ -436,8 +436,12 @@ class Tenancy:
         what went. Run as the account's deletion job."""
         vm_ids, _vols, _nets = await self.db.read(account_resources, account_id)
         for vm_id in vm_ids:
+            state = await self.db.read(_vm_state, vm_id)
             try:
-                await self.vms.destroy(_system(caller), vm_id, expunge=True)
+                if state == "Destroyed":  # (waiting for the expunge delay)
+                    await self.vms.expunge(vm_id)
+                elif state != "Expunging":
+                    await self.vms.destroy(_system(caller), vm_id, expunge=True)
             except CumuloError as e:
                 log.warning("deleting an account: VM %d not destroyed: %s", vm_id, e)
                 raise
@@ -450,6 +454,11 @@ class Tenancy:
         if left[0]:
             raise CumuloError(f"{len(left[0])} VMs of the account are still there; try again")
         return {"vms": len(vm_ids), "volumes": len(vol_ids), "networks": len(net_ids)}
+
+
+def _vm_state(conn: Connection, vm_id: int) -> str | None:
+    state = conn.scalar(sa.select(vms.c.state).where(vms.c.id == vm_id))
+    return None if state is None else str(state)
 
 
 def _system(caller: Caller) -> Caller:

@@ -207,6 +207,29 @@ async def _three_servers(nursery: trio.Nursery, url: str, db: Database, a: Servi
     assert rows[stop["jobid"]].status == rows[start["jobid"]].status == 1, rows
     assert rows[stop["jobid"]].completed <= rows[start["jobid"]].completed
 
+    # A limit holds across servers: deploys for one account through A and B at once cannot overshoot it
+    # (the account's row is locked while the limit is checked).
+    root_domain = (await trio.to_thread.run_sync(lambda: client(a.api_url, creds).listDomains()))["domain"][0]
+    await trio.to_thread.run_sync(lambda: client(a.api_url, creds).createAccount(
+        username="capped", password="a-long-enough-password", email="c@x", firstname="c", lastname="c"))
+    await trio.to_thread.run_sync(lambda: client(b.api_url, creds).updateResourceLimit(
+        account="capped", domainid=root_domain["id"], resourcetype=0, max=3))
+    accepted: list[str] = []
+
+    def deploy_capped(url_: str) -> None:
+        try:
+            job = client(url_, creds).deployVirtualMachine(zoneid=zone, serviceofferingid=offering,
+                                                          templateid=template, account="capped",
+                                                          domainid=root_domain["id"])
+            accepted.append(job["jobid"])
+        except Exception:  # refused: over the limit
+            pass
+
+    async with trio.open_nursery() as racing:
+        for i in range(8):
+            racing.start_soon(trio.to_thread.run_sync, deploy_capped, (a.api_url, b.api_url)[i % 2])
+    assert len(accepted) == 3
+
     # A login session made on C is good on A, and stays good after C dies.
     password = creds["password"]
     login = await trio.to_thread.run_sync(lambda: requests.post(
@@ -221,8 +244,15 @@ async def _three_servers(nursery: trio.Nursery, url: str, db: Database, a: Servi
 
     assert (await trio.to_thread.run_sync(with_session, a.api_url)).status_code == 200
 
-    # A deploy through C whose start hangs on the host, and a stop through B that hangs too; C is
-    # killed with its job in flight. B's job is B's: the take-over must leave it alone.
+    # A deploy through C whose start hangs on the host, and a stop through B that hangs too (of a VM on a
+    # host A holds: one of C's would fail with C, as it should); C is killed with its job in flight.
+    # B's job is B's: the take-over must leave it alone.
+    with db.engine.connect() as conn:
+        a_host = conn.scalar(sa.select(hosts.c.uuid).where(hosts.c.mgmt_server_id == a.msid,
+                                                           hosts.c.status == "Up").limit(1))
+    kept = (await trio.to_thread.run_sync(lambda: client(b.api_url, creds).deployVirtualMachine(
+        zoneid=zone, serviceofferingid=offering, templateid=template, hostid=a_host,
+        fetch_result=True)))["virtualmachine"]["id"]
     for f in faults.values():
         f.add("StartCommand", "wait:60000")
         f.add("StopCommand", "wait:60000")
@@ -230,14 +260,14 @@ async def _three_servers(nursery: trio.Nursery, url: str, db: Database, a: Servi
     pending = await trio.to_thread.run_sync(lambda: cs_c.deployVirtualMachine(
         zoneid=zone, serviceofferingid=offering, templateid=template))
     stuck = pending["id"]
-    stopping = await trio.to_thread.run_sync(lambda: cs_b.stopVirtualMachine(id=vm_ids[0]))
+    stopping = await trio.to_thread.run_sync(lambda: cs_b.stopVirtualMachine(id=kept))
 
     def state_of(vm_uuid: str) -> str | None:
         with db.engine.connect() as conn:
             return conn.scalar(sa.select(vms.c.state).where(vms.c.uuid == vm_uuid))
 
     await wait_until("the deploy under way", lambda: state_of(stuck) == "Starting")
-    await wait_until("the stop under way", lambda: state_of(vm_ids[0]) == "Stopping")
+    await wait_until("the stop under way", lambda: state_of(kept) == "Stopping")
     c_msid = c.msid()
     await c.kill()
 
@@ -254,8 +284,9 @@ async def _three_servers(nursery: trio.Nursery, url: str, db: Database, a: Servi
     assert row.taken_over_by in (a.msid, b.msid)
     await wait_until("C's agents Up on A and B", all_up_elsewhere)
     with db.engine.connect() as conn:  # B's stop is still B's, under way
-        assert state_of(vm_ids[0]) == "Stopping"
-        assert conn.scalar(sa.select(async_jobs.c.status).where(async_jobs.c.uuid == stopping["jobid"])) == 0
+        job_row = conn.execute(sa.select(async_jobs.c.status, async_jobs.c.result)
+                               .where(async_jobs.c.uuid == stopping["jobid"])).one()
+        assert (state_of(kept), job_row.status) == ("Stopping", 0), job_row
     for f in faults.values():
         f.clear()
     with db.engine.connect() as conn:

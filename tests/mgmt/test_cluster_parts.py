@@ -201,7 +201,7 @@ def _links(ca: CertificateAuthority, tmp_path: Path, msid: int, port: int, as_ms
     _server, client = ca.peer_contexts(key, cert.pem, tmp_path / f"links-{as_msid}")
     member = Member(msid, "", "127.0.0.1", 8250, port, "", "", "Up", dt.datetime.now(dt.UTC), True)
     links = PeerLinks(_Holder(msid), as_msid, ca, client, lambda: {msid: member})  # type: ignore[arg-type]
-    links.owners.update({7: msid, 8: msid, 9: msid})
+    links.owners.update({h: (msid, 1e12) for h in (7, 8, 9)})  # (trusted: no database here)
     return links
 
 
