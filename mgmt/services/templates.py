@@ -15,6 +15,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from .. import limits
 from ..db.database import inserted_id
 from ..db.schema import accounts, domains, templates, vms, zones
 from ..errors import InvalidParameter, PermissionDenied, ResourceInUse
@@ -189,6 +190,7 @@ def _register(conn: Connection, caller: Caller, spec: TemplateSpec, url: str, si
         size_bytes=size, details=orjson.dumps(details).decode(), public=spec.public,
         featured=spec.featured, account_id=caller.account_id, zone_id=zone_id, state="Ready", created=now(),
     )))
+    limits.verify(conn, caller.account_id, (limits.T.TEMPLATE,))  # (a refusal rolls it back)
     return list(conn.execute(_query().where(templates.c.id == template_id).order_by(zones.c.id)))
 
 

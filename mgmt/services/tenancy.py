@@ -28,7 +28,7 @@ from .accounts import KeysChanged, _caller, _caller_query, _user_query
 from .caller import DOMAIN_ADMIN, ROOT_ADMIN, USER, Caller
 from .crud import Row
 from .passwords import check_password, hash_password, verify_password
-from .queries import domain_in_reach, new_uuid, now, owns
+from .queries import domain_in_reach, new_uuid, now
 
 if TYPE_CHECKING:
     from .networks import Networks
@@ -46,9 +46,7 @@ ROLES = (
      DOMAIN_ADMIN),
     ("1d3d9e2c-0b1a-4c1e-9e4f-000000000004", "User", "User", "Default user role", USER),
 )
-ROLE_OF_TYPE = {t: (uuid, name, kind) for uuid, name, kind, _d, t in ROLES if t is not None}
 TYPE_OF_ROLE = {uuid: t for uuid, _n, _k, _d, t in ROLES}
-STATES = {"enabled", "disabled", "locked"}
 
 
 # --- rows ----------------------------------------------------------------------------------------------
@@ -281,10 +279,6 @@ def update_limit(conn: Connection, caller: Caller, who: Owner, rtype: limits.Res
     limits.set_limit(conn, who.kind, who.id, rtype, maximum)
 
 
-def owns_account(conn: Connection, caller: Caller, account_id: int) -> bool:
-    return owns(conn, caller, account_id)
-
-
 # --- the service ---------------------------------------------------------------------------------------
 
 
@@ -468,5 +462,3 @@ def _system(caller: Caller) -> Caller:
                   caller.account_name, caller.account_uuid, caller.domain_id, caller.domain_uuid,
                   caller.domain_name, caller.domain_path)
 
-
-__all__ = ["ROLES", "STATES", "Tenancy", "UserSpec", "domain_rows"]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ...errors import InvalidParameter
 from ...limits import NAMES, ResourceType
 from ...services.domains import cs_path
-from ...services.tenancy import ROLE_OF_TYPE, ROLES, UserSpec
+from ...services.tenancy import ROLES, UserSpec
 from ..registry import Param, command
 from .accounts import _account, domain_view, user_view
 from .common import PAGING, listing, page, success
@@ -473,5 +473,3 @@ async def list_resource_counts(ctx: Context, args: dict[str, Any]) -> dict[str, 
 async def update_resource_count(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     return await _counts(ctx, args)
 
-
-ROLE_FIELDS = ROLE_OF_TYPE
