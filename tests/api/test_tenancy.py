@@ -142,7 +142,13 @@ async def test_an_account_deleted_with_running_vms_gives_everything_back(api: Ap
     made = [(await api.call(lambda: gone_cs.deployVirtualMachine(**where, fetch_result=True)))[
         "virtualmachine"] for _ in range(2)]
     assert all(v["state"] == "Running" for v in made)
+    zone = where["zoneid"]
+    await api.call(lambda: gone_cs.createVolume(zoneid=zone, size=1, name="attached",
+                                                virtualmachineid=made[0]["id"], fetch_result=True))
+    await api.call(lambda: gone_cs.createVolume(zoneid=zone, size=1, name="loose", fetch_result=True))
     await api.call(lambda: admin.deleteAccount(id=gone["id"], fetch_result=True))
+    assert await api.call(lambda: admin.listVolumes(listall=True, name="attached")) == {}
+    assert await api.call(lambda: admin.listVolumes(listall=True, name="loose")) == {}
     assert await api.call(lambda: admin.listAccounts(name="leaving")) == {}
     with api.cloud.services.db.engine.connect() as conn:
         left = conn.execute(sa.select(vms.c.state, vms.c.removed).where(
