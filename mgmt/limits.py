@@ -177,10 +177,11 @@ def verify(conn: Connection, account_id: int, kinds: Collection[ResourceType]) -
     def lock(query: sa.Select[Any]) -> sa.Select[Any]:
         return query.with_for_update() if postgres else query
 
-    account = conn.execute(lock(sa.select(accounts.c.id, accounts.c.name, accounts.c.type,
-                                          accounts.c.domain_id).where(accounts.c.id == account_id))).first()
-    if account is None or account.type == 1:  # the root admin's accounts have no limits
+    kind = conn.scalar(sa.select(accounts.c.type).where(accounts.c.id == account_id))
+    if kind is None or kind == 1:  # the root admin's accounts have no limits: nothing to lock either
         return
+    account = conn.execute(lock(sa.select(accounts.c.id, accounts.c.name, accounts.c.type,
+                                          accounts.c.domain_id).where(accounts.c.id == account_id))).one()
     path = conn.scalar(sa.select(domains.c.path).where(domains.c.id == account.domain_id)) or "/"
     chain = [p for p in _ancestors(path) if p != "/"]  # ROOT has no limits
     rows = {r.path: r for r in conn.execute(lock(sa.select(domains.c.id, domains.c.path, domains.c.name)
