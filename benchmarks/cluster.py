@@ -53,11 +53,10 @@ SETTINGS = {"ping.interval": "30", "cluster.agent.rebalance.rate": "100"}
 
 
 class Server:
-    def __init__(self, n: int, url: str, root: Path, zone: Path | None) -> None:
+    def __init__(self, n: int, url: str, root: Path) -> None:
         self.n, self.url, self.data = n, url, root / f"mgmt{n}"
         self.data.mkdir()
         self.log = self.data / "mgmt.log"
-        self.zone = zone
         self.proc: subprocess.Popen[bytes] | None = None
         self.api = ""
         self.agent_port = 0
@@ -66,8 +65,6 @@ class Server:
         args = [sys.executable, "-m", "mgmt", "serve", "--db", self.url, "--data-dir", str(self.data),
                 "--agent-port", "0", "--api-port", "0", "--peer-port", "0", "--bind", "127.0.0.1",
                 "--log-level", "INFO"]
-        if self.zone is not None:
-            args += ["--zone-config", str(self.zone)]
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=out)
 
@@ -283,7 +280,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"servers": args.servers, "agents": args.agents, "vms": args.vms,
                               "concurrency": args.concurrency, "settings": SETTINGS}
     with private_postgres(fsync=True) as url:
-        servers = [Server(i, url, root, None) for i in range(args.servers)]
+        servers = [Server(i, url, root) for i in range(args.servers)]
         # The schema, the zone and the settings first, as an operator would set them before the servers run.
         db, _msid, _values = prepare(ServerConfig(data_dir=str(servers[0].data), db=url,
                                                   zone_config=str(zone)))

@@ -329,7 +329,7 @@ async def _serve(config: ServerConfig, p: Prepared, task_status: Any) -> int:
         db.remote_listeners.append(links.journal)
 
         def revoked(jid: int, deltas: list[Any]) -> None:
-            for guid in trust.serials_revoked(jid, deltas):
+            for guid in trust.revoked_by_peer(jid, deltas):
                 link = manager.newest.get(guid)
                 if link is not None:
                     link.close("its certificate was revoked")

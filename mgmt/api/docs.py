@@ -56,11 +56,13 @@ against it unchanged.
 
 ## Roles
 
-A root admin (account type 1) may call every command and act on everything. A user (type 0) sees and
-acts on its own VMs, volumes, jobs and affinity groups only; another account's resource answers 531
-with exactly the text a missing one gets, so ids do not leak. Admin commands are absent from a
-user's `listApis` and answer 401. As in CloudStack, list commands show an admin its own account's
-items unless `listall=true`, `id`/`ids` or `account` (+ `domainid`) widens them.
+A root admin (account type 1) may call every command and act on everything. A domain admin (type 2)
+acts on the accounts, users and resources of its domain and every domain below it, and may call the
+admin commands marked "root or domain admin". A user (type 0) sees and acts on its own account's
+resources only. What a caller may not reach answers 531 with exactly the text a missing one gets, so
+ids do not leak. Commands a caller may not call are absent from its `listApis` and answer 401. As in
+CloudStack, list commands show an admin its own account's items unless `listall=true`, `id`/`ids`,
+`domainid` (with `isrecursive`) or `account` (+ `domainid`) widens them ([tenancy.md](tenancy.md)).
 
 ## Shapes
 

@@ -101,7 +101,7 @@ class PeerPort:
                 log.warning("peer connection from %s: no TLS handshake in %g s", peer, HANDSHAKE_TIMEOUT)
                 return
             msid = self.ca.peer_msid(tls.getpeercert(binary_form=True) or b"")
-        except (trio.BrokenResourceError, trio.ClosedResourceError, CertificateError) as e:
+        except (trio.BrokenResourceError, trio.ClosedResourceError, CertificateError, ValueError) as e:
             log.warning("peer connection from %s refused: %s", peer, e.__cause__ or e)
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 await stream.aclose()
@@ -274,7 +274,7 @@ class PeerLinks:
                 except BaseException:
                     await trio.aclose_forcefully(tcp)
                     raise
-        except (OSError, trio.TooSlowError, trio.BrokenResourceError, CertificateError) as e:
+        except (OSError, trio.TooSlowError, trio.BrokenResourceError, CertificateError, ValueError) as e:
             raise AgentUnavailable(f"management server {member.msid} at {where}: cannot connect: "
                                    f"{e.__cause__ or e or 'timed out'}") from None
         if found != member.msid:

@@ -179,9 +179,9 @@ class Trust:
             trust.revoked = revoked_serials(conn)
         return trust
 
-    def serials_revoked(self, _jid: int, deltas: list[object]) -> list[str]:
-        """From the change journal: certificates a peer revoked; their serials (the caller closes the
-        hosts' links)."""
+    def revoked_by_peer(self, _jid: int, deltas: list[object]) -> list[str]:
+        """From the change journal: certificates a peer revoked are refused here too; the guids of their
+        hosts (the caller closes those hosts' links)."""
         guids = []
         for d in deltas:
             if isinstance(d, CertificatesRevoked):

@@ -344,9 +344,8 @@ def _keys(conn: Connection, caller: Caller, ident: str) -> dict[str, str]:
 
 
 class Accounts:
-    def __init__(self, db: Database, values: dict[str, Any] | None = None) -> None:
+    def __init__(self, db: Database) -> None:
         self.db = db
-        self.values = values or {}
 
     async def caller_by_key(self, api_key: str) -> Caller | None:
         return await self.db.read(caller_by_key, api_key)

@@ -283,9 +283,8 @@ def update_limit(conn: Connection, caller: Caller, who: Owner, rtype: limits.Res
 
 
 class Tenancy:
-    def __init__(self, db: Database, values: dict[str, Any], vms: VirtualMachines, volumes: Volumes,
-                 networks: Networks) -> None:
-        self.db, self.values = db, values
+    def __init__(self, db: Database, vms: VirtualMachines, volumes: Volumes, networks: Networks) -> None:
+        self.db = db
         self.vms, self.volumes, self.networks = vms, volumes, networks
 
     async def hashed(self, password: str, username: str) -> str:

@@ -239,9 +239,10 @@ async def test_the_peer_port_admits_peers_only(nursery: trio.Nursery, tmp_path: 
     creds = Credentials.store(tmp_path / "host", key, issued.pem, ca.pem)
     tls = trio.SSLStream(await trio.open_tcp_stream("127.0.0.1", port.port), creds.context())
     try:
-        await tls.do_handshake()
-        await tls.send_all(b"x" * 100)
-        got = await tls.receive_some(100)
+        with trio.fail_after(10):  # (a port that took it would keep the link open: a failure, not a hang)
+            await tls.do_handshake()
+            await tls.send_all(b"x" * 100)
+            got = await tls.receive_some(100)
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         got = b""  # refused during or right after the handshake
     assert got == b"" and len(port.links) == 0

@@ -1,5 +1,6 @@
-"""Domains, accounts and users: listDomains, listAccounts, createAccount, listUsers, registerUserKeys,
-getUserKeys. A user sees their own account and user; admins see everyone."""
+"""Domains, accounts and users as lists and keys: listDomains, listAccounts, createAccount, listUsers,
+registerUserKeys, getUserKeys. A user sees its own account's; a domain admin its subtree's; the root
+admin everyone's. Their life after creation is in ``tenancy.py``."""
 
 from __future__ import annotations
 
