@@ -128,10 +128,16 @@ def _command(cmd: Command) -> str:
         lines += ["", f"Answers: `{cmd.response}`."]
     if cmd.event:
         lines += ["", f"Event: `{cmd.event}`."]
-    if cmd.params:
+    if cmd.accepted:
         lines += ["", "| parameter | type | required | description |", "|---|---|---|---|"]
-        for p in cmd.params:
+        for p in cmd.accepted:
             lines.append(f"| `{p.name}` | {p.type} | {'yes' if p.required else ''} | {p.description} |")
+    refused: dict[str, list[str]] = {}
+    for p in cmd.params:
+        if p.refused:
+            refused.setdefault(p.refused, []).append(f"`{p.name}`")
+    for reason, names in refused.items():
+        lines += ["", f"Refused (error 431) when given a value: {', '.join(names)} ({reason})."]
     return "\n".join(lines) + "\n"
 
 

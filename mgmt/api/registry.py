@@ -28,6 +28,11 @@ class Param:
     required: bool = False
     description: str = ""
     length: int = 255  # the longest string value accepted
+    # Not empty: CloudStack's parameter, refused here (error 431 naming it, with this reason) when given
+    # a value other than those in ``harmless``: it does not apply to this cloud (VMware, OVM3, projects,
+    # IPv6...), and ignoring it would do something else than asked. listApis does not list it.
+    refused: str = ""
+    harmless: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,11 @@ class Command:
         return bool(caller.is_admin or (self.domain_admin and caller.is_domain_admin))
 
     @property
+    def accepted(self) -> tuple[Param, ...]:
+        """The parameters it takes (not the refused ones): what listApis and the docs show."""
+        return tuple(p for p in self.params if not p.refused)
+
+    @property
     def area(self) -> str:
         """The module that declares it (discovery, vms, volumes...), for the docs' sections."""
         return self.handler.__module__.rsplit(".", 1)[-1]
@@ -68,8 +78,11 @@ def command(
     response: str = "",
     domain_admin: bool = False,
 ) -> Callable[[Callable[..., Awaitable[dict[str, Any]]]], Any]:
+    seen: set[str] = set()
     for p in params:
         assert p.type in TYPES, f"{name}: parameter {p.name} has unknown type {p.type}"
+        assert p.name.lower() not in seen, f"{name}: parameter {p.name} declared twice"
+        seen.add(p.name.lower())
 
     def register(handler: Callable[..., Awaitable[dict[str, Any]]]) -> Any:
         assert name.lower() not in COMMANDS, f"{name} declared twice"
@@ -80,11 +93,27 @@ def command(
     return register
 
 
+def refuse(reason: str, *names: str, harmless: tuple[str, ...] = ()) -> tuple[Param, ...]:
+    """CloudStack's parameters ``names``, refused here for ``reason`` (see ``Param.refused``)."""
+    return tuple(Param(n, refused=reason, harmless=harmless) for n in names)
+
+
 def parse(cmd: Command, raw: Mapping[str, str]) -> dict[str, Any]:
-    """The command's parameters, typed; unknown ones are ignored (as CloudStack does)."""
+    """The command's parameters, typed. A name the command does not declare is ignored, as CloudStack
+    ignores names it does not know; a declared but refused one is error 431."""
     lowered = {k.lower(): v for k, v in raw.items()}
     args: dict[str, Any] = {}
     for p in cmd.params:
+        if p.refused:
+            given = lowered.get(p.name.lower())
+            if given is None and any(k.startswith(p.name.lower() + "[") for k in lowered):
+                given = "(a map)"
+            if given not in (None, "") and given.lower() not in p.harmless:
+                raise InvalidParameter(
+                    f"Unable to execute API command {cmd.name.lower()}: parameter {p.name} is not "
+                    f"supported by this cloud ({p.refused})"
+                )
+            continue
         if p.type == "map":
             entries = _map(p, lowered)
             if entries:

@@ -44,7 +44,6 @@ def domain_view(d: DomainView) -> dict[str, Any]:
     Param("level", "integer", description="domains this deep (ROOT is 0)"),
     Param("listall", "boolean", description="every domain in the caller's reach"),
     Param("details", "list", description="accepted for compatibility (resource limits: listResourceLimits)"),
-    Param("keyword", description="names containing it"),
     *PAGING,
     response="domain",
 )
@@ -103,7 +102,6 @@ def user_view(r: Any) -> dict[str, Any]:
     Param("isrecursive", "boolean", description="with domainid: its subdomains' accounts too"),
     Param("state", description="enabled, disabled or locked"),
     Param("listall", "boolean", description="every account in the caller's reach (the default for admins)"),
-    Param("keyword", description="names containing it"),
     *PAGING,
     response="account",
 )
@@ -161,7 +159,6 @@ async def create_account(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     Param("isrecursive", "boolean", description="with domainid: its subdomains' users too"),
     Param("state", description="enabled, disabled or locked"),
     Param("listall", "boolean", description="every user in the caller's reach (the default for admins)"),
-    Param("keyword", description="names containing it"),
     *PAGING,
     response="user",
 )

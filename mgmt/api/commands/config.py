@@ -197,7 +197,6 @@ async def delete_alerts(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     "(cluster.heartbeat.threshold), Down once stopped or silent.",
     Param("id", "uuid", description="one server"),
     Param("name", description="servers of this (host) name"),
-    Param("keyword", description="servers whose name or address contains it"),
     *PAGING,
     admin=True,
     response="managementserver",

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..registry import COMMANDS, Param, command
+from ..fields import ASYNC_FIELDS, field, fields_of
+from ..registry import COMMANDS, Command, Param, command
 from .common import listing
 
 if TYPE_CHECKING:
     from ..app import Context
+
+
+def response_fields(c: Command) -> list[dict[str, Any]]:
+    """The fields of what ``c`` answers (``success`` for commands that answer only that), with the job's
+    fields for an async command."""
+    found = fields_of(c.response or "success")
+    if c.is_async:
+        found += [field(c.response or "success", n) for n in ASYNC_FIELDS]
+    return found
 
 
 @command(
@@ -31,9 +41,7 @@ async def list_apis(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
             "isasync": c.is_async,
             "since": c.since,
             "related": "",
-            "response": [{"name": c.response, "description": f"the {c.response} answered", "type": "object"}]
-            if c.response
-            else [],
+            "response": response_fields(c),
             "params": [
                 {
                     "name": p.name,
@@ -44,7 +52,7 @@ async def list_apis(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
                     "since": c.since,
                     "related": "",
                 }
-                for p in c.params
+                for p in c.accepted
             ],
         }
         for c in found

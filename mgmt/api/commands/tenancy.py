@@ -92,7 +92,6 @@ async def delete_domain(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     Param("name", description="subdomains of this name"),
     Param("isrecursive", "boolean", description="every level below, not just the children"),
     Param("listall", "boolean", description="accepted for compatibility"),
-    Param("keyword", description="names containing it"),
     *PAGING,
     admin=True,
     domain_admin=True,
@@ -350,7 +349,6 @@ async def move_user(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     Param("id", "uuid", description="one role"),
     Param("name", description="roles of this name"),
     Param("type", description="Admin, ResourceAdmin, DomainAdmin or User"),
-    Param("keyword", description="names containing it"),
     *PAGING,
     response="role",
 )
