@@ -24,6 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
 )
+from sqlalchemy import true as sa_true  # (named so: ``true`` reads like the Python constant)
 
 metadata = MetaData(naming_convention={
     "ix": "ix_%(column_0_label)s",
@@ -111,6 +112,9 @@ zones = Table(
     # "vnet" range), inclusive
     Column("vni_start", Integer, nullable=False, default=5000, server_default="5000"),
     Column("vni_end", Integer, nullable=False, default=5999, server_default="5999"),
+    Column("guest_cidr", String(64)),  # CloudStack's guestcidraddress: shown, the default of isolated networks
+    Column("local_storage", Boolean, nullable=False, default=True, server_default=sa_true()),
+    Column("security_groups", Boolean, nullable=False, default=False, server_default=false()),
     *_times(),
 )
 
@@ -192,6 +196,7 @@ storage_pools = Table(
     Column("used_bytes", BigInteger, nullable=False, default=0),
     Column("reserved_bytes", BigInteger, nullable=False, default=0),
     Column("update_count", BigInteger, nullable=False, default=0),
+    Column("details", Text, nullable=False, default="{}", server_default="{}"),  # JSON: createStoragePool details
     *_times(),
 )
 
@@ -211,6 +216,15 @@ templates = Table(
     Column("account_id", Integer),
     Column("zone_id", ForeignKey("zones.id")),  # NULL: every zone
     Column("state", String(32), nullable=False, default="Ready"),
+    Column("bits", Integer, nullable=False, default=64, server_default="64"),
+    Column("checksum", String(255), nullable=False, default="", server_default=""),
+    Column("password_enabled", Boolean, nullable=False, default=False, server_default=false()),
+    Column("sshkey_enabled", Boolean, nullable=False, default=False, server_default=false()),
+    Column("extractable", Boolean, nullable=False, default=False, server_default=false()),
+    Column("dynamically_scalable", Boolean, nullable=False, default=False, server_default=false()),
+    Column("template_tag", String(255), nullable=False, default="", server_default=""),
+    Column("template_type", String(32), nullable=False, default="USER", server_default="USER"),
+    Column("direct_download", Boolean, nullable=False, default=False, server_default=false()),
     *_times(),
 )
 
@@ -232,6 +246,21 @@ service_offerings = Table(
     Column("memory_mb", Integer, nullable=False),
     Column("host_tags", String(1024), nullable=False, default=""),
     Column("ha_enabled", Boolean, nullable=False, default=False),
+    # A custom offering has cpus, cpu_speed_mhz or memory_mb 0: the deploy gives them (within the bounds)
+    Column("min_cpus", Integer), Column("max_cpus", Integer),
+    Column("min_memory_mb", Integer), Column("max_memory_mb", Integer),
+    Column("root_disk_gb", Integer),  # the root disk's size (NULL: the template's)
+    Column("deployment_planner", String(64), nullable=False, default="", server_default=""),
+    Column("limit_cpu_use", Boolean, nullable=False, default=False, server_default=false()),
+    Column("is_volatile", Boolean, nullable=False, default=False, server_default=false()),
+    Column("network_rate", Integer),  # Mb/s of each NIC (NULL: unlimited)
+    # How its disks are made and driven: qcow2 preallocation (thin: none, sparse: metadata, fat: full),
+    # the disk cache mode, and libvirt's <iotune> limits (JSON: element name -> value)
+    Column("provisioning_type", String(16), nullable=False, default="thin", server_default="thin"),
+    Column("cache_mode", String(16), nullable=False, default="none", server_default="none"),
+    Column("iotune", Text, nullable=False, default="{}", server_default="{}"),
+    Column("storage_type", String(16), nullable=False, default="shared", server_default="shared"),
+    Column("details", Text, nullable=False, default="{}", server_default="{}"),  # JSON, as given
     *_times(),
 )
 
@@ -239,8 +268,17 @@ disk_offerings = Table(
     "disk_offerings", metadata, _id(), _uuid(),
     Column("name", String(255), nullable=False),
     Column("display_text", String(4096), nullable=False, default=""),
-    Column("size_gb", Integer, nullable=False),
+    Column("size_gb", Integer, nullable=False),  # 0: custom, the volume gives its size
     Column("tags", String(1024), nullable=False, default=""),
+    Column("size_strict", Boolean, nullable=False, default=False, server_default=false()),
+    Column("display", Boolean, nullable=False, default=True, server_default=sa_true()),
+    # How its disks are made and driven: qcow2 preallocation (thin: none, sparse: metadata, fat: full),
+    # the disk cache mode, and libvirt's <iotune> limits (JSON: element name -> value)
+    Column("provisioning_type", String(16), nullable=False, default="thin", server_default="thin"),
+    Column("cache_mode", String(16), nullable=False, default="none", server_default="none"),
+    Column("iotune", Text, nullable=False, default="{}", server_default="{}"),
+    Column("storage_type", String(16), nullable=False, default="shared", server_default="shared"),
+    Column("details", Text, nullable=False, default="{}", server_default="{}"),  # JSON, as given
     *_times(),
 )
 
@@ -287,6 +325,14 @@ ip_ranges = Table(
     Column("end_ip", String(64), nullable=False),
 )
 
+# CloudStack's instance groups: an account's named sets of VMs (deployVirtualMachine group=...)
+instance_groups = Table(
+    "instance_groups", metadata, _id(), _uuid(),
+    Column("name", String(255), nullable=False),
+    Column("account_id", ForeignKey("accounts.id"), nullable=False),
+    *_times(),
+)
+
 vms = Table(
     "vms", metadata, _id(), _uuid(),
     Column("instance_name", String(255), nullable=False, unique=True),
@@ -311,6 +357,11 @@ vms = Table(
     Column("user_data_id", ForeignKey("user_data.id")),
     Column("keypairs", String(1024), nullable=False, default=""),  # the key pairs' names, comma-separated
     Column("ssh_public_keys", Text, nullable=False, default=""),  # one per line
+    # A custom offering's values for this VM (NULL: the offering's own)
+    Column("cpus", Integer), Column("cpu_speed_mhz", Integer), Column("memory_mb", Integer),
+    Column("group_id", ForeignKey("instance_groups.id")),
+    Column("display", Boolean, nullable=False, default=True, server_default=sa_true()),
+    Column("details", Text, nullable=False, default="{}", server_default="{}"),  # JSON, as given
     *_times(),
     Index("ix_vms_host_state", "host_id", "state"),
     Index("ix_vms_account", "account_id"),
@@ -400,6 +451,11 @@ volumes = Table(
     Column("template_id", ForeignKey("templates.id")),
     Column("disk_offering_id", ForeignKey("disk_offerings.id")),
     Column("account_id", Integer, nullable=False),
+    # copied from its offering when it is made (as key pairs are to a VM: a later change does not move it)
+    Column("provisioning_type", String(16), nullable=False, default="thin", server_default="thin"),
+    Column("cache_mode", String(16), nullable=False, default="none", server_default="none"),
+    Column("iotune", Text, nullable=False, default="{}", server_default="{}"),
+    Column("display", Boolean, nullable=False, default=True, server_default=sa_true()),
     *_times(),
 )
 
@@ -566,4 +622,26 @@ alerts = Table(
     Column("archived", Boolean, nullable=False, default=False),
     Column("created", DateTime(timezone=True), nullable=False),
     Index("ix_alerts_created", "created"),
+)
+
+# The latest statistics of each VM, from its host (GetVmStatsCommand, every vm.stats.interval): one row
+# a VM, replaced at each collection, so the table stays as large as the cloud. Counters are cumulative
+# since the guest started; the utilisation is from the last two samples.
+vm_stats = Table(
+    "vm_stats", metadata,
+    Column("vm_id", ForeignKey("vms.id"), primary_key=True),
+    Column("host_id", Integer, nullable=False),
+    Column("collected", DateTime(timezone=True), nullable=False),
+    Column("vcpus", Integer, nullable=False),
+    Column("cpu_time_ns", BigInteger, nullable=False),
+    Column("cpu_utilization", Float, nullable=False),  # percent of its vCPUs, since the sample before
+    Column("memory_kbs", BigInteger, nullable=False),
+    Column("memory_free_kbs", BigInteger, nullable=False),
+    Column("memory_target_kbs", BigInteger, nullable=False),
+    Column("disk_read_bytes", BigInteger, nullable=False),
+    Column("disk_write_bytes", BigInteger, nullable=False),
+    Column("disk_read_ios", BigInteger, nullable=False),
+    Column("disk_write_ios", BigInteger, nullable=False),
+    Column("net_rx_bytes", BigInteger, nullable=False),
+    Column("net_tx_bytes", BigInteger, nullable=False),
 )
