@@ -89,8 +89,10 @@ def counts(conn: Connection, account_ids: sa.Select[Any] | list[int]) -> dict[Re
     live_vm = sa.and_(vms.c.account_id.in_(account_ids), vms.c.removed.is_(None),
                       vms.c.state.in_(LIVE_STATES))
     total = sa.func.coalesce
-    vm_row = conn.execute(sa.select(sa.func.count(), total(sa.func.sum(service_offerings.c.cpus), 0),
-                                    total(sa.func.sum(service_offerings.c.memory_mb), 0))
+    cpus = total(vms.c.cpus, service_offerings.c.cpus)  # (a custom offering's are the VM's)
+    memory = total(vms.c.memory_mb, service_offerings.c.memory_mb)
+    vm_row = conn.execute(sa.select(sa.func.count(), total(sa.func.sum(cpus), 0),
+                                    total(sa.func.sum(memory), 0))
                           .select_from(vms.join(service_offerings,
                                                 service_offerings.c.id == vms.c.service_offering_id))
                           .where(live_vm)).one()

@@ -134,7 +134,13 @@ GLOSSARY: dict[str, tuple[str, str]] = {
     "diskofferingname": ("string", "the name of the disk offering"),
     "diskofferingdisplaytext": ("string", "the description of the disk offering"),
     "provisioningtype": ("string", "thin, sparse or fat"),
-    "cachemode": ("string", "the disk's cache mode: none, writeback or writethrough"),
+    "cacheMode": ("string", "the disk's cache mode: none, writeback or writethrough"),
+    "storagetags": ("string", "the storage tags a pool must have for the root disk (comma-separated)"),
+    "serviceofferingdetails": ("map", "the offering's details (key/value pairs)"),
+    "displayoffering": ("boolean", "whether users see the offering"),
+    "disksizestrictness": ("boolean", "whether a volume of it keeps its size (no resize)"),
+    "diskofferingstrictness": ("boolean", "whether a VM of it must keep its root disk offering"),
+    "iscustomizediops": ("boolean", "whether IOPS are given at deploy"),
     "diskBytesReadRate": ("long", "the read rate limit in bytes per second"),
     "diskBytesReadRateMax": ("long", "the burst read rate limit in bytes per second"),
     "diskBytesReadRateMaxLength": ("long", "how long a read burst may last, in seconds"),
@@ -195,13 +201,14 @@ GLOSSARY: dict[str, tuple[str, str]] = {
     "affinitygroup": ("list", "the VM's affinity groups"),
     "keypairs": ("string", "the names of the VM's SSH key pairs"),
     "group": ("string", "the VM's group"),
+    "displayvm": ("boolean", "whether users see the VM"),
+    "password": ("string", "the guest's password (shown once, by the deploy)"),
     "groupid": ("string", "the id of the VM's group"),
     "guestosid": ("string", "the id of the guest OS type"),
     "userdataid": ("string", "the id of the registered user data"),
     "userdataname": ("string", "the name of the registered user data"),
     "userdata": ("string", "the user data (Base64)"),
     "macaddress": ("string", "the MAC address"),
-    "cpuused": ("string", "the share of CPU in use, as a percentage"),
     "networkkbsread": ("long", "network bytes received, in KiB"),
     "networkkbswrite": ("long", "network bytes sent, in KiB"),
     "diskkbsread": ("long", "disk bytes read, in KiB"),
@@ -325,11 +332,12 @@ OBJECTS: dict[str, tuple[str, str]] = {
                 "allocationstate managedstate cpuovercommitratio memoryovercommitratio"),
     "configuration": ("setting", "name value defaultvalue category description scope isdynamic"),
     "diskoffering": ("disk offering", "id name displaytext disksize tags iscustomized storagetype "
-                     "provisioningtype cachemode diskBytesReadRate diskBytesReadRateMax "
+                     "displayoffering disksizestrictness details provisioningtype cacheMode "
+                     "diskBytesReadRate diskBytesReadRateMax "
                      "diskBytesReadRateMaxLength diskBytesWriteRate diskBytesWriteRateMax "
                      "diskBytesWriteRateMaxLength diskIopsReadRate diskIopsReadRateMax "
                      "diskIopsReadRateMaxLength diskIopsWriteRate diskIopsWriteRateMax "
-                     "diskIopsWriteRateMaxLength miniops maxiops customizediops created"),
+                     "diskIopsWriteRateMaxLength iscustomizediops created"),
     "domain": ("domain", "id name path level haschild state created"),
     "event": ("event", "id type state level description username account domainid domain resourcetype "
               "resourceid created"),
@@ -362,10 +370,13 @@ OBJECTS: dict[str, tuple[str, str]] = {
     "securitygroup": ("security group", "id name description account domainid domain ingressrule "
                       "egressrule tags virtualmachinecount virtualmachineids"),
     "serviceoffering": ("service offering", "id name displaytext cpunumber cpuspeed memory hosttags "
-                        "offerha storagetype provisioningtype cachemode deploymentplanner iscustomized "
-                        "issystem isvolatile limitcpuuse mincpunumber maxcpunumber minmemory maxmemory "
-                        "rootdisksize diskBytesReadRate diskBytesWriteRate diskIopsReadRate "
-                        "diskIopsWriteRate networkrate dynamicscalingenabled created"),
+                        "storagetags offerha storagetype deploymentplanner iscustomized issystem isvolatile "
+                        "limitcpuuse rootdisksize networkrate dynamicscalingenabled iscustomizediops "
+                        "serviceofferingdetails provisioningtype cacheMode diskBytesReadRate "
+                        "diskBytesReadRateMax diskBytesReadRateMaxLength diskBytesWriteRate "
+                        "diskBytesWriteRateMax diskBytesWriteRateMaxLength diskIopsReadRate "
+                        "diskIopsReadRateMax diskIopsReadRateMaxLength diskIopsWriteRate "
+                        "diskIopsWriteRateMax diskIopsWriteRateMaxLength created"),
     "sshkeypair": ("SSH key pair", "id name fingerprint account domainid domain hasannotations"),
     "storagepool": ("storage pool", "id name zoneid zonename podid podname clusterid clustername scope type "
                     "path tags state ipaddress hypervisor disksizetotal disksizeallocated disksizeused "
@@ -379,9 +390,10 @@ OBJECTS: dict[str, tuple[str, str]] = {
              "domain state apikey created isdefault"),
     "userdata": ("user data", "id name userdata params accountid account domainid domain hasannotations"),
     "userkeys": ("key pair of a user", "apikey secretkey"),
-    "virtualmachine": ("VM", "id name displayname state group zoneid zonename podid podname clusterid "
-                       "clustername templateid templatename templatedisplaytext guestosid serviceofferingid "
-                       "serviceofferingname diskofferingid diskofferingname cpunumber cpuspeed memory created "
+    "virtualmachine": ("VM", "id name displayname state group groupid displayvm zoneid zonename "
+                       "templateid templatename templatedisplaytext guestosid serviceofferingid "
+                       "serviceofferingname diskofferingid diskofferingname cpunumber cpuspeed memory "
+                       "created "
                        "lastupdated hypervisor account domainid domain haenable passwordenabled "
                        "isdynamicallyscalable rootdeviceid rootdevicetype nic securitygroup affinitygroup "
                        "keypairs userdataid userdataname tags details hostid hostname instancename"),

@@ -112,7 +112,7 @@ zones = Table(
     # "vnet" range), inclusive
     Column("vni_start", Integer, nullable=False, default=5000, server_default="5000"),
     Column("vni_end", Integer, nullable=False, default=5999, server_default="5999"),
-    Column("guest_cidr", String(64)),  # CloudStack's guestcidraddress: shown, the default of isolated networks
+    Column("guest_cidr", String(64)),  # CloudStack's guestcidraddress (shown)
     Column("local_storage", Boolean, nullable=False, default=True, server_default=sa_true()),
     Column("security_groups", Boolean, nullable=False, default=False, server_default=false()),
     *_times(),
@@ -196,7 +196,7 @@ storage_pools = Table(
     Column("used_bytes", BigInteger, nullable=False, default=0),
     Column("reserved_bytes", BigInteger, nullable=False, default=0),
     Column("update_count", BigInteger, nullable=False, default=0),
-    Column("details", Text, nullable=False, default="{}", server_default="{}"),  # JSON: createStoragePool details
+    Column("details", Text, nullable=False, default="{}", server_default="{}"),  # JSON, as given at creation
     *_times(),
 )
 

@@ -98,9 +98,14 @@ def allocate(
     is_default: bool = True,
     network: Any = None,
     ranges: list[tuple[int, int]] | None = None,
+    requested_mac: str = "",
 ) -> Nic:
-    """A NIC for the VM on the network: the requested address (checked) or a free one. ``network``
-    and ``ranges``: the network's row and IP ranges when the caller has them (the catalog)."""
+    """A NIC for the VM on the network: the requested address (checked) or a free one, with the
+    requested MAC address (checked: unicast, not in use) or a drawn one. ``network`` and ``ranges``: the
+    network's row and IP ranges when the caller has them (the catalog)."""
+    mac = check_mac(requested_mac) if requested_mac else ""
+    if mac and conn.scalar(sa.select(nics.c.id).where(nics.c.mac_address == mac)) is not None:
+        raise InvalidParameter(f"macaddress {mac} is already in use")
     if network is None:
         network = conn.execute(
             sa.select(networks).where(networks.c.id == network_id, networks.c.removed.is_(None))
@@ -121,28 +126,39 @@ def allocate(
         if conn.scalar(sa.select(nics.c.id).where(nics.c.network_id == network_id,
                                                    nics.c.ip_address == requested_ip)) is not None:
             raise InvalidParameter(f"ipaddress {requested_ip} is already in use on network {network.name}")
-        nic = _insert(conn, vm_id, network_id, device_id, [requested_ip], is_default)
+        nic = _insert(conn, vm_id, network_id, device_id, [requested_ip], is_default, mac)
         if nic is None:
-            raise InvalidParameter(f"ipaddress {requested_ip} is already in use on network {network.name}")
+            raise InvalidParameter(f"ipaddress {requested_ip} or macaddress {mac} is already in use")
         return nic
     for _draw in range(DRAWS):
         candidates = _candidates(conn, network_id, ranges)
         if not candidates:
             raise InsufficientCapacity(f"network {network.name} has no free IP address left")
-        nic = _insert(conn, vm_id, network_id, device_id, candidates, is_default)
+        nic = _insert(conn, vm_id, network_id, device_id, candidates, is_default, mac)
         if nic is not None:
             return nic  # else every candidate was taken concurrently: draw again
     raise InsufficientCapacity(f"network {network.name}: every free address was taken concurrently; retry")
 
 
+def check_mac(text: str) -> str:
+    """A MAC address a user asked for, lower case: six hex pairs, unicast, not all zeros."""
+    value = text.strip().lower().replace("-", ":")
+    parts = value.split(":")
+    if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdef" for c in p) for p in parts):
+        raise InvalidParameter(f"macaddress {text!r} is not a MAC address (six hex pairs, 02:00:00:ab:cd:ef)")
+    if int(parts[0], 16) & 1 or value == "00:00:00:00:00:00":
+        raise InvalidParameter(f"macaddress {text!r} is a multicast or zero address")
+    return value
+
+
 def _insert(conn: Connection, vm_id: int, network_id: int, device_id: int, candidates: list[str],
-            is_default: bool) -> Nic | None:
+            is_default: bool, requested_mac: str = "") -> Nic | None:
     """The NIC on the first candidate no one else took; None: all taken. ``ON CONFLICT DO NOTHING``
     (SQLite and PostgreSQL) lets an insert that breaks a unique constraint (the address taken, or a
     MAC drawn twice) insert nothing, instead of failing the transaction."""
     for ip in candidates:
         for _ in range(8):  # a MAC collision is astronomically rare; an IP race is not
-            nic_uuid, mac = str(uuid.uuid4()), _mac()
+            nic_uuid, mac = str(uuid.uuid4()), requested_mac or _mac()
             values = {"uuid": nic_uuid, "vm_id": vm_id, "network_id": network_id, "device_id": device_id,
                       "ip_address": ip, "mac_address": mac, "is_default": is_default, "state": "Allocated"}
             nic_id = conn.scalar(_UPSERT[conn.dialect.name == "postgresql"], values)
@@ -153,6 +169,8 @@ def _insert(conn: Connection, vm_id: int, network_id: int, device_id: int, candi
             )
             if taken is not None:
                 break  # another deploy took this address first: try the next one
+            if requested_mac:
+                raise InvalidParameter(f"macaddress {requested_mac} is already in use")
     return None
 
 

@@ -29,6 +29,7 @@ from protocol.messages import (
 from ..db.schema import capacity_reservations, storage_pools, vms, volumes
 from ..errors import AgentUnavailable, CumuloError, InvalidParameter, OperationTimedOut
 from ..planner import capacity
+from ..storage import tuning
 from ..storage import volumes as volume_rows
 from .engine import OperationFailed, Orchestrator, hosts_reaching
 from .vm_state import State
@@ -139,6 +140,7 @@ def _disk(volume: Any, pool: Any, device: int) -> DiskTO:
         pool_uuid=pool.uuid,
         pool_path=pool.path,
         size_bytes=volume.size_bytes,
+        **tuning.disk_args(volume),
     )
 
 
@@ -211,6 +213,7 @@ async def _create(orch: Orchestrator, host_id: int, volume: Any, pool: Any) -> t
                 pool_uuid=pool.uuid,
                 pool_path=pool.path,
                 size_bytes=volume.size_bytes,
+                preallocation=tuning.preallocation(volume),
             ),
         )
     except (AgentUnavailable, OperationTimedOut) as e:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -53,7 +53,7 @@ from ..planner import capacity
 from ..planner.capacity import Ask, ReservationLost
 from ..planner.model import Avoid, DeploymentPlan, Destination, NoDestination, VmProfile
 from ..planner.service import Placement
-from ..storage import volumes
+from ..storage import tuning, volumes
 from . import guru, reconcile
 from . import vms as vm_rows
 from .vm_state import Event, State
@@ -111,6 +111,14 @@ class Admission:
     pool: Any
     template_path: str
     host_type: str
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Where a start may place the VM (0: anywhere at that level): admins' podid and clusterid."""
+
+    pod_id: int = 0
+    cluster_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -249,7 +257,8 @@ class Orchestrator:
         vm_id, admission = await self.db.run(self.admit, spec, "", tentative, catalog)
         log.info("VM allocated", extra={"vm_id": vm_id})
         if start:
-            await self.first_start(vm_id, host_id=spec.host_id, admission=admission)
+            await self.first_start(vm_id, host_id=spec.host_id, admission=admission,
+                                   scope=Scope(spec.pod_id, spec.cluster_id))
         return vm_id
 
     # Admit, act, settle. A deploy is admitted in one transaction (the API's, with its job row): VM,
@@ -269,7 +278,7 @@ class Orchestrator:
             return None
         profile, plan, anti = planned
         spread = (await self.db.read(vm_rows.account_hosts, spec.account_id)
-                  if self.placement.settings.needs_account_counts else None)
+                  if self.placement.settings.needs_counts(profile.algorithm) else None)
         return self.tentative(profile, plan, anti, spread)
 
     def tentative(self, profile: VmProfile, plan: DeploymentPlan, anti: tuple[int, ...],
@@ -317,23 +326,27 @@ class Orchestrator:
         return vm_id, Admission(dest, vm, fresh, pool, volumes.template_copy(conn, spec.template_id, pool.id)
                                 or "", host_type)
 
-    async def first_start(self, vm_id: int, *, host_id: int = 0, admission: Admission | None = None) -> None:
+    async def first_start(self, vm_id: int, *, host_id: int = 0, admission: Admission | None = None,
+                          scope: Scope = Scope()) -> None:
         """Start a VM just allocated. As CloudStack: a deploy that could not start leaves the VM in
         Error, holding nothing (its addresses go back now; the expunge task removes it later)."""
         try:
-            await self.start(vm_id, host_id=host_id, admission=admission)
+            await self.start(vm_id, host_id=host_id, admission=admission, scope=scope, last_host=False)
         except CumuloError:
             await self.db.run(_deploy_failed, vm_id)
             raise
 
-    async def start(self, vm_id: int, *, host_id: int = 0, admission: Admission | None = None) -> None:
-        """Start a stopped VM (``admission``: its first start, already Starting with a reservation)."""
+    async def start(self, vm_id: int, *, host_id: int = 0, admission: Admission | None = None,
+                    scope: Scope = Scope(), last_host: bool = True) -> None:
+        """Start a stopped VM (``admission``: its first start, already Starting with a reservation), in
+        ``scope`` when given; with ``last_host``, on the host it last ran on when that host can take it
+        (as CloudStack's considerlasthost), else where the planner finds room."""
         if admission is None:
             await self.db.run(vm_rows.transition, vm_id, Event.START_REQUESTED)
         try:
             if admission is None:  # (admit implemented them already)
                 await self.db.run(lifecycle.implement_for_vm, vm_id)
-            await self._start_attempts(vm_id, host_id, admission)
+            await self._start_attempts(vm_id, host_id, admission, scope, last_host)
         except BaseException:
             with trio.CancelScope(shield=True):
                 await self.db.run(_fail_start, vm_id)
@@ -346,8 +359,10 @@ class Orchestrator:
         for group_id in named:
             await self.apply_security_group(group_id)
 
-    async def _start_attempts(self, vm_id: int, host_id: int, admission: Admission | None = None) -> None:
+    async def _start_attempts(self, vm_id: int, host_id: int, admission: Admission | None = None,
+                              scope: Scope = Scope(), last_host: bool = False) -> None:
         avoid = Avoid()
+        try_last = last_host and not host_id
         last = "no attempt was made"
         failed = ""  # the last attempt's own failure
         attempts = races = 0
@@ -367,10 +382,19 @@ class Orchestrator:
                         break
                     continue
             vm = await self.db.read(vm_rows.load, vm_id)
-            profile, plan = await self.db.read(self._profile, vm, host_id)
+            profile, plan = await self.db.read(self._profile, vm, host_id, scope)
+            if try_last:  # once: its last host, when it is in scope and has room
+                try_last = False
+                last = vm.row.last_host_id
+                if last and self._in_scope(last, scope) and last not in avoid.hosts and not plan.host_id:
+                    try:
+                        self.placement.plan(profile, replace(plan, host_id=last), avoid, None)
+                        plan = replace(plan, host_id=last)
+                    except NoDestination:
+                        pass
             # The account's VMs per host: a scan of its VMs, read only for the weighers that use it.
             spread = (await self.db.read(vm_rows.account_hosts, vm.row.account_id)
-                      if self.placement.settings.needs_account_counts else None)
+                      if self.placement.settings.needs_counts(profile.algorithm) else None)
             try:
                 dest = self.placement.plan(profile, plan, avoid, spread)
             except NoDestination as e:
@@ -424,7 +448,13 @@ class Orchestrator:
     def _new_disk_bytes(vm: VmRecord) -> int:
         return sum(v.size_bytes for v in vm.volumes if v.pool_id is None)
 
-    def _profile(self, conn: Connection, vm: VmRecord, host_id: int) -> tuple[VmProfile, DeploymentPlan]:
+    def _in_scope(self, host_id: int, scope: Scope) -> bool:
+        where = self.placement.where(host_id)
+        return where is not None and (not scope.pod_id or where[0] == scope.pod_id) and (
+            not scope.cluster_id or where[1] == scope.cluster_id)
+
+    def _profile(self, conn: Connection, vm: VmRecord, host_id: int,
+                 scope: Scope = Scope()) -> tuple[VmProfile, DeploymentPlan]:
         offering, template = vm.offering, vm.template
         placed = [v for v in vm.volumes if v.pool_id is not None]
         pool_id = placed[0].pool_id if placed else 0
@@ -437,8 +467,11 @@ class Orchestrator:
             anti_affinity_hosts=vm_rows.group_hosts(conn, vm.anti_affinity_groups, vm.id),
             affinity_hosts=vm_rows.group_hosts(conn, vm.affinity_groups, vm.id),
         )
+        if scope.cluster_id and cluster_id and scope.cluster_id != cluster_id:
+            raise InvalidParameter("the VM's volumes are on a pool of another cluster than the one asked for")
         return profile, DeploymentPlan(
-            vm.row.zone_id, cluster_id=cluster_id, host_id=host_id or pin_host, pool_id=pool_id
+            vm.row.zone_id, pod_id=scope.pod_id, cluster_id=cluster_id or scope.cluster_id,
+            host_id=host_id or pin_host, pool_id=pool_id
         )
 
     async def _send(self, host_id: int, command: Any, *, timeout: float | None = None) -> Answer:
@@ -488,6 +521,7 @@ class Orchestrator:
                 template_path=admission.template_path if v.type == "ROOT" else "",
                 template_format=vm.template.format.lower() if v.type == "ROOT" else "",
                 size_bytes=v.size_bytes,
+                preallocation=tuning.preallocation(v),
             )
             for v in new
         ]
@@ -551,6 +585,7 @@ class Orchestrator:
                 template_path=template_path,
                 template_format=vm.template.format.lower() if template_path else "",
                 size_bytes=volume.size_bytes,
+                preallocation=tuning.preallocation(volume),
             ),
         )
         if not created.result or not isinstance(created, CreateAnswer):

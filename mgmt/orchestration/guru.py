@@ -14,6 +14,7 @@ import orjson
 
 from protocol.messages import DiskTO, NicTO, VirtualMachineTO
 
+from ..storage import tuning
 from . import configdrive
 from .vms import VmRecord
 
@@ -29,6 +30,7 @@ def _common(vm: VmRecord) -> dict[str, Any]:
             pool_path=v.pool_path or "",
             size_bytes=v.size_bytes,
             format="qcow2",  # a root volume is a qcow2 overlay on its template, whatever its format
+            **tuning.disk_args(v),
         )
         for v in vm.volumes
     )

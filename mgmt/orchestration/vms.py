@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -22,6 +23,7 @@ from ..db.schema import (
     affinity_groups,
     capacity_reservations,
     disk_offerings,
+    instance_groups,
     networks,
     security_group_vms,
     service_offerings,
@@ -33,7 +35,7 @@ from ..errors import InvalidParameter
 from ..network import nics, security
 from ..planner import capacity
 from ..planner.model import DeploymentPlan, VmProfile
-from ..storage import volumes
+from ..storage import tuning, volumes
 from .vm_state import Event, State, next_state, refusal
 
 GiB = 2**30
@@ -41,6 +43,11 @@ GiB = 2**30
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+# An offering's deployment planner -> the planner's algorithm for its VMs ("": the cloud's)
+PLANNER_ALGORITHMS = {"FirstFitPlanner": "", "UserDispersingPlanner": "userdispersing",
+                      "UserConcentratedPodPlanner": "userconcentratedpod"}
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,30 @@ class DeploySpec:
     user_data_id: int | None = None  # the registered user data it came from
     security_group_ids: tuple[int, ...] = ()
     default_security_group: bool = False  # on a network with security groups and none named: the default
+    pod_id: int = 0  # admins may narrow placement to a pod or a cluster
+    cluster_id: int = 0
+    algorithm: str = ""  # the planner's algorithm for it ("": the offering's planner, or the cloud's)
+    cpus: int | None = None  # a custom offering's values for this VM
+    cpu_speed_mhz: int | None = None
+    memory_mb: int | None = None
+    data_disk_gb: int = 0  # a custom disk offering's size
+    root_disk_offering_id: int = 0  # overridediskofferingid: the root disk's tuning from this offering
+    group_name: str = ""  # its instance group (made when the account has none of that name)
+    display: bool = True
+    details: str = "{}"  # JSON, as given
+    mac_address: str = ""  # the default NIC's
+
+
+def effective(offering: Any, row: Any) -> Any:
+    """The offering as it applies to the VM ``row``: a custom offering's open values are the VM's."""
+    if getattr(row, "cpus", None) is None and getattr(row, "memory_mb", None) is None \
+            and getattr(row, "cpu_speed_mhz", None) is None:
+        return offering
+    values = dict(offering._mapping) if hasattr(offering, "_mapping") else dict(vars(offering))
+    for key in ("cpus", "cpu_speed_mhz", "memory_mb"):
+        if getattr(row, key, None) is not None:
+            values[key] = getattr(row, key)
+    return SimpleNamespace(**values)
 
 
 @dataclass
@@ -153,6 +184,7 @@ def allocate_record(conn: Connection, spec: DeploySpec, *, vm_uuid: str = "",
             f"{template.size_bytes // GiB} GB"
         )
     stamp, vm_uuid = now(), vm_uuid or str(uuid.uuid4())
+    group_id = instance_group(conn, spec.account_id, spec.group_name, stamp) if spec.group_name else None
     vm_id = int(
         inserted_id(conn.execute(_INSERT, {
             "uuid": vm_uuid,
@@ -171,6 +203,12 @@ def allocate_record(conn: Connection, spec: DeploySpec, *, vm_uuid: str = "",
             "ssh_public_keys": spec.ssh_public_keys,
             "user_data": spec.user_data,
             "user_data_id": spec.user_data_id,
+            "cpus": spec.cpus,
+            "cpu_speed_mhz": spec.cpu_speed_mhz,
+            "memory_mb": spec.memory_mb,
+            "group_id": group_id,
+            "display": spec.display,
+            "details": spec.details,
             "created": stamp,
             "state_changed": stamp,
         }))
@@ -185,8 +223,10 @@ def allocate_record(conn: Connection, spec: DeploySpec, *, vm_uuid: str = "",
         zone_id=spec.zone_id, service_offering_id=offering.id, template_id=template.id,
         account_id=spec.account_id, host_id=None, last_host_id=None, created=stamp, state_changed=stamp,
         removed=None, keypairs=spec.keypairs, ssh_public_keys=spec.ssh_public_keys, user_data=spec.user_data,
-        user_data_id=spec.user_data_id,
+        user_data_id=spec.user_data_id, cpus=spec.cpus, cpu_speed_mhz=spec.cpu_speed_mhz,
+        memory_mb=spec.memory_mb, group_id=group_id, display=spec.display, details=spec.details,
     )
+    offering = effective(offering, row)
     made_nics, made_volumes = [], []
     for device, network in enumerate(network_rows):
         nic = nics.allocate(
@@ -198,6 +238,7 @@ def allocate_record(conn: Connection, spec: DeploySpec, *, vm_uuid: str = "",
             is_default=device == 0,
             network=network,
             ranges=catalog.ranges.get(network.id, []) if catalog is not None else None,
+            requested_mac=spec.mac_address if device == 0 else "",
         )
         made_nics.append(SimpleNamespace(
             id=nic.nic_id, uuid=nic.uuid, vm_id=vm_id, network_id=network.id, device_id=device,
@@ -216,24 +257,29 @@ def allocate_record(conn: Connection, spec: DeploySpec, *, vm_uuid: str = "",
             size_bytes=size, path="", device_id=values.get("device_id", 0), pool_id=None,
             template_id=values.get("template_id"), disk_offering_id=values.get("disk_offering_id"),
             account_id=spec.account_id, pool_uuid=None, pool_path=None, pool_scope=None, pool_cluster=None,
-            pool_host=None,
+            pool_host=None, provisioning_type=values.get("provisioning_type", "thin"),
+            cache_mode=values.get("cache_mode", "none"), iotune=values.get("iotune", "{}"), display=True,
         ))
 
-    volume(f"ROOT-{vm_id}", "ROOT", root_bytes, template_id=template.id)
-    if spec.disk_offering_id:
+    def disk_offering(offering_id: int) -> Any:
         if catalog is not None:
-            disk_offering = catalog.disk_offerings.by_id.get(spec.disk_offering_id)
-            size_gb = disk_offering.size_gb if disk_offering is not None else None
+            found = catalog.disk_offerings.by_id.get(offering_id)
         else:
-            size_gb = conn.scalar(
-                sa.select(disk_offerings.c.size_gb).where(
-                    disk_offerings.c.id == spec.disk_offering_id, disk_offerings.c.removed.is_(None)
-                )
-            )
-        if size_gb is None:
-            raise InvalidParameter(f"disk offering {spec.disk_offering_id} does not exist")
+            found = conn.execute(sa.select(disk_offerings).where(
+                disk_offerings.c.id == offering_id, disk_offerings.c.removed.is_(None))).first()
+        if found is None:
+            raise InvalidParameter(f"disk offering {offering_id} does not exist")
+        return found
+
+    root_tuning = disk_offering(spec.root_disk_offering_id) if spec.root_disk_offering_id else offering
+    volume(f"ROOT-{vm_id}", "ROOT", root_bytes, template_id=template.id, **tuning.columns_of(root_tuning))
+    if spec.disk_offering_id:
+        data = disk_offering(spec.disk_offering_id)
+        size_gb = data.size_gb or spec.data_disk_gb
+        if not size_gb:
+            raise InvalidParameter(f"disk offering {data.name} is custom: give size (GB)")
         volume(f"DATA-{vm_id}", "DATADISK", size_gb * GiB, disk_offering_id=spec.disk_offering_id,
-               device_id=1)
+               device_id=1, **tuning.columns_of(data))
     for group_id in spec.affinity_group_ids:
         group = conn.execute(
             sa.select(affinity_groups).where(
@@ -265,16 +311,17 @@ def deploy_profile(conn: Connection | None, spec: DeploySpec, catalog: Snapshot 
         offering = catalog.service_offerings.by_id.get(spec.service_offering_id)
         template = catalog.templates.by_id.get(spec.template_id)
         disk_offering = catalog.disk_offerings.by_id.get(spec.disk_offering_id)
-        data_gb = disk_offering.size_gb if disk_offering is not None else 0
     else:
         assert conn is not None
         offering = conn.execute(sa.select(service_offerings).where(
             service_offerings.c.id == spec.service_offering_id)).first()
         template = conn.execute(sa.select(templates).where(templates.c.id == spec.template_id)).first()
-        data_gb = conn.scalar(sa.select(disk_offerings.c.size_gb).where(
-            disk_offerings.c.id == spec.disk_offering_id)) or 0 if spec.disk_offering_id else 0
+        disk_offering = conn.execute(sa.select(disk_offerings).where(
+            disk_offerings.c.id == spec.disk_offering_id)).first() if spec.disk_offering_id else None
     if offering is None or template is None:
         return None
+    offering = effective(offering, spec)
+    data_gb = (disk_offering.size_gb or spec.data_disk_gb) if disk_offering is not None else 0
     disk = (spec.root_disk_bytes or template.size_bytes or GiB) + data_gb * GiB
     anti: tuple[int, ...] = ()
     affine: tuple[int, ...] = ()
@@ -288,15 +335,32 @@ def deploy_profile(conn: Connection | None, spec: DeploySpec, catalog: Snapshot 
         offering, template, disk_bytes=disk, template_bytes=template.size_bytes, account_id=spec.account_id,
         anti_affinity_hosts=group_hosts(conn, anti, 0) if conn is not None else frozenset(),
         affinity_hosts=group_hosts(conn, affine, 0) if conn is not None else frozenset(),
+        data_tags=disk_offering.tags if disk_offering is not None else "", algorithm=spec.algorithm,
     )
-    return profile, DeploymentPlan(spec.zone_id, host_id=spec.host_id), anti
+    plan = DeploymentPlan(spec.zone_id, pod_id=spec.pod_id, cluster_id=spec.cluster_id, host_id=spec.host_id)
+    return profile, plan, anti
+
+
+def storage_tags(offering: Any) -> frozenset[str]:
+    """The pool tags a service offering asks for its root disk (kept in its details)."""
+    text = getattr(offering, "details", "") or ""
+    if "storagetags" not in text:  # (most offerings have none: no parse on the deploy path)
+        return frozenset()
+    details = orjson.loads(text)
+    tags = details.get("storagetags", "") if isinstance(details, dict) else ""
+    return frozenset(t for t in str(tags).split(",") if t)
 
 
 def profile_of(offering: Any, template: Any, *, disk_bytes: int, template_bytes: int, account_id: int,
                vm_id: int = 0, anti_affinity_hosts: frozenset[int] = frozenset(),
-               affinity_hosts: frozenset[int] = frozenset()) -> VmProfile:
-    """The planner's view of a VM of this offering and template (a new one, or one being started)."""
+               affinity_hosts: frozenset[int] = frozenset(), data_tags: str = "",
+               algorithm: str = "") -> VmProfile:
+    """The planner's view of a VM of this offering and template (a new one, or one being started;
+    ``data_tags``: the pool tags of its data disk's offering, which goes on the same pool)."""
     return VmProfile(
+        pool_tags=storage_tags(offering) | frozenset(t for t in data_tags.split(",") if t),
+        local_storage=getattr(offering, "storage_type", "shared") == "local",
+        algorithm=algorithm or PLANNER_ALGORITHMS.get(getattr(offering, "deployment_planner", ""), ""),
         cpus=offering.cpus,
         cpu_speed_mhz=offering.cpu_speed_mhz,
         memory_bytes=offering.memory_mb * 2**20,
@@ -312,13 +376,26 @@ def profile_of(offering: Any, template: Any, *, disk_bytes: int, template_bytes:
     )
 
 
+def instance_group(conn: Connection, account_id: int, name: str, stamp: Any) -> int:
+    """The id of the account's instance group of that name, made when it has none."""
+    if not 1 <= len(name) <= 255:
+        raise InvalidParameter("group must have 1 to 255 characters")
+    found = conn.scalar(sa.select(instance_groups.c.id).where(
+        instance_groups.c.account_id == account_id, instance_groups.c.name == name,
+        instance_groups.c.removed.is_(None)).order_by(instance_groups.c.id).limit(1))
+    if found is not None:
+        return int(found)
+    return int(inserted_id(conn.execute(instance_groups.insert().values(
+        uuid=str(uuid.uuid4()), name=name, account_id=account_id, created=stamp))))
+
+
 def load(conn: Connection, vm_id: int) -> VmRecord:
     row = conn.execute(sa.select(vms).where(vms.c.id == vm_id, vms.c.removed.is_(None))).first()
     if row is None:
         raise InvalidParameter(f"VM {vm_id} does not exist")
-    offering = conn.execute(
+    offering = effective(conn.execute(
         sa.select(service_offerings).where(service_offerings.c.id == row.service_offering_id)
-    ).one()
+    ).one(), row)
     template = conn.execute(sa.select(templates).where(templates.c.id == row.template_id)).one()
     groups = conn.execute(
         sa.select(affinity_groups.c.id, affinity_groups.c.type)

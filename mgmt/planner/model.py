@@ -26,6 +26,9 @@ class VmProfile:
     vm_id: int = 0
     affinity_hosts: frozenset[int] = frozenset()  # host affinity: hosts where the group's VMs run
     anti_affinity_hosts: frozenset[int] = frozenset()  # host anti-affinity: hosts to stay away from
+    # the host order for this VM (an offering's deployment planner): a vm.allocation.algorithm name, or
+    # "userconcentratedpod" (its random or firstfit flavour, after the cloud's algorithm); "": the cloud's
+    algorithm: str = ""
 
     @property
     def cpu_mhz(self) -> int:

@@ -43,6 +43,7 @@ class PlannerSettings:
     filters: list[str] | None = None  # planner.filters; None: all
     weights: array[float] = field(init=False)
     filter_mask: int = field(init=False)
+    _other_weights: dict[str, array[float]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -62,8 +63,36 @@ class PlannerSettings:
 
     @property
     def needs_account_counts(self) -> bool:
-        return any(self.weights[WEIGHERS_BY_NAME[n].code]
-                   for n in ("account_dispersion", "pod_concentration"))
+        return self.needs_counts("")
+
+    def resolve(self, algorithm: str) -> str:
+        """The algorithm a VM's own (its offering's planner) names: "" is the cloud's; "userconcentratedpod"
+        takes the cloud's first-fit or random flavour."""
+        if not algorithm:
+            return self.algorithm
+        if algorithm == "userconcentratedpod":
+            flavour = "firstfit" if "firstfit" in self.algorithm else "random"
+            return f"userconcentratedpod_{flavour}"
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm {algorithm!r} is not one of {', '.join(ALGORITHMS)}")
+        return algorithm
+
+    def weights_for(self, algorithm: str) -> array[float]:
+        """The weigher weights of ``algorithm`` (see ``resolve``)."""
+        name = self.resolve(algorithm)
+        if name == self.algorithm:
+            return self.weights
+        weights = self._other_weights.get(name)
+        if weights is None:
+            weights = self._other_weights[name] = array("d", [0.0] * WEIGHERS)
+            for weigher, weight in ALGORITHMS[name].items():
+                weights[WEIGHERS_BY_NAME[weigher].code] = weight
+        return weights
+
+    def needs_counts(self, algorithm: str) -> bool:
+        """Whether placing with ``algorithm`` needs the account's VMs per host."""
+        weights = self.weights_for(algorithm)
+        return any(weights[WEIGHERS_BY_NAME[n].code] for n in ("account_dispersion", "pod_concentration"))
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> PlannerSettings:
@@ -108,11 +137,12 @@ class Planner:
                   hypervisor=hypervisor, tags=tags if tags is not None else 0,
                   cpus=profile.cpus, speed=profile.cpu_speed_mhz, cpu_mhz=profile.cpu_mhz,
                   memory=profile.memory_bytes, cpu_threshold=s.cpu_threshold, mem_threshold=s.mem_threshold,
-                  filters=s.filter_mask, weights=s.weights, cluster_cpu_weight=s.cluster_cpu_weight,
+                  filters=s.filter_mask, weights=s.weights_for(profile.algorithm),
+                  cluster_cpu_weight=s.cluster_cpu_weight,
                   seed=self.rng.getrandbits(64), blocked=self._blocked(profile, avoided))
         if tags is None:  # a tag no host carries: all 64 bits, which no host has unless 64 tags exist
             q.tags = (1 << 64) - 1
-        if s.needs_account_counts and account_vms:
+        if s.needs_counts(profile.algorithm) and account_vms:
             q.account_vms = array("d", bytes(8 * ix.n))
             q.pod_vms = array("d", bytes(8 * len(ix.pod_ids)))
             for host_id, count in account_vms.items():

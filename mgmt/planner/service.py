@@ -343,6 +343,14 @@ class Placement:
     def explain(self, profile: VmProfile, plan: DeploymentPlan, avoid: Avoid | None = None) -> Explanation:
         return self.planner.explain(profile, plan, avoid)
 
+    def where(self, host_id: int) -> tuple[int, int] | None:
+        """The pod and cluster of a host the index knows (None: it does not)."""
+        ix = self.planner.index
+        i = ix.position.get(host_id)
+        if i is None:
+            return None
+        return int(ix.pod_id[i]), int(ix.cluster_id[i])
+
     def limits(self, host_id: int) -> Limits:
         """The over-commit limits the database applies when reserving on this host."""
         ix = self.planner.index

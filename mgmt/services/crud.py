@@ -6,7 +6,7 @@ the kind's own insert, registered with ``creates``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -43,6 +43,8 @@ class Kind:
 
 
 _CREATES: dict[type, tuple[Kind, Callable[[Connection, Caller, Any], int]]] = {}
+# kind name -> what an update changes: (conn, the row, the update's arguments) -> column values
+_UPDATES: dict[str, Callable[[Connection, Row, Filters], dict[str, Any]]] = {}
 
 
 def creates(spec: type[S], kind: Kind) -> Callable[[Callable[[Connection, Caller, S], int]],
@@ -54,6 +56,18 @@ def creates(spec: type[S], kind: Kind) -> Callable[[Callable[[Connection, Caller
         _CREATES[spec] = (kind, insert)
         return insert
 
+    return register
+
+
+def updates(kind: Kind) -> Callable[[Callable[[Connection, Row, Filters], dict[str, Any]]],
+                                    Callable[[Connection, Row, Filters], dict[str, Any]]]:
+    """Declare ``changes(conn, row, args) -> column values`` as what an update of ``kind`` writes (it
+    checks the arguments; keys it does not know are not in ``args``)."""
+    def register(changes: Callable[[Connection, Row, Filters], dict[str, Any]]
+                 ) -> Callable[[Connection, Row, Filters], dict[str, Any]]:
+        assert kind.name not in _UPDATES, f"updates of {kind.name} declared twice"
+        _UPDATES[kind.name] = changes
+        return changes
     return register
 
 
@@ -87,6 +101,14 @@ def _delete(conn: Connection, caller: Caller, kind: Kind, ident: str) -> str:
     return str(row.name)
 
 
+def _update(conn: Connection, caller: Caller, kind: Kind, ident: str, args: Filters) -> tuple[Row, list[str]]:
+    row = find(conn, caller, kind.table, ident, kind.name)
+    values = _UPDATES[kind.name](conn, row, args)
+    if values:
+        conn.execute(kind.table.update().where(kind.table.c.id == row.id).values(**values))
+    return conn.execute(kind.query().where(kind.table.c.id == row.id)).one(), sorted(values)
+
+
 def _one(conn: Connection, kind: Kind, ident: str) -> Row:
     return conn.execute(kind.query().where(kind.table.c.uuid == ident)).one()
 
@@ -110,6 +132,15 @@ class Resources:
         if _CREATES[type(spec)][0].placement:
             await self.placement.inventory_changed()
         return row
+
+    async def update(self, caller: Caller, kind: Kind, ident: str,
+                     args: Filters) -> tuple[Row, Sequence[str]]:
+        """Change a resource as ``args`` asks (what the kind's ``updates`` declares); its row (as
+        ``list`` shows it) and the columns changed."""
+        row, changed = await self.db.run(_update, caller, kind, ident, args)
+        if kind.placement and changed:
+            await self.placement.inventory_changed()
+        return row, changed
 
     async def delete(self, caller: Caller, kind: Kind, ident: str) -> str:
         """Remove a resource that nothing depends on any more (marked removed; what was made from it

@@ -231,6 +231,10 @@ class Templates:
                 raise InvalidParameter("size must not be negative")
         return await self.db.run(_register, caller, spec, url, size, details)
 
+    async def size_of(self, caller: Caller, ident: str) -> int:
+        """The size in bytes of a template the caller may use."""
+        return int((await self.db.read(find, caller, templates, ident, "template")).size_bytes)
+
     async def delete(self, caller: Caller, ident: str) -> str:
         """Delete a template no VM uses; its name."""
         return await self.db.run(_delete, caller, ident)

@@ -9,11 +9,13 @@ the job's own insert transaction, and ``run``, the start that follows (docs/orch
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -22,10 +24,13 @@ from ..db.schema import (
     accounts,
     affinity_group_vms,
     affinity_groups,
+    clusters,
     domains,
     hosts,
+    instance_groups,
     networks,
     nics,
+    pods,
     security_group_vms,
     security_groups,
     service_offerings,
@@ -36,9 +41,10 @@ from ..db.schema import (
 )
 from ..errors import InvalidParameter, PermissionDenied
 from ..orchestration import vms as vm_rows
+from ..orchestration.engine import Scope
 from ..orchestration.vm_state import State
 from ..orchestration.vms import DeploySpec
-from . import guest_data
+from . import guest_data, offerings
 from .caller import Caller
 from .crud import Filters, Row
 from .queries import acting_for, fetch, find, keyword, matching, owner_filter, uuids
@@ -79,12 +85,25 @@ class DeployRequest:
     user_data_uuid: str = ""  # registered user data
     security_group_uuids: tuple[str, ...] = ()
     security_group_names: tuple[str, ...] = ()
+    pod_uuid: str = ""  # admins: place it in this pod, or cluster
+    cluster_uuid: str = ""
+    deployment_planner: str = ""  # admins: the planner for this deploy (offerings.PLANNERS)
+    details: tuple[tuple[str, str], ...] = ()  # kept with the VM; cpuNumber, cpuSpeed, memory, rootdisksize
+    group: str = ""  # the instance group's name (made when the account has none of that name)
+    display: bool = True
+    mac_address: str = ""  # the default NIC's
+    size_gb: int = 0  # a custom disk offering's data disk size
+    override_disk_offering_uuid: str = ""  # the root disk's tuning from this disk offering
+    hypervisor: str = ""  # checked against the template's
+    password: str | None = None  # a password-enabled template's guest password (None: one is made)
+    custom_id: str = ""  # root admins: the VM's uuid
 
     @property
     def needs_database(self) -> bool:
         """Whether it names something the catalog does not hold."""
         return bool(self.account_name or self.host_uuid or self.affinity_group_uuids
-                    or self.affinity_group_names or self.keypairs or self.user_data_uuid)
+                    or self.affinity_group_names or self.keypairs or self.user_data_uuid
+                    or self.pod_uuid or self.cluster_uuid or self.custom_id)
 
 
 @dataclass
@@ -95,6 +114,7 @@ class Deployment:
     name: str
     admit: Callable[[Connection], int]  # in the job's insert transaction: the VM's rows; its id
     run: Callable[[], Awaitable[int]]  # the job: start it (when asked); the VM's id
+    password: str | None = None  # a password-enabled template's guest password (the deploy shows it once)
 
 
 class NotInCatalog(InvalidParameter):
@@ -137,6 +157,26 @@ def _resolve(conn: Connection | None, caller: Caller, request: DeployRequest,
             network_ids.append(network.id)
         if address and network.id == network_ids[0]:
             ip = address
+    if request.hypervisor and request.hypervisor.lower() != str(template.hypervisor_type).lower():
+        raise InvalidParameter(f"hypervisor {request.hypervisor} does not match template {template.name}'s "
+                               f"({template.hypervisor_type})")
+    pod_id, cluster_id, algorithm = _scope(conn, caller, zone.id, request.pod_uuid, request.cluster_uuid,
+                                           request.deployment_planner)
+    details = dict(request.details)
+    sizes = {k: _whole(details[k], k) for k in ("cpuNumber", "cpuSpeed", "memory") if k in details}
+    cpus, speed, memory = offerings.custom_size(offering, sizes.get("cpuNumber"), sizes.get("cpuSpeed"),
+                                                sizes.get("memory"))
+    custom = (cpus, speed, memory) != (offering.cpus, offering.cpu_speed_mhz, offering.memory_mb)
+    root_gb = request.root_disk_gb or (_whole(details["rootdisksize"], "rootdisksize")
+                                       if "rootdisksize" in details else 0) or (offering.root_disk_gb or 0)
+    password = request.password
+    if password is not None and not template.password_enabled:
+        raise InvalidParameter(f"template {template.name} is not password enabled: it takes no password")
+    if template.password_enabled:
+        password = password or secrets.token_urlsafe(9)
+        if not 6 <= len(password) <= 64:
+            raise InvalidParameter("password must have 6 to 64 characters")
+        details[PASSWORD_DETAIL] = password
     if not network_ids:  # CloudStack picks the zone's network when there is exactly one
         found = catalog.zone_networks.get(zone.id, [])
         if len(found) != 1:
@@ -150,9 +190,25 @@ def _resolve(conn: Connection | None, caller: Caller, request: DeployRequest,
             raise PermissionDenied("only admins may choose the host")
         assert conn is not None
         host_id = find(conn, caller, hosts, request.host_uuid, "host").id
-    disk_offering_id = 0
+    disk_offering_id = data_gb = override_id = 0
     if request.disk_offering_uuid:
-        disk_offering_id = _in_catalog(catalog.disk_offerings, request.disk_offering_uuid, "disk offering").id
+        data = _in_catalog(catalog.disk_offerings, request.disk_offering_uuid, "disk offering")
+        disk_offering_id = data.id
+        if data.size_gb and request.size_gb and request.size_gb != data.size_gb:
+            raise InvalidParameter(f"disk offering {data.name} has a fixed size: give size only for a custom "
+                                   "offering")
+        if not data.size_gb:
+            if not 1 <= request.size_gb <= offerings.MAX_DISK_GB:
+                raise InvalidParameter(f"disk offering {data.name} is custom: give size, 1 to "
+                                       f"{offerings.MAX_DISK_GB} (GB)")
+            data_gb = request.size_gb
+    elif request.size_gb:
+        raise InvalidParameter("size is the data disk's: give it with a custom diskofferingid")
+    if request.override_disk_offering_uuid:
+        if "diskofferingstrictness" in (offering.details or ""):
+            raise InvalidParameter(f"offering {offering.name} keeps its root disk offering (strictness)")
+        override_id = _in_catalog(catalog.disk_offerings, request.override_disk_offering_uuid,
+                                  "disk offering").id
     group_ids = []
     for ident in request.affinity_group_uuids:
         assert conn is not None
@@ -180,9 +236,10 @@ def _resolve(conn: Connection | None, caller: Caller, request: DeployRequest,
         assert conn is not None
         registered = guest_data.owned_user_data(conn, caller, request.user_data_uuid, account_id)
         text, user_data_id = registered.user_data, registered.id
-    offerings = [catalog.network_offerings.by_id.get(catalog.networks.by_id[n].network_offering_id)
-                 for n in network_ids]
-    filtered = any(o is not None and o.security_groups for o in offerings)  # a network with security groups
+    network_offerings = [catalog.network_offerings.by_id.get(catalog.networks.by_id[n].network_offering_id)
+                         for n in network_ids]
+    # a network with security groups
+    filtered = any(o is not None and o.security_groups for o in network_offerings)
     security_group_ids: list[int] = []
     wants_default = False
     if request.security_group_uuids or request.security_group_names:
@@ -218,10 +275,56 @@ def _resolve(conn: Connection | None, caller: Caller, request: DeployRequest,
         display_name=request.display_name,
         host_id=host_id,
         ip_address=ip,
-        root_disk_bytes=request.root_disk_gb * GIB,
+        root_disk_bytes=root_gb * GIB,
         disk_offering_id=disk_offering_id,
         affinity_group_ids=tuple(dict.fromkeys(group_ids)),
+        pod_id=pod_id,
+        cluster_id=cluster_id,
+        algorithm=algorithm,
+        cpus=cpus if custom else None,
+        cpu_speed_mhz=speed if custom else None,
+        memory_mb=memory if custom else None,
+        data_disk_gb=data_gb,
+        root_disk_offering_id=override_id,
+        group_name=request.group,
+        display=request.display,
+        details=orjson.dumps(details).decode(),
+        mac_address=request.mac_address,
     )
+
+
+PASSWORD_DETAIL = "Encrypted.Password"  # (CloudStack's name) the guest's password, kept for its config drive
+HIDDEN_DETAILS = frozenset({PASSWORD_DETAIL})
+
+
+def _whole(text: str, key: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidParameter(f"details {key} must be a whole number, not {text!r}") from None
+
+
+def _scope(conn: Connection | None, caller: Caller, zone_id: int, pod_uuid: str, cluster_uuid: str,
+           planner: str) -> tuple[int, int, str]:
+    """The pod, cluster and planner algorithm an admin's deploy or start asks for (0, 0, "": any)."""
+    if (pod_uuid or cluster_uuid or planner) and not caller.is_admin:
+        raise PermissionDenied("only root admins may choose the pod, cluster or deployment planner")
+    pod_id = cluster_id = 0
+    if pod_uuid:
+        assert conn is not None
+        pod = find(conn, caller, pods, pod_uuid, "pod")
+        if zone_id and pod.zone_id != zone_id:
+            raise InvalidParameter(f"pod {pod.name} is not in the VM's zone")
+        pod_id = pod.id
+    if cluster_uuid:
+        assert conn is not None
+        cluster = find(conn, caller, clusters, cluster_uuid, "cluster")
+        if (zone_id and cluster.zone_id != zone_id) or (pod_id and cluster.pod_id != pod_id):
+            raise InvalidParameter(f"cluster {cluster.name} is not in the VM's zone and pod")
+        cluster_id = cluster.id
+    if planner and planner not in offerings.PLANNERS:
+        raise InvalidParameter(f"deploymentplanner must be one of {', '.join(offerings.PLANNERS)}")
+    return pod_id, cluster_id, offerings.PLANNERS.get(planner, "")
 
 
 def _resolve_and_profile(conn: Connection | None, caller: Caller, request: DeployRequest, spread: bool,
@@ -259,7 +362,8 @@ class VmListing:
 def _query() -> sa.Select[Any]:
     return (
         sa.select(
-            *[c for c in vms.c if c.name != "user_data"],  # (read by getVirtualMachineUserData alone)
+            # (user data is read by getVirtualMachineUserData alone; a custom offering's values are the VM's)
+            *[c for c in vms.c if c.name not in ("user_data", "cpus", "cpu_speed_mhz", "memory_mb")],
             user_data.c.uuid.label("user_data_uuid"),
             user_data.c.name.label("user_data_name"),
             zones.c.uuid.label("zone_uuid"),
@@ -273,9 +377,11 @@ def _query() -> sa.Select[Any]:
             templates.c.hypervisor_type.label("template_hypervisor"),
             service_offerings.c.uuid.label("offering_uuid"),
             service_offerings.c.name.label("offering_name"),
-            service_offerings.c.cpus,
-            service_offerings.c.cpu_speed_mhz,
-            service_offerings.c.memory_mb,
+            sa.func.coalesce(vms.c.cpus, service_offerings.c.cpus).label("cpus"),
+            sa.func.coalesce(vms.c.cpu_speed_mhz, service_offerings.c.cpu_speed_mhz).label("cpu_speed_mhz"),
+            sa.func.coalesce(vms.c.memory_mb, service_offerings.c.memory_mb).label("memory_mb"),
+            instance_groups.c.uuid.label("group_uuid"),
+            instance_groups.c.name.label("group_name"),
             accounts.c.name.label("account_name"),
             domains.c.uuid.label("domain_uuid"),
             domains.c.name.label("domain_name"),
@@ -287,6 +393,7 @@ def _query() -> sa.Select[Any]:
         .join(accounts, accounts.c.id == vms.c.account_id)
         .join(domains, domains.c.id == accounts.c.domain_id)
         .outerjoin(user_data, user_data.c.id == vms.c.user_data_id)
+        .outerjoin(instance_groups, instance_groups.c.id == vms.c.group_id)
     )
 
 
@@ -417,8 +524,11 @@ class VirtualMachines:
     async def deploy(self, caller: Caller, request: DeployRequest) -> Deployment:
         """Resolve and plan a deploy; its admission and run, for one job to carry."""
         orchestrator = self.orchestrator
-        spread = orchestrator.placement.settings.needs_account_counts
         catalog = await self.catalog.current()
+        offering = catalog.service_offerings.by_uuid.get(request.service_offering_uuid)
+        algorithm = offerings.PLANNERS.get(request.deployment_planner or (
+            offering.deployment_planner if offering is not None else ""), "")
+        spread = orchestrator.placement.settings.needs_counts(algorithm)
         for fresh in (False, True):
             try:
                 if spread or request.needs_database:
@@ -433,7 +543,7 @@ class VirtualMachines:
                     raise
                 catalog = await self.catalog.current(fresh=True)
         tentative = orchestrator.tentative(*planned) if planned is not None else None
-        vm_uuid = str(uuid.uuid4())
+        vm_uuid = request.custom_id or str(uuid.uuid4())
         admitted: list[Any] = []
 
         def admit(conn: Connection) -> int:
@@ -444,20 +554,28 @@ class VirtualMachines:
         async def run() -> int:
             vm_id, admission = admitted
             if request.start:
-                await orchestrator.first_start(vm_id, host_id=spec.host_id, admission=admission)
+                await orchestrator.first_start(vm_id, host_id=spec.host_id, admission=admission,
+                                               scope=Scope(spec.pod_id, spec.cluster_id))
             return int(vm_id)
 
-        return Deployment(vm_uuid, spec.name or vm_uuid, admit, run)
+        password = orjson.loads(spec.details).get(PASSWORD_DETAIL) if PASSWORD_DETAIL in spec.details \
+            else None
+        return Deployment(vm_uuid, spec.name or vm_uuid, admit, run, password)
 
     async def _host_id(self, caller: Caller, host_uuid: str) -> int:
         return int((await self.db.read(find, caller, hosts, host_uuid, "host")).id) if host_uuid else 0
 
-    async def start(self, caller: Caller, vm_id: int, host_uuid: str = "") -> None:
-        """Start it (on ``host_uuid`` when an admin names one)."""
+    async def start(self, caller: Caller, vm_id: int, host_uuid: str = "", *, pod_uuid: str = "",
+                    cluster_uuid: str = "", last_host: bool = True) -> None:
+        """Start it (on ``host_uuid``, or in ``pod_uuid`` or ``cluster_uuid``, when an admin names one;
+        with ``last_host``, on the host it last ran on when that one has room)."""
         if host_uuid and not caller.is_admin:
             raise PermissionDenied("only admins may choose the host")
         host_id = await self._host_id(caller, host_uuid)
-        await self.orchestrator.start(vm_id, host_id=host_id)
+        pod_id, cluster_id, _ = await self.db.read(_scope, caller, 0, pod_uuid, cluster_uuid, "") \
+            if pod_uuid or cluster_uuid else (0, 0, "")
+        await self.orchestrator.start(vm_id, host_id=host_id, scope=Scope(pod_id, cluster_id),
+                                      last_host=last_host)
 
     async def stop(self, vm_id: int, *, forced: bool = False) -> None:
         await self.orchestrator.stop(vm_id, forced=forced)

@@ -35,6 +35,9 @@ def allocate(
     disk_offering_id: int | None = None,
     device_id: int = 0,
     volume_uuid: str = "",
+    provisioning_type: str = "thin",
+    cache_mode: str = "none",
+    iotune: str = "{}",
 ) -> int:
     return int(
         inserted_id(conn.execute(_INSERT, {
@@ -50,6 +53,9 @@ def allocate(
             "template_id": template_id,
             "disk_offering_id": disk_offering_id,
             "account_id": account_id,
+            "provisioning_type": provisioning_type,
+            "cache_mode": cache_mode,
+            "iotune": iotune,
             "created": now,
         }))
     )

@@ -40,6 +40,7 @@ class CreateCommand(Command):
     template_format: str = ""  # the template copy's format (qcow2 or raw); the volume is always ``format``
     size_bytes: int = 0
     format: str = "qcow2"
+    preallocation: str = "off"  # qcow2 preallocation: off, metadata or full (the offering's provisioning)
 
 
 @answer

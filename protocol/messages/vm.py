@@ -20,6 +20,9 @@ class DiskTO:
     pool_path: str = ""
     size_bytes: int = 0
     format: str = "qcow2"
+    cache_mode: str = "none"  # the disk cache: none, writeback or writethrough
+    # libvirt's <iotune> limits: read_bytes_sec, write_iops_sec_max, ... (element name -> value)
+    iotune: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,6 +64,7 @@ class NicTO:
     bridge: str = ""
     is_default: bool = True
     security: SecurityTO | None = None  # None: not filtered (a network without security groups)
+    rate_mbps: int = 0  # the NIC's rate limit each way, in Mb/s (0: none)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,14 +96,24 @@ class VirtualMachineTO:
     nics: tuple[NicTO, ...] = ()
     details: dict[str, str] = field(default_factory=dict)
     config_drive: ConfigDriveTO | None = None
+    cpu_cap: bool = False  # cap the guest's CPU time at cpu_speed_mhz per vCPU (limitcpuuse)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VmStats:
-    cpu_utilization: float = 0.0
-    memory_kbs: int = 0
+    """A guest's counters as its host sees them: cumulative since it started (CPU time, disk and network
+    bytes and operations) and its memory now."""
+
+    cpu_utilization: float = 0.0  # (older agents) a percentage; the server works it out from cpu_time_ns
+    vcpus: int = 0
+    cpu_time_ns: int = 0
+    memory_kbs: int = 0  # the guest's memory
+    memory_free_kbs: int = 0  # unused inside the guest (the balloon driver's figure; 0: unknown)
+    memory_target_kbs: int = 0  # what the balloon aims at
     disk_read_bytes: int = 0
     disk_write_bytes: int = 0
+    disk_read_ios: int = 0
+    disk_write_ios: int = 0
     net_rx_bytes: int = 0
     net_tx_bytes: int = 0
 

@@ -29,7 +29,8 @@ async def populate(api: ApiCloud) -> dict[str, Any]:
     zone = (await api.call(lambda: cs.listZones()))["zone"][0]
     offering = (await api.call(lambda: cs.listServiceOfferings()))["serviceoffering"][0]
     template = (await api.call(lambda: cs.listTemplates(templatefilter="all")))["template"][0]
-    disk = (await api.call(lambda: cs.listDiskOfferings()))["diskoffering"][0]
+    disk = next(o for o in (await api.call(lambda: cs.listDiskOfferings()))["diskoffering"]
+                if not o["iscustomized"])
     await api.call(lambda: cs.createSSHKeyPair(name="k1"))
     vm = (await api.call(lambda: cs.deployVirtualMachine(
         zoneid=zone["id"], serviceofferingid=offering["id"], templateid=template["id"], name="f1",

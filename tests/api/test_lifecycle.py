@@ -83,7 +83,8 @@ async def test_the_whole_life_of_a_vm_through_cs(any_api: ApiCloud, method: str)
 
     # a data volume: created detached, attached to the running VM (plugged in), detached, attached
     # again, detached and deleted
-    disk_offering = first(await api.call(lambda: cs.listDiskOfferings()), "diskoffering")
+    disk_offering = next(o for o in (await api.call(lambda: cs.listDiskOfferings()))["diskoffering"]
+                         if not o["iscustomized"])
     volume = (
         await api.call(
             lambda: cs.createVolume(

@@ -406,7 +406,7 @@ async def test_a_data_disk_is_made_with_the_vm_and_attached(cloud: Cloud) -> Non
     from mgmt.db.schema import disk_offerings
 
     with cloud.services.db.engine.connect() as conn:
-        offering = conn.scalar(sa.select(disk_offerings.c.id))
+        offering = conn.scalar(sa.select(disk_offerings.c.id).where(disk_offerings.c.size_gb > 0))
     vm_id = await cloud.orch.deploy(cloud.spec(disk_offering_id=offering))
     row = cloud.vm(vm_id)
     to = cloud.sim(cloud.guid_of(row.host_id)).host.vms[row.instance_name].to
@@ -552,7 +552,7 @@ async def test_the_vm_admit_builds_is_the_vm_the_database_holds(any_cloud: Cloud
     cloud = any_cloud
     db = cloud.services.db
     with db.engine.connect() as conn:
-        disk = conn.scalar(sa.text("SELECT id FROM disk_offerings LIMIT 1"))
+        disk = conn.scalar(sa.text("SELECT id FROM disk_offerings WHERE size_gb > 0 LIMIT 1"))
     catalog = await cloud.orch.catalog.current()
     for spec in (cloud.spec(name="made"), cloud.spec(display_name="shown", disk_offering_id=disk)):
         for source in (catalog, None):

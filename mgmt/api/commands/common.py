@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...services.crud import Kind, kind_of
 from ...services.queries import MAX_PAGE, page, uuids
-from ..registry import Param
+from ..registry import Param, refuse
 
 if TYPE_CHECKING:
     from ..app import Context
@@ -23,6 +23,26 @@ def listing(key: str, items: list[dict[str, Any]], total: int) -> dict[str, Any]
     return {"count": total, key: items} if items else {}
 
 
+# Why a CloudStack parameter is refused (registry.refuse). Those that do not apply to a KVM cloud:
+VMWARE = "it applies to VMware only"
+OVM3 = "it applies to OVM3 only"
+IPV6 = "IPv6 is not supported"
+MANAGED = "it applies to managed storage (per-volume IOPS), which file pools are not"
+SYSTEM_VMS = "Cumulo runs no system VMs (virtual routers, console proxies, secondary storage VMs)"
+NO_VR = "it configures virtual routers, which Cumulo does not run"
+ICONS = "resource icons are not supported"
+# ... and those that would apply but Cumulo lacks yet (refused with applies=True):
+PROJECTS = "projects are not supported yet"
+VPCS = "VPCs are not supported yet"
+SNAPSHOTS = "snapshots are not supported yet"
+RESOURCE_TAGS = "resource tags are not supported yet"
+ENCRYPTION = "volume encryption is not supported yet"
+LIVE_SCALING = "scaling a running VM is not supported yet"
+SCOPED_SETTINGS = ("settings are global here: zone, cluster, pool, domain and account scopes are not "
+                   "supported yet")
+DEDICATION = "offerings and zones are public here: dedicating them to domains or zones is not supported yet"
+
+
 PAGING = (
     Param("page", "integer", description="the page to list, from 1 (with pagesize)"),
     Param("pagesize", "integer", description=f"items per page, up to {MAX_PAGE}; -1: all (with page)"),
@@ -32,7 +52,7 @@ OWNER = (
     Param("listall", "boolean", description="admins: every account's items, not only their own"),
     Param("account", description="with domainid: the account whose items to list (admins)"),
     Param("domainid", "uuid", description="the domain of account"),
-    Param("projectid", description="accepted for compatibility; -1 (every project) is the only value"),
+    *refuse(PROJECTS, "projectid", applies=True),
 )
 
 

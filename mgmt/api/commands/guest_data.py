@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import InvalidParameter
 from ...services.guest_data import KeyPair
-from ..registry import Param, command
-from .common import OWNER, PAGING, date, listing, success
+from ..registry import Param, command, refuse
+from .common import OWNER, PAGING, PROJECTS, date, listing, success
 from .vms import _vm, _vm_job
 
 if TYPE_CHECKING:
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 ACTING_FOR = (
     Param("account", description="act for this account (admins, with domainid)"),
     Param("domainid", "uuid", description="the account's domain"),
-    Param("projectid", "uuid", description="accepted for compatibility (projects are not supported)"),
+    *refuse(PROJECTS, "projectid", applies=True),
 )
 
 

@@ -1,34 +1,114 @@
-"""Service offerings (CPU and memory of a VM) and disk offerings (size of a data disk)."""
+"""Service offerings (the CPU and memory of a VM, its root disk's provisioning, cache mode and I/O limits,
+the planner that places it) and disk offerings (a data disk's size, provisioning, cache mode and I/O
+limits). Offerings are public: every domain, account and zone sees every offering."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ...services.offerings import DISK_OFFERING, SERVICE_OFFERING, DiskOfferingSpec, ServiceOfferingSpec
-from ..registry import Param, command
-from .common import PAGING, created, date, deleter, lister, tags
+import orjson
+
+from ...errors import InvalidParameter
+from ...services.offerings import (
+    DISK_OFFERING,
+    IO_PARAMS,
+    PLANNERS,
+    SERVICE_OFFERING,
+    DiskOfferingSpec,
+    DiskTuning,
+    ServiceOfferingSpec,
+    view_tuning,
+)
+from ..registry import Param, command, refuse
+from .common import (
+    DEDICATION,
+    ENCRYPTION,
+    LIVE_SCALING,
+    MANAGED,
+    PAGING,
+    PROJECTS,
+    SYSTEM_VMS,
+    VMWARE,
+    created,
+    date,
+    deleter,
+    lister,
+    tags,
+)
 
 if TYPE_CHECKING:
     from ..app import Context
 
+PUBLIC = "offerings are public here: every domain, account and zone sees them all"
+
+def _io_text(param: str) -> str:
+    unit = "seconds" if param.endswith("length") else "bytes/s" if param.startswith("bytes") else "IOPS"
+    what = param.replace("rate", " rate").replace("max", " max").replace("length", " length")
+    return f"the disks' {what} ({unit}; libvirt <iotune>)"
+
+
+DISK_TUNING = (
+    Param("provisioningtype", description="thin (default: qcow2 without preallocation), sparse (its metadata "
+                                          "preallocated) or fat (fully preallocated)"),
+    Param("cachemode", description="the disk cache: none (default), writeback or writethrough"),
+    Param("storagetype", description="shared (default: a cluster or zone pool) or local (the host's own)"),
+    *(Param(p, "long", description=_io_text(p)) for p in IO_PARAMS),
+)
+_NOT_APPLYING = (
+    *refuse(MANAGED, "miniops", "maxiops", "hypervisorsnapshotreserve"),
+    *refuse(MANAGED, "customizediops", harmless=("false",)),
+    *refuse(VMWARE, "storagepolicy"),
+    *refuse(DEDICATION, "domainid", "zoneid", applies=True),
+)
+
+
+def _details(entries: list[dict[str, str]]) -> dict[str, str]:
+    """A map parameter (``details[0].key=value`` or ``details[0].k=v``) as one dict."""
+    out: dict[str, str] = {}
+    for entry in entries:
+        if set(entry) == {"key", "value"}:
+            out[entry["key"]] = entry["value"]
+        else:
+            out.update(entry)
+    return out
+
+
+def _json(text: str) -> dict[str, Any]:
+    value = orjson.loads(text or "{}")
+    return value if isinstance(value, dict) else {}
+
 
 def service_offering_view(r: Any) -> dict[str, Any]:
-    return {
+    details = _json(r.details)
+    for key, value in (("mincpunumber", r.min_cpus), ("maxcpunumber", r.max_cpus),
+                       ("minmemory", r.min_memory_mb), ("maxmemory", r.max_memory_mb)):
+        if value is not None:
+            details[key] = str(value)
+    view: dict[str, Any] = {
         "id": r.uuid,
         "name": r.name,
         "displaytext": r.display_text,
-        "cpunumber": r.cpus,
-        "cpuspeed": r.cpu_speed_mhz,
-        "memory": r.memory_mb,
-        "hosttags": r.host_tags,
+        "cpunumber": r.cpus or None,
+        "cpuspeed": r.cpu_speed_mhz or None,
+        "memory": r.memory_mb or None,
+        "hosttags": r.host_tags or None,
+        "storagetags": details.pop("storagetags", None),
         "offerha": r.ha_enabled,
-        "storagetype": "shared",
-        "iscustomized": False,
+        "storagetype": r.storage_type,
+        "deploymentplanner": r.deployment_planner or None,
+        "iscustomized": not (r.cpus and r.cpu_speed_mhz and r.memory_mb),
         "issystem": False,
-        "isvolatile": False,
-        "limitcpuuse": False,
+        "isvolatile": r.is_volatile,
+        "limitcpuuse": r.limit_cpu_use,
+        "rootdisksize": r.root_disk_gb,
+        "networkrate": r.network_rate,
+        "dynamicscalingenabled": False,
+        "iscustomizediops": False,
+        "serviceofferingdetails": details or None,
+        **view_tuning(r),
         "created": date(r.created),
     }
+    return {k: v for k, v in view.items() if v is not None}
 
 
 _list_service_offerings = lister(SERVICE_OFFERING, "serviceoffering", service_offering_view, __name__)
@@ -40,36 +120,138 @@ _list_service_offerings = lister(SERVICE_OFFERING, "serviceoffering", service_of
     Param("id", "uuid", description="the offering's id"),
     Param("name", description="the offering's name"),
     Param("virtualmachineid", "uuid", description="the offerings this VM could change to"),
-    Param("issystem", "boolean", description="accepted for compatibility (no system offerings here)"),
+    Param("issystem", "boolean", description="true: system VM offerings (there are none here)"),
+    Param("cpunumber", "integer", description="offerings that give at least this many vCPUs (custom ones "
+                                                "whose bounds reach it)"),
+    Param("cpuspeed", "integer", description="offerings that give at least this speed (MHz)"),
+    Param("memory", "integer", description="offerings that give at least this memory (MiB)"),
+    Param("storagetype", description="shared or local"),
+    Param("templateid", "uuid", description="offerings whose root disk size fits the template"),
+    Param("zoneid", "uuid", description=f"offerings of the zone ({PUBLIC})"),
+    Param("domainid", "uuid", description=f"offerings of the domain ({PUBLIC})"),
+    Param("account", description=f"offerings of the account ({PUBLIC})"),
+    Param("isrecursive", "boolean", description=f"with domainid: its subdomains' too ({PUBLIC})"),
+    Param("listall", "boolean", description=f"every offering the caller may see ({PUBLIC})"),
+    *refuse(PROJECTS, "projectid", applies=True),
+    *refuse(SYSTEM_VMS, "systemvmtype"),
+    *refuse(ENCRYPTION, "encryptroot", harmless=("false",), applies=True),
     *PAGING,
     response="serviceoffering",
 )
 async def list_service_offerings(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     if args.get("issystem"):
         return {}
+    if "templateid" in args:
+        size = await ctx.services.templates.size_of(ctx.caller, args["templateid"])
+        args = {**args, "template_bytes": size}
     return await _list_service_offerings(ctx, args)
 
 
 @command(
     "createServiceOffering",
-    "Creates a service offering.",
+    "Creates a service offering. Without cpunumber, cpuspeed or memory (or with customized=true) it is a "
+    "custom offering: each deploy gives what it leaves open (details[0].cpuNumber, cpuSpeed, memory), "
+    "within mincpunumber..maxcpunumber and minmemory..maxmemory.",
     Param("name", required=True, description="the offering's name"),
     Param("displaytext", description="its description (default: the name)"),
-    Param("cpunumber", "integer", required=True, description="vCPUs"),
-    Param("cpuspeed", "integer", required=True, description="MHz per vCPU"),
-    Param("memory", "integer", required=True, description="memory in MiB"),
+    Param("cpunumber", "integer", description="vCPUs (absent: given at deploy)"),
+    Param("cpuspeed", "integer", description="MHz per vCPU (absent: given at deploy)"),
+    Param("memory", "integer", description="memory in MiB (absent: given at deploy)"),
+    Param("customized", "boolean", description="true: a custom offering (give none of cpunumber and memory)"),
+    Param("mincpunumber", "integer", description="a custom offering's fewest vCPUs"),
+    Param("maxcpunumber", "integer", description="a custom offering's most vCPUs"),
+    Param("minmemory", "integer", description="a custom offering's least memory (MiB)"),
+    Param("maxmemory", "integer", description="a custom offering's most memory (MiB)"),
     Param("hosttags", description="comma-separated tags a host must have"),
+    Param("tags", description="comma-separated storage tags the root disk's pool must have"),
     Param("offerha", "boolean", description="whether VMs are HA-enabled by default"),
+    Param("rootdisksize", "long", description="the root disk's size in GB (default: the template's)"),
+    Param("deploymentplanner", description=f"the planner for its VMs: {', '.join(PLANNERS)} (admins)"),
+    Param("limitcpuuse", "boolean", description="cap each VM's CPU at its offering's speed (libvirt quota)"),
+    *refuse("recreating the root disk at each reboot (volatile VMs) is not supported yet", "isvolatile",
+            harmless=("false",), applies=True),
+    Param("networkrate", "integer", description="each NIC's rate limit in Mb/s (-1: none)"),
+    Param("diskofferingid", "uuid",
+          description="a disk offering whose provisioning, cache mode, I/O limits and tags the root disk "
+                      "takes"),
+    Param("diskofferingstrictness", "boolean", description="VMs may not override the root disk's offering"),
+    Param("serviceofferingdetails", "map", description="details kept with the offering (key/value)"),
+    Param("issystem", "boolean", description="false only: there are no system VMs"),
+    *DISK_TUNING,
+    *_NOT_APPLYING,
+    *refuse(SYSTEM_VMS, "systemvmtype"),
+    *refuse(ENCRYPTION, "encryptroot", harmless=("false",), applies=True),
+    *refuse(LIVE_SCALING, "dynamicscalingenabled", harmless=("false",), applies=True),
     admin=True,
     event="SERVICE.OFFERING.CREATE",
     response="serviceoffering",
 )
 async def create_service_offering(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    spec = ServiceOfferingSpec(args["name"], args["cpunumber"], args["cpuspeed"], args["memory"],
-                               args.get("displaytext", ""), tags(args.get("hosttags", "")),
-                               args.get("offerha", False))
+    if args.get("issystem"):
+        raise InvalidParameter(f"issystem=true: {SYSTEM_VMS}")
+    if args.get("customized") and ("cpunumber" in args or "memory" in args):
+        raise InvalidParameter("a customized offering takes no cpunumber or memory (each deploy gives them)")
+    if args.get("customized") is False and not all(k in args for k in ("cpunumber", "cpuspeed", "memory")):
+        raise InvalidParameter("customized=false needs cpunumber, cpuspeed and memory")
+    disk_args = dict(args)
+    details = _details(args.get("serviceofferingdetails", []))
+    if "diskofferingid" in args:  # the root disk takes the disk offering's tuning and tags
+        disk = await ctx.services.resources.get(DISK_OFFERING, args["diskofferingid"])
+        disk_args = {**_tuning_args(disk), **disk_args}
+        if disk.tags and "tags" not in args:
+            disk_args["tags"] = disk.tags
+        details["diskofferingid"] = disk.uuid
+    if args.get("diskofferingstrictness"):
+        details["diskofferingstrictness"] = "true"
+    if disk_args.get("tags"):
+        details["storagetags"] = ",".join(tags(disk_args["tags"]))
+    spec = ServiceOfferingSpec(
+        args["name"], args.get("cpunumber", 0), args.get("cpuspeed", 0), args.get("memory", 0),
+        args.get("displaytext", ""), tags(args.get("hosttags", "")), args.get("offerha", False),
+        min_cpus=args.get("mincpunumber"), max_cpus=args.get("maxcpunumber"),
+        min_memory_mb=args.get("minmemory"), max_memory_mb=args.get("maxmemory"),
+        root_disk_gb=args.get("rootdisksize"), deployment_planner=args.get("deploymentplanner", ""),
+        limit_cpu_use=args.get("limitcpuuse", False), is_volatile=False,
+        network_rate=args.get("networkrate"), disk=DiskTuning.from_args(disk_args), details=details)
     made = await created(ctx, spec, "SERVICE.OFFERING.CREATE", "ServiceOffering", service_offering_view)
     return {"serviceoffering": made}
+
+
+def _tuning_args(r: Any) -> dict[str, Any]:
+    """An offering's tuning as the API's parameters (to copy it to another offering)."""
+    shown = view_tuning(r)
+    out: dict[str, Any] = {"provisioningtype": r.provisioning_type, "cachemode": r.cache_mode,
+                           "storagetype": r.storage_type}
+    out.update({param: shown[field] for param, field in IO_PARAMS.items() if field in shown})
+    return out
+
+
+@command(
+    "updateServiceOffering",
+    "Changes a service offering's name, description or host tags (VMs keep what they were made with).",
+    Param("id", "uuid", required=True, description="the offering's id"),
+    Param("name", description="the new name"),
+    Param("displaytext", description="the new description"),
+    Param("hosttags", description="the new comma-separated host tags (empty: none)"),
+    *refuse("offerings are listed in the order they were made: sort keys are not supported yet", "sortkey",
+            applies=True),
+    *refuse(DEDICATION, "domainid", "zoneid", applies=True),
+    *refuse("storage tags are fixed when the offering is made", "storagetags", applies=True),
+    admin=True,
+    event="SERVICE.OFFERING.EDIT",
+    response="serviceoffering",
+)
+async def update_service_offering(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    return {"serviceoffering": await _updated(ctx, SERVICE_OFFERING, args, "SERVICE.OFFERING.EDIT",
+                                              "ServiceOffering", service_offering_view)}
+
+
+async def _updated(ctx: Context, kind: Any, args: dict[str, Any], event: str, resource_type: str,
+                   view: Any) -> dict[str, Any]:
+    row, changed = await ctx.services.resources.update(ctx.caller, kind, args["id"], args)
+    await ctx.event(event, f"updated {kind.name} {row.name}: {', '.join(changed) or 'nothing'}",
+                    resource_type=resource_type, resource_uuid=row.uuid)
+    return view(row)  # type: ignore[no-any-return]
 
 
 command(
@@ -81,49 +263,103 @@ command(
 )(deleter(SERVICE_OFFERING, "SERVICE.OFFERING.DELETE", "ServiceOffering", __name__))
 
 
-
-
 def disk_offering_view(r: Any) -> dict[str, Any]:
-    return {
+    view: dict[str, Any] = {
         "id": r.uuid,
         "name": r.name,
         "displaytext": r.display_text,
         "disksize": r.size_gb,
         "tags": r.tags,
-        "iscustomized": False,
-        "storagetype": "shared",
+        "iscustomized": r.size_gb == 0,
+        "storagetype": r.storage_type,
+        "displayoffering": r.display,
+        "disksizestrictness": r.size_strict,
+        "details": _json(r.details) or None,
+        "iscustomizediops": False,
+        **view_tuning(r),
         "created": date(r.created),
     }
+    return {k: v for k, v in view.items() if v is not None}
 
 
-command(
+_list_disk_offerings = lister(DISK_OFFERING, "diskoffering", disk_offering_view, __name__)
+
+
+@command(
     "listDiskOfferings",
-    "Lists disk offerings (sizes of data disks).",
+    "Lists disk offerings (sizes of data disks); users see only those with displayoffering=true.",
     Param("id", "uuid", description="the offering's id"),
     Param("name", description="the offering's name"),
+    Param("storagetype", description="shared or local"),
+    Param("zoneid", "uuid", description=f"offerings of the zone ({PUBLIC})"),
+    Param("domainid", "uuid", description=f"offerings of the domain ({PUBLIC})"),
+    Param("account", description=f"offerings of the account ({PUBLIC})"),
+    Param("isrecursive", "boolean", description=f"with domainid: its subdomains' too ({PUBLIC})"),
+    Param("listall", "boolean", description=f"every offering the caller may see ({PUBLIC})"),
+    *refuse(PROJECTS, "projectid", applies=True),
+    *refuse(ENCRYPTION, "encrypt", harmless=("false",), applies=True),
+    *refuse("listing the offerings that suit a pool, volume or VM is not supported yet", "storageid",
+            "volumeid", "virtualmachineid", applies=True),
     *PAGING,
     response="diskoffering",
-)(lister(DISK_OFFERING, "diskoffering", disk_offering_view, __name__))
-
-
+)
+async def list_disk_offerings(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    if not ctx.caller.is_admin:
+        args = {**args, "display": True}
+    return await _list_disk_offerings(ctx, args)
 
 
 @command(
     "createDiskOffering",
-    "Creates a disk offering.",
+    "Creates a disk offering: a fixed size, or custom (customized=true, or no disksize) where each volume "
+    "gives its size.",
     Param("name", required=True, description="the offering's name"),
     Param("displaytext", description="its description (default: the name)"),
-    Param("disksize", "long", description="size in GB (required here: no custom sizes)"),
+    Param("disksize", "long", description="size in GB (absent, or customized=true: the volume gives it)"),
+    Param("customized", "boolean", description="true: a custom size"),
+    Param("disksizestrictness", "boolean", description="volumes of it keep their size"),
+    Param("displayoffering", "boolean", description="whether users see it (default true)"),
     Param("tags", description="comma-separated storage tags a pool must have"),
+    Param("details", "map", description="details kept with the offering (key/value)"),
+    *DISK_TUNING,
+    *_NOT_APPLYING,
+    *refuse(ENCRYPTION, "encrypt", harmless=("false",), applies=True),
     admin=True,
     event="DISK.OFFERING.CREATE",
     response="diskoffering",
 )
 async def create_disk_offering(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    spec = DiskOfferingSpec(args["name"], args.get("disksize", 0), args.get("displaytext", ""),
-                            tags(args.get("tags", "")))
+    if args.get("customized") and "disksize" in args:
+        raise InvalidParameter("a customized disk offering takes no disksize (each volume gives its size)")
+    spec = DiskOfferingSpec(args["name"], 0 if args.get("customized") else args.get("disksize", 0),
+                            args.get("displaytext", ""), tags(args.get("tags", "")),
+                            args.get("disksizestrictness", False), args.get("displayoffering", True),
+                            DiskTuning.from_args(args), _details(args.get("details", [])))
     made = await created(ctx, spec, "DISK.OFFERING.CREATE", "DiskOffering", disk_offering_view)
     return {"diskoffering": made}
+
+
+@command(
+    "updateDiskOffering",
+    "Changes a disk offering's names, storage tags, whether users see it, and the cache mode and I/O "
+    "limits of volumes made from it from now on.",
+    Param("id", "uuid", required=True, description="the offering's id"),
+    Param("name", description="the new name"),
+    Param("displaytext", description="the new description"),
+    Param("displayoffering", "boolean", description="whether users see it"),
+    Param("tags", description="the new comma-separated storage tags (empty: none)"),
+    Param("cachemode", description="none, writeback or writethrough"),
+    *refuse("offerings are listed in the order they were made: sort keys are not supported yet", "sortkey",
+            applies=True),
+    *(p for p in DISK_TUNING if p.name not in ("provisioningtype", "cachemode", "storagetype")),
+    *refuse(DEDICATION, "domainid", "zoneid", applies=True),
+    admin=True,
+    event="DISK.OFFERING.EDIT",
+    response="diskoffering",
+)
+async def update_disk_offering(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    return {"diskoffering": await _updated(ctx, DISK_OFFERING, args, "DISK.OFFERING.EDIT", "DiskOffering",
+                                           disk_offering_view)}
 
 
 command(
@@ -133,5 +369,3 @@ command(
     admin=True,
     event="DISK.OFFERING.DELETE",
 )(deleter(DISK_OFFERING, "DISK.OFFERING.DELETE", "DiskOffering", __name__))
-
-

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import InvalidParameter
 from ...services.security_groups import Group, RuleSpec
-from ..registry import Param, command
-from .common import OWNER, PAGING, listing, success
+from ..registry import Param, command, refuse
+from .common import OWNER, PAGING, PROJECTS, listing, success
 
 if TYPE_CHECKING:
     from ..app import Context
@@ -70,7 +70,7 @@ async def list_security_groups(ctx: Context, args: dict[str, Any]) -> dict[str, 
     Param("description", description="what it is for"),
     Param("account", description="for this account (admins, with domainid)"),
     Param("domainid", "uuid", description="the account's domain"),
-    Param("projectid", "uuid", description="accepted for compatibility"),
+    *refuse(PROJECTS, "projectid", applies=True),
     event="SG.CREATE",
     response="securitygroup",
 )
@@ -90,7 +90,7 @@ async def create_security_group(ctx: Context, args: dict[str, Any]) -> dict[str,
     Param("name", description="the group's name"),
     Param("account", description="accepted for compatibility"),
     Param("domainid", "uuid", description="accepted for compatibility"),
-    Param("projectid", "uuid", description="accepted for compatibility"),
+    *refuse(PROJECTS, "projectid", applies=True),
     event="SG.DELETE",
 )
 async def delete_security_group(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
@@ -117,7 +117,7 @@ def _rule_params(direction: str) -> tuple[Param, ...]:
                           "usersecuritygrouplist[0].account=...&usersecuritygrouplist[0].group=..."),
         Param("account", description="accepted for compatibility"),
         Param("domainid", "uuid", description="accepted for compatibility"),
-        Param("projectid", "uuid", description="accepted for compatibility"),
+        *refuse(PROJECTS, "projectid", applies=True),
     )
 
 

@@ -7,9 +7,11 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from ...errors import InvalidParameter, PermissionDenied
 from ...services.guest_data import check_user_data
-from ...services.vms import VM_STATES, DeployRequest, VmListing
+from ...services.vms import HIDDEN_DETAILS, VM_STATES, DeployRequest, VmListing
 from ..registry import Param, command
 from .common import OWNER, PAGING, date, listing, uuids
 
@@ -60,7 +62,10 @@ def vm_view(
         "securitygroup": [],
         "affinitygroup": group_views,
         "tags": [],
-        "details": {},
+        "details": {k: v for k, v in orjson.loads(r.details or "{}").items() if k not in HIDDEN_DETAILS},
+        "group": r.group_name,
+        "groupid": r.group_uuid,
+        "displayvm": r.display,
         "keypairs": r.keypairs or None,
         "userdataid": r.user_data_uuid,
         "userdataname": r.user_data_name,

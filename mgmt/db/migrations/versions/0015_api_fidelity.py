@@ -8,6 +8,9 @@ Create Date: 2026-11-30 21:30:00
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -96,9 +99,16 @@ def upgrade() -> None:
         b.add_column(sa.Column("display", sa.Boolean(), nullable=False, server_default=sa.true()))
         b.add_column(sa.Column("details", sa.Text(), nullable=False, server_default="{}"))
         b.create_foreign_key(op.f("fk_vms_group_id_instance_groups"), "instance_groups", ["group_id"], ["id"])
+    # CloudStack's "Custom" disk offering, there from the start: the volume gives the size
+    offerings = sa.table("disk_offerings", sa.column("uuid", sa.String), sa.column("name", sa.String),
+                         sa.column("display_text", sa.String), sa.column("size_gb", sa.Integer),
+                         sa.column("tags", sa.String), sa.column("created", sa.DateTime(timezone=True)))
+    op.bulk_insert(offerings, [{"uuid": str(uuid.uuid4()), "name": "Custom", "display_text": "Custom Disk",
+                                "size_gb": 0, "tags": "", "created": datetime.now(UTC)}])
 
 
 def downgrade() -> None:
+    op.execute("DELETE FROM disk_offerings WHERE name = 'Custom' AND size_gb = 0")
     with op.batch_alter_table("vms") as b:
         b.drop_constraint(op.f("fk_vms_group_id_instance_groups"), type_="foreignkey")
         for name in ("cpus", "cpu_speed_mhz", "memory_mb", "group_id", "display", "details"):
