@@ -31,6 +31,8 @@ from protocol.messages import (
     CreateCommand,
     DestroyCommand,
     DettachCommand,
+    GetStorageStatsAnswer,
+    GetStorageStatsCommand,
     GetVmConsoleLogAnswer,
     GetVmConsoleLogCommand,
     GetVmStatsAnswer,
@@ -84,6 +86,23 @@ class SimVm:
     to: VirtualMachineTO
     state: PowerState = PowerState.ON
     boots: int = 1
+    started: float = 0.0  # trio's clock when it (last) started: its synthetic counters grow from there
+
+
+def synthetic_stats(vm: SimVm, now: float) -> VmStats:
+    """Plausible counters for a simulated guest, growing with the time it has run: its vCPUs a tenth
+    busy (more while it "boots", its first 10 s), a quarter of its memory free, steady disk and network
+    traffic."""
+    up = max(0.0, now - vm.started)
+    vcpus = vm.to.vcpus
+    busy = min(up, 10.0) * 0.6 + max(0.0, up - 10.0) * 0.1  # vCPU-seconds per vCPU
+    memory = vm.to.memory_bytes // 1024
+    return VmStats(vcpus=vcpus, cpu_time_ns=int(busy * vcpus * 1e9), memory_kbs=memory,
+                   memory_free_kbs=memory // 4, memory_target_kbs=memory,
+                   disk_read_bytes=int(up * 256 * 1024) + (vm.boots << 20),
+                   disk_write_bytes=int(up * 64 * 1024),
+                   disk_read_ios=int(up * 16), disk_write_ios=int(up * 4),
+                   net_rx_bytes=int(up * 2048), net_tx_bytes=int(up * 1024))
 
 
 @dataclass
@@ -94,6 +113,7 @@ class SimHost:
     vms: dict[str, SimVm] = field(default_factory=dict)
     incoming: dict[str, VirtualMachineTO] = field(default_factory=dict)
     volumes: dict[str, int] = field(default_factory=dict)  # path -> bytes
+    preallocation: dict[str, str] = field(default_factory=dict)  # path -> how it was made (off: absent)
     consoles: dict[str, deque[str]] = field(default_factory=dict)  # VM name -> its last console lines
 
     def console(self, name: str, line: str) -> None:
@@ -223,7 +243,8 @@ class SimulatorResource(ServerResource):
                 drive = configdrive.summary(vm.config_drive)
             except ConfigDriveError as e:
                 return StartAnswer(result=False, vm_name=vm.name, details=str(e))
-        self.host.vms[vm.name] = sim = SimVm(vm, boots=existing.boots + 1 if existing else 1)
+        self.host.vms[vm.name] = sim = SimVm(vm, boots=existing.boots + 1 if existing else 1,
+                                             started=trio.current_time())
         self.host.console(vm.name, f"simulated guest {vm.name}: booted (boot {sim.boots})")
         if drive:
             self.host.console(vm.name, drive)
@@ -321,12 +342,11 @@ class SimulatorResource(ServerResource):
     @handles(GetVmStatsCommand)
     async def vm_stats(self, cmd: GetVmStatsCommand) -> Answer:
         stats = {}
+        now = trio.current_time()
         for name in cmd.vm_names:
             vm = self.host.vms.get(name)
-            if vm is not None:
-                stats[name] = VmStats(cpu_utilization=1.5 * vm.to.vcpus,
-                                      memory_kbs=vm.to.memory_bytes // 1024,
-                                      disk_read_bytes=vm.boots << 20, net_rx_bytes=vm.boots * 4096)
+            if vm is not None and vm.state is PowerState.ON:
+                stats[name] = synthetic_stats(vm, now)
         return GetVmStatsAnswer(stats=stats)
 
     # --- host ------------------------------------------------------------------------------------
@@ -353,6 +373,17 @@ class SimulatorResource(ServerResource):
             pool[path] = TEMPLATE_SIZE
         return PrimaryStorageDownloadAnswer(install_path=path, size_bytes=TEMPLATE_SIZE)
 
+    @handles(GetStorageStatsCommand)
+    async def storage_stats(self, cmd: GetStorageStatsCommand) -> Answer:
+        if not cmd.pool_path.startswith("/") and ":" not in cmd.pool_path:
+            return GetStorageStatsAnswer(result=False, details=f"{cmd.pool_path!r} is not a pool path")
+        if cmd.pool_path == self.pool_path:
+            return GetStorageStatsAnswer(capacity_bytes=self.host.spec.pool_bytes,
+                                         used_bytes=self.host.pool_used())
+        prefix = cmd.pool_path.rstrip("/") + "/"
+        used = sum(size for path, size in SimulatorResource.shared.items() if path.startswith(prefix))
+        return GetStorageStatsAnswer(capacity_bytes=SHARED_POOL_BYTES, used_bytes=used)
+
     @handles(CreateCommand)
     async def create_volume(self, cmd: CreateCommand) -> Answer:
         pool = self._volumes(cmd.pool_path)
@@ -367,7 +398,12 @@ class SimulatorResource(ServerResource):
         failure = self._no_room(size, cmd.pool_path)
         if failure:
             return CreateAnswer(result=False, details=failure)
+        if cmd.preallocation not in ("off", "metadata", "full"):
+            return CreateAnswer(result=False, details=f"preallocation {cmd.preallocation!r} is not off, "
+                                                      "metadata or full")
         pool[path] = size
+        if cmd.preallocation != "off":
+            self.host.preallocation[path] = cmd.preallocation
         return CreateAnswer(path=path, size_bytes=size)
 
     @handles(DestroyCommand)
@@ -389,6 +425,9 @@ class SimulatorResource(ServerResource):
     async def aclose(self) -> None:
         if SimulatorResource.registry.get(self.guid) is self:
             del SimulatorResource.registry[self.guid]
+
+
+SHARED_POOL_BYTES = 10 * 1024 * GIB  # what a simulated host measures a shared pool at
 
 
 def _stable_uuid(seed: str) -> str:

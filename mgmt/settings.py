@@ -119,6 +119,13 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
             "Allocated memory fraction of a zone past which an alert is raised."),
     Setting("pool.storage.allocated.capacity.notificationthreshold", "0.75", float, "Alert",
             "Allocated primary storage fraction of a zone past which an alert is raised."),
+    Setting("vm.stats.interval", "60000", int, "Advanced",
+            "Milliseconds between collections of VM statistics from the hosts (0: none; restart to apply)."),
+    Setting("prometheus.exporter.enable", "true", boolean, "Advanced",
+            "Serve the cloud's and the server's figures at /metrics on the API port, in Prometheus' text "
+            "format (restart to apply)."),
+    Setting("prometheus.exporter.allowed.ips", "127.0.0.1,::1", str, "Advanced",
+            "Comma-separated addresses or networks (CIDR) that may read /metrics; others get 403."),
     Setting("api.throttling.enabled", "false", boolean, "Advanced",
             "Limit API calls per user (api.throttling.max per api.throttling.interval; 429 past it)."),
     Setting("api.throttling.interval", "1", int, "Advanced", "Seconds of the API throttling window."),

@@ -14,6 +14,12 @@ import xml.etree.ElementTree as ET
 from protocol.messages import DiskTO, NicTO, VirtualMachineTO
 
 _DISK_BUS = "virtio"
+CACHE_MODES = ("none", "writeback", "writethrough")
+# libvirt's <iotune> children, in the order its schema wants them
+IOTUNE_ORDER = ("read_bytes_sec", "write_bytes_sec", "read_iops_sec", "write_iops_sec", "read_bytes_sec_max",
+                "write_bytes_sec_max", "read_iops_sec_max", "write_iops_sec_max", "read_bytes_sec_max_length",
+                "write_bytes_sec_max_length", "read_iops_sec_max_length", "write_iops_sec_max_length")
+CPU_PERIOD_US = 100_000  # the CFS period a capped guest's quota is of
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -28,12 +34,29 @@ def _disk(disk: DiskTO) -> ET.Element:
     gets the same name it would have had at boot."""
     if not 0 <= disk.device_id < 26:
         raise ValueError(f"disk device id {disk.device_id} is out of range (0 to 25)")
+    if disk.cache_mode not in CACHE_MODES:
+        raise ValueError(f"disk cache mode {disk.cache_mode!r} is not one of {', '.join(CACHE_MODES)}")
     d = ET.Element("disk", type="file", device="disk")
-    _sub(d, "driver", name="qemu", type=disk.format or "qcow2")
+    _sub(d, "driver", name="qemu", type=disk.format or "qcow2", cache=disk.cache_mode or "none")
     _sub(d, "source", file=disk.path)
     _sub(d, "target", dev=f"vd{chr(ord('a') + disk.device_id)}", bus=_DISK_BUS)
+    if disk.iotune:
+        tune = _sub(d, "iotune")
+        for element in IOTUNE_ORDER:  # (libvirt's schema orders them)
+            value = disk.iotune.get(element)
+            if value:
+                _sub(tune, element, str(_whole(value, element)))
+        unknown = set(disk.iotune) - set(IOTUNE_ORDER)
+        if unknown:
+            raise ValueError(f"unknown disk I/O limits: {', '.join(sorted(unknown))}")
     _sub(d, "serial", disk.volume_uuid.replace("-", "")[:20])
     return d
+
+
+def _whole(value: object, what: str) -> int:
+    if type(value) is not int or not 0 <= value < 2**63:
+        raise ValueError(f"{what} must be a whole number of at least 0")
+    return value
 
 
 def disk_xml(disk: DiskTO) -> str:
@@ -58,9 +81,11 @@ def _config_drive(path: str) -> ET.Element:
     return d
 
 
-def domain_xml(vm: VirtualMachineTO, domain_type: str, console_log: str = "", config_drive: str = "") -> str:
+def domain_xml(vm: VirtualMachineTO, domain_type: str, console_log: str = "", config_drive: str = "",
+               host_mhz: int = 0) -> str:
     """The libvirt domain definition of ``vm`` (``domain_type``: kvm, qemu or test); ``config_drive``: the
-    path of its config drive image, when it has one."""
+    path of its config drive image, when it has one; ``host_mhz``: the speed of a host core (a VM with
+    ``cpu_cap`` gets that share of one per vCPU)."""
     domain = ET.Element("domain", type=domain_type)
     _sub(domain, "name", vm.name)
     _sub(domain, "uuid", vm.uuid)
@@ -68,6 +93,11 @@ def domain_xml(vm: VirtualMachineTO, domain_type: str, console_log: str = "", co
         _sub(domain, "title", vm.display_name)
     _sub(domain, "memory", str(vm.memory_bytes // 1024), unit="KiB")
     _sub(domain, "vcpu", str(vm.vcpus))
+    if vm.cpu_cap and vm.cpu_speed_mhz and host_mhz:  # each vCPU gets its speed's share of a host core
+        tune = _sub(domain, "cputune")
+        _sub(tune, "period", str(CPU_PERIOD_US))
+        share = min(1.0, vm.cpu_speed_mhz / host_mhz)
+        _sub(tune, "quota", str(max(1000, int(CPU_PERIOD_US * share))))
     os_ = _sub(domain, "os")
     _sub(os_, "type", "hvm", arch=vm.arch)
     if vm.kernel:
@@ -93,6 +123,11 @@ def domain_xml(vm: VirtualMachineTO, domain_type: str, console_log: str = "", co
             if nic.security is not None:  # its security rules name its bridge port
                 _sub(iface, "target", dev=port_name(nic))
         _sub(iface, "model", type="virtio")
+        if nic.rate_mbps:  # libvirt counts KiB/s: Mb/s * 1000000 / 8 / 1024
+            rate = str(max(1, nic.rate_mbps * 1_000_000 // 8192))
+            bandwidth = _sub(iface, "bandwidth")
+            _sub(bandwidth, "inbound", average=rate)
+            _sub(bandwidth, "outbound", average=rate)
     for tag in ("serial", "console"):
         device = _sub(devices, tag, type="file" if console_log else "pty")
         if console_log:

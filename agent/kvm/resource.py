@@ -35,6 +35,8 @@ from protocol.messages import (
     DestroyCommand,
     DettachCommand,
     DiskTO,
+    GetStorageStatsAnswer,
+    GetStorageStatsCommand,
     GetVmConsoleLogAnswer,
     GetVmConsoleLogCommand,
     GetVmStatsAnswer,
@@ -98,6 +100,27 @@ def _ignore_libvirt_errors(_ctx: object, _err: object) -> None:
     """libvirt prints every error to stderr by default; we report them through exceptions instead."""
 
 
+def vm_stats_of(record: dict[str, Any]) -> VmStats:
+    """A guest's counters from libvirt's bulk statistics (``virConnectGetAllDomainStats`` keys)."""
+    def total(prefix: str, count_key: str, field: str) -> int:
+        return sum(int(record.get(f"{prefix}.{i}.{field}", 0)) for i in range(int(record.get(count_key, 0))))
+
+    actual = int(record.get("balloon.current", 0))
+    return VmStats(
+        vcpus=int(record.get("vcpu.current", 0)),
+        cpu_time_ns=int(record.get("cpu.time", 0)),
+        memory_kbs=actual,
+        memory_free_kbs=int(record.get("balloon.unused", 0)),
+        memory_target_kbs=int(record.get("balloon.maximum", actual)),
+        disk_read_bytes=total("block", "block.count", "rd.bytes"),
+        disk_write_bytes=total("block", "block.count", "wr.bytes"),
+        disk_read_ios=total("block", "block.count", "rd.reqs"),
+        disk_write_ios=total("block", "block.count", "wr.reqs"),
+        net_rx_bytes=total("net", "net.count", "rx.bytes"),
+        net_tx_bytes=total("net", "net.count", "tx.bytes"),
+    )
+
+
 class LibvirtResource(ServerResource):
     hypervisor_type = "KVM"
 
@@ -122,6 +145,7 @@ class LibvirtResource(ServerResource):
         self._vm_firewall: dict[str, list[tuple[str, str]]] = {}  # VM name -> its filtered (port, address)s
         self.netns = netns  # where bridges and firewall rules are made ("": here; tests give a namespace)
         self._address = "127.0.0.1"  # this host's address, from the placement at startup
+        self._host_mhz = 0  # the speed of a core, from libvirt at startup
         self._limiter = trio.CapacityLimiter(threads)
         self._conn: Any = None
         self._storage: Pool | None = None
@@ -219,6 +243,7 @@ class LibvirtResource(ServerResource):
         self._address = placement.private_ip
         conn = self._connection()
         _model, memory_mib, cpus, mhz, _nodes, sockets, _cores, _threads = conn.getInfo()
+        self._host_mhz = mhz
         v = conn.getVersion()
         pool = self._pool()
         capacity, available = pool.space()
@@ -308,7 +333,11 @@ class LibvirtResource(ServerResource):
         except (ConfigDriveError, OSError) as e:
             return failed(f"config drive not written: {e}")
         try:
-            self._connection().createXML(domain_xml(vm, self.domain_type, console, drive), 0)
+            xml = domain_xml(vm, self.domain_type, console, drive, self._host_mhz)
+        except ValueError as e:
+            return failed(f"the VM's definition is wrong: {e}")
+        try:
+            self._connection().createXML(xml, 0)
         except libvirt.libvirtError as e:
             return failed(f"libvirt refused to start it: {e}")
         return StartAnswer(vm_name=cmd.vm.name)
@@ -531,14 +560,19 @@ class LibvirtResource(ServerResource):
     @handles(GetVmStatsCommand)
     async def vm_stats(self, cmd: GetVmStatsCommand) -> Answer:
         def stats() -> dict[str, VmStats]:
+            domains = [d for d in (self._domain(name) for name in cmd.vm_names) if d is not None]
+            if not domains:
+                return {}
+            wanted = (libvirt.VIR_DOMAIN_STATS_STATE | libvirt.VIR_DOMAIN_STATS_CPU_TOTAL
+                      | libvirt.VIR_DOMAIN_STATS_BALLOON | libvirt.VIR_DOMAIN_STATS_VCPU
+                      | libvirt.VIR_DOMAIN_STATS_INTERFACE | libvirt.VIR_DOMAIN_STATS_BLOCK)
             out = {}
-            for name in cmd.vm_names:
-                dom = self._domain(name)
-                if dom is None:
-                    continue
-                _state, _max_kib, mem_kib, vcpus, cpu_ns = dom.info()
-                out[name] = VmStats(cpu_utilization=0.0, memory_kbs=mem_kib)
-                log.debug("%s: %d vcpus, %d ns of CPU", name, vcpus, cpu_ns)
+            for dom, record in self._connection().domainListGetStats(domains, wanted):
+                if "cpu.time" not in record or "balloon.current" not in record:  # (drivers that lack them)
+                    _state, _max_kib, mem_kib, vcpus, cpu_ns = dom.info()
+                    record = {"cpu.time": cpu_ns, "balloon.current": mem_kib, "vcpu.current": vcpus,
+                              **record}
+                out[dom.name()] = vm_stats_of(record)
             return out
 
         return GetVmStatsAnswer(stats=await self._call(stats))
@@ -611,6 +645,19 @@ class LibvirtResource(ServerResource):
                 return PrimaryStorageDownloadAnswer(result=False, details=f"could not copy the template: {e}")
         return PrimaryStorageDownloadAnswer(install_path=vol.path, size_bytes=vol.size_bytes)
 
+    @handles(GetStorageStatsCommand)
+    async def storage_stats(self, cmd: GetStorageStatsCommand) -> Answer:
+        def measure() -> Answer:
+            if not os.path.isdir(cmd.pool_path):
+                return GetStorageStatsAnswer(result=False, details=f"{cmd.pool_path} is not a directory here")
+            try:
+                capacity, available = self._pool_at(cmd.pool_path).space()
+            except (PoolError, OSError) as e:
+                return GetStorageStatsAnswer(result=False, details=str(e))
+            return GetStorageStatsAnswer(capacity_bytes=capacity, used_bytes=capacity - available)
+
+        return await self._call(measure)
+
     @handles(CreateCommand)
     async def create_volume(self, cmd: CreateCommand) -> Answer:
         return await self._call(self._create_volume, cmd)
@@ -633,7 +680,8 @@ class LibvirtResource(ServerResource):
         if size <= 0:
             return CreateAnswer(result=False, details="a volume needs a size or a template")
         try:
-            vol = pool.create(cmd.volume_uuid, size, cmd.format, backing, cmd.template_format or cmd.format)
+            vol = pool.create(cmd.volume_uuid, size, cmd.format, backing, cmd.template_format or cmd.format,
+                              cmd.preallocation)
         except PoolError as e:
             return CreateAnswer(result=False, details=str(e))
         return CreateAnswer(path=vol.path, size_bytes=size)

@@ -112,6 +112,7 @@ zones = Table(
     # "vnet" range), inclusive
     Column("vni_start", Integer, nullable=False, default=5000, server_default="5000"),
     Column("vni_end", Integer, nullable=False, default=5999, server_default="5999"),
+    Column("internal_dns1", String(64)), Column("internal_dns2", String(64)),  # (system VMs': kept, shown)
     Column("guest_cidr", String(64)),  # CloudStack's guestcidraddress (shown)
     Column("local_storage", Boolean, nullable=False, default=True, server_default=sa_true()),
     Column("security_groups", Boolean, nullable=False, default=False, server_default=false()),
@@ -123,6 +124,7 @@ pods = Table(
     Column("zone_id", ForeignKey("zones.id"), nullable=False),
     Column("name", String(255), nullable=False),
     Column("gateway", String(64)), Column("netmask", String(64)),
+    Column("start_ip", String(64)), Column("end_ip", String(64)),  # its management range (kept, shown)
     Column("allocation_state", String(32), nullable=False, default="Enabled"),
     *_times(),
     UniqueConstraint("zone_id", "name"),
@@ -163,6 +165,7 @@ hosts = Table(
     Column("status_changed", DateTime(timezone=True)),
     # when a neighbour confirmed it fenced (after it went Down; cleared when it comes back Up)
     Column("fenced", DateTime(timezone=True)),
+    Column("annotation", String(4096)),  # an admin's note (updateHost annotation)
     *_times(),
 )
 

@@ -62,7 +62,8 @@ class JobRunner:
         self.limiter = trio.CapacityLimiter(concurrency)
         self.holding: dict[tuple[str, int], int] = {}  # (instance type, id) -> job id working on it
         self._queued: dict[tuple[str, int], deque[tuple[int, trio.Event]]] = {}  # waiting their turn
-        self.done: dict[int, trio.Event] = {}
+        self.done: dict[int, trio.Event] = {}  # the jobs running (or waiting their turn) here
+        self.ended = {SUCCEEDED: 0, FAILED: 0}  # jobs ended here, by status (for metrics)
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -154,6 +155,7 @@ class JobRunner:
                     await self.db.run(_finish, job_id, status, result, on_finish, error, completed)
                     written = True
                 finally:
+                    self.ended[status] += 1
                     if on_ended is not None:
                         on_ended(status if written else None, result, completed)
                     self._next(key, job_id)

@@ -20,6 +20,7 @@ from .events import Events
 from .guest_data import SshKeyPairs, UserData
 from .hosts import Hosts
 from .management_servers import ManagementServers
+from .metrics import Metrics
 from .networks import Networks
 from .security_groups import SecurityGroups
 from .sessions import Sessions
@@ -85,6 +86,8 @@ class Services:
     sessions: Sessions = field(init=False)
     management_servers: ManagementServers = field(init=False)
     tenancy: Tenancy = field(init=False)
+    metrics: Metrics = field(init=False)
+    stats_collector: Any = None  # the VM statistics collector (mgmt.metrics.collector), when it runs
 
     def __post_init__(self) -> None:
         self.resources = Resources(self.db, self.placement)
@@ -107,3 +110,4 @@ class Services:
         self.volumes = Volumes(self.db, self.orchestrator, self.jobs)
         self.vms = VirtualMachines(self.db, self.orchestrator, self.catalog, self.jobs)
         self.tenancy = Tenancy(self.db, self.vms, self.volumes, self.networks)
+        self.metrics = Metrics(self.db)

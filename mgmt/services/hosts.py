@@ -13,13 +13,15 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from protocol.messages import GetStorageStatsAnswer, GetStorageStatsCommand
+
 from ..agents import registry
-from ..db.schema import hosts, vms
+from ..db.schema import clusters, hosts, vms, zones
 from ..errors import AgentUnavailable, CumuloError, InvalidParameter
 from ..planner import deltas
 from .caller import Caller
 from .crud import Row
-from .infra import HOST
+from .infra import HOST, pool_path
 from .queries import find
 
 if TYPE_CHECKING:
@@ -64,6 +66,26 @@ class Hosts:
     async def find(self, caller: Caller, ident: str) -> Row:
         """The host's own row (not its list view)."""
         return await self.db.read(find, caller, hosts, ident, "host")
+
+    async def measure_pool(self, caller: Caller, zone_uuid: str, cluster_uuid: str | None, url: str) -> int:
+        """The capacity in bytes of a shared pool at ``url``, as an Up host of its cluster (or zone)
+        measures it (CloudStack asks a host when a pool is added without its size)."""
+        _pool_type, path = pool_path(url)
+        candidates = await self.db.read(_up_hosts, caller, zone_uuid, cluster_uuid)
+        reasons = []
+        for host_id, name in candidates[:3]:
+            try:
+                answers = await self.agents.send(host_id, [GetStorageStatsCommand(pool_path=path)],
+                                                 timeout=30)
+            except CumuloError as e:
+                reasons.append(f"{name}: {e}")
+                continue
+            answer = answers[0]
+            if isinstance(answer, GetStorageStatsAnswer) and answer.result and answer.capacity_bytes > 0:
+                return int(answer.capacity_bytes)
+            reasons.append(f"{name}: {answer.details or 'no size'}")
+        raise InvalidParameter("capacitybytes was not given and no host could measure the pool"
+                               + (f" ({'; '.join(reasons)})" if reasons else ": no host is Up in its scope"))
 
     async def get(self, ident: str) -> Row:
         """The host as listHosts shows it (with its capacity and parents)."""
@@ -130,3 +152,12 @@ class Hosts:
 
         return host, end
 
+
+def _up_hosts(conn: Connection, caller: Caller, zone_uuid: str,
+              cluster_uuid: str | None) -> list[tuple[int, str]]:
+    zone = find(conn, caller, zones, zone_uuid, "zone")
+    where = [hosts.c.zone_id == zone.id, hosts.c.status == "Up", hosts.c.removed.is_(None)]
+    if cluster_uuid:
+        where.append(hosts.c.cluster_id == find(conn, caller, clusters, cluster_uuid, "cluster").id)
+    return [(r.id, r.name) for r in conn.execute(sa.select(hosts.c.id, hosts.c.name).where(*where)
+                                                  .order_by(hosts.c.id))]

@@ -165,5 +165,7 @@ def new_uuid() -> str:
 
 
 def matching(args: Mapping[str, Any], columns: dict[str, Any]) -> list[Any]:
-    """Equality filters for the parameters given: ``{parameter name: column}``."""
-    return [column == args[key] for key, column in columns.items() if key in args]
+    """Equality filters for the parameters given: ``{parameter name: column}`` (a list value: any of
+    them)."""
+    return [column.in_(args[key]) if isinstance(args[key], list) else column == args[key]
+            for key, column in columns.items() if key in args]

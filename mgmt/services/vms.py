@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import sqlalchemy as sa
+import trio
 from sqlalchemy.engine import Connection
 
 from ..catalog import Snapshot
@@ -47,6 +48,7 @@ from ..orchestration.vms import DeploySpec
 from . import guest_data, offerings
 from .caller import Caller
 from .crud import Filters, Row
+from .metrics import Latency
 from .queries import acting_for, fetch, find, keyword, matching, owner_filter, uuids
 
 if TYPE_CHECKING:
@@ -508,6 +510,7 @@ def _reset_keys(conn: Connection, vm_id: int, account_id: int, names: list[str])
 class VirtualMachines:
     def __init__(self, db: Database, orchestrator: Orchestrator, catalog: Catalog, jobs: JobRunner) -> None:
         self.db, self.orchestrator, self.catalog, self.jobs = db, orchestrator, catalog, jobs
+        self.deploy_latency = Latency()  # from a deploy's job start to its VM running (for metrics)
 
     async def listing(self, vm_id: int) -> VmListing:
         """The VM as lists show it (removed ones too: ``row.removed`` says so)."""
@@ -554,8 +557,10 @@ class VirtualMachines:
         async def run() -> int:
             vm_id, admission = admitted
             if request.start:
+                began = trio.current_time()
                 await orchestrator.first_start(vm_id, host_id=spec.host_id, admission=admission,
                                                scope=Scope(spec.pod_id, spec.cluster_id))
+                self.deploy_latency.observe(trio.current_time() - began)
             return int(vm_id)
 
         password = orjson.loads(spec.details).get(PASSWORD_DETAIL) if PASSWORD_DETAIL in spec.details \

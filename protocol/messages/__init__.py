@@ -44,6 +44,8 @@ from .storage import (
     CreateCommand,
     DestroyCommand,
     DettachCommand,
+    GetStorageStatsAnswer,
+    GetStorageStatsCommand,
     PrimaryStorageDownloadAnswer,
     PrimaryStorageDownloadCommand,
 )
@@ -100,6 +102,8 @@ __all__ = [
     "FenceCommand",
     "ForwardAnswer",
     "ForwardCommand",
+    "GetStorageStatsAnswer",
+    "GetStorageStatsCommand",
     "GetVmConsoleLogAnswer",
     "GetVmConsoleLogCommand",
     "GetVmStatsAnswer",

@@ -79,3 +79,21 @@ class DettachCommand(Command):
 
     vm_name: str
     disk: DiskTO
+
+
+@command
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetStorageStatsCommand(Command):
+    """The size of a pool as a host sees it (CloudStack's GetStorageStatsCommand): a shared pool added
+    without its capacity is measured so."""
+
+    pool_uuid: str = ""
+    pool_path: str
+    pool_type: str = "Filesystem"
+
+
+@answer
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetStorageStatsAnswer(Answer):
+    capacity_bytes: int = 0
+    used_bytes: int = 0

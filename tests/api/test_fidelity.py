@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +48,10 @@ async def populate(api: ApiCloud) -> dict[str, Any]:
 LISTS = {
     "listVirtualMachines": "virtualmachine", "listVolumes": "volume", "listZones": "zone", "listPods": "pod",
     "listClusters": "cluster", "listHosts": "host", "listStoragePools": "storagepool",
-    "listTemplates": "template", "listServiceOfferings": "serviceoffering", "listDiskOfferings": "diskoffering",
-    "listNetworks": "network", "listNetworkOfferings": "networkoffering", "listAccounts": "account",
-    "listUsers": "user", "listDomains": "domain", "listEvents": "event", "listConfigurations": "configuration",
+    "listTemplates": "template", "listServiceOfferings": "serviceoffering",
+    "listDiskOfferings": "diskoffering", "listNetworks": "network", "listNetworkOfferings": "networkoffering",
+    "listAccounts": "account", "listUsers": "user", "listDomains": "domain", "listEvents": "event",
+    "listConfigurations": "configuration",
     "listAsyncJobs": "asyncjobs", "listSSHKeyPairs": "sshkeypair", "listSecurityGroups": "securitygroup",
     "listAffinityGroups": "affinitygroup", "listAffinityGroupTypes": "affinityGroupType",
     "listUserData": "userdata", "listCapacity": "capacity", "listOsTypes": "ostype",
@@ -67,7 +69,7 @@ async def test_every_field_a_command_answers_is_one_listapis_declares(api: ApiCl
         extra: dict[str, str] = {"templatefilter": "all"} if command == "listTemplates" else {}
         if command in ("listVirtualMachines", "listVolumes", "listEvents", "listAsyncJobs"):
             extra["listall"] = "true"
-        answer = await api.call(lambda: getattr(cs, command)(**extra))
+        answer = await api.call(lambda c=command, e=extra: getattr(cs, c)(**e))
         items = answer.get(key)
         assert items, f"{command} answered nothing to check: {answer}"
         for item in items if isinstance(items, list) else [items]:
@@ -97,12 +99,19 @@ async def test_a_parameter_that_does_not_apply_is_refused_naming_it(api: ApiClou
     cs = api.client()
     refused = [(c, p) for c in COMMANDS.values() for p in c.params if p.refused]
     assert refused
-    zone = (await api.call(lambda: cs.listZones()))["zone"][0]
     with pytest.raises(CloudStackApiException) as e:
-        await api.call(lambda: cs.listZones(id=zone["id"], projectid=zone["id"]))
+        await api.call(lambda: cs.createDiskOffering(name="p", disksize=1, storagepolicy=str(uuid.uuid4())))
+    assert e.value.error["errorcode"] == 431 and "storagepolicy" in e.value.error["errortext"]
+    assert "VMware" in e.value.error["errortext"]
+    assert await api.call(lambda: cs.listDiskOfferings(name="p")) == {}  # nothing was made
+    with pytest.raises(CloudStackApiException) as e:
+        await api.call(lambda: cs.listVirtualMachines(projectid=str(uuid.uuid4())))
     assert e.value.error["errorcode"] == 431 and "projectid" in e.value.error["errortext"]
-    # an empty value changes nothing, so it is taken
-    assert (await api.call(lambda: cs.listZones(id=zone["id"], projectid="")))["zone"][0]["id"] == zone["id"]
+    # an empty value, or one that changes nothing, is taken
+    assert await api.call(lambda: cs.listVirtualMachines(projectid="")) == {}
+    made = await api.call(lambda: cs.createServiceOffering(name="s", cpunumber=1, cpuspeed=100, memory=128,
+                                                           dynamicscalingenabled="false"))
+    assert made["serviceoffering"]["name"] == "s"
     apis = {a["name"]: a for a in (await api.call(lambda: cs.listApis()))["api"]}
     for c, p in refused:
         assert p.name not in {q["name"] for q in apis[c.name]["params"]}

@@ -56,7 +56,14 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["vm_id"], ["vms.id"], name=op.f("fk_vm_stats_vm_id_vms")),
         sa.PrimaryKeyConstraint("vm_id", name=op.f("pk_vm_stats")),
     )
+    with op.batch_alter_table("pods") as b:
+        b.add_column(sa.Column("start_ip", sa.String(64)))
+        b.add_column(sa.Column("end_ip", sa.String(64)))
+    with op.batch_alter_table("hosts") as b:
+        b.add_column(sa.Column("annotation", sa.String(4096)))
     with op.batch_alter_table("zones") as b:
+        b.add_column(sa.Column("internal_dns1", sa.String(64)))
+        b.add_column(sa.Column("internal_dns2", sa.String(64)))
         b.add_column(sa.Column("guest_cidr", sa.String(64)))
         b.add_column(sa.Column("local_storage", sa.Boolean(), nullable=False, server_default=sa.true()))
         b.add_column(sa.Column("security_groups", sa.Boolean(), nullable=False, server_default=sa.false()))
@@ -132,7 +139,12 @@ def downgrade() -> None:
     with op.batch_alter_table("storage_pools") as b:
         b.drop_column("details")
     with op.batch_alter_table("zones") as b:
-        for name in ("guest_cidr", "local_storage", "security_groups"):
+        for name in ("internal_dns1", "internal_dns2", "guest_cidr", "local_storage", "security_groups"):
             b.drop_column(name)
+    with op.batch_alter_table("hosts") as b:
+        b.drop_column("annotation")
+    with op.batch_alter_table("pods") as b:
+        b.drop_column("start_ip")
+        b.drop_column("end_ip")
     op.drop_table("vm_stats")
     op.drop_table("instance_groups")
