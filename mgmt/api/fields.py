@@ -329,7 +329,7 @@ OBJECTS: dict[str, tuple[str, str]] = {
     "capacity": ("capacity", "type zoneid zonename podid podname clusterid clustername capacityused "
                  "capacitytotal percentused"),
     "cluster": ("cluster", "id name zoneid zonename podid podname hypervisortype clustertype "
-                "allocationstate managedstate cpuovercommitratio memoryovercommitratio"),
+                "allocationstate managedstate cpuovercommitratio memoryovercommitratio capacity"),
     "configuration": ("setting", "name value defaultvalue category description scope isdynamic"),
     "diskoffering": ("disk offering", "id name displaytext disksize tags iscustomized storagetype "
                      "displayoffering disksizestrictness details provisioningtype cacheMode "
@@ -344,7 +344,7 @@ OBJECTS: dict[str, tuple[str, str]] = {
     "host": ("host", "id name state type resourcestate zoneid zonename podid podname clusterid clustername "
              "clustertype hypervisor hypervisorversion version ipaddress hosttags cpunumber cpuspeed "
              "cpuallocated cpuallocatedvalue memorytotal memoryallocated memoryused islocalstorageactive "
-             "created lastpinged disconnected managementserverid events"),
+             "created lastpinged disconnected managementserverid events annotation"),
     "ipforwardingrule": ("IP forwarding rule", "id"),
     "keypair": ("SSH key pair", "id name fingerprint privatekey account domainid domain hasannotations"),
     "login": ("login session", "username userid domainid timeout sessionkey account firstname lastname "
@@ -359,7 +359,7 @@ OBJECTS: dict[str, tuple[str, str]] = {
                         "ispersistent specifyvlan specifyipranges conservemode forvpc egressdefaultpolicy "
                         "supportspublicaccess networkrate service tags created"),
     "ostype": ("OS type", "id description oscategoryid isuserdefined"),
-    "pod": ("pod", "id name zoneid zonename gateway netmask startip endip allocationstate"),
+    "pod": ("pod", "id name zoneid zonename gateway netmask startip endip allocationstate capacity"),
     "portforwardingrule": ("port forwarding rule", "id"),
     "publicipaddress": ("public IP address", "id"),
     "resourcecount": ("resource count", "resourcetype resourcetypename resourcecount domainid domain "
@@ -403,9 +403,13 @@ OBJECTS: dict[str, tuple[str, str]] = {
                "vmstate deviceid storageid storage storagetype provisioningtype diskofferingid "
                "diskofferingname diskofferingdisplaytext miniops maxiops account domainid domain created "
                "attached destroyed isextractable tags path"),
-    "zone": ("zone", "id name description networktype allocationstate dns1 dns2 guestcidraddress "
-             "securitygroupsenabled localstorageenabled tags"),
+    "zone": ("zone", "id name networktype allocationstate dns1 dns2 internaldns1 internaldns2 "
+             "guestcidraddress securitygroupsenabled localstorageenabled tags capacity"),
 }
+GLOSSARY["internaldns1"] = ("string", "the first DNS server of the zone's hosts")
+GLOSSARY["internaldns2"] = ("string", "the second DNS server of the zone's hosts")
+GLOSSARY["annotation"] = ("string", "an admin's note on the {what}")
+GLOSSARY["capacity"] = ("list", "the {what}'s capacity by type (with showcapacities=true)")
 GLOSSARY["consolelog"] = ("string", "the console output (Base64)")
 GLOSSARY["guestcidraddress"] = ("string", "the guest CIDR of the zone's isolated networks")
 

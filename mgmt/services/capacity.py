@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..db.schema import host_capacity, hosts, ip_ranges, networks, nics, storage_pools, zones
+from ..db.schema import clusters, host_capacity, hosts, ip_ranges, networks, nics, pods, storage_pools, zones
 
 if TYPE_CHECKING:
     from ..db.database import Database
@@ -27,18 +27,47 @@ class ZoneCapacity:
     zone_name: str
     used: int
     total: int
+    pod_uuid: str | None = None  # a pod's or a cluster's figures (listCapacity podid, clusterid)
+    pod_name: str | None = None
+    cluster_uuid: str | None = None
+    cluster_name: str | None = None
 
     @property
     def percent_used(self) -> float:
         return 100.0 * self.used / self.total if self.total else 0.0
 
 
-def zone_figures(conn: Connection, cpu_factor: float, mem_factor: float,
-                 zone_uuid: str) -> list[ZoneCapacity]:
-    """Each live zone's figures (or ``zone_uuid``'s), every capacity type, zone by zone."""
+def zone_figures(conn: Connection, cpu_factor: float, mem_factor: float, zone_uuid: str,
+                 pod_uuid: str = "", cluster_uuid: str = "") -> list[ZoneCapacity]:
+    """Each live zone's figures (or ``zone_uuid``'s), every capacity type, zone by zone; with
+    ``pod_uuid`` or ``cluster_uuid``, that pod's or cluster's (its hosts and its own pools; guest
+    addresses are the zone's alone)."""
     zone_where: list[sa.ColumnElement[bool]] = [zones.c.removed.is_(None)]
     if zone_uuid:
         zone_where.append(zones.c.uuid == zone_uuid)
+    narrow: dict[str, Any] = {}
+    if cluster_uuid:
+        row = conn.execute(sa.select(clusters.c.id, clusters.c.uuid, clusters.c.name, clusters.c.zone_id,
+                                     pods.c.uuid.label("pod_uuid"), pods.c.name.label("pod_name"))
+                           .join(pods, pods.c.id == clusters.c.pod_id)
+                           .where(clusters.c.uuid == cluster_uuid, clusters.c.removed.is_(None))).first()
+        if row is None:
+            return []
+        zone_where.append(zones.c.id == row.zone_id)
+        narrow = {"cluster_id": row.id, "pod_uuid": row.pod_uuid, "pod_name": row.pod_name,
+                  "cluster_uuid": row.uuid, "cluster_name": row.name}
+    elif pod_uuid:
+        pod = conn.execute(sa.select(pods.c.id, pods.c.uuid, pods.c.name, pods.c.zone_id).where(
+            pods.c.uuid == pod_uuid, pods.c.removed.is_(None))).first()
+        if pod is None:
+            return []
+        zone_where.append(zones.c.id == pod.zone_id)
+        narrow = {"pod_id": pod.id, "pod_uuid": pod.uuid, "pod_name": pod.name}
+    host_scope = [hosts.c.cluster_id == narrow["cluster_id"]] if "cluster_id" in narrow else \
+        [hosts.c.pod_id == narrow["pod_id"]] if "pod_id" in narrow else []
+    pool_scope = [storage_pools.c.cluster_id == narrow["cluster_id"]] if "cluster_id" in narrow else \
+        [storage_pools.c.pod_id == narrow["pod_id"]] if "pod_id" in narrow else []
+    names = {k: v for k, v in narrow.items() if k.endswith(("_uuid", "_name"))}
     out: list[ZoneCapacity] = []
     for zone in conn.execute(sa.select(zones).where(*zone_where).order_by(zones.c.id)):
         hc = conn.execute(
@@ -55,14 +84,14 @@ def zone_figures(conn: Connection, cpu_factor: float, mem_factor: float,
                 sa.func.coalesce(sa.func.sum(host_capacity.c.cores_used), 0),
             )
             .join(hosts, hosts.c.id == host_capacity.c.host_id)
-            .where(hosts.c.zone_id == zone.id, hosts.c.removed.is_(None))
+            .where(hosts.c.zone_id == zone.id, hosts.c.removed.is_(None), *host_scope)
         ).one()
         pools = conn.execute(
             sa.select(
                 sa.func.coalesce(sa.func.sum(storage_pools.c.capacity_bytes), 0),
                 sa.func.coalesce(sa.func.sum(storage_pools.c.used_bytes), 0),
                 sa.func.coalesce(sa.func.sum(storage_pools.c.reserved_bytes), 0),
-            ).where(storage_pools.c.zone_id == zone.id, storage_pools.c.removed.is_(None))
+            ).where(storage_pools.c.zone_id == zone.id, storage_pools.c.removed.is_(None), *pool_scope)
         ).one()
         ip_total = 0
         for start, end in conn.execute(
@@ -80,15 +109,18 @@ def zone_figures(conn: Connection, cpu_factor: float, mem_factor: float,
             )
             or 0
         )
-        figures = (
+        figures = [
             (MEMORY, int(hc[1]), int(float(hc[0]) * mem_factor)),  # (PostgreSQL's sums are Decimal)
             (CPU, int(hc[3]), int(float(hc[2]) * cpu_factor)),
             (STORAGE, int(pools[1]), int(pools[0])),
             (STORAGE_ALLOCATED, int(pools[1] + pools[2]), int(pools[0])),
             (GUEST_IPS, int(ips_used), ip_total),
             (CPU_CORES, int(hc[5]), int(hc[4])),
-        )
-        out += [ZoneCapacity(kind, zone.uuid, zone.name, used, total) for kind, used, total in figures]
+        ]
+        if narrow:
+            figures = [f for f in figures if f[0] != GUEST_IPS]
+        out += [ZoneCapacity(kind, zone.uuid, zone.name, used, total, **names)
+                for kind, used, total in figures]
     return out
 
 
@@ -98,6 +130,9 @@ class Capacity:
         self.cpu_factor = float(values.get("cpu.overprovisioning.factor", 1.0))
         self.mem_factor = float(values.get("mem.overprovisioning.factor", 1.0))
 
-    async def of_zones(self, zone_uuid: str = "") -> list[ZoneCapacity]:
-        """Every capacity type of every live zone (or of ``zone_uuid``'s), zone by zone."""
-        return await self.db.read(zone_figures, self.cpu_factor, self.mem_factor, zone_uuid)
+    async def of_zones(self, zone_uuid: str = "", *, pod_uuid: str = "",
+                       cluster_uuid: str = "") -> list[ZoneCapacity]:
+        """Every capacity type of every live zone (or of ``zone_uuid``'s), zone by zone; or of one pod
+        or cluster."""
+        return await self.db.read(zone_figures, self.cpu_factor, self.mem_factor, zone_uuid, pod_uuid,
+                                  cluster_uuid)

@@ -92,9 +92,17 @@ class Hosts:
         return await self.db.read(lambda conn: conn.execute(HOST.query().where(hosts.c.uuid == ident)).one())
 
     async def update(self, caller: Caller, ident: str, *, enabled: bool | None = None,
-                     tags: list[str] | None = None) -> Row:
-        """Enable or disable the host for new VMs and/or replace its tags; the host's row before."""
+                     tags: list[str] | None = None, name: str | None = None,
+                     annotation: str | None = None) -> Row:
+        """Enable or disable the host for new VMs, replace its tags, rename it, note something on it;
+        the host's row before."""
         host = await self.find(caller, ident)
+        if name is not None or annotation is not None:
+            if name is not None and not 1 <= len(name) <= 255:
+                raise InvalidParameter("name must have 1 to 255 characters")
+            values = {k: v for k, v in (("name", name), ("annotation", annotation)) if v is not None}
+            await self.db.run(lambda conn: conn.execute(hosts.update().where(hosts.c.id == host.id)
+                                                        .values(**values)))
         if enabled is not None:
             await self.db.run(_set_resource_state, caller, ident, ("Enabled", "Disabled"),
                               "Enabled" if enabled else "Disabled")

@@ -155,6 +155,7 @@ class PoolSpec:
     cluster_uuid: str | None = None
     tags: tuple[str, ...] = ()
     details: Mapping[str, str] = field(default_factory=dict)
+    pod_uuid: str | None = None  # (checked against the cluster's)
 
 
 def _allocation(state: str) -> str:
@@ -253,6 +254,8 @@ def _insert_pool(conn: Connection, caller: Caller, spec: PoolSpec) -> int:
         cluster = find(conn, caller, clusters, spec.cluster_uuid, "cluster")
         if cluster.zone_id != zone.id:
             raise InvalidParameter(f"cluster {cluster.name} is not in zone {zone.name}")
+        if spec.pod_uuid and find(conn, caller, pods, spec.pod_uuid, "pod").id != cluster.pod_id:
+            raise InvalidParameter(f"cluster {cluster.name} is not in pod {spec.pod_uuid}")
         pod_id, cluster_id = cluster.pod_id, cluster.id
     pool_type, path = pool_path(spec.url)
     if spec.capacity_bytes <= 0:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ...errors import InvalidParameter
-from ..registry import Param, command
+from ..registry import Param, command, refuse
 from ..signing import parse_expires
 from .common import OWNER, PAGING, date, listing, page, success, uuids
 
@@ -106,24 +106,32 @@ async def list_events(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     "Lists each zone's capacity: memory (0), CPU (1), storage used (2) and allocated (3), guest IPs (8), "
     "CPU cores (19).",
     Param("zoneid", "uuid", description="one zone"),
+    Param("podid", "uuid", description="one pod (its hosts and pools)"),
+    Param("clusterid", "uuid", description="one cluster (its hosts and pools)"),
     Param("type", "integer", description="one capacity type"),
     Param("sortby", description="usage: fullest first"),
-    Param("fetchlatest", "boolean", description="accepted for compatibility (figures are always current)"),
+    Param("fetchlatest", "boolean", description="the figures are read afresh at every call anyway"),
+    *refuse("capacity by host or storage tag is not supported yet", "tag", applies=True),
     *PAGING,
     admin=True,
     response="capacity",
 )
 async def list_capacity(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    found = await ctx.services.capacity.of_zones(args.get("zoneid", ""))
+    found = await ctx.services.capacity.of_zones(args.get("zoneid", ""), pod_uuid=args.get("podid", ""),
+                                                 cluster_uuid=args.get("clusterid", ""))
     items: list[dict[str, Any]] = [
-        {
+        {k: v for k, v in {
             "type": c.type,
             "zoneid": c.zone_uuid,
             "zonename": c.zone_name,
+            "podid": c.pod_uuid,
+            "podname": c.pod_name,
+            "clusterid": c.cluster_uuid,
+            "clustername": c.cluster_name,
             "capacityused": c.used,
             "capacitytotal": c.total,
             "percentused": f"{c.percent_used:.2f}" if c.total else "0",
-        }
+        }.items() if v is not None}
         for c in found
         if "type" not in args or args["type"] == c.type
     ]
