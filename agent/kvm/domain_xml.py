@@ -29,7 +29,7 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) ->
     return element
 
 
-def _disk(disk: DiskTO) -> ET.Element:
+def _disk(disk: DiskTO, io_policy: str = "", iothread: bool = False) -> ET.Element:
     """A disk device; its device id names its target (0: vda, 1: vdb...), so a disk plugged in later
     gets the same name it would have had at boot."""
     if not 0 <= disk.device_id < 26:
@@ -37,7 +37,13 @@ def _disk(disk: DiskTO) -> ET.Element:
     if disk.cache_mode not in CACHE_MODES:
         raise ValueError(f"disk cache mode {disk.cache_mode!r} is not one of {', '.join(CACHE_MODES)}")
     d = ET.Element("disk", type="file", device="disk")
-    _sub(d, "driver", name="qemu", type=disk.format or "qcow2", cache=disk.cache_mode or "none")
+    driver = _sub(d, "driver", name="qemu", type=disk.format or "qcow2", cache=disk.cache_mode or "none")
+    if io_policy:
+        if io_policy == "native" and disk.cache_mode not in ("none", ""):
+            raise ValueError(f"native disk I/O needs cache mode none, not {disk.cache_mode}")
+        driver.set("io", io_policy)
+    if iothread:
+        driver.set("iothread", "1")
     _sub(d, "source", file=disk.path)
     _sub(d, "target", dev=f"vd{chr(ord('a') + disk.device_id)}", bus=_DISK_BUS)
     if disk.iotune:
@@ -81,11 +87,28 @@ def _config_drive(path: str) -> ET.Element:
     return d
 
 
+IO_POLICIES = ("native", "threads", "io_uring")
+
+
+def _tuning(details: dict[str, str]) -> dict[str, str]:
+    """The KVM tuning a VM's details ask for (deployVirtualMachine's iodriverpolicy, iothreadsenabled,
+    nicmultiqueuenumber, nicpackedvirtqueuesenabled), checked."""
+    io_policy = details.get("io.policy", "")
+    if io_policy and io_policy not in IO_POLICIES:
+        raise ValueError(f"disk I/O policy {io_policy!r} is not one of {', '.join(IO_POLICIES)}")
+    queues = details.get("nic.queues", "")
+    if queues and not (queues.isdigit() and 1 <= int(queues) <= 64):
+        raise ValueError(f"NIC queues {queues!r} must be 1 to 64")
+    return {"io.policy": io_policy, "iothreads": "1" if details.get("iothreads") == "1" else "",
+            "nic.queues": queues, "nic.packed": "true" if details.get("nic.packed") == "true" else ""}
+
+
 def domain_xml(vm: VirtualMachineTO, domain_type: str, console_log: str = "", config_drive: str = "",
                host_mhz: int = 0) -> str:
     """The libvirt domain definition of ``vm`` (``domain_type``: kvm, qemu or test); ``config_drive``: the
     path of its config drive image, when it has one; ``host_mhz``: the speed of a host core (a VM with
     ``cpu_cap`` gets that share of one per vCPU)."""
+    tuned = _tuning(vm.details)
     domain = ET.Element("domain", type=domain_type)
     _sub(domain, "name", vm.name)
     _sub(domain, "uuid", vm.uuid)
@@ -93,6 +116,8 @@ def domain_xml(vm: VirtualMachineTO, domain_type: str, console_log: str = "", co
         _sub(domain, "title", vm.display_name)
     _sub(domain, "memory", str(vm.memory_bytes // 1024), unit="KiB")
     _sub(domain, "vcpu", str(vm.vcpus))
+    if tuned["iothreads"]:
+        _sub(domain, "iothreads", "1")
     if vm.cpu_cap and vm.cpu_speed_mhz and host_mhz:  # each vCPU gets its speed's share of a host core
         tune = _sub(domain, "cputune")
         _sub(tune, "period", str(CPU_PERIOD_US))
@@ -112,7 +137,7 @@ def domain_xml(vm: VirtualMachineTO, domain_type: str, console_log: str = "", co
     _sub(domain, "on_crash", "destroy")
     devices = _sub(domain, "devices")
     for disk in sorted(vm.disks, key=lambda d: d.device_id):
-        devices.append(_disk(disk))
+        devices.append(_disk(disk, tuned["io.policy"], tuned["iothreads"] == "1"))
     if config_drive:
         devices.append(_config_drive(config_drive))
     for nic in sorted(vm.nics, key=lambda n: n.device_id):
@@ -123,6 +148,12 @@ def domain_xml(vm: VirtualMachineTO, domain_type: str, console_log: str = "", co
             if nic.security is not None:  # its security rules name its bridge port
                 _sub(iface, "target", dev=port_name(nic))
         _sub(iface, "model", type="virtio")
+        if tuned["nic.queues"] or tuned["nic.packed"]:
+            driver = _sub(iface, "driver", name="vhost")
+            if tuned["nic.queues"]:
+                driver.set("queues", tuned["nic.queues"])
+            if tuned["nic.packed"] == "true":
+                driver.set("packed", "on")
         if nic.rate_mbps:  # libvirt counts KiB/s: Mb/s * 1000000 / 8 / 1024
             rate = str(max(1, nic.rate_mbps * 1_000_000 // 8192))
             bandwidth = _sub(iface, "bandwidth")

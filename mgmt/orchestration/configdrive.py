@@ -23,6 +23,7 @@ from protocol.messages import ConfigDriveTO
 from .vms import VmRecord
 
 LABEL = "config-2"
+PASSWORD_DETAIL = "Encrypted.Password"  # the VM detail holding the guest's password (CloudStack's name)
 
 
 def _b64(data: bytes) -> str:
@@ -70,6 +71,14 @@ def build(vm: VmRecord) -> ConfigDriveTO:
         "launch_index": 0,
         "public_keys": keys,
     }
+    details = orjson.loads(getattr(row, "details", None) or "{}")
+    details = details if isinstance(details, dict) else {}
+    password = details.get(PASSWORD_DETAIL)
+    if password:
+        meta["admin_pass"] = password
+    variables = orjson.loads(details.get("userdatadetails") or "{}")
+    if isinstance(variables, dict) and variables:
+        meta["meta"] = {str(k): str(v) for k, v in variables.items()}  # (cloud-init: ds.meta_data.meta)
     files = {
         "openstack/latest/meta_data.json": _json(meta),
         "openstack/latest/network_data.json": _json(network_data(vm)),
@@ -84,6 +93,8 @@ def build(vm: VmRecord) -> ConfigDriveTO:
     default = next((n for n in vm.nics if n.is_default), None)
     if default is not None and default.ip_address:
         files["cloudstack/metadata/local-ipv4.txt"] = _b64(default.ip_address.encode())
+    if password:  # CloudStack's file for password-enabled templates
+        files["cloudstack/password/vm_password.txt"] = _b64(password.encode())
     if row.user_data:
         files["openstack/latest/user_data"] = row.user_data  # Base64 already: the file holds it decoded
         files["cloudstack/userdata/user_data.txt"] = row.user_data

@@ -119,6 +119,7 @@ class Scope:
 
     pod_id: int = 0
     cluster_id: int = 0
+    algorithm: str = ""  # the planner's algorithm for this start ("": the VM's offering's)
 
 
 @dataclass(frozen=True)
@@ -463,7 +464,7 @@ class Orchestrator:
         profile = vm_rows.profile_of(
             offering, template, disk_bytes=self._new_disk_bytes(vm),
             template_bytes=template.size_bytes if not placed else 0, account_id=vm.row.account_id,
-            vm_id=vm.id,
+            vm_id=vm.id, algorithm=scope.algorithm,
             anti_affinity_hosts=vm_rows.group_hosts(conn, vm.anti_affinity_groups, vm.id),
             affinity_hosts=vm_rows.group_hosts(conn, vm.affinity_groups, vm.id),
         )

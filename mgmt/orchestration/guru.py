@@ -47,6 +47,7 @@ def _common(vm: VmRecord) -> dict[str, Any]:
             bridge=n.bridge,
             is_default=n.is_default,
             security=vm.security,
+            rate_mbps=max(0, getattr(vm.offering, "network_rate", None) or 0),
         )
         for n in vm.nics
     )
@@ -61,7 +62,18 @@ def _common(vm: VmRecord) -> dict[str, Any]:
         "disks": disks,
         "nics": nic_tos,
         "config_drive": configdrive.build(vm),
+        "cpu_cap": bool(getattr(vm.offering, "limit_cpu_use", False)),
+        "details": {"console": "serial", **tuned(vm)},
     }
+
+
+# the VM details (deployVirtualMachine's KVM parameters) its hypervisor's domain follows
+KVM_DETAILS = ("io.policy", "iothreads", "nic.queues", "nic.packed")
+
+
+def tuned(vm: VmRecord) -> dict[str, str]:
+    details = orjson.loads(getattr(vm.row, "details", None) or "{}")
+    return {k: str(details[k]) for k in KVM_DETAILS if k in details} if isinstance(details, dict) else {}
 
 
 def kvm(vm: VmRecord) -> VirtualMachineTO:
@@ -71,7 +83,6 @@ def kvm(vm: VmRecord) -> VirtualMachineTO:
         kernel=boot.get("kernel", ""),
         initrd=boot.get("initrd", ""),
         boot_args=boot.get("bootargs", ""),
-        details={"console": "serial"},
     )
 
 

@@ -482,9 +482,11 @@ class Known:
     instance_name: str
 
 
-def change_offering(conn: Connection, vm_id: int, offering_id: int) -> Any:
-    """Give a Stopped VM another service offering. A hold on its last host was sized for the old one:
-    it is released (the row released is returned, None when there was none)."""
+def change_offering(conn: Connection, vm_id: int, offering_id: int,
+                    custom: tuple[int, int, int] | None = None) -> Any:
+    """Give a Stopped VM another service offering (``custom``: a custom offering's vCPUs, MHz and MiB
+    for it). A hold on its last host was sized for the old one: it is released (the row released is
+    returned, None when there was none)."""
     row = conn.execute(sa.select(vms).where(vms.c.id == vm_id, vms.c.removed.is_(None))).one()
     if row.state != State.STOPPED:
         raise InvalidParameter(
@@ -494,7 +496,9 @@ def change_offering(conn: Connection, vm_id: int, offering_id: int) -> Any:
     changed = conn.execute(
         vms.update()
         .where(vms.c.id == vm_id, vms.c.update_count == row.update_count)
-        .values(service_offering_id=offering_id, update_count=row.update_count + 1)
+        .values(service_offering_id=offering_id, update_count=row.update_count + 1,
+                cpus=custom[0] if custom else None, cpu_speed_mhz=custom[1] if custom else None,
+                memory_mb=custom[2] if custom else None)
     ).rowcount
     if changed != 1:
         raise InvalidParameter(f"VM {row.instance_name} changed while this request ran; try again")

@@ -48,6 +48,11 @@ def os_type_id(description: str) -> str:
 OS_BY_ID = {os_type_id(d): d for d, _ in OS_TYPES}
 
 
+def os_type_ids() -> frozenset[str]:
+    """The ids of the guest OS types listOsTypes shows."""
+    return frozenset(OS_BY_ID)
+
+
 @dataclass(frozen=True)
 class TemplateSpec:
     """What registerTemplate names, parsed."""

@@ -9,6 +9,7 @@ the job's own insert transaction, and ``run``, the start that follows (docs/orch
 
 from __future__ import annotations
 
+import re
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
@@ -35,13 +36,16 @@ from ..db.schema import (
     security_group_vms,
     security_groups,
     service_offerings,
+    storage_pools,
     templates,
     user_data,
     vms,
+    volumes,
     zones,
 )
 from ..errors import InvalidParameter, PermissionDenied
 from ..orchestration import vms as vm_rows
+from ..orchestration.configdrive import PASSWORD_DETAIL
 from ..orchestration.engine import Scope
 from ..orchestration.vm_state import State
 from ..orchestration.vms import DeploySpec
@@ -49,7 +53,8 @@ from . import guest_data, offerings
 from .caller import Caller
 from .crud import Filters, Row
 from .metrics import Latency
-from .queries import acting_for, fetch, find, keyword, matching, owner_filter, uuids
+from .queries import acting_for, fetch, find, keyword, matching, now, owner_filter, uuids
+from .templates import os_type_ids
 
 if TYPE_CHECKING:
     from ..catalog import Catalog
@@ -164,6 +169,8 @@ def _resolve(conn: Connection | None, caller: Caller, request: DeployRequest,
                                f"({template.hypervisor_type})")
     pod_id, cluster_id, algorithm = _scope(conn, caller, zone.id, request.pod_uuid, request.cluster_uuid,
                                            request.deployment_planner)
+    if offering.storage_type == "local" and not zone.local_storage:
+        raise InvalidParameter(f"offering {offering.name} wants local storage; zone {zone.name} has it off")
     details = dict(request.details)
     sizes = {k: _whole(details[k], k) for k in ("cpuNumber", "cpuSpeed", "memory") if k in details}
     cpus, speed, memory = offerings.custom_size(offering, sizes.get("cpuNumber"), sizes.get("cpuSpeed"),
@@ -238,6 +245,11 @@ def _resolve(conn: Connection | None, caller: Caller, request: DeployRequest,
         assert conn is not None
         registered = guest_data.owned_user_data(conn, caller, request.user_data_uuid, account_id)
         text, user_data_id = registered.user_data, registered.id
+        if "userdatadetails" in details:
+            _check_user_data_details(orjson.loads(details["userdatadetails"]), registered.params or "")
+    elif "userdatadetails" in details:
+        raise InvalidParameter("userdatadetails are the values of a registered user data's parameters: "
+                               "give userdataid")
     network_offerings = [catalog.network_offerings.by_id.get(catalog.networks.by_id[n].network_offering_id)
                          for n in network_ids]
     # a network with security groups
@@ -295,7 +307,6 @@ def _resolve(conn: Connection | None, caller: Caller, request: DeployRequest,
     )
 
 
-PASSWORD_DETAIL = "Encrypted.Password"  # (CloudStack's name) the guest's password, kept for its config drive
 HIDDEN_DETAILS = frozenset({PASSWORD_DETAIL})
 
 
@@ -484,8 +495,96 @@ def _list(conn: Connection, caller: Caller, args: Filters) -> tuple[list[VmListi
             .where(affinity_groups.c.uuid == args["affinitygroupid"])
         )
         where.append(vms.c.id.in_(member))
+    where += _more_filters(caller, args)
     rows, total = fetch(conn, _query().where(*where), vms.c.id, args)
     return _listings(conn, rows), total
+
+
+_INSTANCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+# details that are not free-form: a custom offering's sizes (changed with changeServiceForVirtualMachine)
+# and the guest's password
+_KEPT_DETAILS = frozenset({"cpuNumber", "cpuSpeed", "memory", PASSWORD_DETAIL})
+
+
+def _check_user_data_details(values: dict[str, str], params: str) -> None:
+    declared = {p.strip() for p in params.split(",") if p.strip()}
+    unknown = set(values) - declared
+    if unknown:
+        raise InvalidParameter(f"userdatadetails names parameters the user data does not declare: "
+                               f"{', '.join(sorted(unknown))}")
+
+
+def _user_data_params(conn: Connection, vm_id: int) -> str | None:
+    return conn.scalar(sa.select(user_data.c.params).join(vms, vms.c.user_data_id == user_data.c.id)
+                       .where(vms.c.id == vm_id))
+
+
+def _update_vm(conn: Connection, caller: Caller, vm_id: int, values: dict[str, Any], group: str | None,
+               group_uuids: list[str] | None, group_names: list[str] | None) -> None:
+    row = conn.execute(sa.select(vms).where(vms.c.id == vm_id)).one()
+    if "uuid" in values and conn.scalar(sa.select(vms.c.id).where(vms.c.uuid == values["uuid"])):
+        raise InvalidParameter(f"the id {values['uuid']} is taken")
+    if "instance_name" in values and conn.scalar(sa.select(vms.c.id).where(
+            vms.c.instance_name == values["instance_name"], vms.c.id != vm_id)):
+        raise InvalidParameter(f"the instance name {values['instance_name']} is taken")
+    if group is not None:
+        values["group_id"] = vm_rows.instance_group(conn, row.account_id, group, now()) if group else None
+    if group_uuids is not None or group_names is not None:
+        wanted = [find(conn, caller, security_groups, g, "security group", owned=True).id
+                  for g in group_uuids or []]
+        for name in group_names or []:
+            found = conn.scalar(sa.select(security_groups.c.id).where(
+                security_groups.c.account_id == row.account_id, security_groups.c.name == name,
+                security_groups.c.removed.is_(None)))
+            if found is None:
+                raise InvalidParameter(f"unable to find security group {name!r}")
+            wanted.append(found)
+        if not conn.scalar(sa.select(security_group_vms.c.vm_id).where(security_group_vms.c.vm_id == vm_id)):
+            raise InvalidParameter("security groups apply only to VMs on a network with security groups")
+        conn.execute(security_group_vms.delete().where(security_group_vms.c.vm_id == vm_id))
+        conn.execute(security_group_vms.insert(), [{"group_id": g, "vm_id": vm_id}
+                                                   for g in dict.fromkeys(wanted)])
+    vm_rows.update_details(conn, vm_id, **values)
+
+
+def _more_filters(caller: Caller, args: Filters) -> list[Any]:
+    """listVirtualMachines' other filters: where it runs, its flags, groups, keys, networks, storage."""
+    where: list[Any] = []
+    for param, column in (("podid", hosts.c.pod_id), ("clusterid", hosts.c.cluster_id)):
+        if param in args:
+            if not caller.is_admin:
+                raise PermissionDenied(f"only admins may list VMs by {param[:-2]}")
+            table = pods if param == "podid" else clusters
+            where.append(column == sa.select(table.c.id).where(table.c.uuid == args[param]).scalar_subquery())
+    if "displayvm" in args:
+        where.append(vms.c.display.is_(args["displayvm"]))
+    if "haenable" in args:
+        where.append(vms.c.ha_enabled.is_(args["haenable"]))
+    if "groupid" in args:
+        where.append(instance_groups.c.uuid == args["groupid"])
+    if "hypervisor" in args:
+        hypervisor = sa.func.coalesce(hosts.c.hypervisor_type, templates.c.hypervisor_type)
+        where.append(hypervisor == args["hypervisor"])
+    if "keypair" in args:
+        name = args["keypair"]
+        where.append(sa.or_(vms.c.keypairs == name, vms.c.keypairs.startswith(name + ",", autoescape=True),
+                            vms.c.keypairs.endswith("," + name, autoescape=True),
+                            vms.c.keypairs.contains("," + name + ",", autoescape=True)))
+    if "securitygroupid" in args:
+        members = (sa.select(security_group_vms.c.vm_id)
+                   .join(security_groups, security_groups.c.id == security_group_vms.c.group_id)
+                   .where(security_groups.c.uuid == args["securitygroupid"]))
+        where.append(vms.c.id.in_(members))
+    if "storageid" in args:
+        where.append(vms.c.id.in_(sa.select(volumes.c.vm_id).join(storage_pools, storage_pools.c.id
+                                                                   == volumes.c.pool_id)
+                                  .where(storage_pools.c.uuid == args["storageid"],
+                                         volumes.c.removed.is_(None))))
+    if "forvirtualnetwork" in args:  # on an isolated (CloudStack's "virtual") network, or on shared ones
+        isolated = (sa.select(nics.c.vm_id).join(networks, networks.c.id == nics.c.network_id)
+                    .where(nics.c.is_default.is_(True), networks.c.guest_type == "Isolated"))
+        where.append(vms.c.id.in_(isolated) if args["forvirtualnetwork"] else vms.c.id.not_in(isolated))
+    return where
 
 
 def _user_data_of(conn: Connection, vm_id: int) -> str | None:
@@ -571,15 +670,17 @@ class VirtualMachines:
         return int((await self.db.read(find, caller, hosts, host_uuid, "host")).id) if host_uuid else 0
 
     async def start(self, caller: Caller, vm_id: int, host_uuid: str = "", *, pod_uuid: str = "",
-                    cluster_uuid: str = "", last_host: bool = True) -> None:
+                    cluster_uuid: str = "", last_host: bool = True, planner: str = "") -> None:
         """Start it (on ``host_uuid``, or in ``pod_uuid`` or ``cluster_uuid``, when an admin names one;
         with ``last_host``, on the host it last ran on when that one has room)."""
         if host_uuid and not caller.is_admin:
             raise PermissionDenied("only admins may choose the host")
         host_id = await self._host_id(caller, host_uuid)
-        pod_id, cluster_id, _ = await self.db.read(_scope, caller, 0, pod_uuid, cluster_uuid, "") \
-            if pod_uuid or cluster_uuid else (0, 0, "")
-        await self.orchestrator.start(vm_id, host_id=host_id, scope=Scope(pod_id, cluster_id),
+        pod_id, cluster_id, algorithm = 0, 0, ""
+        if pod_uuid or cluster_uuid or planner:
+            pod_id, cluster_id, algorithm = await self.db.read(_scope, caller, 0, pod_uuid, cluster_uuid,
+                                                               planner)
+        await self.orchestrator.start(vm_id, host_id=host_id, scope=Scope(pod_id, cluster_id, algorithm),
                                       last_host=last_host)
 
     async def stop(self, vm_id: int, *, forced: bool = False) -> None:
@@ -615,29 +716,65 @@ class VirtualMachines:
 
     async def update(self, caller: Caller, vm: Row, *, name: str | None = None,
                      display_name: str | None = None, ha_enabled: bool | None = None,
-                     user_data: str | None = None, user_data_uuid: str = "") -> list[str]:
+                     user_data: str | None = None, user_data_uuid: str = "", group: str | None = None,
+                     display: bool | None = None, details: dict[str, str] | None = None,
+                     cleanup_details: bool = False, user_data_details: dict[str, str] | None = None,
+                     os_type_uuid: str = "", instance_name: str = "", custom_id: str = "",
+                     security_group_uuids: list[str] | None = None,
+                     security_group_names: list[str] | None = None) -> list[str]:
         """Change its details; the names of those changed (as columns). New user data reaches the guest
-        when it next starts (its config drive is made then)."""
+        when it next starts (its config drive is made then), as do a new OS type and security groups."""
         values: dict[str, Any] = {}
         if user_data is not None and user_data_uuid:
             raise InvalidParameter("give userdata or userdataid, not both")
         if user_data is not None:
             values.update(user_data=guest_data.check_user_data(user_data), user_data_id=None)
+        registered = None
         if user_data_uuid:
             registered = await self.db.read(guest_data.owned_user_data, caller, user_data_uuid, vm.account_id)
             values.update(user_data=registered.user_data, user_data_id=registered.id)
+        stopped_only = [k for k, v in (("name", name), ("instancename", instance_name),
+                                       ("ostypeid", os_type_uuid),
+                                       ("securitygroupids", security_group_uuids),
+                                       ("securitygroupnames", security_group_names)) if v]
+        if stopped_only and vm.state != State.STOPPED:
+            raise InvalidParameter(
+                f"VM {vm.uuid} is {vm.state}; its {', '.join(stopped_only)} change only when it is Stopped")
         if name is not None:
-            if vm.state != State.STOPPED:
-                raise InvalidParameter(
-                    f"VM {vm.uuid} is {vm.state}; its name changes only when it is Stopped"
-                )
             values["name"] = name
         if display_name is not None:
             values["display_name"] = display_name
         if ha_enabled is not None:
             values["ha_enabled"] = ha_enabled
-        await self.db.run(vm_rows.update_details, vm.id, **values)
-        return list(values)
+        if display is not None:
+            values["display"] = display
+        if instance_name:
+            if not _INSTANCE_NAME.match(instance_name):
+                raise InvalidParameter("instancename: letters, digits, '-' and '_', at most 63 characters")
+            values["instance_name"] = instance_name
+        if custom_id:
+            values["uuid"] = custom_id
+        kept = orjson.loads(vm.details or "{}")
+        if cleanup_details:
+            kept = {k: v for k, v in kept.items() if k in _KEPT_DETAILS}
+        if details is not None:
+            kept.update({k: v for k, v in details.items() if k not in _KEPT_DETAILS})
+        if os_type_uuid:
+            if os_type_uuid not in os_type_ids():
+                raise InvalidParameter(f"unable to find OS type {os_type_uuid}")
+            kept["guest.os.type"] = os_type_uuid
+        if user_data_details is not None:
+            params = (registered.params if registered is not None else
+                      await self.db.read(_user_data_params, vm.id)) or ""
+            _check_user_data_details(user_data_details, params)
+            kept["userdatadetails"] = orjson.dumps(user_data_details).decode()
+        if cleanup_details or details is not None or os_type_uuid or user_data_details is not None:
+            values["details"] = orjson.dumps(kept).decode()
+        await self.db.run(_update_vm, caller, vm.id, values, group, security_group_uuids,
+                          security_group_names)
+        groups_changed = security_group_uuids is not None or security_group_names is not None
+        return list(values) + (["group"] if group is not None else []) + (
+            ["securitygroups"] if groups_changed else [])
 
     async def user_data(self, vm: Row) -> str | None:
         """Its user data (Base64), None when it has none."""
@@ -648,9 +785,17 @@ class VirtualMachines:
         as the VM's job."""
         await self.db.run(_reset_keys, vm.id, vm.account_id, names)
 
-    async def change_offering(self, caller: Caller, vm: Row, offering_uuid: str) -> Row:
-        """Give a stopped VM another service offering; the offering's row."""
+    async def change_offering(self, caller: Caller, vm: Row, offering_uuid: str,
+                              details: dict[str, str] | None = None) -> Row:
+        """Give a stopped VM another service offering (a custom one sized by ``details``' cpuNumber,
+        cpuSpeed and memory); the offering's row."""
         offering = await self.db.read(find, caller, service_offerings, offering_uuid, "service offering")
         self._not_busy(vm)
-        await self.db.run(vm_rows.change_offering, vm.id, offering.id)
+        given = details or {}
+        sizes = {k: _whole(given[k], k) for k in ("cpuNumber", "cpuSpeed", "memory") if k in given}
+        cpus, speed, memory = offerings.custom_size(offering, sizes.get("cpuNumber"), sizes.get("cpuSpeed"),
+                                                    sizes.get("memory"))
+        custom = (cpus, speed, memory) != (offering.cpus, offering.cpu_speed_mhz, offering.memory_mb)
+        await self.db.run(vm_rows.change_offering, vm.id, offering.id,
+                          (cpus, speed, memory) if custom else None)
         return offering

@@ -52,6 +52,7 @@ OWNER = (
     Param("listall", "boolean", description="admins: every account's items, not only their own"),
     Param("account", description="with domainid: the account whose items to list (admins)"),
     Param("domainid", "uuid", description="the domain of account"),
+    Param("isrecursive", "boolean", description="with domainid (or listall): its subdomains' items too"),
     *refuse(PROJECTS, "projectid", applies=True),
 )
 

@@ -105,7 +105,6 @@ async def list_network_offerings(ctx: Context, args: dict[str, Any]) -> dict[str
     Param("type", description="Shared (every network here)"),
     Param("traffictype", description="Guest (every network here)"),
     Param("canusefordeploy", "boolean", description="accepted for compatibility (always true)"),
-    Param("isrecursive", "boolean", description="accepted for compatibility"),
     *OWNER,
     *PAGING,
     response="network",

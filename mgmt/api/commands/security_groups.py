@@ -52,7 +52,6 @@ def group_view(group: Group) -> dict[str, Any]:
     Param("id", "uuid", description="the group's id"),
     Param("securitygroupname", description="the group's name"),
     Param("virtualmachineid", "uuid", description="the groups of this VM"),
-    Param("isrecursive", "boolean", description="accepted for compatibility"),
     Param("tags", "map", description="accepted for compatibility (no tags)"),
     *OWNER,
     *PAGING,

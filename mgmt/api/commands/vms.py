@@ -12,8 +12,22 @@ import orjson
 from ...errors import InvalidParameter, PermissionDenied
 from ...services.guest_data import check_user_data
 from ...services.vms import HIDDEN_DETAILS, VM_STATES, DeployRequest, VmListing
-from ..registry import Param, command
-from .common import OWNER, PAGING, date, listing, uuids
+from ..registry import Param, command, refuse
+from .common import (
+    IPV6,
+    LIVE_SCALING,
+    MANAGED,
+    NO_VR,
+    OWNER,
+    PAGING,
+    PROJECTS,
+    RESOURCE_TAGS,
+    VMWARE,
+    VPCS,
+    date,
+    listing,
+    uuids,
+)
 
 if TYPE_CHECKING:
     from ..app import Context
@@ -78,6 +92,46 @@ def vm_view(
 # Built once, values passed at execution (see services/events.py): a VM's view is read after every job.
 
 
+VM_DETAILS = ("all", "group", "nics", "stats", "secgrp", "tmpl", "servoff", "diskoff", "backoff", "iso",
+              "volume", "min", "affgrp")
+# what each section of ``details`` adds to a VM's view (the rest is always there)
+_SECTIONS = {
+    "group": ("group", "groupid"),
+    "nics": ("nic",),
+    "secgrp": ("securitygroup",),
+    "affgrp": ("affinitygroup",),
+    "tmpl": ("templateid", "templatename", "templatedisplaytext"),
+    "servoff": ("serviceofferingid", "serviceofferingname", "cpunumber", "cpuspeed", "memory"),
+    "stats": ("cpuused", "networkkbsread", "networkkbswrite", "diskkbsread", "diskkbswrite", "diskioread",
+              "diskiowrite", "memorykbs", "memoryintfreekbs", "memorytargetkbs"),
+}
+
+
+def details_wanted(args: dict[str, Any]) -> set[str]:
+    """The sections ``details`` asks for (all of them by default; min: none)."""
+    wanted = {d.lower() for d in args.get("details", ["all"])}
+    if wanted - set(VM_DETAILS):
+        raise InvalidParameter(f"details must be some of {', '.join(VM_DETAILS)}")
+    return set(VM_DETAILS) if "all" in wanted else wanted
+
+
+def stats_view(st: Any) -> dict[str, Any]:
+    """A VM's latest statistics as CloudStack's VM responses show them."""
+    return {"cpuused": f"{st.cpu_utilization:.2f}%", "networkkbsread": st.net_rx_bytes // 1024,
+            "networkkbswrite": st.net_tx_bytes // 1024, "diskkbsread": st.disk_read_bytes // 1024,
+            "diskkbswrite": st.disk_write_bytes // 1024, "diskioread": st.disk_read_ios,
+            "diskiowrite": st.disk_write_ios, "memorykbs": st.memory_kbs,
+            "memoryintfreekbs": st.memory_free_kbs, "memorytargetkbs": st.memory_target_kbs}
+
+
+def _sectioned(view: dict[str, Any], wanted: set[str]) -> dict[str, Any]:
+    for section, keys in _SECTIONS.items():
+        if section not in wanted:
+            for key in keys:
+                view.pop(key, None)
+    return view
+
+
 def _render(listing: VmListing, *, admin: bool) -> dict[str, Any]:
     nic_views = [
         {
@@ -117,9 +171,7 @@ async def _view_even_removed(ctx: Context, vm_id: int) -> dict[str, Any]:
     return view
 
 
-@command(
-    "listVirtualMachines",
-    "Lists virtual machines: the caller's own (admins: every account's with listall=true).",
+VM_FILTERS = (
     Param("id", "uuid", description="the VM's id"),
     Param("ids", "list", description="comma-separated VM ids"),
     Param("name", description="the VM's name"),
@@ -127,20 +179,72 @@ async def _view_even_removed(ctx: Context, vm_id: int) -> dict[str, Any]:
         "state", description="Running, Stopped, Starting, Stopping, Migrating, Destroyed, Expunging, Error"
     ),
     Param("zoneid", "uuid", description="the zone's id"),
+    Param("podid", "uuid", description="VMs running in this pod (admins)"),
+    Param("clusterid", "uuid", description="VMs running in this cluster (admins)"),
     Param("hostid", "uuid", description="the host's id (admins)"),
+    Param("storageid", "uuid", description="VMs with a volume on this storage pool"),
     Param("templateid", "uuid", description="the template's id"),
     Param("serviceofferingid", "uuid", description="the service offering's id"),
     Param("networkid", "uuid", description="VMs with a NIC on this network"),
+    Param("forvirtualnetwork", "boolean", description="true: VMs whose default NIC is on an isolated "
+                                                      "network; false: on a shared one"),
     Param("affinitygroupid", "uuid", description="VMs in this affinity group"),
-    Param("details", description="accepted for compatibility (every detail is always listed)"),
-    Param("isrecursive", "boolean", description="accepted for compatibility"),
+    Param("securitygroupid", "uuid", description="VMs in this security group"),
+    Param("groupid", "uuid", description="VMs in this instance group"),
+    Param("keypair", description="VMs with this SSH key pair"),
+    Param("haenable", "boolean", description="VMs with HA on (true) or off (false)"),
+    Param("hypervisor", description="KVM or Simulator"),
+    Param("displayvm", "boolean", description="VMs users see (true) or not (false)"),
+    Param("details", "list", description=f"what each VM shows: some of {', '.join(VM_DETAILS)} (default "
+                                          "all)"),
+    Param("userdata", "boolean", description="show each VM's user data (Base64)"),
+    Param("retrieveonlyresourcecount", "boolean", description="answer the count alone"),
+    Param("showicon", "boolean", description="add resource icons (none can be set here: nothing is added)"),
+    *refuse(RESOURCE_TAGS, "tags", applies=True),
+    *refuse("the statistics kept are the latest only: there is nothing to accumulate", "accumulate",
+            harmless=("false",), applies=True),
+    *refuse("autoscaling is not supported yet", "autoscalevmgroupid", applies=True),
+    *refuse("VM backups are not supported yet", "backupofferingid", applies=True),
+    *refuse("ISOs are not supported yet", "isoid", applies=True),
+    *refuse("VNF appliances are not supported yet", "isvnf", harmless=("false",), applies=True),
+    *refuse(VPCS, "vpcid", applies=True),
+    *refuse("the user who deployed a VM is not recorded (its account is)", "userid", applies=True),
     *OWNER,
     *PAGING,
+)
+
+
+async def list_vms(ctx: Context, args: dict[str, Any], *, metrics: bool = False) -> dict[str, Any]:
+    """listVirtualMachines (and, ``metrics``, listVirtualMachinesMetrics): the VMs ``args`` asks for."""
+    wanted = details_wanted(args)
+    if metrics:
+        wanted.add("stats")
+    found, total = await ctx.services.vms.matching(ctx.caller, args)
+    if args.get("retrieveonlyresourcecount"):
+        return {"count": total}
+    stats = await ctx.services.metrics.vm_stats([f.row.id for f in found]) if "stats" in wanted else {}
+    items = []
+    for f in found:
+        view = _render(f, admin=ctx.caller.is_admin)
+        if f.row.id in stats and f.row.state == "Running":
+            view.update(stats_view(stats[f.row.id]))
+        if args.get("userdata"):
+            text = await ctx.services.vms.user_data(f.row)
+            if text:
+                view["userdata"] = text
+        items.append(_sectioned(view, wanted))
+    return listing("virtualmachine", items, total)
+
+
+@command(
+    "listVirtualMachines",
+    "Lists virtual machines: the caller's own (admins: every account's with listall=true), with their "
+    "latest statistics when they run.",
+    *VM_FILTERS,
     response="virtualmachine",
 )
 async def list_virtual_machines(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    found, total = await ctx.services.vms.matching(ctx.caller, args)
-    return listing("virtualmachine", [_render(f, admin=ctx.caller.is_admin) for f in found], total)
+    return await list_vms(ctx, args)
 
 
 # --- deploy --------------------------------------------------------------------------------------------
@@ -178,23 +282,60 @@ def _check_deploy_args(args: dict[str, Any]) -> None:
     Param("userdata", description="user data for the guest's config drive, Base64 (at most 32 KB decoded)",
           length=43692),
     Param("userdataid", "uuid", description="registered user data instead (registerUserData)"),
-    Param("userdatadetails", "map", description="accepted for compatibility (no variables are filled in)"),
+    Param("userdatadetails", "map", description="values of the registered user data's parameters: the guest "
+                                                "finds them in its config drive's meta_data.json (meta)"),
     Param("keypair", description="an SSH key pair's name: its public key goes to the guest"),
     Param("keypairs", "list", description="comma-separated SSH key pair names"),
     Param("securitygroupids", "list",
           description="comma-separated security group ids (networks with security groups; default: the "
                       "account's default group)"),
     Param("securitygroupnames", "list", description="comma-separated security group names"),
-    Param("details", "map", description="accepted for compatibility"),
-    Param("hypervisor", description="accepted for compatibility (the template decides)"),
-    Param("account", description="deploy for this account (admins, with domainid)"),
-    Param("domainid", "uuid", description="the account's domain"),
+    Param("details", "map", description="details kept with the VM; cpuNumber, cpuSpeed and memory size a "
+                                         "custom offering's VM, rootdisksize its root disk (GB)"),
+    Param("hypervisor", description="KVM or Simulator (must be the template's)"),
+    Param("podid", "uuid", description="place it in this pod (root admins)"),
+    Param("clusterid", "uuid", description="place it in this cluster (root admins)"),
+    Param("deploymentplanner", description="the planner for this deploy (root admins): FirstFitPlanner, "
+                                           "UserDispersingPlanner or UserConcentratedPodPlanner"),
+    Param("group", description="the VM's instance group, by name (made when the account has none so named)"),
+    Param("displayvm", "boolean", description="whether users see the VM (default true; root admins)"),
+    Param("macaddress", description="the default NIC's MAC address (unicast, not in use)"),
+    Param("size", "long", description="a custom disk offering's data disk size (GB)"),
+    Param("overridediskofferingid", "uuid", description="the root disk's provisioning, cache mode and I/O "
+                                                        "limits from this disk offering"),
+    Param("password", description="the guest's password (a password-enabled template; default: one is "
+                                  "made and shown once)", length=64),
+    Param("customid", "uuid", description="the VM's id (root admins)"),
+    Param("iodriverpolicy", description="the disks' I/O: native, threads or io_uring"),
+    Param("iothreadsenabled", "boolean", description="give the disks an I/O thread"),
+    Param("nicmultiqueuenumber", "integer", description="virtio queues of each NIC (1 to 64)"),
+    Param("nicpackedvirtqueuesenabled", "boolean", description="packed virtqueues on the NICs"),
+    Param("boottype", description="BIOS (the only boot type here)"),
+    Param("bootmode", description="LEGACY (with BIOS)"),
+    Param("copyimagetags", "boolean", description="copy the template's tags to the VM (templates have none "
+                                                   "here: nothing is copied)"),
+    *refuse(IPV6, "ip6address"),
+    *refuse(VMWARE, "bootintosetup", "properties", "nicnetworklist", "datadiskofferinglist"),
+    *refuse(NO_VR, "dhcpoptionsnetworklist"),
+    *refuse("there is no graphical console (VNC) whose keyboard to set", "keyboard"),
+    *refuse("extra libvirt configuration is not enabled (CloudStack's default)", "extraconfig",
+            applies=True),
+    *refuse(LIVE_SCALING, "dynamicscalingenabled", harmless=("false",), applies=True),
+    *refuse(PROJECTS, "projectid", applies=True),
     is_async=True,
     event="VM.CREATE",
     response="virtualmachine",
 )
 async def deploy_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     _check_deploy_args(args)
+    if args.get("boottype", "BIOS").upper() != "BIOS" or args.get("bootmode", "LEGACY").upper() != "LEGACY":
+        raise InvalidParameter("UEFI boot is not supported yet: boottype BIOS, bootmode LEGACY only")
+    if ("customid" in args or "displayvm" in args) and not ctx.caller.is_admin:
+        raise PermissionDenied("only root admins may set customid or displayvm")
+    details = _map(args.get("details", []))
+    details.update(_kvm_details(args))
+    if "userdatadetails" in args:
+        details["userdatadetails"] = orjson.dumps(_map(args["userdatadetails"])).decode()
     ip_to_network = []
     for entry in args.get("iptonetworklist", []):
         if "networkid" not in entry:
@@ -222,6 +363,18 @@ async def deploy_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[str
         user_data_uuid=args.get("userdataid", ""),
         security_group_uuids=tuple(uuids(args, "securitygroupids")),
         security_group_names=tuple(args.get("securitygroupnames", [])),
+        pod_uuid=args.get("podid", ""),
+        cluster_uuid=args.get("clusterid", ""),
+        deployment_planner=args.get("deploymentplanner", ""),
+        details=tuple(details.items()),
+        group=args.get("group", ""),
+        display=args.get("displayvm", True),
+        mac_address=args.get("macaddress", ""),
+        size_gb=args.get("size", 0),
+        override_disk_offering_uuid=args.get("overridediskofferingid", ""),
+        hypervisor=args.get("hypervisor", ""),
+        password=args.get("password"),
+        custom_id=args.get("customid", ""),
     )
     # Admit: the VM's rows (and, when a host was found, its reservation there) in the job's own
     # transaction; act and settle run as the job.
@@ -238,7 +391,40 @@ async def deploy_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[str
         instance_uuid=deployment.vm_uuid,
         prepare=deployment.admit,
     )
-    return {"id": deployment.vm_uuid, "jobid": job}
+    answer = {"id": deployment.vm_uuid, "jobid": job}
+    if deployment.password is not None and "password" not in args:
+        answer["password"] = deployment.password  # (made here: the caller sees it this once)
+    return answer
+
+
+def _map(entries: list[dict[str, str]]) -> dict[str, str]:
+    """A map parameter's entries as one dict (``details[0].key=k&details[0].value=v`` or
+    ``details[0].k=v``)."""
+    out: dict[str, str] = {}
+    for entry in entries:
+        out.update({entry["key"]: entry["value"]} if set(entry) == {"key", "value"} else entry)
+    return out
+
+
+IO_POLICIES = ("native", "threads", "io_uring")
+
+
+def _kvm_details(args: dict[str, Any]) -> dict[str, str]:
+    """The KVM tuning a deploy asks for, as VM details (the host's domain XML follows them)."""
+    out: dict[str, str] = {}
+    if "iodriverpolicy" in args:
+        if args["iodriverpolicy"] not in IO_POLICIES:
+            raise InvalidParameter(f"iodriverpolicy must be one of {', '.join(IO_POLICIES)}")
+        out["io.policy"] = args["iodriverpolicy"]
+    if args.get("iothreadsenabled"):
+        out["iothreads"] = "1"
+    if "nicmultiqueuenumber" in args:
+        if not 1 <= args["nicmultiqueuenumber"] <= 64:
+            raise InvalidParameter("nicmultiqueuenumber must be between 1 and 64")
+        out["nic.queues"] = str(args["nicmultiqueuenumber"])
+    if args.get("nicpackedvirtqueuesenabled"):
+        out["nic.packed"] = "true"
+    return out
 
 
 # --- one VM at a time ------------------------------------------------------------------------------------
@@ -276,16 +462,29 @@ async def _vm_job(ctx: Context, vm: Any, what: str, operation: Any, *, view: Any
     "Starts a stopped VM (on its last host when it still has room).",
     Param("id", "uuid", required=True, description="the VM's id"),
     Param("hostid", "uuid", description="the host to start it on (admins)"),
+    Param("podid", "uuid", description="start it in this pod (admins)"),
+    Param("clusterid", "uuid", description="start it in this cluster (admins)"),
+    Param("considerlasthost", "boolean", description="try the host it last ran on first (default true)"),
+    Param("deploymentplanner", description="the planner for this start (root admins)"),
+    *refuse(VMWARE, "bootintosetup"),
     is_async=True,
     event="VM.START",
     response="virtualmachine",
 )
 async def start_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     vm = await _vm(ctx, args["id"])
-    if "hostid" in args and not ctx.caller.is_admin:
-        raise PermissionDenied("only admins may choose the host")
+    if ("hostid" in args or "podid" in args or "clusterid" in args or "deploymentplanner" in args) \
+            and not ctx.caller.is_admin:
+        raise PermissionDenied("only admins may choose the host, pod, cluster or planner")
     host = args.get("hostid", "")
-    return await _vm_job(ctx, vm, "started", lambda: ctx.services.vms.start(ctx.caller, vm.id, host))
+
+    async def start() -> None:
+        await ctx.services.vms.start(ctx.caller, vm.id, host, pod_uuid=args.get("podid", ""),
+                                     cluster_uuid=args.get("clusterid", ""),
+                                     last_host=args.get("considerlasthost", True),
+                                     planner=args.get("deploymentplanner", ""))
+
+    return await _vm_job(ctx, vm, "started", start)
 
 
 @command(
@@ -305,14 +504,22 @@ async def stop_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[str, 
 
 @command(
     "rebootVirtualMachine",
-    "Reboots a running VM.",
+    "Reboots a running VM: the guest is asked to restart, or reset at once with forced=true.",
     Param("id", "uuid", required=True, description="the VM's id"),
+    Param("forced", "boolean", description="reset it at once (a stop and a start) rather than ask the guest"),
+    *refuse(VMWARE, "bootintosetup"),
     is_async=True,
     event="VM.REBOOT",
     response="virtualmachine",
 )
 async def reboot_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     vm = await _vm(ctx, args["id"])
+    if args.get("forced"):
+        async def reset() -> None:
+            await ctx.services.vms.stop(vm.id, forced=True)
+            await ctx.services.vms.start(ctx.caller, vm.id)
+
+        return await _vm_job(ctx, vm, "rebooted (forced)", reset)
     return await _vm_job(ctx, vm, "rebooted", lambda: ctx.services.vms.reboot(vm.id))
 
 
@@ -342,6 +549,8 @@ async def get_console_log(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     "with expunge=true (admins).",
     Param("id", "uuid", required=True, description="the VM's id"),
     Param("expunge", "boolean", description="expunge it now (admins)"),
+    Param("volumeids", "list", description="comma-separated ids of its data volumes to delete with it "
+                                           "(detached, then deleted)"),
     is_async=True,
     event="VM.DESTROY",
     response="virtualmachine",
@@ -352,13 +561,18 @@ async def destroy_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[st
     if expunge and not ctx.caller.is_admin:
         raise PermissionDenied("only admins may expunge a VM at once")
 
-    return await _vm_job(
-        ctx,
-        vm,
-        "destroyed",
-        lambda: ctx.services.vms.destroy(ctx.caller, vm.id, expunge=expunge),
-        view=_view_even_removed,
-    )
+    data = [await ctx.services.volumes.find(ctx.caller, v) for v in uuids(args, "volumeids")]
+    for volume in data:
+        if volume.vm_id != vm.id or volume.type != "DATADISK":
+            raise InvalidParameter(f"volume {volume.uuid} is not a data volume of VM {vm.uuid}")
+
+    async def destroy() -> None:
+        for volume in data:  # (as CloudStack: detached and deleted first)
+            await ctx.services.volumes.detach(volume.id)
+            await ctx.services.volumes.delete(await ctx.services.volumes.get_row(volume.id))
+        await ctx.services.vms.destroy(ctx.caller, vm.id, expunge=expunge)
+
+    return await _vm_job(ctx, vm, "destroyed", destroy, view=_view_even_removed)
 
 
 @command(
@@ -398,15 +612,18 @@ async def expunge_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[st
     "Live-migrates a running VM to the given host, or to one the planner chooses.",
     Param("virtualmachineid", "uuid", required=True, description="the VM's id"),
     Param("hostid", "uuid", description="the destination host (default: the planner's choice)"),
-    Param("storageid", "uuid", description="not supported: volumes stay on their pool"),
+    Param("autoselect", "boolean", description="let the planner choose the host when none is given (the "
+                                               "default; false needs hostid)"),
+    *refuse("storage migration is not supported yet: volumes stay on their pool", "storageid",
+            applies=True),
     admin=True,
     is_async=True,
     event="VM.MIGRATE",
     response="virtualmachine",
 )
 async def migrate_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    if "storageid" in args:
-        raise InvalidParameter("storage migration is not supported: give hostid (or nothing) only")
+    if args.get("autoselect") is False and "hostid" not in args:
+        raise InvalidParameter("autoselect=false needs hostid")
     vm = await _vm(ctx, args["virtualmachineid"])
     host = args.get("hostid", "")
     return await _vm_job(ctx, vm, "migrated", lambda: ctx.services.vms.migrate(ctx.caller, vm.id, host))
@@ -422,6 +639,21 @@ async def migrate_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[st
     Param("userdata", description="new user data, Base64 (the guest gets it when it next starts)",
           length=43692),
     Param("userdataid", "uuid", description="registered user data instead (registerUserData)"),
+    Param("userdatadetails", "map", description="values of the registered user data's parameters"),
+    Param("group", description="its instance group, by name (empty: none)"),
+    Param("displayvm", "boolean", description="whether users see it (root admins)"),
+    Param("details", "map", description="details to keep with it (added to or replacing its own)"),
+    Param("cleanupdetails", "boolean", description="remove its details (but a custom offering's sizes)"),
+    Param("ostypeid", "uuid", description="its guest OS type (the VM must be Stopped)"),
+    Param("instancename", description="its name on its host (the VM must be Stopped; root admins)"),
+    Param("customid", "uuid", description="its new id (root admins)"),
+    Param("securitygroupids", "list", description="its security groups (the VM must be Stopped)"),
+    Param("securitygroupnames", "list", description="its security groups, by name"),
+    Param("isdynamicallyscalable", "boolean", description="false only: scaling a running VM is not "
+                                                          "supported"),
+    *refuse("extra libvirt configuration is not enabled (CloudStack's default)", "extraconfig",
+            applies=True),
+    *refuse(NO_VR, "dhcpoptionsnetworklist"),
     event="VM.UPDATE",
     response="virtualmachine",
 )
@@ -429,10 +661,22 @@ async def update_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[str
     vm = await _vm(ctx, args["id"])
     if "name" in args:
         _check_deploy_args({"name": args["name"]})
+    if ("displayvm" in args or "instancename" in args or "customid" in args) and not ctx.caller.is_admin:
+        raise PermissionDenied("only root admins may set displayvm, instancename or customid")
+    if args.get("isdynamicallyscalable"):
+        raise InvalidParameter(f"isdynamicallyscalable=true: {LIVE_SCALING}")
     values = await ctx.services.vms.update(
         ctx.caller, vm, name=args.get("name"), display_name=args.get("displayname"),
         ha_enabled=args.get("haenable"), user_data=args.get("userdata"),
         user_data_uuid=args.get("userdataid", ""),
+        group=args.get("group"), display=args.get("displayvm"),
+        details=_map(args["details"]) if "details" in args else None,
+        cleanup_details=args.get("cleanupdetails", False),
+        user_data_details=_map(args["userdatadetails"]) if "userdatadetails" in args else None,
+        os_type_uuid=args.get("ostypeid", ""), instance_name=args.get("instancename", ""),
+        custom_id=args.get("customid", ""),
+        security_group_uuids=uuids(args, "securitygroupids") if "securitygroupids" in args else None,
+        security_group_names=args.get("securitygroupnames"),
     )
     await ctx.event(
         "VM.UPDATE",
@@ -448,12 +692,17 @@ async def update_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[str
     "Gives a stopped VM another service offering.",
     Param("id", "uuid", required=True, description="the VM's id"),
     Param("serviceofferingid", "uuid", required=True, description="the new service offering's id"),
+    Param("details", "map", description="a custom offering's cpuNumber, cpuSpeed and memory for this VM"),
+    *refuse(LIVE_SCALING, "automigrate", harmless=("false",), applies=True),
+    *refuse("shrinking a root disk is not supported", "shrinkok", harmless=("false",), applies=True),
+    *refuse(MANAGED, "miniops", "maxiops"),
     event="VM.UPGRADE",
     response="virtualmachine",
 )
 async def change_service(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     vm = await _vm(ctx, args["id"])
-    offering = await ctx.services.vms.change_offering(ctx.caller, vm, args["serviceofferingid"])
+    offering = await ctx.services.vms.change_offering(ctx.caller, vm, args["serviceofferingid"],
+                                                      _map(args.get("details", [])))
     await ctx.event(
         "VM.UPGRADE",
         f"VM {vm.name or vm.instance_name} now has offering {offering.name}",

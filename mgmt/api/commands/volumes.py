@@ -58,7 +58,6 @@ def volume_view(r: Any, *, admin: bool) -> dict[str, Any]:
     Param("zoneid", "uuid", description="the zone's id"),
     Param("storageid", "uuid", description="the storage pool's id (admins)"),
     Param("state", description="Allocated, Creating, Ready, Destroy"),
-    Param("isrecursive", "boolean", description="accepted for compatibility"),
     *OWNER,
     *PAGING,
     response="volume",
