@@ -321,6 +321,8 @@ def _check_deploy_args(args: dict[str, Any]) -> None:
     *refuse("extra libvirt configuration is not enabled (CloudStack's default)", "extraconfig",
             applies=True),
     *refuse(LIVE_SCALING, "dynamicscalingenabled", harmless=("false",), applies=True),
+    Param("account", description="deploy for this account (admins, with domainid)"),
+    Param("domainid", "uuid", description="the account's domain"),
     *refuse(PROJECTS, "projectid", applies=True),
     is_async=True,
     event="VM.CREATE",
