@@ -202,6 +202,7 @@ GLOSSARY: dict[str, tuple[str, str]] = {
     "keypairs": ("string", "the names of the VM's SSH key pairs"),
     "group": ("string", "the VM's group"),
     "displayvm": ("boolean", "whether users see the VM"),
+    "displayvolume": ("boolean", "whether users see the volume"),
     "password": ("string", "the guest's password (shown once, by the deploy)"),
     "groupid": ("string", "the id of the VM's group"),
     "guestosid": ("string", "the id of the guest OS type"),
@@ -400,7 +401,8 @@ OBJECTS: dict[str, tuple[str, str]] = {
     "virtualmachineconsolelog": ("console log", "id consolelog"),
     "virtualmachineuserdata": ("VM user data", "virtualmachineid userdata"),
     "volume": ("volume", "id name type size state zoneid zonename virtualmachineid vmname vmdisplayname "
-               "vmstate deviceid storageid storage storagetype provisioningtype diskofferingid "
+               "vmstate deviceid storageid storage storagetype provisioningtype diskBytesReadRate "
+               "diskBytesWriteRate diskIopsReadRate diskIopsWriteRate displayvolume diskofferingid "
                "diskofferingname diskofferingdisplaytext miniops maxiops account domainid domain created "
                "attached destroyed isextractable tags path"),
     "zone": ("zone", "id name networktype allocationstate dns1 dns2 internaldns1 internaldns2 "

@@ -50,12 +50,19 @@ def _vm_and_volume(conn: Connection, volume_id: int, vm_id: int) -> tuple[Any, A
     return volume, vm, held
 
 
-def _next_device(conn: Connection, vm_id: int) -> int:
+def _next_device(conn: Connection, vm_id: int, wanted: int | None = None) -> int:
+    """The device id a disk attached to the VM takes: ``wanted`` when it is free, else the first free."""
     taken = set(
         conn.scalars(
             sa.select(volumes.c.device_id).where(volumes.c.vm_id == vm_id, volumes.c.removed.is_(None))
         )
     )
+    if wanted is not None:
+        if not 1 <= wanted < MAX_DEVICES:
+            raise InvalidParameter(f"deviceid must be between 1 and {MAX_DEVICES - 1} (0 is the root disk)")
+        if wanted in taken:
+            raise InvalidParameter(f"device {wanted} of the VM holds another volume")
+        return wanted
     for device in range(1, MAX_DEVICES):
         if device not in taken:
             return device
@@ -70,11 +77,12 @@ def _claim(
     pool_id: int | None,
     add_bytes: int,
     limits: capacity.Limits | None,
+    wanted: int | None = None,
 ) -> int:
     """The volume becomes the VM's (conditionally: nobody attached it meanwhile); its device id.
     ``add_bytes`` are reserved on the VM's pool (a new volume), or, with no limits, moved from the
     detached volume's own count into the VM's reservation."""
-    device = _next_device(conn, vm_id)
+    device = _next_device(conn, vm_id, wanted)
     changed = conn.execute(
         volumes.update()
         .where(
@@ -152,7 +160,7 @@ def _volume(conn: Connection, volume_id: int) -> Any:
     return conn.execute(sa.select(volumes).where(volumes.c.id == volume_id)).one()
 
 
-async def attach(orch: Orchestrator, volume_id: int, vm_id: int) -> None:
+async def attach(orch: Orchestrator, volume_id: int, vm_id: int, device_id: int | None = None) -> None:
     volume, vm, held = await orch.db.read(_vm_and_volume, volume_id, vm_id)
     if volume.type != "DATADISK" or volume.vm_id is not None:
         raise InvalidParameter(f"volume {volume.name} is not a detached data disk")
@@ -166,7 +174,7 @@ async def attach(orch: Orchestrator, volume_id: int, vm_id: int) -> None:
                 "volumes are not moved between pools"
             )
         device = await orch.db.run(
-            _claim, volume, vm_id, volume_rows.READY, volume.pool_id, volume.size_bytes, None
+            _claim, volume, vm_id, volume_rows.READY, volume.pool_id, volume.size_bytes, None, device_id
         )
         if vm.state == State.RUNNING:
             pool = await orch.db.read(_pool, volume.pool_id)
@@ -181,11 +189,11 @@ async def attach(orch: Orchestrator, volume_id: int, vm_id: int) -> None:
         raise InvalidParameter(f"volume {volume.name} is {volume.state}")
     if vm.state == State.STOPPED or vm_pool is None:
         # Made on the VM's pool when it next starts (the start reserves its bytes).
-        await orch.db.run(_claim, volume, vm_id, volume_rows.ALLOCATED, None, 0, None)
+        await orch.db.run(_claim, volume, vm_id, volume_rows.ALLOCATED, None, 0, None, device_id)
         return
     limits = orch.placement.limits(vm.host_id)
     device = await orch.db.run(
-        _claim, volume, vm_id, volume_rows.CREATING, vm_pool, volume.size_bytes, limits
+        _claim, volume, vm_id, volume_rows.CREATING, vm_pool, volume.size_bytes, limits, device_id
     )
     pool = await orch.db.read(_pool, vm_pool)
     created = await _create(orch, vm.host_id, volume, pool)

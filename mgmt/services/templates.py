@@ -5,6 +5,7 @@ deleting one no VM uses. Also the OS types a template declares.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import urllib.parse
 import uuid
@@ -13,15 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import sqlalchemy as sa
+import trio
 from sqlalchemy.engine import Connection
 
 from .. import limits
 from ..db.database import inserted_id
-from ..db.schema import accounts, domains, templates, vms, zones
+from ..db.schema import accounts, domains, storage_pools, template_copies, templates, vms, zones
 from ..errors import InvalidParameter, PermissionDenied, ResourceInUse
 from .caller import Caller
 from .crud import Filters, Row
-from .queries import fetch, find, keyword, matching, new_uuid, now, owns
+from .queries import acting_for, fetch, find, keyword, matching, new_uuid, now, owner_filter, owns
 
 if TYPE_CHECKING:
     from ..db.database import Database
@@ -68,6 +70,17 @@ class TemplateSpec:
     featured: bool = False
     size: int = 0  # bytes, when the URL is not a file here
     details: list[dict[str, str]] = field(default_factory=list)  # details[i].key=value, as given
+    account_name: str = ""  # (admins, with domain_uuid) register it for this account
+    domain_uuid: str = ""
+    bits: int = 64
+    checksum: str = ""  # "{ALGORITHM}hex" or an MD5 in hex; a file here is checked against it
+    password_enabled: bool = False
+    sshkey_enabled: bool = False
+    extractable: bool = False
+    dynamically_scalable: bool = False
+    template_tag: str = ""
+    template_type: str = "USER"
+    direct_download: bool = False
 
 
 def _query() -> sa.Select[Any]:
@@ -111,20 +124,53 @@ def _visible(caller: Caller, flt: str) -> list[Any]:
 
 def _list(conn: Connection, caller: Caller, args: Filters) -> tuple[list[Row], int]:
     where = [
-        templates.c.removed.is_(None),
+        *([] if args.get("showremoved") and caller.is_admin else [templates.c.removed.is_(None)]),
         *_visible(caller, args["templatefilter"]),
         *keyword(templates.c.name, args),
     ]
+    if "account" in args or "domainid" in args:  # (an admin's: whose templates)
+        where += owner_filter(conn, caller, args, sa.func.coalesce(templates.c.account_id, 1))
     where += matching(
         args,
         {
             "id": templates.c.uuid,
+            "ids": templates.c.uuid,
             "name": templates.c.name,
             "zoneid": zones.c.uuid,
             "hypervisor": templates.c.hypervisor_type,
+            "templatetype": templates.c.template_type,
         },
     )
+    if "storageid" in args:  # the templates copied to this pool
+        where.append(templates.c.id.in_(
+            sa.select(template_copies.c.template_id).join(storage_pools, storage_pools.c.id
+                                                          == template_copies.c.pool_id)
+            .where(storage_pools.c.uuid == args["storageid"])))
+    if args.get("showunique"):  # one item per template, not one per zone
+        other = zones.alias("other_zones")
+        first_zone = sa.select(sa.func.min(other.c.id)).where(
+            other.c.removed.is_(None),
+            sa.or_(templates.c.zone_id.is_(None), other.c.id == templates.c.zone_id))
+        where.append(zones.c.id == first_zone.scalar_subquery())
     return fetch(conn, _query().where(*where), (templates.c.id, zones.c.id), args)
+
+
+def _checked(url: str, checksum: str) -> None:
+    """A file here matches its checksum (``{MD5}...``, ``{SHA-256}...``, ``{SHA-512}...`` or a bare MD5)."""
+    if not checksum or not url.startswith("file://"):
+        return
+    algorithm, expected = "md5", checksum
+    if checksum.startswith("{") and "}" in checksum:
+        name, expected = checksum[1:].split("}", 1)
+        algorithm = name.lower().replace("-", "")
+    if algorithm not in ("md5", "sha1", "sha256", "sha512"):
+        raise InvalidParameter(f"checksum algorithm {algorithm!r}: give MD5, SHA-1, SHA-256 or SHA-512")
+    digest = hashlib.new(algorithm)
+    with open(url[len("file://"):], "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != expected.strip().lower():
+        raise InvalidParameter("the template file does not match its checksum")
 
 
 def _source(url: str, *, local_files: bool) -> tuple[str, int]:
@@ -150,6 +196,33 @@ def _source(url: str, *, local_files: bool) -> tuple[str, int]:
 
 
 BOOT_DETAILS = ("kernel", "initrd", "bootargs")
+TEMPLATE_TYPES = ("USER", "BUILTIN", "PERHOST")
+
+
+def _update(conn: Connection, caller: Caller, ident: str, values: dict[str, Any],
+            details: dict[str, str] | None, cleanup_details: bool) -> list[Row]:
+    row = _owned(conn, caller, ident)
+    if "os_type" in values:
+        os_type = OS_BY_ID.get(values["os_type"], "")
+        if not os_type:
+            raise InvalidParameter(f"unable to find OS type {values['os_type']} (see listOsTypes)")
+        values["os_type"] = os_type
+    if "format" in values:
+        values["format"] = values["format"].upper()
+        if values["format"] not in FORMATS:
+            raise InvalidParameter(f"format must be one of {', '.join(FORMATS)}")
+    if "template_type" in values and (values["template_type"] not in TEMPLATE_TYPES or not caller.is_admin):
+        raise InvalidParameter("templatetype must be USER, BUILTIN or PERHOST (root admins)")
+    if cleanup_details or details is not None:
+        kept = {} if cleanup_details else orjson.loads(row.details or "{}")
+        if details:
+            if not caller.is_admin:
+                raise InvalidParameter("kernel, initrd and bootargs details are for root admins")
+            kept = boot_details([{**kept, **details}], row.hypervisor_type)
+        values["details"] = orjson.dumps(kept).decode()
+    if values:
+        conn.execute(templates.update().where(templates.c.id == row.id).values(**values))
+    return list(conn.execute(_query().where(templates.c.id == row.id).order_by(zones.c.id)))
 
 
 def boot_details(entries: list[dict[str, str]], hypervisor: str) -> dict[str, str]:
@@ -189,22 +262,44 @@ def _register(conn: Connection, caller: Caller, spec: TemplateSpec, url: str, si
         raise InvalidParameter(f"unable to find OS type {spec.os_type_uuid} (see listOsTypes)")
     if spec.featured and not caller.is_admin:
         raise PermissionDenied("only admins may feature a template")
+    if spec.template_type not in TEMPLATE_TYPES or (spec.template_type != "USER" and not caller.is_admin):
+        raise InvalidParameter("templatetype must be USER (admins: USER, BUILTIN or PERHOST)")
+    if spec.bits not in (32, 64):
+        raise InvalidParameter("bits must be 32 or 64")
+    owner = acting_for(conn, caller, spec.account_name, spec.domain_uuid)
     template_id = inserted_id(conn.execute(templates.insert().values(
         uuid=new_uuid(), name=spec.name, display_text=spec.display_text or spec.name,
         format=spec.format.upper(), hypervisor_type=spec.hypervisor, os_type=os_type, url=url,
         size_bytes=size, details=orjson.dumps(details).decode(), public=spec.public,
-        featured=spec.featured, account_id=caller.account_id, zone_id=zone_id, state="Ready", created=now(),
+        featured=spec.featured, account_id=owner, zone_id=zone_id, state="Ready", created=now(),
+        bits=spec.bits, checksum=spec.checksum, password_enabled=spec.password_enabled,
+        sshkey_enabled=spec.sshkey_enabled, extractable=spec.extractable,
+        dynamically_scalable=spec.dynamically_scalable, template_tag=spec.template_tag,
+        template_type=spec.template_type, direct_download=spec.direct_download,
     )))
-    limits.verify(conn, caller.account_id, (limits.T.TEMPLATE,))  # (a refusal rolls it back)
+    limits.verify(conn, owner, (limits.T.TEMPLATE,))  # (a refusal rolls it back)
     return list(conn.execute(_query().where(templates.c.id == template_id).order_by(zones.c.id)))
 
 
-def _delete(conn: Connection, caller: Caller, ident: str) -> str:
+def _owned(conn: Connection, caller: Caller, ident: str) -> Row:
     row = find(conn, caller, templates, ident, "template")
     if not caller.is_admin and (row.account_id is None or not owns(conn, caller, row.account_id)):
         raise PermissionDenied(f"unable to find or access template {ident}")
-    if conn.scalar(sa.select(vms.c.id).where(vms.c.template_id == row.id, vms.c.removed.is_(None)).limit(1)):
-        raise ResourceInUse(f"template {row.name} is used by VMs; expunge them first")
+    return row
+
+
+def _delete(conn: Connection, caller: Caller, ident: str, zone_uuid: str = "", forced: bool = False) -> str:
+    row = _owned(conn, caller, ident)
+    if zone_uuid:
+        zone = find(conn, caller, zones, zone_uuid, "zone")
+        if row.zone_id is None:
+            raise InvalidParameter(f"template {row.name} is in every zone: it goes from all (omit zoneid)")
+        if row.zone_id != zone.id:
+            raise InvalidParameter(f"template {row.name} is not in zone {zone.name}")
+    if not forced and conn.scalar(sa.select(vms.c.id).where(vms.c.template_id == row.id,
+                                                            vms.c.removed.is_(None)).limit(1)):
+        raise ResourceInUse(f"template {row.name} is used by VMs; expunge them first (or forced=true: they "
+                            "keep it)")
     conn.execute(templates.update().where(templates.c.id == row.id).values(removed=now()))
     return str(row.name)
 
@@ -234,12 +329,22 @@ class Templates:
             size = spec.size
             if size < 0:
                 raise InvalidParameter("size must not be negative")
+        await trio.to_thread.run_sync(_checked, url, spec.checksum)
         return await self.db.run(_register, caller, spec, url, size, details)
+
+    async def find_owned(self, caller: Caller, ident: str) -> Row:
+        """A template the caller may change or delete."""
+        return await self.db.read(_owned, caller, ident)
 
     async def size_of(self, caller: Caller, ident: str) -> int:
         """The size in bytes of a template the caller may use."""
         return int((await self.db.read(find, caller, templates, ident, "template")).size_bytes)
 
-    async def delete(self, caller: Caller, ident: str) -> str:
-        """Delete a template no VM uses; its name."""
-        return await self.db.run(_delete, caller, ident)
+    async def delete(self, caller: Caller, ident: str, *, zone_uuid: str = "", forced: bool = False) -> str:
+        """Delete a template no VM uses (``forced``: even one VMs use; they keep it); its name."""
+        return await self.db.run(_delete, caller, ident, zone_uuid, forced)
+
+    async def update(self, caller: Caller, ident: str, values: dict[str, Any],
+                     details: dict[str, str] | None, cleanup_details: bool) -> list[Row]:
+        """Change a template's names, flags, OS type, format or boot details; its rows."""
+        return await self.db.run(_update, caller, ident, values, details, cleanup_details)

@@ -13,9 +13,21 @@ from sqlalchemy.engine import Connection
 
 from .. import limits
 from ..db.database import inserted_id
-from ..db.schema import accounts, disk_offerings, domains, storage_pools, vms, volumes, zones
-from ..errors import InvalidParameter
+from ..db.schema import (
+    accounts,
+    clusters,
+    disk_offerings,
+    domains,
+    hosts,
+    pods,
+    storage_pools,
+    vms,
+    volumes,
+    zones,
+)
+from ..errors import InvalidParameter, PermissionDenied
 from ..orchestration import disks
+from ..storage import tuning
 from .caller import Caller
 from .crud import Filters, Row
 from .queries import acting_for, fetch, find, keyword, matching, new_uuid, now, owner_filter, uuids
@@ -36,6 +48,8 @@ class VolumeSpec:
     size_gb: int | None = None  # instead of the offering's
     account_name: str = ""  # (admins, with domain_uuid) create it for this account
     domain_uuid: str = ""
+    display: bool = True
+    custom_id: str = ""  # root admins: its uuid
 
 
 def _query() -> sa.Select[Any]:
@@ -89,9 +103,27 @@ def _list(conn: Connection, caller: Caller, args: Filters) -> tuple[list[Row], i
             "zoneid": zones.c.uuid,
             "storageid": storage_pools.c.uuid,
             "state": volumes.c.state,
+            "diskofferingid": disk_offerings.c.uuid,
+            "displayvolume": volumes.c.display,
         },
     )
+    for param, column, table in (("podid", storage_pools.c.pod_id, pods),
+                                 ("clusterid", storage_pools.c.cluster_id, clusters),
+                                 ("hostid", vms.c.host_id, hosts)):
+        if param in args:
+            if not caller.is_admin:
+                raise PermissionDenied(f"only admins may list volumes by {param[:-2]}")
+            where.append(column == sa.select(table.c.id).where(table.c.uuid == args[param]).scalar_subquery())
     return fetch(conn, _query().where(*where), volumes.c.id, args)
+
+
+def _at_device(conn: Connection, caller: Caller, vm_uuid: str, device_id: int) -> Row:
+    vm = find(conn, caller, vms, vm_uuid, "virtual machine", owned=True)
+    row = conn.execute(sa.select(volumes).where(volumes.c.vm_id == vm.id, volumes.c.device_id == device_id,
+                                                volumes.c.removed.is_(None))).first()
+    if row is None:
+        raise InvalidParameter(f"VM {vm_uuid} has no volume at device {device_id}")
+    return row
 
 
 def _create(conn: Connection, caller: Caller, spec: VolumeSpec) -> tuple[int, str]:
@@ -101,11 +133,18 @@ def _create(conn: Connection, caller: Caller, spec: VolumeSpec) -> tuple[int, st
         offering = find(conn, caller, disk_offerings, spec.disk_offering_uuid, "disk offering")
     if offering is None and spec.size_gb is None:
         raise InvalidParameter("give diskofferingid or size (GB)")
+    if offering is not None and offering.size_gb and spec.size_gb is not None and \
+            spec.size_gb != offering.size_gb:
+        raise InvalidParameter(f"disk offering {offering.name} has a fixed size: give size only with a "
+                               "custom offering")
     size_gb = spec.size_gb if spec.size_gb is not None else offering.size_gb if offering is not None else 0
     if not 1 <= size_gb <= 65536:
-        raise InvalidParameter("size must be between 1 and 65536 (GB)")
+        raise InvalidParameter("size must be between 1 and 65536 (GB)" if size_gb or offering is None else
+                               f"disk offering {offering.name} is custom: give size (GB)")
     owner = acting_for(conn, caller, spec.account_name, spec.domain_uuid)
-    volume_uuid = new_uuid()
+    if spec.custom_id and conn.scalar(sa.select(volumes.c.id).where(volumes.c.uuid == spec.custom_id)):
+        raise InvalidParameter(f"the id {spec.custom_id} is taken")
+    volume_uuid = spec.custom_id or new_uuid()
     volume_id = inserted_id(conn.execute(
         volumes.insert().values(
             uuid=volume_uuid,
@@ -119,6 +158,8 @@ def _create(conn: Connection, caller: Caller, spec: VolumeSpec) -> tuple[int, st
             path="",
             disk_offering_id=offering.id if offering is not None else None,
             account_id=owner,
+            display=spec.display,
+            **tuning.columns_of(offering),
             created=now(),
         )
     ))
@@ -156,8 +197,12 @@ class Volumes:
         if vm.account_id != volume.account_id:
             raise InvalidParameter("the volume and the VM belong to different accounts")
 
-    async def attach(self, volume_id: int, vm_id: int) -> None:
-        await disks.attach(self.orchestrator, volume_id, vm_id)
+    async def attach(self, volume_id: int, vm_id: int, device_id: int | None = None) -> None:
+        await disks.attach(self.orchestrator, volume_id, vm_id, device_id)
+
+    async def at_device(self, caller: Caller, vm_uuid: str, device_id: int) -> Row:
+        """The data volume attached to the VM at ``device_id``."""
+        return await self.db.read(_at_device, caller, vm_uuid, device_id)
 
     async def detach(self, volume_id: int) -> None:
         await disks.detach(self.orchestrator, volume_id)

@@ -9,8 +9,8 @@ import orjson
 
 from ...errors import InvalidParameter
 from ...services.templates import FILTERS, FORMATS, OS_TYPES, TemplateSpec, os_type_id
-from ..registry import Param, command
-from .common import PAGING, date, listing, page, success
+from ..registry import Param, command, refuse
+from .common import PAGING, PROJECTS, RESOURCE_TAGS, SYSTEM_VMS, VMWARE, date, listing, page, success, uuids
 
 if TYPE_CHECKING:
     from ..app import Context
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     "Lists the guest operating system types a template can declare.",
     Param("id", "uuid", description="the OS type's id"),
     Param("description", description="the OS type's description"),
+    Param("oscategoryid", "uuid", description="the OS types of this category"),
+    Param("fordisplay", "boolean", description="the OS types users see (all of them here; false: none)"),
     *PAGING,
     response="ostype",
 )
@@ -36,14 +38,16 @@ async def list_os_types(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
         if ("id" not in args or os_type_id(d) == args["id"])
         and ("description" not in args or d == args["description"])
         and ("keyword" not in args or args["keyword"].lower() in d.lower())
+        and ("oscategoryid" not in args or os_type_id("category " + c) == args["oscategoryid"])
+        and args.get("fordisplay", True)
     ]
     offset, limit = page(args)
     return listing("ostype", items[offset : None if limit is None else offset + limit], len(items))
 
 
-def template_view(r: Any) -> dict[str, Any]:
+def template_view(r: Any, *, details: bool = True) -> dict[str, Any]:
     ready = r.state == "Ready"
-    return {
+    view: dict[str, Any] = {
         "id": r.uuid,
         "name": r.name,
         "displaytext": r.display_text,
@@ -53,23 +57,31 @@ def template_view(r: Any) -> dict[str, Any]:
         "ostypeid": os_type_id(r.os_type or "Other Linux (64-bit)"),
         "isready": ready,
         "status": "Download Complete" if ready else r.state,
-        "templatetype": "USER",
+        "templatetype": r.template_type,
         "zoneid": r.zone_uuid,
         "zonename": r.zone_name,
         "size": r.size_bytes,
         "ispublic": r.public,
         "isfeatured": r.featured,
-        "isextractable": False,
-        "passwordenabled": False,
+        "isextractable": r.extractable,
+        "passwordenabled": r.password_enabled,
+        "sshkeyenabled": r.sshkey_enabled,
+        "isdynamicallyscalable": r.dynamically_scalable,
+        "bits": r.bits,
+        "checksum": r.checksum or None,
+        "directdownload": r.direct_download,
+        "templatetag": r.template_tag or None,
         "crossZones": r.zone_id is None,
         "account": r.account_name,
         "domainid": r.domain_uuid,
         "domain": r.domain_name,
         "url": r.url,
-        "details": orjson.loads(r.details or "{}"),
         "created": date(r.created),
         "tags": [],
     }
+    if details:
+        view["details"] = orjson.loads(r.details or "{}")
+    return {k: v for k, v in view.items() if v is not None}
 
 
 @command(
@@ -78,16 +90,51 @@ def template_view(r: Any) -> dict[str, Any]:
     "(admins).",
     Param("templatefilter", required=True, description=", ".join(FILTERS)),
     Param("id", "uuid", description="the template's id"),
+    Param("ids", "list", description="comma-separated template ids"),
     Param("name", description="the template's name"),
     Param("zoneid", "uuid", description="the zone's id"),
     Param("hypervisor", description="the hypervisor type"),
-    Param("listall", "boolean", description="accepted for compatibility"),
+    Param("templatetype", description="USER, BUILTIN or PERHOST"),
+    Param("storageid", "uuid", description="the templates copied to this storage pool"),
+    Param("showremoved", "boolean", description="deleted templates too (admins)"),
+    Param("showunique", "boolean", description="one item per template (not one per zone it is in)"),
+    Param("details", "list", description="all (default) or min (without their details)"),
+    Param("showicon", "boolean", description="add resource icons (none can be set here: nothing is added)"),
+    Param("listall", "boolean", description="with templatefilter=self: the templates of every account the "
+                                            "caller manages (admins)"),
+    Param("account", description="the templates of this account (admins, with domainid)"),
+    Param("domainid", "uuid", description="the templates of this domain's accounts (admins)"),
+    Param("isrecursive", "boolean", description="with domainid: its subdomains' too"),
+    *refuse(RESOURCE_TAGS, "tags", applies=True),
+    *refuse(PROJECTS, "projectid", applies=True),
+    *refuse("VNF appliances are not supported yet", "isvnf", harmless=("false",), applies=True),
+    *refuse(VMWARE, "parenttemplateid"),
+    *refuse(SYSTEM_VMS + ": templates live on primary storage and their URLs", "imagestoreid"),
     *PAGING,
     response="template",
 )
 async def list_templates(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    wanted = {d.lower() for d in args.get("details", ["all"])}
+    if wanted - {"all", "min"}:
+        raise InvalidParameter("details must be all or min")
+    if "ids" in args:
+        args = {**args, "ids": uuids(args, "ids")}
+    if args.get("listall") and args.get("templatefilter") == "self" and ctx.caller.is_admin:
+        args = {**args, "templatefilter": "all"}
     rows, total = await ctx.services.templates.visible(ctx.caller, args)
-    return listing("template", [template_view(r) for r in rows], total)
+    return listing("template", [template_view(r, details="min" not in wanted) for r in rows], total)
+
+
+_TEMPLATE_FLAGS = (
+    Param("passwordenabled", "boolean", description="the guest takes its password from the cloud (config "
+                                                    "drive); deploys then make one"),
+    Param("sshkeyenabled", "boolean", description="the guest takes SSH keys from the cloud"),
+    Param("isdynamicallyscalable", "boolean", description="the guest can be scaled while it runs"),
+    Param("templatetag", description="a tag of the template"),
+    Param("templatetype", description="USER (default), BUILTIN or PERHOST (root admins)"),
+    Param("requireshvm", "boolean", description="true only: KVM guests are always HVM"),
+    *refuse(SYSTEM_VMS, "isrouting", harmless=("false",)),
+)
 
 
 @command(
@@ -99,28 +146,50 @@ async def list_templates(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     Param("format", required=True, description=", ".join(FORMATS)),
     Param("hypervisor", required=True, description="KVM or Simulator"),
     Param("zoneid", description="the zone's id, or -1 for every zone"),
+    Param("zoneids", "list", description="one zone's id (a template is in one zone or in all here)"),
     Param("ostypeid", "uuid", description="the guest OS type (listOsTypes)"),
     Param("ispublic", "boolean", description="whether every account may use it"),
     Param("isfeatured", "boolean", description="whether it is featured (admins)"),
+    Param("isextractable", "boolean", description="whether it may be downloaded"),
     Param("size", "long", description="its size in bytes, when the URL is not a local file"),
-    Param("passwordenabled", "boolean", description="accepted for compatibility"),
+    Param("bits", "integer", description="32 or 64 (default)"),
+    Param("checksum", description="{MD5}, {SHA-256}... and the digest in hex (a file on the management "
+                                  "server is checked at once)"),
+    Param("directdownload", "boolean", description="hosts download it themselves (they always do here)"),
+    Param("account", description="register it for this account (admins, with domainid)"),
+    Param("domainid", "uuid", description="that account's domain"),
     Param("details", "map", description="KVM direct kernel boot: details[0].kernel=/path, "
           "details[0].initrd=/path, details[0].bootargs=... (paths readable on every host)"),
+    *_TEMPLATE_FLAGS,
+    *refuse(VMWARE, "deployasis", harmless=("false",)),
+    *refuse(PROJECTS, "projectid", applies=True),
     event="TEMPLATE.CREATE",
     response="template",
 )
 async def register_template(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     zone = args.get("zoneid", "-1")
+    if "zoneids" in args:
+        if "zoneid" in args or len(args["zoneids"]) != 1:
+            raise InvalidParameter("give one zone in zoneids (or zoneid; -1: every zone)")
+        zone = args["zoneids"][0]
     if zone != "-1":
         try:
             zone = str(uuid.UUID(zone))
         except ValueError:
             raise InvalidParameter("parameter zoneid must be a UUID or -1") from None
+    if args.get("requireshvm") is False:
+        raise InvalidParameter("requireshvm=false (paravirtual guests) applies to Xen; KVM guests are HVM")
     spec = TemplateSpec(
         name=args["name"], url=args["url"], format=args["format"], hypervisor=args["hypervisor"],
         display_text=args.get("displaytext", ""), zone_uuid="" if zone == "-1" else zone,
         os_type_uuid=args.get("ostypeid", ""), public=args.get("ispublic", False),
         featured=args.get("isfeatured", False), size=args.get("size", 0), details=args.get("details", []),
+        account_name=args.get("account", ""), domain_uuid=args.get("domainid", ""), bits=args.get("bits", 64),
+        checksum=args.get("checksum", ""), password_enabled=args.get("passwordenabled", False),
+        sshkey_enabled=args.get("sshkeyenabled", False), extractable=args.get("isextractable", False),
+        dynamically_scalable=args.get("isdynamicallyscalable", False),
+        template_tag=args.get("templatetag", ""), template_type=args.get("templatetype", "USER"),
+        direct_download=args.get("directdownload", False),
     )
     items = [template_view(r) for r in await ctx.services.templates.register(ctx.caller, spec)]
     await ctx.event(
@@ -133,15 +202,64 @@ async def register_template(ctx: Context, args: dict[str, Any]) -> dict[str, Any
 
 
 @command(
+    "updateTemplate",
+    "Changes a template's names, flags, guest OS type, format or boot details.",
+    Param("id", "uuid", required=True, description="the template's id"),
+    Param("name", description="the new name"),
+    Param("displaytext", description="the new description"),
+    Param("ostypeid", "uuid", description="the guest OS type (listOsTypes)"),
+    Param("format", description=", ".join(FORMATS)),
+    Param("bootable", "boolean", description="true only: every template here boots"),
+    Param("details", "map", description="KVM boot details to set (kernel, initrd, bootargs; root admins)"),
+    Param("cleanupdetails", "boolean", description="remove its details"),
+    *_TEMPLATE_FLAGS,
+    *refuse("templates are listed in the order they were made: sort keys are not supported yet", "sortkey",
+            applies=True),
+    event="TEMPLATE.UPDATE",
+    response="template",
+)
+async def update_template(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    if args.get("bootable") is False:
+        raise InvalidParameter("bootable=false is for ISOs, which are not supported")
+    if args.get("requireshvm") is False:
+        raise InvalidParameter("requireshvm=false (paravirtual guests) applies to Xen; KVM guests are HVM")
+    columns = {"name": "name", "displaytext": "display_text", "ostypeid": "os_type", "format": "format",
+               "passwordenabled": "password_enabled", "sshkeyenabled": "sshkey_enabled",
+               "isdynamicallyscalable": "dynamically_scalable", "templatetag": "template_tag",
+               "templatetype": "template_type"}
+    values = {column: args[param] for param, column in columns.items() if param in args}
+    details: dict[str, str] | None = None
+    if "details" in args:
+        details = {}
+        for entry in args["details"]:
+            details.update(entry)
+    rows = await ctx.services.templates.update(ctx.caller, args["id"], values, details,
+                                               args.get("cleanupdetails", False))
+    await ctx.event("TEMPLATE.UPDATE", f"updated template {rows[0].name if rows else args['id']}",
+                    resource_type="Template", resource_uuid=args["id"])
+    return {"template": template_view(rows[0])} if rows else {}
+
+
+@command(
     "deleteTemplate",
     "Deletes a template no VM uses (copies already on primary storage stay until their pool is removed).",
     Param("id", "uuid", required=True, description="the template's id"),
-    Param("zoneid", "uuid", description="accepted for compatibility (deleted from every zone)"),
+    Param("zoneid", "uuid", description="the zone it is in (a template in every zone goes from all: omit "
+                                        "it)"),
+    Param("forced", "boolean", description="delete it even when VMs use it (they keep it)"),
+    is_async=True,
     event="TEMPLATE.DELETE",
 )
 async def delete_template(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    name = await ctx.services.templates.delete(ctx.caller, args["id"])
-    await ctx.event(
-        "TEMPLATE.DELETE", f"deleted template {name}", resource_type="Template", resource_uuid=args["id"]
-    )
-    return success()
+    template = await ctx.services.templates.find_owned(ctx.caller, args["id"])
+
+    async def work() -> dict[str, Any]:
+        name = await ctx.services.templates.delete(ctx.caller, args["id"], zone_uuid=args.get("zoneid", ""),
+                                                   forced=args.get("forced", False))
+        await ctx.event("TEMPLATE.DELETE", f"deleted template {name}", resource_type="Template",
+                        resource_uuid=args["id"])
+        return success()
+
+    job = await ctx.submit(work, description=f"deleted template {template.name}", instance_type="Template",
+                           instance_id=template.id, instance_uuid=template.uuid)
+    return {"jobid": job}

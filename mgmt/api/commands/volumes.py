@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ...errors import InvalidParameter, PermissionDenied
+from ...services.offerings import view_tuning
 from ...services.volumes import VolumeSpec
-from ..registry import Param, command
-from .common import OWNER, PAGING, date, listing
+from ..registry import Param, command, refuse
+from .common import MANAGED, OWNER, PAGING, PROJECTS, RESOURCE_TAGS, SNAPSHOTS, date, listing
 
 if TYPE_CHECKING:
     from ..app import Context
@@ -36,6 +38,9 @@ def volume_view(r: Any, *, admin: bool) -> dict[str, Any]:
         "account": r.account_name,
         "domainid": r.domain_uuid,
         "domain": r.domain_name,
+        "provisioningtype": r.provisioning_type,
+        **{k: v for k, v in view_tuning(r, volume=True).items() if k != "provisioningtype"},
+        "displayvolume": r.display,
         "created": date(r.created),
         "attached": date(r.created) if r.vm_uuid else None,
         "destroyed": r.state == "Destroy",
@@ -58,12 +63,22 @@ def volume_view(r: Any, *, admin: bool) -> dict[str, Any]:
     Param("zoneid", "uuid", description="the zone's id"),
     Param("storageid", "uuid", description="the storage pool's id (admins)"),
     Param("state", description="Allocated, Creating, Ready, Destroy"),
+    Param("diskofferingid", "uuid", description="volumes of this disk offering"),
+    Param("displayvolume", "boolean", description="volumes users see (true) or not (false)"),
+    Param("podid", "uuid", description="volumes on the pools of this pod (admins)"),
+    Param("clusterid", "uuid", description="volumes on the pools of this cluster (admins)"),
+    Param("hostid", "uuid", description="volumes of the VMs on this host (admins)"),
+    Param("listsystemvms", "boolean", description="also system VMs' volumes (there are no system VMs here)"),
+    Param("retrieveonlyresourcecount", "boolean", description="answer the count alone"),
+    *refuse(RESOURCE_TAGS, "tags", applies=True),
     *OWNER,
     *PAGING,
     response="volume",
 )
 async def list_volumes(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     rows, total = await ctx.services.volumes.matching(ctx.caller, args)
+    if args.get("retrieveonlyresourcecount"):
+        return {"count": total}
     return listing("volume", [volume_view(r, admin=ctx.caller.is_admin) for r in rows], total)
 
 
@@ -71,13 +86,19 @@ async def list_volumes(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     "createVolume",
     "Creates a data volume (made on primary storage once it is attached to a VM); with "
     "virtualmachineid, attaches it too.",
-    Param("zoneid", "uuid", required=True, description="the zone's id"),
+    Param("zoneid", "uuid", description="the zone's id (needed: volumes from snapshots are not supported)"),
     Param("name", description="the volume's name"),
-    Param("diskofferingid", "uuid", description="the disk offering (its size)"),
-    Param("size", "long", description="size in GB (instead of an offering's)"),
+    Param("diskofferingid", "uuid", description="the disk offering (its size, provisioning, cache mode and "
+                                                "I/O limits)"),
+    Param("size", "long", description="size in GB (a custom offering's, or without an offering)"),
     Param("virtualmachineid", "uuid", description="attach it to this VM as well"),
     Param("account", description="create it for this account (admins, with domainid)"),
     Param("domainid", "uuid", description="that account's domain (default: the caller's)"),
+    Param("displayvolume", "boolean", description="whether users see it (default true; root admins)"),
+    Param("customid", "uuid", description="its id (root admins)"),
+    *refuse(MANAGED, "miniops", "maxiops"),
+    *refuse(SNAPSHOTS, "snapshotid", applies=True),
+    *refuse(PROJECTS, "projectid", applies=True),
     is_async=True,
     event="VOLUME.CREATE",
     response="volume",
@@ -86,8 +107,13 @@ async def create_volume(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     vm = None
     if "virtualmachineid" in args:
         vm = await ctx.services.vms.find(ctx.caller, args["virtualmachineid"])
+    if "zoneid" not in args:
+        raise InvalidParameter("Unable to execute API command createvolume due to missing parameter zoneid")
+    if ("customid" in args or "displayvolume" in args) and not ctx.caller.is_admin:
+        raise PermissionDenied("only root admins may set customid or displayvolume")
     spec = VolumeSpec(args["zoneid"], args.get("name", ""), args.get("diskofferingid", ""), args.get("size"),
-                      args.get("account", ""), args.get("domainid", ""))
+                      args.get("account", ""), args.get("domainid", ""), args.get("displayvolume", True),
+                      args.get("customid", ""))
     volume_id, volume_uuid = await ctx.services.volumes.create(ctx.caller, spec)
 
     async def work() -> dict[str, Any]:
@@ -118,7 +144,7 @@ async def view_of(ctx: Context, volume_id: int) -> dict[str, Any]:
     "Attaches a data volume to a VM (plugged in at once when the VM runs).",
     Param("id", "uuid", required=True, description="the volume's id"),
     Param("virtualmachineid", "uuid", required=True, description="the VM's id"),
-    Param("deviceid", "long", description="accepted for compatibility (the next free device is used)"),
+    Param("deviceid", "long", description="the device it takes on the VM (1 to 25; default: the first free)"),
     is_async=True,
     event="VOLUME.ATTACH",
     response="volume",
@@ -127,9 +153,10 @@ async def attach_volume(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     volume = await _volume(ctx, args["id"])
     vm = await ctx.services.vms.find(ctx.caller, args["virtualmachineid"])
     ctx.services.volumes.attachable(volume, vm)
+    device = args.get("deviceid")
 
     async def work() -> dict[str, Any]:
-        await ctx.services.volumes.attach(volume.id, vm.id)
+        await ctx.services.volumes.attach(volume.id, vm.id, device)
         return {"volume": await view_of(ctx, volume.id)}
 
     job = await ctx.submit(
@@ -145,13 +172,22 @@ async def attach_volume(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
 @command(
     "detachVolume",
     "Detaches a data volume from its VM (unplugged at once when the VM runs); it keeps its data.",
-    Param("id", "uuid", required=True, description="the volume's id"),
+    Param("id", "uuid", description="the volume's id"),
+    Param("virtualmachineid", "uuid", description="(with deviceid, instead of id) the VM"),
+    Param("deviceid", "long", description="(with virtualmachineid) the device the volume is on"),
     is_async=True,
     event="VOLUME.DETACH",
     response="volume",
 )
 async def detach_volume(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    volume = await _volume(ctx, args["id"])
+    if "id" in args:
+        if "virtualmachineid" in args or "deviceid" in args:
+            raise InvalidParameter("give id, or virtualmachineid and deviceid, not both")
+        volume = await _volume(ctx, args["id"])
+    elif "virtualmachineid" in args and "deviceid" in args:
+        volume = await ctx.services.volumes.at_device(ctx.caller, args["virtualmachineid"], args["deviceid"])
+    else:
+        raise InvalidParameter("give id, or virtualmachineid and deviceid")
 
     async def work() -> dict[str, Any]:
         await ctx.services.volumes.detach(volume.id)
