@@ -526,6 +526,7 @@ users = Table(
     Column("api_key", String(255), unique=True),
     Column("secret_key", String(255)),
     Column("state", String(32), nullable=False, default="enabled"),
+    Column("timezone", String(64)),  # the user's time zone (an IANA name), as it gave it
     *_times(),
 )
 

@@ -7,6 +7,7 @@ import json
 import os
 import secrets
 import uuid
+import zoneinfo
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -180,6 +181,9 @@ class AccountSpec:
     account_name: str = ""  # default: the username
     account_type: int = USER
     domain_uuid: str = ""  # default: the caller's domain
+    account_uuid: str = ""  # the ids to give them (an identity provider's); default: new ones
+    user_uuid: str = ""
+    timezone: str | None = None
 
 
 def _account_query() -> sa.Select[Any]:
@@ -228,6 +232,17 @@ def _accounts(conn: Connection, caller: Caller, args: Filters) -> tuple[list[Acc
     return [Account(r, members[r.id]) for r in rows], total
 
 
+def check_timezone(name: str | None) -> str | None:
+    """A time zone a user gives: an IANA name this machine knows (Europe/Paris, UTC...)."""
+    if name is None:
+        return None
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise InvalidParameter(f"timezone {name[:64]!r} is not a time zone name (Europe/Paris...)") from None
+    return name
+
+
 def _create_account(conn: Connection, caller: Caller, spec: AccountSpec, password_hash: str) -> Account:
     domain_id = caller.domain_id
     if spec.domain_uuid:
@@ -246,12 +261,15 @@ def _create_account(conn: Connection, caller: Caller, spec: AccountSpec, passwor
         )
     ):
         raise InvalidParameter(f"an account named {name!r} exists already in that domain")
+    for table, ident in ((accounts, spec.account_uuid), (users, spec.user_uuid)):
+        if ident and conn.scalar(sa.select(table.c.id).where(table.c.uuid == ident)):
+            raise InvalidParameter(f"the id {ident} is taken")
     stamp = now()
     try:
         with conn.begin_nested():
             account_id = inserted_id(conn.execute(
                 accounts.insert().values(
-                    uuid=new_uuid(),
+                    uuid=spec.account_uuid or new_uuid(),
                     name=name,
                     domain_id=domain_id,
                     type=spec.account_type,
@@ -261,7 +279,7 @@ def _create_account(conn: Connection, caller: Caller, spec: AccountSpec, passwor
             ))
             conn.execute(
                 users.insert().values(
-                    uuid=new_uuid(),
+                    uuid=spec.user_uuid or new_uuid(),
                     account_id=account_id,
                     username=spec.username,
                     password=password_hash,
@@ -269,6 +287,7 @@ def _create_account(conn: Connection, caller: Caller, spec: AccountSpec, passwor
                     first_name=spec.first_name,
                     last_name=spec.last_name,
                     state="enabled",
+                    timezone=check_timezone(spec.timezone),
                     created=stamp,
                 )
             )

@@ -58,8 +58,11 @@ def _views(conn: Connection, rows: list[Row]) -> list[DomainView]:
     return [DomainView(r, *parents.get(r.parent_id, (None, None)), r.id in with_children) for r in rows]
 
 
-def create(conn: Connection, caller: Caller, name: str, parent_uuid: str = "") -> DomainView:
+def create(conn: Connection, caller: Caller, name: str, parent_uuid: str = "",
+           domain_uuid: str = "") -> DomainView:
     name = _check_name(name)
+    if domain_uuid and conn.scalar(sa.select(domains.c.id).where(domains.c.uuid == domain_uuid)):
+        raise InvalidParameter(f"the id {domain_uuid} is taken")
     parent = domain_in_reach(conn, caller, parent_uuid) if parent_uuid else conn.execute(
         sa.select(domains).where(domains.c.id == caller.domain_id)).one()
     path = f"{parent.path}{name}/"
@@ -68,7 +71,7 @@ def create(conn: Connection, caller: Caller, name: str, parent_uuid: str = "") -
     try:
         with conn.begin_nested():
             domain_id = inserted_id(conn.execute(domains.insert().values(
-                uuid=new_uuid(), name=name, path=path, parent_id=parent.id, created=now())))
+                uuid=domain_uuid or new_uuid(), name=name, path=path, parent_id=parent.id, created=now())))
     except IntegrityError:  # a removed domain of that path (paths stay unique), or a concurrent create
         raise InvalidParameter(f"domain {cs_path(path)} exists, or existed, already") from None
     return _views(conn, [conn.execute(sa.select(domains).where(domains.c.id == domain_id)).one()])[0]

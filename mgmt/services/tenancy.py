@@ -24,7 +24,7 @@ from ..db.database import DELTAS, Database, inserted_id
 from ..db.schema import accounts, domains, networks, users, vms, volumes
 from ..errors import CumuloError, InvalidParameter, PermissionDenied
 from . import domains as domain_rows
-from .accounts import KeysChanged, _caller, _caller_query, _user_query
+from .accounts import KeysChanged, _caller, _caller_query, _user_query, check_timezone
 from .caller import DOMAIN_ADMIN, ROOT_ADMIN, USER, Caller
 from .crud import Row
 from .passwords import check_password, hash_password, verify_password
@@ -153,16 +153,21 @@ class UserSpec:
     email: str
     first_name: str
     last_name: str
+    user_uuid: str = ""  # the id to give it (an identity provider's); default: a new one
+    timezone: str | None = None
 
 
 def create_user(conn: Connection, caller: Caller, account: Row, spec: UserSpec, password_hash: str) -> Row:
     if conn.scalar(sa.select(users.c.id).where(users.c.username == spec.username)):
         raise InvalidParameter(f"a user named {spec.username!r} exists already")
+    if spec.user_uuid and conn.scalar(sa.select(users.c.id).where(users.c.uuid == spec.user_uuid)):
+        raise InvalidParameter(f"the id {spec.user_uuid} is taken")
     try:
         with conn.begin_nested():
             user_id = inserted_id(conn.execute(users.insert().values(
-                uuid=new_uuid(), account_id=account.id, username=spec.username, password=password_hash,
-                email=spec.email, first_name=spec.first_name, last_name=spec.last_name, state="enabled",
+                uuid=spec.user_uuid or new_uuid(), account_id=account.id, username=spec.username,
+                password=password_hash, email=spec.email, first_name=spec.first_name,
+                last_name=spec.last_name, state="enabled", timezone=check_timezone(spec.timezone),
                 created=now())))
     except IntegrityError:
         raise InvalidParameter(f"a user named {spec.username!r} was created concurrently") from None
@@ -304,8 +309,9 @@ class Tenancy:
 
     # --- domains ---------------------------------------------------------------------------------------
 
-    async def create_domain(self, caller: Caller, name: str, parent_uuid: str) -> domain_rows.DomainView:
-        return await self.db.run(domain_rows.create, caller, name, parent_uuid)
+    async def create_domain(self, caller: Caller, name: str, parent_uuid: str,
+                            domain_uuid: str = "") -> domain_rows.DomainView:
+        return await self.db.run(domain_rows.create, caller, name, parent_uuid, domain_uuid)
 
     async def update_domain(self, caller: Caller, ident: str, name: str) -> domain_rows.DomainView:
         return await self.db.run(domain_rows.update, caller, ident, name)
@@ -368,6 +374,8 @@ class Tenancy:
                 values[column] = str(args[param]).strip()
         if values.get("username") == "":
             raise InvalidParameter("username cannot be empty")
+        if "timezone" in args:
+            values["timezone"] = check_timezone(args["timezone"])
         if "password" in args:
             values["password"] = await self.change_password(caller, ident, args["password"],
                                                             args.get("currentpassword"))

@@ -11,8 +11,11 @@ from ...services.accounts import Account, AccountSpec
 from ...services.caller import DOMAIN_ADMIN, ROOT_ADMIN, USER
 from ...services.domains import DomainView, cs_path, level
 from ...services.tenancy import TYPE_OF_ROLE
-from ..registry import Param, command
-from .common import PAGING, date, listing
+from ..registry import Param, command, refuse
+from .common import NO_VR, PAGING, date, listing
+
+ICON = Param("showicon", "boolean", description="add resource icons (none can be set here: nothing is added)")
+TAGGED_LIMITS = "limits and counts by host or storage tag are not supported yet"
 
 if TYPE_CHECKING:
     from ..app import Context
@@ -43,11 +46,16 @@ def domain_view(d: DomainView) -> dict[str, Any]:
     Param("name", description="the domain's name"),
     Param("level", "integer", description="domains this deep (ROOT is 0)"),
     Param("listall", "boolean", description="every domain in the caller's reach"),
-    Param("details", "list", description="accepted for compatibility (resource limits: listResourceLimits)"),
+    Param("details", "list", description="all or min (the same fields here: a domain's limits are "
+                                          "listResourceLimits')"),
+    ICON,
+    *refuse(TAGGED_LIMITS, "tag", applies=True),
     *PAGING,
     response="domain",
 )
 async def list_domains(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    if {d.lower() for d in args.get("details", [])} - {"all", "min"}:
+        raise InvalidParameter("details must be all or min (resource limits: listResourceLimits)")
     found, total = await ctx.services.accounts.domains(ctx.caller, args)
     return listing("domain", [domain_view(d) for d in found], total)
 
@@ -89,6 +97,7 @@ def user_view(r: Any) -> dict[str, Any]:
         "apikey": r.api_key,  # CloudStack lists the API key (never the secret)
         "created": date(r.created),
         "isdefault": r.username == "admin",
+        **({"timezone": r.timezone} if r.timezone else {}),
     }
 
 
@@ -102,12 +111,26 @@ def user_view(r: Any) -> dict[str, Any]:
     Param("isrecursive", "boolean", description="with domainid: its subdomains' accounts too"),
     Param("state", description="enabled, disabled or locked"),
     Param("listall", "boolean", description="every account in the caller's reach (the default for admins)"),
+    Param("details", "list", description="all (default) or min (without their users)"),
+    Param("iscleanuprequired", "boolean",
+          description="true: accounts whose deletion is unfinished (none: a deletion is one job)"),
+    ICON,
+    *refuse(TAGGED_LIMITS, "tag", applies=True),
     *PAGING,
     response="account",
 )
 async def list_accounts(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    wanted = {d.lower() for d in args.get("details", ["all"])}
+    if wanted - {"all", "min", "resource"}:
+        raise InvalidParameter("details must be all or min")
+    if args.get("iscleanuprequired"):
+        return {}
     found, total = await ctx.services.accounts.accounts(ctx.caller, args)
-    return listing("account", [_account(a) for a in found], total)
+    items = [_account(a) for a in found]
+    if "min" in wanted:
+        for item in items:
+            item.pop("user", None)
+    return listing("account", items, total)
 
 
 @command(
@@ -122,8 +145,11 @@ async def list_accounts(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     Param("account", description="the account's name (default: the user name)"),
     Param("domainid", "uuid", description="the account's domain (default: the caller's)"),
     Param("roleid", "uuid", description="one of listRoles' roles (instead of accounttype)"),
-    Param("timezone", description="accepted for compatibility"),
-    Param("networkdomain", description="accepted for compatibility"),
+    Param("timezone", description="the user's time zone (an IANA name: Europe/Paris, UTC...)"),
+    Param("accountid", "uuid", description="the account's id (an identity provider's; default: a new one)"),
+    Param("userid", "uuid", description="the user's id (an identity provider's; default: a new one)"),
+    *refuse(NO_VR, "networkdomain"),
+    *refuse("account-scoped settings are not supported yet", "accountdetails", applies=True),
     admin=True,
     domain_admin=True,
     event="ACCOUNT.CREATE",
@@ -137,7 +163,8 @@ async def create_account(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
             raise InvalidParameter("roleid names no role an account can have here, or not accounttype's")
         account_type = role_type
     spec = AccountSpec(args["username"], args["password"], args["email"], args["firstname"],
-                       args["lastname"], args.get("account", ""), account_type, args.get("domainid", ""))
+                       args["lastname"], args.get("account", ""), account_type, args.get("domainid", ""),
+                       args.get("accountid", ""), args.get("userid", ""), args.get("timezone"))
     account = _account(await ctx.services.accounts.create_account(ctx.caller, spec))
     await ctx.event(
         "ACCOUNT.CREATE",
@@ -159,6 +186,7 @@ async def create_account(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     Param("isrecursive", "boolean", description="with domainid: its subdomains' users too"),
     Param("state", description="enabled, disabled or locked"),
     Param("listall", "boolean", description="every user in the caller's reach (the default for admins)"),
+    ICON,
     *PAGING,
     response="user",
 )

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 from ...errors import InvalidParameter
 from ...limits import NAMES, ResourceType
 from ...services.domains import cs_path
-from ...services.tenancy import ROLES, UserSpec
-from ..registry import Param, command
+from ...services.tenancy import ROLES, TYPE_OF_ROLE, UserSpec
+from ..registry import Param, command, refuse
 from .accounts import _account, domain_view, user_view
-from .common import PAGING, listing, page, success
+from .common import NO_VR, PAGING, PROJECTS, listing, page, success
 
 if TYPE_CHECKING:
     from ..app import Context
@@ -28,15 +28,16 @@ if TYPE_CHECKING:
     "Creates a domain under another (default: the caller's).",
     Param("name", required=True, description="its name (no '/')"),
     Param("parentdomainid", "uuid", description="the parent domain (default: the caller's)"),
-    Param("networkdomain", description="accepted for compatibility"),
-    Param("domainid", "uuid", description="accepted for compatibility (ids are made here)"),
+    Param("domainid", "uuid", description="its id (an identity provider's; default: a new one)"),
+    *refuse(NO_VR, "networkdomain"),
     admin=True,
     domain_admin=True,
     event="DOMAIN.CREATE",
     response="domain",
 )
 async def create_domain(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    made = await ctx.services.tenancy.create_domain(ctx.caller, args["name"], args.get("parentdomainid", ""))
+    made = await ctx.services.tenancy.create_domain(ctx.caller, args["name"], args.get("parentdomainid", ""),
+                                                    args.get("domainid", ""))
     view = domain_view(made)
     await ctx.event("DOMAIN.CREATE", f"created domain {view['path']}", resource_type="Domain",
                     resource_uuid=view["id"])
@@ -47,14 +48,16 @@ async def create_domain(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     "updateDomain",
     "Renames a domain (the paths below it follow).",
     Param("id", "uuid", required=True, description="the domain"),
-    Param("name", required=True, description="its new name"),
-    Param("networkdomain", description="accepted for compatibility"),
+    Param("name", description="its new name"),
+    *refuse(NO_VR, "networkdomain"),
     admin=True,
     domain_admin=True,
     event="DOMAIN.UPDATE",
     response="domain",
 )
 async def update_domain(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    if "name" not in args:
+        raise InvalidParameter("give name (the domain's new name)")
     view = domain_view(await ctx.services.tenancy.update_domain(ctx.caller, args["id"], args["name"]))
     await ctx.event("DOMAIN.UPDATE", f"renamed domain to {view['path']}", resource_type="Domain",
                     resource_uuid=view["id"])
@@ -91,7 +94,8 @@ async def delete_domain(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     Param("id", "uuid", description="the domain"),
     Param("name", description="subdomains of this name"),
     Param("isrecursive", "boolean", description="every level below, not just the children"),
-    Param("listall", "boolean", description="accepted for compatibility"),
+    Param("listall", "boolean", description="the subdomains in the caller's reach (the only ones it sees)"),
+    Param("showicon", "boolean", description="add resource icons (none can be set here: nothing is added)"),
     *PAGING,
     admin=True,
     domain_admin=True,
@@ -111,8 +115,11 @@ async def list_domain_children(ctx: Context, args: dict[str, Any]) -> dict[str, 
     Param("id", "uuid", description="the account"),
     Param("account", description="the account, by name (with domainid)"),
     Param("domainid", "uuid", description="the account's domain (default: the caller's)"),
-    Param("newname", required=True, description="its new name"),
-    Param("networkdomain", description="accepted for compatibility"),
+    Param("newname", description="its new name"),
+    Param("roleid", "uuid", description="its role (listRoles): the role it has (changing the role type of "
+                                       "an account is not supported)"),
+    *refuse(NO_VR, "networkdomain"),
+    *refuse("account-scoped settings are not supported yet", "accountdetails", applies=True),
     admin=True,
     domain_admin=True,
     event="ACCOUNT.UPDATE",
@@ -121,10 +128,13 @@ async def list_domain_children(ctx: Context, args: dict[str, Any]) -> dict[str, 
 async def update_account(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     tenancy = ctx.services.tenancy
     row = await _account_row(ctx, args)
-    await tenancy.rename_account(ctx.caller, row.uuid, args["newname"])
+    if "roleid" in args and TYPE_OF_ROLE.get(args["roleid"]) != row.type:
+        raise InvalidParameter("changing an account's role type is not supported yet: give its own role")
+    if "newname" in args:
+        await tenancy.rename_account(ctx.caller, row.uuid, args["newname"])
     view = _account((await ctx.services.accounts.accounts(ctx.caller, {"id": row.uuid}))[0][0])
-    await ctx.event("ACCOUNT.UPDATE", f"renamed account {row.name} to {args['newname']}",
-                    resource_type="Account", resource_uuid=row.uuid)
+    await ctx.event("ACCOUNT.UPDATE", f"updated account {view['name']}", resource_type="Account",
+                    resource_uuid=row.uuid)
     return {"account": view}
 
 
@@ -178,12 +188,16 @@ async def disable_account(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     *_ACCOUNT_ID,
     admin=True,
     domain_admin=True,
-    is_async=True,
     event="ACCOUNT.DISABLE",
     response="account",
 )
 async def lock_account(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    return await _account_state(ctx, args, "locked", "ACCOUNT.DISABLE", "locked")
+    row = await _account_row(ctx, args)
+    await ctx.services.tenancy.set_account_state(ctx.caller, row.uuid, "locked")
+    ctx.api.callers.clear()
+    await ctx.event("ACCOUNT.DISABLE", f"locked account {row.name}", resource_type="Account",
+                    resource_uuid=row.uuid)
+    return {"account": _account((await ctx.services.accounts.accounts(ctx.caller, {"id": row.uuid}))[0][0])}
 
 
 @command(
@@ -242,15 +256,16 @@ async def delete_account(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     Param("email", required=True, description="the e-mail address"),
     Param("firstname", required=True, description="the first name"),
     Param("lastname", required=True, description="the last name"),
-    Param("timezone", description="accepted for compatibility"),
-    Param("userid", "uuid", description="accepted for compatibility (ids are made here)"),
+    Param("timezone", description="the user's time zone (an IANA name: Europe/Paris, UTC...)"),
+    Param("userid", "uuid", description="the user's id (an identity provider's; default: a new one)"),
     admin=True,
     domain_admin=True,
     event="USER.CREATE",
     response="user",
 )
 async def create_user(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    spec = UserSpec(args["username"], args["password"], args["email"], args["firstname"], args["lastname"])
+    spec = UserSpec(args["username"], args["password"], args["email"], args["firstname"], args["lastname"],
+                    args.get("userid", ""), args.get("timezone"))
     row = await ctx.services.tenancy.create_user(ctx.caller, args["account"], args.get("domainid", ""), spec)
     await ctx.event("USER.CREATE", f"created user {row.username}", resource_type="User",
                     resource_uuid=row.uuid)
@@ -267,7 +282,9 @@ async def create_user(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     Param("email", description="a new e-mail address"),
     Param("firstname", description="a new first name"),
     Param("lastname", description="a new last name"),
-    Param("timezone", description="accepted for compatibility"),
+    Param("timezone", description="the user's time zone (an IANA name: Europe/Paris, UTC...)"),
+    *refuse("two-factor authentication is not supported yet", "mandate2fa", harmless=("false",),
+            applies=True),
     Param("userapikey", description="not settable here: use registerUserKeys"),
     Param("usersecretkey", description="not settable here: use registerUserKeys"),
     event="USER.UPDATE",
@@ -293,9 +310,16 @@ async def _user_state(ctx: Context, args: dict[str, Any], state: str, event: str
 
 @command("disableUser", "Disables a user: it can no longer log in or call.",
          Param("id", "uuid", required=True, description="the user"), admin=True, domain_admin=True,
-         event="USER.DISABLE", response="user")
+         is_async=True, event="USER.DISABLE", response="user")
 async def disable_user(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    return await _user_state(ctx, args, "disabled", "USER.DISABLE", "disabled")
+    user = await ctx.services.tenancy.user(ctx.caller, args["id"])
+
+    async def work() -> dict[str, Any]:
+        return await _user_state(ctx, args, "disabled", "USER.DISABLE", "disabled")
+
+    job = await ctx.submit(work, description=f"disabled user {user.username}", instance_type="User",
+                           instance_uuid=user.uuid)
+    return {"jobid": job}
 
 
 @command("lockUser", "Locks a user: it can no longer log in or call.",
@@ -398,9 +422,11 @@ _OWNER = (Param("account", description="an account, by name (with domainid; defa
     *_OWNER,
     Param("resourcetype", "integer", description="one type (0 instance, 2 volume, 6 network, 8 cpu, ...)"),
     Param("resourcetypename", description="one type, by name (user_vm, volume, network, cpu, ...)"),
-    Param("id", "integer", description="accepted for compatibility"),
-    Param("listall", "boolean", description="accepted for compatibility"),
-    Param("isrecursive", "boolean", description="accepted for compatibility"),
+    *refuse("limits have no ids here: name the type", "id", applies=True),
+    *refuse("the limits of one account or domain are listed at a time here", "listall", "isrecursive",
+            harmless=("false",), applies=True),
+    *refuse("limits and counts by host or storage tag are not supported yet", "tag", applies=True),
+    *refuse(PROJECTS, "projectid", applies=True),
     *PAGING,
     response="resourcelimit",
 )
@@ -421,6 +447,8 @@ async def list_resource_limits(ctx: Context, args: dict[str, Any]) -> dict[str, 
     Param("resourcetype", "integer", required=True,
           description="the type (0 instance, 2 volume, 8 cpu, ...)"),
     Param("max", "long", description="the limit (memory in MiB, storage in GiB; -1: none)"),
+    *refuse("limits and counts by host or storage tag are not supported yet", "tag", applies=True),
+    *refuse(PROJECTS, "projectid", applies=True),
     admin=True,
     domain_admin=True,
     event="RESOURCE.LIMIT.UPDATE",
@@ -464,6 +492,8 @@ async def list_resource_counts(ctx: Context, args: dict[str, Any]) -> dict[str, 
     Param("domainid", "uuid", required=True, description="the domain (alone, or the account's)"),
     Param("account", description="an account of that domain, by name"),
     Param("resourcetype", "integer", description="one type"),
+    *refuse("limits and counts by host or storage tag are not supported yet", "tag", applies=True),
+    *refuse(PROJECTS, "projectid", applies=True),
     admin=True,
     domain_admin=True,
     response="resourcecount",

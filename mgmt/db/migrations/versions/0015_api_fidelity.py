@@ -56,6 +56,8 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["vm_id"], ["vms.id"], name=op.f("fk_vm_stats_vm_id_vms")),
         sa.PrimaryKeyConstraint("vm_id", name=op.f("pk_vm_stats")),
     )
+    with op.batch_alter_table("users") as b:
+        b.add_column(sa.Column("timezone", sa.String(64)))
     with op.batch_alter_table("pods") as b:
         b.add_column(sa.Column("start_ip", sa.String(64)))
         b.add_column(sa.Column("end_ip", sa.String(64)))
@@ -143,6 +145,8 @@ def downgrade() -> None:
             b.drop_column(name)
     with op.batch_alter_table("hosts") as b:
         b.drop_column("annotation")
+    with op.batch_alter_table("users") as b:
+        b.drop_column("timezone")
     with op.batch_alter_table("pods") as b:
         b.drop_column("start_ip")
         b.drop_column("end_ip")
