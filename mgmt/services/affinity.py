@@ -15,7 +15,7 @@ from ..db.schema import accounts, affinity_group_vms, affinity_groups, domains, 
 from ..errors import InvalidParameter, ResourceInUse
 from .caller import Caller
 from .crud import Filters, Row
-from .queries import fetch, find, keyword, matching, new_uuid, now, owner_filter
+from .queries import acting_for, fetch, find, keyword, matching, new_uuid, now, owner_filter
 
 if TYPE_CHECKING:
     from ..db.database import Database
@@ -71,19 +71,22 @@ def _list(conn: Connection, caller: Caller, args: Filters) -> tuple[list[Affinit
     return _with_members(conn, rows), total
 
 
-def _create(conn: Connection, caller: Caller, name: str, type_: str, description: str) -> AffinityGroup:
+def _create(conn: Connection, caller: Caller, name: str, type_: str, description: str, account_name: str = "",
+            domain_uuid: str = "") -> AffinityGroup:
+    owner = acting_for(conn, caller, account_name, domain_uuid)
     try:
         with conn.begin_nested():
             group_id = inserted_id(conn.execute(affinity_groups.insert().values(
                 uuid=new_uuid(), name=name, type=type_, description=description,
-                account_id=caller.account_id, created=now(),
+                account_id=owner, created=now(),
             )))
     except IntegrityError:
         raise InvalidParameter(f"an affinity group named {name!r} exists already") from None
     return _with_members(conn, [conn.execute(_query().where(affinity_groups.c.id == group_id)).one()])[0]
 
 
-def _delete(conn: Connection, caller: Caller, ident: str, name: str) -> Row:
+def _delete(conn: Connection, caller: Caller, ident: str, name: str, account_name: str = "",
+            domain_uuid: str = "") -> Row:
     row: Row | None
     if ident:
         row = find(conn, caller, affinity_groups, ident, "affinity group", owned=True)
@@ -91,7 +94,7 @@ def _delete(conn: Connection, caller: Caller, ident: str, name: str) -> Row:
         row = conn.execute(
             sa.select(affinity_groups).where(
                 affinity_groups.c.name == name,
-                affinity_groups.c.account_id == caller.account_id,
+                affinity_groups.c.account_id == acting_for(conn, caller, account_name, domain_uuid),
                 affinity_groups.c.removed.is_(None),
             )
         ).first()
@@ -118,12 +121,16 @@ class AffinityGroups:
     async def matching(self, caller: Caller, args: Filters) -> tuple[list[AffinityGroup], int]:
         return await self.db.read(_list, caller, args)
 
-    async def create(self, caller: Caller, name: str, type_: str, description: str = "") -> AffinityGroup:
-        """A new group of the caller's account (names are unique per account)."""
+    async def create(self, caller: Caller, name: str, type_: str, description: str = "", *,
+                     account_name: str = "", domain_uuid: str = "") -> AffinityGroup:
+        """A new group of the caller's account, or (admins) of ``account_name`` in ``domain_uuid`` (names
+        are unique per account)."""
         if type_ not in TYPES:
             raise InvalidParameter(f"type must be one of: {', '.join(TYPES)}")
-        return await self.db.run(_create, caller, name, type_, description)
+        return await self.db.run(_create, caller, name, type_, description, account_name, domain_uuid)
 
-    async def delete(self, caller: Caller, *, ident: str = "", name: str = "") -> Row:
-        """Delete the caller's group named by id (or by name) when no live VM is in it; its row."""
-        return await self.db.run(_delete, caller, ident, name)
+    async def delete(self, caller: Caller, *, ident: str = "", name: str = "", account_name: str = "",
+                     domain_uuid: str = "") -> Row:
+        """Delete a group named by id (or by name, in the caller's account or the one named) when no live
+        VM is in it; its row."""
+        return await self.db.run(_delete, caller, ident, name, account_name, domain_uuid)

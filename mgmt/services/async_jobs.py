@@ -72,6 +72,8 @@ def _list(conn: Connection, caller: Caller, args: Filters, since: datetime | Non
     where = owner_filter(conn, caller, args, async_jobs.c.account_id)
     if since is not None:
         where.append(async_jobs.c.created >= since)
+    if "msid" in args:  # (the API's managementserverid, as the server's msid)
+        where.append(async_jobs.c.mgmt_server_id == args["msid"])
     rows, total = fetch(conn, _query().where(*where), async_jobs.c.id.desc(), args)
     return _with_instances(conn, rows), total
 

@@ -82,8 +82,11 @@ def _list(conn: Connection, caller: Caller, args: Filters, since: datetime | Non
             "type": events.c.type,
             "level": events.c.level,
             "resourceid": events.c.resource_uuid,
+            "resourcetype": events.c.resource_type,
         },
     )
+    if args.get("archived"):  # (events are never archived here)
+        where.append(sa.false())
     if since is not None:
         where.append(events.c.created >= since)
     if until is not None:

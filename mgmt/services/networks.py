@@ -82,14 +82,39 @@ def _with_ranges(conn: Connection, rows: list[Row]) -> list[Network]:
     return [Network(r, ranges.get(r.id, [])) for r in rows]
 
 
+NETWORK_FILTERS = ("all", "account", "domain", "accountdomain", "shared")
+
+
 def _list(conn: Connection, caller: Caller, args: Filters) -> tuple[list[Network], int]:
     mine = owner_filter(conn, caller, args, networks.c.account_id)
     where = [networks.c.removed.is_(None), *keyword(networks.c.name, args),
              sa.or_(networks.c.account_id.is_(None), *mine) if mine else sa.true()]
     where += matching(args, {"id": networks.c.uuid, "name": networks.c.name, "zoneid": zones.c.uuid,
-                             "type": networks.c.guest_type})
-    if args.get("traffictype", "Guest") != "Guest":
-        return [], 0
+                             "type": networks.c.guest_type, "networkofferingid": network_offerings.c.uuid})
+    if args.get("traffictype", "Guest") != "Guest" or args.get("forvpc") or args.get("issystem") \
+            or args.get("restartrequired") or args.get("displaynetwork") is False:
+        return [], 0  # (no VPC, system or hidden networks; none ever waits for a restart)
+    if "acltype" in args:
+        shared = args["acltype"].lower() == "domain"
+        where.append(networks.c.guest_type == ("Shared" if shared else "Isolated"))
+    if "specifyipranges" in args:
+        where.append(networks.c.guest_type == ("Shared" if args["specifyipranges"] else "Isolated"))
+    if "vlan" in args:
+        vni = sa.cast(networks.c.vni, sa.String)
+        where.append(sa.or_(networks.c.vlan == args["vlan"], vni == args["vlan"]))
+    flt = args.get("networkfilter", "all").lower()
+    if flt not in NETWORK_FILTERS:
+        raise InvalidParameter(f"networkfilter must be one of {', '.join(NETWORK_FILTERS)}")
+    if flt in ("domain", "shared"):
+        where.append(networks.c.guest_type == "Shared")
+    elif flt == "account":
+        where.append(networks.c.account_id == caller.account_id)
+    if "supportedservices" in args:
+        wanted = {s.lower() for s in args["supportedservices"]}
+        if wanted - {"userdata", "securitygroup"}:
+            return [], 0  # (no network here offers another service)
+        if "securitygroup" in wanted:
+            where.append(network_offerings.c.security_groups.is_(True))
     rows, total = fetch(conn, _query().where(*where), networks.c.id, args)
     return _with_ranges(conn, rows), total
 
@@ -177,7 +202,25 @@ def _offerings(conn: Connection, args: Filters) -> tuple[list[Row], int]:
     where = [network_offerings.c.removed.is_(None), *keyword(network_offerings.c.name, args)]
     where += matching(args, {"id": network_offerings.c.uuid, "name": network_offerings.c.name,
                              "guestiptype": network_offerings.c.guest_type,
-                             "state": network_offerings.c.state})
+                             "state": network_offerings.c.state,
+                             "displaytext": network_offerings.c.display_text})
+    for param in ("specifyipranges", "specifyvlan"):  # (shared networks take both, isolated neither)
+        if param in args:
+            where.append(network_offerings.c.guest_type == ("Shared" if args[param] else "Isolated"))
+    if "networkid" in args:  # what the network could change to: the other offerings of its kind
+        network = conn.execute(sa.select(networks.c.network_offering_id, networks.c.guest_type).where(
+            networks.c.uuid == args["networkid"], networks.c.removed.is_(None))).first()
+        if network is None:
+            raise InvalidParameter(f"unable to find network with id {args['networkid']}")
+        current = network.network_offering_id or conn.scalar(
+            sa.select(network_offerings.c.id).where(network_offerings.c.name == SHARED_OFFERING))
+        where += [network_offerings.c.guest_type == network.guest_type, network_offerings.c.id != current]
+    if "supportedservices" in args:
+        wanted = {s.lower() for s in args["supportedservices"]}
+        if wanted - {"userdata", "securitygroup"}:
+            return [], 0
+        if "securitygroup" in wanted:
+            where.append(network_offerings.c.security_groups.is_(True))
     return fetch(conn, sa.select(network_offerings).where(*where), network_offerings.c.id, args)
 
 

@@ -177,8 +177,9 @@ def _named(conn: Connection, caller: Caller, ident: str, name: str, account: str
     return row
 
 
-def _delete(conn: Connection, caller: Caller, ident: str, name: str) -> Row:
-    row = _named(conn, caller, ident, name)
+def _delete(conn: Connection, caller: Caller, ident: str, name: str, account: str = "",
+            domain: str = "") -> Row:
+    row = _named(conn, caller, ident, name, account, domain)
     if row.name == DEFAULT:
         raise InvalidParameter("an account's default security group cannot be deleted")
     live = conn.scalar(sa.select(sa.func.count()).select_from(security_group_vms)
@@ -196,8 +197,9 @@ def _delete(conn: Connection, caller: Caller, ident: str, name: str) -> Row:
     return row
 
 
-def _authorize(conn: Connection, caller: Caller, ident: str, name: str, spec: RuleSpec) -> Group:
-    row = _named(conn, caller, ident, name)
+def _authorize(conn: Connection, caller: Caller, ident: str, name: str, spec: RuleSpec, account: str = "",
+               domain: str = "") -> Group:
+    row = _named(conn, caller, ident, name, account, domain)
     sources = []
     for account_name, group_name in spec.source_groups:
         owner = conn.execute(sa.select(accounts.c.id).where(accounts.c.name == account_name,
@@ -250,11 +252,14 @@ class SecurityGroups:
             raise InvalidParameter("name must be 1 to 255 characters")
         return await self.db.run(_create, caller, name.strip(), description, account, domain)
 
-    async def delete(self, caller: Caller, *, ident: str = "", name: str = "") -> Row:
-        return await self.db.run(_delete, caller, ident, name)
+    async def delete(self, caller: Caller, *, ident: str = "", name: str = "", account: str = "",
+                     domain: str = "") -> Row:
+        """Delete a group (by id, or by name in the caller's account or, admins, ``account``'s)."""
+        return await self.db.run(_delete, caller, ident, name, account, domain)
 
-    async def authorize(self, caller: Caller, spec: RuleSpec, *, ident: str = "", name: str = "") -> Group:
-        return await self.db.run(_authorize, caller, ident, name, checked(spec))
+    async def authorize(self, caller: Caller, spec: RuleSpec, *, ident: str = "", name: str = "",
+                        account: str = "", domain: str = "") -> Group:
+        return await self.db.run(_authorize, caller, ident, name, checked(spec), account, domain)
 
     async def revoke(self, caller: Caller, rule_uuid: str, direction: str) -> Row:
         """Remove a rule; the group it was in."""

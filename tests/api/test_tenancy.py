@@ -116,7 +116,8 @@ async def test_a_domain_admin_manages_its_subtree_and_nothing_else(api: ApiCloud
     user = (await api.call(lambda: euadmin.createUser(
         account="paris1", domainid=paris["id"], username="paris1-bis", password=PASSWORD, email="b@x",
         firstname="b", lastname="b")))["user"]
-    assert (await api.call(lambda: euadmin.disableUser(id=user["id"])))["user"]["state"] == "disabled"
+    disabled = await api.call(lambda: euadmin.disableUser(id=user["id"], fetch_result=True))  # (async)
+    assert disabled["user"]["state"] == "disabled"
     paris2, _ = await account(api, "paris2", paris["id"], by=euadmin)
     await api.call(lambda: euadmin.moveUser(id=user["id"], accountid=paris2["id"]))
     moved = (await api.call(lambda: euadmin.enableUser(id=user["id"])))["user"]

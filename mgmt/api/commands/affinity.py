@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ...services.affinity import TYPES, AffinityGroup
-from ..registry import Param, command
-from .common import OWNER, PAGING, listing
+from ..registry import Param, command, refuse
+from .common import OWNER, PAGING, PROJECTS, listing, page
 
 if TYPE_CHECKING:
     from ..app import Context
@@ -27,9 +27,11 @@ def _view(group: AffinityGroup) -> dict[str, Any]:
     }
 
 
-@command("listAffinityGroupTypes", "Lists the affinity group types.", response="affinityGroupType")
+@command("listAffinityGroupTypes", "Lists the affinity group types.", *PAGING, response="affinityGroupType")
 async def list_affinity_group_types(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    return listing("affinityGroupType", [{"type": t} for t in TYPES], len(TYPES))
+    found = [{"type": t} for t in TYPES if args.get("keyword", "").lower() in t]
+    offset, limit = page(args)
+    return listing("affinityGroupType", found[offset: None if limit is None else offset + limit], len(found))
 
 
 @command(
@@ -54,13 +56,18 @@ async def list_affinity_groups(ctx: Context, args: dict[str, Any]) -> dict[str, 
     Param("name", required=True, description="the group's name"),
     Param("type", required=True, description="host anti-affinity or host affinity"),
     Param("description", description="what it is for"),
+    Param("account", description="the account it is for (admins, with domainid)"),
+    Param("domainid", "uuid", description="that account's domain"),
+    *refuse(PROJECTS, "projectid", applies=True),
     is_async=True,
     event="AG.CREATE",
     response="affinitygroup",
 )
 async def create_affinity_group(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     group = _view(await ctx.services.affinity.create(ctx.caller, args["name"], args["type"],
-                                                     args.get("description", "")))
+                                                     args.get("description", ""),
+                                                     account_name=args.get("account", ""),
+                                                     domain_uuid=args.get("domainid", "")))
 
     async def work() -> dict[str, Any]:
         return {"affinitygroup": group}
@@ -79,11 +86,16 @@ async def create_affinity_group(ctx: Context, args: dict[str, Any]) -> dict[str,
     "Deletes an affinity group that has no VMs.",
     Param("id", "uuid", description="the group's id"),
     Param("name", description="the group's name"),
+    Param("account", description="with name: the account it is of (admins, with domainid)"),
+    Param("domainid", "uuid", description="that account's domain"),
+    *refuse(PROJECTS, "projectid", applies=True),
     is_async=True,
     event="AG.DELETE",
 )
 async def delete_affinity_group(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    row = await ctx.services.affinity.delete(ctx.caller, ident=args.get("id", ""), name=args.get("name", ""))
+    row = await ctx.services.affinity.delete(ctx.caller, ident=args.get("id", ""), name=args.get("name", ""),
+                                             account_name=args.get("account", ""),
+                                             domain_uuid=args.get("domainid", ""))
 
     async def work() -> dict[str, Any]:
         return {"success": True}

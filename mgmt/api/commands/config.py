@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ...errors import InvalidParameter
 from ..registry import Param, command, refuse
 from ..signing import parse_expires
-from .common import OWNER, PAGING, date, listing, page, success, uuids
+from .common import OWNER, PAGING, SCOPED_SETTINGS, date, listing, page, success, uuids
 
 if TYPE_CHECKING:
     from ..app import Context
@@ -31,6 +31,10 @@ def configuration_view(r: Any) -> dict[str, Any]:
     "Lists the cloud's settings with their values.",
     Param("name", description="one setting, by name"),
     Param("category", description="Advanced, Alert, Storage..."),
+    *refuse(SCOPED_SETTINGS, "zoneid", "clusterid", "storageid", "accountid", "domainid", "imagestoreuuid",
+            applies=True),
+    *refuse("setting groups are not supported yet: settings have a category", "group", "subgroup",
+            "parent", applies=True),
     *PAGING,
     admin=True,
     response="configuration",
@@ -45,6 +49,8 @@ async def list_configurations(ctx: Context, args: dict[str, Any]) -> dict[str, A
     "Changes a setting (it applies when the management server restarts); no value resets it to its default.",
     Param("name", required=True, description="the setting's name"),
     Param("value", description="the new value (none: the default)", length=4096),
+    *refuse(SCOPED_SETTINGS, "zoneid", "clusterid", "storageid", "accountid", "domainid", "imagestoreuuid",
+            applies=True),
     admin=True,
     event="CONFIGURATION.VALUE.EDIT",
     response="configuration",
@@ -83,7 +89,11 @@ def event_view(r: Any) -> dict[str, Any]:
     Param("resourceid", "uuid", description="events about this resource"),
     Param("startdate", description="events since (2026-01-01T00:00:00+0000)"),
     Param("enddate", description="events until (2026-01-01T00:00:00+0000)"),
-    Param("duration", "integer", description="accepted for compatibility"),
+    Param("resourcetype", description="events about resources of this type (VirtualMachine, Volume...)"),
+    Param("archived", "boolean", description="true: archived events (events are never archived here)"),
+    *refuse("listing events pending longer than a duration is not supported yet", "duration", "entrytime",
+            applies=True),
+    *refuse("events are not nested here (each stands alone)", "startid", applies=True),
     *OWNER,
     *PAGING,
     response="event",

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ...errors import InvalidParameter
+from ...errors import InvalidParameter, PermissionDenied
 from ...services.async_jobs import PENDING
 from ..registry import Param, command
 from ..signing import parse_expires
@@ -65,11 +65,19 @@ async def query_async_job_result(ctx: Context, args: dict[str, Any]) -> dict[str
     "listAsyncJobs",
     "Lists async jobs, newest first: the caller's own (admins: every account's with listall=true).",
     Param("startdate", description="jobs created since (2026-01-01T00:00:00+0000)"),
+    Param("managementserverid", "uuid", description="the jobs run by this management server (admins)"),
     *OWNER,
     *PAGING,
     response="asyncjobs",
 )
 async def list_async_jobs(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    if "managementserverid" in args:
+        if not ctx.caller.is_admin:
+            raise PermissionDenied("only admins may list jobs by management server")
+        servers = {s.uuid: s.msid for s in await ctx.services.management_servers.list()}
+        if args["managementserverid"] not in servers:
+            raise InvalidParameter(f"unable to find management server {args['managementserverid']}")
+        args = {**args, "msid": servers[args["managementserverid"]]}
     since = None
     if "startdate" in args:
         try:

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ...errors import InvalidParameter
 from ...services.networks import NetworkSpec
-from ..registry import Param, command
-from .common import OWNER, PAGING, date, listing
+from ..registry import Param, command, refuse
+from .common import IPV6, NO_VR, OWNER, PAGING, PROJECTS, RESOURCE_TAGS, VPCS, date, listing
+
+NO_PHYSICAL = "physical networks are not modelled: each zone's hosts bridge guests themselves"
 
 if TYPE_CHECKING:
     from ..app import Context
@@ -77,20 +80,35 @@ def _offering_view(r: Any) -> dict[str, Any]:
 
 @command(
     "listNetworkOfferings",
-    "Lists the network offerings: DefaultSharedNetworkOffering and DefaultIsolatedNetworkOffering.",
+    "Lists the network offerings: DefaultSharedNetworkOffering, DefaultIsolatedNetworkOffering and "
+    "DefaultSharedNetworkOfferingWithSGService.",
     Param("id", "uuid", description="the offering's id"),
     Param("name", description="the offering's name"),
+    Param("displaytext", description="the offering's description"),
     Param("guestiptype", description="Shared or Isolated"),
     Param("state", description="Enabled"),
-    Param("zoneid", "uuid", description="accepted (every offering is offered in every zone)"),
+    Param("zoneid", "uuid", description="the offerings of a zone (every offering is offered in every zone)"),
+    Param("domainid", "uuid", description="the offerings of a domain (every offering is public here)"),
     Param("traffictype", description="Guest (every offering here)"),
-    Param("isdefault", "boolean", description="accepted for compatibility"),
-    Param("forvpc", "boolean", description="accepted for compatibility (no VPCs)"),
+    Param("isdefault", "boolean", description="true: the default offerings (every offering here)"),
+    Param("forvpc", "boolean", description="true: VPC offerings (none here)"),
+    Param("availability", description="Optional (every offering here) or Required"),
+    Param("istagged", "boolean", description="true: offerings with network tags (none here)"),
+    Param("tags", description="the offerings with these network tags (none has any here)"),
+    Param("sourcenatsupported", "boolean", description="true: offerings with source NAT (none here: no "
+                                                       "virtual routers)"),
+    Param("specifyipranges", "boolean", description="whether the network gets IP ranges at creation"),
+    Param("specifyvlan", "boolean", description="whether the network gets a VLAN at creation"),
+    Param("networkid", "uuid", description="the offerings this network could change to"),
+    Param("supportedservices", "list", description="offerings that provide these services (UserData, "
+                                                   "SecurityGroup)"),
     *PAGING,
     response="networkoffering",
 )
 async def list_network_offerings(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    if args.get("traffictype", "Guest") != "Guest" or args.get("forvpc"):
+    if args.get("traffictype", "Guest") != "Guest" or args.get("forvpc") or args.get("isdefault") is False \
+            or args.get("istagged") or args.get("tags") or args.get("sourcenatsupported") \
+            or args.get("availability", "Optional").lower() != "optional":
         return {}
     rows, total = await ctx.services.networks.offerings(args)
     return listing("networkoffering", [_offering_view(r) for r in rows], total)
@@ -102,15 +120,36 @@ async def list_network_offerings(ctx: Context, args: dict[str, Any]) -> dict[str
     Param("id", "uuid", description="the network's id"),
     Param("name", description="the network's name"),
     Param("zoneid", "uuid", description="the zone's id"),
-    Param("type", description="Shared (every network here)"),
+    Param("type", description="Shared or Isolated"),
     Param("traffictype", description="Guest (every network here)"),
-    Param("canusefordeploy", "boolean", description="accepted for compatibility (always true)"),
+    Param("canusefordeploy", "boolean", description="true: networks VMs may be deployed on (every one here)"),
+    Param("acltype", description="Domain (shared networks) or Account (isolated ones)"),
+    Param("networkofferingid", "uuid", description="the networks of this offering"),
+    Param("specifyipranges", "boolean", description="true: shared networks (IP ranges given at creation)"),
+    Param("vlan", description="the networks on this VLAN (or VXLAN id)"),
+    Param("networkfilter", description="all (default), account (the caller's own), domain or shared"),
+    Param("supportedservices", "list", description="networks that provide these services (UserData, "
+                                                   "SecurityGroup)"),
+    Param("forvpc", "boolean", description="true: VPC tiers (none here)"),
+    Param("issystem", "boolean", description="true: system networks (none here)"),
+    Param("restartrequired", "boolean", description="true: networks waiting for a restart (none here)"),
+    Param("displaynetwork", "boolean", description="false: networks users do not see (none here)"),
+    Param("retrieveonlyresourcecount", "boolean", description="answer the count alone"),
+    Param("showicon", "boolean", description="add resource icons (none can be set here: nothing is added)"),
+    *refuse(RESOURCE_TAGS, "tags", applies=True),
+    *refuse(VPCS, "vpcid", applies=True),
+    *refuse(NO_PHYSICAL, "physicalnetworkid"),
+    *refuse("networks associated with others are not supported yet", "associatednetworkid", applies=True),
     *OWNER,
     *PAGING,
     response="network",
 )
 async def list_networks(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    if args.get("canusefordeploy") is False:
+        return {}
     found, total = await ctx.services.networks.matching(ctx.caller, args)
+    if args.get("retrieveonlyresourcecount"):
+        return {"count": total}
     return listing("network", [network_view(n.row, n.ranges) for n in found], total)
 
 
@@ -133,15 +172,44 @@ async def list_networks(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     Param("bridge", description="the host bridge VMs' NICs join (KVM; shared only)"),
     Param("account", description="an isolated network's owner (admins, with domainid)"),
     Param("domainid", "uuid", description="the owner's domain"),
+    Param("acltype", description="Domain (a shared network) or Account (an isolated one): checked against "
+                                 "the offering"),
+    Param("displaynetwork", "boolean", description="true only: every network here is shown"),
+    *refuse(IPV6, "ip6cidr", "ip6gateway", "startipv6", "endipv6", "ip6dns1", "ip6dns2", "routeripv6"),
+    *refuse(NO_VR, "networkdomain", "routerip", "sourcenatipaddress", "privatemtu", "publicmtu"),
+    *refuse(VPCS, "vpcid", "aclid", applies=True),
+    *refuse(NO_PHYSICAL, "physicalnetworkid"),
+    *refuse("it applies to Tungsten Fabric networks", "tungstenvirtualrouteruuid"),
+    *refuse("private VLANs need Open vSwitch on the hosts; Cumulo's hosts use Linux bridges",
+            "isolatedpvlan", "isolatedpvlantype"),
+    *refuse("networks associated with others are not supported yet", "associatednetworkid", applies=True),
+    *refuse("external network ids are not supported yet", "externalid", applies=True),
+    *refuse("hiding a network's address usage is not supported yet", "hideipaddressusage",
+            harmless=("false",), applies=True),
+    *refuse("a shared network serves every account of the zone here: subdomain access is always on",
+            "subdomainaccess", harmless=("true",), applies=True),
+    *refuse("the VLAN overlap check is always made", "bypassvlanoverlapcheck", harmless=("false",),
+            applies=True),
+    *refuse(PROJECTS, "projectid", applies=True),
     event="NETWORK.CREATE",
     response="network",
 )
 async def create_network(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    if args.get("displaynetwork") is False:
+        raise InvalidParameter("displaynetwork=false: hidden networks are not supported yet")
     spec = NetworkSpec(args["zoneid"], args["name"], args.get("gateway", ""), args.get("netmask", ""),
                        args.get("startip", ""), args.get("endip", ""), args.get("vlan", "untagged"),
                        args.get("dns1"), args.get("dns2"), args.get("bridge", ""),
                        offering_uuid=args.get("networkofferingid", ""), account=args.get("account", ""),
                        domain_uuid=args.get("domainid", ""))
+    if "acltype" in args:
+        found, _ = await ctx.services.networks.offerings(
+            {"id": args["networkofferingid"]} if "networkofferingid" in args
+            else {"name": "DefaultSharedNetworkOffering"})
+        kind = found[0].guest_type if found else "Shared"
+        if args["acltype"].lower() != ("account" if kind == "Isolated" else "domain"):
+            raise InvalidParameter(f"acltype {args['acltype']} does not fit a {kind} network "
+                                   "(Domain: shared, Account: isolated)")
     made = await ctx.services.networks.create(ctx.caller, spec)
     network = network_view(made.row, made.ranges)
     await ctx.event(
@@ -157,7 +225,8 @@ async def create_network(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     "deleteNetwork",
     "Deletes a network no VM uses (admins: any; accounts: their isolated ones).",
     Param("id", "uuid", required=True, description="the network's id"),
-    Param("forced", "boolean", description="accepted for compatibility; a network in use is never deleted"),
+    Param("forced", "boolean", description="delete it even when its backend cleanup fails (none can fail "
+                                           "here); a network VMs use is never deleted"),
     is_async=True,
     event="NETWORK.DELETE",
 )
@@ -182,8 +251,8 @@ async def delete_network(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     "restartNetwork",
     "Implements a network again when a VM of it runs (its VXLAN segment back on its id).",
     Param("id", "uuid", required=True, description="the network's id"),
-    Param("cleanup", "boolean", description="accepted for compatibility (there is no router to rebuild)"),
-    Param("makeredundant", "boolean", description="accepted for compatibility"),
+    *refuse(NO_VR, "cleanup", harmless=("true", "false")),
+    *refuse(NO_VR, "makeredundant", "livepatch", harmless=("false",)),
     is_async=True,
     event="NETWORK.RESTART",
     response="network",

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ...errors import InvalidParameter
 from ...services.security_groups import Group, RuleSpec
 from ..registry import Param, command, refuse
-from .common import OWNER, PAGING, PROJECTS, listing, success
+from .common import OWNER, PAGING, PROJECTS, RESOURCE_TAGS, listing, success
 
 if TYPE_CHECKING:
     from ..app import Context
@@ -52,7 +52,7 @@ def group_view(group: Group) -> dict[str, Any]:
     Param("id", "uuid", description="the group's id"),
     Param("securitygroupname", description="the group's name"),
     Param("virtualmachineid", "uuid", description="the groups of this VM"),
-    Param("tags", "map", description="accepted for compatibility (no tags)"),
+    *refuse(RESOURCE_TAGS, "tags", applies=True),
     *OWNER,
     *PAGING,
     response="securitygroup",
@@ -87,14 +87,16 @@ async def create_security_group(ctx: Context, args: dict[str, Any]) -> dict[str,
     "Deletes a security group no VM is in and no other group's rule names.",
     Param("id", "uuid", description="the group's id"),
     Param("name", description="the group's name"),
-    Param("account", description="accepted for compatibility"),
-    Param("domainid", "uuid", description="accepted for compatibility"),
+    Param("account", description="with name: the account it is of (admins, with domainid)"),
+    Param("domainid", "uuid", description="that account's domain"),
     *refuse(PROJECTS, "projectid", applies=True),
     event="SG.DELETE",
 )
 async def delete_security_group(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     row = await ctx.services.security_groups.delete(ctx.caller, ident=args.get("id", ""),
-                                                     name=args.get("name", ""))
+                                                     name=args.get("name", ""),
+                                                     account=args.get("account", ""),
+                                                     domain=args.get("domainid", ""))
     await ctx.event("SG.DELETE", f"deleted security group {row.name}", resource_type="SecurityGroup",
                     resource_uuid=row.uuid)
     return success()
@@ -114,8 +116,8 @@ def _rule_params(direction: str) -> tuple[Param, ...]:
         Param("usersecuritygrouplist", "map",
               description=f"groups whose members the traffic comes {where}: "
                           "usersecuritygrouplist[0].account=...&usersecuritygrouplist[0].group=..."),
-        Param("account", description="accepted for compatibility"),
-        Param("domainid", "uuid", description="accepted for compatibility"),
+        Param("account", description="with securitygroupname: the account it is of (admins, with domainid)"),
+        Param("domainid", "uuid", description="that account's domain"),
         *refuse(PROJECTS, "projectid", applies=True),
     )
 
@@ -130,7 +132,8 @@ async def _authorize(ctx: Context, args: dict[str, Any], direction: str, event: 
                     args.get("icmptype"), args.get("icmpcode"), tuple(args.get("cidrlist", [])),
                     tuple(sources))
     group = await ctx.services.security_groups.authorize(
-        ctx.caller, spec, ident=args.get("securitygroupid", ""), name=args.get("securitygroupname", ""))
+        ctx.caller, spec, ident=args.get("securitygroupid", ""), name=args.get("securitygroupname", ""),
+        account=args.get("account", ""), domain=args.get("domainid", ""))
 
     async def work() -> dict[str, Any]:
         await ctx.services.orchestrator.apply_security_group(group.row.id)
