@@ -348,8 +348,7 @@ async def _serve(config: ServerConfig, p: Prepared, task_status: Any) -> int:
     services = Services(db, msid, values, manager, placement, runner, orchestrator, trust, catalog, ha=ha)
     services.peers, services.peer_links, services.peer_port = peers, links, port_for_peers
     services.balancer = balancer
-    stats_interval = int(values.get("vm.stats.interval", 60000)) / 1000
-    collector = VmStatsCollector(db, manager, stats_interval) if stats_interval > 0 else None
+    collector = VmStatsCollector(db, manager, int(values.get("vm.stats.interval", 60000)) / 1000)
     services.stats_collector = collector
     fenced = False
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -370,8 +369,7 @@ async def _serve(config: ServerConfig, p: Prepared, task_status: Any) -> int:
                 peers.ready.set()
             await nursery.start(orchestrator.run_background)
             await nursery.start(ha.run)
-            if collector is not None:
-                nursery.start_soon(supervised, "VM statistics", collector.run)
+            nursery.start_soon(supervised, "VM statistics", collector.run)
             services.api = Api(services)
             addresses = await nursery.start(functools.partial(
                 serve_api, services.api, config.bind or "0.0.0.0", config.api_port,

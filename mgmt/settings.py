@@ -120,7 +120,7 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("pool.storage.allocated.capacity.notificationthreshold", "0.75", float, "Alert",
             "Allocated primary storage fraction of a zone past which an alert is raised."),
     Setting("vm.stats.interval", "60000", int, "Advanced",
-            "Milliseconds between collections of VM statistics from the hosts (0: none; restart to apply)."),
+            "Milliseconds between collections of VM statistics from the hosts (0: none; applies at once)."),
     Setting("prometheus.exporter.enable", "true", boolean, "Advanced",
             "Serve the cloud's and the server's figures at /metrics on the API port, in Prometheus' text "
             "format (restart to apply)."),

@@ -66,6 +66,14 @@ def _qemu_img(*args: str) -> str:
 PREALLOCATION = ("off", "metadata", "full")
 
 
+def _prealloc_options(mode: str, backed: bool) -> list[str]:
+    """qemu-img's options for a preallocated qcow2 volume: over a backing file (a root volume on its
+    template), QEMU preallocates only with extended L2 entries (subclusters)."""
+    if mode == "off":
+        return []
+    return ["-o", f"preallocation={mode}" + (",extended_l2=on" if backed else "")]
+
+
 def _preallocation(mode: str, fmt: str) -> str:
     """A volume's preallocation, checked: off, metadata or full (metadata is qcow2's alone)."""
     if mode not in PREALLOCATION:
@@ -151,8 +159,7 @@ class DirectoryPool:
         args = ["create", "-q", "-f", fmt]
         if backing is not None:
             args += ["-b", backing.path, "-F", backing_fmt]
-        if _preallocation(preallocation, fmt) != "off":
-            args += ["-o", f"preallocation={preallocation}"]
+        args += _prealloc_options(_preallocation(preallocation, fmt), backing is not None)
         _qemu_img(*args, str(target), str(size_bytes))
         return self._volume(target)
 
@@ -227,6 +234,17 @@ class LibvirtPool:
         preallocation: str = "off",
     ) -> Volume:
         mode = _preallocation(preallocation, fmt)
+        target = self.path()
+        if mode != "off" and backing is not None and os.path.isdir(target):
+            # libvirt cannot ask for extended L2 entries, which QEMU needs to preallocate over a backing
+            # file: qemu-img makes it in the pool's directory, and libvirt is told to look again
+            _qemu_img("create", "-q", "-f", fmt, "-b", backing.path, "-F", backing_fmt,
+                      *_prealloc_options(mode, True), str(Path(target) / name), str(size_bytes))
+            self._pool.refresh(0)
+            made = self.lookup(name)
+            if made is None:
+                raise PoolError(f"pool {self.name} does not show {name} after making it")
+            return Volume(made.path, size_bytes)
         # metadata: libvirt's flag; full: the whole capacity allocated up front
         flags = 1 if mode == "metadata" else 0  # VIR_STORAGE_VOL_CREATE_PREALLOC_METADATA
         allocation = f"<allocation unit='bytes'>{size_bytes}</allocation>" if mode == "full" else ""

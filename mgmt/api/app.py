@@ -28,6 +28,7 @@ from ..services.accounts import KeysChanged
 from ..services.async_jobs import SUCCEEDED, Prepare
 from ..services.caller import Caller
 from ..services.passwords import hash_password, verify_password
+from . import prometheus
 from .limits import LoginGuard, Throttle
 from .registry import COMMANDS, Command, parse
 from .signing import expiry_problem, signature_matches
@@ -346,7 +347,8 @@ class Context:
 def make_app(api: Api) -> Starlette:
     from . import commands  # noqa: F401 - registers every command
 
-    return Starlette(routes=[Route("/client/api", api.endpoint, methods=["GET", "POST"])])
+    return Starlette(routes=[Route("/client/api", api.endpoint, methods=["GET", "POST"]),
+                             Route("/metrics", prometheus.route(api), methods=["GET"])])
 
 
 async def serve_api(api: Api, host: str, port: int, *, certfile: str = "", keyfile: str = "",

@@ -22,6 +22,7 @@ AREAS = (
     ("jobs", "Async jobs"),
     ("accounts", "Domains, accounts and users"),
     ("config", "Settings, events, alerts and capacity"),
+    ("metrics", "Metrics: what VMs, hosts, clusters, zones and pools use"),
     ("compat", "Empty answers for what Cumulo does not have"),
 )
 

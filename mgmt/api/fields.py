@@ -397,7 +397,9 @@ OBJECTS: dict[str, tuple[str, str]] = {
                        "created "
                        "lastupdated hypervisor account domainid domain haenable passwordenabled "
                        "isdynamicallyscalable rootdeviceid rootdevicetype nic securitygroup affinitygroup "
-                       "keypairs userdataid userdataname tags details hostid hostname instancename"),
+                       "keypairs userdataid userdataname tags details hostid hostname instancename cpuused "
+                       "networkkbsread networkkbswrite diskkbsread diskkbswrite diskioread diskiowrite "
+                       "memorykbs memoryintfreekbs memorytargetkbs userdata"),
     "virtualmachineconsolelog": ("console log", "id consolelog"),
     "virtualmachineuserdata": ("VM user data", "virtualmachineid userdata"),
     "volume": ("volume", "id name type size state zoneid zonename virtualmachineid vmname vmdisplayname "
@@ -412,6 +414,113 @@ GLOSSARY["internaldns1"] = ("string", "the first DNS server of the zone's hosts"
 GLOSSARY["internaldns2"] = ("string", "the second DNS server of the zone's hosts")
 GLOSSARY["annotation"] = ("string", "an admin's note on the {what}")
 GLOSSARY["capacity"] = ("list", "the {what}'s capacity by type (with showcapacities=true)")
+_METRICS = {
+    "cputotal": ("string", "the CPU the {what} has (GHz)"),
+    "cpuused": ("string", "the CPU the {what} uses"),
+    "cpuallocated": ("string", "the CPU the {what} gives out"),
+    "memorytotal": ("string", "the memory the {what} has"),
+    "memoryused": ("string", "the memory the {what} uses"),
+    "memoryallocated": ("string", "the memory the {what} gives out"),
+    "networkread": ("string", "network bytes received (MB)"),
+    "networkwrite": ("string", "network bytes sent (MB)"),
+    "diskread": ("string", "disk bytes read (MB)"),
+    "diskwrite": ("string", "disk bytes written (MB)"),
+    "diskiopstotal": ("long", "disk read and write operations"),
+    "powerstate": ("string", "On while the host is Up, else Unknown"),
+    "instances": ("string", "VMs running / placed on the host"),
+    "systeminstances": ("string", "system VMs running / placed (none here)"),
+    "cputotalghz": ("string", "the host's CPU (GHz)"),
+    "cpuusedghz": ("string", "the CPU its VMs use (GHz)"),
+    "cpuallocatedghz": ("string", "the CPU its VMs hold (GHz)"),
+    "memorytotalgb": ("string", "the host's memory (GB)"),
+    "memoryusedgb": ("string", "the memory its VMs use (GB)"),
+    "memoryallocatedgb": ("string", "the memory its VMs hold (GB)"),
+    "hosts": ("string", "hosts Up / all"),
+    "clusters": ("string", "the zone's hosts"),
+    "sizegb": ("string", "the volume's size (GB)"),
+    "disksizetotalgb": ("string", "the pool's size (GB)"),
+    "disksizeusedgb": ("string", "the space used (GB)"),
+    "disksizeallocatedgb": ("string", "the space given out (GB)"),
+    "disksizeunallocatedgb": ("string", "the space left to give out, with overprovisioning (GB)"),
+    "storageusagethreshold": ("boolean", "whether use is past the notification threshold"),
+    "storageusagedisablethreshold": ("boolean", "whether use is past the disable threshold"),
+    "storageallocatedthreshold": ("boolean", "whether allocation is past the notification threshold"),
+    "storageallocateddisablethreshold": ("boolean", "whether allocation is past the disable threshold"),
+    "agentcount": ("integer", "the agents connected to this server"),
+    "availableprocessors": ("integer", "the machine's processors"),
+    "systemloadaverage": ("double", "the machine's load average (1 minute)"),
+    "systemmemorytotal": ("long", "the machine's memory (bytes)"),
+    "systemmemoryfree": ("long", "the machine's memory available (bytes)"),
+    "systemmemoryused": ("long", "the machine's memory in use (bytes)"),
+    "heapmemoryused": ("long", "the server process's resident memory (bytes)"),
+    "osdistribution": ("string", "the machine's operating system"),
+    "kernelversion": ("string", "the machine's kernel"),
+    "pythonversion": ("string", "the Python the server runs on"),
+    "lastboottime": ("date", "when the machine booted"),
+    "lastserverstop": ("date", "when it last stopped"),
+    "collectiontime": ("date", "when the figures were taken"),
+    "dbislocal": ("boolean", "whether the database runs on this machine"),
+    "hostname": ("string", "the database server's address"),
+    "connections": ("integer", "the database's open connections"),
+    "queries": ("long", "the database's transactions so far"),
+    "uptime": ("long", "the database's uptime (seconds)"),
+    "zones": ("integer", "zones"), "pods": ("integer", "pods"), "storagepools": ("integer", "storage pools"),
+    "imagestores": ("integer", "image stores (none here)"),
+    "objectstores": ("integer", "object stores (none here)"),
+    "systemvms": ("integer", "system VMs (none here)"), "routers": ("integer", "virtual routers (none here)"),
+    "ilbvms": ("integer", "internal load balancer VMs (none here)"),
+    "managementservers": ("integer", "management servers Up"), "alerts": ("integer", "alerts not archived"),
+}
+for _name, _spec in _METRICS.items():
+    GLOSSARY.setdefault(_name, _spec)
+for _level in ("cpu", "memory"):
+    for _what, _text in (("threshold", "use past the notification threshold"),
+                         ("disablethreshold", "use past the disable threshold"),
+                         ("allocatedthreshold", "allocation past the notification threshold"),
+                         ("allocateddisablethreshold", "allocation past the disable threshold")):
+        GLOSSARY[f"{_level}{_what}"] = ("boolean", f"whether {_level} {_text}")
+_THRESHOLDS = " ".join(f"{lv}{w}" for lv in ("cpu", "memory") for w in (
+    "threshold", "disablethreshold", "allocatedthreshold", "allocateddisablethreshold"))
+OBJECTS.update({
+    "virtualmachinemetrics": ("VM", OBJECTS["virtualmachine"][1] + " ipaddress cputotal memorytotal "
+                              "networkread networkwrite diskread diskwrite diskiopstotal"),
+    "hostmetrics": ("host", OBJECTS["host"][1] + " powerstate instances systeminstances cputotalghz "
+                    "cpuusedghz cpuallocatedghz cpuused memorytotalgb memoryusedgb memoryallocatedgb "
+                    "networkread networkwrite networkkbsread networkkbswrite " + _THRESHOLDS),
+    "clustermetrics": ("cluster", OBJECTS["cluster"][1] + " state hosts cputotal cpuused cpuallocated "
+                       "memorytotal memoryused memoryallocated " + _THRESHOLDS),
+    "zonemetrics": ("zone", OBJECTS["zone"][1] + " state clusters cputotal cpuused cpuallocated memorytotal "
+                    "memoryused memoryallocated " + _THRESHOLDS),
+    "storagepoolmetrics": ("storage pool", OBJECTS["storagepool"][1] + " disksizetotalgb disksizeusedgb "
+                           "disksizeallocatedgb disksizeunallocatedgb storageusagethreshold "
+                           "storageusagedisablethreshold storageallocatedthreshold "
+                           "storageallocateddisablethreshold"),
+    "volumemetrics": ("volume", OBJECTS["volume"][1] + " sizegb"),
+    "managementservermetrics": ("management server", OBJECTS["managementserver"][1] + " lastserverstop "
+                                "agentcount availableprocessors systemloadaverage systemmemorytotal "
+                                "systemmemoryfree systemmemoryused heapmemoryused osdistribution "
+                                "kernelversion pythonversion lastboottime collectiontime dbislocal"),
+    "infrastructure": ("infrastructure", "zones pods clusters hosts storagepools imagestores objectstores "
+                       "systemvms routers ilbvms managementservers alerts"),
+    "dbMetrics": ("database", "hostname version connections queries uptime dbislocal collectiontime"),
+})
+OVERRIDES.update({"virtualmachinemetrics.cpuused": ("string", "the share of its vCPUs in use (percent)"),
+                  "hostmetrics.cpuused": ("string", "the share of the host's CPU in use, as a percentage"),
+                  "clustermetrics.cpuused": ("string", "the CPU its VMs use (GHz)"),
+                  "zonemetrics.cpuused": ("string", "the CPU its VMs use (GHz)"),
+                  "clustermetrics.memorytotal": ("string", "the cluster's memory (GB)"),
+                  "zonemetrics.memorytotal": ("string", "the zone's memory (GB)"),
+                  "clustermetrics.cpuallocated": ("string", "the CPU its VMs hold (GHz)"),
+                  "zonemetrics.cpuallocated": ("string", "the CPU its VMs hold (GHz)"),
+                  "clustermetrics.memoryused": ("string", "the memory its VMs use (GB)"),
+                  "zonemetrics.memoryused": ("string", "the memory its VMs use (GB)"),
+                  "clustermetrics.memoryallocated": ("string", "the memory its VMs hold (GB)"),
+                  "zonemetrics.memoryallocated": ("string", "the memory its VMs hold (GB)"),
+                  "virtualmachinemetrics.memorytotal": ("string", "the VM's memory (GB)"),
+                  "zonemetrics.state": ("string", "Enabled or Disabled"),
+                  "clustermetrics.state": ("string", "Enabled or Disabled"),
+                  "dbMetrics.version": ("string", "the database's software and version"),
+                  "virtualmachinemetrics.ipaddress": ("string", "the default NIC's address")})
 GLOSSARY["consolelog"] = ("string", "the console output (Base64)")
 GLOSSARY["guestcidraddress"] = ("string", "the guest CIDR of the zone's isolated networks")
 
@@ -430,3 +539,7 @@ def fields_of(obj: str) -> list[dict[str, Any]]:
 
 def declared(obj: str) -> set[str]:
     return set(OBJECTS[obj][1].split())
+
+
+for _obj, (_noun, _names) in OBJECTS.items():  # (a field named twice would be listed twice)
+    assert len(_names.split()) == len(set(_names.split())), f"{_obj}: a field is named twice"

@@ -48,6 +48,7 @@ class Command:
     response: str = ""  # the item key of what it answers (for listApis and the docs)
     since: str = "4.0"
     domain_admin: bool = False  # (with admin) domain admins may call it too, within their subtree
+    schema: str = ""  # the fields.OBJECTS entry its items follow (default: ``response``'s)
 
     def allowed(self, caller: Any) -> bool:
         """Whether the caller's role may call it (the handler then checks what it touches)."""
@@ -78,6 +79,7 @@ def command(
     event: str = "",
     response: str = "",
     domain_admin: bool = False,
+    schema: str = "",
 ) -> Callable[[Callable[..., Awaitable[dict[str, Any]]]], Any]:
     seen: set[str] = set()
     for p in params:
@@ -88,7 +90,7 @@ def command(
     def register(handler: Callable[..., Awaitable[dict[str, Any]]]) -> Any:
         assert name.lower() not in COMMANDS, f"{name} declared twice"
         COMMANDS[name.lower()] = Command(name, description, handler, params, admin, is_async, event, response,
-                                         domain_admin=domain_admin)
+                                         domain_admin=domain_admin, schema=schema)
         return handler
 
     return register

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 
 from protocol.messages import GetVmStatsAnswer, GetVmStatsCommand, VmStats
 
+from .. import settings
 from ..db.schema import vm_stats, vms
 from ..errors import CumuloError
 from ..orchestration.vm_state import State
@@ -50,6 +51,11 @@ def utilization(previous: tuple[int, float] | None, cpu_ns: int, vcpus: int, at:
     if elapsed <= 0 or cpu_ns < before_ns:  # the guest restarted: its counter began again
         return 0.0
     return max(0.0, min(100.0, (cpu_ns - before_ns) / (elapsed * 1e9 * vcpus) * 100.0))
+
+
+def _interval(conn: Connection) -> float:
+    value = settings.prefixed(conn, "vm.stats.interval").get("vm.stats.interval", 60000)
+    return max(0.0, int(str(value)) / 1000)
 
 
 def _running_on(conn: Connection, host_ids: list[int]) -> dict[int, list[tuple[int, str]]]:
@@ -98,8 +104,15 @@ class VmStatsCollector:
         self.collected = trio.Event()  # set after each round (tests wait for the next one)
 
     async def run(self) -> None:
+        """Collect every ``vm.stats.interval`` (re-read each second, so an admin's change applies at once;
+        0: no collection)."""
         while True:
-            await trio.sleep(self.interval)
+            waited = 0.0
+            while self.interval <= 0 or waited < self.interval:
+                step = min(1.0, self.interval - waited) if self.interval > 0 else 1.0
+                await trio.sleep(step)
+                waited += step
+                self.interval = await self.db.read(_interval)
             await self.collect()
 
     async def collect(self) -> int:

@@ -11,6 +11,7 @@ import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -210,7 +211,7 @@ def process_figures() -> dict[str, Any]:
         with open("/proc/self/statm") as f:
             figures["heapmemoryused"] = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
         with open("/proc/uptime") as f:
-            figures["lastboottime"] = time.time() - float(f.read().split()[0])
+            figures["lastboottime"] = datetime.fromtimestamp(time.time() - float(f.read().split()[0]), UTC)
     except (OSError, ValueError, IndexError):
         pass
     return figures
@@ -243,3 +244,11 @@ class Metrics:
 
     async def counts(self) -> dict[str, dict[str, int]]:
         return await self.db.read(_counts)
+
+    @staticmethod
+    def process() -> dict[str, Any]:
+        return process_figures()
+
+    @staticmethod
+    def clock() -> datetime:
+        return datetime.now(UTC)

@@ -321,11 +321,10 @@ class KvmCloud:
         return dict(
             self.cs.deployVirtualMachine(
                 zoneid=ids["zone"],
-                serviceofferingid=ids["offering"],
                 templateid=ids["template"],
                 name=name,
                 fetch_result=True,
-                **{"networkids": ids["network"], **args},
+                **{"networkids": ids["network"], "serviceofferingid": ids["offering"], **args},
             )["virtualmachine"]
         )
 

@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -305,3 +306,48 @@ def test_a_hung_agent_s_guest_never_runs_twice(kvm_cloud: KvmCloud) -> None:
 
     wait_for("the guest running exactly once", running_once, 240, 0.5)
     assert watch.stop() == 1 and watch.samples > 10
+
+
+def test_a_real_guest_runs_as_its_offering_tunes_its_disk_and_reports_its_statistics(
+        kvm_cloud: KvmCloud) -> None:
+    """An offering's disk tuning reaches QEMU (cache mode and I/O limits in the running domain, a fully
+    preallocated root overlay), and the guest's statistics come from libvirt: its CPU time grows while it
+    boots, and the metrics commands and /metrics show them."""
+    cloud, cs = kvm_cloud, kvm_cloud.cs
+    cs.updateConfiguration(name="vm.stats.interval", value="300")  # (read again every second)
+    offering = cs.createServiceOffering(
+        name="tuned", cpunumber=1, cpuspeed=500, memory=256, cachemode="writethrough", provisioningtype="fat",
+        bytesreadrate=50_000_000, iopswriterate=400, limitcpuuse="true")["serviceoffering"]
+    assert (offering["cacheMode"], offering["provisioningtype"], offering["diskBytesReadRate"]) == (
+        "writethrough", "fat", 50_000_000)
+    vm = cloud.deploy("tuned-1", serviceofferingid=offering["id"])
+    assert vm["state"] == "Running", cloud.logs()
+    host = next(h for h in cloud.hosts if h.name == vm["hostname"])
+    running = (host.root / "run" / "qemu" / f"{vm['instancename']}.xml").read_text()
+    assert "cache='writethrough'" in running and "<read_bytes_sec>50000000</read_bytes_sec>" in running
+    assert "<write_iops_sec>400</write_iops_sec>" in running and "<quota>" in running
+    root = cs.listVolumes(virtualmachineid=vm["id"], type="ROOT")["volume"][0]
+    assert root["provisioningtype"] == "fat" and root["diskBytesReadRate"] == 50_000_000
+    overlay = cloud.work / "shared" / root["id"]
+    assert overlay.stat().st_blocks * 512 >= root["size"]  # fully allocated up front
+
+    url = cs.endpoint.replace("/client/api", "/metrics")
+
+    def cpu_seconds() -> float:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            text = r.read().decode()
+        found = [line for line in text.splitlines()
+                 if line.startswith("cumulo_vm_cpu_seconds_total{") and vm["id"] in line]
+        return float(found[0].rsplit(" ", 1)[1]) if found else 0.0
+
+    first = wait_for("the guest's first statistics", cpu_seconds, 60, 0.05)
+    later = wait_for("its CPU time growing while it boots",
+                     lambda: (t := cpu_seconds()) > first and t, 60, 0.05)
+    assert later > first > 0
+    cloud.wait_for_marker(vm, boot=1)
+    metrics = cs.listVirtualMachinesMetrics(id=vm["id"])["virtualmachine"][0]
+    assert metrics["memorykbs"] == 256 * 1024 and metrics["diskkbsread"] > 0, metrics
+    assert float(metrics["cpuused"].rstrip("%")) >= 0 and metrics["cputotal"] == "0.50 Ghz"
+    host_metrics = cs.listHostsMetrics(name=host.name)["host"][0]
+    assert host_metrics["instances"].startswith("1 /")
+    cs.destroyVirtualMachine(id=vm["id"], expunge="true", fetch_result=True)

@@ -9,6 +9,7 @@ from . import (  # noqa: F401 - each module registers its commands
     guest_data,
     infra,
     jobs,
+    metrics,
     networks,
     offerings,
     security_groups,

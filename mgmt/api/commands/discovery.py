@@ -15,9 +15,10 @@ if TYPE_CHECKING:
 def response_fields(c: Command) -> list[dict[str, Any]]:
     """The fields of what ``c`` answers (``success`` for commands that answer only that), with the job's
     fields for an async command."""
-    found = fields_of(c.response or "success")
+    schema = c.schema or c.response or "success"
+    found = fields_of(schema)
     if c.is_async:
-        found += [field(c.response or "success", n) for n in ASYNC_FIELDS]
+        found += [field(schema, n) for n in ASYNC_FIELDS]
     return found
 
 

@@ -52,9 +52,7 @@ def volume_view(r: Any, *, admin: bool) -> dict[str, Any]:
     return {k: v for k, v in view.items() if v is not None}
 
 
-@command(
-    "listVolumes",
-    "Lists volumes: the caller's own (admins: every account's with listall=true).",
+VOLUME_FILTERS = (
     Param("id", "uuid", description="the volume's id"),
     Param("ids", "list", description="comma-separated volume ids"),
     Param("name", description="the volume's name"),
@@ -73,6 +71,13 @@ def volume_view(r: Any, *, admin: bool) -> dict[str, Any]:
     *refuse(RESOURCE_TAGS, "tags", applies=True),
     *OWNER,
     *PAGING,
+)
+
+
+@command(
+    "listVolumes",
+    "Lists volumes: the caller's own (admins: every account's with listall=true).",
+    *VOLUME_FILTERS,
     response="volume",
 )
 async def list_volumes(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
