@@ -141,6 +141,7 @@ async def test_cloudstacks_command_list_differs_only_where_the_allow_list_says_w
             continue
         cmd = COMMANDS[name.lower()]
         refused = {p.name.lower() for p in cmd.params if p.refused}
+        not_applying = {p.name.lower() for p in cmd.params if p.refused and not p.applies}
         mine = allowed.get(name, {})
         for p in r["missing_params"]:
             if p not in refused and p not in mine.get("params", []):
@@ -154,8 +155,15 @@ async def test_cloudstacks_command_list_differs_only_where_the_allow_list_says_w
         if r["response_field_coverage"] == 0:
             unexplained.append(f"{name}: listApis lists no CloudStack response field")
         theirs_params = set(spec[name])
-        applicable += len(theirs_params - refused)
+        applicable += len(theirs_params - not_applying)  # (the gaps, refused with applies=True, count)
         taken += len(theirs_params & {p.name.lower() for p in cmd.accepted})
     assert not unexplained, "\n".join(unexplained)
-    assert taken / applicable >= 0.95, (taken, applicable)
+    print(f"CloudStack parameters taken: {taken} of the {applicable} that apply ({taken / applicable:.1%})")
+    assert taken / applicable >= FLOOR, (taken, applicable)
+
+
+# The share of applicable CloudStack parameters taken, as measured when this test was last changed: a
+# ratchet (raise it as gaps close). The target is 95%; projects, resource tags and scoped settings
+# are the gaps that keep it below (see docs/api-fidelity.md).
+FLOOR = 0.87
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ...errors import InvalidParameter
 from ...services.guest_data import KeyPair
 from ..registry import Param, command, refuse
-from .common import OWNER, PAGING, PROJECTS, date, listing, success
+from .common import OWNER, PAGING, PROJECTS, listing, success
 from .vms import _vm, _vm_job
 
 if TYPE_CHECKING:
@@ -140,21 +140,22 @@ def _user_data_view(r: Any) -> dict[str, Any]:
 
 @command(
     "registerUserData",
-    "Registers user data under a name, for deploys to name by id (userdataid).",
+    "Registers user data under a name, for deploys to name by id (userdataid); answers success, as "
+    "CloudStack does (listUserData shows it).",
     Param("name", required=True, description="its name (unique in the account)"),
     Param("userdata", required=True, description="the user data, Base64 (at most 32 KB decoded)",
           length=43692),
     Param("params", description="comma-separated names of the variables it uses"),
     *ACTING_FOR,
     event="REGISTER.USER.DATA",
-    response="userdata",
+    response="success",
 )
 async def register_user_data(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     row = await ctx.services.user_data.register(ctx.caller, args["name"], args["userdata"],
                                                 args.get("params", ""), **_owner(args))
     await ctx.event("REGISTER.USER.DATA", f"registered user data {row.name}", resource_type="UserData",
                     resource_uuid=row.uuid)
-    return {"userdata": {**_user_data_view(row), "created": date(row.created)}}
+    return success(f"registered user data {row.name} ({row.uuid})")
 
 
 @command(

@@ -44,6 +44,7 @@ def job_view(r: Any, instance_uuid: str | None) -> dict[str, Any]:
     "queryAsyncJobResult",
     "The state of an async job and, once it ended, its result (jobstatus 0 pending, 1 succeeded, 2 failed).",
     Param("jobid", "uuid", required=True, description="the job's id"),
+    schema="asyncjobs",
 )
 async def query_async_job_result(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     jobid = args["jobid"]
