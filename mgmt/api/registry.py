@@ -17,8 +17,11 @@ from typing import Any
 from ..errors import InvalidParameter
 
 TYPES = ("string", "uuid", "integer", "long", "boolean", "list", "map", "date")
-_MAP_KEY = re.compile(r"^([a-z0-9_]+)\[(\d{1,4})\]\.([a-z0-9_]+)$")
+_MAP_KEY = re.compile(r"^([A-Za-z0-9_]+)\[(\d{1,4})\]\.([A-Za-z0-9_.-]+)$")
 INT_RANGE = {"integer": 2**31, "long": 2**63}  # Java's int and long: what CloudStack accepts
+# maps whose keys are the caller's own (kept as given: details[0].cpuNumber); other maps' keys are
+# CloudStack's field names, in any case
+FREE_KEY_MAPS = frozenset({"details", "userdatadetails", "serviceofferingdetails"})
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,7 @@ def parse(cmd: Command, raw: Mapping[str, str]) -> dict[str, Any]:
                 )
             continue
         if p.type == "map":
-            entries = _map(p, lowered)
+            entries = _map(p, raw)
             if entries:
                 args[p.name] = entries
             elif p.required:
@@ -136,13 +139,17 @@ def parse(cmd: Command, raw: Mapping[str, str]) -> dict[str, Any]:
     return args
 
 
-def _map(p: Param, lowered: Mapping[str, str]) -> list[dict[str, str]]:
-    """``name[0].key=v&name[0].value=w&name[1].key=...`` as a list of dicts, by index."""
+def _map(p: Param, raw: Mapping[str, str]) -> list[dict[str, str]]:
+    """``name[0].key=v&name[0].value=w&name[1].key=...`` as a list of dicts, by index. The parameter's
+    name matches in any case; the keys keep theirs (``details[0].cpuNumber``)."""
     entries: dict[int, dict[str, str]] = {}
-    for key, value in lowered.items():
+    for key, value in raw.items():
         m = _MAP_KEY.match(key)
-        if m and m.group(1) == p.name.lower():
-            entries.setdefault(int(m.group(2)), {})[m.group(3)] = value
+        if m and m.group(1).lower() == p.name.lower():
+            sub = m.group(3)
+            if p.name.lower() not in FREE_KEY_MAPS or sub.lower() in ("key", "value"):
+                sub = sub.lower()
+            entries.setdefault(int(m.group(2)), {})[sub] = value
     return [entries[i] for i in sorted(entries)]
 
 
