@@ -199,7 +199,8 @@ async def test_the_update_commands_change_what_they_name(api: ApiCloud, tmp_path
     cs = api.client()
     b = await basics(api)
     zone = (await api.call(lambda: cs.updateZone(
-        id=b["zone"]["id"], dns2="10.0.0.9", guestcidraddress="10.8.0.0/16", internaldns1="10.0.0.4")))["zone"]
+        id=b["zone"]["id"], dns2="10.0.0.9", guestcidraddress="10.8.0.0/16",
+        internaldns1="10.0.0.4")))["zone"]
     assert (zone["dns2"], zone["guestcidraddress"], zone["internaldns1"]) == (
         "10.0.0.9", "10.8.0.0/16", "10.0.0.4")
     error = await refused(api, lambda: cs.updateZone(id=b["zone"]["id"], dns1="not-an-address"))
