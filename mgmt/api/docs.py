@@ -72,9 +72,15 @@ CloudStack, list commands show an admin its own account's items unless `listall=
   `{}`. Paging: `page` (from 1) and `pagesize` together (one alone: 431), `pagesize=-1` for all,
   500 at most (and by default).
 - Ids are lowercase UUIDs; dates `2026-05-01T12:00:00+0000` (UTC); numbers and booleans are JSON
-  numbers and booleans; a VM always has a `nic` list. Unknown parameters are ignored (logged at
-  debug); booleans parse in any case; lists are comma-separated; maps come flattened
-  (`details[0].key=value`).
+  numbers and booleans; a VM always has a `nic` list. Booleans parse in any case; lists are
+  comma-separated; maps come flattened (`details[0].key=value`, or `details[0].key=k&details[0].value=v`).
+- Parameters: a name CloudStack does not know for a command is ignored (logged at debug), as CloudStack
+  ignores it. A parameter CloudStack has that does not apply here (VMware, OVM3, IPv6, virtual routers,
+  system VMs) or that Cumulo lacks yet (projects, resource tags, scoped settings...) is **refused**:
+  given a value that would change the result, the call answers 431 naming it and why; each command's
+  section below lists its refused parameters. Nothing is silently ignored ([api-fidelity.md](api-fidelity.md)).
+- `listApis` lists, for each command, its parameters and the fields of what it answers (name, type,
+  description), from `mgmt/api/fields.py`; a test checks that every field a command answers is declared.
 - Errors: `{"<cmd>response": {"uuidList": [], "errorcode": N, "cserrorcode": M, "errortext":
   "..."}}` with HTTP status N and the text in an `X-Description` header. 401 unauthenticated (an
   unknown command, or one the caller may not call: key `errorresponse`), 431 a bad parameter (the
@@ -96,15 +102,33 @@ Error, with who asked and which resource.
 - Security groups are enforced by the hosts with nftables (stateful rules per VM address, MAC and
   address anti-spoofing per bridge port); a host that cannot apply a VM's rules refuses to start it.
   Rules naming another group use its members' addresses at the time; IPv6 rules are not supported.
-- User data and SSH keys reach the guest on a config drive (OpenStack layout, label `config-2`), made
-  at every start; `userdatadetails` is accepted but no variables are filled in, and `details` is
-  accepted and ignored. A stopped VM's new user data or keys apply at its next start.
-- `updateConfiguration` stores the value; the server reads settings at start-up, so a change applies
-  at the next restart (`isdynamic` is false for every setting).
+- User data, SSH keys and (password-enabled templates) the guest's password reach the guest on a config
+  drive (OpenStack layout, label `config-2`), made at every start; `userdatadetails` values go to
+  `meta_data.json` (`meta`, cloud-init's `ds.meta_data.meta`). A stopped VM's new user data or keys
+  apply at its next start.
+- `updateConfiguration` stores the value; the server reads most settings at start-up, so a change
+  applies at the next restart (`isdynamic` is false); `vm.stats.interval` and the `prometheus.exporter.*`
+  settings apply at once.
+- Offerings and zones are public: `domainid`/`zoneid` dedication is refused (a gap).
+- `registerUserData` answers `success`, as CloudStack's does (`listUserData` shows the new one).
 - Volumes are never moved between pools: a detached volume can be attached again only to a VM whose
   volumes are on its pool. `migrateVirtualMachine` with `storageid` is refused.
 - Clusters are created with `addCluster` (CloudStack's name); hosts are never added through the API:
   they appear when their agents connect.
+
+## Metrics
+
+Every `vm.stats.interval` (60,000 ms; 0: never) each management server asks the hosts whose agents it
+holds for their running VMs' counters (`GetVmStatsCommand`: CPU time, memory, disk and network bytes
+and operations, from libvirt's bulk statistics on KVM, synthetic on the simulator) and keeps one row per
+VM (`vm_stats`, replaced each time). `listVirtualMachines` shows a running VM's latest figures
+(`cpuused`, `networkkbsread`...; `details` chooses the sections shown), and CloudStack's metrics commands
+(`listVirtualMachinesMetrics`, `listHostsMetrics`, `listClustersMetrics`, `listZonesMetrics`,
+`listStoragePoolsMetrics`, `listVolumesMetrics`, `listInfrastructure`, `listManagementServersMetrics`,
+`listDbMetrics`) add the totals and thresholds in CloudStack's units. `GET /metrics` on the API port
+serves the same figures and the server's own (agents connected, pings, API requests, jobs, deploy
+latency) in Prometheus' text format, to `prometheus.exporter.allowed.ips` (default this machine; others
+get 403), while `prometheus.exporter.enable` is true.
 
 ## Cumulo extensions
 
