@@ -19,6 +19,7 @@ AREAS = (
     ("volumes", "Volumes"),
     ("affinity", "Affinity groups"),
     ("security_groups", "Security groups"),
+    ("tags", "Resource tags"),
     ("jobs", "Async jobs"),
     ("accounts", "Domains, accounts and users"),
     ("config", "Settings, events, alerts and capacity"),
@@ -76,9 +77,10 @@ CloudStack, list commands show an admin its own account's items unless `listall=
   comma-separated; maps come flattened (`details[0].key=value`, or `details[0].key=k&details[0].value=v`).
 - Parameters: a name CloudStack does not know for a command is ignored (logged at debug), as CloudStack
   ignores it. A parameter CloudStack has that does not apply here (VMware, OVM3, IPv6, virtual routers,
-  system VMs) or that Cumulo lacks yet (projects, resource tags, scoped settings...) is **refused**:
+  system VMs) or that Cumulo lacks yet (projects, scoped settings, dedication...) is **refused**:
   given a value that would change the result, the call answers 431 naming it and why; each command's
-  section below lists its refused parameters. Nothing is silently ignored ([api-fidelity.md](api-fidelity.md)).
+  section below lists its refused parameters. Nothing is silently ignored
+  ([api-fidelity.md](api-fidelity.md)).
 - `listApis` lists, for each command, its parameters and the fields of what it answers (name, type,
   description), from `mgmt/api/fields.py`; a test checks that every field a command answers is declared.
 - Errors: `{"<cmd>response": {"uuidList": [], "errorcode": N, "cserrorcode": M, "errortext":

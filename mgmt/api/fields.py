@@ -387,6 +387,7 @@ OBJECTS: dict[str, tuple[str, str]] = {
                  "templatetype zoneid zonename size ispublic isfeatured isextractable passwordenabled "
                  "sshkeyenabled isdynamicallyscalable bits checksum directdownload templatetag crossZones "
                  "account domainid domain url details created tags"),
+    "tag": ("tag", "key value resourcetype resourceid account domainid domain customer"),
     "user": ("user", "id username firstname lastname email account accountid accounttype roletype domainid "
              "domain state apikey created isdefault"),
     "userdata": ("user data", "id name userdata params accountid account domainid domain hasannotations"),
@@ -521,6 +522,11 @@ OVERRIDES.update({"virtualmachinemetrics.cpuused": ("string", "the share of its 
                   "clustermetrics.state": ("string", "Enabled or Disabled"),
                   "dbMetrics.version": ("string", "the database's software and version"),
                   "virtualmachinemetrics.ipaddress": ("string", "the default NIC's address")})
+GLOSSARY["key"] = ("string", "the tag's key")
+GLOSSARY["customer"] = ("string", "the customer the tag is for")
+OVERRIDES["tag.value"] = ("string", "the tag's value")
+OVERRIDES["tag.resourcetype"] = ("string", "the type of the tagged resource (UserVm, Volume...)")
+OVERRIDES["tag.resourceid"] = ("string", "the id of the tagged resource")
 GLOSSARY["consolelog"] = ("string", "the console output (Base64)")
 GLOSSARY["guestcidraddress"] = ("string", "the guest CIDR of the zone's isolated networks")
 

@@ -649,3 +649,18 @@ vm_stats = Table(
     Column("net_rx_bytes", BigInteger, nullable=False),
     Column("net_tx_bytes", BigInteger, nullable=False),
 )
+
+# CloudStack's resource tags: key/value pairs on an account's resources (createTags), which lists filter
+# by (tags[0].key=...&tags[0].value=...) and show
+resource_tags = Table(
+    "resource_tags", metadata, _id(), _uuid(),
+    Column("key", String(255), nullable=False),
+    Column("value", String(255), nullable=False),
+    Column("resource_type", String(32), nullable=False),  # UserVm, Volume, Template, Network...
+    Column("resource_uuid", String(36), nullable=False),
+    Column("account_id", Integer, nullable=False),
+    Column("customer", String(255)),
+    Column("created", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("resource_type", "resource_uuid", "key", name="uq_resource_tags_resource"),
+    Index("ix_resource_tags_lookup", "resource_type", "key", "value"),
+)

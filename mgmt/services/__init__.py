@@ -25,6 +25,7 @@ from .networks import Networks
 from .security_groups import SecurityGroups
 from .sessions import Sessions
 from .settings import Settings
+from .tags import Tags
 from .templates import Templates
 from .tenancy import Tenancy
 from .vms import VirtualMachines
@@ -87,6 +88,7 @@ class Services:
     management_servers: ManagementServers = field(init=False)
     tenancy: Tenancy = field(init=False)
     metrics: Metrics = field(init=False)
+    tags: Tags = field(init=False)
     stats_collector: Any = None  # the VM statistics collector (mgmt.metrics.collector), when it runs
 
     def __post_init__(self) -> None:
@@ -111,3 +113,4 @@ class Services:
         self.vms = VirtualMachines(self.db, self.orchestrator, self.catalog, self.jobs)
         self.tenancy = Tenancy(self.db, self.vms, self.volumes, self.networks)
         self.metrics = Metrics(self.db)
+        self.tags = Tags(self.db)

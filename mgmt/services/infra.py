@@ -19,6 +19,7 @@ from ..errors import InvalidParameter
 from .caller import Caller
 from .crud import Filters, Kind, Row, creates, updates
 from .queries import find, new_uuid, now
+from .tags import tagged
 
 HYPERVISORS = ("KVM", "Simulator")
 
@@ -64,6 +65,7 @@ ZONE = Kind(
     "zone", zones, lambda: sa.select(zones),
     lambda: {"id": zones.c.uuid, "ids": zones.c.uuid, "name": zones.c.name,
              "networktype": zones.c.network_type},
+    conditions=lambda args: tagged(args, "Zone", zones.c.uuid),
     children=((pods, "zone_id", "zone {name} still has pods; delete them first"),
               (networks, "zone_id", "zone {name} still has networks; delete them first"),
               (storage_pools, "zone_id", "zone {name} still has storage pools; delete them first")),

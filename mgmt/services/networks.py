@@ -22,6 +22,7 @@ from ..network import lifecycle
 from .caller import Caller
 from .crud import Filters, Row
 from .queries import acting_for, fetch, find, keyword, matching, new_uuid, now, owner_filter, owns
+from .tags import tagged
 
 SHARED_OFFERING = "DefaultSharedNetworkOffering"
 ISOLATED_DEFAULTS = ("10.1.1.1", "255.255.255.0")  # CloudStack's guest CIDR for isolated networks
@@ -102,6 +103,7 @@ def _list(conn: Connection, caller: Caller, args: Filters) -> tuple[list[Network
     if "vlan" in args:
         vni = sa.cast(networks.c.vni, sa.String)
         where.append(sa.or_(networks.c.vlan == args["vlan"], vni == args["vlan"]))
+    where += tagged(args, "Network", networks.c.uuid)
     flt = args.get("networkfilter", "all").lower()
     if flt not in NETWORK_FILTERS:
         raise InvalidParameter(f"networkfilter must be one of {', '.join(NETWORK_FILTERS)}")

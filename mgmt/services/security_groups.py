@@ -33,6 +33,7 @@ from ..network import security
 from .caller import Caller
 from .crud import Filters, Row
 from .queries import acting_for, fetch, find, keyword, matching, new_uuid, now, owner_filter, owns
+from .tags import tagged
 
 if TYPE_CHECKING:
     from ..db.database import Database
@@ -135,6 +136,7 @@ def _list(conn: Connection, caller: Caller, args: Filters) -> tuple[list[Group],
     where = [*owner_filter(conn, caller, args, security_groups.c.account_id),
              *keyword(security_groups.c.name, args)]
     where += matching(args, {"id": security_groups.c.uuid, "securitygroupname": security_groups.c.name})
+    where += tagged(args, "SecurityGroup", security_groups.c.uuid)
     if "virtualmachineid" in args:
         where.append(security_groups.c.id.in_(
             sa.select(security_group_vms.c.group_id).join(vms, vms.c.id == security_group_vms.c.vm_id)

@@ -24,6 +24,7 @@ from ..errors import InvalidParameter, PermissionDenied, ResourceInUse
 from .caller import Caller
 from .crud import Filters, Row
 from .queries import acting_for, fetch, find, keyword, matching, new_uuid, now, owner_filter, owns
+from .tags import tagged
 
 if TYPE_CHECKING:
     from ..db.database import Database
@@ -141,6 +142,7 @@ def _list(conn: Connection, caller: Caller, args: Filters) -> tuple[list[Row], i
             "templatetype": templates.c.template_type,
         },
     )
+    where += tagged(args, "Template", templates.c.uuid)
     if "storageid" in args:  # the templates copied to this pool
         where.append(templates.c.id.in_(
             sa.select(template_copies.c.template_id).join(storage_pools, storage_pools.c.id

@@ -54,6 +54,7 @@ from .caller import Caller
 from .crud import Filters, Row
 from .metrics import Latency
 from .queries import acting_for, fetch, find, keyword, matching, now, owner_filter, uuids
+from .tags import tagged
 from .templates import os_type_ids
 
 if TYPE_CHECKING:
@@ -549,7 +550,7 @@ def _update_vm(conn: Connection, caller: Caller, vm_id: int, values: dict[str, A
 
 def _more_filters(caller: Caller, args: Filters) -> list[Any]:
     """listVirtualMachines' other filters: where it runs, its flags, groups, keys, networks, storage."""
-    where: list[Any] = []
+    where: list[Any] = tagged(args, "UserVm", vms.c.uuid)
     for param, column in (("podid", hosts.c.pod_id), ("clusterid", hosts.c.cluster_id)):
         if param in args:
             if not caller.is_admin:

@@ -31,6 +31,7 @@ from ..storage import tuning
 from .caller import Caller
 from .crud import Filters, Row
 from .queries import acting_for, fetch, find, keyword, matching, new_uuid, now, owner_filter, uuids
+from .tags import tagged
 
 if TYPE_CHECKING:
     from ..db.database import Database
@@ -107,6 +108,7 @@ def _list(conn: Connection, caller: Caller, args: Filters) -> tuple[list[Row], i
             "displayvolume": volumes.c.display,
         },
     )
+    where += tagged(args, "Volume", volumes.c.uuid)
     for param, column, table in (("podid", storage_pools.c.pod_id, pods),
                                  ("clusterid", storage_pools.c.cluster_id, clusters),
                                  ("hostid", vms.c.host_id, hosts)):

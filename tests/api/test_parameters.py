@@ -274,3 +274,43 @@ async def test_templates_accounts_and_users_take_their_parameters(api: ApiCloud,
     assert "timezone" in error["errortext"]
     locked = (await api.call(lambda: cs.lockAccount(account="idp", domainid=account["domainid"])))["account"]
     assert locked["state"] == "locked"  # (at once: lockAccount is synchronous, as CloudStack's)
+
+
+async def test_resource_tags_are_made_listed_filtered_by_copied_and_removed(api: ApiCloud) -> None:
+    cs = api.client()
+    b = await basics(api)
+    template = b["template"]
+    made = await api.call(lambda: cs.createTags(resourcetype="Template", resourceids=template["id"],
+                                                fetch_result=True,
+                                                **{"tags[0].key": "os", "tags[0].value": "debian"}))
+    assert made["success"] is True
+    vm = (await api.call(lambda: cs.deployVirtualMachine(
+        zoneid=b["zone"]["id"], serviceofferingid=b["small"]["id"], templateid=template["id"],
+        copyimagetags="true", fetch_result=True)))["virtualmachine"]
+    assert [(t["key"], t["value"], t["resourcetype"]) for t in vm["tags"]] == [("os", "debian", "UserVm")]
+    await api.call(lambda: cs.createTags(resourcetype="UserVm", resourceids=vm["id"], fetch_result=True,
+                                         **{"tags[0].key": "env", "tags[0].value": "prod"}))
+    error = await refused(api, lambda: cs.createTags(resourcetype="UserVm", resourceids=vm["id"],
+                                                     **{"tags[0].key": "env", "tags[0].value": "dev"}))
+    assert "env" in error["errortext"]
+    tagged = await api.call(lambda: cs.listVirtualMachines(**{"tags[0].key": "env", "tags[0].value": "prod"}))
+    assert [v["id"] for v in tagged["virtualmachine"]] == [vm["id"]]
+    assert await api.call(lambda: cs.listVirtualMachines(**{"tags[0].key": "env",
+                                                             "tags[0].value": "dev"})) == {}
+    listed = (await api.call(lambda: cs.listTags(resourceid=vm["id"])))["tag"]
+    assert sorted(t["key"] for t in listed) == ["env", "os"]
+    assert (await refused(api, lambda: cs.createTags(resourcetype="Snapshot", resourceids=vm["id"],
+                                                     **{"tags[0].key": "a", "tags[0].value": "b"})))[
+        "errorcode"] == 431
+    await api.call(lambda: cs.deleteTags(resourcetype="UserVm", resourceids=vm["id"], fetch_result=True,
+                                         **{"tags[0].key": "env"}))
+    assert [t["key"] for t in (await api.call(lambda: cs.listTags(resourceid=vm["id"])))["tag"]] == ["os"]
+    # another account cannot tag what it does not own
+    await api.call(lambda: cs.createAccount(username="tagger", password="a-long-enough-password",
+                                            email="t@x", firstname="t", lastname="t"))
+    user = (await api.call(lambda: cs.listUsers(username="tagger")))["user"][0]
+    keys = (await api.call(lambda: cs.registerUserKeys(id=user["id"])))["userkeys"]
+    theirs = api.client(key=keys["apikey"], secret=keys["secretkey"])
+    error = await refused(api, lambda: theirs.createTags(resourcetype="UserVm", resourceids=vm["id"],
+                                                         **{"tags[0].key": "x", "tags[0].value": "y"}))
+    assert error["errorcode"] in (431, 531)

@@ -13,6 +13,7 @@ from . import (  # noqa: F401 - each module registers its commands
     networks,
     offerings,
     security_groups,
+    tags,
     templates,
     tenancy,
     trust,

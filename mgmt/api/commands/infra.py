@@ -18,7 +18,6 @@ from .common import (
     NO_VR,
     OVM3,
     PAGING,
-    RESOURCE_TAGS,
     VMWARE,
     created,
     date,
@@ -29,6 +28,7 @@ from .common import (
     tags,
     uuids,
 )
+from .tags import TAGS, with_tags
 
 if TYPE_CHECKING:
     from ..app import Context
@@ -85,7 +85,7 @@ ZONE_FILTERS = (
     Param("domainid", "uuid", description=f"the zones of a domain ({PUBLIC_ZONES})"),
     CAPACITIES,
     ICON,
-    *refuse(RESOURCE_TAGS, "tags", applies=True),
+    TAGS,
     *PAGING,
 )
 
@@ -94,7 +94,7 @@ ZONE_FILTERS = (
 async def list_zones(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     if "ids" in args:
         args = {**args, "ids": uuids(args, "ids")}
-    answer = await _list_zones(ctx, args)
+    answer = await with_tags(ctx, await _list_zones(ctx, args), "zone", "Zone")
     if args.get("showcapacities") and ctx.caller.is_admin:
         await _with_capacities(ctx, answer, "zone", "zone")
     return answer

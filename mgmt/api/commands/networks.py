@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from ...errors import InvalidParameter
 from ...services.networks import NetworkSpec
 from ..registry import Param, command, refuse
-from .common import IPV6, NO_VR, OWNER, PAGING, PROJECTS, RESOURCE_TAGS, VPCS, date, listing
+from .common import IPV6, NO_VR, OWNER, PAGING, PROJECTS, VPCS, date, listing
+from .tags import TAGS, with_tags
 
 NO_PHYSICAL = "physical networks are not modelled: each zone's hosts bridge guests themselves"
 
@@ -136,7 +137,7 @@ async def list_network_offerings(ctx: Context, args: dict[str, Any]) -> dict[str
     Param("displaynetwork", "boolean", description="false: networks users do not see (none here)"),
     Param("retrieveonlyresourcecount", "boolean", description="answer the count alone"),
     Param("showicon", "boolean", description="add resource icons (none can be set here: nothing is added)"),
-    *refuse(RESOURCE_TAGS, "tags", applies=True),
+    TAGS,
     *refuse(VPCS, "vpcid", applies=True),
     *refuse(NO_PHYSICAL, "physicalnetworkid"),
     *refuse("networks associated with others are not supported yet", "associatednetworkid", applies=True),
@@ -150,7 +151,8 @@ async def list_networks(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     found, total = await ctx.services.networks.matching(ctx.caller, args)
     if args.get("retrieveonlyresourcecount"):
         return {"count": total}
-    return listing("network", [network_view(n.row, n.ranges) for n in found], total)
+    return await with_tags(ctx, listing("network", [network_view(n.row, n.ranges) for n in found], total),
+                           "network", "Network")
 
 
 @command(

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 from ...errors import InvalidParameter
 from ...services.security_groups import Group, RuleSpec
 from ..registry import Param, command, refuse
-from .common import OWNER, PAGING, PROJECTS, RESOURCE_TAGS, listing, success
+from .common import OWNER, PAGING, PROJECTS, listing, success
+from .tags import TAGS, with_tags
 
 if TYPE_CHECKING:
     from ..app import Context
@@ -52,14 +53,15 @@ def group_view(group: Group) -> dict[str, Any]:
     Param("id", "uuid", description="the group's id"),
     Param("securitygroupname", description="the group's name"),
     Param("virtualmachineid", "uuid", description="the groups of this VM"),
-    *refuse(RESOURCE_TAGS, "tags", applies=True),
+    TAGS,
     *OWNER,
     *PAGING,
     response="securitygroup",
 )
 async def list_security_groups(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     found, total = await ctx.services.security_groups.matching(ctx.caller, args)
-    return listing("securitygroup", [group_view(g) for g in found], total)
+    return await with_tags(ctx, listing("securitygroup", [group_view(g) for g in found], total),
+                           "securitygroup", "SecurityGroup")
 
 
 @command(

@@ -10,7 +10,8 @@ import orjson
 from ...errors import InvalidParameter
 from ...services.templates import FILTERS, FORMATS, OS_TYPES, TemplateSpec, os_type_id
 from ..registry import Param, command, refuse
-from .common import PAGING, PROJECTS, RESOURCE_TAGS, SYSTEM_VMS, VMWARE, date, listing, page, success, uuids
+from .common import PAGING, PROJECTS, SYSTEM_VMS, VMWARE, date, listing, page, success, uuids
+from .tags import TAGS, with_tags
 
 if TYPE_CHECKING:
     from ..app import Context
@@ -105,7 +106,7 @@ def template_view(r: Any, *, details: bool = True) -> dict[str, Any]:
     Param("account", description="the templates of this account (admins, with domainid)"),
     Param("domainid", "uuid", description="the templates of this domain's accounts (admins)"),
     Param("isrecursive", "boolean", description="with domainid: its subdomains' too"),
-    *refuse(RESOURCE_TAGS, "tags", applies=True),
+    TAGS,
     *refuse(PROJECTS, "projectid", applies=True),
     *refuse("VNF appliances are not supported yet", "isvnf", harmless=("false",), applies=True),
     *refuse(VMWARE, "parenttemplateid"),
@@ -122,7 +123,8 @@ async def list_templates(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     if args.get("listall") and args.get("templatefilter") == "self" and ctx.caller.is_admin:
         args = {**args, "templatefilter": "all"}
     rows, total = await ctx.services.templates.visible(ctx.caller, args)
-    return listing("template", [template_view(r, details="min" not in wanted) for r in rows], total)
+    answer = listing("template", [template_view(r, details="min" not in wanted) for r in rows], total)
+    return await with_tags(ctx, answer, "template", "Template")
 
 
 _TEMPLATE_FLAGS = (

@@ -21,13 +21,13 @@ from .common import (
     OWNER,
     PAGING,
     PROJECTS,
-    RESOURCE_TAGS,
     VMWARE,
     VPCS,
     date,
     listing,
     uuids,
 )
+from .tags import TAGS, with_tags
 
 if TYPE_CHECKING:
     from ..app import Context
@@ -200,7 +200,7 @@ VM_FILTERS = (
     Param("userdata", "boolean", description="show each VM's user data (Base64)"),
     Param("retrieveonlyresourcecount", "boolean", description="answer the count alone"),
     Param("showicon", "boolean", description="add resource icons (none can be set here: nothing is added)"),
-    *refuse(RESOURCE_TAGS, "tags", applies=True),
+    TAGS,
     *refuse("the statistics kept are the latest only: there is nothing to accumulate", "accumulate",
             harmless=("false",), applies=True),
     *refuse("autoscaling is not supported yet", "autoscalevmgroupid", applies=True),
@@ -233,7 +233,7 @@ async def list_vms(ctx: Context, args: dict[str, Any], *, metrics: bool = False)
             if text:
                 view["userdata"] = text
         items.append(_sectioned(view, wanted))
-    return listing("virtualmachine", items, total)
+    return await with_tags(ctx, listing("virtualmachine", items, total), "virtualmachine", "UserVm")
 
 
 @command(
@@ -312,8 +312,7 @@ def _check_deploy_args(args: dict[str, Any]) -> None:
     Param("nicpackedvirtqueuesenabled", "boolean", description="packed virtqueues on the NICs"),
     Param("boottype", description="BIOS (the only boot type here)"),
     Param("bootmode", description="LEGACY (with BIOS)"),
-    Param("copyimagetags", "boolean", description="copy the template's tags to the VM (templates have none "
-                                                   "here: nothing is copied)"),
+    Param("copyimagetags", "boolean", description="give the VM the template's tags"),
     *refuse(IPV6, "ip6address"),
     *refuse(VMWARE, "bootintosetup", "properties", "nicnetworklist", "datadiskofferinglist"),
     *refuse(NO_VR, "dhcpoptionsnetworklist"),
@@ -384,7 +383,11 @@ async def deploy_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[str
 
     async def work() -> dict[str, Any]:
         vm_id = await deployment.run()
-        return {"virtualmachine": await view_of(ctx, vm_id)}
+        if args.get("copyimagetags"):
+            await ctx.services.tags.copy("Template", args["templateid"], "UserVm", deployment.vm_uuid)
+        shown = await with_tags(ctx, {"virtualmachine": [await view_of(ctx, vm_id)]}, "virtualmachine",
+                                "UserVm")
+        return {"virtualmachine": shown["virtualmachine"][0]}
 
     job = await ctx.submit(
         work,

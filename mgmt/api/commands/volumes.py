@@ -9,7 +9,8 @@ from ...errors import InvalidParameter, PermissionDenied
 from ...services.offerings import view_tuning
 from ...services.volumes import VolumeSpec
 from ..registry import Param, command, refuse
-from .common import MANAGED, OWNER, PAGING, PROJECTS, RESOURCE_TAGS, SNAPSHOTS, date, listing
+from .common import MANAGED, OWNER, PAGING, PROJECTS, SNAPSHOTS, date, listing
+from .tags import TAGS, with_tags
 
 if TYPE_CHECKING:
     from ..app import Context
@@ -68,7 +69,7 @@ VOLUME_FILTERS = (
     Param("hostid", "uuid", description="volumes of the VMs on this host (admins)"),
     Param("listsystemvms", "boolean", description="also system VMs' volumes (there are no system VMs here)"),
     Param("retrieveonlyresourcecount", "boolean", description="answer the count alone"),
-    *refuse(RESOURCE_TAGS, "tags", applies=True),
+    TAGS,
     *OWNER,
     *PAGING,
 )
@@ -84,7 +85,8 @@ async def list_volumes(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     rows, total = await ctx.services.volumes.matching(ctx.caller, args)
     if args.get("retrieveonlyresourcecount"):
         return {"count": total}
-    return listing("volume", [volume_view(r, admin=ctx.caller.is_admin) for r in rows], total)
+    return await with_tags(ctx, listing("volume", [volume_view(r, admin=ctx.caller.is_admin) for r in rows],
+                                        total), "volume", "Volume")
 
 
 @command(

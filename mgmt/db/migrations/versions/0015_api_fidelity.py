@@ -56,6 +56,22 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["vm_id"], ["vms.id"], name=op.f("fk_vm_stats_vm_id_vms")),
         sa.PrimaryKeyConstraint("vm_id", name=op.f("pk_vm_stats")),
     )
+    op.create_table(
+        "resource_tags",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("uuid", sa.String(36), nullable=False),
+        sa.Column("key", sa.String(255), nullable=False),
+        sa.Column("value", sa.String(255), nullable=False),
+        sa.Column("resource_type", sa.String(32), nullable=False),
+        sa.Column("resource_uuid", sa.String(36), nullable=False),
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("customer", sa.String(255)),
+        sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_resource_tags")),
+        sa.UniqueConstraint("uuid", name=op.f("uq_resource_tags_uuid")),
+        sa.UniqueConstraint("resource_type", "resource_uuid", "key", name="uq_resource_tags_resource"),
+    )
+    op.create_index("ix_resource_tags_lookup", "resource_tags", ["resource_type", "key", "value"])
     with op.batch_alter_table("users") as b:
         b.add_column(sa.Column("timezone", sa.String(64)))
     with op.batch_alter_table("pods") as b:
@@ -150,5 +166,7 @@ def downgrade() -> None:
     with op.batch_alter_table("pods") as b:
         b.drop_column("start_ip")
         b.drop_column("end_ip")
+    op.drop_index("ix_resource_tags_lookup", table_name="resource_tags")
+    op.drop_table("resource_tags")
     op.drop_table("vm_stats")
     op.drop_table("instance_groups")
