@@ -333,7 +333,7 @@ OBJECTS: dict[str, tuple[str, str]] = {
                 "allocationstate managedstate cpuovercommitratio memoryovercommitratio capacity"),
     "configuration": ("setting", "name value defaultvalue category description scope isdynamic"),
     "diskoffering": ("disk offering", "id name displaytext disksize tags iscustomized storagetype "
-                     "displayoffering disksizestrictness details provisioningtype cacheMode "
+                     "displayoffering disksizestrictness details domainid zoneid provisioningtype cacheMode "
                      "diskBytesReadRate diskBytesReadRateMax "
                      "diskBytesReadRateMaxLength diskBytesWriteRate diskBytesWriteRateMax "
                      "diskBytesWriteRateMaxLength diskIopsReadRate diskIopsReadRateMax "
@@ -373,7 +373,7 @@ OBJECTS: dict[str, tuple[str, str]] = {
     "serviceoffering": ("service offering", "id name displaytext cpunumber cpuspeed memory hosttags "
                         "storagetags offerha storagetype deploymentplanner iscustomized issystem isvolatile "
                         "limitcpuuse rootdisksize networkrate dynamicscalingenabled iscustomizediops "
-                        "serviceofferingdetails provisioningtype cacheMode diskBytesReadRate "
+                        "serviceofferingdetails domainid zoneid provisioningtype cacheMode diskBytesReadRate "
                         "diskBytesReadRateMax diskBytesReadRateMaxLength diskBytesWriteRate "
                         "diskBytesWriteRateMax diskBytesWriteRateMaxLength diskIopsReadRate "
                         "diskIopsReadRateMax diskIopsReadRateMaxLength diskIopsWriteRate "
@@ -505,6 +505,9 @@ OBJECTS.update({
                        "systemvms routers ilbvms managementservers alerts"),
     "dbMetrics": ("database", "hostname version connections queries uptime dbislocal collectiontime"),
 })
+for _kind in ("serviceoffering", "diskoffering"):
+    OVERRIDES[f"{_kind}.domainid"] = ("string", "the domains it is for (comma-separated; none: public)")
+    OVERRIDES[f"{_kind}.zoneid"] = ("string", "the zones it is offered in (none: every zone)")
 OVERRIDES.update({"virtualmachinemetrics.cpuused": ("string", "the share of its vCPUs in use (percent)"),
                   "hostmetrics.cpuused": ("string", "the share of the host's CPU in use, as a percentage"),
                   "clustermetrics.cpuused": ("string", "the CPU its VMs use (GHz)"),

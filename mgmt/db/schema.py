@@ -264,6 +264,9 @@ service_offerings = Table(
     Column("iotune", Text, nullable=False, default="{}", server_default="{}"),
     Column("storage_type", String(16), nullable=False, default="shared", server_default="shared"),
     Column("details", Text, nullable=False, default="{}", server_default="{}"),  # JSON, as given
+    # dedicated to these domains (and their subdomains) and zones: ",uuid,uuid," ("": public)
+    Column("domain_ids", Text, nullable=False, default="", server_default=""),
+    Column("zone_ids", Text, nullable=False, default="", server_default=""),
     *_times(),
 )
 
@@ -282,6 +285,9 @@ disk_offerings = Table(
     Column("iotune", Text, nullable=False, default="{}", server_default="{}"),
     Column("storage_type", String(16), nullable=False, default="shared", server_default="shared"),
     Column("details", Text, nullable=False, default="{}", server_default="{}"),  # JSON, as given
+    # dedicated to these domains (and their subdomains) and zones: ",uuid,uuid," ("": public)
+    Column("domain_ids", Text, nullable=False, default="", server_default=""),
+    Column("zone_ids", Text, nullable=False, default="", server_default=""),
     *_times(),
 )
 

@@ -103,7 +103,7 @@ def _delete(conn: Connection, caller: Caller, kind: Kind, ident: str) -> str:
 
 def _update(conn: Connection, caller: Caller, kind: Kind, ident: str, args: Filters) -> tuple[Row, list[str]]:
     row = find(conn, caller, kind.table, ident, kind.name)
-    values = _UPDATES[kind.name](conn, row, args)
+    values = _UPDATES[kind.name](conn, row, {**args, "_caller": caller})
     if values:
         conn.execute(kind.table.update().where(kind.table.c.id == row.id).values(**values))
     return conn.execute(kind.query().where(kind.table.c.id == row.id)).one(), sorted(values)

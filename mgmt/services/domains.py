@@ -169,3 +169,10 @@ def children(conn: Connection, caller: Caller, args: Filters) -> tuple[list[Doma
         where.append(domains.c.name == args["name"])
     rows, total = fetch(conn, sa.select(domains).where(*where), (domains.c.path,), args)
     return _views(conn, rows), total
+
+
+def chain(conn: Connection, path: str) -> list[str]:
+    """The uuids of the domain at ``path`` and of every domain above it."""
+    parts = [x for x in path.split("/") if x]
+    paths = ["/"] + ["/" + "/".join(parts[:i]) + "/" for i in range(1, len(parts) + 1)]
+    return list(conn.scalars(sa.select(domains.c.uuid).where(domains.c.path.in_(paths))))

@@ -18,13 +18,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..db.database import inserted_id
-from ..db.schema import disk_offerings, service_offerings, vms
+from ..db.schema import disk_offerings, service_offerings, vms, zones
 from ..errors import InvalidParameter
 from ..orchestration.vms import PLANNER_ALGORITHMS
 from ..storage import tuning
 from .caller import Caller
 from .crud import Filters, Kind, Row, creates, updates
-from .queries import new_uuid, now
+from .queries import domain_in_reach, find, new_uuid, now
 
 MAX_SIZE = 1_048_576  # vCPUs, MHz and MiB an offering may ask for, at most
 MAX_DISK_GB = 65536
@@ -35,6 +35,22 @@ STORAGE_TYPES = ("shared", "local")
 # (for the API, which reaches storage through the services only)
 view_tuning = tuning.view
 IO_PARAMS = {param: field for param, (_, field) in tuning.IOTUNE.items()}  # API parameter -> response field
+
+
+def dedicated_to(column: Any, uuids: list[str]) -> Any:
+    """The offerings public or dedicated to one of ``uuids`` (a domain and those above it, or a zone)."""
+    return sa.or_(column == "", *[column.contains(f",{u},", autoescape=True) for u in uuids])
+
+
+def _dedication(table: sa.Table, args: Filters) -> list[Any]:
+    """The internal filters the API adds: ``domains`` (the caller's or a domainid's chain: offerings
+    they may use) and ``zone`` (offerings of that zone)."""
+    where = []
+    if "domains" in args:
+        where.append(dedicated_to(table.c.domain_ids, list(args["domains"])))
+    if "zone" in args:
+        where.append(dedicated_to(table.c.zone_ids, [args["zone"]]))
+    return where
 
 
 def _other_than_the_vms(args: Filters) -> list[Any]:
@@ -48,7 +64,7 @@ def _other_than_the_vms(args: Filters) -> list[Any]:
 def _service_conditions(args: Filters) -> list[Any]:
     """CloudStack's list filters: the offerings that give at least the vCPUs, speed and memory asked
     (a custom offering whose bounds reach them), and by storage type."""
-    where = _other_than_the_vms(args)
+    where = _other_than_the_vms(args) + _dedication(service_offerings, args)
     t = service_offerings.c
     if "template_bytes" in args:  # (the API's: templateid, read) a root disk the template fits on
         where.append(sa.or_(t.root_disk_gb.is_(None), t.root_disk_gb * 2**30 >= args["template_bytes"]))
@@ -74,6 +90,7 @@ DISK_OFFERING = Kind(
     # ("display" is not a parameter: the API adds it for callers who see only displayed offerings)
     lambda: {"id": disk_offerings.c.uuid, "name": disk_offerings.c.name,
              "storagetype": disk_offerings.c.storage_type, "display": disk_offerings.c.display},
+    conditions=lambda args: _dedication(disk_offerings, args),
 )
 
 
@@ -119,6 +136,8 @@ class ServiceOfferingSpec:
     network_rate: int | None = None
     disk: DiskTuning = field(default_factory=DiskTuning)
     details: Mapping[str, str] = field(default_factory=dict)
+    domain_uuids: tuple[str, ...] = ()  # dedicated to these domains (and their subdomains); (): public
+    zone_uuids: tuple[str, ...] = ()  # offered in these zones; (): every zone
 
 
 @dataclass(frozen=True)
@@ -131,6 +150,8 @@ class DiskOfferingSpec:
     display: bool = True
     disk: DiskTuning = field(default_factory=DiskTuning)
     details: Mapping[str, str] = field(default_factory=dict)
+    domain_uuids: tuple[str, ...] = ()
+    zone_uuids: tuple[str, ...] = ()
 
 
 def _check_bounds(spec: ServiceOfferingSpec) -> None:
@@ -166,7 +187,31 @@ def _insert_service_offering(conn: Connection, caller: Caller, spec: ServiceOffe
         deployment_planner=spec.deployment_planner, limit_cpu_use=spec.limit_cpu_use,
         is_volatile=spec.is_volatile, network_rate=spec.network_rate if spec.network_rate != -1 else None,
         details=orjson.dumps(dict(spec.details)).decode(), created=now(), **spec.disk.columns(),
+        **dedication(conn, caller, spec.domain_uuids, spec.zone_uuids),
     )))
+
+
+def _ids(uuids: tuple[str, ...] | list[str]) -> str:
+    return f",{','.join(uuids)}," if uuids else ""
+
+
+def dedication(conn: Connection, caller: Caller, domain_uuids: tuple[str, ...] | list[str],
+               zone_uuids: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """The columns of an offering dedicated to these domains and zones (checked: they exist, and the
+    domains are in the caller's reach)."""
+    for ident in domain_uuids:
+        domain_in_reach(conn, caller, ident)
+    for ident in zone_uuids:
+        find(conn, caller, zones, ident, "zone")
+    return {"domain_ids": _ids(list(dict.fromkeys(domain_uuids))),
+            "zone_ids": _ids(list(dict.fromkeys(zone_uuids)))}
+
+
+def usable(offering: Any, domain_chain: list[str], zone_uuid: str) -> bool:
+    """Whether an account of a domain (``domain_chain``: its uuid and those above) may use the offering
+    in that zone."""
+    domains_ok = not offering.domain_ids or any(f",{u}," in offering.domain_ids for u in domain_chain)
+    return domains_ok and (not offering.zone_ids or f",{zone_uuid}," in offering.zone_ids)
 
 
 @creates(DiskOfferingSpec, DISK_OFFERING)
@@ -177,11 +222,20 @@ def _insert_disk_offering(conn: Connection, caller: Caller, spec: DiskOfferingSp
         uuid=new_uuid(), name=spec.name, display_text=spec.display_text or spec.name, size_gb=spec.size_gb,
         tags=",".join(spec.tags), size_strict=spec.size_strict, display=spec.display,
         details=orjson.dumps(dict(spec.details)).decode(), created=now(), **spec.disk.columns(),
+        **dedication(conn, caller, spec.domain_uuids, spec.zone_uuids),
     )))
 
 
 def _common_changes(row: Row, args: Filters) -> dict[str, Any]:
     values: dict[str, Any] = {}
+    if "domainid" in args or "zoneid" in args:  # ("public": every domain, or every zone)
+        current = {"domain_ids": [u for u in row.domain_ids.split(",") if u],
+                   "zone_ids": [u for u in row.zone_ids.split(",") if u]}
+        for param, column in (("domainid", "domain_ids"), ("zoneid", "zone_ids")):
+            if param in args:
+                given = [u.strip() for u in args[param].split(",") if u.strip()]
+                current[column] = [] if given == ["public"] else given
+        values["_dedication"] = (current["domain_ids"], current["zone_ids"])
     if "name" in args:
         values["name"] = args["name"]
     if "displaytext" in args:
@@ -189,16 +243,29 @@ def _common_changes(row: Row, args: Filters) -> dict[str, Any]:
     return values
 
 
+def _with_dedication(conn: Connection, caller: Caller, values: dict[str, Any]) -> dict[str, Any]:
+    if "_dedication" in values:
+        domain_uuids, zone_uuids = values.pop("_dedication")
+        values.update(dedication(conn, caller, domain_uuids, zone_uuids))
+    return values
+
+
 @updates(SERVICE_OFFERING)
 def _service_offering_changes(conn: Connection, row: Row, args: Filters) -> dict[str, Any]:
-    """updateServiceOffering: the names, host tags and HA flag (what CloudStack lets change: VMs of it
-    keep what they were made with)."""
+    """updateServiceOffering: the names, host and storage tags, HA flag, and the domains and zones it is
+    for (what CloudStack lets change: VMs of it keep what they were made with)."""
     values = _common_changes(row, args)
+    if "storagetags" in args:
+        details = orjson.loads(row.details or "{}")
+        details["storagetags"] = ",".join(t.strip() for t in args["storagetags"].split(",") if t.strip())
+        if not details["storagetags"]:
+            del details["storagetags"]
+        values["details"] = orjson.dumps(details).decode()
     if "hosttags" in args:
         values["host_tags"] = ",".join(t.strip() for t in args["hosttags"].split(",") if t.strip())
     if "offerha" in args:
         values["ha_enabled"] = args["offerha"]
-    return values
+    return _with_dedication(conn, args["_caller"], values)
 
 
 @updates(DISK_OFFERING)
@@ -217,7 +284,7 @@ def _disk_offering_changes(conn: Connection, row: Row, args: Filters) -> dict[st
                   if (v := tuning.loads(row.iotune).get(element)) is not None}
         merged.update({p: args[p] for p in tuning.IOTUNE if p in args})
         values["iotune"] = orjson.dumps(tuning.iotune_of(merged)).decode()
-    return values
+    return _with_dedication(conn, args["_caller"], values)
 
 
 def custom_size(offering: Any, cpus: int | None, speed: int | None, memory: int | None

@@ -309,6 +309,14 @@ class Tenancy:
 
     # --- domains ---------------------------------------------------------------------------------------
 
+    async def domain_chain(self, caller: Caller, domain_uuid: str = "") -> list[str]:
+        """The uuids of a domain in the caller's reach (default: the caller's) and of those above it."""
+        def read(conn: Connection) -> list[str]:
+            path = domain_in_reach(conn, caller, domain_uuid).path if domain_uuid else caller.domain_path
+            return domain_rows.chain(conn, path)
+
+        return await self.db.read(read)
+
     async def create_domain(self, caller: Caller, name: str, parent_uuid: str,
                             domain_uuid: str = "") -> domain_rows.DomainView:
         return await self.db.run(domain_rows.create, caller, name, parent_uuid, domain_uuid)

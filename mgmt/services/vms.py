@@ -49,6 +49,7 @@ from ..orchestration.configdrive import PASSWORD_DETAIL
 from ..orchestration.engine import Scope
 from ..orchestration.vm_state import State
 from ..orchestration.vms import DeploySpec
+from . import domains as domain_rows
 from . import guest_data, offerings
 from .caller import Caller
 from .crud import Filters, Row
@@ -157,6 +158,15 @@ def _resolve(conn: Connection | None, caller: Caller, request: DeployRequest,
         raise PermissionDenied(f"unable to find or access template {request.template_uuid}")
     account_id = (acting_for(conn, caller, request.account_name, request.domain_uuid) if conn is not None
                   else int(caller.account_id))
+    data_offering = catalog.disk_offerings.by_uuid.get(request.disk_offering_uuid) \
+        if request.disk_offering_uuid else None
+    for used in (offering, data_offering):
+        if used is not None and (used.domain_ids or used.zone_ids):  # dedicated: to the account's domain?
+            assert conn is not None
+            chain = domain_rows.chain(conn, _domain_path(conn, account_id))
+            if not offerings.usable(used, chain, zone.uuid):
+                raise InvalidParameter(f"offering {used.name} is not for this account's domain or zone "
+                                       f"{zone.name}")
     ip = request.ip_address
     network_ids = [_usable_network(catalog, n, account_id).id for n in request.network_uuids]
     for network_uuid, address in request.ip_to_network:
@@ -309,6 +319,11 @@ def _resolve(conn: Connection | None, caller: Caller, request: DeployRequest,
 
 
 HIDDEN_DETAILS = frozenset({PASSWORD_DETAIL})
+
+
+def _domain_path(conn: Connection, account_id: int) -> str:
+    return str(conn.scalar(sa.select(domains.c.path).join(accounts, accounts.c.domain_id == domains.c.id)
+                           .where(accounts.c.id == account_id)) or "/")
 
 
 def _whole(text: str, key: str) -> int:
@@ -632,9 +647,11 @@ class VirtualMachines:
         algorithm = offerings.PLANNERS.get(request.deployment_planner or (
             offering.deployment_planner if offering is not None else ""), "")
         spread = orchestrator.placement.settings.needs_counts(algorithm)
+        data = catalog.disk_offerings.by_uuid.get(request.disk_offering_uuid)
+        dedicated = any(o is not None and (o.domain_ids or o.zone_ids) for o in (offering, data))
         for fresh in (False, True):
             try:
-                if spread or request.needs_database:
+                if spread or request.needs_database or dedicated:
                     spec, planned = await self.db.read(_resolve_and_profile, caller, request, spread, catalog)
                 else:  # everything it names is in the catalog: no read at all
                     spec, planned = _resolve_and_profile(None, caller, request, False, catalog)

@@ -28,6 +28,8 @@ from ..db.schema import (
 from ..errors import InvalidParameter, PermissionDenied
 from ..orchestration import disks
 from ..storage import tuning
+from . import domains as domain_rows
+from . import offerings
 from .caller import Caller
 from .crud import Filters, Row
 from .queries import acting_for, fetch, find, keyword, matching, new_uuid, now, owner_filter, uuids
@@ -144,6 +146,12 @@ def _create(conn: Connection, caller: Caller, spec: VolumeSpec) -> tuple[int, st
         raise InvalidParameter("size must be between 1 and 65536 (GB)" if size_gb or offering is None else
                                f"disk offering {offering.name} is custom: give size (GB)")
     owner = acting_for(conn, caller, spec.account_name, spec.domain_uuid)
+    if offering is not None and (offering.domain_ids or offering.zone_ids):
+        path = conn.scalar(sa.select(domains.c.path).join(accounts, accounts.c.domain_id == domains.c.id)
+                           .where(accounts.c.id == owner)) or "/"
+        if not offerings.usable(offering, domain_rows.chain(conn, path), zone.uuid):
+            raise InvalidParameter(f"disk offering {offering.name} is not for this account's domain or zone "
+                                   f"{zone.name}")
     if spec.custom_id and conn.scalar(sa.select(volumes.c.id).where(volumes.c.uuid == spec.custom_id)):
         raise InvalidParameter(f"the id {spec.custom_id} is taken")
     volume_uuid = spec.custom_id or new_uuid()

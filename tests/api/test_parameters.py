@@ -314,3 +314,36 @@ async def test_resource_tags_are_made_listed_filtered_by_copied_and_removed(api:
     error = await refused(api, lambda: theirs.createTags(resourcetype="UserVm", resourceids=vm["id"],
                                                          **{"tags[0].key": "x", "tags[0].value": "y"}))
     assert error["errorcode"] in (431, 531)
+
+
+async def test_offerings_dedicated_to_a_domain_and_zone_serve_only_them(api: ApiCloud) -> None:
+    cs = api.client()
+    b = await basics(api)
+    sales = (await api.call(lambda: cs.createDomain(name="sales")))["domain"]
+    offering = (await api.call(lambda: cs.createServiceOffering(
+        name="sales-only", cpunumber=1, cpuspeed=500, memory=256, domainid=sales["id"],
+        zoneid=b["zone"]["id"])))["serviceoffering"]
+    assert (offering["domainid"], offering["zoneid"]) == (sales["id"], b["zone"]["id"])
+
+    async def user_in(domain_id: str, name: str) -> Any:
+        await api.call(lambda: cs.createAccount(username=name, password="a-long-enough-password", email="u@x",
+                                                firstname="u", lastname="u", domainid=domain_id))
+        user = (await api.call(lambda: cs.listUsers(username=name, listall="true")))["user"][0]
+        keys = (await api.call(lambda: cs.registerUserKeys(id=user["id"])))["userkeys"]
+        return api.client(key=keys["apikey"], secret=keys["secretkey"])
+
+    seller = await user_in(sales["id"], "seller")
+    outsider = await user_in(sales["parentdomainid"], "outsider")  # (in ROOT)
+    seen = {o["id"] for o in (await api.call(lambda: seller.listServiceOfferings()))["serviceoffering"]}
+    assert offering["id"] in seen and b["small"]["id"] in seen  # (and the public ones)
+    unseen = {o["id"] for o in (await api.call(lambda: outsider.listServiceOfferings()))["serviceoffering"]}
+    assert offering["id"] not in unseen and b["small"]["id"] in unseen
+    base = {"zoneid": b["zone"]["id"], "serviceofferingid": offering["id"], "templateid": b["template"]["id"]}
+    vm = (await api.call(lambda: seller.deployVirtualMachine(**base, fetch_result=True)))["virtualmachine"]
+    assert vm["serviceofferingid"] == offering["id"]
+    error = await refused(api, lambda: outsider.deployVirtualMachine(**base))
+    assert "not for this account's domain" in error["errortext"]
+    # made public again: everyone sees it
+    await api.call(lambda: cs.updateServiceOffering(id=offering["id"], domainid="public"))
+    unseen = {o["id"] for o in (await api.call(lambda: outsider.listServiceOfferings()))["serviceoffering"]}
+    assert offering["id"] in unseen

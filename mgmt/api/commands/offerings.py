@@ -21,7 +21,6 @@ from ...services.offerings import (
 )
 from ..registry import Param, command, refuse
 from .common import (
-    DEDICATION,
     ENCRYPTION,
     LIVE_SCALING,
     MANAGED,
@@ -34,12 +33,13 @@ from .common import (
     deleter,
     lister,
     tags,
+    uuids,
 )
 
 if TYPE_CHECKING:
     from ..app import Context
 
-PUBLIC = "offerings are public here: every domain, account and zone sees them all"
+PUBLIC = "public offerings and those dedicated to it"
 
 def _io_text(param: str) -> str:
     unit = "seconds" if param.endswith("length") else "bytes/s" if param.startswith("bytes") else "IOPS"
@@ -58,7 +58,8 @@ _NOT_APPLYING = (
     *refuse(MANAGED, "miniops", "maxiops", "hypervisorsnapshotreserve"),
     *refuse(MANAGED, "customizediops", harmless=("false",)),
     *refuse(VMWARE, "storagepolicy"),
-    *refuse(DEDICATION, "domainid", "zoneid", applies=True),
+    Param("domainid", "list", description="the domains it is for, and their subdomains (default: public)"),
+    Param("zoneid", "list", description="the zones it is offered in (default: every zone)"),
 )
 
 
@@ -105,6 +106,7 @@ def service_offering_view(r: Any) -> dict[str, Any]:
         "dynamicscalingenabled": False,
         "iscustomizediops": False,
         "serviceofferingdetails": details or None,
+        **_dedication_view(r),
         **view_tuning(r),
         "created": date(r.created),
     }
@@ -127,11 +129,13 @@ _list_service_offerings = lister(SERVICE_OFFERING, "serviceoffering", service_of
     Param("memory", "integer", description="offerings that give at least this memory (MiB)"),
     Param("storagetype", description="shared or local"),
     Param("templateid", "uuid", description="offerings whose root disk size fits the template"),
-    Param("zoneid", "uuid", description=f"offerings of the zone ({PUBLIC})"),
-    Param("domainid", "uuid", description=f"offerings of the domain ({PUBLIC})"),
-    Param("account", description=f"offerings of the account ({PUBLIC})"),
-    Param("isrecursive", "boolean", description=f"with domainid: its subdomains' too ({PUBLIC})"),
-    Param("listall", "boolean", description=f"every offering the caller may see ({PUBLIC})"),
+    Param("zoneid", "uuid", description="the offerings of the zone (public or dedicated to it)"),
+    Param("domainid", "uuid", description="the offerings the domain's accounts may use (public, or "
+                                          "dedicated to it or a domain above)"),
+    Param("account", description="the offerings the account may use (with domainid)"),
+    Param("isrecursive", "boolean", description="with domainid: offerings are inherited downward, so this "
+                                                "changes nothing"),
+    Param("listall", "boolean", description="admins: every offering, whoever it is dedicated to"),
     *refuse(PROJECTS, "projectid", applies=True),
     *refuse(SYSTEM_VMS, "systemvmtype"),
     *refuse(ENCRYPTION, "encryptroot", harmless=("false",), applies=True),
@@ -144,7 +148,26 @@ async def list_service_offerings(ctx: Context, args: dict[str, Any]) -> dict[str
     if "templateid" in args:
         size = await ctx.services.templates.size_of(ctx.caller, args["templateid"])
         args = {**args, "template_bytes": size}
-    return await _list_service_offerings(ctx, args)
+    return await _list_service_offerings(ctx, await _visibility(ctx, args))
+
+
+async def _visibility(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    """The dedication filters of an offering list: the domains whose offerings the caller (or the domain
+    or account it names) may use, and the zone."""
+    out = dict(args)
+    if "domainid" in args:
+        out["domains"] = await ctx.services.tenancy.domain_chain(ctx.caller, args["domainid"])
+    elif not ctx.caller.is_admin or not args.get("listall", True):
+        out["domains"] = await ctx.services.tenancy.domain_chain(ctx.caller)
+    if "zoneid" in args:
+        out["zone"] = args["zoneid"]
+    return out
+
+
+def _dedication_view(r: Any) -> dict[str, Any]:
+    domains = [u for u in r.domain_ids.split(",") if u]
+    zones = [u for u in r.zone_ids.split(",") if u]
+    return {"domainid": ",".join(domains) or None, "zoneid": ",".join(zones) or None}
 
 
 @command(
@@ -212,7 +235,8 @@ async def create_service_offering(ctx: Context, args: dict[str, Any]) -> dict[st
         min_memory_mb=args.get("minmemory"), max_memory_mb=args.get("maxmemory"),
         root_disk_gb=args.get("rootdisksize"), deployment_planner=args.get("deploymentplanner", ""),
         limit_cpu_use=args.get("limitcpuuse", False), is_volatile=False,
-        network_rate=args.get("networkrate"), disk=DiskTuning.from_args(disk_args), details=details)
+        network_rate=args.get("networkrate"), disk=DiskTuning.from_args(disk_args), details=details,
+        domain_uuids=tuple(uuids(args, "domainid")), zone_uuids=tuple(uuids(args, "zoneid")))
     made = await created(ctx, spec, "SERVICE.OFFERING.CREATE", "ServiceOffering", service_offering_view)
     return {"serviceoffering": made}
 
@@ -235,8 +259,9 @@ def _tuning_args(r: Any) -> dict[str, Any]:
     Param("hosttags", description="the new comma-separated host tags (empty: none)"),
     *refuse("offerings are listed in the order they were made: sort keys are not supported yet", "sortkey",
             applies=True),
-    *refuse(DEDICATION, "domainid", "zoneid", applies=True),
-    *refuse("storage tags are fixed when the offering is made", "storagetags", applies=True),
+    Param("domainid", description="the domains it is for, comma-separated, or public"),
+    Param("zoneid", description="the zones it is offered in, comma-separated, or public (every zone)"),
+    Param("storagetags", description="the storage tags the root disks of its new VMs need (empty: none)"),
     admin=True,
     event="SERVICE.OFFERING.EDIT",
     response="serviceoffering",
@@ -276,6 +301,7 @@ def disk_offering_view(r: Any) -> dict[str, Any]:
         "disksizestrictness": r.size_strict,
         "details": _json(r.details) or None,
         "iscustomizediops": False,
+        **_dedication_view(r),
         **view_tuning(r),
         "created": date(r.created),
     }
@@ -291,11 +317,13 @@ _list_disk_offerings = lister(DISK_OFFERING, "diskoffering", disk_offering_view,
     Param("id", "uuid", description="the offering's id"),
     Param("name", description="the offering's name"),
     Param("storagetype", description="shared or local"),
-    Param("zoneid", "uuid", description=f"offerings of the zone ({PUBLIC})"),
-    Param("domainid", "uuid", description=f"offerings of the domain ({PUBLIC})"),
-    Param("account", description=f"offerings of the account ({PUBLIC})"),
-    Param("isrecursive", "boolean", description=f"with domainid: its subdomains' too ({PUBLIC})"),
-    Param("listall", "boolean", description=f"every offering the caller may see ({PUBLIC})"),
+    Param("zoneid", "uuid", description="the offerings of the zone (public or dedicated to it)"),
+    Param("domainid", "uuid", description="the offerings the domain's accounts may use (public, or "
+                                          "dedicated to it or a domain above)"),
+    Param("account", description="the offerings the account may use (with domainid)"),
+    Param("isrecursive", "boolean", description="with domainid: offerings are inherited downward, so this "
+                                                "changes nothing"),
+    Param("listall", "boolean", description="admins: every offering, whoever it is dedicated to"),
     *refuse(PROJECTS, "projectid", applies=True),
     *refuse(ENCRYPTION, "encrypt", harmless=("false",), applies=True),
     *refuse("listing the offerings that suit a pool, volume or VM is not supported yet", "storageid",
@@ -306,7 +334,7 @@ _list_disk_offerings = lister(DISK_OFFERING, "diskoffering", disk_offering_view,
 async def list_disk_offerings(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     if not ctx.caller.is_admin:
         args = {**args, "display": True}
-    return await _list_disk_offerings(ctx, args)
+    return await _list_disk_offerings(ctx, await _visibility(ctx, args))
 
 
 @command(
@@ -334,7 +362,8 @@ async def create_disk_offering(ctx: Context, args: dict[str, Any]) -> dict[str, 
     spec = DiskOfferingSpec(args["name"], 0 if args.get("customized") else args.get("disksize", 0),
                             args.get("displaytext", ""), tags(args.get("tags", "")),
                             args.get("disksizestrictness", False), args.get("displayoffering", True),
-                            DiskTuning.from_args(args), _details(args.get("details", [])))
+                            DiskTuning.from_args(args), _details(args.get("details", [])),
+                            tuple(uuids(args, "domainid")), tuple(uuids(args, "zoneid")))
     made = await created(ctx, spec, "DISK.OFFERING.CREATE", "DiskOffering", disk_offering_view)
     return {"diskoffering": made}
 
@@ -352,7 +381,8 @@ async def create_disk_offering(ctx: Context, args: dict[str, Any]) -> dict[str, 
     *refuse("offerings are listed in the order they were made: sort keys are not supported yet", "sortkey",
             applies=True),
     *(p for p in DISK_TUNING if p.name not in ("provisioningtype", "cachemode", "storagetype")),
-    *refuse(DEDICATION, "domainid", "zoneid", applies=True),
+    Param("domainid", description="the domains it is for, comma-separated, or public"),
+    Param("zoneid", description="the zones it is offered in, comma-separated, or public (every zone)"),
     admin=True,
     event="DISK.OFFERING.EDIT",
     response="diskoffering",

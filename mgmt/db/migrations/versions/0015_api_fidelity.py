@@ -95,6 +95,11 @@ def upgrade() -> None:
         b.add_column(sa.Column("template_tag", sa.String(255), nullable=False, server_default=""))
         b.add_column(sa.Column("template_type", sa.String(32), nullable=False, server_default="USER"))
         b.add_column(sa.Column("direct_download", sa.Boolean(), nullable=False, server_default=sa.false()))
+
+    def dedication() -> list[sa.Column[object]]:
+        return [sa.Column("domain_ids", sa.Text(), nullable=False, server_default=""),
+                sa.Column("zone_ids", sa.Text(), nullable=False, server_default="")]
+
     with op.batch_alter_table("service_offerings") as b:
         for name in ("min_cpus", "max_cpus", "min_memory_mb", "max_memory_mb", "root_disk_gb"):
             b.add_column(sa.Column(name, sa.Integer()))
@@ -106,6 +111,8 @@ def upgrade() -> None:
             b.add_column(column)
         b.add_column(sa.Column("storage_type", sa.String(16), nullable=False, server_default="shared"))
         b.add_column(sa.Column("details", sa.Text(), nullable=False, server_default="{}"))
+        for column in dedication():
+            b.add_column(column)
     with op.batch_alter_table("disk_offerings") as b:
         b.add_column(sa.Column("size_strict", sa.Boolean(), nullable=False, server_default=sa.false()))
         b.add_column(sa.Column("display", sa.Boolean(), nullable=False, server_default=sa.true()))
@@ -113,6 +120,8 @@ def upgrade() -> None:
             b.add_column(column)
         b.add_column(sa.Column("storage_type", sa.String(16), nullable=False, server_default="shared"))
         b.add_column(sa.Column("details", sa.Text(), nullable=False, server_default="{}"))
+        for column in dedication():
+            b.add_column(column)
     with op.batch_alter_table("volumes") as b:
         for column in _disk_columns():
             b.add_column(column)
@@ -143,12 +152,17 @@ def downgrade() -> None:
             b.drop_column(name)
     with op.batch_alter_table("disk_offerings") as b:
         for name in ("size_strict", "display", "provisioning_type", "cache_mode", "iotune", "storage_type",
-                     "details"):
+                     "details", "domain_ids", "zone_ids"):
             b.drop_column(name)
+
+    def dedication() -> list[sa.Column[object]]:
+        return [sa.Column("domain_ids", sa.Text(), nullable=False, server_default=""),
+                sa.Column("zone_ids", sa.Text(), nullable=False, server_default="")]
+
     with op.batch_alter_table("service_offerings") as b:
         for name in ("min_cpus", "max_cpus", "min_memory_mb", "max_memory_mb", "root_disk_gb",
                      "deployment_planner", "limit_cpu_use", "is_volatile", "network_rate", "provisioning_type",
-                     "cache_mode", "iotune", "storage_type", "details"):
+                     "cache_mode", "iotune", "storage_type", "details", "domain_ids", "zone_ids"):
             b.drop_column(name)
     with op.batch_alter_table("templates") as b:
         for name in ("bits", "checksum", "password_enabled", "sshkey_enabled", "extractable",
