@@ -17,7 +17,8 @@ from typing import Any
 from ..errors import InvalidParameter
 
 TYPES = ("string", "uuid", "integer", "long", "boolean", "list", "map", "date")
-_MAP_KEY = re.compile(r"^([A-Za-z0-9_]+)\[(\d{1,4})\]\.([A-Za-z0-9_.-]+)$")
+_MAP_KEY = re.compile(r"^([A-Za-z0-9_]+)\[(\d{1,4})\]\.([A-Za-z0-9_.-]{1,255})$")
+MAX_MAP_ENTRIES = 256  # the entries a map parameter may have
 INT_RANGE = {"integer": 2**31, "long": 2**63}  # Java's int and long: what CloudStack accepts
 # maps whose keys are the caller's own (kept as given: details[0].cpuNumber); other maps' keys are
 # CloudStack's field names, in any case
@@ -150,6 +151,12 @@ def _map(p: Param, raw: Mapping[str, str]) -> list[dict[str, str]]:
             if p.name.lower() not in FREE_KEY_MAPS or sub.lower() in ("key", "value"):
                 sub = sub.lower()
             entries.setdefault(int(m.group(2)), {})[sub] = value
+            if len(entries) > MAX_MAP_ENTRIES:
+                raise InvalidParameter(f"parameter {p.name} has more than {MAX_MAP_ENTRIES} entries")
+    for entry in entries.values():
+        for sub, value in entry.items():
+            if len(value) > p.length * 16:
+                raise InvalidParameter(f"parameter {p.name}: the value of {sub} is too long")
     return [entries[i] for i in sorted(entries)]
 
 

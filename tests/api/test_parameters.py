@@ -347,3 +347,22 @@ async def test_offerings_dedicated_to_a_domain_and_zone_serve_only_them(api: Api
     await api.call(lambda: cs.updateServiceOffering(id=offering["id"], domainid="public"))
     unseen = {o["id"] for o in (await api.call(lambda: outsider.listServiceOfferings()))["serviceoffering"]}
     assert offering["id"] in unseen
+
+
+async def test_hostile_maps_and_details_are_refused_naming_them(api: ApiCloud) -> None:
+    cs = api.client()
+    b = await basics(api)
+    base = {"zoneid": b["zone"]["id"], "serviceofferingid": b["small"]["id"], "templateid": b["template"]["id"]}
+    error = await refused(api, lambda: cs.deployVirtualMachine(**base, **{"details[0].io.policy": "bogus"}))
+    assert error["errorcode"] == 431 and "io.policy" in error["errortext"]
+    error = await refused(api, lambda: cs.deployVirtualMachine(**base, **{"details[0].Encrypted.Password": "x"}))
+    assert error["errorcode"] == 431
+    many = {f"details[{i}].k{i}": "v" for i in range(300)}
+    error = await refused(api, lambda: cs.deployVirtualMachine(**base, **many))
+    assert error["errorcode"] == 431 and "details" in error["errortext"]
+    error = await refused(api, lambda: cs.deployVirtualMachine(**base, iodriverpolicy="aio=evil"))
+    assert "iodriverpolicy" in error["errortext"]
+    error = await refused(api, lambda: cs.createTags(resourcetype="UserVm", resourceids=str(uuid.uuid4()),
+                                                     **{"tags[0].key": "", "tags[0].value": "x"}))
+    assert error["errorcode"] == 431
+    assert await api.call(lambda: cs.listVirtualMachines(listall="true")) == {}  # nothing was made

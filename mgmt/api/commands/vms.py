@@ -402,12 +402,20 @@ async def deploy_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[str
     return answer
 
 
+# VM details the cloud writes itself (from their own parameters), which a details map may not name
+RESERVED_DETAILS = frozenset({"io.policy", "iothreads", "nic.queues", "nic.packed", "Encrypted.Password",
+                              "userdatadetails", "guest.os.type"})
+
+
 def _map(entries: list[dict[str, str]]) -> dict[str, str]:
     """A map parameter's entries as one dict (``details[0].key=k&details[0].value=v`` or
     ``details[0].k=v``)."""
     out: dict[str, str] = {}
     for entry in entries:
         out.update({entry["key"]: entry["value"]} if set(entry) == {"key", "value"} else entry)
+    reserved = sorted(RESERVED_DETAILS & set(out))
+    if reserved:
+        raise InvalidParameter(f"details {reserved[0]} is the cloud's own (set it with its parameter)")
     return out
 
 
