@@ -352,10 +352,12 @@ async def test_offerings_dedicated_to_a_domain_and_zone_serve_only_them(api: Api
 async def test_hostile_maps_and_details_are_refused_naming_them(api: ApiCloud) -> None:
     cs = api.client()
     b = await basics(api)
-    base = {"zoneid": b["zone"]["id"], "serviceofferingid": b["small"]["id"], "templateid": b["template"]["id"]}
+    base = {"zoneid": b["zone"]["id"], "serviceofferingid": b["small"]["id"],
+            "templateid": b["template"]["id"]}
     error = await refused(api, lambda: cs.deployVirtualMachine(**base, **{"details[0].io.policy": "bogus"}))
     assert error["errorcode"] == 431 and "io.policy" in error["errortext"]
-    error = await refused(api, lambda: cs.deployVirtualMachine(**base, **{"details[0].Encrypted.Password": "x"}))
+    error = await refused(api, lambda: cs.deployVirtualMachine(**base,
+                                                               **{"details[0].Encrypted.Password": "x"}))
     assert error["errorcode"] == 431
     many = {f"details[{i}].k{i}": "v" for i in range(300)}
     error = await refused(api, lambda: cs.deployVirtualMachine(**base, **many))
