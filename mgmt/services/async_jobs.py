@@ -18,7 +18,7 @@ from ..jobs.runner import FAILED, PENDING, SUCCEEDED, JobOwner
 from . import events
 from .caller import Caller
 from .crud import Filters, Row
-from .queries import fetch, owner_filter, owns
+from .queries import fetch, keyword, owner_filter, owns
 
 if TYPE_CHECKING:
     from ..db.database import Database
@@ -72,6 +72,7 @@ def _list(conn: Connection, caller: Caller, args: Filters, since: datetime | Non
     where = owner_filter(conn, caller, args, async_jobs.c.account_id)
     if since is not None:
         where.append(async_jobs.c.created >= since)
+    where += keyword(async_jobs.c.command, args)
     if "msid" in args:  # (the API's managementserverid, as the server's msid)
         where.append(async_jobs.c.mgmt_server_id == args["msid"])
     rows, total = fetch(conn, _query().where(*where), async_jobs.c.id.desc(), args)

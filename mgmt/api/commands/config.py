@@ -143,7 +143,8 @@ async def list_capacity(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
             "percentused": f"{c.percent_used:.2f}" if c.total else "0",
         }.items() if v is not None}
         for c in found
-        if "type" not in args or args["type"] == c.type
+        if ("type" not in args or args["type"] == c.type)
+        and args.get("keyword", "").lower() in c.zone_name.lower()
     ]
     if args.get("sortby") == "usage":
         items.sort(key=lambda c: -float(c["percentused"]))

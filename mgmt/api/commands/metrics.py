@@ -191,8 +191,10 @@ async def list_management_server_metrics(ctx: Context, args: dict[str, Any]) -> 
     found = await ctx.services.management_servers.list()
     here = process_here(ctx)
     items = []
+    word = args.get("keyword", "").lower()
     for s in found:
-        if args.get("id", s.uuid) != s.uuid or args.get("name", s.name) != s.name:
+        if args.get("id", s.uuid) != s.uuid or args.get("name", s.name) != s.name or (
+                word and word not in s.name.lower() and word not in s.address.lower()):
             continue
         item: dict[str, Any] = {"id": s.uuid, "name": s.name, "state": s.state, "version": s.version,
                                 "serviceip": s.address, "lastserverstart": date(s.started)}

@@ -434,7 +434,7 @@ async def list_resource_limits(ctx: Context, args: dict[str, Any]) -> dict[str, 
     who, found = await ctx.services.tenancy.resource_limits(ctx.caller, args.get("account", ""),
                                                             args.get("domainid", ""))
     items = [{"resourcetype": str(int(t)), "resourcetypename": NAMES[t], "max": found[t],
-              **_owner_fields(who)} for t in _types(args)]
+              **_owner_fields(who)} for t in _types(args) if args.get("keyword", "").lower() in NAMES[t]]
     offset, limit = page(args)
     return listing("resourcelimit", items[offset: None if limit is None else offset + limit], len(items))
 
@@ -468,7 +468,7 @@ async def _counts(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     who, found = await ctx.services.tenancy.resource_counts(ctx.caller, args.get("account", ""),
                                                             args.get("domainid", ""))
     items = [{"resourcetype": str(int(t)), "resourcetypename": NAMES[t], "resourcecount": found[t],
-              **_owner_fields(who)} for t in _types(args)]
+              **_owner_fields(who)} for t in _types(args) if args.get("keyword", "").lower() in NAMES[t]]
     offset, limit = page(args)
     return listing("resourcecount", items[offset: None if limit is None else offset + limit], len(items))
 
