@@ -369,6 +369,7 @@ vms = Table(
     # A custom offering's values for this VM (NULL: the offering's own)
     Column("cpus", Integer), Column("cpu_speed_mhz", Integer), Column("memory_mb", Integer),
     Column("group_id", ForeignKey("instance_groups.id")),
+    Column("user_id", Integer),  # the user who deployed it (NULL: before this was recorded)
     Column("display", Boolean, nullable=False, default=True, server_default=sa_true()),
     Column("details", Text, nullable=False, default="{}", server_default="{}"),  # JSON, as given
     *_times(),

@@ -85,6 +85,7 @@ class DeploySpec:
     display: bool = True
     details: str = "{}"  # JSON, as given
     mac_address: str = ""  # the default NIC's
+    user_id: int | None = None  # the user who deployed it
 
 
 def effective(offering: Any, row: Any) -> Any:
@@ -207,6 +208,7 @@ def allocate_record(conn: Connection, spec: DeploySpec, *, vm_uuid: str = "",
             "cpu_speed_mhz": spec.cpu_speed_mhz,
             "memory_mb": spec.memory_mb,
             "group_id": group_id,
+            "user_id": spec.user_id,
             "display": spec.display,
             "details": spec.details,
             "created": stamp,
@@ -224,7 +226,8 @@ def allocate_record(conn: Connection, spec: DeploySpec, *, vm_uuid: str = "",
         account_id=spec.account_id, host_id=None, last_host_id=None, created=stamp, state_changed=stamp,
         removed=None, keypairs=spec.keypairs, ssh_public_keys=spec.ssh_public_keys, user_data=spec.user_data,
         user_data_id=spec.user_data_id, cpus=spec.cpus, cpu_speed_mhz=spec.cpu_speed_mhz,
-        memory_mb=spec.memory_mb, group_id=group_id, display=spec.display, details=spec.details,
+        memory_mb=spec.memory_mb, group_id=group_id, user_id=spec.user_id, display=spec.display,
+        details=spec.details,
     )
     offering = effective(offering, row)
     made_nics, made_volumes = [], []

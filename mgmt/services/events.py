@@ -87,6 +87,11 @@ def _list(conn: Connection, caller: Caller, args: Filters, since: datetime | Non
     )
     if args.get("archived"):  # (events are never archived here)
         where.append(sa.false())
+    if "startid" in args:  # the event and those of the same job (its Scheduled, Started, Completed...)
+        first = events.alias("first")
+        job = sa.select(first.c.job_id).where(first.c.uuid == args["startid"]).scalar_subquery()
+        where.append(sa.or_(events.c.uuid == args["startid"], sa.and_(events.c.job_id.is_not(None),
+                                                                     events.c.job_id == job)))
     if since is not None:
         where.append(events.c.created >= since)
     if until is not None:

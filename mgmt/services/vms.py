@@ -39,6 +39,7 @@ from ..db.schema import (
     storage_pools,
     templates,
     user_data,
+    users,
     vms,
     volumes,
     zones,
@@ -315,6 +316,7 @@ def _resolve(conn: Connection | None, caller: Caller, request: DeployRequest,
         display=request.display,
         details=orjson.dumps(details).decode(),
         mac_address=request.mac_address,
+        user_id=caller.user_id or None,
     )
 
 
@@ -409,6 +411,8 @@ def _query() -> sa.Select[Any]:
             sa.func.coalesce(vms.c.cpus, service_offerings.c.cpus).label("cpus"),
             sa.func.coalesce(vms.c.cpu_speed_mhz, service_offerings.c.cpu_speed_mhz).label("cpu_speed_mhz"),
             sa.func.coalesce(vms.c.memory_mb, service_offerings.c.memory_mb).label("memory_mb"),
+            users.c.uuid.label("user_uuid"),
+            users.c.username.label("user_name"),
             instance_groups.c.uuid.label("group_uuid"),
             instance_groups.c.name.label("group_name"),
             accounts.c.name.label("account_name"),
@@ -423,6 +427,7 @@ def _query() -> sa.Select[Any]:
         .join(domains, domains.c.id == accounts.c.domain_id)
         .outerjoin(user_data, user_data.c.id == vms.c.user_data_id)
         .outerjoin(instance_groups, instance_groups.c.id == vms.c.group_id)
+        .outerjoin(users, users.c.id == vms.c.user_id)
     )
 
 
@@ -572,6 +577,8 @@ def _more_filters(caller: Caller, args: Filters) -> list[Any]:
                 raise PermissionDenied(f"only admins may list VMs by {param[:-2]}")
             table = pods if param == "podid" else clusters
             where.append(column == sa.select(table.c.id).where(table.c.uuid == args[param]).scalar_subquery())
+    if "userid" in args:
+        where.append(users.c.uuid == args["userid"])
     if "displayvm" in args:
         where.append(vms.c.display.is_(args["displayvm"]))
     if "haenable" in args:

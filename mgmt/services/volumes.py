@@ -121,6 +121,23 @@ def _list(conn: Connection, caller: Caller, args: Filters) -> tuple[list[Row], i
     return fetch(conn, _query().where(*where), volumes.c.id, args)
 
 
+def _pool_tags(conn: Connection, caller: Caller, pool_uuid: str, volume_uuid: str, vm_uuid: str) -> set[str]:
+    if pool_uuid:
+        pool = find(conn, caller, storage_pools, pool_uuid, "storage pool")
+    else:
+        volume: Any
+        if volume_uuid:
+            volume = find(conn, caller, volumes, volume_uuid, "volume", owned=True)
+        else:
+            vm = find(conn, caller, vms, vm_uuid, "virtual machine", owned=True)
+            volume = conn.execute(sa.select(volumes).where(volumes.c.vm_id == vm.id, volumes.c.type == "ROOT",
+                                                           volumes.c.removed.is_(None))).first()
+        if volume is None or volume.pool_id is None:
+            raise InvalidParameter("the volume is on no storage pool yet")
+        pool = conn.execute(sa.select(storage_pools).where(storage_pools.c.id == volume.pool_id)).one()
+    return {t for t in pool.tags.split(",") if t}
+
+
 def _at_device(conn: Connection, caller: Caller, vm_uuid: str, device_id: int) -> Row:
     vm = find(conn, caller, vms, vm_uuid, "virtual machine", owned=True)
     row = conn.execute(sa.select(volumes).where(volumes.c.vm_id == vm.id, volumes.c.device_id == device_id,
@@ -209,6 +226,11 @@ class Volumes:
 
     async def attach(self, volume_id: int, vm_id: int, device_id: int | None = None) -> None:
         await disks.attach(self.orchestrator, volume_id, vm_id, device_id)
+
+    async def pool_tags(self, caller: Caller, *, pool_uuid: str = "", volume_uuid: str = "",
+                        vm_uuid: str = "") -> set[str]:
+        """The storage tags of a pool: the one named, or the one a volume (a VM's root volume) is on."""
+        return await self.db.read(_pool_tags, caller, pool_uuid, volume_uuid, vm_uuid)
 
     async def at_device(self, caller: Caller, vm_uuid: str, device_id: int) -> Row:
         """The data volume attached to the VM at ``device_id``."""

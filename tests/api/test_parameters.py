@@ -368,3 +368,29 @@ async def test_hostile_maps_and_details_are_refused_naming_them(api: ApiCloud) -
                                                      **{"tags[0].key": "", "tags[0].value": "x"}))
     assert error["errorcode"] == 431
     assert await api.call(lambda: cs.listVirtualMachines(listall="true")) == {}  # nothing was made
+
+
+async def test_who_deployed_suitable_disk_offerings_and_a_job_s_events(api: ApiCloud) -> None:
+    cs = api.client()
+    b = await basics(api)
+    vm = (await api.call(lambda: cs.deployVirtualMachine(
+        zoneid=b["zone"]["id"], serviceofferingid=b["small"]["id"], templateid=b["template"]["id"],
+        fetch_result=True)))["virtualmachine"]
+    me = (await api.call(lambda: cs.listUsers(username="admin")))["user"][0]
+    assert (vm["userid"], vm["username"]) == (me["id"], "admin")
+    mine = await api.call(lambda: cs.listVirtualMachines(userid=me["id"], listall="true"))
+    assert [v["id"] for v in mine["virtualmachine"]] == [vm["id"]]
+    assert await api.call(lambda: cs.listVirtualMachines(userid=str(uuid.uuid4()), listall="true")) == {}
+    # the disk offerings whose storage tags the VM's root volume's pool has
+    root = (await api.call(lambda: cs.listVolumes(virtualmachineid=vm["id"], type="ROOT")))["volume"][0]
+    pool = (await api.call(lambda: cs.listStoragePools(id=root["storageid"])))["storagepool"][0]
+    await api.call(lambda: cs.createDiskOffering(name="needs-gold", disksize=1, tags="gold"))
+    fits = (await api.call(lambda: cs.listDiskOfferings(virtualmachineid=vm["id"])))["diskoffering"]
+    assert "needs-gold" not in {o["name"] for o in fits} and all(
+        set(filter(None, o.get("tags", "").split(","))) <= set(filter(None, pool["tags"].split(",")))
+        for o in fits)
+    # an event and the others of its job
+    events = (await api.call(lambda: cs.listEvents(resourceid=vm["id"], type="VM.CREATE")))["event"]
+    first = events[-1]
+    of_job = (await api.call(lambda: cs.listEvents(startid=first["id"])))["event"]
+    assert first["id"] in {e["id"] for e in of_job} and {e["state"] for e in of_job} >= {"Scheduled"}

@@ -40,7 +40,7 @@ ENCRYPTION = "volume encryption is not supported yet"
 LIVE_SCALING = "scaling a running VM is not supported yet"
 SCOPED_SETTINGS = ("settings are global here: zone, cluster, pool, domain and account scopes are not "
                    "supported yet")
-DEDICATION = "offerings and zones are public here: dedicating them to domains or zones is not supported yet"
+DEDICATION = "zones are public here: dedicating a zone to a domain is not supported yet"
 
 
 PAGING = (

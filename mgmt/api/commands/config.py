@@ -93,7 +93,7 @@ def event_view(r: Any) -> dict[str, Any]:
     Param("archived", "boolean", description="true: archived events (events are never archived here)"),
     *refuse("listing events pending longer than a duration is not supported yet", "duration", "entrytime",
             applies=True),
-    *refuse("events are not nested here (each stands alone)", "startid", applies=True),
+    Param("startid", "uuid", description="an event and the others of its job"),
     *OWNER,
     *PAGING,
     response="event",

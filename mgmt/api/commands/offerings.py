@@ -32,6 +32,8 @@ from .common import (
     date,
     deleter,
     lister,
+    listing,
+    page,
     tags,
     uuids,
 )
@@ -326,15 +328,27 @@ _list_disk_offerings = lister(DISK_OFFERING, "diskoffering", disk_offering_view,
     Param("listall", "boolean", description="admins: every offering, whoever it is dedicated to"),
     *refuse(PROJECTS, "projectid", applies=True),
     *refuse(ENCRYPTION, "encrypt", harmless=("false",), applies=True),
-    *refuse("listing the offerings that suit a pool, volume or VM is not supported yet", "storageid",
-            "volumeid", "virtualmachineid", applies=True),
+    Param("storageid", "uuid", description="the offerings whose storage tags this pool has"),
+    Param("volumeid", "uuid", description="the offerings whose storage tags the volume's pool has"),
+    Param("virtualmachineid", "uuid", description="the offerings whose storage tags the VM's root volume's "
+                                                  "pool has (data disks it may take there)"),
     *PAGING,
     response="diskoffering",
 )
 async def list_disk_offerings(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     if not ctx.caller.is_admin:
         args = {**args, "display": True}
-    return await _list_disk_offerings(ctx, await _visibility(ctx, args))
+    args = await _visibility(ctx, args)
+    if not any(k in args for k in ("storageid", "volumeid", "virtualmachineid")):
+        answer: dict[str, Any] = await _list_disk_offerings(ctx, args)
+        return answer
+    has = await ctx.services.volumes.pool_tags(ctx.caller, pool_uuid=args.get("storageid", ""),
+                                               volume_uuid=args.get("volumeid", ""),
+                                               vm_uuid=args.get("virtualmachineid", ""))
+    everything = await _list_disk_offerings(ctx, {**args, "page": 1, "pagesize": -1})
+    suitable = [o for o in everything.get("diskoffering", []) if set(tags(o.get("tags", ""))) <= has]
+    offset, limit = page(args)
+    return listing("diskoffering", suitable[offset: None if limit is None else offset + limit], len(suitable))
 
 
 @command(

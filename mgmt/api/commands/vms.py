@@ -64,6 +64,8 @@ def vm_view(
         "lastupdated": date(r.state_changed),
         "hypervisor": r.host_hypervisor or r.template_hypervisor,
         "account": r.account_name,
+        "userid": r.user_uuid,
+        "username": r.user_name,
         "domainid": r.domain_uuid,
         "domain": r.domain_name,
         "haenable": r.ha_enabled,
@@ -208,7 +210,7 @@ VM_FILTERS = (
     *refuse("ISOs are not supported yet", "isoid", applies=True),
     *refuse("VNF appliances are not supported yet", "isvnf", harmless=("false",), applies=True),
     *refuse(VPCS, "vpcid", applies=True),
-    *refuse("the user who deployed a VM is not recorded (its account is)", "userid", applies=True),
+    Param("userid", "uuid", description="VMs this user deployed"),
     *OWNER,
     *PAGING,
 )

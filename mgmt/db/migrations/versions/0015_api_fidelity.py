@@ -130,6 +130,7 @@ def upgrade() -> None:
         for name in ("cpus", "cpu_speed_mhz", "memory_mb"):
             b.add_column(sa.Column(name, sa.Integer()))
         b.add_column(sa.Column("group_id", sa.Integer()))
+        b.add_column(sa.Column("user_id", sa.Integer()))
         b.add_column(sa.Column("display", sa.Boolean(), nullable=False, server_default=sa.true()))
         b.add_column(sa.Column("details", sa.Text(), nullable=False, server_default="{}"))
         b.create_foreign_key(op.f("fk_vms_group_id_instance_groups"), "instance_groups", ["group_id"], ["id"])
@@ -145,7 +146,7 @@ def downgrade() -> None:
     op.execute("DELETE FROM disk_offerings WHERE name = 'Custom' AND size_gb = 0")
     with op.batch_alter_table("vms") as b:
         b.drop_constraint(op.f("fk_vms_group_id_instance_groups"), type_="foreignkey")
-        for name in ("cpus", "cpu_speed_mhz", "memory_mb", "group_id", "display", "details"):
+        for name in ("cpus", "cpu_speed_mhz", "memory_mb", "group_id", "user_id", "display", "details"):
             b.drop_column(name)
     with op.batch_alter_table("volumes") as b:
         for name in ("provisioning_type", "cache_mode", "iotune", "display"):
