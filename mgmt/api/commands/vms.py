@@ -160,9 +160,14 @@ def _render(listing: VmListing, *, admin: bool) -> dict[str, Any]:
     return view
 
 
-async def view_of(ctx: Context, vm_id: int) -> dict[str, Any]:
-    """The VM as listVirtualMachines shows it to the caller."""
-    return _render(await ctx.services.vms.listing(vm_id), admin=ctx.caller.is_admin)
+async def view_of(ctx: Context, vm_id: int, *, tagged: bool = True) -> dict[str, Any]:
+    """The VM as listVirtualMachines shows it to the caller (``tagged``: with its tags read; a VM just
+    made has none unless it copied its template's)."""
+    view = _render(await ctx.services.vms.listing(vm_id), admin=ctx.caller.is_admin)
+    if tagged:
+        view = (await with_tags(ctx, {"virtualmachine": [view]}, "virtualmachine", "UserVm"))[
+            "virtualmachine"][0]
+    return view
 
 
 async def _view_even_removed(ctx: Context, vm_id: int) -> dict[str, Any]:
@@ -387,9 +392,8 @@ async def deploy_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[str
         vm_id = await deployment.run()
         if args.get("copyimagetags"):
             await ctx.services.tags.copy("Template", args["templateid"], "UserVm", deployment.vm_uuid)
-        shown = await with_tags(ctx, {"virtualmachine": [await view_of(ctx, vm_id)]}, "virtualmachine",
-                                "UserVm")
-        return {"virtualmachine": shown["virtualmachine"][0]}
+        copied = bool(args.get("copyimagetags"))
+        return {"virtualmachine": await view_of(ctx, vm_id, tagged=copied)}
 
     job = await ctx.submit(
         work,
