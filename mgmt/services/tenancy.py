@@ -395,6 +395,13 @@ class Tenancy:
     async def user(self, caller: Caller, ident: str) -> Row:
         return await self.db.read(lambda conn: conn.execute(_user_query().where(users.c.uuid == ident)).one())
 
+    async def user_in_reach(self, caller: Caller, ident: str) -> Row:
+        """A user the caller may manage (not itself): refused as CloudStack refuses it otherwise."""
+        row = await self.db.read(_user_in_reach, caller, ident)
+        if row.id == caller.user_id:
+            raise PermissionDenied("a user cannot disable, lock or delete itself")
+        return row
+
     async def move_user(self, caller: Caller, ident: str, account_uuid: str, account_name: str) -> Row:
         def work(conn: Connection) -> Row:
             if account_uuid:

@@ -312,7 +312,7 @@ async def _user_state(ctx: Context, args: dict[str, Any], state: str, event: str
          Param("id", "uuid", required=True, description="the user"), admin=True, domain_admin=True,
          is_async=True, event="USER.DISABLE", response="user")
 async def disable_user(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    user = await ctx.services.tenancy.user(ctx.caller, args["id"])
+    user = await ctx.services.tenancy.user_in_reach(ctx.caller, args["id"])
 
     async def work() -> dict[str, Any]:
         return await _user_state(ctx, args, "disabled", "USER.DISABLE", "disabled")
