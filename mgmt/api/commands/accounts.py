@@ -12,9 +12,8 @@ from ...services.caller import DOMAIN_ADMIN, ROOT_ADMIN, USER
 from ...services.domains import DomainView, cs_path, level
 from ...services.tenancy import TYPE_OF_ROLE
 from ..registry import Param, command, refuse
-from .common import NO_VR, PAGING, date, listing
+from .common import ICON, NO_VR, PAGING, date, listing
 
-ICON = Param("showicon", "boolean", description="add resource icons (none can be set here: nothing is added)")
 TAGGED_LIMITS = "limits and counts by host or storage tag are not supported yet"
 
 if TYPE_CHECKING:

@@ -14,8 +14,8 @@ from ..registry import Param, refuse
 if TYPE_CHECKING:
     from ..app import Context
 
-__all__ = ["OWNER", "PAGING", "created", "date", "deleter", "lister", "listing", "page", "success", "tags",
-           "uuids"]
+__all__ = ["ICON", "OWNER", "PAGING", "as_dict", "created", "date", "deleter", "lister", "listing", "page",
+           "success", "tags", "updated", "uuids"]
 
 
 def listing(key: str, items: list[dict[str, Any]], total: int) -> dict[str, Any]:
@@ -43,6 +43,7 @@ SCOPED_SETTINGS = ("settings are global here: zone, cluster, pool, domain and ac
 DEDICATION = "zones are public here: dedicating a zone to a domain is not supported yet"
 
 
+ICON = Param("showicon", "boolean", description="add resource icons (none can be set here: nothing is added)")
 PAGING = (
     Param("page", "integer", description="the page to list, from 1 (with pagesize)"),
     Param("pagesize", "integer", description=f"items per page, up to {MAX_PAGE}; -1: all (with page)"),
@@ -97,6 +98,24 @@ def deleter(kind: Kind, event: str, resource_type: str, module: str) -> Handler:
 
     handler.__module__ = module
     return handler
+
+
+async def updated(ctx: Context, kind: Kind, args: dict[str, Any], event: str, resource_type: str,
+                  view: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    """Change a declared kind's resource as ``args`` asks, record the event; it as ``view`` shows it."""
+    row, changed = await ctx.services.resources.update(ctx.caller, kind, args["id"], args)
+    await ctx.event(event, f"updated {kind.name} {row.name}: {', '.join(changed) or 'nothing'}",
+                    resource_type=resource_type, resource_uuid=row.uuid)
+    return view(row)
+
+
+def as_dict(entries: list[dict[str, str]]) -> dict[str, str]:
+    """A map parameter's entries as one dict: ``details[0].key=k&details[0].value=v`` or
+    ``details[0].k=v``."""
+    out: dict[str, str] = {}
+    for entry in entries:
+        out.update({entry["key"]: entry["value"]} if set(entry) == {"key", "value"} else entry)
+    return out
 
 
 async def created(ctx: Context, spec: object, event: str, resource_type: str,

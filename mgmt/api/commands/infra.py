@@ -13,12 +13,14 @@ from ...services.infra import ClusterSpec, PodSpec, PoolSpec, ZoneSpec
 from ..registry import Param, command, refuse
 from .common import (
     DEDICATION,
+    ICON,
     IPV6,
     MANAGED,
     NO_VR,
     OVM3,
     PAGING,
     VMWARE,
+    as_dict,
     created,
     date,
     deleter,
@@ -26,6 +28,7 @@ from .common import (
     listing,
     page,
     tags,
+    updated,
     uuids,
 )
 from .tags import TAGS, with_tags
@@ -37,7 +40,6 @@ if TYPE_CHECKING:
 
 PUBLIC_ZONES = "zones are public here: every domain sees every zone"
 CAPACITIES = Param("showcapacities", "boolean", description="add each item's capacity (as listCapacity)")
-ICON = Param("showicon", "boolean", description="add resource icons (none can be set here: nothing is added)")
 
 
 def zone_view(r: Any) -> dict[str, Any]:
@@ -159,15 +161,8 @@ async def create_zone(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
 async def update_zone(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     if args.get("ispublic") is False:
         raise InvalidParameter(f"ispublic=false: {PUBLIC_ZONES}")
-    return {"zone": await _updated(ctx, infra.ZONE, args, "ZONE.EDIT", "Zone", zone_view)}
+    return {"zone": await updated(ctx, infra.ZONE, args, "ZONE.EDIT", "Zone", zone_view)}
 
-
-async def _updated(ctx: Context, kind: Any, args: dict[str, Any], event: str, resource_type: str,
-                   view: Any) -> dict[str, Any]:
-    row, changed = await ctx.services.resources.update(ctx.caller, kind, args["id"], args)
-    await ctx.event(event, f"updated {kind.name} {row.name}: {', '.join(changed) or 'nothing'}",
-                    resource_type=resource_type, resource_uuid=row.uuid)
-    return view(row)  # type: ignore[no-any-return]
 
 
 command(
@@ -254,7 +249,7 @@ async def create_pod(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     response="pod",
 )
 async def update_pod(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    return {"pod": await _updated(ctx, infra.POD, args, "POD.EDIT", "Pod", pod_view)}
+    return {"pod": await updated(ctx, infra.POD, args, "POD.EDIT", "Pod", pod_view)}
 
 
 command(
@@ -349,7 +344,7 @@ async def add_cluster(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     response="cluster",
 )
 async def update_cluster(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    return {"cluster": await _updated(ctx, infra.CLUSTER, args, "CLUSTER.EDIT", "Cluster", cluster_view)}
+    return {"cluster": await updated(ctx, infra.CLUSTER, args, "CLUSTER.EDIT", "Cluster", cluster_view)}
 
 
 command(
@@ -450,16 +445,10 @@ async def create_storage_pool(ctx: Context, args: dict[str, Any]) -> dict[str, A
         size = await ctx.services.hosts.measure_pool(ctx.caller, args["zoneid"], args.get("clusterid"),
                                                       args["url"])
     spec = PoolSpec(args["zoneid"], args["name"], args["url"], size, args.get("scope", ""),
-                    args.get("clusterid"), tags(args.get("tags", "")), _details(args.get("details", [])),
+                    args.get("clusterid"), tags(args.get("tags", "")), as_dict(args.get("details", [])),
                     pod_uuid=args.get("podid"))
     return {"storagepool": await created(ctx, spec, "STORAGE.POOL.CREATE", "StoragePool", pool_view)}
 
-
-def _details(entries: list[dict[str, str]]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for entry in entries:
-        out.update({entry["key"]: entry["value"]} if set(entry) == {"key", "value"} else entry)
-    return out
 
 
 @command(
@@ -480,8 +469,8 @@ def _details(entries: list[dict[str, str]]) -> dict[str, str]:
 )
 async def update_storage_pool(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     if "details" in args:
-        args = {**args, "details": _details(args["details"])}
-    return {"storagepool": await _updated(ctx, infra.POOL, args, "UPDATE.STORAGE.POOL", "StoragePool",
+        args = {**args, "details": as_dict(args["details"])}
+    return {"storagepool": await updated(ctx, infra.POOL, args, "UPDATE.STORAGE.POOL", "StoragePool",
                                           pool_view)}
 
 
@@ -561,7 +550,7 @@ HOST_FILTERS = (
 _CAPACITY_FIELDS = ("cpuallocated", "cpuallocatedvalue", "memorytotal", "memoryallocated", "memoryused")
 
 
-def _host_details(args: dict[str, Any]) -> set[str]:
+def _hostas_dict(args: dict[str, Any]) -> set[str]:
     wanted = {d.lower() for d in args.get("details", ["all"])}
     unknown = wanted - set(HOST_DETAILS)
     if unknown:
@@ -572,7 +561,7 @@ def _host_details(args: dict[str, Any]) -> set[str]:
 @command("listHosts", "Lists hosts with their state and capacity.", *HOST_FILTERS, admin=True,
          response="host")
 async def list_hosts(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    details = _host_details(args)
+    details = _hostas_dict(args)
     if args.get("hahost"):
         return {}
     answer = await _list_hosts(ctx, args)

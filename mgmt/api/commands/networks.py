@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ...errors import InvalidParameter
 from ...services.networks import NetworkSpec
 from ..registry import Param, command, refuse
-from .common import IPV6, NO_VR, OWNER, PAGING, PROJECTS, VPCS, date, listing
+from .common import ICON, IPV6, NO_VR, OWNER, PAGING, PROJECTS, VPCS, date, listing
 from .tags import TAGS, with_tags
 
 NO_PHYSICAL = "physical networks are not modelled: each zone's hosts bridge guests themselves"
@@ -136,7 +136,7 @@ async def list_network_offerings(ctx: Context, args: dict[str, Any]) -> dict[str
     Param("restartrequired", "boolean", description="true: networks waiting for a restart (none here)"),
     Param("displaynetwork", "boolean", description="false: networks users do not see (none here)"),
     Param("retrieveonlyresourcecount", "boolean", description="answer the count alone"),
-    Param("showicon", "boolean", description="add resource icons (none can be set here: nothing is added)"),
+    ICON,
     TAGS,
     *refuse(VPCS, "vpcid", applies=True),
     *refuse(NO_PHYSICAL, "physicalnetworkid"),

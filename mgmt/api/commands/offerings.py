@@ -28,6 +28,7 @@ from .common import (
     PROJECTS,
     SYSTEM_VMS,
     VMWARE,
+    as_dict,
     created,
     date,
     deleter,
@@ -35,6 +36,7 @@ from .common import (
     listing,
     page,
     tags,
+    updated,
     uuids,
 )
 
@@ -64,16 +66,6 @@ _NOT_APPLYING = (
     Param("zoneid", "list", description="the zones it is offered in (default: every zone)"),
 )
 
-
-def _details(entries: list[dict[str, str]]) -> dict[str, str]:
-    """A map parameter (``details[0].key=value`` or ``details[0].k=v``) as one dict."""
-    out: dict[str, str] = {}
-    for entry in entries:
-        if set(entry) == {"key", "value"}:
-            out[entry["key"]] = entry["value"]
-        else:
-            out.update(entry)
-    return out
 
 
 def _json(text: str) -> dict[str, Any]:
@@ -219,7 +211,7 @@ async def create_service_offering(ctx: Context, args: dict[str, Any]) -> dict[st
     if args.get("customized") is False and not all(k in args for k in ("cpunumber", "cpuspeed", "memory")):
         raise InvalidParameter("customized=false needs cpunumber, cpuspeed and memory")
     disk_args = dict(args)
-    details = _details(args.get("serviceofferingdetails", []))
+    details = as_dict(args.get("serviceofferingdetails", []))
     if "diskofferingid" in args:  # the root disk takes the disk offering's tuning and tags
         disk = await ctx.services.resources.get(DISK_OFFERING, args["diskofferingid"])
         disk_args = {**_tuning_args(disk), **disk_args}
@@ -269,16 +261,9 @@ def _tuning_args(r: Any) -> dict[str, Any]:
     response="serviceoffering",
 )
 async def update_service_offering(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    return {"serviceoffering": await _updated(ctx, SERVICE_OFFERING, args, "SERVICE.OFFERING.EDIT",
+    return {"serviceoffering": await updated(ctx, SERVICE_OFFERING, args, "SERVICE.OFFERING.EDIT",
                                               "ServiceOffering", service_offering_view)}
 
-
-async def _updated(ctx: Context, kind: Any, args: dict[str, Any], event: str, resource_type: str,
-                   view: Any) -> dict[str, Any]:
-    row, changed = await ctx.services.resources.update(ctx.caller, kind, args["id"], args)
-    await ctx.event(event, f"updated {kind.name} {row.name}: {', '.join(changed) or 'nothing'}",
-                    resource_type=resource_type, resource_uuid=row.uuid)
-    return view(row)  # type: ignore[no-any-return]
 
 
 command(
@@ -376,7 +361,7 @@ async def create_disk_offering(ctx: Context, args: dict[str, Any]) -> dict[str, 
     spec = DiskOfferingSpec(args["name"], 0 if args.get("customized") else args.get("disksize", 0),
                             args.get("displaytext", ""), tags(args.get("tags", "")),
                             args.get("disksizestrictness", False), args.get("displayoffering", True),
-                            DiskTuning.from_args(args), _details(args.get("details", [])),
+                            DiskTuning.from_args(args), as_dict(args.get("details", [])),
                             tuple(uuids(args, "domainid")), tuple(uuids(args, "zoneid")))
     made = await created(ctx, spec, "DISK.OFFERING.CREATE", "DiskOffering", disk_offering_view)
     return {"diskoffering": made}
@@ -402,7 +387,7 @@ async def create_disk_offering(ctx: Context, args: dict[str, Any]) -> dict[str, 
     response="diskoffering",
 )
 async def update_disk_offering(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    return {"diskoffering": await _updated(ctx, DISK_OFFERING, args, "DISK.OFFERING.EDIT", "DiskOffering",
+    return {"diskoffering": await updated(ctx, DISK_OFFERING, args, "DISK.OFFERING.EDIT", "DiskOffering",
                                            disk_offering_view)}
 
 

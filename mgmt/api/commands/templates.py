@@ -10,7 +10,7 @@ import orjson
 from ...errors import InvalidParameter
 from ...services.templates import FILTERS, FORMATS, OS_TYPES, TemplateSpec, os_type_id
 from ..registry import Param, command, refuse
-from .common import PAGING, PROJECTS, SYSTEM_VMS, VMWARE, date, listing, page, success, uuids
+from .common import ICON, PAGING, PROJECTS, SYSTEM_VMS, VMWARE, date, listing, page, success, uuids
 from .tags import TAGS, with_tags
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ def template_view(r: Any, *, details: bool = True) -> dict[str, Any]:
     Param("showremoved", "boolean", description="deleted templates too (admins)"),
     Param("showunique", "boolean", description="one item per template (not one per zone it is in)"),
     Param("details", "list", description="all (default) or min (without their details)"),
-    Param("showicon", "boolean", description="add resource icons (none can be set here: nothing is added)"),
+    ICON,
     Param("listall", "boolean", description="with templatefilter=self: the templates of every account the "
                                             "caller manages (admins)"),
     Param("account", description="the templates of this account (admins, with domainid)"),

@@ -14,7 +14,7 @@ from ...services.domains import cs_path
 from ...services.tenancy import ROLES, TYPE_OF_ROLE, UserSpec
 from ..registry import Param, command, refuse
 from .accounts import _account, domain_view, user_view
-from .common import NO_VR, PAGING, PROJECTS, listing, page, success
+from .common import ICON, NO_VR, PAGING, PROJECTS, listing, page, success
 
 if TYPE_CHECKING:
     from ..app import Context
@@ -95,7 +95,7 @@ async def delete_domain(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     Param("name", description="subdomains of this name"),
     Param("isrecursive", "boolean", description="every level below, not just the children"),
     Param("listall", "boolean", description="the subdomains in the caller's reach (the only ones it sees)"),
-    Param("showicon", "boolean", description="add resource icons (none can be set here: nothing is added)"),
+    ICON,
     *PAGING,
     admin=True,
     domain_admin=True,

@@ -14,6 +14,7 @@ from ...services.guest_data import check_user_data
 from ...services.vms import HIDDEN_DETAILS, VM_STATES, DeployRequest, VmListing
 from ..registry import Param, command, refuse
 from .common import (
+    ICON,
     IPV6,
     LIVE_SCALING,
     MANAGED,
@@ -23,6 +24,7 @@ from .common import (
     PROJECTS,
     VMWARE,
     VPCS,
+    as_dict,
     date,
     listing,
     uuids,
@@ -206,7 +208,7 @@ VM_FILTERS = (
                                           "all)"),
     Param("userdata", "boolean", description="show each VM's user data (Base64)"),
     Param("retrieveonlyresourcecount", "boolean", description="answer the count alone"),
-    Param("showicon", "boolean", description="add resource icons (none can be set here: nothing is added)"),
+    ICON,
     TAGS,
     *refuse("the statistics kept are the latest only: there is nothing to accumulate", "accumulate",
             harmless=("false",), applies=True),
@@ -416,9 +418,7 @@ RESERVED_DETAILS = frozenset({"io.policy", "iothreads", "nic.queues", "nic.packe
 def _map(entries: list[dict[str, str]]) -> dict[str, str]:
     """A map parameter's entries as one dict (``details[0].key=k&details[0].value=v`` or
     ``details[0].k=v``)."""
-    out: dict[str, str] = {}
-    for entry in entries:
-        out.update({entry["key"]: entry["value"]} if set(entry) == {"key", "value"} else entry)
+    out = as_dict(entries)
     reserved = sorted(RESERVED_DETAILS & set(out))
     if reserved:
         raise InvalidParameter(f"details {reserved[0]} is the cloud's own (set it with its parameter)")
