@@ -77,8 +77,14 @@ def needed(pool: Pool, req: PoolRequest) -> int:
     return req.disk_bytes + copy
 
 
+def overprovision(pool_type: str, scope: str, factor: float) -> float:
+    """The factor a pool's capacity is multiplied by: ``storage.overprovisioning.factor`` for thin
+    shared pools, 1 for the others and for a host's own."""
+    return factor if pool_type in THIN and scope != "HOST" else 1.0
+
+
 def limit(pool: Pool, req: PoolRequest) -> float:
-    return pool.capacity * (req.factor if pool.pool_type in THIN and pool.scope != "HOST" else 1.0)
+    return pool.capacity * overprovision(pool.pool_type, pool.scope, req.factor)
 
 
 def why_not(pool: Pool, req: PoolRequest) -> str:

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..db.schema import clusters, host_capacity, hosts, ip_ranges, networks, nics, pods, storage_pools, zones
+from ..planner import pools
 
 if TYPE_CHECKING:
     from ..db.database import Database
@@ -129,6 +130,11 @@ class Capacity:
         self.db = db
         self.cpu_factor = float(values.get("cpu.overprovisioning.factor", 1.0))
         self.mem_factor = float(values.get("mem.overprovisioning.factor", 1.0))
+        self.storage_factor = float(values.get("storage.overprovisioning.factor", 2.0))
+
+    def storage_overprovision(self, pool_type: str, scope: str) -> float:
+        """The overprovisioning factor the planner applies to a pool of this type and scope."""
+        return pools.overprovision(pool_type, scope, self.storage_factor)
 
     async def of_zones(self, zone_uuid: str = "", *, pod_uuid: str = "",
                        cluster_uuid: str = "") -> list[ZoneCapacity]:

@@ -226,6 +226,9 @@ async def test_the_update_commands_change_what_they_name(api: ApiCloud, tmp_path
     pool = (await api.call(lambda: cs.createStoragePool(zoneid=b["zone"]["id"], name="measured",
                                                         url=f"file://{tmp_path}/measured")))["storagepool"]
     assert pool["disksizetotal"] == SHARED_POOL_BYTES
+    # a thin shared pool shows the factor the planner applies to it (storage.overprovisioning.factor)
+    listed = (await api.call(lambda: cs.listStoragePools(id=pool["id"])))["storagepool"][0]
+    assert (listed["type"], listed["overprovisionfactor"]) == ("Filesystem", "2.0")
     off = (await api.call(lambda: cs.updateStoragePool(id=pool["id"], enabled="false",
                                                        tags="gold")))["storagepool"]
     assert (off["state"], off["tags"]) == ("Disabled", "gold")

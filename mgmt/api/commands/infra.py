@@ -407,9 +407,9 @@ async def list_storage_pools(ctx: Context, args: dict[str, Any]) -> dict[str, An
         items = [p for p in answer.get("storagepool", []) if p["ipaddress"] == args["ipaddress"]]
         offset, limit = page(args)
         answer = listing("storagepool", items[offset: None if limit is None else offset + limit], len(items))
-    factor = ctx.services.placement.settings.storage_factor
+    capacity = ctx.services.capacity
     for item in answer.get("storagepool", []):
-        item["overprovisionfactor"] = str(factor if item["type"] == "NetworkFilesystem" else 1.0)
+        item["overprovisionfactor"] = str(capacity.storage_overprovision(item["type"], item["scope"]))
     return answer
 
 
