@@ -160,10 +160,8 @@ async def test_groups_macs_details_passwords_and_devices(api: ApiCloud) -> None:
     deployed = await api.call(lambda: cs.deployVirtualMachine(
         **base, group="web", macaddress="02:aa:bb:cc:dd:ee", **{"details[0].owner": "ops"}))
     password = deployed["password"]
-    vm = (await api.call(lambda: cs.queryAsyncJobResult(jobid=deployed["jobid"])))
-    while vm["jobstatus"] == 0:
-        vm = await api.call(lambda: cs.queryAsyncJobResult(jobid=deployed["jobid"]))
-    vm = vm["jobresult"]["virtualmachine"]
+    # (cs polls the job, within its job_timeout, as fetch_result would)
+    vm = (await api.call(lambda: cs._jobresult(deployed["jobid"])))["virtualmachine"]
     assert vm["group"] == "web" and vm["nic"][0]["macaddress"] == "02:aa:bb:cc:dd:ee"
     assert vm["details"] == {"owner": "ops"}  # (the password is not shown)
     _, sim = sim_vm(api, vm)
@@ -260,10 +258,8 @@ async def test_templates_accounts_and_users_take_their_parameters(api: ApiCloud,
     assert unique["count"] == 1
     job = await api.call(lambda: cs.deleteTemplate(id=made["id"]))
     assert "jobid" in job  # (async, as CloudStack's)
-    done = await api.call(lambda: cs.queryAsyncJobResult(jobid=job["jobid"]))
-    while done["jobstatus"] == 0:
-        done = await api.call(lambda: cs.queryAsyncJobResult(jobid=job["jobid"]))
-    assert done["jobstatus"] == 1
+    done = await api.call(lambda: cs._jobresult(job["jobid"]))  # (raises when the job failed)
+    assert done["success"] is True
 
     account_id, user_id = str(uuid.uuid4()), str(uuid.uuid4())
     account = (await api.call(lambda: cs.createAccount(
