@@ -192,11 +192,15 @@ async def disable_account(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     response="account",
 )
 async def lock_account(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    return await _account_state_now(ctx, args, "locked", "ACCOUNT.DISABLE")
+
+
+async def _account_state_now(ctx: Context, args: dict[str, Any], state: str, event: str) -> dict[str, Any]:
+    """Set an account's state at once (no job: nothing to stop); the account as listAccounts shows it."""
     row = await _account_row(ctx, args)
-    await ctx.services.tenancy.set_account_state(ctx.caller, row.uuid, "locked")
-    ctx.api.callers.clear()
-    await ctx.event("ACCOUNT.DISABLE", f"locked account {row.name}", resource_type="Account",
-                    resource_uuid=row.uuid)
+    await ctx.services.tenancy.set_account_state(ctx.caller, row.uuid, state)
+    ctx.api.callers.clear()  # its users' keys change at once, not when their cache entries age
+    await ctx.event(event, f"{state} account {row.name}", resource_type="Account", resource_uuid=row.uuid)
     return {"account": _account((await ctx.services.accounts.accounts(ctx.caller, {"id": row.uuid}))[0][0])}
 
 
@@ -210,12 +214,7 @@ async def lock_account(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     response="account",
 )
 async def enable_account(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    tenancy = ctx.services.tenancy
-    row = await _account_row(ctx, args)
-    await tenancy.set_account_state(ctx.caller, row.uuid, "enabled")
-    await ctx.event("ACCOUNT.ENABLE", f"enabled account {row.name}", resource_type="Account",
-                    resource_uuid=row.uuid)
-    return {"account": _account((await ctx.services.accounts.accounts(ctx.caller, {"id": row.uuid}))[0][0])}
+    return await _account_state_now(ctx, args, "enabled", "ACCOUNT.ENABLE")
 
 
 @command(
