@@ -111,7 +111,8 @@ Error, with who asked and which resource.
 - `updateConfiguration` stores the value; the server reads most settings at start-up, so a change
   applies at the next restart (`isdynamic` is false); `vm.stats.interval` and the `prometheus.exporter.*`
   settings apply at once.
-- Offerings and zones are public: `domainid`/`zoneid` dedication is refused (a gap).
+- Offerings may be dedicated to domains and zones (`domainid`, `zoneid`); zones are public:
+  `createZone`'s `domain`/`domainid` dedication is refused (a gap).
 - `registerUserData` answers `success`, as CloudStack's does (`listUserData` shows the new one).
 - Volumes are never moved between pools: a detached volume can be attached again only to a VM whose
   volumes are on its pool. `migrateVirtualMachine` with `storageid` is refused.
