@@ -226,13 +226,27 @@ class Placement:
     async def refresh(self) -> bool:
         """Several servers: the index is a hint, and one that found no host may only be behind a peer's
         news (a host that came Up there a moment ago). Read the database again, at most once a second
-        however many plans ask (they wait for the same read); False when it is not worth it (one server:
-        the index is exact) or was read within the second."""
+        however many plans ask: a plan arriving within the second of the last read waits for the next
+        one (that read may have come before the news) rather than giving up. False when it is not worth
+        it: one server, whose index is exact."""
         if self.db.journal_msid is None:
             return False
-        if self._refreshing is not None:
-            await self._refreshing.wait()
-            return True
+        while True:
+            if self._refreshing is not None:
+                await self._refreshing.wait()
+                return True
+            wait = self._refreshed + 1.0 - trio.current_time()
+            if wait <= 0:
+                break
+            await trio.sleep(wait)  # (rate: one read a second)
+        self._refreshing = trio.Event()
+        try:
+            await self.load()
+        finally:
+            self._refreshed = trio.current_time()
+            self._refreshing.set()
+            self._refreshing = None
+        return True
         if trio.current_time() - self._refreshed < 1.0:
             return False
         self._refreshing = trio.Event()

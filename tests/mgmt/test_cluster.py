@@ -245,11 +245,15 @@ async def _three_servers(nursery: trio.Nursery, url: str, db: Database, a: Servi
     assert (await trio.to_thread.run_sync(with_session, a.api_url)).status_code == 200
 
     # A deploy through C whose start hangs on the host, and a stop through B that hangs too (of a VM on a
-    # host A holds: one of C's would fail with C, as it should); C is killed with its job in flight.
+    # host A or B holds: one of C's would fail with C, as it should); C is killed with its job in flight.
     # B's job is B's: the take-over must leave it alone.
+    # (a host A or B holds *and* the rendezvous order gives them: one merely passing through A, its
+    # connection to C having dropped under load, would be moved back to C, and die with it)
     with db.engine.connect() as conn:
-        a_host = conn.scalar(sa.select(hosts.c.uuid).where(hosts.c.mgmt_server_id == a.msid,
-                                                           hosts.c.status == "Up").limit(1))
+        up = conn.execute(sa.select(hosts.c.id, hosts.c.uuid, hosts.c.mgmt_server_id).where(
+            hosts.c.status == "Up", hosts.c.mgmt_server_id.in_([a.msid, b.msid]))).all()
+    a_host = next(h.uuid for h in up
+                  if balance.order(h.id, a.peers.live.values(), "roundrobin")[0].msid == h.mgmt_server_id)
     kept = (await trio.to_thread.run_sync(lambda: client(b.api_url, creds).deployVirtualMachine(
         zoneid=zone, serviceofferingid=offering, templateid=template, hostid=a_host,
         fetch_result=True)))["virtualmachine"]["id"]
