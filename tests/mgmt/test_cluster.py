@@ -35,7 +35,7 @@ from tests.mgmt.test_agent_manager import TRUST, make_agent
 
 ZONE = Path(__file__).parents[2] / "docs" / "examples" / "zone.toml"
 GUIDS = [f"c{i}" for i in range(6)]
-SETTINGS = {"cluster.heartbeat.interval": "250", "cluster.heartbeat.threshold": "8000", "ping.interval": "1",
+SETTINGS = {"cluster.heartbeat.interval": "250", "cluster.heartbeat.threshold": "3000", "ping.interval": "1",
             "cluster.agent.rebalance.rate": "50"}
 
 
