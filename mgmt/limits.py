@@ -28,6 +28,8 @@ from .db.schema import (
     configuration,
     domains,
     networks,
+    project_accounts,
+    projects,
     resource_limits,
     service_offerings,
     templates,
@@ -84,8 +86,10 @@ class LimitExceeded(CumuloError):
 # --- counts ------------------------------------------------------------------------------------------
 
 
-def counts(conn: Connection, account_ids: sa.Select[Any] | list[int]) -> dict[ResourceType, int]:
-    """The counts of the accounts (a list, or a subquery of ids), summed; storage in bytes."""
+def counts(conn: Connection, account_ids: sa.Select[Any] | list[int], *,
+           with_projects: bool = True) -> dict[ResourceType, int]:
+    """The counts of the accounts (a list, or a subquery of ids), summed; storage in bytes. The projects
+    they administer are counted ``with_projects`` only (the VM path does not need them)."""
     live_vm = sa.and_(vms.c.account_id.in_(account_ids), vms.c.removed.is_(None),
                       vms.c.state.in_(LIVE_STATES))
     total = sa.func.coalesce
@@ -103,8 +107,15 @@ def counts(conn: Connection, account_ids: sa.Select[Any] | list[int]) -> dict[Re
         networks.c.account_id.in_(account_ids), networks.c.removed.is_(None))) or 0
     tmpl = conn.scalar(sa.select(sa.func.count()).select_from(templates).where(
         templates.c.account_id.in_(account_ids), templates.c.removed.is_(None))) or 0
+    owned = 0
+    if with_projects:  # projects count against their Admin members
+        owned = conn.scalar(sa.select(sa.func.count(sa.distinct(project_accounts.c.project_id)))
+                            .join(projects, projects.c.id == project_accounts.c.project_id)
+                            .where(project_accounts.c.account_id.in_(account_ids),
+                                   project_accounts.c.role == "Admin", projects.c.removed.is_(None))) or 0
     out = dict.fromkeys(ResourceType, 0)
-    out.update({T.INSTANCE: int(vm_row[0]), T.CPU: int(vm_row[1]), T.MEMORY: int(vm_row[2]),
+    out.update({T.PROJECT: int(owned), T.INSTANCE: int(vm_row[0]), T.CPU: int(vm_row[1]),
+                T.MEMORY: int(vm_row[2]),
                 T.VOLUME: int(vol_row[0]), T.PRIMARY_STORAGE: int(vol_row[1]), T.NETWORK: int(nets),
                 T.TEMPLATE: int(tmpl)})
     return out
@@ -115,12 +126,13 @@ def _accounts_under(path: str) -> sa.Select[Any]:
         sa.select(domains.c.id).where(domains.c.path.startswith(path, autoescape=True))))
 
 
-def account_counts(conn: Connection, account_id: int) -> dict[ResourceType, int]:
-    return counts(conn, [account_id])
+def account_counts(conn: Connection, account_id: int, *,
+                   with_projects: bool = True) -> dict[ResourceType, int]:
+    return counts(conn, [account_id], with_projects=with_projects)
 
 
-def domain_counts(conn: Connection, path: str) -> dict[ResourceType, int]:
-    return counts(conn, _accounts_under(path))
+def domain_counts(conn: Connection, path: str, *, with_projects: bool = True) -> dict[ResourceType, int]:
+    return counts(conn, _accounts_under(path), with_projects=with_projects)
 
 
 # --- limits ------------------------------------------------------------------------------------------
@@ -188,12 +200,14 @@ def verify(conn: Connection, account_id: int, kinds: Collection[ResourceType]) -
     chain = [p for p in _ancestors(path) if p != "/"]  # ROOT has no limits
     rows = {r.path: r for r in conn.execute(lock(sa.select(domains.c.id, domains.c.path, domains.c.name)
                                                  .where(domains.c.path.in_(chain)).order_by(domains.c.path)))}
-    _verify_owner(conn, "account", account.id, f"account {account.name}", account_counts(conn, account.id),
-                  kinds)
+    projects_too = T.PROJECT in kinds
+    _verify_owner(conn, "account", account.id, f"account {account.name}",
+                  account_counts(conn, account.id, with_projects=projects_too), kinds)
     for p in chain:
         row = rows.get(p)
         if row is not None:
-            _verify_owner(conn, "domain", row.id, f"domain {row.name}", domain_counts(conn, p), kinds)
+            _verify_owner(conn, "domain", row.id, f"domain {row.name}",
+                          domain_counts(conn, p, with_projects=projects_too), kinds)
 
 
 def _ancestors(path: str) -> list[str]:

@@ -49,6 +49,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
               f"sets one account's or domain's own).")
       for owner, factor, article in (("account", 1, "an account"), ("domain", 2, "a domain"))
       for name, default, what in _LIMITS],
+    Setting("allow.user.create.projects", "true", boolean, "Project Defaults",
+            "Whether users (not only admins) may create projects."),
     Setting("password.policy.minimum.length", "0", int, "Advanced",
             "Minimum length of a user's password (0: any length)."),
     Setting("password.policy.minimum.special.characters", "0", int, "Advanced",

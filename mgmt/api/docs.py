@@ -9,6 +9,7 @@ from .registry import COMMANDS, Command
 AREAS = (
     ("discovery", "Discovery and sessions"),
     ("tenancy", "Tenancy: domains, accounts and users through their life, roles, resource limits"),
+    ("projects", "Projects: resources owned by a project, used by its members"),
     ("infra", "Infrastructure"),
     ("trust", "Certificates and host trust"),
     ("offerings", "Offerings"),
@@ -65,6 +66,8 @@ resources only. What a caller may not reach answers 531 with exactly the text a 
 ids do not leak. Commands a caller may not call are absent from its `listApis` and answer 401. As in
 CloudStack, list commands show an admin its own account's items unless `listall=true`, `id`/`ids`,
 `domainid` (with `isrecursive`) or `account` (+ `domainid`) widens them ([tenancy.md](tenancy.md)).
+A project's items are listed only with `projectid` (its id, or `-1` for every project in the caller's
+reach), and made in it with `projectid` on the create; its members act on them ([projects.md](projects.md)).
 
 ## Shapes
 

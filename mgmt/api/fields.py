@@ -553,3 +553,26 @@ def declared(obj: str) -> set[str]:
 
 for _obj, (_noun, _names) in OBJECTS.items():  # (a field named twice would be listed twice)
     assert len(_names.split()) == len(set(_names.split())), f"{_obj}: a field is named twice"
+
+# Projects (listProjects, listProjectAccounts).
+_PROJECT_LIMITS = {"vm": "VMs", "ip": "public IPs", "volume": "volumes", "snapshot": "snapshots",
+                   "template": "templates", "network": "networks", "vpc": "VPCs", "cpu": "vCPUs",
+                   "memory": "memory (MiB)", "primarystorage": "primary storage (GiB)",
+                   "secondarystorage": "secondary storage (GiB)"}
+for _prefix, _what in _PROJECT_LIMITS.items():
+    GLOSSARY.setdefault(f"{_prefix}limit", ("string", f"the {{what}}'s limit of {_what} (Unlimited: none)"))
+    GLOSSARY.setdefault(f"{_prefix}total", ("long", f"the {{what}}'s {_what} now"))
+    GLOSSARY.setdefault(f"{_prefix}available", ("string", f"the {_what} the {{what}} may still have"))
+GLOSSARY.setdefault("owner", ("list", "the {what}'s Admin members (account, and user for a single user)"))
+GLOSSARY.setdefault("projectaccountname", ("string", "the name of the project's own account (owner of its "
+                                                     "resources)"))
+GLOSSARY.setdefault("vmrunning", ("integer", "the {what}'s running VMs"))
+GLOSSARY.setdefault("vmstopped", ("integer", "the {what}'s stopped VMs"))
+GLOSSARY.setdefault("projectid", ("string", "the id of the {what}'s project"))
+GLOSSARY.setdefault("project", ("string", "the name of the {what}'s project"))
+GLOSSARY.setdefault("role", ("string", "the member's role: Admin or Regular"))
+OBJECTS["project"] = ("project", "id name displaytext domainid domain domainpath state created "
+                      "projectaccountname owner account tags vmrunning vmstopped "
+                      + " ".join(f"{p}limit {p}total {p}available" for p in _PROJECT_LIMITS))
+OBJECTS["projectaccount"] = ("project member", "projectid project account accountid role userid username "
+                             "domainid domain")

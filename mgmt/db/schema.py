@@ -537,6 +537,27 @@ users = Table(
     *_times(),
 )
 
+# Projects: a project owns its resources through an account of its own (type 5, no users); the accounts
+# (or single users of them) that are its members act on them, its admins manage it.
+projects = Table(
+    "projects", metadata, _id(), _uuid(),
+    Column("name", String(255), nullable=False),
+    Column("display_text", String(255), nullable=False, server_default=""),
+    Column("domain_id", ForeignKey("domains.id"), nullable=False),
+    Column("account_id", ForeignKey("accounts.id"), nullable=False, unique=True),  # the project's account
+    Column("state", String(16), nullable=False, server_default="Active"),  # Active, Suspended
+    *_times(),
+)
+
+project_accounts = Table(
+    "project_accounts", metadata, _id(),
+    Column("project_id", ForeignKey("projects.id"), nullable=False, index=True),
+    Column("account_id", ForeignKey("accounts.id"), nullable=False, index=True),  # the member account
+    Column("user_id", ForeignKey("users.id")),  # a single user of it (addUserToProject); NULL: all its users
+    Column("role", String(16), nullable=False),  # Admin, Regular
+    Column("created", DateTime(timezone=True), nullable=False),
+)
+
 async_jobs = Table(
     "async_jobs", metadata, _id(), _uuid(),
     Column("user_id", Integer, nullable=False),

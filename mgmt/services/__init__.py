@@ -22,6 +22,7 @@ from .hosts import Hosts
 from .management_servers import ManagementServers
 from .metrics import Metrics
 from .networks import Networks
+from .projects import Projects
 from .security_groups import SecurityGroups
 from .sessions import Sessions
 from .settings import Settings
@@ -87,6 +88,7 @@ class Services:
     sessions: Sessions = field(init=False)
     management_servers: ManagementServers = field(init=False)
     tenancy: Tenancy = field(init=False)
+    projects: Projects = field(init=False)
     metrics: Metrics = field(init=False)
     tags: Tags = field(init=False)
     stats_collector: Any = None  # the VM statistics collector (mgmt.metrics.collector), when it runs
@@ -112,5 +114,6 @@ class Services:
         self.volumes = Volumes(self.db, self.orchestrator, self.jobs)
         self.vms = VirtualMachines(self.db, self.orchestrator, self.catalog, self.jobs)
         self.tenancy = Tenancy(self.db, self.vms, self.volumes, self.networks)
+        self.projects = Projects(self.db, self.tenancy)
         self.metrics = Metrics(self.db)
         self.tags = Tags(self.db)

@@ -24,7 +24,7 @@ from ..db.journal import journaled
 from ..db.schema import accounts, domains, users
 from ..errors import InvalidParameter, PermissionDenied
 from . import domains as domain_rows
-from .caller import DOMAIN_ADMIN, ROOT_ADMIN, USER, Caller
+from .caller import DOMAIN_ADMIN, PROJECT, ROOT_ADMIN, USER, Caller
 from .crud import Filters, Row
 from .domains import DomainView
 from .passwords import check_password, hash_password
@@ -211,6 +211,7 @@ def _reach(conn: Connection, caller: Caller, args: Filters, account_column: Any)
 def _accounts(conn: Connection, caller: Caller, args: Filters) -> tuple[list[Account], int]:
     where = [accounts.c.removed.is_(None), *keyword(accounts.c.name, args),
              *_reach(conn, caller, args, accounts.c.id)]
+    where.append(accounts.c.type != PROJECT)  # (a project's account: listProjects)
     if caller.is_domain_admin:
         where.append(accounts.c.type != ROOT_ADMIN)
     where += matching(

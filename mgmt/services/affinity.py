@@ -72,8 +72,8 @@ def _list(conn: Connection, caller: Caller, args: Filters) -> tuple[list[Affinit
 
 
 def _create(conn: Connection, caller: Caller, name: str, type_: str, description: str, account_name: str = "",
-            domain_uuid: str = "") -> AffinityGroup:
-    owner = acting_for(conn, caller, account_name, domain_uuid)
+            domain_uuid: str = "", project_uuid: str = "") -> AffinityGroup:
+    owner = acting_for(conn, caller, account_name, domain_uuid, project_uuid)
     try:
         with conn.begin_nested():
             group_id = inserted_id(conn.execute(affinity_groups.insert().values(
@@ -86,7 +86,7 @@ def _create(conn: Connection, caller: Caller, name: str, type_: str, description
 
 
 def _delete(conn: Connection, caller: Caller, ident: str, name: str, account_name: str = "",
-            domain_uuid: str = "") -> Row:
+            domain_uuid: str = "", project_uuid: str = "") -> Row:
     row: Row | None
     if ident:
         row = find(conn, caller, affinity_groups, ident, "affinity group", owned=True)
@@ -94,7 +94,8 @@ def _delete(conn: Connection, caller: Caller, ident: str, name: str, account_nam
         row = conn.execute(
             sa.select(affinity_groups).where(
                 affinity_groups.c.name == name,
-                affinity_groups.c.account_id == acting_for(conn, caller, account_name, domain_uuid),
+                affinity_groups.c.account_id == acting_for(conn, caller, account_name, domain_uuid,
+                                                           project_uuid),
                 affinity_groups.c.removed.is_(None),
             )
         ).first()
@@ -122,15 +123,16 @@ class AffinityGroups:
         return await self.db.read(_list, caller, args)
 
     async def create(self, caller: Caller, name: str, type_: str, description: str = "", *,
-                     account_name: str = "", domain_uuid: str = "") -> AffinityGroup:
+                     account_name: str = "", domain_uuid: str = "", project_uuid: str = "") -> AffinityGroup:
         """A new group of the caller's account, or (admins) of ``account_name`` in ``domain_uuid`` (names
         are unique per account)."""
         if type_ not in TYPES:
             raise InvalidParameter(f"type must be one of: {', '.join(TYPES)}")
-        return await self.db.run(_create, caller, name, type_, description, account_name, domain_uuid)
+        return await self.db.run(_create, caller, name, type_, description, account_name, domain_uuid,
+                                 project_uuid)
 
     async def delete(self, caller: Caller, *, ident: str = "", name: str = "", account_name: str = "",
-                     domain_uuid: str = "") -> Row:
+                     domain_uuid: str = "", project_uuid: str = "") -> Row:
         """Delete a group named by id (or by name, in the caller's account or the one named) when no live
         VM is in it; its row."""
-        return await self.db.run(_delete, caller, ident, name, account_name, domain_uuid)
+        return await self.db.run(_delete, caller, ident, name, account_name, domain_uuid, project_uuid)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 USER, ROOT_ADMIN, DOMAIN_ADMIN = 0, 1, 2  # CloudStack's account types
+PROJECT = 5  # a project's own account: it owns the project's resources and has no users
 
 
 @dataclass(frozen=True)

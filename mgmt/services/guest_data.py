@@ -108,8 +108,8 @@ def _list_keypairs(conn: Connection, caller: Caller, args: Filters) -> tuple[lis
 
 
 def _add_keypair(conn: Connection, caller: Caller, name: str, line: str, print_: str, account: str,
-                 domain: str) -> Row:
-    account_id = acting_for(conn, caller, account, domain)
+                 domain: str, project: str = "") -> Row:
+    account_id = acting_for(conn, caller, account, domain, project)
     taken = conn.execute(
         sa.select(ssh_keypairs.c.name, ssh_keypairs.c.fingerprint).where(
             ssh_keypairs.c.account_id == account_id,
@@ -140,8 +140,9 @@ def _named_keypair(conn: Connection, account_id: int, name: str) -> Row:
     return row
 
 
-def _delete_keypair(conn: Connection, caller: Caller, name: str, account: str, domain: str) -> None:
-    row = _named_keypair(conn, acting_for(conn, caller, account, domain), name)
+def _delete_keypair(conn: Connection, caller: Caller, name: str, account: str, domain: str,
+                    project: str = "") -> None:
+    row = _named_keypair(conn, acting_for(conn, caller, account, domain, project), name)
     conn.execute(ssh_keypairs.delete().where(ssh_keypairs.c.id == row.id))
 
 
@@ -161,18 +162,22 @@ class SshKeyPairs:
         return await self.db.read(_list_keypairs, caller, args)
 
     async def register(self, caller: Caller, name: str, key: str, *, account: str = "",
-                       domain: str = "") -> KeyPair:
+                       domain: str = "", project: str = "") -> KeyPair:
         line, print_ = public_key(key)
-        return KeyPair(await self.db.run(_add_keypair, caller, _name(name), line, print_, account, domain))
+        return KeyPair(await self.db.run(_add_keypair, caller, _name(name), line, print_, account, domain,
+                                         project))
 
-    async def create(self, caller: Caller, name: str, *, account: str = "", domain: str = "") -> KeyPair:
+    async def create(self, caller: Caller, name: str, *, account: str = "", domain: str = "",
+                     project: str = "") -> KeyPair:
         """A new key pair: its private key is in the answer and nowhere else."""
         private, line = await trio.to_thread.run_sync(new_keypair)
-        row = await self.db.run(_add_keypair, caller, _name(name), line, fingerprint(line), account, domain)
+        row = await self.db.run(_add_keypair, caller, _name(name), line, fingerprint(line), account, domain,
+                                project)
         return KeyPair(row, private)
 
-    async def delete(self, caller: Caller, name: str, *, account: str = "", domain: str = "") -> None:
-        await self.db.run(_delete_keypair, caller, name, account, domain)
+    async def delete(self, caller: Caller, name: str, *, account: str = "", domain: str = "",
+                     project: str = "") -> None:
+        await self.db.run(_delete_keypair, caller, name, account, domain, project)
 
 
 def _name(name: str) -> str:
@@ -201,8 +206,8 @@ def _list_user_data(conn: Connection, caller: Caller, args: Filters) -> tuple[li
 
 
 def _register_user_data(conn: Connection, caller: Caller, name: str, text: str, params: str, account: str,
-                        domain: str) -> Row:
-    account_id = acting_for(conn, caller, account, domain)
+                        domain: str, project: str = "") -> Row:
+    account_id = acting_for(conn, caller, account, domain, project)
     try:
         with conn.begin_nested():
             new_id = inserted_id(conn.execute(user_data.insert().values(
@@ -243,9 +248,9 @@ class UserData:
         return await self.db.read(_list_user_data, caller, args)
 
     async def register(self, caller: Caller, name: str, text: str, params: str = "", *, account: str = "",
-                       domain: str = "") -> Row:
+                       domain: str = "", project: str = "") -> Row:
         return await self.db.run(_register_user_data, caller, _name(name), check_user_data(text),
-                                 _params(params), account, domain)
+                                 _params(params), account, domain, project)
 
     async def delete(self, caller: Caller, ident: str) -> Row:
         """Delete registered user data no live VM uses; its row."""

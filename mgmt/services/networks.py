@@ -54,6 +54,7 @@ class NetworkSpec:
     offering_uuid: str = ""  # default: the shared offering
     account: str = ""  # an isolated network's owner, when an admin makes it for another account
     domain_uuid: str = ""
+    project_uuid: str = ""  # an isolated network's owner: this project
 
 
 def _query() -> sa.Select[Any]:
@@ -145,7 +146,7 @@ def _create(conn: Connection, caller: Caller, spec: NetworkSpec) -> Network:
     if isolated:
         if spec.vlan != "untagged" or spec.bridge:
             raise InvalidParameter("an isolated network gets its own VXLAN segment: give no vlan or bridge")
-        account_id = acting_for(conn, caller, spec.account, spec.domain_uuid)
+        account_id = acting_for(conn, caller, spec.account, spec.domain_uuid, spec.project_uuid)
     elif not caller.is_admin:
         raise PermissionDenied("only admins may create shared networks")
     elif not spec.start_ip:

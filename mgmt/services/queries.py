@@ -11,9 +11,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..db.schema import accounts, domains
+from ..db.schema import accounts, domains, project_accounts, projects
 from ..errors import InvalidParameter, PermissionDenied
-from .caller import Caller
+from .caller import PROJECT, Caller
 
 MAX_PAGE = 500
 
@@ -92,6 +92,9 @@ def owns(conn: Connection, caller: Caller, account_id: int) -> bool:
     account in its subtree; the root admin, everything."""
     if caller.is_admin or account_id == caller.account_id:
         return True
+    if conn.scalar(sa.select(projects.c.id).where(projects.c.account_id == account_id,
+                                                  projects.c.id.in_(member_of(caller)))) is not None:
+        return True  # a project's resource, and the caller is one of its members
     if not caller.is_domain_admin:
         return False
     path = conn.scalar(sa.select(domains.c.path).join(accounts, accounts.c.domain_id == domains.c.id)
@@ -115,7 +118,13 @@ def owner_filter(conn: Connection, caller: Caller, args: Mapping[str, Any], colu
     admin (root, or a domain's): their own, unless ``account`` (with ``domainid``, default the
     caller's domain) names one, ``domainid`` names a domain (with ``isrecursive``, and its subdomains),
     or ``listall`` (or ``id``/``ids``) asks for everything they may see: the root admin, the cloud; a
-    domain admin, the accounts of its subtree."""
+    domain admin, the accounts of its subtree. A project's items are listed only when ``projectid``
+    names it (-1: every project the caller is a member of; an admin, every project in its reach), or,
+    to an admin, by ``id``."""
+    if "projectid" in args:
+        if args["projectid"] == "-1":
+            return [column.in_(project_accounts_of(caller))]
+        return [column == project_in_reach(conn, caller, args["projectid"]).account_id]
     if not caller.manages_accounts:
         return [column == caller.account_id]
     domain = domain_in_reach(conn, caller, args["domainid"]) if "domainid" in args else None
@@ -129,16 +138,30 @@ def owner_filter(conn: Connection, caller: Caller, args: Mapping[str, Any], colu
         return [column.in_(found)]
     if domain is not None:
         if args.get("isrecursive") or args.get("listall"):
-            return [column.in_(accounts_under(domain.path))]
-        return [column.in_(sa.select(accounts.c.id).where(accounts.c.domain_id == domain.id))]
-    if args.get("listall") or "id" in args or "ids" in args:
+            return [column.in_(accounts_under(domain.path).where(accounts.c.type != PROJECT))]
+        return [column.in_(sa.select(accounts.c.id).where(accounts.c.domain_id == domain.id,
+                                                          accounts.c.type != PROJECT))]
+    if "id" in args or "ids" in args:
         return [] if caller.is_admin else [column.in_(accounts_under(caller.domain_path))]
+    if args.get("listall"):
+        if caller.is_admin:
+            return [column.not_in(sa.select(accounts.c.id).where(accounts.c.type == PROJECT))]
+        return [column.in_(accounts_under(caller.domain_path).where(accounts.c.type != PROJECT))]
     return [column == caller.account_id]
 
 
-def acting_for(conn: Connection, caller: Caller, account_name: str = "", domain_uuid: str = "") -> int:
+def acting_for(conn: Connection, caller: Caller, account_name: str = "", domain_uuid: str = "",
+               project_uuid: str = "") -> int:
     """The account a call acts for: the caller's, or (admins only) the one named by ``account`` and
-    ``domainid`` (default: the caller's domain), in the caller's reach."""
+    ``domainid`` (default: the caller's domain), in the caller's reach, or the account of the project
+    ``project_uuid``, of which the caller is a member (or an admin above it); the project is active."""
+    if project_uuid:
+        if account_name:
+            raise InvalidParameter("give account or projectid, not both")
+        project = project_in_reach(conn, caller, project_uuid)
+        if project.state != "Active":
+            raise InvalidParameter(f"project {project.name!r} is {project.state.lower()}: activate it first")
+        return int(project.account_id)
     if not account_name:
         return int(caller.account_id)
     if not caller.manages_accounts:
@@ -150,6 +173,45 @@ def acting_for(conn: Connection, caller: Caller, account_name: str = "", domain_
     if found is None:
         raise InvalidParameter(f"unable to find account {account_name!r}")
     return int(found)
+
+
+def member_of(caller: Caller) -> sa.Select[Any]:
+    """The ids of the projects the caller is a member of: its account's, or itself as a single user."""
+    return sa.select(project_accounts.c.project_id).where(
+        project_accounts.c.account_id == caller.account_id,
+        sa.or_(project_accounts.c.user_id.is_(None), project_accounts.c.user_id == caller.user_id))
+
+
+def projects_in_reach(caller: Caller) -> list[Any]:
+    """Filters on ``projects``: the live projects the caller may see and use: a member's; a domain
+    admin's, its subtree's; the root admin's, all."""
+    where: list[Any] = [projects.c.removed.is_(None)]
+    if caller.is_domain_admin:
+        where.append(sa.or_(projects.c.id.in_(member_of(caller)),
+                            projects.c.domain_id.in_(subtree(caller.domain_path))))
+    elif not caller.is_admin:
+        where.append(projects.c.id.in_(member_of(caller)))
+    return where
+
+
+def project_accounts_of(caller: Caller) -> sa.Select[Any]:
+    """The accounts of the projects in the caller's reach (``projectid=-1``)."""
+    return sa.select(projects.c.account_id).where(*projects_in_reach(caller))
+
+
+def project_in_reach(conn: Connection, caller: Caller, project_uuid: str) -> sa.Row[Any]:
+    """The live project of that uuid when the caller may see it; 531 with the text a missing one gets."""
+    try:
+        project_uuid = str(uuid.UUID(project_uuid))
+    except ValueError:
+        raise InvalidParameter(f"parameter projectid: {project_uuid[:64]!r} is not a UUID") from None
+    row = conn.execute(sa.select(projects).where(projects.c.uuid == project_uuid,
+                                                 *projects_in_reach(caller))).first()
+    if row is None:
+        if caller.is_admin:
+            raise InvalidParameter(f"unable to find project with id {project_uuid}")
+        raise PermissionDenied(f"unable to find or access project {project_uuid}")
+    return row
 
 
 def keyword(column: Any, args: Mapping[str, Any]) -> list[Any]:

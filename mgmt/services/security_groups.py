@@ -150,10 +150,10 @@ def _one(conn: Connection, group_id: int) -> Group:
 
 
 def _create(conn: Connection, caller: Caller, name: str, description: str, account: str,
-            domain: str) -> Group:
+            domain: str, project: str = "") -> Group:
     if name.strip().lower() == DEFAULT:
         raise InvalidParameter("the name default is reserved for the account's default security group")
-    account_id = acting_for(conn, caller, account, domain)
+    account_id = acting_for(conn, caller, account, domain, project)
     try:
         with conn.begin_nested():
             group_id = inserted_id(conn.execute(security_groups.insert().values(
@@ -164,12 +164,12 @@ def _create(conn: Connection, caller: Caller, name: str, description: str, accou
 
 
 def _named(conn: Connection, caller: Caller, ident: str, name: str, account: str = "",
-           domain: str = "") -> Row:
+           domain: str = "", project: str = "") -> Row:
     if ident:
         return find(conn, caller, security_groups, ident, "security group", owned=True)
     if not name:
         raise InvalidParameter("give the security group's id or name")
-    account_id = acting_for(conn, caller, account, domain)
+    account_id = acting_for(conn, caller, account, domain, project)
     if name == DEFAULT:
         security.default_group(conn, account_id)
     row = conn.execute(sa.select(security_groups).where(security_groups.c.account_id == account_id,
@@ -180,8 +180,8 @@ def _named(conn: Connection, caller: Caller, ident: str, name: str, account: str
 
 
 def _delete(conn: Connection, caller: Caller, ident: str, name: str, account: str = "",
-            domain: str = "") -> Row:
-    row = _named(conn, caller, ident, name, account, domain)
+            domain: str = "", project: str = "") -> Row:
+    row = _named(conn, caller, ident, name, account, domain, project)
     if row.name == DEFAULT:
         raise InvalidParameter("an account's default security group cannot be deleted")
     live = conn.scalar(sa.select(sa.func.count()).select_from(security_group_vms)
@@ -200,8 +200,8 @@ def _delete(conn: Connection, caller: Caller, ident: str, name: str, account: st
 
 
 def _authorize(conn: Connection, caller: Caller, ident: str, name: str, spec: RuleSpec, account: str = "",
-               domain: str = "") -> Group:
-    row = _named(conn, caller, ident, name, account, domain)
+               domain: str = "", project: str = "") -> Group:
+    row = _named(conn, caller, ident, name, account, domain, project)
     sources = []
     for account_name, group_name in spec.source_groups:
         owner = conn.execute(sa.select(accounts.c.id).where(accounts.c.name == account_name,
@@ -249,19 +249,19 @@ class SecurityGroups:
         return await self.db.run(_list, caller, args)  # (may make the caller's default group)
 
     async def create(self, caller: Caller, name: str, description: str = "", *, account: str = "",
-                     domain: str = "") -> Group:
+                     domain: str = "", project: str = "") -> Group:
         if not name.strip() or len(name) > 255:
             raise InvalidParameter("name must be 1 to 255 characters")
-        return await self.db.run(_create, caller, name.strip(), description, account, domain)
+        return await self.db.run(_create, caller, name.strip(), description, account, domain, project)
 
     async def delete(self, caller: Caller, *, ident: str = "", name: str = "", account: str = "",
-                     domain: str = "") -> Row:
+                     domain: str = "", project: str = "") -> Row:
         """Delete a group (by id, or by name in the caller's account or, admins, ``account``'s)."""
-        return await self.db.run(_delete, caller, ident, name, account, domain)
+        return await self.db.run(_delete, caller, ident, name, account, domain, project)
 
     async def authorize(self, caller: Caller, spec: RuleSpec, *, ident: str = "", name: str = "",
-                        account: str = "", domain: str = "") -> Group:
-        return await self.db.run(_authorize, caller, ident, name, checked(spec), account, domain)
+                        account: str = "", domain: str = "", project: str = "") -> Group:
+        return await self.db.run(_authorize, caller, ident, name, checked(spec), account, domain, project)
 
     async def revoke(self, caller: Caller, rule_uuid: str, direction: str) -> Row:
         """Remove a rule; the group it was in."""

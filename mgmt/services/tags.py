@@ -15,6 +15,7 @@ from ..db.schema import (
     accounts,
     domains,
     networks,
+    projects,
     resource_tags,
     security_groups,
     templates,
@@ -38,6 +39,7 @@ TYPES: dict[str, tuple[sa.Table, str]] = {
     "Network": (networks, "network"),
     "SecurityGroup": (security_groups, "security group"),
     "Zone": (zones, "zone"),
+    "Project": (projects, "project"),
 }
 _BY_LOWER = {name.lower(): name for name in TYPES}
 MAX_TAGS = 64  # tags a resource may carry

@@ -73,6 +73,7 @@ class TemplateSpec:
     details: list[dict[str, str]] = field(default_factory=list)  # details[i].key=value, as given
     account_name: str = ""  # (admins, with domain_uuid) register it for this account
     domain_uuid: str = ""
+    project_uuid: str = ""  # register it for this project
     bits: int = 64
     checksum: str = ""  # "{ALGORITHM}hex" or an MD5 in hex; a file here is checked against it
     password_enabled: bool = False
@@ -102,8 +103,10 @@ def _query() -> sa.Select[Any]:
     )
 
 
-def _visible(caller: Caller, flt: str) -> list[Any]:
-    own = sa.func.coalesce(templates.c.account_id, 1) == caller.account_id
+def _visible(caller: Caller, flt: str, own: Any = None) -> list[Any]:
+    """``own``: which templates are "self" (default: the caller's account's)."""
+    if own is None:
+        own = sa.func.coalesce(templates.c.account_id, 1) == caller.account_id
     ready = templates.c.state == "Ready"
     match flt:
         case "featured":
@@ -126,7 +129,9 @@ def _visible(caller: Caller, flt: str) -> list[Any]:
 def _list(conn: Connection, caller: Caller, args: Filters) -> tuple[list[Row], int]:
     where = [
         *([] if args.get("showremoved") and caller.is_admin else [templates.c.removed.is_(None)]),
-        *_visible(caller, args["templatefilter"]),
+        *_visible(caller, args["templatefilter"], sa.and_(*owner_filter(  # a project's are its own
+            conn, caller, {"projectid": args["projectid"]}, sa.func.coalesce(templates.c.account_id, 1)))
+            if "projectid" in args else None),
         *keyword(templates.c.name, args),
     ]
     if "account" in args or "domainid" in args:  # (an admin's: whose templates)
@@ -268,7 +273,7 @@ def _register(conn: Connection, caller: Caller, spec: TemplateSpec, url: str, si
         raise InvalidParameter("templatetype must be USER (admins: USER, BUILTIN or PERHOST)")
     if spec.bits not in (32, 64):
         raise InvalidParameter("bits must be 32 or 64")
-    owner = acting_for(conn, caller, spec.account_name, spec.domain_uuid)
+    owner = acting_for(conn, caller, spec.account_name, spec.domain_uuid, spec.project_uuid)
     template_id = inserted_id(conn.execute(templates.insert().values(
         uuid=new_uuid(), name=spec.name, display_text=spec.display_text or spec.name,
         format=spec.format.upper(), hypervisor_type=spec.hypervisor, os_type=os_type, url=url,

@@ -21,14 +21,14 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import limits, settings
 from ..db.database import DELTAS, Database, inserted_id
-from ..db.schema import accounts, domains, networks, users, vms, volumes
+from ..db.schema import accounts, domains, networks, project_accounts, projects, users, vms, volumes
 from ..errors import CumuloError, InvalidParameter, PermissionDenied
 from . import domains as domain_rows
 from .accounts import KeysChanged, _caller, _caller_query, _user_query, check_timezone
-from .caller import DOMAIN_ADMIN, ROOT_ADMIN, USER, Caller
+from .caller import DOMAIN_ADMIN, PROJECT, ROOT_ADMIN, USER, Caller
 from .crud import Row
 from .passwords import check_password, hash_password, verify_password
-from .queries import domain_in_reach, new_uuid, now
+from .queries import domain_in_reach, new_uuid, now, project_in_reach
 
 if TYPE_CHECKING:
     from .networks import Networks
@@ -58,8 +58,8 @@ def _account_in_reach(conn: Connection, caller: Caller, ident: str) -> Row:
                        .where(accounts.c.uuid == ident, accounts.c.removed.is_(None))).first()
     if row is None or not (caller.manages_accounts and caller.sees_domain(row.domain_path)):
         raise PermissionDenied(f"unable to find or access account {ident}")
-    if caller.is_domain_admin and row.type == ROOT_ADMIN:
-        raise PermissionDenied(f"unable to find or access account {ident}")
+    if (caller.is_domain_admin and row.type == ROOT_ADMIN) or row.type == PROJECT:
+        raise PermissionDenied(f"unable to find or access account {ident}")  # (projects: *Project)
     return row
 
 
@@ -143,6 +143,9 @@ def remove_account(conn: Connection, account_id: int) -> None:
     conn.execute(users.update().where(users.c.account_id == account_id, users.c.removed.is_(None))
                  .values(removed=stamp, state="disabled", api_key=None, secret_key=None))
     conn.execute(accounts.update().where(accounts.c.id == account_id).values(removed=stamp, state="disabled"))
+    conn.execute(project_accounts.delete().where(project_accounts.c.account_id == account_id))  # a member
+    conn.execute(projects.update().where(projects.c.account_id == account_id, projects.c.removed.is_(None))
+                 .values(removed=stamp))  # a project's own account: the project goes with it
     _forget_callers(conn, user_ids)
 
 
@@ -237,10 +240,19 @@ class Owner:
     domain_name: str
     domain_path: str
     account_type: int = USER
+    project_uuid: str = ""  # a project's account: the project
 
 
-def owner(conn: Connection, caller: Caller, account_name: str, domain_uuid: str) -> Owner:
-    """The account named (in ``domain_uuid``, default the caller's), else the domain, else the caller."""
+def owner(conn: Connection, caller: Caller, account_name: str, domain_uuid: str,
+          project_uuid: str = "") -> Owner:
+    """The project's account, else the account named (in ``domain_uuid``, default the caller's), else the
+    domain, else the caller."""
+    if project_uuid:
+        if account_name:
+            raise InvalidParameter("give account or projectid, not both")
+        p = project_in_reach(conn, caller, project_uuid)
+        d = conn.execute(sa.select(domains).where(domains.c.id == p.domain_id)).one()
+        return Owner("account", p.account_id, p.name, d.uuid, d.name, d.path, PROJECT, p.uuid)
     if account_name:
         row = account_named(conn, caller, account_name, domain_uuid) if caller.manages_accounts else None
         if row is None:
@@ -422,27 +434,28 @@ class Tenancy:
 
     # --- limits ----------------------------------------------------------------------------------------
 
-    async def resource_limits(self, caller: Caller, account_name: str, domain_uuid: str
-                     ) -> tuple[Owner, dict[limits.ResourceType, int]]:
+    async def resource_limits(self, caller: Caller, account_name: str, domain_uuid: str,
+                              project_uuid: str = "") -> tuple[Owner, dict[limits.ResourceType, int]]:
         def work(conn: Connection) -> tuple[Owner, dict[limits.ResourceType, int]]:
-            who = owner(conn, caller, account_name, domain_uuid)
+            who = owner(conn, caller, account_name, domain_uuid, project_uuid)
             return who, limits_for(conn, who)
 
         return await self.db.read(work)
 
     async def set_limit(self, caller: Caller, account_name: str, domain_uuid: str, rtype: limits.ResourceType,
-                        maximum: int | None) -> tuple[Owner, dict[limits.ResourceType, int]]:
+                        maximum: int | None,
+                        project_uuid: str = "") -> tuple[Owner, dict[limits.ResourceType, int]]:
         def work(conn: Connection) -> tuple[Owner, dict[limits.ResourceType, int]]:
-            who = owner(conn, caller, account_name, domain_uuid)
+            who = owner(conn, caller, account_name, domain_uuid, project_uuid)
             update_limit(conn, caller, who, rtype, maximum)
             return who, limits_for(conn, who)
 
         return await self.db.run(work)
 
-    async def resource_counts(self, caller: Caller, account_name: str, domain_uuid: str
-                     ) -> tuple[Owner, dict[limits.ResourceType, int]]:
+    async def resource_counts(self, caller: Caller, account_name: str, domain_uuid: str,
+                              project_uuid: str = "") -> tuple[Owner, dict[limits.ResourceType, int]]:
         def work(conn: Connection) -> tuple[Owner, dict[limits.ResourceType, int]]:
-            who = owner(conn, caller, account_name, domain_uuid)
+            who = owner(conn, caller, account_name, domain_uuid, project_uuid)
             return who, counts_for(conn, who)
 
         return await self.db.read(work)

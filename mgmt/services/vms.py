@@ -88,6 +88,7 @@ class DeployRequest:
     affinity_group_names: tuple[str, ...] = ()
     account_name: str = ""  # deploy for this account (admins)
     domain_uuid: str = ""
+    project_uuid: str = ""  # deploy for this project (a member, or an admin above it)
     name: str = ""
     display_name: str = ""
     keypairs: tuple[str, ...] = ()  # SSH key pairs' names, in the VM's account
@@ -111,7 +112,7 @@ class DeployRequest:
     @property
     def needs_database(self) -> bool:
         """Whether it names something the catalog does not hold."""
-        return bool(self.account_name or self.host_uuid or self.affinity_group_uuids
+        return bool(self.account_name or self.project_uuid or self.host_uuid or self.affinity_group_uuids
                     or self.affinity_group_names or self.keypairs or self.user_data_uuid
                     or self.pod_uuid or self.cluster_uuid or self.custom_id)
 
@@ -155,10 +156,12 @@ def _resolve(conn: Connection | None, caller: Caller, request: DeployRequest,
     zone = _in_catalog(catalog.zones, request.zone_uuid, "zone")
     offering = _in_catalog(catalog.service_offerings, request.service_offering_uuid, "service offering")
     template = _in_catalog(catalog.templates, request.template_uuid, "template")
-    if not template.public and not caller.is_admin and (template.account_id or 1) != caller.account_id:
-        raise PermissionDenied(f"unable to find or access template {request.template_uuid}")
-    account_id = (acting_for(conn, caller, request.account_name, request.domain_uuid) if conn is not None
+    account_id = (acting_for(conn, caller, request.account_name, request.domain_uuid,
+                             request.project_uuid) if conn is not None
                   else int(caller.account_id))
+    if not template.public and not caller.is_admin and (template.account_id or 1) not in (caller.account_id,
+                                                                                         account_id):
+        raise PermissionDenied(f"unable to find or access template {request.template_uuid}")
     data_offering = catalog.disk_offerings.by_uuid.get(request.disk_offering_uuid) \
         if request.disk_offering_uuid else None
     for used in (offering, data_offering):

@@ -53,6 +53,7 @@ class VolumeSpec:
     domain_uuid: str = ""
     display: bool = True
     custom_id: str = ""  # root admins: its uuid
+    project_uuid: str = ""  # create it for this project
 
 
 def _query() -> sa.Select[Any]:
@@ -162,7 +163,7 @@ def _create(conn: Connection, caller: Caller, spec: VolumeSpec) -> tuple[int, st
     if not 1 <= size_gb <= 65536:
         raise InvalidParameter("size must be between 1 and 65536 (GB)" if size_gb or offering is None else
                                f"disk offering {offering.name} is custom: give size (GB)")
-    owner = acting_for(conn, caller, spec.account_name, spec.domain_uuid)
+    owner = acting_for(conn, caller, spec.account_name, spec.domain_uuid, spec.project_uuid)
     if offering is not None and (offering.domain_ids or offering.zone_ids):
         path = conn.scalar(sa.select(domains.c.path).join(accounts, accounts.c.domain_id == domains.c.id)
                            .where(accounts.c.id == owner)) or "/"

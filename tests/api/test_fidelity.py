@@ -105,10 +105,11 @@ async def test_a_parameter_that_does_not_apply_is_refused_naming_it(api: ApiClou
     assert "VMware" in e.value.error["errortext"]
     assert await api.call(lambda: cs.listDiskOfferings(name="p")) == {}  # nothing was made
     with pytest.raises(CloudStackApiException) as e:
-        await api.call(lambda: cs.listVirtualMachines(projectid=str(uuid.uuid4())))
-    assert e.value.error["errorcode"] == 431 and "projectid" in e.value.error["errortext"]
+        await api.call(lambda: cs.listServiceOfferings(encryptroot="true"))
+    assert e.value.error["errorcode"] == 431 and "encryptroot" in e.value.error["errortext"]
     # an empty value, or one that changes nothing, is taken
-    assert await api.call(lambda: cs.listVirtualMachines(projectid="")) == {}
+    assert await api.call(lambda: cs.listServiceOfferings(encryptroot="")) != {}
+    assert await api.call(lambda: cs.listServiceOfferings(encryptroot="false")) != {}
     made = await api.call(lambda: cs.createServiceOffering(name="s", cpunumber=1, cpuspeed=100, memory=128,
                                                            dynamicscalingenabled="false"))
     assert made["serviceoffering"]["name"] == "s"

@@ -12,6 +12,7 @@ from . import (  # noqa: F401 - each module registers its commands
     metrics,
     networks,
     offerings,
+    projects,
     security_groups,
     tags,
     templates,

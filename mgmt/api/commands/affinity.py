@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ...services.affinity import TYPES, AffinityGroup
-from ..registry import Param, command, refuse
-from .common import OWNER, PAGING, PROJECTS, listing, page
+from ..registry import Param, command
+from .common import OWNER, PAGING, PROJECT, listing, page
 
 if TYPE_CHECKING:
     from ..app import Context
@@ -58,7 +58,7 @@ async def list_affinity_groups(ctx: Context, args: dict[str, Any]) -> dict[str, 
     Param("description", description="what it is for"),
     Param("account", description="the account it is for (admins, with domainid)"),
     Param("domainid", "uuid", description="that account's domain"),
-    *refuse(PROJECTS, "projectid", applies=True),
+    PROJECT,
     is_async=True,
     event="AG.CREATE",
     response="affinitygroup",
@@ -67,7 +67,8 @@ async def create_affinity_group(ctx: Context, args: dict[str, Any]) -> dict[str,
     group = _view(await ctx.services.affinity.create(ctx.caller, args["name"], args["type"],
                                                      args.get("description", ""),
                                                      account_name=args.get("account", ""),
-                                                     domain_uuid=args.get("domainid", "")))
+                                                     domain_uuid=args.get("domainid", ""),
+                                                     project_uuid=args.get("projectid", "")))
 
     async def work() -> dict[str, Any]:
         return {"affinitygroup": group}
@@ -88,14 +89,15 @@ async def create_affinity_group(ctx: Context, args: dict[str, Any]) -> dict[str,
     Param("name", description="the group's name"),
     Param("account", description="with name: the account it is of (admins, with domainid)"),
     Param("domainid", "uuid", description="that account's domain"),
-    *refuse(PROJECTS, "projectid", applies=True),
+    PROJECT,
     is_async=True,
     event="AG.DELETE",
 )
 async def delete_affinity_group(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     row = await ctx.services.affinity.delete(ctx.caller, ident=args.get("id", ""), name=args.get("name", ""),
                                              account_name=args.get("account", ""),
-                                             domain_uuid=args.get("domainid", ""))
+                                             domain_uuid=args.get("domainid", ""),
+                                             project_uuid=args.get("projectid", ""))
 
     async def work() -> dict[str, Any]:
         return {"success": True}

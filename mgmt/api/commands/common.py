@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from ...services.crud import Kind, kind_of
 from ...services.queries import MAX_PAGE, page, uuids
-from ..registry import Param, refuse
+from ..registry import Param
 
 if TYPE_CHECKING:
     from ..app import Context
 
-__all__ = ["ICON", "OWNER", "PAGING", "as_dict", "created", "date", "deleter", "lister", "listing", "page",
+__all__ = ["ICON", "OWNER", "PAGING", "PROJECT",
+           "as_dict", "created", "date", "deleter", "lister", "listing", "page",
            "success", "tags", "updated", "uuids"]
 
 
@@ -32,7 +33,6 @@ SYSTEM_VMS = "Cumulo runs no system VMs (virtual routers, console proxies, secon
 NO_VR = "it configures virtual routers, which Cumulo does not run"
 ICONS = "resource icons are not supported"
 # ... and those that would apply but Cumulo lacks yet (refused with applies=True):
-PROJECTS = "projects are not supported yet"
 VPCS = "VPCs are not supported yet"
 SNAPSHOTS = "snapshots are not supported yet"
 RESOURCE_TAGS = "resource tags are not supported yet"
@@ -54,8 +54,12 @@ OWNER = (
     Param("account", description="with domainid: the account whose items to list (admins)"),
     Param("domainid", "uuid", description="the domain of account"),
     Param("isrecursive", "boolean", description="with domainid (or listall): its subdomains' items too"),
-    *refuse(PROJECTS, "projectid", applies=True),
+    Param("projectid", length=36, description="a project's items (a member's, or an admin's above it); -1: "
+                                              "those of every project in the caller's reach"),
 )
+# Who a create acts for: the caller, an account (admins), or a project the caller is a member of.
+PROJECT = Param("projectid", "uuid", description="create it for this project (the caller is a member, or "
+                                                 "an admin above it; the project is active)")
 
 
 def date(dt: datetime | None) -> str | None:

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import InvalidParameter
 from ...services.guest_data import KeyPair
-from ..registry import Param, command, refuse
-from .common import OWNER, PAGING, PROJECTS, listing, success
+from ..registry import Param, command
+from .common import OWNER, PAGING, PROJECT, listing, success
 from .vms import _vm, _vm_job
 
 if TYPE_CHECKING:
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 ACTING_FOR = (
     Param("account", description="act for this account (admins, with domainid)"),
     Param("domainid", "uuid", description="the account's domain"),
-    *refuse(PROJECTS, "projectid", applies=True),
+    PROJECT,
 )
 
 
@@ -38,7 +38,8 @@ def _keypair_view(keypair: KeyPair) -> dict[str, Any]:
 
 
 def _owner(args: dict[str, Any]) -> dict[str, str]:
-    return {"account": args.get("account", ""), "domain": args.get("domainid", "")}
+    return {"account": args.get("account", ""), "domain": args.get("domainid", ""),
+            "project": args.get("projectid", "")}
 
 
 @command(

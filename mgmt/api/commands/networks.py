@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ...errors import InvalidParameter
 from ...services.networks import NetworkSpec
 from ..registry import Param, command, refuse
-from .common import ICON, IPV6, NO_VR, OWNER, PAGING, PROJECTS, VPCS, date, listing
+from .common import ICON, IPV6, NO_VR, OWNER, PAGING, PROJECT, VPCS, date, listing
 from .tags import TAGS, with_tags
 
 NO_PHYSICAL = "physical networks are not modelled: each zone's hosts bridge guests themselves"
@@ -192,7 +192,7 @@ async def list_networks(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
             "subdomainaccess", harmless=("true",), applies=True),
     *refuse("the VLAN overlap check is always made", "bypassvlanoverlapcheck", harmless=("false",),
             applies=True),
-    *refuse(PROJECTS, "projectid", applies=True),
+    PROJECT,
     event="NETWORK.CREATE",
     response="network",
 )
@@ -203,7 +203,7 @@ async def create_network(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
                        args.get("startip", ""), args.get("endip", ""), args.get("vlan", "untagged"),
                        args.get("dns1"), args.get("dns2"), args.get("bridge", ""),
                        offering_uuid=args.get("networkofferingid", ""), account=args.get("account", ""),
-                       domain_uuid=args.get("domainid", ""))
+                       domain_uuid=args.get("domainid", ""), project_uuid=args.get("projectid", ""))
     if "acltype" in args:
         found, _ = await ctx.services.networks.offerings(
             {"id": args["networkofferingid"]} if "networkofferingid" in args

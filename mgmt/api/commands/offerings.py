@@ -25,7 +25,6 @@ from .common import (
     LIVE_SCALING,
     MANAGED,
     PAGING,
-    PROJECTS,
     SYSTEM_VMS,
     VMWARE,
     as_dict,
@@ -130,7 +129,7 @@ _list_service_offerings = lister(SERVICE_OFFERING, "serviceoffering", service_of
     Param("isrecursive", "boolean", description="with domainid: offerings are inherited downward, so this "
                                                 "changes nothing"),
     Param("listall", "boolean", description="admins: every offering, whoever it is dedicated to"),
-    *refuse(PROJECTS, "projectid", applies=True),
+    Param("projectid", "uuid", description="the offerings the project may use (those of its domain)"),
     *refuse(SYSTEM_VMS, "systemvmtype"),
     *refuse(ENCRYPTION, "encryptroot", harmless=("false",), applies=True),
     *PAGING,
@@ -149,7 +148,10 @@ async def _visibility(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     """The dedication filters of an offering list: the domains whose offerings the caller (or the domain
     or account it names) may use, and the zone."""
     out = dict(args)
-    if "domainid" in args:
+    if "projectid" in args:
+        project = await ctx.services.projects.get(ctx.caller, args["projectid"])
+        out["domains"] = await ctx.services.tenancy.domain_chain(ctx.caller, project.row.domain_uuid)
+    elif "domainid" in args:
         out["domains"] = await ctx.services.tenancy.domain_chain(ctx.caller, args["domainid"])
     elif not ctx.caller.is_admin or not args.get("listall", True):
         out["domains"] = await ctx.services.tenancy.domain_chain(ctx.caller)
@@ -311,7 +313,7 @@ _list_disk_offerings = lister(DISK_OFFERING, "diskoffering", disk_offering_view,
     Param("isrecursive", "boolean", description="with domainid: offerings are inherited downward, so this "
                                                 "changes nothing"),
     Param("listall", "boolean", description="admins: every offering, whoever it is dedicated to"),
-    *refuse(PROJECTS, "projectid", applies=True),
+    Param("projectid", "uuid", description="the offerings the project may use (those of its domain)"),
     *refuse(ENCRYPTION, "encrypt", harmless=("false",), applies=True),
     Param("storageid", "uuid", description="the offerings whose storage tags this pool has"),
     Param("volumeid", "uuid", description="the offerings whose storage tags the volume's pool has"),

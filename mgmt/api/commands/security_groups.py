@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import InvalidParameter
 from ...services.security_groups import Group, RuleSpec
-from ..registry import Param, command, refuse
-from .common import OWNER, PAGING, PROJECTS, listing, success
+from ..registry import Param, command
+from .common import OWNER, PAGING, PROJECT, listing, success
 from .tags import TAGS, with_tags
 
 if TYPE_CHECKING:
@@ -71,14 +71,14 @@ async def list_security_groups(ctx: Context, args: dict[str, Any]) -> dict[str, 
     Param("description", description="what it is for"),
     Param("account", description="for this account (admins, with domainid)"),
     Param("domainid", "uuid", description="the account's domain"),
-    *refuse(PROJECTS, "projectid", applies=True),
+    PROJECT,
     event="SG.CREATE",
     response="securitygroup",
 )
 async def create_security_group(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     group = await ctx.services.security_groups.create(
         ctx.caller, args["name"], args.get("description", ""), account=args.get("account", ""),
-        domain=args.get("domainid", ""))
+        domain=args.get("domainid", ""), project=args.get("projectid", ""))
     await ctx.event("SG.CREATE", f"created security group {group.row.name}", resource_type="SecurityGroup",
                     resource_uuid=group.row.uuid)
     return {"securitygroup": group_view(group)}
@@ -91,14 +91,15 @@ async def create_security_group(ctx: Context, args: dict[str, Any]) -> dict[str,
     Param("name", description="the group's name"),
     Param("account", description="with name: the account it is of (admins, with domainid)"),
     Param("domainid", "uuid", description="that account's domain"),
-    *refuse(PROJECTS, "projectid", applies=True),
+    PROJECT,
     event="SG.DELETE",
 )
 async def delete_security_group(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     row = await ctx.services.security_groups.delete(ctx.caller, ident=args.get("id", ""),
                                                      name=args.get("name", ""),
                                                      account=args.get("account", ""),
-                                                     domain=args.get("domainid", ""))
+                                                     domain=args.get("domainid", ""),
+                                                     project=args.get("projectid", ""))
     await ctx.event("SG.DELETE", f"deleted security group {row.name}", resource_type="SecurityGroup",
                     resource_uuid=row.uuid)
     return success()
@@ -120,7 +121,7 @@ def _rule_params(direction: str) -> tuple[Param, ...]:
                           "usersecuritygrouplist[0].account=...&usersecuritygrouplist[0].group=..."),
         Param("account", description="with securitygroupname: the account it is of (admins, with domainid)"),
         Param("domainid", "uuid", description="that account's domain"),
-        *refuse(PROJECTS, "projectid", applies=True),
+        PROJECT,
     )
 
 
@@ -135,7 +136,7 @@ async def _authorize(ctx: Context, args: dict[str, Any], direction: str, event: 
                     tuple(sources))
     group = await ctx.services.security_groups.authorize(
         ctx.caller, spec, ident=args.get("securitygroupid", ""), name=args.get("securitygroupname", ""),
-        account=args.get("account", ""), domain=args.get("domainid", ""))
+        account=args.get("account", ""), domain=args.get("domainid", ""), project=args.get("projectid", ""))
 
     async def work() -> dict[str, Any]:
         await ctx.services.orchestrator.apply_security_group(group.row.id)

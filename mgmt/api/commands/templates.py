@@ -10,7 +10,7 @@ import orjson
 from ...errors import InvalidParameter
 from ...services.templates import FILTERS, FORMATS, OS_TYPES, TemplateSpec, os_type_id
 from ..registry import Param, command, refuse
-from .common import ICON, PAGING, PROJECTS, SYSTEM_VMS, VMWARE, date, listing, page, success, uuids
+from .common import ICON, PAGING, PROJECT, SYSTEM_VMS, VMWARE, date, listing, page, success, uuids
 from .tags import TAGS, with_tags
 
 if TYPE_CHECKING:
@@ -107,7 +107,8 @@ def template_view(r: Any, *, details: bool = True) -> dict[str, Any]:
     Param("domainid", "uuid", description="the templates of this domain's accounts (admins)"),
     Param("isrecursive", "boolean", description="with domainid: its subdomains' too"),
     TAGS,
-    *refuse(PROJECTS, "projectid", applies=True),
+    Param("projectid", length=36, description="a project's templates (with templatefilter self or "
+                                              "selfexecutable; -1: every project's in the caller's reach)"),
     *refuse("VNF appliances are not supported yet", "isvnf", harmless=("false",), applies=True),
     *refuse(VMWARE, "parenttemplateid"),
     *refuse(SYSTEM_VMS + ": templates live on primary storage and their URLs", "imagestoreid"),
@@ -164,7 +165,7 @@ _TEMPLATE_FLAGS = (
           "details[0].initrd=/path, details[0].bootargs=... (paths readable on every host)"),
     *_TEMPLATE_FLAGS,
     *refuse(VMWARE, "deployasis", harmless=("false",)),
-    *refuse(PROJECTS, "projectid", applies=True),
+    PROJECT,
     event="TEMPLATE.CREATE",
     response="template",
 )
@@ -186,7 +187,8 @@ async def register_template(ctx: Context, args: dict[str, Any]) -> dict[str, Any
         display_text=args.get("displaytext", ""), zone_uuid="" if zone == "-1" else zone,
         os_type_uuid=args.get("ostypeid", ""), public=args.get("ispublic", False),
         featured=args.get("isfeatured", False), size=args.get("size", 0), details=args.get("details", []),
-        account_name=args.get("account", ""), domain_uuid=args.get("domainid", ""), bits=args.get("bits", 64),
+        account_name=args.get("account", ""), domain_uuid=args.get("domainid", ""),
+        project_uuid=args.get("projectid", ""), bits=args.get("bits", 64),
         checksum=args.get("checksum", ""), password_enabled=args.get("passwordenabled", False),
         sshkey_enabled=args.get("sshkeyenabled", False), extractable=args.get("isextractable", False),
         dynamically_scalable=args.get("isdynamicallyscalable", False),

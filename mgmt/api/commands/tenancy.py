@@ -14,7 +14,7 @@ from ...services.domains import cs_path
 from ...services.tenancy import ROLES, TYPE_OF_ROLE, UserSpec
 from ..registry import Param, command, refuse
 from .accounts import _account, domain_view, user_view
-from .common import ICON, NO_VR, PAGING, PROJECTS, listing, page, success
+from .common import ICON, NO_VR, PAGING, listing, page, success
 
 if TYPE_CHECKING:
     from ..app import Context
@@ -405,11 +405,15 @@ def _types(args: dict[str, Any]) -> list[ResourceType]:
 
 def _owner_fields(who: Any) -> dict[str, Any]:
     fields = {"domainid": who.domain_uuid, "domain": who.domain_name, "domainpath": cs_path(who.domain_path)}
-    if who.kind == "account":
+    if who.project_uuid:
+        fields.update(projectid=who.project_uuid, project=who.name)
+    elif who.kind == "account":
         fields["account"] = who.name
     return fields
 
 
+PROJECT_OWNER = Param("projectid", "uuid",
+                      description="a project: its own limits and counts (not with account)")
 _OWNER = (Param("account", description="an account, by name (with domainid; default: the caller's)"),
           Param("domainid", "uuid",
                 description="a domain (alone: the domain's own; with account: the account's)"))
@@ -425,13 +429,14 @@ _OWNER = (Param("account", description="an account, by name (with domainid; defa
     *refuse("the limits of one account or domain are listed at a time here", "listall", "isrecursive",
             harmless=("false",), applies=True),
     *refuse("limits and counts by host or storage tag are not supported yet", "tag", applies=True),
-    *refuse(PROJECTS, "projectid", applies=True),
+    PROJECT_OWNER,
     *PAGING,
     response="resourcelimit",
 )
 async def list_resource_limits(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     who, found = await ctx.services.tenancy.resource_limits(ctx.caller, args.get("account", ""),
-                                                            args.get("domainid", ""))
+                                                            args.get("domainid", ""),
+                                                            args.get("projectid", ""))
     items = [{"resourcetype": str(int(t)), "resourcetypename": NAMES[t], "max": found[t],
               **_owner_fields(who)} for t in _types(args) if args.get("keyword", "").lower() in NAMES[t]]
     offset, limit = page(args)
@@ -447,7 +452,7 @@ async def list_resource_limits(ctx: Context, args: dict[str, Any]) -> dict[str, 
           description="the type (0 instance, 2 volume, 8 cpu, ...)"),
     Param("max", "long", description="the limit (memory in MiB, storage in GiB; -1: none)"),
     *refuse("limits and counts by host or storage tag are not supported yet", "tag", applies=True),
-    *refuse(PROJECTS, "projectid", applies=True),
+    PROJECT_OWNER,
     admin=True,
     domain_admin=True,
     event="RESOURCE.LIMIT.UPDATE",
@@ -456,7 +461,8 @@ async def list_resource_limits(ctx: Context, args: dict[str, Any]) -> dict[str, 
 async def update_resource_limit(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     rtype = _types(args)[0]
     who, found = await ctx.services.tenancy.set_limit(ctx.caller, args.get("account", ""),
-                                                      args.get("domainid", ""), rtype, args.get("max"))
+                                                      args.get("domainid", ""), rtype, args.get("max"),
+                                                      args.get("projectid", ""))
     await ctx.event("RESOURCE.LIMIT.UPDATE", f"{NAMES[rtype]} limit of {who.kind} {who.name}: {found[rtype]}",
                     resource_type="Account" if who.kind == "account" else "Domain")
     return {"resourcelimit": {"resourcetype": str(int(rtype)), "resourcetypename": NAMES[rtype],
@@ -465,7 +471,8 @@ async def update_resource_limit(ctx: Context, args: dict[str, Any]) -> dict[str,
 
 async def _counts(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     who, found = await ctx.services.tenancy.resource_counts(ctx.caller, args.get("account", ""),
-                                                            args.get("domainid", ""))
+                                                            args.get("domainid", ""),
+                                                            args.get("projectid", ""))
     items = [{"resourcetype": str(int(t)), "resourcetypename": NAMES[t], "resourcecount": found[t],
               **_owner_fields(who)} for t in _types(args) if args.get("keyword", "").lower() in NAMES[t]]
     offset, limit = page(args)
@@ -476,6 +483,7 @@ async def _counts(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     "listResourceCounts",
     "Lists an account's or a domain's resource counts (what it holds now; storage in bytes).",
     *_OWNER,
+    PROJECT_OWNER,
     Param("resourcetype", "integer", description="one type"),
     *PAGING,
     response="resourcecount",
@@ -492,7 +500,7 @@ async def list_resource_counts(ctx: Context, args: dict[str, Any]) -> dict[str, 
     Param("account", description="an account of that domain, by name"),
     Param("resourcetype", "integer", description="one type"),
     *refuse("limits and counts by host or storage tag are not supported yet", "tag", applies=True),
-    *refuse(PROJECTS, "projectid", applies=True),
+    PROJECT_OWNER,
     admin=True,
     domain_admin=True,
     response="resourcecount",

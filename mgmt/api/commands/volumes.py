@@ -9,7 +9,7 @@ from ...errors import InvalidParameter, PermissionDenied
 from ...services.offerings import view_tuning
 from ...services.volumes import VolumeSpec
 from ..registry import Param, command, refuse
-from .common import MANAGED, OWNER, PAGING, PROJECTS, SNAPSHOTS, date, listing
+from .common import MANAGED, OWNER, PAGING, PROJECT, SNAPSHOTS, date, listing
 from .tags import TAGS, with_tags
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ async def list_volumes(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     Param("customid", "uuid", description="its id (root admins)"),
     *refuse(MANAGED, "miniops", "maxiops"),
     *refuse(SNAPSHOTS, "snapshotid", applies=True),
-    *refuse(PROJECTS, "projectid", applies=True),
+    PROJECT,
     is_async=True,
     event="VOLUME.CREATE",
     response="volume",
@@ -120,7 +120,7 @@ async def create_volume(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
         raise PermissionDenied("only root admins may set customid or displayvolume")
     spec = VolumeSpec(args["zoneid"], args.get("name", ""), args.get("diskofferingid", ""), args.get("size"),
                       args.get("account", ""), args.get("domainid", ""), args.get("displayvolume", True),
-                      args.get("customid", ""))
+                      args.get("customid", ""), args.get("projectid", ""))
     volume_id, volume_uuid = await ctx.services.volumes.create(ctx.caller, spec)
 
     async def work() -> dict[str, Any]:
