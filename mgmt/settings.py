@@ -49,6 +49,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
               f"sets one account's or domain's own).")
       for owner, factor, article in (("account", 1, "an account"), ("domain", 2, "a domain"))
       for name, default, what in _LIMITS],
+    Setting("sortkey.algorithm", "false", boolean, "Advanced",
+            "How zones, offerings and templates are listed by their sort keys (updateZone, updateTemplate, "
+            "update*Offering sortkey): true ascending, false descending; equal keys in the order made."),
     Setting("allow.user.create.projects", "true", boolean, "Project Defaults",
             "Whether users (not only admins) may create projects."),
     Setting("password.policy.minimum.length", "0", int, "Advanced",

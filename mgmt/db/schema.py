@@ -104,6 +104,7 @@ certificate_authority = Table(
 
 zones = Table(
     "zones", metadata, _id(), _uuid(),
+    Column("sort_key", Integer, nullable=False, server_default="0"),  # lists: by it (sortkey.algorithm)
     Column("name", String(255), nullable=False, unique=True),
     Column("network_type", String(32), nullable=False, default="Advanced"),
     Column("dns1", String(64)), Column("dns2", String(64)),
@@ -205,6 +206,7 @@ storage_pools = Table(
 
 templates = Table(
     "templates", metadata, _id(), _uuid(),
+    Column("sort_key", Integer, nullable=False, server_default="0"),  # lists: by it (sortkey.algorithm)
     Column("name", String(255), nullable=False),
     Column("display_text", String(4096), nullable=False, default=""),
     Column("format", String(16), nullable=False),
@@ -242,6 +244,7 @@ template_copies = Table(
 
 service_offerings = Table(
     "service_offerings", metadata, _id(), _uuid(),
+    Column("sort_key", Integer, nullable=False, server_default="0"),  # lists: by it (sortkey.algorithm)
     Column("name", String(255), nullable=False),
     Column("display_text", String(4096), nullable=False, default=""),
     Column("cpus", Integer, nullable=False),
@@ -272,6 +275,7 @@ service_offerings = Table(
 
 disk_offerings = Table(
     "disk_offerings", metadata, _id(), _uuid(),
+    Column("sort_key", Integer, nullable=False, server_default="0"),  # lists: by it (sortkey.algorithm)
     Column("name", String(255), nullable=False),
     Column("display_text", String(4096), nullable=False, default=""),
     Column("size_gb", Integer, nullable=False),  # 0: custom, the volume gives its size

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 
 from ..errors import ResourceInUse
 from .caller import Caller
-from .queries import fetch, find, keyword, matching, now
+from .queries import fetch, find, keyword, matching, now, sort_order
 
 if TYPE_CHECKING:
     from ..db.database import Database
@@ -81,7 +81,7 @@ def _list(conn: Connection, kind: Kind, args: Filters) -> tuple[list[Row], int]:
     where = [table.c.removed.is_(None), *keyword(table.c.name, args), *matching(args, kind.filters())]
     if kind.conditions is not None:
         where += kind.conditions(args)
-    return fetch(conn, kind.query().where(*where), table.c.id, args)
+    return fetch(conn, kind.query().where(*where), sort_order(conn, table), args)
 
 
 def _create(conn: Connection, caller: Caller, spec: object) -> Row:

@@ -293,6 +293,8 @@ def _zone_changes(conn: Connection, row: Row, args: Filters) -> dict[str, Any]:
         values["local_storage"] = args["localstorageenabled"]
     if "allocationstate" in args:
         values["allocation_state"] = _allocation(args["allocationstate"])
+    if "sortkey" in args:
+        values["sort_key"] = args["sortkey"]
     return values
 
 

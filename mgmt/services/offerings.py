@@ -228,6 +228,8 @@ def _insert_disk_offering(conn: Connection, caller: Caller, spec: DiskOfferingSp
 
 def _common_changes(row: Row, args: Filters) -> dict[str, Any]:
     values: dict[str, Any] = {}
+    if "sortkey" in args:
+        values["sort_key"] = args["sortkey"]
     if "domainid" in args or "zoneid" in args:  # ("public": every domain, or every zone)
         current = {"domain_ids": [u for u in row.domain_ids.split(",") if u],
                    "zone_ids": [u for u in row.zone_ids.split(",") if u]}

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..db.schema import accounts, domains, project_accounts, projects
+from ..db.schema import accounts, configuration, domains, project_accounts, projects
 from ..errors import InvalidParameter, PermissionDenied
 from .caller import PROJECT, Caller
 
@@ -212,6 +212,17 @@ def project_in_reach(conn: Connection, caller: Caller, project_uuid: str) -> sa.
             raise InvalidParameter(f"unable to find project with id {project_uuid}")
         raise PermissionDenied(f"unable to find or access project {project_uuid}")
     return row
+
+
+def sort_order(conn: Connection, table: sa.Table) -> tuple[Any, ...]:
+    """How a list of ``table`` is ordered: by its sort key when it has one (``sortkey.algorithm``: true
+    ascending, false descending, as CloudStack), then in the order the rows were made."""
+    if "sort_key" not in table.c:
+        return (table.c.id,)
+    value = conn.scalar(sa.select(sa.func.coalesce(configuration.c.value, configuration.c.default_value))
+                        .where(configuration.c.name == "sortkey.algorithm"))
+    ascending = str(value).strip().lower() == "true"
+    return (table.c.sort_key.asc() if ascending else table.c.sort_key.desc(), table.c.id)
 
 
 def keyword(column: Any, args: Mapping[str, Any]) -> list[Any]:

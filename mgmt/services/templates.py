@@ -23,7 +23,7 @@ from ..db.schema import accounts, domains, storage_pools, template_copies, templ
 from ..errors import InvalidParameter, PermissionDenied, ResourceInUse
 from .caller import Caller
 from .crud import Filters, Row
-from .queries import acting_for, fetch, find, keyword, matching, new_uuid, now, owner_filter, owns
+from .queries import acting_for, fetch, find, keyword, matching, new_uuid, now, owner_filter, owns, sort_order
 from .tags import tagged
 
 if TYPE_CHECKING:
@@ -159,7 +159,7 @@ def _list(conn: Connection, caller: Caller, args: Filters) -> tuple[list[Row], i
             other.c.removed.is_(None),
             sa.or_(templates.c.zone_id.is_(None), other.c.id == templates.c.zone_id))
         where.append(zones.c.id == first_zone.scalar_subquery())
-    return fetch(conn, _query().where(*where), (templates.c.id, zones.c.id), args)
+    return fetch(conn, _query().where(*where), (*sort_order(conn, templates), zones.c.id), args)
 
 
 def _checked(url: str, checksum: str) -> None:

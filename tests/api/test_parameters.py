@@ -393,3 +393,37 @@ async def test_who_deployed_suitable_disk_offerings_and_a_job_s_events(api: ApiC
     first = events[-1]
     of_job = (await api.call(lambda: cs.listEvents(startid=first["id"])))["event"]
     assert first["id"] in {e["id"] for e in of_job} and {e["state"] for e in of_job} >= {"Scheduled"}
+
+
+async def test_sort_keys_order_zones_offerings_and_templates(api: ApiCloud) -> None:
+    cs = api.client()
+    names = ["first", "second", "third"]
+    made = [(await api.call(lambda n=n: cs.createServiceOffering(name=n, cpunumber=1, cpuspeed=100,
+                                                                 memory=128)))["serviceoffering"]["id"]
+            for n in names]
+    disks = [(await api.call(lambda n=n: cs.createDiskOffering(name=n, disksize=1)))["diskoffering"]["id"]
+             for n in names]
+
+    def order(kind: str) -> list[str]:
+        listed = getattr(cs, f"list{kind}Offerings")()[f"{kind.lower()}offering"]
+        return [o["name"] for o in listed if o["name"] in names]
+
+    assert await api.call(lambda: order("Service")) == names  # equal keys: the order they were made
+    for ident, key in zip(made, (1, 3, 2), strict=True):
+        await api.call(lambda i=ident, k=key: cs.updateServiceOffering(id=i, sortkey=k))
+    for ident, key in zip(disks, (1, 3, 2), strict=True):
+        await api.call(lambda i=ident, k=key: cs.updateDiskOffering(id=i, sortkey=k))
+    # sortkey.algorithm false (CloudStack's default): descending
+    assert await api.call(lambda: order("Service")) == ["second", "third", "first"]
+    assert await api.call(lambda: order("Disk")) == ["second", "third", "first"]
+    await api.call(lambda: cs.updateConfiguration(name="sortkey.algorithm", value="true"))
+    assert await api.call(lambda: order("Service")) == ["first", "third", "second"]
+    assert await api.call(lambda: order("Disk")) == ["first", "third", "second"]
+    template = (await api.call(lambda: cs.listTemplates(templatefilter="all")))["template"][0]
+    await api.call(lambda: cs.updateTemplate(id=template["id"], sortkey=-5))
+    assert (await api.call(lambda: cs.listTemplates(templatefilter="all")))["template"][0]["id"] == template["id"]
+    zone = (await api.call(lambda: cs.listZones()))["zone"][0]
+    assert (await api.call(lambda: cs.updateZone(id=zone["id"], sortkey=7)))["zone"]["id"] == zone["id"]
+    with pytest.raises(CloudStackApiException) as e:
+        await api.call(lambda: cs.updateZone(id=zone["id"], sortkey="high"))
+    assert e.value.error["errorcode"] == 431 and "sortkey" in e.value.error["errortext"]

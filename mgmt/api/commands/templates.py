@@ -217,8 +217,8 @@ async def register_template(ctx: Context, args: dict[str, Any]) -> dict[str, Any
     Param("details", "map", description="KVM boot details to set (kernel, initrd, bootargs; root admins)"),
     Param("cleanupdetails", "boolean", description="remove its details"),
     *_TEMPLATE_FLAGS,
-    *refuse("templates are listed in the order they were made: sort keys are not supported yet", "sortkey",
-            applies=True),
+    Param("sortkey", "integer",
+          description="its place in lists (sortkey.algorithm: ascending or descending)"),
     event="TEMPLATE.UPDATE",
     response="template",
 )
@@ -230,7 +230,7 @@ async def update_template(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     columns = {"name": "name", "displaytext": "display_text", "ostypeid": "os_type", "format": "format",
                "passwordenabled": "password_enabled", "sshkeyenabled": "sshkey_enabled",
                "isdynamicallyscalable": "dynamically_scalable", "templatetag": "template_tag",
-               "templatetype": "template_type"}
+               "templatetype": "template_type", "sortkey": "sort_key"}
     values = {column: args[param] for param, column in columns.items() if param in args}
     details: dict[str, str] | None = None
     if "details" in args:
