@@ -4,13 +4,15 @@ it is scheduled and one when it ends), and which of them a caller may list, newe
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..db.database import Database
 from ..db.schema import accounts, domains, events, users
+from ..errors import InvalidParameter
 from .caller import Caller
 from .crud import Filters, Row
 from .queries import fetch, keyword, matching, owner_filter
@@ -92,11 +94,29 @@ def _list(conn: Connection, caller: Caller, args: Filters, since: datetime | Non
         job = sa.select(first.c.job_id).where(first.c.uuid == args["startid"]).scalar_subquery()
         where.append(sa.or_(events.c.uuid == args["startid"], sa.and_(events.c.job_id.is_not(None),
                                                                      events.c.job_id == job)))
+    if "entrytime" in args or "duration" in args:  # jobs still pending: begun entrytime..duration s ago
+        where += _pending(args)
     if since is not None:
         where.append(events.c.created >= since)
     if until is not None:
         where.append(events.c.created <= until)
     return fetch(conn, query.where(*where), events.c.id.desc(), args)
+
+
+def _pending(args: Filters) -> list[Any]:
+    """CloudStack's pending events: the first event of each job begun between ``entrytime`` and
+    ``duration`` seconds ago (entrytime > duration) that has not ended (no Completed or Error event)."""
+    if "entrytime" not in args or "duration" not in args:
+        raise InvalidParameter("entrytime and duration go together (seconds; entrytime the larger)")
+    entry, duration = int(args["entrytime"]), int(args["duration"])
+    if not 0 <= duration < entry:
+        raise InvalidParameter("entrytime must be greater than duration (both seconds, 0 or more)")
+    stamp = datetime.now(UTC)
+    ended = events.alias("ended")
+    return [events.c.state == "Scheduled", events.c.job_id.is_not(None),
+            events.c.created >= stamp - timedelta(seconds=entry),
+            events.c.created <= stamp - timedelta(seconds=duration),
+            ~sa.exists().where(ended.c.job_id == events.c.job_id, ended.c.state.in_(("Completed", "Error")))]
 
 
 class Events:

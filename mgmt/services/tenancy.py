@@ -21,14 +21,24 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import limits, settings
 from ..db.database import DELTAS, Database, inserted_id
-from ..db.schema import accounts, domains, networks, project_accounts, projects, users, vms, volumes
+from ..db.schema import (
+    accounts,
+    domains,
+    networks,
+    project_accounts,
+    projects,
+    resource_limits,
+    users,
+    vms,
+    volumes,
+)
 from ..errors import CumuloError, InvalidParameter, PermissionDenied
 from . import domains as domain_rows
 from .accounts import KeysChanged, _caller, _caller_query, _user_query, check_timezone
 from .caller import DOMAIN_ADMIN, PROJECT, ROOT_ADMIN, USER, Caller
 from .crud import Row
 from .passwords import check_password, hash_password, verify_password
-from .queries import domain_in_reach, new_uuid, now, project_in_reach
+from .queries import domain_in_reach, new_uuid, now, owns, project_in_reach
 
 if TYPE_CHECKING:
     from .networks import Networks
@@ -266,6 +276,49 @@ def owner(conn: Connection, caller: Caller, account_name: str, domain_uuid: str,
                  caller.domain_path, caller.account_type)
 
 
+def limit_owners(conn: Connection, caller: Caller,
+                 args: Any) -> tuple[list[Owner], limits.ResourceType | None]:
+    """Whose limits listResourceLimits shows: the limit ``id`` names (and its type); with ``domainid`` and
+    ``isrecursive``, that domain and every domain below it; with ``listall`` (and no account, domain or
+    project), every account in the caller's reach; else the one owner ``owner`` finds."""
+    if "id" in args:
+        row = conn.execute(sa.select(resource_limits).where(resource_limits.c.id == args["id"])).first()
+        found = None
+        if row is not None and row.owner_type == "account":
+            a = conn.execute(sa.select(accounts.c.id, accounts.c.name, accounts.c.type, domains.c.uuid,
+                                       domains.c.name.label("domain_name"), domains.c.path)
+                             .join(domains, domains.c.id == accounts.c.domain_id)
+                             .where(accounts.c.id == row.owner_id, accounts.c.removed.is_(None))).first()
+            if a is not None and caller.manages_accounts and owns(conn, caller, a.id):
+                found = Owner("account", a.id, a.name, a.uuid, a.domain_name, a.path, a.type)
+        elif row is not None:
+            d = conn.execute(sa.select(domains).where(domains.c.id == row.owner_id,
+                                                      domains.c.removed.is_(None))).first()
+            if d is not None and caller.manages_accounts and caller.sees_domain(d.path):
+                found = Owner("domain", d.id, d.name, d.uuid, d.name, d.path)
+        if found is None or row is None:
+            raise InvalidParameter(f"unable to find resource limit {args['id']}")
+        return [found], limits.ResourceType(row.type)
+    if args.get("isrecursive") and "domainid" in args and not args.get("account"):
+        top = domain_in_reach(conn, caller, args["domainid"])
+        rows = conn.execute(sa.select(domains).where(domains.c.path.startswith(top.path, autoescape=True),
+                                                     domains.c.removed.is_(None)).order_by(domains.c.path))
+        return [Owner("domain", d.id, d.name, d.uuid, d.name, d.path) for d in rows], None
+    if args.get("listall") and caller.manages_accounts and not (
+            args.get("account") or args.get("domainid") or args.get("projectid")):
+        where = [accounts.c.removed.is_(None), accounts.c.type != PROJECT]
+        if not caller.is_admin:
+            where.append(accounts.c.domain_id.in_(sa.select(domains.c.id).where(
+                domains.c.path.startswith(caller.domain_path, autoescape=True))))
+        rows = conn.execute(sa.select(accounts.c.id, accounts.c.name, accounts.c.type, domains.c.uuid,
+                                      domains.c.name.label("domain_name"), domains.c.path)
+                            .join(domains, domains.c.id == accounts.c.domain_id).where(*where)
+                            .order_by(accounts.c.id))
+        return [Owner("account", a.id, a.name, a.uuid, a.domain_name, a.path, a.type) for a in rows], None
+    return [owner(conn, caller, args.get("account", ""), args.get("domainid", ""),
+                  args.get("projectid", ""))], None
+
+
 def limits_for(conn: Connection, who: Owner) -> dict[limits.ResourceType, int]:
     if (who.kind == "account" and who.account_type == ROOT_ADMIN) or (who.kind == "domain" and
                                                                       who.domain_path == "/"):
@@ -434,11 +487,15 @@ class Tenancy:
 
     # --- limits ----------------------------------------------------------------------------------------
 
-    async def resource_limits(self, caller: Caller, account_name: str, domain_uuid: str,
-                              project_uuid: str = "") -> tuple[Owner, dict[limits.ResourceType, int]]:
-        def work(conn: Connection) -> tuple[Owner, dict[limits.ResourceType, int]]:
-            who = owner(conn, caller, account_name, domain_uuid, project_uuid)
-            return who, limits_for(conn, who)
+    async def resource_limits_of(self, caller: Caller, args: Any
+                                 ) -> tuple[list[tuple[Owner, dict[limits.ResourceType, int]]],
+                                            limits.ResourceType | None]:
+        """listResourceLimits: each owner ``limit_owners`` finds with its limits, and the one type an
+        ``id`` names."""
+        def work(conn: Connection) -> tuple[list[tuple[Owner, dict[limits.ResourceType, int]]],
+                                            limits.ResourceType | None]:
+            owners, rtype = limit_owners(conn, caller, args)
+            return [(who, limits_for(conn, who)) for who in owners], rtype
 
         return await self.db.read(work)
 

@@ -198,6 +198,13 @@ async def test_job_shapes_and_a_failed_job(api: ApiCloud) -> None:
     assert "jobresult" not in pending and pending["cmd"] == "startVirtualMachine"
     assert pending["userid"] == job["userid"] and pending["accountid"] == job["accountid"]
     assert set(pending) == set(job) - {"jobresult", "jobresulttype", "completed"}
+    # CloudStack's pending events: jobs begun entrytime..duration seconds ago that have not ended
+    waiting = (await api.call(lambda: cs.listEvents(entrytime=3600, duration=0)))["event"]
+    assert [(e["type"], e["state"]) for e in waiting] == [("VM.START", "Scheduled")]
+    assert await api.call(lambda: cs.listEvents(entrytime=3600, duration=1800)) == {}  # begun just now
+    with pytest.raises(CloudStackApiException) as e:
+        await api.call(lambda: cs.listEvents(entrytime=10, duration=60))
+    assert e.value.error["errorcode"] == 431 and "entrytime" in e.value.error["errortext"]
 
 
 async def test_infrastructure_commands(api: ApiCloud) -> None:

@@ -280,3 +280,34 @@ async def test_a_domain_deleted_with_cleanup_takes_its_accounts_and_subdomains(a
         assert capacity.check_totals(conn) == []
     again = await domain(api, "temp")  # the name is free again
     assert again["path"] == "ROOT/temp"
+
+
+async def test_limits_listed_for_many_owners_by_listall_isrecursive_and_id(api: ApiCloud) -> None:
+    admin = api.client()
+    top = await domain(api, "top")
+    below = await domain(api, "below", top["id"])
+    _dadmin, dadmin_cs = await account(api, "topadmin", top["id"], account_type=2)
+    await account(api, "worker", below["id"])
+    await account(api, "outsider", (await domain(api, "elsewhere"))["id"])
+    await api.call(lambda: admin.updateResourceLimit(domainid=below["id"], resourcetype=0, max=7))
+    await api.call(lambda: admin.updateResourceLimit(account="worker", domainid=below["id"], resourcetype=0,
+                                                     max=3))
+
+    # isrecursive: the domain named and every one below it
+    listed = (await api.call(lambda: dadmin_cs.listResourceLimits(domainid=top["id"], isrecursive=True,
+                                                                  resourcetype=0)))["resourcelimit"]
+    assert {(i["domain"], i["max"]) for i in listed} == {("top", 40), ("below", 7)}
+    assert all("account" not in i for i in listed)
+    # listall: every account in the caller's reach (a domain admin: its subtree's)
+    listed = (await api.call(lambda: dadmin_cs.listResourceLimits(listall=True, resourcetype=0)))[
+        "resourcelimit"]
+    assert {(i["account"], i["max"]) for i in listed} == {("topadmin", 20), ("worker", 3)}
+    everyone = (await api.call(lambda: admin.listResourceLimits(listall=True, resourcetype=0)))["resourcelimit"]
+    assert {"outsider", "worker", "topadmin", "admin"} <= {i["account"] for i in everyone}
+    # id: one limit an admin set, to those who reach its owner
+    with api.cloud.services.db.engine.connect() as conn:
+        limit_id = conn.scalar(sa.text("SELECT id FROM resource_limits WHERE owner_type = 'account'"))
+    one = (await api.call(lambda: dadmin_cs.listResourceLimits(id=limit_id)))["resourcelimit"]
+    assert [(i["account"], i["resourcetype"], i["max"]) for i in one] == [("worker", "0", 3)]
+    _user, outsider_cs = await account(api, "nosy", (await domain(api, "nosy"))["id"])
+    assert (await refused(api, lambda: outsider_cs.listResourceLimits(id=limit_id)))["errorcode"] == 431

@@ -91,8 +91,10 @@ def event_view(r: Any) -> dict[str, Any]:
     Param("enddate", description="events until (2026-01-01T00:00:00+0000)"),
     Param("resourcetype", description="events about resources of this type (VirtualMachine, Volume...)"),
     Param("archived", "boolean", description="true: archived events (events are never archived here)"),
-    *refuse("listing events pending longer than a duration is not supported yet", "duration", "entrytime",
-            applies=True),
+    Param("entrytime", "integer",
+          description="with duration: the jobs begun entrytime to duration seconds ago and not ended yet "
+                      "(their first event)"),
+    Param("duration", "integer", description="with entrytime: see entrytime"),
     Param("startid", "uuid", description="an event and the others of its job"),
     *OWNER,
     *PAGING,

@@ -425,20 +425,20 @@ _OWNER = (Param("account", description="an account, by name (with domainid; defa
     *_OWNER,
     Param("resourcetype", "integer", description="one type (0 instance, 2 volume, 6 network, 8 cpu, ...)"),
     Param("resourcetypename", description="one type, by name (user_vm, volume, network, cpu, ...)"),
-    *refuse("limits have no ids here: name the type", "id", applies=True),
-    *refuse("the limits of one account or domain are listed at a time here", "listall", "isrecursive",
-            harmless=("false",), applies=True),
+    Param("id", "long", description="one limit an admin set, by its number"),
+    Param("listall", "boolean", description="admins: the limits of every account in their reach"),
+    Param("isrecursive", "boolean", description="with domainid: that domain's and every subdomain's"),
     *refuse("limits and counts by host or storage tag are not supported yet", "tag", applies=True),
     PROJECT_OWNER,
     *PAGING,
     response="resourcelimit",
 )
 async def list_resource_limits(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    who, found = await ctx.services.tenancy.resource_limits(ctx.caller, args.get("account", ""),
-                                                            args.get("domainid", ""),
-                                                            args.get("projectid", ""))
+    owners, only = await ctx.services.tenancy.resource_limits_of(ctx.caller, args)
+    types = [t for t in _types(args) if only is None or t == only]
     items = [{"resourcetype": str(int(t)), "resourcetypename": NAMES[t], "max": found[t],
-              **_owner_fields(who)} for t in _types(args) if args.get("keyword", "").lower() in NAMES[t]]
+              **_owner_fields(who)} for who, found in owners
+             for t in types if args.get("keyword", "").lower() in NAMES[t]]
     offset, limit = page(args)
     return listing("resourcelimit", items[offset: None if limit is None else offset + limit], len(items))
 
