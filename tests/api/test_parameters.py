@@ -421,7 +421,8 @@ async def test_sort_keys_order_zones_offerings_and_templates(api: ApiCloud) -> N
     assert await api.call(lambda: order("Disk")) == ["first", "third", "second"]
     template = (await api.call(lambda: cs.listTemplates(templatefilter="all")))["template"][0]
     await api.call(lambda: cs.updateTemplate(id=template["id"], sortkey=-5))
-    assert (await api.call(lambda: cs.listTemplates(templatefilter="all")))["template"][0]["id"] == template["id"]
+    listed = (await api.call(lambda: cs.listTemplates(templatefilter="all")))["template"]
+    assert listed[0]["id"] == template["id"]
     zone = (await api.call(lambda: cs.listZones()))["zone"][0]
     assert (await api.call(lambda: cs.updateZone(id=zone["id"], sortkey=7)))["zone"]["id"] == zone["id"]
     with pytest.raises(CloudStackApiException) as e:

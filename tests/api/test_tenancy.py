@@ -302,7 +302,8 @@ async def test_limits_listed_for_many_owners_by_listall_isrecursive_and_id(api: 
     listed = (await api.call(lambda: dadmin_cs.listResourceLimits(listall=True, resourcetype=0)))[
         "resourcelimit"]
     assert {(i["account"], i["max"]) for i in listed} == {("topadmin", 20), ("worker", 3)}
-    everyone = (await api.call(lambda: admin.listResourceLimits(listall=True, resourcetype=0)))["resourcelimit"]
+    everyone = (await api.call(lambda: admin.listResourceLimits(listall=True, resourcetype=0)))[
+        "resourcelimit"]
     assert {"outsider", "worker", "topadmin", "admin"} <= {i["account"] for i in everyone}
     # id: one limit an admin set, to those who reach its owner
     with api.cloud.services.db.engine.connect() as conn:
