@@ -7,7 +7,7 @@ admin changed. Values are strings in the table; ``SETTINGS`` says how each is pa
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -30,6 +30,17 @@ class Setting:
     kind: Callable[[str], object]
     category: str
     description: str
+    scope: str = "Global"  # CloudStack's: Global, or the one kind of thing it may also be set for
+    parent: str = ""  # the setting that turns this one's feature on
+    dynamic: bool = False  # read where it is used, so a change applies at once (else at restart)
+
+    @property
+    def group(self) -> tuple[str, str]:
+        """(group, subgroup): CloudStack's grouping of settings for people to find them."""
+        for prefix, found in _GROUPS:
+            if self.name.startswith(prefix):
+                return found
+        return ("Miscellaneous", "Others")
 
 
 # CloudStack's default resource limits of an account (a domain's are twice these): name, default, what.
@@ -142,17 +153,74 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
             "TLS are admitted too, and logged)."),
     Setting("ca.framework.cert.validity.period", "365", int, "Advanced",
             "Days a host certificate issued by the cloud's CA is valid; agents renew at two thirds."),
+    Setting("allow.user.expunge.recover.vm", "false", boolean, "Advanced",
+            "Whether users (not only admins) may expunge their destroyed VMs and recover them."),
 ]}
+
+# The settings that may also be set for one zone, cluster, storage pool, domain or account (CloudStack's
+# scopes), each read there by what uses it; and the settings that turn others' features on.
+_SCOPES = {
+    "cpu.overprovisioning.factor": "Cluster",  # (the cluster's cpu_overcommit: the planner's index)
+    "mem.overprovisioning.factor": "Cluster",
+    "storage.overprovisioning.factor": "StoragePool",  # (the planner's pool index)
+    "pool.storage.capacity.disablethreshold": "Zone",
+    "allow.user.expunge.recover.vm": "Account",
+    **{name: "Domain" for name in list(SETTINGS) if name.startswith("password.policy.")},  # (new passwords)
+}
+_PARENTS = {"prometheus.exporter.allowed.ips": "prometheus.exporter.enable",
+            "api.throttling.interval": "api.throttling.enabled",
+            "api.throttling.max": "api.throttling.enabled"}
+# read at each use (the others when the server starts; a scoped value, where its scope is used, at once)
+_DYNAMIC = {"vm.stats.interval", "prometheus.exporter.enable", "prometheus.exporter.allowed.ips",
+            "sortkey.algorithm", "allow.user.create.projects", "allow.user.expunge.recover.vm",
+            *(name for name in SETTINGS if name.startswith("password.policy."))}
+SETTINGS.update({name: replace(SETTINGS[name], scope=_SCOPES.get(name, "Global"),
+                               parent=_PARENTS.get(name, ""), dynamic=name in _DYNAMIC)
+                 for name in set(_SCOPES) | set(_PARENTS) | _DYNAMIC})
+SCOPES = ("Zone", "Cluster", "StoragePool", "Domain", "Account")
+
+# CloudStack's setting groups: (name, description, precedence, its subgroups by precedence); and the
+# (group, subgroup) of each setting, by the first name prefix that matches.
+GROUPS = (
+    ("Access", "Users, accounts, projects, passwords and the API", 1,
+     ("Account", "Project", "Password Policy", "API", "Security")),
+    ("Compute", "VMs, hosts, clusters, placement and high availability", 2,
+     ("Allocation", "Capacity", "High Availability", "Virtual Machine", "Host")),
+    ("Storage", "Primary storage", 3, ("Primary Storage",)),
+    ("Network", "Guest networks", 4, ("Network",)),
+    ("Management Server", "The management servers and their agents", 5, ("Cluster", "Agent", "Metrics")),
+    ("Miscellaneous", "Everything else", 999, ("Others",)),
+)
+_GROUPS = (
+    ("max.", ("Access", "Account")), ("allow.user.", ("Access", "Project")),
+    ("password.policy.", ("Access", "Password Policy")), ("incorrect.login", ("Access", "Security")),
+    ("api.", ("Access", "API")), ("ca.", ("Access", "Security")),
+    ("vm.allocation", ("Compute", "Allocation")), ("host.capacityType", ("Compute", "Allocation")),
+    ("planner.", ("Compute", "Allocation")), ("cpu.", ("Compute", "Capacity")),
+    ("mem.", ("Compute", "Capacity")),
+    ("cluster.cpu", ("Compute", "Capacity")), ("cluster.memory", ("Compute", "Capacity")),
+    ("ha.", ("Compute", "High Availability")), ("start.", ("Compute", "Virtual Machine")),
+    ("expunge.", ("Compute", "Virtual Machine")), ("vm.", ("Compute", "Virtual Machine")),
+    ("sortkey.", ("Miscellaneous", "Others")), ("capacity.", ("Compute", "Capacity")),
+    ("storage.", ("Storage", "Primary Storage")), ("pool.", ("Storage", "Primary Storage")),
+    ("network.", ("Network", "Network")), ("cluster.", ("Management Server", "Cluster")),
+    ("indirect.", ("Management Server", "Agent")), ("ping.", ("Management Server", "Agent")),
+    ("wait", ("Management Server", "Agent")), ("prometheus.", ("Management Server", "Metrics")),
+)
 
 
 def seed(conn: Connection) -> int:
     """Insert the settings missing from the table; returns how many were added."""
-    present = set(conn.scalars(sa.select(configuration.c.name)))
+    present = dict(conn.execute(sa.select(configuration.c.name, configuration.c.scope)).all())
     missing = [s for name, s in SETTINGS.items() if name not in present]
     if missing:
         conn.execute(configuration.insert(), [
             {"name": s.name, "value": None, "default_value": s.default, "category": s.category,
-             "description": s.description, "scope": "Global"} for s in missing])
+             "description": s.description, "scope": s.scope} for s in missing])
+    for name, scope in present.items():  # (a setting that became scoped in a newer version)
+        if name in SETTINGS and SETTINGS[name].scope != scope:
+            conn.execute(configuration.update().where(configuration.c.name == name)
+                         .values(scope=SETTINGS[name].scope))
     return len(missing)
 
 

@@ -331,7 +331,8 @@ OBJECTS: dict[str, tuple[str, str]] = {
                  "capacitytotal percentused"),
     "cluster": ("cluster", "id name zoneid zonename podid podname hypervisortype clustertype "
                 "allocationstate managedstate cpuovercommitratio memoryovercommitratio capacity"),
-    "configuration": ("setting", "name value defaultvalue category description scope isdynamic"),
+    "configuration": ("setting", "name value defaultvalue category description scope isdynamic group "
+                      "subgroup parent displaytext type component id"),
     "diskoffering": ("disk offering", "id name displaytext disksize tags iscustomized storagetype "
                      "displayoffering disksizestrictness details domainid zoneid provisioningtype cacheMode "
                      "diskBytesReadRate diskBytesReadRateMax "
@@ -355,7 +356,7 @@ OBJECTS: dict[str, tuple[str, str]] = {
     "network": ("network", "id name displaytext zoneid zonename type traffictype state cidr gateway "
                 "netmask dns1 dns2 vlan broadcasturi broadcastdomaintype acltype canusefordeploy isdefault "
                 "ispersistent issystem specifyipranges networkofferingid networkofferingname startip endip "
-                "service tags account domainid domain created"),
+                "service tags account domainid domain created externalid"),
     "networkoffering": ("network offering", "id name displaytext guestiptype traffictype state isdefault "
                         "ispersistent specifyvlan specifyipranges conservemode forvpc egressdefaultpolicy "
                         "supportspublicaccess networkrate service tags created"),
@@ -410,7 +411,7 @@ OBJECTS: dict[str, tuple[str, str]] = {
                "diskofferingname diskofferingdisplaytext miniops maxiops account domainid domain created "
                "attached destroyed isextractable tags path"),
     "zone": ("zone", "id name networktype allocationstate dns1 dns2 internaldns1 internaldns2 "
-             "guestcidraddress securitygroupsenabled localstorageenabled tags capacity"),
+             "guestcidraddress securitygroupsenabled localstorageenabled tags capacity resourcedetails"),
 }
 GLOSSARY["internaldns1"] = ("string", "the first DNS server of the zone's hosts")
 GLOSSARY["internaldns2"] = ("string", "the second DNS server of the zone's hosts")
@@ -576,3 +577,22 @@ OBJECTS["project"] = ("project", "id name displaytext domainid domain domainpath
                       + " ".join(f"{p}limit {p}total {p}available" for p in _PROJECT_LIMITS))
 OBJECTS["projectaccount"] = ("project member", "projectid project account accountid role userid username "
                              "domainid domain")
+
+# Settings and their groups (listConfigurations, listConfigurationGroups).
+OVERRIDES.update({
+    "configuration.group": ("string", "the group the setting is in (listConfigurationGroups)"),
+    "configuration.subgroup": ("string", "the subgroup of its group"),
+    "configuration.parent": ("string", "the setting that turns this one's feature on"),
+    "configuration.displaytext": ("string", "the setting's name, for display"),
+    "configuration.type": ("string", "the kind of value: Boolean, Number, Decimal or String"),
+    "configuration.component": ("string", "what reads the setting"),
+    "configuration.id": ("string", "with a scope: the id of the zone, cluster, pool, domain or account"),
+    "configuration.scope": ("string", "global, or the one kind of place it may also be set for (zone, "
+                                      "cluster, storagepool, domain, account)"),
+    "configuration.isdynamic": ("boolean", "whether a change applies at once (else at restart)"),
+    "configurationgroup.subgroup": ("list", "its subgroups (name, precedence)"),
+})
+GLOSSARY.setdefault("precedence", ("long", "the {what}'s place in the order groups are shown"))
+OBJECTS["configurationgroup"] = ("setting group", "name description precedence subgroup")
+GLOSSARY.setdefault("externalid", ("string", "the {what}'s id in another system, as its creator gave it"))
+GLOSSARY.setdefault("resourcedetails", ("map", "the {what}'s details (key/value pairs)"))

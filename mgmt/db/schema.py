@@ -116,6 +116,7 @@ zones = Table(
     Column("internal_dns1", String(64)), Column("internal_dns2", String(64)),  # (system VMs': kept, shown)
     Column("guest_cidr", String(64)),  # CloudStack's guestcidraddress (shown)
     Column("local_storage", Boolean, nullable=False, default=True, server_default=sa_true()),
+    Column("details", Text, nullable=False, server_default="{}"),  # an operator's key/values (updateZone)
     Column("security_groups", Boolean, nullable=False, default=False, server_default=false()),
     *_times(),
 )
@@ -319,6 +320,7 @@ networks = Table(
     Column("dns1", String(64)), Column("dns2", String(64)),
     Column("vlan", String(64), nullable=False, default="untagged"),
     Column("bridge", String(64), nullable=False, default=""),
+    Column("external_id", String(255)),  # an id in another system, as its creator gave it
     # Shared: Setup. Isolated: Allocated, Implemented (a VM of it runs: it holds a VNI), Shutdown
     Column("state", String(32), nullable=False, default="Setup"),
     Column("network_offering_id", ForeignKey("network_offerings.id")),  # NULL: the shared offering
@@ -606,6 +608,18 @@ configuration = Table(
     Column("scope", String(32), nullable=False, default="Global"),
 )
 
+
+# Settings given a value for one zone, cluster, storage pool, domain or account (updateConfiguration
+# zoneid=...), for the settings of that scope (``Setting.scope``); a cluster's CPU and memory
+# overprovisioning factors are its own columns instead (clusters.cpu_overcommit, mem_overcommit).
+configuration_scoped = Table(
+    "configuration_scoped", metadata, _id(),
+    Column("scope", String(16), nullable=False),  # Zone, Cluster, StoragePool, Domain, Account
+    Column("scope_id", Integer, nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("value", String(4096), nullable=False),
+    UniqueConstraint("scope", "scope_id", "name"),
+)
 
 # Registration tokens an operator made for agents to get their first certificate (only a hash is kept).
 agent_tokens = Table(

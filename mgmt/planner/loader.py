@@ -7,7 +7,16 @@ import contextlib
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..db.schema import clusters, host_capacity, hosts, pods, storage_pools, template_copies, zones
+from ..db.schema import (
+    clusters,
+    configuration_scoped,
+    host_capacity,
+    hosts,
+    pods,
+    storage_pools,
+    template_copies,
+    zones,
+)
 from .index import CapacityIndex, HostFacts
 from .pools import Pool, PoolIndex
 
@@ -57,10 +66,17 @@ def load_pools(conn: Connection) -> PoolIndex:
                                              .where(tc.c.state == "Ready")):
         copies.setdefault(pool_id, set()).add(template_id)
     index = PoolIndex()
-    sp = storage_pools
+    sp, cs = storage_pools, configuration_scoped
+    scoped: dict[tuple[str, int], float] = {}  # (scope, id) -> a pool's factor, a zone's threshold
+    for scope, scope_id, value in conn.execute(sa.select(cs.c.scope, cs.c.scope_id, cs.c.value).where(sa.or_(
+            sa.and_(cs.c.scope == "StoragePool", cs.c.name == "storage.overprovisioning.factor"),
+            sa.and_(cs.c.scope == "Zone", cs.c.name == "pool.storage.capacity.disablethreshold")))):
+        with contextlib.suppress(ValueError):  # (checked when set)
+            scoped[(scope, scope_id)] = float(value)
     for r in conn.execute(sa.select(sp).where(sp.c.removed.is_(None)).order_by(sp.c.id)):
         index.set_pool(Pool(r.id, r.zone_id, r.pod_id or 0, r.cluster_id or 0, r.host_id or 0, r.scope,
                             r.pool_type, r.capacity_bytes, r.used_bytes + r.reserved_bytes,
                             frozenset(t for t in r.tags.split(",") if t), r.status == "Up",
-                            copies.get(r.id, set())))
+                            copies.get(r.id, set()), scoped.get(("StoragePool", r.id)),
+                            scoped.get(("Zone", r.zone_id))))
     return index

@@ -28,6 +28,8 @@ class Pool:
     tags: frozenset[str] = frozenset()
     up: bool = True
     templates: set[int] = field(default_factory=set)  # templates with a Ready copy here
+    factor: float | None = None  # its own storage.overprovisioning.factor (updateConfiguration storageid)
+    threshold: float | None = None  # its zone's pool.storage.capacity.disablethreshold (... zoneid)
 
 
 @dataclass
@@ -84,7 +86,8 @@ def overprovision(pool_type: str, scope: str, factor: float) -> float:
 
 
 def limit(pool: Pool, req: PoolRequest) -> float:
-    return pool.capacity * overprovision(pool.pool_type, pool.scope, req.factor)
+    factor = pool.factor if pool.factor is not None else req.factor
+    return pool.capacity * overprovision(pool.pool_type, pool.scope, factor)
 
 
 def why_not(pool: Pool, req: PoolRequest) -> str:
@@ -100,9 +103,10 @@ def why_not(pool: Pool, req: PoolRequest) -> str:
     need, cap = needed(pool, req), limit(pool, req)
     if cap <= 0 or pool.allocated + need > cap:
         return f"{pool.allocated + need} bytes would exceed its {cap:.0f}"
-    if (pool.allocated + need) / cap > req.threshold:
+    threshold = pool.threshold if pool.threshold is not None else req.threshold
+    if (pool.allocated + need) / cap > threshold:
         return (f"would be {(pool.allocated + need) / cap:.0%} allocated, past "
-                f"pool.storage.capacity.disablethreshold {req.threshold:g}")
+                f"pool.storage.capacity.disablethreshold {threshold:g}")
     return ""
 
 

@@ -18,7 +18,6 @@ import trio
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from .. import settings
 from ..db.database import DELTAS, inserted_id
 from ..db.journal import journaled
 from ..db.schema import accounts, domains, users
@@ -29,6 +28,7 @@ from .crud import Filters, Row
 from .domains import DomainView
 from .passwords import check_password, hash_password
 from .queries import accounts_under, domain_in_reach, fetch, keyword, matching, new_uuid, now, owns
+from .settings import password_policy
 
 if TYPE_CHECKING:
     from ..db.database import Database
@@ -386,7 +386,7 @@ class Accounts:
         """An account and its first user (the password hashed off the event loop)."""
         if spec.account_type not in (USER, ROOT_ADMIN, DOMAIN_ADMIN):
             raise InvalidParameter("accounttype must be 0 (user), 1 (root admin) or 2 (domain admin)")
-        policy = await self.db.read(settings.prefixed, "password.policy.")
+        policy = await self.db.read(password_policy, domain_uuid=spec.domain_uuid or caller.domain_uuid)
         check_password(policy, spec.password, spec.username)
         password_hash = await trio.to_thread.run_sync(hash_password, spec.password)
         return await self.db.run(_create_account, caller, spec, password_hash)

@@ -11,7 +11,18 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..db.schema import clusters, host_capacity, hosts, ip_ranges, networks, nics, pods, storage_pools, zones
+from ..db.schema import (
+    clusters,
+    configuration_scoped,
+    host_capacity,
+    hosts,
+    ip_ranges,
+    networks,
+    nics,
+    pods,
+    storage_pools,
+    zones,
+)
 from ..planner import pools
 
 if TYPE_CHECKING:
@@ -132,9 +143,22 @@ class Capacity:
         self.mem_factor = float(values.get("mem.overprovisioning.factor", 1.0))
         self.storage_factor = float(values.get("storage.overprovisioning.factor", 2.0))
 
-    def storage_overprovision(self, pool_type: str, scope: str) -> float:
-        """The overprovisioning factor the planner applies to a pool of this type and scope."""
-        return pools.overprovision(pool_type, scope, self.storage_factor)
+    def storage_overprovision(self, pool_type: str, scope: str, own: float | None = None) -> float:
+        """The overprovisioning factor the planner applies to a pool of this type and scope (``own``:
+        the pool's own storage.overprovisioning.factor, when it has one)."""
+        return pools.overprovision(pool_type, scope, self.storage_factor if own is None else own)
+
+    async def pool_factors(self, pool_uuids: list[str]) -> dict[str, float]:
+        """The pools' own storage.overprovisioning.factor, for those that have one."""
+        cs, sp = configuration_scoped, storage_pools
+
+        def read(conn: Connection) -> dict[str, float]:
+            rows = conn.execute(sa.select(sp.c.uuid, cs.c.value).join(sp, sp.c.id == cs.c.scope_id).where(
+                cs.c.scope == "StoragePool", cs.c.name == "storage.overprovisioning.factor",
+                sp.c.uuid.in_(pool_uuids)))
+            return {uuid: float(value) for uuid, value in rows}
+
+        return await self.db.read(read) if pool_uuids else {}
 
     async def of_zones(self, zone_uuid: str = "", *, pod_uuid: str = "",
                        cluster_uuid: str = "") -> list[ZoneCapacity]:

@@ -55,6 +55,8 @@ class NetworkSpec:
     account: str = ""  # an isolated network's owner, when an admin makes it for another account
     domain_uuid: str = ""
     project_uuid: str = ""  # an isolated network's owner: this project
+    external_id: str | None = None  # its id in another system (kept, shown)
+    bypass_vlan_overlap: bool = False  # (root admins) a shared network may reuse a VLAN of the zone
 
 
 def _query() -> sa.Select[Any]:
@@ -177,11 +179,20 @@ def _create(conn: Connection, caller: Caller, spec: NetworkSpec) -> Network:
     vlan = spec.vlan
     if vlan != "untagged" and not (vlan.isdigit() and 1 <= int(vlan) <= 4094):
         raise InvalidParameter("vlan must be untagged or 1 to 4094")
+    if vlan != "untagged" and not isolated:
+        sharing = conn.scalar(sa.select(networks.c.name).where(
+            networks.c.zone_id == zone.id, networks.c.vlan == vlan, networks.c.guest_type != "Isolated",
+            networks.c.removed.is_(None)))
+        if sharing is not None and not spec.bypass_vlan_overlap:
+            raise InvalidParameter(f"VLAN {vlan} is network {sharing}'s in zone {zone.name}: pass "
+                                   "bypassvlanoverlapcheck=true (root admins) to share it")
+        if sharing is not None and not caller.is_admin:
+            raise PermissionDenied("only root admins may bypass the VLAN overlap check")
     network_id = inserted_id(conn.execute(networks.insert().values(
         uuid=new_uuid(), name=spec.name, zone_id=zone.id, guest_type=offering.guest_type, cidr=str(cidr),
         gateway=str(gateway), netmask=str(cidr.netmask), dns1=spec.dns1, dns2=spec.dns2, vlan=vlan,
         bridge=spec.bridge, state="Allocated" if isolated else "Setup", network_offering_id=offering.id,
-        account_id=account_id, created=now(),
+        account_id=account_id, external_id=spec.external_id, created=now(),
     )))
     conn.execute(ip_ranges.insert(),
                  [{"network_id": network_id, "start_ip": str(a), "end_ip": str(b)} for a, b in ranges])

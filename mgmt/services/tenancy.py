@@ -19,7 +19,7 @@ import trio
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from .. import limits, settings
+from .. import limits
 from ..db.database import DELTAS, Database, inserted_id
 from ..db.schema import (
     accounts,
@@ -39,6 +39,7 @@ from .caller import DOMAIN_ADMIN, PROJECT, ROOT_ADMIN, USER, Caller
 from .crud import Row
 from .passwords import check_password, hash_password, verify_password
 from .queries import domain_in_reach, new_uuid, now, owns, project_in_reach
+from .settings import password_policy
 
 if TYPE_CHECKING:
     from .networks import Networks
@@ -357,8 +358,11 @@ class Tenancy:
         self.db = db
         self.vms, self.volumes, self.networks = vms, volumes, networks
 
-    async def hashed(self, password: str, username: str) -> str:
-        check_password(await self.db.read(settings.prefixed, "password.policy."), password, username)
+    async def hashed(self, password: str, username: str, *, domain_id: int | None = None,
+                     domain_uuid: str = "") -> str:
+        """The hash of a new password, checked against the password policy of the user's domain."""
+        policy = await self.db.read(password_policy, domain_id=domain_id, domain_uuid=domain_uuid)
+        check_password(policy, password, username)
         return await trio.to_thread.run_sync(hash_password, password)
 
     async def change_password(self, caller: Caller, ident: str, password: str, current: str | None) -> str:
@@ -370,7 +374,7 @@ class Tenancy:
                 raise InvalidParameter("give currentpassword to change your own password")
             if not await trio.to_thread.run_sync(verify_password, current, stored):
                 raise InvalidParameter("the current password is wrong")
-        return await self.hashed(password, row.username)
+        return await self.hashed(password, row.username, domain_uuid=row.domain_uuid)
 
     # --- domains ---------------------------------------------------------------------------------------
 
@@ -436,7 +440,7 @@ class Tenancy:
 
     async def create_user(self, caller: Caller, account_name: str, domain_uuid: str, spec: UserSpec) -> Row:
         account = await self.db.read(account_named, caller, account_name, domain_uuid)
-        password_hash = await self.hashed(spec.password, spec.username)
+        password_hash = await self.hashed(spec.password, spec.username, domain_id=account.domain_id)
         return await self.db.run(create_user, caller, account, spec, password_hash)
 
     async def update_user(self, caller: Caller, ident: str, args: dict[str, Any]) -> Row:

@@ -56,6 +56,7 @@ from .caller import Caller
 from .crud import Filters, Row
 from .metrics import Latency
 from .queries import acting_for, fetch, find, keyword, matching, now, owner_filter, uuids
+from .settings import scoped_value
 from .tags import tagged
 from .templates import os_type_ids
 
@@ -717,9 +718,18 @@ class VirtualMachines:
     async def reboot(self, vm_id: int) -> None:
         await self.orchestrator.reboot(vm_id)
 
+    async def may_expunge_or_recover(self, caller: Caller, what: str) -> None:
+        """Admins may; a user when allow.user.expunge.recover.vm is true for its account (CloudStack's)."""
+        allowed: object = caller.manages_accounts or await self.db.read(
+            scoped_value, "allow.user.expunge.recover.vm", "Account", caller.account_id)
+        if allowed:
+            return
+        raise PermissionDenied(f"users may not {what} VMs here (allow.user.expunge.recover.vm is false for "
+                               "their account)")
+
     async def destroy(self, caller: Caller, vm_id: int, *, expunge: bool = False) -> None:
-        if expunge and not caller.is_admin:
-            raise PermissionDenied("only admins may expunge a VM at once")
+        if expunge:
+            await self.may_expunge_or_recover(caller, "expunge")
         await self.orchestrator.destroy(vm_id, expunge=expunge)
 
     def _not_busy(self, vm: Row) -> None:

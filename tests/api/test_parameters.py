@@ -428,3 +428,29 @@ async def test_sort_keys_order_zones_offerings_and_templates(api: ApiCloud) -> N
     with pytest.raises(CloudStackApiException) as e:
         await api.call(lambda: cs.updateZone(id=zone["id"], sortkey="high"))
     assert e.value.error["errorcode"] == 431 and "sortkey" in e.value.error["errortext"]
+
+
+async def test_networks_keep_external_ids_and_vlans_are_not_shared_by_accident(api: ApiCloud) -> None:
+    cs = api.client()
+    zone = (await api.call(lambda: cs.listZones()))["zone"][0]["id"]
+
+    def shared(name: str, vlan: str, **extra: Any) -> Any:
+        return lambda: cs.createNetwork(zoneid=zone, name=name, gateway="10.77.0.1", netmask="255.255.255.0",
+                                        startip="10.77.0.10", endip="10.77.0.20", vlan=vlan, **extra)
+
+    made = (await api.call(shared("first", "777", externalid="ext-42")))["network"]
+    assert made["externalid"] == "ext-42"
+    listed = (await api.call(lambda: cs.listNetworks(id=made["id"])))["network"][0]
+    assert listed["externalid"] == "ext-42"
+    with pytest.raises(CloudStackApiException) as e:
+        await api.call(shared("second", "777"))
+    assert e.value.error["errorcode"] == 431 and "bypassvlanoverlapcheck" in e.value.error["errortext"]
+    again = (await api.call(shared("second", "777", bypassvlanoverlapcheck=True)))["network"]
+    assert again["vlan"] == "777"
+
+    # a zone's details: set (replacing those it had), shown as resourcedetails
+    await api.call(lambda: cs.updateZone(id=zone, details={"rack": "r12", "owner": "ops"}))
+    shown = (await api.call(lambda: cs.listZones(id=zone)))["zone"][0]
+    assert shown["resourcedetails"] == {"rack": "r12", "owner": "ops"}
+    await api.call(lambda: cs.updateZone(id=zone, details={"rack": "r13"}))
+    assert (await api.call(lambda: cs.listZones(id=zone)))["zone"][0]["resourcedetails"] == {"rack": "r13"}

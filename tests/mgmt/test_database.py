@@ -22,10 +22,10 @@ from mgmt.planner.deltas import HostEnabled, record
 
 def test_migrations_build_exactly_the_declared_schema(database: Database) -> None:
     with database.engine.connect() as conn:
-        assert database.revision(conn) == database.head() == "0017"
+        assert database.revision(conn) == database.head() == "0018"
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == []
-    assert database.migrate() == "0017"  # running again changes nothing
+    assert database.migrate() == "0018"  # running again changes nothing
 
 
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:

@@ -10,7 +10,9 @@ from ...errors import InvalidParameter
 from ...services.accounts import Account, AccountSpec
 from ...services.caller import DOMAIN_ADMIN, ROOT_ADMIN, USER
 from ...services.domains import DomainView, cs_path, level
+from ...services.settings import check
 from ...services.tenancy import TYPE_OF_ROLE
+from ...settings import SETTINGS
 from ..registry import Param, command, refuse
 from .common import ICON, NO_VR, PAGING, date, listing
 
@@ -77,6 +79,21 @@ def account_view(r: Any, user_views: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _account(account: Account) -> dict[str, Any]:
     return account_view(account.row, [user_view(u) for u in account.users])
+
+
+def account_settings(args: dict[str, Any]) -> dict[str, str]:
+    """``accountdetails``: values of account-scoped settings, checked before anything is made."""
+    out: dict[str, str] = {}
+    for entry in args.get("accountdetails", []):
+        out.update({entry["key"]: entry["value"]} if set(entry) == {"key", "value"} else entry)
+    for name, value in out.items():
+        setting = SETTINGS.get(name)
+        if setting is None or setting.scope != "Account":
+            names = ", ".join(n for n, s in SETTINGS.items() if s.scope == "Account")
+            raise InvalidParameter(f"accountdetails: {name[:64]!r} is not an account-scoped setting "
+                                   f"({names})")
+        check(setting, value)
+    return out
 
 
 def user_view(r: Any) -> dict[str, Any]:
@@ -148,7 +165,8 @@ async def list_accounts(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     Param("accountid", "uuid", description="the account's id (an identity provider's; default: a new one)"),
     Param("userid", "uuid", description="the user's id (an identity provider's; default: a new one)"),
     *refuse(NO_VR, "networkdomain"),
-    *refuse("account-scoped settings are not supported yet", "accountdetails", applies=True),
+    Param("accountdetails", "map", description="the account's own values of account-scoped settings: "
+                                                "accountdetails[0].allow.user.expunge.recover.vm=true"),
     admin=True,
     domain_admin=True,
     event="ACCOUNT.CREATE",
@@ -161,10 +179,13 @@ async def create_account(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
         if role_type is None or role_type < 0 or ("accounttype" in args and account_type != role_type):
             raise InvalidParameter("roleid names no role an account can have here, or not accounttype's")
         account_type = role_type
+    details = account_settings(args)
     spec = AccountSpec(args["username"], args["password"], args["email"], args["firstname"],
                        args["lastname"], args.get("account", ""), account_type, args.get("domainid", ""),
                        args.get("accountid", ""), args.get("userid", ""), args.get("timezone"))
     account = _account(await ctx.services.accounts.create_account(ctx.caller, spec))
+    for name, value in details.items():
+        await ctx.services.settings.update(name, value, {"accountid": account["id"]})
     await ctx.event(
         "ACCOUNT.CREATE",
         f"created account {account['name']}",

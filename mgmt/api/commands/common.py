@@ -38,8 +38,6 @@ SNAPSHOTS = "snapshots are not supported yet"
 RESOURCE_TAGS = "resource tags are not supported yet"
 ENCRYPTION = "volume encryption is not supported yet"
 LIVE_SCALING = "scaling a running VM is not supported yet"
-SCOPED_SETTINGS = ("settings are global here: zone, cluster, pool, domain and account scopes are not "
-                   "supported yet")
 DEDICATION = "zones are public here: dedicating a zone to a domain is not supported yet"
 
 

@@ -6,35 +6,62 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ...errors import InvalidParameter
+from ...services.settings import Value
+from ...settings import GROUPS, boolean
 from ..registry import Param, command, refuse
 from ..signing import parse_expires
-from .common import OWNER, PAGING, SCOPED_SETTINGS, date, listing, page, success, uuids
+from .common import OWNER, PAGING, date, listing, page, success, uuids
 
 if TYPE_CHECKING:
     from ..app import Context
 
 
-def configuration_view(r: Any) -> dict[str, Any]:
-    return {
-        "name": r.name,
-        "value": r.value if r.value is not None else r.default_value,
-        "defaultvalue": r.default_value,
-        "category": r.category,
-        "description": r.description,
-        "scope": r.scope.lower(),
-        "isdynamic": False,  # read at start-up: a change applies when the server restarts
+def configuration_view(v: Value) -> dict[str, Any]:
+    s = v.setting
+    group, subgroup = s.group
+    view: dict[str, Any] = {
+        "name": s.name,
+        "value": v.value if v.value is not None else v.default,
+        "defaultvalue": v.default,
+        "category": s.category,
+        "group": group,
+        "subgroup": subgroup,
+        "description": s.description,
+        "displaytext": s.name,
+        "type": TYPE_NAMES.get(s.kind, "String"),
+        "scope": s.scope.lower(),
+        "isdynamic": s.dynamic or v.scope is not None,  # (scoped values are read where they apply)
+        "component": "management-server",
     }
+    if s.parent:
+        view["parent"] = s.parent
+    if v.scope is not None:
+        view["id"] = v.scope.uuid
+    return view
+
+
+TYPE_NAMES: dict[object, str] = {int: "Number", float: "Decimal", boolean: "Boolean", str: "String"}
+_SCOPE_PARAMS = (
+    Param("zoneid", "uuid", description="a zone: the value there (settings of zone scope)"),
+    Param("clusterid", "uuid", description="a cluster: the value there (CPU and memory overprovisioning)"),
+    Param("storageid", "uuid", description="a storage pool: the value there (storage overprovisioning)"),
+    Param("domainid", "uuid", description="a domain: the value there (password policy)"),
+    Param("accountid", "uuid", description="an account: the value there (allow.user.expunge.recover.vm)"),
+    *refuse("there are no image stores here: templates are served by the management servers",
+            "imagestoreuuid", applies=True),
+)
 
 
 @command(
     "listConfigurations",
-    "Lists the cloud's settings with their values.",
+    "Lists the cloud's settings with their values: cloud-wide, or with zoneid, clusterid, storageid, "
+    "domainid or accountid the settings of that scope with their values there.",
     Param("name", description="one setting, by name"),
     Param("category", description="Advanced, Alert, Storage..."),
-    *refuse(SCOPED_SETTINGS, "zoneid", "clusterid", "storageid", "accountid", "domainid", "imagestoreuuid",
-            applies=True),
-    *refuse("setting groups are not supported yet: settings have a category", "group", "subgroup",
-            "parent", applies=True),
+    Param("group", description="the settings of a group (listConfigurationGroups)"),
+    Param("subgroup", description="the settings of a subgroup"),
+    Param("parent", description="the settings a setting turns on (e.g. prometheus.exporter.enable)"),
+    *_SCOPE_PARAMS,
     *PAGING,
     admin=True,
     response="configuration",
@@ -44,23 +71,63 @@ async def list_configurations(ctx: Context, args: dict[str, Any]) -> dict[str, A
     return listing("configuration", [configuration_view(r) for r in rows], total)
 
 
+async def _set(ctx: Context, args: dict[str, Any], value: str | None, event: str) -> dict[str, Any]:
+    found = await ctx.services.settings.update(args["name"], value, args)
+    if found.scope is not None and found.scope.kind in ("Cluster", "StoragePool", "Zone"):
+        await ctx.services.placement.inventory_changed()  # (the planner's indexes hold them)
+    view = configuration_view(found)
+    where = f" for {found.scope.kind} {found.scope.uuid}" if found.scope is not None else ""
+    await ctx.event(event, f"setting {view['name']}{where} = {view['value']}", resource_type="Configuration")
+    return {"configuration": view}
+
+
 @command(
     "updateConfiguration",
-    "Changes a setting (it applies when the management server restarts); no value resets it to its default.",
+    "Changes a setting, cloud-wide or (zoneid, clusterid, storageid, domainid, accountid) in one place of "
+    "its scope; no value resets it. A cloud-wide change applies at restart unless the setting is dynamic; "
+    "a scoped one at once.",
     Param("name", required=True, description="the setting's name"),
     Param("value", description="the new value (none: the default)", length=4096),
-    *refuse(SCOPED_SETTINGS, "zoneid", "clusterid", "storageid", "accountid", "domainid", "imagestoreuuid",
-            applies=True),
+    *_SCOPE_PARAMS,
     admin=True,
     event="CONFIGURATION.VALUE.EDIT",
     response="configuration",
 )
 async def update_configuration(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    view = configuration_view(await ctx.services.settings.update(args["name"], args.get("value")))
-    await ctx.event(
-        "CONFIGURATION.VALUE.EDIT", f"setting {view['name']} = {view['value']}", resource_type="Configuration"
-    )
-    return {"configuration": view}
+    return await _set(ctx, args, args.get("value"), "CONFIGURATION.VALUE.EDIT")
+
+
+@command(
+    "resetConfiguration",
+    "Resets a setting to its default, or in one zone, cluster, storage pool, domain or account to the "
+    "cloud-wide value.",
+    Param("name", required=True, description="the setting's name"),
+    *_SCOPE_PARAMS[:-1],
+    *refuse("there are no image stores here: templates are served by the management servers",
+            "imagestoreid", applies=True),
+    admin=True,
+    event="CONFIGURATION.VALUE.EDIT",
+    response="configuration",
+)
+async def reset_configuration(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    return await _set(ctx, args, None, "CONFIGURATION.VALUE.EDIT")
+
+
+@command(
+    "listConfigurationGroups",
+    "Lists the groups settings are sorted in, with their subgroups.",
+    Param("group", description="one group, by name"),
+    *PAGING,
+    admin=True,
+    response="configurationgroup",
+)
+async def list_configuration_groups(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    items = [{"name": name, "description": text, "precedence": precedence,
+              "subgroup": [{"name": sub, "precedence": i + 1} for i, sub in enumerate(subgroups)]}
+             for name, text, precedence, subgroups in GROUPS
+             if args.get("group", name) == name and args.get("keyword", "").lower() in name.lower()]
+    offset, limit = page(args)
+    return listing("configurationgroup", items[offset: None if limit is None else offset + limit], len(items))
 
 
 def event_view(r: Any) -> dict[str, Any]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from ...errors import InvalidParameter
 from ...services import infra
 from ...services.infra import ClusterSpec, PodSpec, PoolSpec, ZoneSpec
@@ -56,6 +58,7 @@ def zone_view(r: Any) -> dict[str, Any]:
         "securitygroupsenabled": r.security_groups,
         "localstorageenabled": r.local_storage,
         "tags": [],
+        "resourcedetails": orjson.loads(r.details or "{}") or None,
     }
     return {k: v for k, v in view.items() if v is not None}
 
@@ -150,7 +153,8 @@ async def create_zone(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     *refuse(IPV6, "ip6dns1", "ip6dns2"),
     *refuse(DEDICATION, "domain", applies=True),
     *refuse(NO_VR, "dhcpprovider", harmless=("virtualrouter",)),
-    *refuse("zone details are not supported yet", "details", applies=True),
+    Param("details", "map", description="its details (key/value pairs, shown as resourcedetails): "
+                                        "details[0].key=value; they replace those it had"),
     *refuse("a DNS search order for guests is not supported yet", "dnssearchorder", applies=True),
     Param("sortkey", "integer",
           description="its place in lists (sortkey.algorithm: ascending or descending)"),
@@ -408,8 +412,10 @@ async def list_storage_pools(ctx: Context, args: dict[str, Any]) -> dict[str, An
         offset, limit = page(args)
         answer = listing("storagepool", items[offset: None if limit is None else offset + limit], len(items))
     capacity = ctx.services.capacity
+    own = await capacity.pool_factors([item["id"] for item in answer.get("storagepool", [])])
     for item in answer.get("storagepool", []):
-        item["overprovisionfactor"] = str(capacity.storage_overprovision(item["type"], item["scope"]))
+        item["overprovisionfactor"] = str(capacity.storage_overprovision(item["type"], item["scope"],
+                                                                         own.get(item["id"])))
     return answer
 
 

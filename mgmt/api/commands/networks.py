@@ -51,6 +51,7 @@ def network_view(r: Any, ranges: list[tuple[str, str]]) -> dict[str, Any]:
         "endip": ranges[-1][1] if ranges else None,
         "service": [],
         "tags": [],
+        "externalid": r.external_id,
         "created": date(r.created),
     }
     return {k: v for k, v in view.items() if v is not None}
@@ -185,13 +186,13 @@ async def list_networks(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     *refuse("private VLANs need Open vSwitch on the hosts; Cumulo's hosts use Linux bridges",
             "isolatedpvlan", "isolatedpvlantype"),
     *refuse("networks associated with others are not supported yet", "associatednetworkid", applies=True),
-    *refuse("external network ids are not supported yet", "externalid", applies=True),
+    Param("externalid", description="its id in another system (kept and shown)"),
     *refuse("hiding a network's address usage is not supported yet", "hideipaddressusage",
             harmless=("false",), applies=True),
     *refuse("a shared network serves every account of the zone here: subdomain access is always on",
             "subdomainaccess", harmless=("true",), applies=True),
-    *refuse("the VLAN overlap check is always made", "bypassvlanoverlapcheck", harmless=("false",),
-            applies=True),
+    Param("bypassvlanoverlapcheck", "boolean",
+          description="root admins: a shared network may take a VLAN another shared network of the zone has"),
     PROJECT,
     event="NETWORK.CREATE",
     response="network",
@@ -203,7 +204,9 @@ async def create_network(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
                        args.get("startip", ""), args.get("endip", ""), args.get("vlan", "untagged"),
                        args.get("dns1"), args.get("dns2"), args.get("bridge", ""),
                        offering_uuid=args.get("networkofferingid", ""), account=args.get("account", ""),
-                       domain_uuid=args.get("domainid", ""), project_uuid=args.get("projectid", ""))
+                       domain_uuid=args.get("domainid", ""), project_uuid=args.get("projectid", ""),
+                       external_id=args.get("externalid"),
+                       bypass_vlan_overlap=bool(args.get("bypassvlanoverlapcheck")))
     if "acltype" in args:
         found, _ = await ctx.services.networks.offerings(
             {"id": args["networkofferingid"]} if "networkofferingid" in args

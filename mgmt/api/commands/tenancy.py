@@ -13,7 +13,7 @@ from ...limits import NAMES, ResourceType
 from ...services.domains import cs_path
 from ...services.tenancy import ROLES, TYPE_OF_ROLE, UserSpec
 from ..registry import Param, command, refuse
-from .accounts import _account, domain_view, user_view
+from .accounts import _account, account_settings, domain_view, user_view
 from .common import ICON, NO_VR, PAGING, listing, page, success
 
 if TYPE_CHECKING:
@@ -119,7 +119,8 @@ async def list_domain_children(ctx: Context, args: dict[str, Any]) -> dict[str, 
     Param("roleid", "uuid", description="its role (listRoles): the role it has (changing the role type of "
                                        "an account is not supported)"),
     *refuse(NO_VR, "networkdomain"),
-    *refuse("account-scoped settings are not supported yet", "accountdetails", applies=True),
+    Param("accountdetails", "map", description="the account's own values of account-scoped settings: "
+                                                "accountdetails[0].allow.user.expunge.recover.vm=true"),
     admin=True,
     domain_admin=True,
     event="ACCOUNT.UPDATE",
@@ -130,8 +131,11 @@ async def update_account(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     row = await _account_row(ctx, args)
     if "roleid" in args and TYPE_OF_ROLE.get(args["roleid"]) != row.type:
         raise InvalidParameter("changing an account's role type is not supported yet: give its own role")
+    details = account_settings(args)
     if "newname" in args:
         await tenancy.rename_account(ctx.caller, row.uuid, args["newname"])
+    for name, value in details.items():
+        await ctx.services.settings.update(name, value, {"accountid": row.uuid})
     view = _account((await ctx.services.accounts.accounts(ctx.caller, {"id": row.uuid}))[0][0])
     await ctx.event("ACCOUNT.UPDATE", f"updated account {view['name']}", resource_type="Account",
                     resource_uuid=row.uuid)

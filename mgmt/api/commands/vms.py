@@ -568,7 +568,8 @@ async def get_console_log(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     "Destroys a VM: stopped and kept (recoverable) until the expunge delay passes, or expunged at once "
     "with expunge=true (admins).",
     Param("id", "uuid", required=True, description="the VM's id"),
-    Param("expunge", "boolean", description="expunge it now (admins)"),
+    Param("expunge", "boolean", description="expunge it now (admins; users with "
+                                            "allow.user.expunge.recover.vm)"),
     Param("volumeids", "list", description="comma-separated ids of its data volumes to delete with it "
                                            "(detached, then deleted)"),
     is_async=True,
@@ -578,8 +579,8 @@ async def get_console_log(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
 async def destroy_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     vm = await _vm(ctx, args["id"])
     expunge = args.get("expunge", False)
-    if expunge and not ctx.caller.is_admin:
-        raise PermissionDenied("only admins may expunge a VM at once")
+    if expunge:
+        await _may_expunge_or_recover(ctx, "expunge")
 
     data = [await ctx.services.volumes.find(ctx.caller, v) for v in uuids(args, "volumeids")]
     for volume in data:
@@ -595,6 +596,10 @@ async def destroy_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[st
     return await _vm_job(ctx, vm, "destroyed", destroy, view=_view_even_removed)
 
 
+async def _may_expunge_or_recover(ctx: Context, what: str) -> None:
+    await ctx.services.vms.may_expunge_or_recover(ctx.caller, what)
+
+
 @command(
     "recoverVirtualMachine",
     "Recovers a destroyed VM (before it is expunged): it comes back Stopped.",
@@ -604,6 +609,7 @@ async def destroy_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[st
 )
 async def recover_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     vm = await _vm(ctx, args["id"])
+    await _may_expunge_or_recover(ctx, "recover")
     await ctx.services.vms.recover(vm)
     await ctx.event(
         "VM.RESTORE",
@@ -618,11 +624,11 @@ async def recover_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[st
     "expungeVirtualMachine",
     "Expunges a destroyed VM now: its volumes are deleted and its addresses freed.",
     Param("id", "uuid", required=True, description="the VM's id"),
-    admin=True,
     is_async=True,
     event="VM.EXPUNGE",
 )
 async def expunge_virtual_machine(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    await _may_expunge_or_recover(ctx, "expunge")
     vm = await _vm(ctx, args["id"])
     return await _vm_job(ctx, vm, "expunged", lambda: ctx.services.vms.expunge(vm.id), view=None)
 
