@@ -33,6 +33,7 @@ from ..db.schema import (
     networks,
     nics,
     pods,
+    projects,
     security_group_vms,
     security_groups,
     service_offerings,
@@ -422,6 +423,8 @@ def _query() -> sa.Select[Any]:
             accounts.c.name.label("account_name"),
             domains.c.uuid.label("domain_uuid"),
             domains.c.name.label("domain_name"),
+            projects.c.uuid.label("project_uuid"),
+            projects.c.name.label("project_name"),
         )
         .join(zones, zones.c.id == vms.c.zone_id)
         .outerjoin(hosts, hosts.c.id == vms.c.host_id)
@@ -432,6 +435,7 @@ def _query() -> sa.Select[Any]:
         .outerjoin(user_data, user_data.c.id == vms.c.user_data_id)
         .outerjoin(instance_groups, instance_groups.c.id == vms.c.group_id)
         .outerjoin(users, users.c.id == vms.c.user_id)
+        .outerjoin(projects, projects.c.account_id == vms.c.account_id)
     )
 
 

@@ -39,7 +39,7 @@ async def test_a_project_owns_what_its_members_make_and_only_they_reach_it(any_a
     # Bob deploys in the project: the VM is the project's, listed with projectid, not among his own.
     vm = (await api.call(lambda: bob_cs.deployVirtualMachine(**where, projectid=pid, fetch_result=True)))[
         "virtualmachine"]
-    assert vm["account"].startswith("PrjAcct-web-")
+    assert vm["account"].startswith("PrjAcct-web-") and (vm["projectid"], vm["project"]) == (pid, "web")
     assert await api.call(lambda: bob_cs.listVirtualMachines()) == {}
     listed = (await api.call(lambda: alice_cs.listVirtualMachines(projectid=pid)))["virtualmachine"]
     assert [v["id"] for v in listed] == [vm["id"]]

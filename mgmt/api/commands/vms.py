@@ -87,6 +87,8 @@ def vm_view(
         "keypairs": r.keypairs or None,
         "userdataid": r.user_data_uuid,
         "userdataname": r.user_data_name,
+        "projectid": r.project_uuid,  # (a project's VM: its account is the project's)
+        "project": r.project_name,
     }
     if admin:  # CloudStack shows where a VM runs to admins only
         view.update(hostid=r.host_uuid, hostname=r.host_name, instancename=r.instance_name)
