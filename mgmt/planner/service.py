@@ -59,7 +59,9 @@ class Placement:
         self.resync_seconds = resync_seconds
         self.planner = Planner(CapacityIndex(), PoolIndex(), self.settings, kernel=kernel, rng=rng)
         self._pending: set[int] = set()
-        self._status: dict[int, Status] = {}  # the latest status the agent manager reported per host
+        # the latest status this server's agent manager reported per host, while no peer has written
+        # the host's status since (then the database has the last word)
+        self._status: dict[int, Status] = {}
         self._suspect: set[int] = set()  # hosts gone silent: out of placement whatever their status
         self.reloads = 0  # batches of hosts read again from the database (tests wait on it)
         self.skipped: dict[int, str] = {}  # hosts the index cannot hold, with the reason
@@ -275,12 +277,21 @@ class Placement:
 
     # --- changes ---------------------------------------------------------------------------------
 
-    def host_changed(self, host_id: int, status: Status) -> None:
-        """From the agent manager: a host's status was written."""
-        self._status[host_id] = status
+    def host_changed(self, host_id: int, status: Status, *, remote: bool = False) -> None:
+        """From the agent manager: a host's status was written (``remote``: by a peer's, through the
+        change journal)."""
+        if remote:
+            # A peer's delta can come after this server's own newer change of the host, and this
+            # server's last report can be older than the peer's (the journal is read a moment later: a
+            # host that moved between two servers is heard Up from one, then Disconnected from the
+            # other). Neither may stick: the host is read again from the database, which has the last
+            # word, and no report of this server's overrides that read.
+            self._status.pop(host_id, None)
+        else:
+            self._status[host_id] = status
         if host_id in self.planner.index.position:
             self.planner.index.set_flags(host_id, up=status is Status.UP and host_id not in self._suspect)
-            if status is not Status.CONNECTING:
+            if status is not Status.CONNECTING and not remote:
                 return
         self._pending.add(host_id)  # new, or reconnected (its facts may have changed): read it
         self._wake.set()
@@ -289,7 +300,12 @@ class Placement:
         """From the agent manager: the host went silent (out of placement at once) or was heard again."""
         (self._suspect.add if suspect else self._suspect.discard)(host_id)
         if host_id in self.planner.index.position:
-            self.planner.index.set_flags(host_id, up=not suspect and self._status.get(host_id) is Status.UP)
+            status = self._status.get(host_id)
+            if suspect or status is not None:
+                self.planner.index.set_flags(host_id, up=not suspect and status is Status.UP)
+            else:  # heard again, and the last word on its status is a peer's: the database says
+                self._pending.add(host_id)
+                self._wake.set()
 
     def apply(self, seq: int, deltas: Sequence[Delta]) -> None:
         """From the database, after a commit: the capacity changes that transaction made."""
@@ -308,7 +324,7 @@ class Placement:
                     status = Status(d.status)
                 except ValueError:
                     continue
-                self.host_changed(d.host_id, status)
+                self.host_changed(d.host_id, status, remote=True)
         mine = [d for d in deltas
                 if isinstance(d, HostAllocated | HostEnabled | PoolAllocated | TemplateCopied)]
         if mine:

@@ -35,7 +35,9 @@ from tests.mgmt.test_agent_manager import TRUST, make_agent
 
 ZONE = Path(__file__).parents[2] / "docs" / "examples" / "zone.toml"
 GUIDS = [f"c{i}" for i in range(6)]
-SETTINGS = {"cluster.heartbeat.interval": "250", "cluster.heartbeat.threshold": "3000", "ping.interval": "1",
+# (a peer is declared dead after 6 s without a heartbeat: a loaded test machine can stall a heartbeat for
+# seconds, and a live server declared dead fences itself)
+SETTINGS = {"cluster.heartbeat.interval": "250", "cluster.heartbeat.threshold": "6000", "ping.interval": "1",
             "cluster.agent.rebalance.rate": "50"}
 
 
@@ -154,8 +156,9 @@ async def _three_servers(nursery: trio.Nursery, url: str, db: Database, a: Servi
         with db.engine.connect() as conn:
             return dict(conn.execute(sa.select(hosts.c.guid, hosts.c.id)).all())  # type: ignore[arg-type]
 
-    placed = await wait_until("the fleet spread by rendezvous order", spread, last=last)
-    assert len(set(placed.values())) >= 2  # (six hosts over three servers: at least two hold some)
+    # (each host where its rendezvous order puts it: how many servers that gives hosts to is the hash's
+    # business, so nothing is asserted about it)
+    await wait_until("the fleet spread by rendezvous order", spread, last=last)
 
     # Every VM operation, through each server's API, on VMs whatever server holds their host.
     zone = (await trio.to_thread.run_sync(lambda: client(a.api_url, creds).listZones()))["zone"][0]["id"]

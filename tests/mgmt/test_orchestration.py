@@ -431,6 +431,34 @@ async def test_a_status_reported_while_the_planner_reads_a_host_wins(cloud: Clou
     assert index.flags[index.position[host_id]] & 1  # UP
 
 
+async def test_a_peer_s_late_status_of_a_host_does_not_stick(cloud: Cloud) -> None:
+    """Several servers: a host that moved from a peer to this server is heard Up here, then the peer's
+    older Disconnected arrives through the change journal. The index must end as the database says (Up),
+    and a later full read must not bring the stale status back."""
+    from mgmt.agents.registry import HostStatusChanged
+
+    placement = cloud.services.placement
+    host_id = cloud.host_ids["a1"]
+    index = placement.planner.index
+    placement.host_changed(host_id, Status.UP)  # this server's own report (the row says Up)
+    reloads = placement.reloads
+    placement.apply_remote(10**9, [HostStatusChanged(host_id, Status.DISCONNECTED.value)])  # the peer's, late
+    with trio.fail_after(10):
+        while placement.reloads == reloads:
+            await trio.sleep(0.01)  # the placement task reads the host again in a worker thread
+    assert index.flags[index.position[host_id]] & 1  # UP, as the database says
+    await placement.load()
+    index = placement.planner.index
+    assert index.flags[index.position[host_id]] & 1
+    # ... and the other way round: this server's last report (it let the host go) is older than the
+    # peer's Up, and a full read must not undo the peer's
+    placement.host_changed(host_id, Status.DISCONNECTED)
+    placement.apply_remote(10**9 + 1, [HostStatusChanged(host_id, Status.UP.value)])
+    await placement.load()
+    index = placement.planner.index
+    assert index.flags[index.position[host_id]] & 1
+
+
 # --- admit -> act -> settle ------------------------------------------------------------------------------
 
 
