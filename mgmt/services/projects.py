@@ -156,10 +156,8 @@ def _member_account(conn: Connection, caller: Caller, project: Row, *, name: str
     if not ident:
         where.append(accounts.c.domain_id == project.domain_id)
     row = conn.execute(sa.select(accounts).where(*where)).first()
-    if row is None:
+    if row is None or row.domain_id != project.domain_id:  # (one answer: names do not leak)
         raise InvalidParameter(f"unable to find account {ident or name!r} in the project's domain")
-    if row.domain_id != project.domain_id:
-        raise InvalidParameter(f"account {row.name} is not in the project's domain")
     return row
 
 
@@ -322,7 +320,11 @@ def add_member(conn: Connection, caller: Caller, ident: str, *, account_name: st
         raise InvalidParameter("roletype is Admin or Regular")
     user_id = None
     if username:
-        user = _user(conn, username=username)
+        user = conn.execute(sa.select(users).join(accounts, accounts.c.id == users.c.account_id).where(
+            users.c.username == username, users.c.removed.is_(None), accounts.c.domain_id == row.domain_id,
+            accounts.c.type != PROJECT)).first()
+        if user is None:  # (the same answer for a user of another domain: names do not leak)
+            raise InvalidParameter(f"unable to find user {username!r} in the project's domain")
         account = _member_account(conn, caller, row, ident=conn.scalar(
             sa.select(accounts.c.uuid).where(accounts.c.id == user.account_id)) or "")
         user_id, who = user.id, f"user {username}"

@@ -134,6 +134,11 @@ async def test_project_admins_above_and_hostile_input(api: ApiCloud) -> None:
                                                            fetch_result=True)))["project"]
     assert made["owner"] == [{"account": "dave"}]
     assert (await api.call(lambda: dadmin_cs.listProjects(listall=True)))["project"][0]["name"] == "ops"
+    # A user of another domain is, to the project's admin, exactly like a missing one.
+    other_user = await refused(api, lambda: dadmin_cs.addUserToProject(projectid=made["id"], username="olga"))
+    missing = await refused(api, lambda: dadmin_cs.addUserToProject(projectid=made["id"], username="nobody"))
+    assert other_user["errorcode"] == missing["errorcode"] == 431
+    assert other_user["errortext"].replace("olga", "X") == missing["errortext"].replace("nobody", "X")
     # Members come from the project's domain only; a name is unique in its domain.
     assert (await refused(api, lambda: admin.addAccountToProject(projectid=made["id"], account="olga")))[
         "errorcode"] == 431
