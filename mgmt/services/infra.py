@@ -295,11 +295,8 @@ def _zone_changes(conn: Connection, row: Row, args: Filters) -> dict[str, Any]:
         values["allocation_state"] = _allocation(args["allocationstate"])
     if "sortkey" in args:
         values["sort_key"] = args["sortkey"]
-    if "details" in args:
-        details: dict[str, str] = {}
-        for entry in args["details"]:
-            details.update({entry["key"]: entry["value"]} if set(entry) == {"key", "value"} else entry)
-        values["details"] = orjson.dumps(details).decode()
+    if "details" in args:  # (replacing those it had, as CloudStack's updateZone does)
+        values["details"] = orjson.dumps(args["details"]).decode()
     return values
 
 

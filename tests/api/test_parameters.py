@@ -395,7 +395,7 @@ async def test_who_deployed_suitable_disk_offerings_and_a_job_s_events(api: ApiC
     assert first["id"] in {e["id"] for e in of_job} and {e["state"] for e in of_job} >= {"Scheduled"}
 
 
-async def test_sort_keys_order_zones_offerings_and_templates(api: ApiCloud) -> None:
+async def test_sort_keys_order_zones_offerings_and_templates(api: ApiCloud, tmp_path: Path) -> None:
     cs = api.client()
     names = ["first", "second", "third"]
     made = [(await api.call(lambda n=n: cs.createServiceOffering(name=n, cpunumber=1, cpuspeed=100,
@@ -419,10 +419,15 @@ async def test_sort_keys_order_zones_offerings_and_templates(api: ApiCloud) -> N
     await api.call(lambda: cs.updateConfiguration(name="sortkey.algorithm", value="true"))
     assert await api.call(lambda: order("Service")) == ["first", "third", "second"]
     assert await api.call(lambda: order("Disk")) == ["first", "third", "second"]
-    template = (await api.call(lambda: cs.listTemplates(templatefilter="all")))["template"][0]
-    await api.call(lambda: cs.updateTemplate(id=template["id"], sortkey=-5))
+    image = tmp_path / "image.qcow2"
+    image.write_bytes(b"bytes" * 100)
+    later = (await api.call(lambda: cs.registerTemplate(name="later", url=str(image), format="QCOW2",
+                                                        hypervisor="Simulator", zoneid="-1")))["template"][0]
     listed = (await api.call(lambda: cs.listTemplates(templatefilter="all")))["template"]
-    assert listed[0]["id"] == template["id"]
+    assert listed[-1]["id"] == later["id"]  # (equal keys: the order they were made)
+    await api.call(lambda: cs.updateTemplate(id=later["id"], sortkey=-5))
+    listed = (await api.call(lambda: cs.listTemplates(templatefilter="all")))["template"]
+    assert listed[0]["id"] == later["id"]  # (ascending now: the lowest key first)
     zone = (await api.call(lambda: cs.listZones()))["zone"][0]
     assert (await api.call(lambda: cs.updateZone(id=zone["id"], sortkey=7)))["zone"]["id"] == zone["id"]
     with pytest.raises(CloudStackApiException) as e:

@@ -14,7 +14,7 @@ from ...services.settings import check
 from ...services.tenancy import TYPE_OF_ROLE
 from ...settings import SETTINGS
 from ..registry import Param, command, refuse
-from .common import ICON, NO_VR, PAGING, date, listing
+from .common import ICON, NO_VR, PAGING, as_dict, date, listing
 
 TAGGED_LIMITS = "limits and counts by host or storage tag are not supported yet"
 
@@ -83,9 +83,7 @@ def _account(account: Account) -> dict[str, Any]:
 
 def account_settings(args: dict[str, Any]) -> dict[str, str]:
     """``accountdetails``: values of account-scoped settings, checked before anything is made."""
-    out: dict[str, str] = {}
-    for entry in args.get("accountdetails", []):
-        out.update({entry["key"]: entry["value"]} if set(entry) == {"key", "value"} else entry)
+    out = as_dict(args.get("accountdetails", []))
     for name, value in out.items():
         setting = SETTINGS.get(name)
         if setting is None or setting.scope != "Account":

@@ -165,6 +165,8 @@ async def create_zone(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
 async def update_zone(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     if args.get("ispublic") is False:
         raise InvalidParameter(f"ispublic=false: {PUBLIC_ZONES}")
+    if "details" in args:
+        args = {**args, "details": as_dict(args["details"])}
     return {"zone": await updated(ctx, infra.ZONE, args, "ZONE.EDIT", "Zone", zone_view)}
 
 
@@ -556,7 +558,7 @@ HOST_FILTERS = (
 _CAPACITY_FIELDS = ("cpuallocated", "cpuallocatedvalue", "memorytotal", "memoryallocated", "memoryused")
 
 
-def _hostas_dict(args: dict[str, Any]) -> set[str]:
+def _host_details(args: dict[str, Any]) -> set[str]:
     wanted = {d.lower() for d in args.get("details", ["all"])}
     unknown = wanted - set(HOST_DETAILS)
     if unknown:
@@ -567,7 +569,7 @@ def _hostas_dict(args: dict[str, Any]) -> set[str]:
 @command("listHosts", "Lists hosts with their state and capacity.", *HOST_FILTERS, admin=True,
          response="host")
 async def list_hosts(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    details = _hostas_dict(args)
+    details = _host_details(args)
     if args.get("hahost"):
         return {}
     answer = await _list_hosts(ctx, args)

@@ -212,13 +212,6 @@ async def activate_project(ctx: Context, args: dict[str, Any]) -> dict[str, Any]
 # --- members ---------------------------------------------------------------------------------------------
 
 
-def _role(args: dict[str, Any]) -> str:
-    role = args.get("roletype", "Regular")
-    if role not in ("Admin", "Regular"):
-        raise InvalidParameter("roletype is Admin or Regular")
-    return str(role)
-
-
 async def _member_job(ctx: Context, what: str, change: Any) -> dict[str, Any]:
     row, who = await change
 
@@ -248,7 +241,8 @@ _INVITE = Param("email", description="for invitations by e-mail; they are off he
 )
 async def add_account_to_project(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     return await _member_job(ctx, "added", ctx.services.projects.add_member(
-        ctx.caller, args["projectid"], account_name=args.get("account", ""), role=_role(args)))
+        ctx.caller, args["projectid"], account_name=args.get("account", ""),
+        role=args.get("roletype", "Regular")))
 
 
 @command(
@@ -265,7 +259,7 @@ async def add_account_to_project(ctx: Context, args: dict[str, Any]) -> dict[str
 )
 async def add_user_to_project(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     return await _member_job(ctx, "added", ctx.services.projects.add_member(
-        ctx.caller, args["projectid"], username=args["username"], role=_role(args)))
+        ctx.caller, args["projectid"], username=args["username"], role=args.get("roletype", "Regular")))
 
 
 @command(
